@@ -1,0 +1,29 @@
+# The README's two commands: `make run` (the main job) and `make test` (the tests).
+# Both create the virtual environment .venv on first use and install mmemu into it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## run: the built-in demo (headless: it prints what each mapping looks like)
+run: $(STAMP)
+	$(BIN)/mmemu demo
+
+## test: every test
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## bench: every benchmark; the last line is one JSON object of figures
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,39 @@
+"""mmemu: the Linux kernel's memory mappings, with real page tables walked by a real CPU.
+
+The public API: :func:`boot` a machine, :data:`hookimpl` to write plugins, and the
+:class:`Arch` contract an arch plugin fills in.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .arch import Arch, ArchOption, CpuSetup, Level, PagingMode
+from .errors import ConfigError, MmemuError
+from .layout import Layout, MachineSpec
+from .plugins import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = ["boot", "hookimpl", "Arch", "ArchOption", "CpuSetup", "Level", "PagingMode", "Layout", "MachineSpec",
+           "MmemuError", "ConfigError", "__version__"]
+
+
+def boot(arch: str = "x86_64", kernel: str = "6.6", ram: "str | int" = "1G", cmdline: str = "", cpus: int = 1,
+         options: "Mapping[str, str] | None" = None, plugin_manager=None):
+    """Boot an emulated machine and return its :class:`mmemu.kernel.Kernel`.
+
+    ``arch`` is a registered arch name (``mmemu arches``), ``kernel`` the kernel version
+    whose layout rules apply, ``ram`` a size (``"512M"``, ``"4G"``) or a byte count,
+    ``cmdline`` the boot command line (``"vmalloc=256M mem=768M"``), ``options`` arch
+    options (``{"levels": "5"}``). Raises :class:`ConfigError` naming what is wrong.
+    """
+    from .kernel.boot import boot_kernel
+    from .plugins import ArchRegistry, default
+
+    if plugin_manager is None:
+        pm, registry = default()
+    else:
+        pm, registry = plugin_manager, ArchRegistry(plugin_manager)
+    spec = MachineSpec.make(arch=arch, kernel=kernel, ram=ram, cpus=cpus, cmdline=cmdline, options=options)
+    return boot_kernel(registry.get(arch), spec, pm)

@@ -1,0 +1,35 @@
+"""mmemu's one exception hierarchy.
+
+Every error a user can cause derives from :class:`MmemuError`; the CLI prints its message
+on one line and exits non-zero, so a message must name what was wrong on its own.
+Where the kernel has words for a condition (``vmap allocation for size … failed``), the
+message uses them.
+"""
+
+
+class MmemuError(Exception):
+    """Base of every error mmemu raises on purpose."""
+
+
+class ConfigError(MmemuError, ValueError):
+    """A machine description that cannot be built: unknown arch, RAM size the arch cannot
+    address, malformed size/option/command line, unsupported kernel version."""
+
+
+class PluginError(MmemuError):
+    """A plugin broke the contract: misspelt hook, duplicate arch name, bad Arch object."""
+
+
+class AddressError(MmemuError, ValueError):
+    """An address that is malformed or outside the arch's virtual or physical space."""
+
+
+class OutOfMemory(MmemuError):
+    """The frame allocator could not satisfy a request (the kernel's -ENOMEM)."""
+
+    errno = 12  # ENOMEM
+
+
+class MappingError(MmemuError):
+    """A page-table operation that the engine refuses: overlapping a large page the wrong
+    way, unmapping what is not mapped, a misaligned range."""

@@ -1,0 +1,186 @@
+"""What a machine is asked to be (:class:`MachineSpec`) and the kernel's memory map that an
+arch plugin computes from it (:class:`Layout`).
+
+The core knows no kernel numbers: every value here is filled in by an arch plugin from the
+kernel's own formulas. The core only reads them (boot, renderers, the CLI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+from .errors import ConfigError
+from .units import KernelVersion, memparse
+
+
+class Cmdline(Mapping[str, "str | None"]):
+    """The boot command line, parsed like the kernel's ``parse_args()``: words separated by
+    blanks, ``key=value`` or a bare ``flag``; a later word overrides an earlier one with the
+    same key. Values keep their text; :meth:`size` parses one with ``memparse``."""
+
+    def __init__(self, text: str = ""):
+        self.text = " ".join(str(text or "").split())
+        self._args: dict[str, str | None] = {}
+        for word in self.text.split():
+            key, sep, value = word.partition("=")
+            if not key:
+                raise ConfigError(f"malformed kernel command line word {word!r}: empty parameter name")
+            self._args[key] = value if sep else None
+
+    def __getitem__(self, key: str) -> str | None:
+        return self._args[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._args)
+
+    def __len__(self) -> int:
+        return len(self._args)
+
+    def size(self, key: str) -> int | None:
+        """``vmalloc=256M`` -> 268435456; None when the parameter is absent."""
+        if key not in self._args:
+            return None
+        value = self._args[key]
+        if value is None:
+            raise ConfigError(f"kernel parameter {key}= needs a size, e.g. {key}=256M")
+        return memparse(value, what=f"size in kernel parameter {key}=")
+
+    def __repr__(self) -> str:
+        return f"Cmdline({self.text!r})"
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """Everything a machine is built from: the CLI's machine options, the API's ``boot()``
+    arguments. ``options`` are arch options (``--option levels=5``), validated by the arch."""
+
+    arch: str
+    kernel: KernelVersion
+    ram: int
+    cpus: int = 1
+    cmdline: Cmdline = field(default_factory=Cmdline)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, arch: str, kernel: "str | KernelVersion" = "6.6", ram: "str | int" = "1G",
+             cpus: int = 1, cmdline: "str | Cmdline" = "", options: "Mapping[str, str] | None" = None) -> "MachineSpec":
+        ram_bytes = memparse(ram, what="RAM size") if isinstance(ram, str) else int(ram)
+        if ram_bytes <= 0:
+            raise ConfigError(f"RAM size must be positive, not {ram!r}")
+        if ram_bytes % 4096:
+            raise ConfigError(f"RAM size {ram!r} is not a whole number of 4 KiB pages")
+        try:
+            cpus = int(cpus)
+        except (TypeError, ValueError):
+            raise ConfigError(f"malformed CPU count {cpus!r}") from None
+        if cpus < 1:
+            raise ConfigError(f"CPU count must be at least 1, not {cpus}")
+        return cls(arch=arch, kernel=KernelVersion.parse(kernel), ram=ram_bytes, cpus=cpus,
+                   cmdline=cmdline if isinstance(cmdline, Cmdline) else Cmdline(cmdline),
+                   options=dict(options or {}))
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named range of the virtual address space, half-open: ``[start, end)``."""
+
+    name: str
+    start: int
+    end: int
+    #: what the region is for, in words the core understands: "user", "direct", "vmalloc",
+    #: "pkmap", "fixmap", "modules", "kernel-text", "vmemmap", "cpu-entry-area", "ldt",
+    #: "hole", "guard", or anything else (rendered as is).
+    kind: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ZoneSpan:
+    """A memory zone as the kernel sizes it: pfns ``[start_pfn, end_pfn)``."""
+
+    name: str  # "DMA", "DMA32", "Normal", "HighMem"
+    start_pfn: int
+    end_pfn: int
+
+
+@dataclass(frozen=True)
+class MemoryRange:
+    """One line of the firmware memory map (e820): ``[start, end)`` of a type."""
+
+    start: int
+    end: int
+    type: str  # "usable" or "reserved"
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    """A part of the kernel image as the linker script lays it out and the kernel maps it
+    after ``mark_rodata_ro()``: text read-only executable, rodata read-only, data and bss
+    writable, both non-executable where the arch has NX."""
+
+    name: str  # "text", "rodata", "data", "bss"
+    virt: int
+    phys: int
+    size: int
+    writable: bool
+    executable: bool
+
+
+@dataclass
+class Layout:
+    """The kernel's virtual memory map for one machine.
+
+    ``symbols`` maps the kernel's own names (``PAGE_OFFSET``, ``VMALLOC_START``,
+    ``high_memory``, ``max_low_pfn``...) to their values, in the order a reader expects them.
+    ``regions`` are sorted by start and do not overlap. ``config`` records the
+    compile-time configuration the formulas assumed (``CONFIG_HIGHMEM``, ``NR_CPUS``...),
+    as the kernel's names with their values.
+    """
+
+    arch: str
+    kernel: KernelVersion
+    paging: str  # name of the paging mode, e.g. "2-level", "PAE", "4-level", "5-level"
+    symbols: dict[str, int]
+    regions: list[Region]
+    zones: list[ZoneSpan]
+    memory_map: list[MemoryRange]
+    image: list[ImageSection]
+    config: dict[str, object] = field(default_factory=dict)
+    #: the fixmap's ``enum fixed_addresses`` for this era and config: (name, index) pairs in
+    #: enum order, ``__end_of_permanent_fixed_addresses`` and ``__end_of_fixed_addresses`` included.
+    fixmap: list[tuple[str, int]] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> int:
+        return self.symbols[name]
+
+    def region(self, name: str) -> Region:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def region_of(self, addr: int) -> Region | None:
+        for r in self.regions:
+            if r.start <= addr < r.end:
+                return r
+        return None
+
+    def zone_of_pfn(self, pfn: int) -> ZoneSpan | None:
+        for z in self.zones:
+            if z.start_pfn <= pfn < z.end_pfn:
+                return z
+        return None
+
+    def check(self) -> None:
+        """Raise ConfigError if regions overlap or are unsorted (a plugin bug)."""
+        prev = None
+        for r in self.regions:
+            if r.end <= r.start:
+                raise ConfigError(f"layout region {r.name} is empty or reversed: {r.start:#x}-{r.end:#x}")
+            if prev is not None and r.start < prev.end:
+                raise ConfigError(f"layout regions {prev.name} and {r.name} overlap")
+            prev = r

@@ -1,0 +1,47 @@
+"""The layout as a table in the style of Documentation/arch/x86/x86_64/mm.rst: start, end
+(inclusive, as mm.rst writes it), size, description; then the kernel's symbols."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ..units import human_size
+
+if TYPE_CHECKING:
+    from ..layout import Layout
+
+
+def layout_table(layout: "Layout", width: int) -> str:
+    """*width*: hex digits of an address (16 on 64-bit, 8 on 32-bit)."""
+    a, s = width, 9
+    rule = "=" * (a + 2 + 1 + a + 2 + 1 + s + 2 + 1 + 40)
+    head = f"{'Start addr':^{a + 2}}|{'End addr':^{a + 2}}|{'Size':^{s + 2}}| VM area description"
+    out = [f"{layout.arch} {layout.paging}, kernel {layout.kernel}", rule, head, rule]
+    for r in layout.regions:
+        out.append(f" {r.start:0{a}x} | {r.end - 1:0{a}x} | {human_size(r.size):>{s}} | {r.name}")
+    out.append(rule)
+    out.append("")
+    name_w = max((len(n) for n in layout.symbols), default=0)
+    for name, value in layout.symbols.items():
+        out.append(f"{name:<{name_w}}  {value:#x}")
+    out.append("")
+    out.append("zones: " + ", ".join(f"{z.name} pfn {z.start_pfn:#x}-{z.end_pfn:#x}" for z in layout.zones))
+    return "\n".join(out) + "\n"
+
+
+def layout_json(layout: "Layout", extra_symbols: dict[str, int] | None = None) -> str:
+    symbols = dict(layout.symbols)
+    symbols.update(extra_symbols or {})
+    doc = {
+        "arch": layout.arch,
+        "kernel": str(layout.kernel),
+        "paging": layout.paging,
+        "symbols": {k: f"{v:#x}" for k, v in symbols.items()},
+        # [start, end): end is exclusive, like the kernel's boot log and ptdump
+        "regions": [{"name": r.name, "start": f"{r.start:#x}", "end": f"{r.end:#x}", "kind": r.kind}
+                    for r in layout.regions],
+        "zones": [{"name": z.name, "start_pfn": f"{z.start_pfn:#x}", "end_pfn": f"{z.end_pfn:#x}"} for z in layout.zones],
+        "config": {k: v for k, v in layout.config.items()},
+    }
+    return json.dumps(doc, indent=2, default=str)

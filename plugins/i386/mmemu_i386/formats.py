@@ -1,0 +1,33 @@
+"""i386 2-level paging (arch/x86/include/asm/pgtable-2level_types.h): 32-bit entries, a
+page directory of 1024 entries each covering 4 MiB (PGDIR_SHIFT 22) and page tables of
+1024 PTEs. The pmd, pud and p4d levels are folded into the pgd (asm-generic
+pgtable-nopmd.h). With CR4.PSE a directory entry can map a 4 MiB page. No NX bit.
+"""
+
+from mmemu.arch import Level, PagingMode
+from mmemu_x86.pgtable_types import (FLAG_NAMES_32, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
+                                     _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits, entry_format,
+                                     low_flags)
+
+PGD_TABLE = entry_format(32, [("address", 20, 12)] + low_flags("pse"))
+# A 4 MiB page: bits 31..22 address it. Bits 20..13 would carry physical address bits
+# 39..32 with PSE-36; mmemu's i386 machines have no RAM above 4 GiB and the kernel never
+# sets them, so the walker treats them as must-be-zero (as it does bit 21).
+PGD_4M = entry_format(32, [("address", 10, 22), ("reserved", 1), ("pse36_high", 8), ("pat", 1)] + low_flags("pse"))
+PTE = entry_format(32, [("address", 20, 12)] + low_flags("pat"))
+
+PAGING_2LEVEL = PagingMode(
+    name="2-level",
+    levels=(
+        Level("pgd", shift=22, bits=10, entry_size=4, format=PGD_TABLE, large_format=PGD_4M,
+              folds=("p4d", "pud", "pmd"), addr_mask=bits(12, 31), large_addr_mask=bits(22, 31),
+              reserved=0, large_reserved=bits(13, 21),
+              table_flags_kernel=_KERNPG_TABLE, table_flags_user=_PAGE_TABLE),
+        Level("pte", shift=12, bits=10, entry_size=4, format=PTE, addr_mask=bits(12, 31)),
+    ),
+    va_bits=32,
+    pa_bits=32,
+    present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED, dirty=_PAGE_DIRTY,
+    large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=0,
+    flags=FLAG_NAMES_32,
+)

@@ -1,0 +1,93 @@
+"""What every x86 paging mode shares: the flag bits, the kernel's named protections, and a
+way to write an entry format as a construct struct.
+
+Values from arch/x86/include/asm/pgtable_types.h (the ``_PAGE_BIT_*`` numbers have not
+changed since i386 got PAE; NX exists only in 64-bit entries, i.e. PAE and long mode).
+"""
+
+from __future__ import annotations
+
+from construct import BitsInteger, BitStruct, ByteSwapped, ExprAdapter, Flag
+
+_PAGE_PRESENT = 1 << 0
+_PAGE_RW = 1 << 1
+_PAGE_USER = 1 << 2
+_PAGE_PWT = 1 << 3
+_PAGE_PCD = 1 << 4
+_PAGE_ACCESSED = 1 << 5
+_PAGE_DIRTY = 1 << 6
+_PAGE_PSE = 1 << 7  # in a PTE this bit is PAT
+_PAGE_GLOBAL = 1 << 8
+_PAGE_PAT_LARGE = 1 << 12
+_PAGE_NX = 1 << 63
+
+#: flag names in the order crash's x86_translate_pte / x86_64_translate_pte prints them
+FLAG_NAMES_32 = (("PRESENT", _PAGE_PRESENT), ("RW", _PAGE_RW), ("USER", _PAGE_USER), ("PWT", _PAGE_PWT),
+                 ("PCD", _PAGE_PCD), ("ACCESSED", _PAGE_ACCESSED), ("DIRTY", _PAGE_DIRTY), ("PSE", _PAGE_PSE),
+                 ("GLOBAL", _PAGE_GLOBAL))
+FLAG_NAMES_64 = FLAG_NAMES_32 + (("NX", _PAGE_NX),)
+
+# Table entries (arch/x86/include/asm/pgtable_types.h)
+_KERNPG_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY
+_PAGE_TABLE = _KERNPG_TABLE | _PAGE_USER
+
+
+def pgprots(nx: int) -> dict[str, int]:
+    """The kernel's named protections (``PAGE_KERNEL`` & co), with *nx* the NX bit of the
+    mode (0 without NX: the 2-level i386 entries have none, and the kernel's
+    ``__supported_pte_mask`` drops it)."""
+    kernel_exec = _PAGE_PRESENT | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_GLOBAL
+    kernel = kernel_exec | nx
+    user = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
+    return {
+        "PAGE_NONE": _PAGE_ACCESSED,  # plus _PAGE_PROTNONE in the kernel: not present
+        "PAGE_KERNEL": kernel,
+        "PAGE_KERNEL_RO": kernel & ~_PAGE_RW,
+        "PAGE_KERNEL_EXEC": kernel_exec,
+        "PAGE_KERNEL_RX": kernel_exec & ~_PAGE_RW,
+        "PAGE_KERNEL_NOCACHE": kernel | _PAGE_PCD | _PAGE_PWT,
+        "PAGE_SHARED": user | _PAGE_RW | nx,
+        "PAGE_SHARED_EXEC": user | _PAGE_RW,
+        "PAGE_COPY": user | nx,
+        "PAGE_COPY_EXEC": user,
+        "PAGE_READONLY": user | nx,
+        "PAGE_READONLY_EXEC": user,
+        "_KERNPG_TABLE": _KERNPG_TABLE,
+        "_PAGE_TABLE": _PAGE_TABLE,
+    }
+
+
+def entry_format(bits: int, fields: list[tuple]):
+    """A little-endian entry of *bits* bits as a construct struct.
+
+    *fields* go from the most significant bit down, as the SDM's figures draw them:
+    ``(name, width)`` for a flag (width 1) or an integer, ``(name, width, shift)`` for an
+    address field, which parses to the physical address it encodes (``value << shift``).
+    """
+    total = sum(f[1] for f in fields)
+    if total != bits:
+        raise ValueError(f"entry format has {total} bits, expected {bits}")
+    subcons = []
+    for f in fields:
+        name, width = f[0], f[1]
+        if len(f) == 3:
+            shift = f[2]
+            sub = ExprAdapter(BitsInteger(width), lambda obj, ctx, s=shift: obj << s, lambda obj, ctx, s=shift: obj >> s)
+        elif width == 1:
+            sub = Flag
+        else:
+            sub = BitsInteger(width)
+        subcons.append(name / sub)
+    return ByteSwapped(BitStruct(*subcons))
+
+
+# The low twelve bits, shared by every x86 entry; bit 7 is PS in a directory entry and PAT
+# in a PTE, bit 8 (global) is ignored in directory entries that point to a table.
+def low_flags(bit7: str) -> list[tuple]:
+    return [("avl", 3), ("global", 1), (bit7, 1), ("dirty", 1), ("accessed", 1), ("pcd", 1), ("pwt", 1),
+            ("user", 1), ("rw", 1), ("present", 1)]
+
+
+def bits(lo: int, hi: int) -> int:
+    """Mask of bits lo..hi inclusive."""
+    return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)

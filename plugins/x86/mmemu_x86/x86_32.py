@@ -1,0 +1,76 @@
+"""What the two i386 arches share: the layout formulas (pgtable_32_areas.h & co, which
+cover both paging modes), the CPU set-up and the kernel's protections. Each plugin adds
+only its paging mode, as the kernel's pgtable-2level.h / pgtable-3level.h do."""
+
+from __future__ import annotations
+
+from mmemu.arch import Arch, ArchOption, CpuSetup, PagingMode
+from mmemu.layout import Layout, MachineSpec
+from mmemu.units import GiB, KiB, MiB
+
+from .cpu import CR0_KERNEL, EFER_NXE, SEGMENTS_32, X86_CR4_PAE, X86_CR4_PGE, X86_CR4_PSE
+from .layout_32 import compute_layout_32
+from .pgtable_types import pgprots
+
+NR_CPUS_OPTION = ArchOption("NR_CPUS", "CONFIG_NR_CPUS the kernel was built with (default: --cpus); sizes the "
+                                       "per-CPU fixmap slots")
+
+
+def no_large_pages(spec: MachineSpec) -> bool:
+    """Command-line words that keep the kernel off large pages for its direct mapping:
+    ``nopse`` (clears X86_FEATURE_PSE) and ``debug_pagealloc=on``
+    (arch/x86/mm/init.c: ``probe_page_size_mask`` uses large pages only if
+    ``!debug_pagealloc_enabled()``)."""
+    return "nopse" in spec.cmdline or spec.cmdline.get("debug_pagealloc") in ("on", "1")
+
+
+class X86_32Arch(Arch):
+    """An i386 arch: 2-level (``pae=False``) or PAE."""
+
+    options = (NR_CPUS_OPTION,)
+
+    def __init__(self, name: str, summary: str, paging: PagingMode, pae: bool):
+        self.name = name
+        self.summary = summary
+        self._paging = paging
+        self.pae = pae
+        self.pgprot = pgprots(paging.nx)
+
+    def paging(self, spec: MachineSpec) -> PagingMode:
+        return self._paging
+
+    def layout(self, spec: MachineSpec) -> Layout:
+        self.check_options(spec)
+        return compute_layout_32(spec, pae=self.pae)
+
+    def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
+        cr4 = X86_CR4_PSE | X86_CR4_PGE | (X86_CR4_PAE if self.pae else 0)
+        return CpuSetup(unicorn_arch="x86", bits=32, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_NXE if self.pae else 0,
+                        **SEGMENTS_32)
+
+    def boot_page_sizes(self, spec: MachineSpec) -> tuple[int, ...]:
+        small = 4 * KiB
+        if no_large_pages(spec):
+            return (small,)
+        return (2 * MiB if self.pae else 4 * MiB, small)
+
+    crash_machine = "x86"
+
+    def ptdump_markers(self, layout: Layout) -> list[tuple[int, str, int]]:
+        """arch/x86/mm/dump_pagetables.c, CONFIG_X86_32: address_markers[] as pt_dump_init()
+        fills them in (the LDT and cpu_entry_area markers where the era has those areas)."""
+        s = layout.symbols
+        markers = [(0, "User Space", 0), (s["PAGE_OFFSET"], "Kernel Mapping", 0),
+                   (s["VMALLOC_START"], "vmalloc() Area", 0), (s["VMALLOC_END"], "vmalloc() End", 0)]
+        if "PKMAP_BASE" in s:
+            markers.append((s["PKMAP_BASE"], "Persistent kmap() Area", 0))
+        if "LDT_BASE_ADDR" in s:
+            markers.append((s["LDT_BASE_ADDR"], "LDT remap", 0))
+        if "CPU_ENTRY_AREA_BASE" in s:
+            markers.append((s["CPU_ENTRY_AREA_BASE"], "CPU entry area", 0))
+        markers.append((s["FIXADDR_START"], "Fixmap area", 0))
+        return markers
+
+    @property
+    def max_ram(self) -> int:
+        return 64 * GiB if self.pae else 4 * GiB
