@@ -236,7 +236,7 @@ class FrameAllocator:
             rs, re_, owner = self.reserved[i]
             if rs <= pfn < re_:
                 return FrameInfo(pfn, zone.name if zone else None, "reserved", rs, -1, 1, owner)
-        return FrameInfo(pfn, zone.name if zone else None, "hole", pfn, -1, 0, "")
+        return FrameInfo(pfn, None, "hole", pfn, -1, 0, "")  # not RAM: no zone, even inside a zone's span
 
     def is_ram(self, pfn: int) -> bool:
         return any(s <= pfn < e for s, e in self._ram)

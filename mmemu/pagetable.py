@@ -390,15 +390,23 @@ class PageTables:
                 flags = prot if last else prot | self.mode.large
                 start = table + idx * lv.entry_size
                 old = self._buf[start:start + n * lv.entry_size]
-                if not replace and any(old):
-                    for k, raw in enumerate(struct.unpack("<%d%s" % (n, "I" if lv.entry_size == 4 else "Q"), old)):
-                        if raw & P:
-                            raise MappingError(f"{va + k * span:#x} is already mapped ({lv.name} entry {raw:#x})")
-                values = array("I" if lv.entry_size == 4 else "Q", range(pa | flags, (pa | flags) + n * span, span))
-                self._write(txn, table, li, idx, values, wid)
-                va += n * span
-                pa += n * span
-                continue
+                if any(old):
+                    raws = struct.unpack("<%d%s" % (n, "I" if lv.entry_size == 4 else "Q"), old)
+                    if not last:
+                        # an entry pointing to a table (kept after an unmap) is never
+                        # overwritten, which would orphan the table: the run stops before
+                        # it and the range is mapped inside it, as phys_pmd_init does
+                        n = next((k for k, raw in enumerate(raws) if raw & P and not raw & self.mode.large), n)
+                    if not replace:
+                        for k, raw in enumerate(raws[:n]):
+                            if raw & P:
+                                raise MappingError(f"{va + k * span:#x} is already mapped ({lv.name} entry {raw:#x})")
+                if n:
+                    values = array("I" if lv.entry_size == 4 else "Q", range(pa | flags, (pa | flags) + n * span, span))
+                    self._write(txn, table, li, idx, values, wid)
+                    va += n * span
+                    pa += n * span
+                    continue
             if last:
                 raise MappingError(f"cannot map {va:#x}: not page aligned")
             stop = min(end, (va | (span - 1)) + 1)

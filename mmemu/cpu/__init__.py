@@ -13,7 +13,7 @@ import ctypes
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unicorn import (UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MODE_32, UC_MODE_64,
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MODE_32, UC_MODE_64,
                      UC_PROT_ALL, Uc, UcError)
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn.x86_const import (UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3, UC_X86_REG_CR4, UC_X86_REG_CS,
@@ -147,6 +147,26 @@ class Cpu:
         self._last_fault = (intno, error if intno == 14 else 0, uc.reg_read(UC_X86_REG_CR2))
         uc.emu_stop()
 
+    def _forget_pending_fault(self) -> None:
+        """Reset old_exception after a run stopped on a fault. A fault raised while QEMU
+        translates a block is raised a second time on the way out once emu_stop() is
+        pending, without reaching the hook, and would turn the next fault into a double
+        fault."""
+        ctx = self._scratch_ctx
+        self.uc.context_update(ctx)
+        slot = ctypes.c_int32.from_address(self._ctx_base + self._offsets.old_exception)
+        if slot.value != -1:
+            slot.value = -1
+            self.uc.context_restore(ctx)
+
+    def _emu(self, begin: int, until: int, count: int = 0) -> None:
+        self._last_fault = None
+        try:
+            self.uc.emu_start(begin, until, count=count)
+        finally:
+            if self._last_fault is not None:
+                self._forget_pending_fault()
+
     # -- probing the MMU ----------------------------------------------------------------
 
     def _user_context(self, user_stub_va: int):
@@ -162,7 +182,7 @@ class Cpu:
             self.kernel.mem.write(self.kernel.virt_to_phys(sp), frame)
             uc.reg_write(self._reg_sp, sp)
             self._last_fault = None
-            uc.emu_start(self.iret_va, user_stub_va)
+            self._run_to(self.iret_va, user_stub_va)
             if self._last_fault is not None:
                 raise MmemuError(f"cannot enter user mode at {user_stub_va:#x}: exception {self._last_fault[0]} "
                                  f"(error code {self._last_fault[1]:#x}); map the user stub user-executable")
@@ -170,11 +190,31 @@ class Cpu:
             self._user_ctx[key] = ctx
         return ctx
 
+    def _run_to(self, begin: int, stop: int) -> None:
+        """Run from *begin* until the CPU is about to execute the instruction at *stop*
+        (a code hook stops it before the instruction runs). Unicorn's own ``until``
+        argument is not used for this: with ``until`` at a page start Unicorn translates
+        the byte before it, which faults when the previous page is unmapped.
+
+        With ``begin == stop`` this checks that the CPU may fetch from *begin*. QEMU 5
+        translates a whole block first, up to 4064 bytes from its start, so a block that
+        starts near a page end may run into the next page and fault there: a page start
+        probes exactly one page. (``count=1`` would keep the block to one instruction,
+        but leaves a stop pending that turns the next fault into a double fault.)"""
+        hook = self.uc.hook_add(UC_HOOK_CODE, lambda uc, addr, size, ud: uc.emu_stop(), begin=stop, end=stop)
+        try:
+            self._emu(begin, stop + PAGE)
+        finally:
+            self.uc.hook_del(hook)
+
     def probe(self, va: int, access: str = "read", user: bool = False, user_stub_va: int | None = None) -> Probe:
         """Let the CPU make one access to *va* (a byte read, a byte write that leaves the
         byte unchanged, or an instruction fetch) at CPL 0, or CPL 3 with *user*, and report
         the physical address it reached or the exception it raised.
 
+        A fetch translates a block of instructions from *va*, whatever bytes are there,
+        which may reach into the next page; probe a page start to learn exactly that
+        page's permission.
         User probes run the probe stub from *user_stub_va*, where the caller mapped
         :data:`mmemu.cpu.x86.PROBE_STUB` user-executable (e.g. :meth:`user_stub_frame`)."""
         if access == "write":
@@ -196,8 +236,10 @@ class Cpu:
         hook = None
         try:
             if access == "exec":
-                # starting at va with until == va translates the fetch and executes nothing
-                uc.emu_start(va, va)
+                # start at va and stop in a code hook on va: translating the first block
+                # checks the fetch; the hook stops the CPU before the instruction runs.
+                # (emu_start(va, va) looks like the same thing but translates va - 1.)
+                self._run_to(va, va)
             else:
                 kind = UC_HOOK_MEM_READ if access == "read" else UC_HOOK_MEM_WRITE
                 hook = uc.hook_add(kind, lambda uc, acc, addr, size, value, ud: accesses.append(addr))
@@ -206,7 +248,7 @@ class Cpu:
                 uc.reg_write(self._reg_bx, va)
                 if access == "write":
                     uc.reg_write(UC_X86_REG_AL, al)
-                uc.emu_start(stub + off, stub + off + len(insn))
+                self._emu(stub + off, stub + off + len(insn))
         except UcError as exc:
             raise MmemuError(f"the CPU stopped on {access} of {va:#x}: {exc}") from exc
         finally:

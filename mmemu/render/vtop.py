@@ -66,7 +66,8 @@ def vtop(kernel: "Kernel", va: int, root: int | None = None) -> str:
     prlen = 16 if bits64 else 8
     walk = kernel.pgtable.walk(root, va)
     out = [f"{'VIRTUAL':<{prlen}}  {'PHYSICAL':<{prlen}}"]
-    out.append(f"{va:<{prlen}x}  {walk.phys:<{prlen}x}".rstrip() if walk.mapped else f"{va:<{prlen}x}  (not mapped)")
+    # do_vtop: fprintf(fp, "%-8lx  %-8lx\n\n", vaddr, paddr) (so: padded, as crash pads)
+    out.append(f"{va:<8x}  {walk.phys:<8x}" if walk.mapped else f"{va:<8x}  (not mapped)")
     out.append("")
     pgd_va = kernel.pgd_va if root == kernel.pgd else None
     out += (_walk_x86_64 if bits64 else _walk_x86)(kernel, walk, root, pgd_va)

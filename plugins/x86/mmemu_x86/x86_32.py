@@ -24,10 +24,14 @@ def no_large_pages(spec: MachineSpec) -> bool:
     return "nopse" in spec.cmdline or spec.cmdline.get("debug_pagealloc") in ("on", "1")
 
 
+VMSPLIT_OPTION = ArchOption("VMSPLIT", "CONFIG_VMSPLIT_*: the user/kernel split (PAGE_OFFSET), kernels 2.6.16 and later",
+                            choices=("3G", "3G_OPT", "2G", "2G_OPT", "1G"), default="3G")
+
+
 class X86_32Arch(Arch):
     """An i386 arch: 2-level (``pae=False``) or PAE."""
 
-    options = (NR_CPUS_OPTION,)
+    options = (NR_CPUS_OPTION, VMSPLIT_OPTION)
 
     def __init__(self, name: str, summary: str, paging: PagingMode, pae: bool):
         self.name = name
