@@ -91,6 +91,10 @@ class PagingMode:
     flags: tuple[tuple[str, int], ...]
     #: x86_64: addresses are sign-extended from bit va_bits-1 (canonical form)
     canonical: bool = False
+    #: the PAT bit of a last-level entry and of a large-page entry (x86: bit 7 and bit 12);
+    #: splitting a large page moves one to the other (the kernel's pgprot_large_2_4k)
+    pat: int = 0
+    pat_large: int = 0
 
     @property
     def page_shift(self) -> int:

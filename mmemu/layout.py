@@ -163,6 +163,13 @@ class Layout:
                 return r
         raise KeyError(name)
 
+    def region_kind(self, kind: str) -> Region:
+        """The first region of a kind ("direct", "vmalloc", "pkmap", ...)."""
+        for r in self.regions:
+            if r.kind == kind:
+                return r
+        raise KeyError(kind)
+
     def region_of(self, addr: int) -> Region | None:
         for r in self.regions:
             if r.start <= addr < r.end:

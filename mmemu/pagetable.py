@@ -369,6 +369,9 @@ class PageTables:
         Present entries in the range are an error unless *replace*."""
         self._check_range(va, size, pa)
         sizes = self._sizes(page_sizes)
+        if prot & self.mode.large or prot & ~self.flag_bits:
+            raise MappingError(f"protection {prot:#x} carries the large-page bit or address bits; "
+                               "map() chooses page sizes itself")
         wid = self.writer_id(writer)
         prot |= self.mode.present
         op = Operation(writer, "map", va, size)
@@ -431,9 +434,14 @@ class PageTables:
         with the same flags (the kernel's ``split_large_page``)."""
         lv, child_lv = self.levels[li], self.levels[li + 1]
         base = raw & lv.large_addr_mask
-        flags = raw & self.flag_bits
+        flags = raw & self.flag_bits  # the large-page PAT bit lies among the address bits
+        pat = bool(raw & self.mode.pat_large)
         if li + 1 == self._last:
             flags &= ~self.mode.large
+            if pat:
+                flags |= self.mode.pat
+        elif pat:
+            flags |= self.mode.pat_large
         user = bool(raw & self.mode.user)
         child = self._new_table(li + 1, user, f"page table ({child_lv.name})", txn)
         step = child_lv.span

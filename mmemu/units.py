@@ -61,14 +61,16 @@ def format_size(n: int) -> str:
 
 
 def human_size(n: int) -> str:
-    """Size as mm.rst writes it: ``512 GB``, ``16 TB``, ``0.5 TB`` style is avoided: whole
-    units only (``2 MB``, ``1520 MB``), bytes if nothing divides."""
-    for unit, shift in (("EB", 60), ("PB", 50), ("TB", 40), ("GB", 30), ("MB", 20), ("kB", 10)):
-        if n >= (1 << shift) and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    for unit, shift in (("EB", 60), ("PB", 50), ("TB", 40), ("GB", 30), ("MB", 20), ("kB", 10)):
+    """Size as mm.rst writes it: ``512 GB``, ``1520 MB``; ``~128 TB`` when the largest unit
+    does not divide it (mm.rst's own way of writing 128 TB minus a page)."""
+    units = (("EB", 60), ("PB", 50), ("TB", 40), ("GB", 30), ("MB", 20), ("kB", 10))
+    for unit, shift in units:
         if n >= (1 << shift):
-            return f"{n / (1 << shift):.2f} {unit}".replace(".00", "")
+            whole, rest = divmod(n, 1 << shift)
+            if not rest:
+                return f"{whole} {unit}"
+            value = n / (1 << shift)
+            return f"~{value:.0f} {unit}" if value >= 10 else f"~{value:.1f} {unit}"
     return f"{n} B"
 
 

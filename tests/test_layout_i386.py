@@ -44,10 +44,10 @@ def test_3x_boot_log_1g(kernel, cpus):
     assert lay["VMALLOC_END"] == 0xFF7FE000
     assert lay["PKMAP_BASE"] == 0xFF800000
     assert lay["_text"] == 0xC1000000
-    assert lay.region("lowmem").start == 0xC0000000 and lay.region("lowmem").end == 0xF77FE000
-    assert (lay.region("vmalloc").start, lay.region("vmalloc").end) == (0xF7FFE000, 0xFF7FE000)
-    assert (lay.region("pkmap").start, lay.region("pkmap").end) == (0xFF800000, 0xFFC00000)
-    assert lay.region("lowmem").kind == "direct"
+    assert lay.region_kind("direct").start == 0xC0000000 and lay.region_kind("direct").end == 0xF77FE000
+    assert (lay.region_kind("vmalloc").start, lay.region_kind("vmalloc").end) == (0xF7FFE000, 0xFF7FE000)
+    assert (lay.region_kind("pkmap").start, lay.region_kind("pkmap").end) == (0xFF800000, 0xFFC00000)
+    assert lay.region_kind("direct").kind == "direct"
     assert lay.paging == "2-level"
     # 887 MB of lowmem, 120 MB of vmalloc, as the log says
     assert (0xF77FE000 - 0xC0000000) >> 20 == 887
@@ -66,7 +66,7 @@ def test_3x_pae_1g():
     assert lay["FIXADDR_START"] == 0xFFFA0000
     assert lay["FIXADDR_BOOT_START"] == 0xFFE9F000
     assert lay["PKMAP_BASE"] == 0xFFC00000
-    assert lay.region("pkmap").end == 0xFFE00000
+    assert lay.region_kind("pkmap").end == 0xFFE00000
     assert lay["VMALLOC_END"] == 0xFFBFE000
     assert lay["high_memory"] == 0xF7BFE000          # 0xffbfe000 - 0xc0000000 - 128M
     assert lay["VMALLOC_START"] == 0xF83FE000
@@ -146,8 +146,8 @@ def test_4_14_no_cpu_entry_area():
 
 def test_4_15_cpu_entry_area():
     lay = layout("4.15", "1G")
-    names = {r.name for r in lay.regions}
-    assert "cpu_entry_area" in names and "ldt" not in names
+    names = {r.kind for r in lay.regions}
+    assert "cpu-entry-area" in names and "ldt" not in names
     assert lay["CPU_ENTRY_AREA_PAGES"] == 40
     # PKMAP_BASE = (CPU_ENTRY_AREA_BASE - PAGE_SIZE) & PMD_MASK: the PMD just below
     assert lay["PKMAP_BASE"] == lay["CPU_ENTRY_AREA_BASE"] - 4 * MiB
@@ -157,7 +157,7 @@ def test_4_15_cpu_entry_area():
     assert lay["FIXADDR_START"] == 0xFFFA1000
     assert lay["CPU_ENTRY_AREA_BASE"] == 0xFFC00000
     assert lay["PKMAP_BASE"] == 0xFF800000
-    assert lay.region("cpu_entry_area").size == (1 + 38) * PAGE  # RO IDT + 38-page struct
+    assert lay.region_kind("cpu-entry-area").size == (1 + 38) * PAGE  # RO IDT + 38-page struct
 
 
 @pytest.mark.parametrize("kernel", ["4.19", "5.1"])
@@ -175,8 +175,8 @@ def test_4_19_ldt_remap(kernel):
     assert lay["VMALLOC_END"] == 0xFF3FE000
     assert lay["high_memory"] == 0xF73FE000
     assert lay["VMALLOC_START"] == 0xF7BFE000
-    assert lay.region("ldt").kind == "ldt"
-    assert lay.region("cpu_entry_area").kind == "cpu-entry-area"
+    assert lay.region_kind("ldt").kind == "ldt"
+    assert lay.region_kind("cpu-entry-area").kind == "cpu-entry-area"
 
 
 def test_6_6_non_pae():
@@ -208,7 +208,7 @@ def test_6_6_pae():
     assert lay["CPU_ENTRY_AREA_BASE"] == 0xFFA00000
     assert lay["LDT_BASE_ADDR"] == 0xFF800000
     assert lay["PKMAP_BASE"] == 0xFF600000
-    assert lay.region("pkmap").end == 0xFF800000
+    assert lay.region_kind("pkmap").end == 0xFF800000
     assert lay["VMALLOC_END"] == 0xFF5FE000
     assert lay["high_memory"] == 0xF75FE000
     assert lay.config["CONFIG_X86_PAE"] and lay.config["CONFIG_HIGHMEM64G"]
@@ -479,15 +479,15 @@ def test_invariants(machine):
     for a, b in zip(lay.regions, lay.regions[1:]):
         assert a.end == b.start
     s = lay.symbols
-    assert lay.region_of(s["PAGE_OFFSET"]).name == "lowmem"
-    assert lay.region_of(s["VMALLOC_START"]).name == "vmalloc"
-    assert lay.region_of(s["VMALLOC_END"] - 1).name == "vmalloc"
-    assert lay.region_of(s["PKMAP_BASE"]).name == "pkmap"
-    assert lay.region_of(s["FIXADDR_START"]).name == "fixmap"
+    assert lay.region_of(s["PAGE_OFFSET"]).kind == "direct"
+    assert lay.region_of(s["VMALLOC_START"]).kind == "vmalloc"
+    assert lay.region_of(s["VMALLOC_END"] - 1).kind == "vmalloc"
+    assert lay.region_of(s["PKMAP_BASE"]).kind == "pkmap"
+    assert lay.region_of(s["FIXADDR_START"]).kind == "fixmap"
     # the kernel's relations
     assert s["VMALLOC_END"] == s["PKMAP_BASE"] - 2 * PAGE
     assert s["PKMAP_BASE"] % pmd == 0
-    assert lay.region("pkmap").size == (512 if pae else 1024) * PAGE
+    assert lay.region_kind("pkmap").size == (512 if pae else 1024) * PAGE
     assert s["high_memory"] == s["PAGE_OFFSET"] + s["max_low_pfn"] * PAGE
     assert s["max_low_pfn"] <= s["MAXMEM"] // PAGE and s["max_low_pfn"] <= s["max_pfn"]
     if k >= "2.6.27":
@@ -508,7 +508,7 @@ def test_invariants(machine):
     assert ("LDT_BASE_ADDR" in s) == (k >= "4.19")
     if k >= "4.15":
         assert s["CPU_ENTRY_AREA_BASE"] % pmd == 0
-        assert lay.region("cpu_entry_area").end <= s["FIXADDR_START"]
+        assert lay.region_kind("cpu-entry-area").end <= s["FIXADDR_START"]
     if k >= "4.19":
         assert s["LDT_END_ADDR"] == s["CPU_ENTRY_AREA_BASE"] and s["PKMAP_BASE"] == s["LDT_BASE_ADDR"] - pmd
     # zones: contiguous from pfn 0 to max_pfn, HighMem exactly above max_low_pfn
@@ -518,7 +518,7 @@ def test_invariants(machine):
     assert ("HighMem" in [z.name for z in lay.zones]) == (s["max_pfn"] > s["max_low_pfn"])
     # the image is in lowmem, at PAGE_OFFSET + phys
     for sec in lay.image:
-        assert lay.region_of(sec.virt).name == "lowmem"
+        assert lay.region_of(sec.virt).kind == "direct"
         assert sec.virt + sec.size <= s["high_memory"]
 
 

@@ -14,12 +14,16 @@ if TYPE_CHECKING:
 
 def layout_table(layout: "Layout", width: int) -> str:
     """*width*: hex digits of an address (16 on 64-bit, 8 on 32-bit)."""
-    a, s = width, 9
-    rule = "=" * (a + 2 + 1 + a + 2 + 1 + s + 2 + 1 + 40)
+    a = max(width, len("Start addr"))
+    sizes = [human_size(r.size) for r in layout.regions]
+    s = max([len("Size")] + [len(x) for x in sizes])
+    desc = max([len("VM area description")] + [len(r.name) for r in layout.regions])
+    rule = "=" * (a + 2 + 1 + a + 2 + 1 + s + 2 + 1 + desc + 1)
     head = f"{'Start addr':^{a + 2}}|{'End addr':^{a + 2}}|{'Size':^{s + 2}}| VM area description"
     out = [f"{layout.arch} {layout.paging}, kernel {layout.kernel}", rule, head, rule]
-    for r in layout.regions:
-        out.append(f" {r.start:0{a}x} | {r.end - 1:0{a}x} | {human_size(r.size):>{s}} | {r.name}")
+    for r, size in zip(layout.regions, sizes):
+        pad = " " * (a - width)
+        out.append(f" {r.start:0{width}x}{pad} | {r.end - 1:0{width}x}{pad} | {size:>{s}} | {r.name}")
     out.append(rule)
     out.append("")
     name_w = max((len(n) for n in layout.symbols), default=0)

@@ -6,7 +6,7 @@ pgtable-nopmd.h). With CR4.PSE a directory entry can map a 4 MiB page. No NX bit
 
 from mmemu.arch import Level, PagingMode
 from mmemu_x86.pgtable_types import (FLAG_NAMES_32, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
-                                     _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits, entry_format,
+                                     _PAGE_PAT_LARGE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits, entry_format,
                                      low_flags)
 
 PGD_TABLE = entry_format(32, [("address", 20, 12)] + low_flags("pse"))
@@ -29,5 +29,5 @@ PAGING_2LEVEL = PagingMode(
     pa_bits=32,
     present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED, dirty=_PAGE_DIRTY,
     large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=0,
-    flags=FLAG_NAMES_32,
+    flags=FLAG_NAMES_32, pat=_PAGE_PSE, pat_large=_PAGE_PAT_LARGE,
 )

@@ -9,7 +9,7 @@ it takes no part in access control (SDM vol. 3, 4.4.1).
 
 from mmemu.arch import Level, PagingMode
 from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
-                                     _PAGE_NX, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits,
+                                     _PAGE_NX, _PAGE_PAT_LARGE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits,
                                      entry_format, low_flags)
 
 PA_BITS = 40  # MAXPHYADDR of the emulated CPU (Unicorn's x86 model): bits 62..40 are reserved
@@ -38,5 +38,5 @@ PAGING_PAE = PagingMode(
     pa_bits=PA_BITS,
     present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED, dirty=_PAGE_DIRTY,
     large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=_PAGE_NX,
-    flags=FLAG_NAMES_64,
+    flags=FLAG_NAMES_64, pat=_PAGE_PSE, pat_large=_PAGE_PAT_LARGE,
 )

@@ -531,25 +531,25 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
 
     # ---- regions ---------------------------------------------------------------------------
     regions = [
-        Region("user", 0, page_offset, "user"),
-        Region("lowmem", page_offset, high_memory, "direct"),
-        Region("vmalloc-offset", high_memory, vmalloc_start, "hole"),
-        Region("vmalloc", vmalloc_start, vmalloc_end, "vmalloc"),
-        Region("vmalloc-guard", vmalloc_end, pkmap_base, "guard"),
-        Region("pkmap", pkmap_base, pkmap_base + last_pkmap * PAGE_SIZE, "pkmap"),
+        Region("user-space virtual memory, different per mm", 0, page_offset, "user"),
+        Region("direct mapping of low memory (lowmem)", page_offset, high_memory, "direct"),
+        Region("... VMALLOC_OFFSET gap", high_memory, vmalloc_start, "hole"),
+        Region("vmalloc/ioremap space, modules", vmalloc_start, vmalloc_end, "vmalloc"),
+        Region("... guard pages below the pkmap area", vmalloc_end, pkmap_base, "guard"),
+        Region("persistent kmap area (pkmap)", pkmap_base, pkmap_base + last_pkmap * PAGE_SIZE, "pkmap"),
     ]
     if ldt_base is not None:
-        regions.append(Region("ldt", ldt_base, ldt_base + pmd_size, "ldt"))
+        regions.append(Region("LDT remap for PTI", ldt_base, ldt_base + pmd_size, "ldt"))
     if cea_base is not None:
-        regions.append(Region("cpu_entry_area", cea_base, cea_base + cea_map_size, "cpu-entry-area"))
-    regions.append(Region("fixmap", FIXADDR_START, FIXADDR_TOP, "fixmap"))
+        regions.append(Region("cpu_entry_area mapping", cea_base, cea_base + cea_map_size, "cpu-entry-area"))
+    regions.append(Region("kernel-internal fixmap range", FIXADDR_START, FIXADDR_TOP, "fixmap"))
     # index 0 (FIX_HOLE) is the top page, never mapped
-    regions.append(Region("fixmap-hole", FIXADDR_TOP, U32, "guard"))
+    regions.append(Region("... top page, never mapped", FIXADDR_TOP, U32, "guard"))
     # The boot-time early_ioremap slots (FIX_BTMAP_*, FIX_WP_TEST...) below FIXADDR_START:
     # shown only where they do not share addresses with a run-time area. From 4.0 pkmap
     # (and in 4.15 .. 4.18 the cpu_entry_area) may lie on top of them: harmless in the
     # kernel because early_ioremap is finished before those are used.
-    boot = Region("fixmap-boot", FIXADDR_TOT_START, FIXADDR_START, "fixmap")
+    boot = Region("fixmap boot-time slots (early_ioremap)", FIXADDR_TOT_START, FIXADDR_START, "fixmap")
     if boot.size and not any(r.start < boot.end and boot.start < r.end for r in regions):
         regions.append(boot)
     regions = _fill_holes(sorted((r for r in regions if r.size > 0), key=lambda r: r.start))
@@ -588,9 +588,9 @@ def _fill_holes(regions: list[Region]) -> list[Region]:
     pos = 0
     for r in regions:
         if r.start > pos:
-            out.append(Region("unused", pos, r.start, "hole"))
+            out.append(Region("... unused hole", pos, r.start, "hole"))
         out.append(r)
         pos = max(pos, r.end)
     if pos < U32:
-        out.append(Region("unused", pos, U32, "hole"))
+        out.append(Region("... unused hole", pos, U32, "hole"))
     return out

@@ -9,7 +9,7 @@ reserved in PML4 and PML5 entries (SDM vol. 3, 4.5).
 
 from mmemu.arch import Level, PagingMode
 from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
-                                     _PAGE_NX, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits,
+                                     _PAGE_NX, _PAGE_PAT_LARGE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits,
                                      entry_format, low_flags)
 
 PA_BITS = 40  # MAXPHYADDR of the emulated CPU (Unicorn's x86_64 model)
@@ -39,7 +39,7 @@ _PTE = Level("pte", shift=12, bits=9, entry_size=8, format=PTE, addr_mask=ADDR, 
 
 _COMMON = dict(pa_bits=PA_BITS, present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED,
                dirty=_PAGE_DIRTY, large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=_PAGE_NX, flags=FLAG_NAMES_64,
-               canonical=True)
+               canonical=True, pat=_PAGE_PSE, pat_large=_PAGE_PAT_LARGE)
 
 PAGING_4LEVEL = PagingMode(name="4-level", levels=(_top("pgd", 39, folds=("p4d",)), _PUD, _PMD, _PTE),
                            va_bits=48, **_COMMON)
