@@ -33,3 +33,39 @@ class OutOfMemory(MmemuError):
 class MappingError(MmemuError):
     """A page-table operation that the engine refuses: overlapping a large page the wrong
     way, unmapping what is not mapped, a misaligned range."""
+
+
+class KernelBug(MmemuError):
+    """A condition on which the kernel would ``BUG()``: the emulator reports it and leaves
+    the state as it was before the call."""
+
+
+class KernelWarning(MmemuError):
+    """A condition on which the kernel would ``WARN()`` and refuse the operation (``vfree`` of
+    an address that is no vmap area, an out-of-order ``kunmap_local``...)."""
+
+
+class WouldBlock(MmemuError):
+    """The kernel would put the caller to sleep (every pkmap slot busy): nothing changed."""
+
+
+class Oops(MmemuError):
+    """A kernel-mode page fault the kernel cannot fix: ``report`` is the oops text in the
+    kernel's words. The emulated kernel stays usable."""
+
+    def __init__(self, report: str, fault=None):
+        super().__init__(report.splitlines()[0] if report else "Oops")
+        self.report = report
+        self.fault = fault
+
+
+class SegmentationFault(MmemuError):
+    """A user-mode access the kernel answers with SIGSEGV (outside any VMA, or against its
+    permissions): ``report`` is the kernel's ``segfault at`` line."""
+
+    signal = 11
+
+    def __init__(self, report: str, fault=None):
+        super().__init__(report)
+        self.report = report
+        self.fault = fault

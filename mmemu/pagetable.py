@@ -145,6 +145,8 @@ class TableInfo:
     level_index: int
     owner: str
     writers: array = field(default_factory=lambda: array("H"))
+    #: never freed by unmap(free_tables=True) (the PAE user pmds live as long as the pgd)
+    pinned: bool = False
 
 
 @dataclass
@@ -240,10 +242,11 @@ class PageTables:
         self.tables[phys] = TableInfo(phys, li, owner, array("H", bytes(2 * lv.entries)))
         return phys
 
-    def adopt_table(self, phys: int, level_index: int, owner: str) -> None:
-        """Register a table the engine did not allocate (e.g. a root copied by a plugin)."""
+    def adopt_table(self, phys: int, level_index: int, owner: str, pinned: bool = False) -> None:
+        """Register a table the engine did not allocate (a root in the kernel image, the
+        PAE user pmds that pgd_alloc preallocates: *pinned*, never freed by unmap)."""
         lv = self.levels[level_index]
-        self.tables[phys] = TableInfo(phys, level_index, owner, array("H", bytes(2 * lv.entries)))
+        self.tables[phys] = TableInfo(phys, level_index, owner, array("H", bytes(2 * lv.entries)), pinned)
 
     def new_root(self, owner: str, user: bool = False) -> int:
         """Allocate an empty top-level table (a pgd) and return its physical address."""
@@ -452,17 +455,52 @@ class PageTables:
         self._write(txn, table, li, idx, [child | tflags], wid)
         return child
 
-    def populate(self, root: int, va: int, size: int, *, writer: str, user_tables: bool = False) -> Operation:
-        """Make sure every table down to the last level exists for ``[va, va+size)``,
-        mapping nothing (``page_table_range_init`` for the fixmap and pkmap areas). A large
-        page in the way is an error."""
+    def populate(self, root: int, va: int, size: int, *, writer: str, user_tables: bool = False,
+                 down_to: int | None = None) -> Operation:
+        """Make sure the tables exist for ``[va, va+size)``, down to the level index
+        *down_to* (default: the last level), mapping nothing (``page_table_range_init``
+        for the fixmap and pkmap areas; ``preallocate_vmalloc_pages`` with down_to=1). A
+        large page in the way is an error."""
         self._check_range(va, size)
         wid = self.writer_id(writer)
         op = Operation(writer, "populate", va, size)
-        return self._run(op, lambda txn: self._populate(txn, root, 0, va, va + size, user_tables, wid))
+        deepest = self._last if down_to is None else down_to
+        return self._run(op, lambda txn: self._populate(txn, root, 0, va, va + size, user_tables, wid, deepest))
 
-    def _populate(self, txn, table, li, va, end, user_tables, wid) -> None:
-        if li == self._last:
+    def map_frames(self, root: int, va: int, frames, prot: int, *, writer: str, user_tables: bool = False) -> Operation:
+        """Map the 4 KiB frames *frames* (pfns, in order) at consecutive pages from *va*:
+        what ``vmap``/``vmalloc`` do with pages scattered over physical memory. Creates the
+        tables it needs; one transaction, one operation. Present entries are an error."""
+        page = self.mode.page_size
+        n = len(frames)
+        self._check_range(va, n * page)
+        if prot & self.mode.large or prot & ~self.flag_bits:
+            raise MappingError(f"protection {prot:#x} carries the large-page bit or address bits")
+        wid = self.writer_id(writer)
+        prot |= self.mode.present
+        op = Operation(writer, "map", va, n * page)
+        lv = self.levels[self._last]
+        fmt = "I" if lv.entry_size == 4 else "Q"
+        P = self.mode.present
+
+        def body(txn: _Txn) -> None:
+            self._populate(txn, root, 0, va, va + n * page, user_tables, wid, self._last)
+            i = 0
+            while i < n:
+                table, idx = self.pte_slot(root, va + i * page)
+                run = min(n - i, lv.entries - idx)
+                start = table + idx * lv.entry_size
+                old = self._buf[start:start + run * lv.entry_size]
+                if any(old):
+                    for k, raw in enumerate(struct.unpack("<%d%s" % (run, fmt), old)):
+                        if raw & P:
+                            raise MappingError(f"{va + (i + k) * page:#x} is already mapped (pte {raw:#x})")
+                self._write(txn, table, self._last, idx, array(fmt, [(f << 12) | prot for f in frames[i:i + run]]), wid)
+                i += run
+        return self._run(op, body)
+
+    def _populate(self, txn, table, li, va, end, user_tables, wid, deepest) -> None:
+        if li >= deepest:
             return
         lv = self.levels[li]
         span = lv.span
@@ -478,8 +516,82 @@ class PageTables:
                 raise MappingError(f"{va:#x} is mapped by a large page: no {self.levels[li + 1].name} table to populate")
             else:
                 child = raw & lv.addr_mask
-            self._populate(txn, child, li + 1, va, stop, user_tables, wid)
+            self._populate(txn, child, li + 1, va, stop, user_tables, wid, deepest)
             va = stop
+
+    # -- one entry at a time (the hot paths: demand faults, kmap, fixmap) --------------
+
+    def pte_slot(self, root: int, va: int) -> tuple[int, int] | None:
+        """(table, index) of the last-level entry for *va*, if every table above exists
+        and no large page covers it; None otherwise. Reads only."""
+        buf = self._buf
+        P = self.mode.present
+        table = root
+        for li, shift, imask, esz, unpack, large, amask, *_ in self._walk_plan:
+            idx = (va >> shift) & imask
+            if li == self._last:
+                return table, idx
+            raw = unpack(buf, table + idx * esz)[0]
+            if not raw & P or raw & large:
+                return None
+            table = raw & amask
+        return None
+
+    def set_pte(self, root: int, va: int, value: int, *, writer: str, user_tables: bool = False,
+                kind: str = "set_pte") -> int:
+        """Write the last-level entry for the page at *va* (``set_pte_at``), creating the
+        tables above it if needed (``pte_alloc``); return the value it held. Writing 0
+        where no table exists changes nothing. One operation, reported to the observers."""
+        va &= ~(self.mode.page_size - 1)
+        slot = self.pte_slot(root, va)
+        if slot is None:
+            if not value:
+                return 0
+            self.check_va(va)
+            self.populate(root, va, self.mode.page_size, writer=writer, user_tables=user_tables)
+            slot = self.pte_slot(root, va)
+            if slot is None:
+                raise MappingError(f"{va:#x} is mapped by a large page: no page table to write a pte into")
+        table, idx = slot
+        return self._set_one(table, self._last, idx, value, writer, kind, va)
+
+    def set_entry(self, table: int, level_index: int, index: int, value: int, *, writer: str,
+                  va: int = 0, kind: str = "set_entry") -> int:
+        """Write one entry of a table the engine knows (``set_pgd`` into a page directory);
+        return the value it held. One operation, reported to the observers."""
+        info = self.tables.get(table)
+        if info is None or info.level_index != level_index:
+            raise MappingError(f"{table:#x} is not a known {self.levels[level_index].name} table")
+        if not 0 <= index < self.levels[level_index].entries:
+            raise MappingError(f"index {index} is outside a {self.levels[level_index].name} table")
+        return self._set_one(table, level_index, index, value, writer, kind, va)
+
+    def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
+        lv = self.levels[li]
+        s = self._unpack[li]
+        epa = table + idx * lv.entry_size
+        old = s.unpack_from(self._buf, epa)[0]
+        s.pack_into(self._buf, epa, value)
+        wid = self._writer_ids.get(writer)
+        if wid is None:
+            wid = self.writer_id(writer)
+        self.tables[table].writers[idx] = wid
+        if self.observers:
+            op = Operation(writer, kind, va, lv.span)
+            op.changes.append(Change(table, lv, idx, s.pack(old), s.pack(value), writer))
+            if li == self._last and old & self.mode.present and not value & self.mode.present:
+                op.unmapped.append((va, old & lv.addr_mask, lv.span))
+            for observer in self.observers:
+                observer(op)
+        return old
+
+    def read_pte(self, root: int, va: int) -> int:
+        """The last-level entry for *va* (0 if no page table reaches it)."""
+        slot = self.pte_slot(root, va)
+        if slot is None:
+            return 0
+        table, idx = slot
+        return self._unpack[self._last].unpack_from(self._buf, table + idx * self.levels[self._last].entry_size)[0]
 
     def unmap(self, root: int, va: int, size: int, *, writer: str, free_tables: bool = False) -> Operation:
         """Clear every mapping in ``[va, va+size)``; a large page partly inside is split
@@ -512,7 +624,8 @@ class PageTables:
                 continue
             child = self._split(txn, table, li, idx, raw, wid) if leaf else raw & lv.addr_mask
             self._unmap(txn, child, li + 1, va, stop, wid, free_tables)
-            if free_tables and not any(self._buf[child:child + self.levels[li + 1].table_size]):
+            if free_tables and not self.tables[child].pinned and \
+                    not any(self._buf[child:child + self.levels[li + 1].table_size]):
                 self._write(txn, table, li, idx, [0], wid)
                 txn.defer_free.append(child)
                 txn.op.tables_freed.append(child)

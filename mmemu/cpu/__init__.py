@@ -1,34 +1,62 @@
 """The CPU: Unicorn, with paging on and mmemu's own page tables (the only Unicorn import).
 
-The machine's RAM is mapped into Unicorn zero-copy at physical address 0; once paging is
-on, Unicorn's own x86 MMU walks the tables mmemu wrote in that RAM. Guest-side pieces the
-CPU needs are placed where the kernel has them: the GDT in a page of low memory (the
-``gdt_page``), a kernel stack, and the entry stubs (``iret`` to user mode, the probe
-instructions) in the last page of the kernel's text, like the kernel's ``.entry.text``.
+The machine's RAM is mapped into Unicorn zero-copy at physical address 0. Two MMU modes:
+
+- ``cpu``: Unicorn's own x86 MMU walks the tables mmemu wrote in that RAM (which proves
+  they are valid hardware tables); page faults arrive at ``UC_HOOK_INTR`` as vector 14 and
+  go to the kernel model's fault path; a resolved fault returns from the hook and the
+  instruction is retried.
+- ``plugin``: Unicorn's virtual TLB, filled by ``UC_HOOK_TLB_FILL`` from the arch's walker
+  (for architectures Unicorn's MMU does not model). A refused fill stops the CPU at the
+  faulting instruction; the fault goes to the same path and the run resumes there. The
+  fill hook is told only the page, so the fault address is the page's first byte.
+
+Guest-side pieces are placed where the kernel has them: the GDT in a page of low memory
+(``gdt_page``), a kernel stack, and the entry stubs (``iret`` to user mode, the return
+stub of kernel calls, the probe instructions) in the last page of the kernel's text,
+like the kernel's ``.entry.text``.
+
+Unicorn behaviours this module works around (each found by a test here):
+``old_exception`` is never reset after a fault handled in the hook (issue #1883: the next
+fault would be a double fault), so the hook resets it in the saved CPU state; a fault
+raised while a block is translated is raised once more on the way out of ``emu_stop()``;
+``emu_start(until=X)`` with X at a page start translates the byte before X.
 """
 
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MODE_32, UC_MODE_64,
-                     UC_PROT_ALL, Uc, UcError)
+from unicorn import (UC_ARCH_X86, UC_ERR_EXCEPTION, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INTR, UC_HOOK_MEM_READ,
+                     UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_32, UC_MODE_64, UC_PROT_ALL, UC_PROT_EXEC,
+                     UC_PROT_READ, UC_PROT_WRITE, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
-from unicorn.x86_const import (UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3, UC_X86_REG_CR4, UC_X86_REG_CS,
-                               UC_X86_REG_AL, UC_X86_REG_DS, UC_X86_REG_EBX, UC_X86_REG_ES, UC_X86_REG_ESP, UC_X86_REG_GDTR,
-                               UC_X86_REG_RBX, UC_X86_REG_RSP, UC_X86_REG_SS)
+from unicorn.x86_const import (UC_X86_INS_SYSCALL, UC_X86_REG_AL, UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3,
+                               UC_X86_REG_CR4, UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_EAX, UC_X86_REG_EBX,
+                               UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_EIP, UC_X86_REG_ES, UC_X86_REG_ESP,
+                               UC_X86_REG_GDTR, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RAX, UC_X86_REG_RBX,
+                               UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI,
+                               UC_X86_REG_RSP, UC_X86_REG_SS)
 
 from ..errors import MmemuError
 from . import x86
 from .faultstate import find_offsets
 
 if TYPE_CHECKING:
-    from ..kernel import Kernel
+    from ..kernel import Kernel, Process
 
 EFER_MSR = 0xC0000080
 PAGE = 4096
+KERNEL_STACK_ORDER = 2  # THREAD_SIZE: 16 KiB
+
+#: exception names for reports (arch/x86/include/asm/trapnr.h)
+VECTORS = {0: "divide error", 1: "debug", 3: "int3", 4: "overflow", 5: "bounds", 6: "invalid opcode",
+           7: "device not available", 8: "double fault", 10: "invalid TSS", 11: "segment not present",
+           12: "stack segment", 13: "general protection fault", 14: "page fault", 16: "coprocessor error",
+           17: "alignment check", 19: "SIMD exception"}
 
 
 @dataclass(frozen=True)
@@ -49,54 +77,108 @@ class Probe:
         return self.vector is not None
 
 
-class Cpu:
-    """One CPU of a booted kernel, in the ``cpu`` MMU mode: Unicorn's MMU walks the tables."""
+@dataclass
+class RunResult:
+    """How a run on the CPU ended.
 
-    def __init__(self, kernel: "Kernel"):
+    ``reason``: ``return`` (a kernel function returned; ``value`` holds rax/eax),
+    ``exit`` (user code called exit; ``value`` is the status), ``oops``, ``sigsegv``,
+    ``oom``, ``exception`` (another CPU exception), ``budget`` (the instruction budget ran
+    out), ``timeout`` (the wall-clock limit). ``faults``: page faults handled and retried.
+    """
+
+    reason: str
+    value: int | None = None
+    faults: int = 0
+    report: str = ""
+    ip: int = 0
+    fault_log: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason in ("return", "exit")
+
+
+class _RunState:
+    __slots__ = ("faults", "stop", "log", "pending")
+
+    def __init__(self):
+        self.faults = 0
+        self.stop: RunResult | None = None
+        self.log: list = []
+        self.pending = None  # plugin MMU: the fault a refused TLB fill stands for
+
+
+class Cpu:
+    """One CPU of a booted kernel. ``mmu``: ``"cpu"`` (Unicorn's MMU walks mmemu's tables)
+    or ``"plugin"`` (Unicorn's virtual TLB filled from the arch's walker)."""
+
+    def __init__(self, kernel: "Kernel", mmu: str = "cpu", index: int = 0):
+        if mmu not in ("cpu", "plugin"):
+            raise MmemuError(f"unknown MMU mode {mmu!r}: 'cpu' or 'plugin'")
         self.kernel = kernel
+        self.mmu = mmu
+        self.index = index
         setup = kernel.arch.cpu_setup(kernel.spec)
         if setup.unicorn_arch != "x86":
             raise MmemuError(f"arch {kernel.arch.name}: Unicorn arch {setup.unicorn_arch!r} is not supported")
         self.setup = setup
         self.bits = setup.bits
+        b64 = self.bits == 64
         # 32-bit mode takes the 32-bit register names (Unicorn ignores RBX/RSP there)
-        self._reg_bx = UC_X86_REG_RBX if self.bits == 64 else UC_X86_REG_EBX
-        self._reg_sp = UC_X86_REG_RSP if self.bits == 64 else UC_X86_REG_ESP
+        self._reg_bx = UC_X86_REG_RBX if b64 else UC_X86_REG_EBX
+        self._reg_sp = UC_X86_REG_RSP if b64 else UC_X86_REG_ESP
+        self._reg_ip = UC_X86_REG_RIP if b64 else UC_X86_REG_EIP
+        self._reg_ax = UC_X86_REG_RAX if b64 else UC_X86_REG_EAX
+        self._arg_regs = ((UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX, UC_X86_REG_RCX, UC_X86_REG_R8, UC_X86_REG_R9)
+                          if b64 else (UC_X86_REG_EAX, UC_X86_REG_EDX, UC_X86_REG_ECX))  # i386: regparm(3)
         self._offsets = find_offsets()
-        self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if self.bits == 64 else UC_MODE_32)
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if b64 else UC_MODE_32)
         self.uc.mem_map_ptr(0, kernel.mem.size, UC_PROT_ALL, kernel.mem.host_address)
         self._scratch_ctx = self.uc.context_save()
         self._ctx_base = ctypes.cast(self._scratch_ctx.context, ctypes.c_void_p).value
         self._last_fault: tuple[int, int, int] | None = None
-        self._accesses: list[int] | None = None
         self._user_ctx: dict[tuple[int, int], object] = {}
+        self._run: _RunState | None = None  # set while code runs (faults go to the kernel)
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        if b64:
+            self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, aux1=UC_X86_INS_SYSCALL)
+        self._owned = []
         self._place_guest_pieces()
-        self._enable_paging(kernel.pgd)
+        self._load_cpu_state(kernel.current_pgd())
+        if mmu == "plugin":
+            # The segments are loaded above through Unicorn's own MMU: a descriptor load that
+            # goes through the TLB-fill hook outside a run crashes the host process (32-bit).
+            # Switching the TLB mode is allowed until the first run.
+            self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+            self.uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
+            self.flush_tlb()
+        kernel.cpus.append(self)
 
     # -- set-up -------------------------------------------------------------------------
 
     def _place_guest_pieces(self) -> None:
         k = self.kernel
-        frames = k.frames
-        gdt_page = frames.alloc_pages(0, "Normal", owner="gdt_page")
-        stack = frames.alloc_pages(0, "Normal", owner="kernel stack (cpu 0)")
+        gdt_page = k.alloc_pages(0, "Normal", owner=f"gdt_page (cpu {self.index})")
+        stack = k.alloc_pages(KERNEL_STACK_ORDER, "Normal", owner=f"kernel stack (cpu {self.index})")
         self._owned = [gdt_page, stack]
         s = self.setup
         gdt = x86.build_gdt(self.bits, s.kernel_cs, s.kernel_ds, s.user_cs, s.user_ds, s.gdt_entries)
         k.mem.write(gdt_page.phys, gdt)
         self.gdt_va = k.phys_to_virt(gdt_page.phys)
         self.gdt_size = len(gdt)
-        self.stack_top = k.phys_to_virt(stack.phys) + PAGE
+        self.stack_top = k.phys_to_virt(stack.phys) + (PAGE << KERNEL_STACK_ORDER)
         text = next(sec for sec in k.layout.image if sec.name == "text")
         last = (text.size - 1) & ~(PAGE - 1)
         self.entry_va, self.entry_pa = text.virt + last, text.phys + last
-        iret = x86.iret(self.bits)
-        k.mem.write(self.entry_pa, iret + b"\x90" * (16 - len(iret)) + x86.PROBE_STUB)
-        self.iret_va = self.entry_va
-        self.probe_va = self.entry_va + 16
+        stub = x86.entry_stubs(self.bits)
+        k.mem.write(self.entry_pa, stub.code)
+        self.iret_va = self.entry_va + stub.iret
+        self.probe_va = self.entry_va + stub.probe
+        self.return_va = self.entry_va + stub.ret
 
-    def _enable_paging(self, root: int) -> None:
+    def _load_cpu_state(self, root: int) -> None:
+        """Control registers, GDT and segments, once: what cpu_init leaves."""
         uc, s = self.uc, self.setup
         uc.reg_write(UC_X86_REG_CR3, root)
         uc.reg_write(UC_X86_REG_CR4, s.cr4)
@@ -122,30 +204,201 @@ class Cpu:
         self._user_ctx.clear()
 
     def set_cr3(self, root: int) -> None:
-        """Switch to the page table at *root* (a CR3 write: flushes the TLB)."""
-        self._enable_paging(root)
+        """Switch to the page table at *root* (a CR3 write: flushes the TLB). The GDT lives
+        in the shared kernel part, so the segments stay as they are."""
+        walk = self.kernel.pgtable.walk(root, self.gdt_va)
+        if walk.fault("read") is not None:
+            raise MmemuError(f"the GDT at {self.gdt_va:#x} is not mapped in the page table at {root:#x}")
+        self.uc.context_restore(self._kernel_ctx)
+        self.uc.reg_write(UC_X86_REG_CR3, root)
+        self.cr3 = root
+        self._kernel_ctx = self.uc.context_save()
+        self._user_ctx.clear()
+        if self.mmu == "plugin":
+            self.flush_tlb()  # the virtual TLB does not flush on a CR3 write
 
     def flush_tlb(self) -> None:
-        """Flush every cached translation (what ``__flush_tlb_all`` achieves)."""
+        """Flush every cached translation (``__flush_tlb_all``)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+
+    def flush_tlb_page(self, va: int) -> None:
+        """``invlpg``: Unicorn's API flushes whole TLBs only, so this flushes all; what the
+        kernel model does *not* flush stays stale, which is what matters."""
+        self.flush_tlb()
 
     def close(self) -> None:
         for page in self._owned:
             self.kernel.frames.free_pages(page)
         self._owned = []
+        if self in self.kernel.cpus:
+            self.kernel.cpus.remove(self)
 
     # -- exceptions ---------------------------------------------------------------------
 
-    def _on_interrupt(self, uc: Uc, intno: int, user_data) -> None:
+    def _read_and_forget_fault(self, uc: Uc) -> int:
+        """The #PF error code, and old_exception reset (Unicorn issue #1883)."""
         ctx = self._scratch_ctx
         uc.context_update(ctx)
         base = self._ctx_base
         error = ctypes.c_int32.from_address(base + self._offsets.error_code).value & 0xFFFFFFFF
-        # Unicorn issue #1883: forget the fault, or the next one arrives as a double fault
         ctypes.c_int32.from_address(base + self._offsets.old_exception).value = -1
         uc.context_restore(ctx)
-        self._last_fault = (intno, error if intno == 14 else 0, uc.reg_read(UC_X86_REG_CR2))
+        return error
+
+    def _on_interrupt(self, uc: Uc, intno: int, user_data) -> None:
+        run = self._run
+        error = self._read_and_forget_fault(uc)
+        if run is None:  # probing: record and stop
+            self._last_fault = (intno, error if intno == 14 else 0, uc.reg_read(UC_X86_REG_CR2))
+            uc.emu_stop()
+            return
+        ip = uc.reg_read(self._reg_ip)
+        if intno == 14:
+            from ..kernel.fault import Fault
+
+            fault = Fault(uc.reg_read(UC_X86_REG_CR2), error, ip, "cpu", self.kernel.current, self.index)
+            self._resolve(run, fault)
+            return
+        if intno == 0x80 and self.bits == 32:
+            self._syscall(uc, uc.reg_read(UC_X86_REG_EAX), uc.reg_read(UC_X86_REG_EBX))
+            return
+        name = VECTORS.get(intno, f"exception {intno}")
+        code = f" error_code {error:#x}" if intno in (8, 10, 11, 12, 13, 17) else ""
+        run.stop = RunResult("exception", None, run.faults, f"{name}: {intno}{code} ip:{ip:x}", ip, run.log)
         uc.emu_stop()
+
+    def _resolve(self, run: _RunState, fault) -> bool:
+        """Give a fault to the kernel; True if the access may be retried."""
+        res = self.kernel.handle_page_fault(fault)
+        run.log.append((fault.address, fault.error_code, res.action, res.how))
+        if res.action == "retry":
+            run.faults += 1
+            return True
+        run.stop = RunResult(res.action, None, run.faults, res.report, fault.ip or 0, run.log)
+        self.uc.emu_stop()
+        return False
+
+    def _on_syscall(self, uc: Uc, user_data) -> None:
+        self._syscall(uc, uc.reg_read(UC_X86_REG_RAX), uc.reg_read(UC_X86_REG_RDI))
+
+    def _syscall(self, uc: Uc, nr: int, arg0: int) -> None:
+        """The one system call user code here needs: exit (x86_64 60/231, i386 1/252)."""
+        exits = (60, 231) if self.bits == 64 else (1, 252)
+        if nr in exits and self._run is not None:
+            self._run.stop = RunResult("exit", arg0, self._run.faults, "", uc.reg_read(self._reg_ip), self._run.log)
+            uc.emu_stop()
+            return
+        uc.reg_write(self._reg_ax, (-38) & ((1 << self.bits) - 1))  # -ENOSYS
+
+    def _tlb_fill(self, uc: Uc, vaddr: int, access: int, entry, user_data) -> bool:
+        """The plugin MMU: translate through the arch's walker with the CPL of CS."""
+        user = (uc.reg_read(UC_X86_REG_CS) & 3) == 3
+        kind = "exec" if access == 18 else ("write" if access == 17 else "read")
+        walk = self.kernel.pgtable.walk(self.cr3, vaddr)
+        code = walk.fault(kind, user)
+        if code is None:
+            entry.paddr = walk.phys & ~(PAGE - 1)
+            perms = UC_PROT_READ
+            if walk.writable:
+                perms |= UC_PROT_WRITE
+            if not walk.nx:
+                perms |= UC_PROT_EXEC
+            entry.perms = perms
+            return True
+        from ..kernel.fault import Fault
+
+        ip = uc.reg_read(self._reg_ip)
+        fault = Fault(vaddr, code, ip, "cpu", self.kernel.current, self.index)
+        # the first refusal is the fault; Unicorn may ask again on its way out of the run
+        # (for the page it started from, with the CPL of the faulting code): ignore that
+        if self._run is not None:
+            if self._run.pending is None:
+                self._run.pending = fault
+        elif self._last_fault is None:
+            self._last_fault = (14, code, vaddr)
+        return False
+
+    # -- running code -------------------------------------------------------------------
+
+    def _execute(self, begin: int, until: int, budget: int | None, timeout: float | None) -> RunResult:
+        run = _RunState()
+        self._run = run
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pc = begin
+        try:
+            while True:
+                left_us = 0
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return RunResult("timeout", None, run.faults, f"wall-clock limit of {timeout} s reached at "
+                                         f"ip {pc:#x}", pc, run.log)
+                    left_us = max(1, int(left * 1e6))
+                try:
+                    self.uc.emu_start(pc, until, timeout=left_us, count=budget or 0)
+                except UcError as exc:
+                    pc = self.uc.reg_read(self._reg_ip)
+                    if run.stop is not None:  # exit/oops decided in a hook; the rest is Unicorn's way out
+                        return run.stop
+                    if exc.errno == UC_ERR_EXCEPTION and run.pending is not None:
+                        fault, run.pending = run.pending, None
+                        if self._resolve(run, fault):
+                            continue  # resume at the faulting instruction
+                        return run.stop
+                    return RunResult("exception", None, run.faults, f"the CPU stopped: {exc} at ip {pc:#x}", pc, run.log)
+                pc = self.uc.reg_read(self._reg_ip)
+                if run.stop is not None:
+                    return run.stop
+                if pc == until:
+                    return RunResult("return", self.uc.reg_read(self._reg_ax), run.faults, "", pc, run.log)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return RunResult("timeout", None, run.faults, f"wall-clock limit of {timeout} s reached at "
+                                     f"ip {pc:#x}", pc, run.log)
+                if budget:
+                    return RunResult("budget", None, run.faults, f"instruction budget of {budget} exhausted at "
+                                     f"ip {pc:#x}", pc, run.log)
+                return RunResult("exception", None, run.faults, f"the CPU stopped at ip {pc:#x}", pc, run.log)
+        finally:
+            self._run = None
+            self._forget_pending_fault()
+
+    def call(self, func: int, *args: int, budget: int | None = None, timeout: float | None = 5.0) -> RunResult:
+        """Run kernel code at CPL 0: call *func* with integer *args* (SysV registers on
+        x86_64, regparm(3) on i386) on this CPU's kernel stack, in the current page
+        directory, until it returns. Page faults go through the kernel's fault path."""
+        if len(args) > len(self._arg_regs):
+            raise MmemuError(f"at most {len(self._arg_regs)} register arguments on {self.kernel.arch.name}")
+        uc = self.uc
+        uc.context_restore(self._kernel_ctx)
+        word = self.bits // 8
+        sp = (self.stack_top - 64) & ~0xF
+        sp -= word
+        self.kernel.mem.write(self.kernel.virt_to_phys(sp), self.return_va.to_bytes(word, "little"))
+        uc.reg_write(self._reg_sp, sp)
+        for reg, value in zip(self._arg_regs, args):
+            uc.reg_write(reg, value & ((1 << self.bits) - 1))
+        return self._execute(func, self.return_va, budget, timeout)
+
+    def run_user(self, process: "Process", entry: int, sp: int | None = None, budget: int | None = None,
+                 timeout: float | None = 5.0) -> RunResult:
+        """Run user code at CPL 3 in *process* (made current) from *entry*, entered the way
+        the kernel enters user mode (``iret`` from the kernel stack), until it calls exit
+        or stops. Its faults go through the kernel's fault path (demand paging)."""
+        k = self.kernel
+        if k.current is not process:
+            k.switch_to(process)
+        uc, s = self.uc, self.setup
+        uc.context_restore(self._kernel_ctx)
+        if sp is None:
+            sp = process.start_stack - 64
+        frame = x86.iret_frame(self.bits, entry, s.user_cs, 0x202, sp, s.user_ds)
+        ksp = self.stack_top - 128
+        k.mem.write(k.virt_to_phys(ksp), frame)
+        uc.reg_write(self._reg_sp, ksp)
+        # the kernel enters user mode with an iret; nothing returns to `until`
+        return self._execute(self.iret_va, self.return_va, budget, timeout)
+
+    # -- probing the MMU (one access at a time) ----------------------------------------
 
     def _forget_pending_fault(self) -> None:
         """Reset old_exception after a run stopped on a fault. A fault raised while QEMU
@@ -159,15 +412,16 @@ class Cpu:
             slot.value = -1
             self.uc.context_restore(ctx)
 
-    def _emu(self, begin: int, until: int, count: int = 0) -> None:
+    def _emu(self, begin: int, until: int) -> None:
         self._last_fault = None
         try:
-            self.uc.emu_start(begin, until, count=count)
+            self.uc.emu_start(begin, until)
+        except UcError:
+            if self._last_fault is None:  # plugin MMU: a refused fill without a record
+                raise
         finally:
             if self._last_fault is not None:
                 self._forget_pending_fault()
-
-    # -- probing the MMU ----------------------------------------------------------------
 
     def _user_context(self, user_stub_va: int):
         """A CPL 3 context stopped at *user_stub_va*, reached the way the kernel reaches user
@@ -210,7 +464,8 @@ class Cpu:
     def probe(self, va: int, access: str = "read", user: bool = False, user_stub_va: int | None = None) -> Probe:
         """Let the CPU make one access to *va* (a byte read, a byte write that leaves the
         byte unchanged, or an instruction fetch) at CPL 0, or CPL 3 with *user*, and report
-        the physical address it reached or the exception it raised.
+        the physical address it reached or the exception it raised. Faults are reported,
+        not handled.
 
         A fetch translates a block of instructions from *va*, whatever bytes are there,
         which may reach into the next page; probe a page start to learn exactly that
@@ -238,7 +493,6 @@ class Cpu:
             if access == "exec":
                 # start at va and stop in a code hook on va: translating the first block
                 # checks the fetch; the hook stops the CPU before the instruction runs.
-                # (emu_start(va, va) looks like the same thing but translates va - 1.)
                 self._run_to(va, va)
             else:
                 kind = UC_HOOK_MEM_READ if access == "read" else UC_HOOK_MEM_WRITE
@@ -263,8 +517,7 @@ class Cpu:
 
     def user_stub_frame(self):
         """A frame holding the probe stub, for a caller to map user-executable."""
-        page = self.kernel.frames.alloc_pages(0, "Normal", owner="user probe stub")
-        self.kernel.mem.zero(page.phys, PAGE)
+        page = self.kernel.alloc_pages(0, "Normal", owner="user probe stub", zero=True)
         self.kernel.mem.write(page.phys, x86.PROBE_STUB)
         self._owned.append(page)
         return page

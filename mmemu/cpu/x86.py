@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 
 def segment_descriptor(access: int, flags: int, base: int = 0, limit: int = 0xFFFFF) -> bytes:
@@ -41,6 +42,27 @@ PROBE_STUB = PROBE_READ + b"\x90\x90" + PROBE_WRITE + b"\xf4"  # read @0, write 
 
 def iret(bits: int) -> bytes:
     return b"\x48\xcf" if bits == 64 else b"\xcf"  # iretq / iret
+
+
+@dataclass(frozen=True)
+class EntryStubs:
+    """The entry page: offsets of the iret stub, the probe stub and the return stub."""
+
+    code: bytes
+    iret: int
+    probe: int
+    ret: int
+
+
+def entry_stubs(bits: int) -> EntryStubs:
+    """The page of entry code: ``iret`` at 0, the probe instructions at 16, and at 64 the
+    return stub that kernel calls return to (runs stop before executing it; ``hlt``)."""
+    code = bytearray(b"\x90" * 128)
+    i = iret(bits)
+    code[0:len(i)] = i
+    code[16:16 + len(PROBE_STUB)] = PROBE_STUB
+    code[64] = 0xF4  # hlt
+    return EntryStubs(bytes(code), 0, 16, 64)
 
 
 def iret_frame(bits: int, ip: int, cs: int, flags: int, sp: int, ss: int) -> bytes:

@@ -42,6 +42,7 @@ def boot_kernel(arch: Arch, spec: MachineSpec, pm: pluggy.PluginManager) -> Kern
     paging = arch.paging(spec)
     k = Kernel()
     k.spec, k.arch, k.layout, k.paging, k.pm = spec, arch, layout, paging, pm
+    k.cpus = []
     k.mem = PhysMem(spec.ram)
     try:
         _boot(k)
@@ -65,8 +66,12 @@ def _boot(k: Kernel) -> None:
     frames.memblock_init(_usable_pfn_ranges(layout), reserved)
     k.frames = frames
 
+    # CONFIG_HIGHPTE: user ptes in HighMem (decided now: the allocator below needs it)
+    k.highpte = bool(layout.config.get("CONFIG_HIGHPTE")) and "HighMem" in frames.zones
+
     def alloc_table(level: Level, user: bool) -> int:
-        page = frames.alloc_pages(0, "Normal", owner=f"page table ({level.name})")
+        zone = "HighMem" if user and k.highpte and level is k.paging.levels[-1] else "Normal"
+        page = frames.alloc_pages(0, zone, owner=f"page table ({level.name})")
         k.mem.zero(page.phys, 4096)
         return page.phys
 
@@ -136,5 +141,14 @@ def _boot(k: Kernel) -> None:
     if "PKMAP_BASE" in syms and syms.get("LAST_PKMAP"):
         pt.populate(k.pgd, syms["PKMAP_BASE"], syms["LAST_PKMAP"] << PAGE_SHIFT, writer="permanent_kmaps_init")
 
-    pm = k.pm
-    pm.hook.mmemu_boot(kernel=k)
+    # x86_64 since 5.8 (arch/x86/mm/init_64.c preallocate_vmalloc_pages): the level below
+    # the pgd is allocated for the whole vmalloc space at boot, so that its top-level
+    # entries exist in every page directory copied from init_top_pgt and never need a sync.
+    if x86_64 and spec.kernel >= "5.8":
+        # (x86_64's VMALLOC_END is the last byte: pgtable_64_types.h "... - 1")
+        end = (syms["VMALLOC_END"] | 0xFFF) + 1
+        pt.populate(k.pgd, syms["VMALLOC_START"], end - syms["VMALLOC_START"],
+                    writer="preallocate_vmalloc_pages", down_to=1)
+
+    k._init_services()
+    k.pm.hook.mmemu_boot(kernel=k)

@@ -64,8 +64,8 @@ from mmemu.units import GiB, KernelVersion, MiB, format_size
 
 from .e820 import max_pfn as e820_max_pfn
 from .e820 import pc_e820
-from .fixmap_32 import (KM_MAX_IDX, PAGE_SHIFT, PAGE_SIZE, build_fixmap_32,
-                        fixmap_config, km_type_nr, kmap_scheme)
+from .fixmap_32 import (KM_MAX_IDX, PAGE_SHIFT, PAGE_SIZE, build_fixmap_32, fixmap_config, km_type_nr,
+                        km_types, kmap_scheme)
 
 # --------------------------------------------------------------------------------------
 # Eras
@@ -371,6 +371,12 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
     else:
         config["KM_TYPE_NR"] = km_type_nr(k)
     config["kmap_atomic"] = kmap_scheme(k)
+    if km_types(k) is not None:
+        config["km_types"] = km_types(k)  # enum km_type: the slot of each named use
+    # CONFIG_HIGHPTE (arch/x86/Kconfig, "Allocate 3rd-level pagetables from highmem"):
+    # on in the distro i686 kernels; user page tables then live in HighMem and the kernel
+    # reaches them through kmap_atomic (pte_offset_map). --option HIGHPTE=n turns it off.
+    config["CONFIG_HIGHPTE"] = str(spec.options.get("HIGHPTE", "y")).lower() in ("y", "yes", "1", "on")
     config.update(phys_cfg)
     if k >= "4.11":
         config["CONFIG_STRICT_KERNEL_RWX"] = True

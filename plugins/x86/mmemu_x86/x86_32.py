@@ -28,10 +28,14 @@ VMSPLIT_OPTION = ArchOption("VMSPLIT", "CONFIG_VMSPLIT_*: the user/kernel split 
                             choices=("3G", "3G_OPT", "2G", "2G_OPT", "1G"), default="3G")
 
 
+HIGHPTE_OPTION = ArchOption("HIGHPTE", "CONFIG_HIGHPTE: user page tables in HighMem, reached through kmap_atomic",
+                            choices=("y", "n"), default="y")
+
+
 class X86_32Arch(Arch):
     """An i386 arch: 2-level (``pae=False``) or PAE."""
 
-    options = (NR_CPUS_OPTION, VMSPLIT_OPTION)
+    options = (NR_CPUS_OPTION, VMSPLIT_OPTION, HIGHPTE_OPTION)
 
     def __init__(self, name: str, summary: str, paging: PagingMode, pae: bool):
         self.name = name

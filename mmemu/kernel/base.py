@@ -1,0 +1,155 @@
+"""The state every part of the emulated kernel shares: the machine, the master page table,
+the direct mapping's arithmetic, the event stream and the TLB flushes."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..errors import AddressError, KernelBug
+from ..events import MappingEvent
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from ..arch import Arch, PagingMode
+    from ..buddy import FrameAllocator, Page
+    from ..layout import Layout, MachineSpec
+    from ..pagetable import PageTables, Walk
+    from ..physmem import PhysMem
+
+
+class KernelBase:
+    """A booted machine. Built by :func:`mmemu.kernel.boot.boot_kernel`."""
+
+    spec: "MachineSpec"
+    arch: "Arch"
+    layout: "Layout"
+    paging: "PagingMode"
+    mem: "PhysMem"
+    frames: "FrameAllocator"
+    pgtable: "PageTables"
+    pm: "pluggy.PluginManager"
+    #: physical address of the master kernel page table (swapper_pg_dir / init_top_pgt)
+    pgd: int
+    #: the symbol naming it in this arch and era
+    pgd_symbol: str
+    #: page sizes the boot used for the direct mapping, largest first
+    direct_map_page_sizes: tuple[int, ...]
+    #: the CPUs running on this kernel's tables (mmemu.cpu.Cpu), flushed with it
+    cpus: list
+    #: CONFIG_HIGHPTE on a machine with HighMem: user page tables come from HighMem
+    highpte: bool
+
+    # -- the direct mapping (arch/x86/include/asm/page.h: __pa, __va) ----------------
+
+    @property
+    def PAGE_OFFSET(self) -> int:
+        return self.layout["PAGE_OFFSET"]
+
+    @property
+    def high_memory(self) -> int:
+        return self.layout["high_memory"]
+
+    def virt_to_phys(self, va: int) -> int:
+        """Physical address of a direct-mapped virtual address (``__pa``). Also accepts
+        the kernel-image alias at __START_KERNEL_map on x86_64 (``__phys_addr``)."""
+        page_offset = self.PAGE_OFFSET
+        if page_offset <= va < self.high_memory:
+            return va - page_offset
+        start_map = self.layout.symbols.get("__START_KERNEL_map")
+        if start_map is not None and start_map <= va < self.layout["_end"]:
+            return va - start_map + self.layout.symbols.get("phys_base", 0)
+        raise AddressError(f"__pa({va:#x}): not a direct-mapped kernel address "
+                           f"({page_offset:#x}-{self.high_memory:#x})")
+
+    def phys_to_virt(self, pa: int) -> int:
+        """Direct-map virtual address of a low-memory physical address (``__va``)."""
+        if not 0 <= pa < self.high_memory - self.PAGE_OFFSET:
+            raise AddressError(f"__va({pa:#x}): physical address is not in the direct mapping "
+                               f"(low memory ends at {self.high_memory - self.PAGE_OFFSET:#x})")
+        return pa + self.PAGE_OFFSET
+
+    # -- looking at the tables --------------------------------------------------------
+
+    def walk(self, va: int, root: int | None = None) -> "Walk":
+        """Walk *va* in the master kernel page table (or the table at *root*)."""
+        return self.pgtable.walk(self.pgd if root is None else root, va)
+
+    # -- events -----------------------------------------------------------------------
+
+    #: how many of the most recent mapping events :attr:`recent_events` keeps
+    RECENT_EVENTS = 4096
+
+    def _init_events(self) -> None:
+        self.event_seq = 0
+        self.recent_events: deque[MappingEvent] = deque(maxlen=self.RECENT_EVENTS)
+        self.event_context = ""
+        self.pgtable.observers.append(self._on_operation)
+
+    def _on_operation(self, op) -> None:
+        """Every completed page-table operation becomes a MappingEvent, kept in
+        :attr:`recent_events` and given to the ``mmemu_mapping_changed`` hook."""
+        self.event_seq += 1
+        event = MappingEvent(self.event_seq, op, self.event_context)
+        self.recent_events.append(event)
+        self.pm.hook.mmemu_mapping_changed(kernel=self, event=event)
+
+    # -- TLB ----------------------------------------------------------------------------
+
+    def flush_tlb_one_kernel(self, va: int) -> None:
+        """``__flush_tlb_one_kernel`` / ``invlpg``: forget one translation, on every CPU."""
+        for cpu in self.cpus:
+            cpu.flush_tlb_page(va)
+
+    def flush_tlb_kernel_range(self, start: int, end: int) -> None:
+        """``flush_tlb_kernel_range``: the kernel flushes page by page up to a ceiling
+        (tlb_single_page_flush_ceiling, 33 pages) and everything beyond it."""
+        pages = (end - start + 4095) >> 12
+        for cpu in self.cpus:
+            if pages <= 33:
+                for va in range(start & ~0xFFF, end, 4096):
+                    cpu.flush_tlb_page(va)
+            else:
+                cpu.flush_tlb()
+
+    def flush_tlb_all(self) -> None:
+        for cpu in self.cpus:
+            cpu.flush_tlb()
+
+    # -- kernel messages ----------------------------------------------------------------
+
+    def BUG(self, where: str, why: str) -> KernelBug:
+        """The error for a ``BUG()`` in the kernel file and function *where*."""
+        return KernelBug(f"kernel BUG at {where}! {why}")
+
+    @property
+    def symbols(self) -> dict[str, int]:
+        syms = dict(self.layout.symbols)
+        syms[self.pgd_symbol] = self.pgd_va
+        return syms
+
+    @property
+    def pgd_va(self) -> int:
+        """Virtual address of the master page table, where the kernel sees it."""
+        return self._pgd_va
+
+    def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "") -> "Page":
+        return self.frames.alloc_pages(order, zone, owner)
+
+    def close(self) -> None:
+        """Release the host memory (the kernel object is unusable afterwards)."""
+        for cpu in list(self.cpus):
+            cpu.close()
+        self.cpus.clear()
+        self.mem.close()
+
+    def __repr__(self) -> str:
+        return (f"<Kernel {self.spec.arch} {self.spec.kernel} {self.paging.name} "
+                f"RAM {self.spec.ram >> 20} MiB>")
+
+
+# The kernel's own short names; reachable as getattr(kernel, "__pa") or kernel.__pa(...)
+# from outside a class body (inside one, Python would mangle the double underscore).
+setattr(KernelBase, "__pa", KernelBase.virt_to_phys)
+setattr(KernelBase, "__va", KernelBase.phys_to_virt)

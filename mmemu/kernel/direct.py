@@ -1,0 +1,192 @@
+"""The direct mapping's services: pages and their addresses, the page allocator, kmalloc.
+
+arch/x86/include/asm/page.h (``__pa``/``__va`` are in :mod:`mmemu.kernel.base`),
+include/linux/mm.h (``page_address``, ``virt_to_page``, ``lowmem_page_address``),
+mm/page_alloc.c (``alloc_pages``, ``__get_free_pages``), mm/slab_common.c and mm/slub.c
+(``kmalloc`` size classes).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from ..buddy import Page
+from ..errors import AddressError, MmemuError
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+#: kmalloc size classes (mm/slab_common.c kmalloc_info[]: 8..8192 with 96 and 192), the
+#: largest object SLUB serves from a cache (KMALLOC_MAX_CACHE_SIZE = 2 pages); bigger
+#: requests go to the page allocator (kmalloc_large).
+KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+
+
+def _pfn(page: "Page | int") -> int:
+    return page.pfn if isinstance(page, Page) else int(page)
+
+
+@dataclass
+class KmemCache:
+    """A kmalloc cache: slabs of one or two pages cut into equal objects."""
+
+    name: str
+    size: int
+    order: int
+    slabs: dict[int, list[int]] = field(default_factory=dict)  # slab pfn -> free object addresses
+    partial: list[int] = field(default_factory=list)  # slab pfns with free objects
+
+    @property
+    def objects_per_slab(self) -> int:
+        return (PAGE_SIZE << self.order) // self.size
+
+
+class DirectMapMixin:
+    """Pages, their addresses in the direct mapping, and kmalloc."""
+
+    def _init_direct(self) -> None:
+        self.kmalloc_caches = [KmemCache(f"kmalloc-{size}", size, 1 if size > PAGE_SIZE else 0)
+                               for size in KMALLOC_SIZES]
+        self._slab_of: dict[int, KmemCache] = {}  # slab pfn -> cache
+        self._kmalloc_large: set[int] = set()  # pfns of kmalloc_large blocks
+
+    # -- struct page ----------------------------------------------------------------------
+
+    def page_to_pfn(self, page: "Page | int") -> int:
+        return _pfn(page)
+
+    def pfn_to_page(self, pfn: int) -> Page:
+        """The record of the allocated block whose first frame is *pfn*."""
+        rec = self.frames.allocated.get(pfn)
+        if rec is None:
+            info = self.frames.page(pfn)
+            raise MmemuError(f"pfn_to_page({pfn:#x}): the frame is {info.state}"
+                             + (f" (block at pfn {info.head:#x})" if info.state == "allocated" else "")
+                             + ", not the first frame of an allocated block")
+        return rec
+
+    def PageHighMem(self, page: "Page | int") -> bool:
+        zone = self.frames.zone_of(_pfn(page))
+        return zone is not None and zone.name == "HighMem"
+
+    def lowmem_page_address(self, page: "Page | int") -> int:
+        """``lowmem_page_address``: ``__va(PFN_PHYS(page_to_pfn(page)))``; a HighMem page has
+        no such address (VIRTUAL_BUG_ON with CONFIG_DEBUG_VIRTUAL)."""
+        return self.phys_to_virt(_pfn(page) << PAGE_SHIFT)
+
+    def page_address(self, page: "Page | int") -> int | None:
+        """``page_address``: the direct-map address of a lowmem page; for a HighMem page
+        the address it is kmapped at, or None (the kernel's NULL) if it is not kmapped."""
+        pfn = _pfn(page)
+        if not self.PageHighMem(pfn):
+            return self.lowmem_page_address(pfn)
+        return self.page_address_map.get(pfn)
+
+    def virt_to_page(self, va: int) -> int:
+        """``virt_to_page``: the pfn behind a direct-mapped address. Any other address (a
+        vmalloc one, say) is the bug it is in the kernel: use vmalloc_to_page."""
+        if not self.PAGE_OFFSET <= va < self.high_memory:
+            start_map = self.layout.symbols.get("__START_KERNEL_map")
+            if start_map is None or not start_map <= va < self.layout["_end"]:
+                raise AddressError(f"virt_to_page({va:#x}): not a direct-mapped address (for vmalloc space "
+                                   f"use vmalloc_to_page)")
+        return self.virt_to_phys(va) >> PAGE_SHIFT
+
+    # -- the page allocator -----------------------------------------------------------------
+
+    def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "alloc_pages", zero: bool = False) -> Page:
+        """``alloc_pages(gfp, order)``; *zone* is the highest zone the GFP flags allow
+        (``"HighMem"`` for __GFP_HIGHMEM, ``"DMA"`` for GFP_DMA...); *zero*: __GFP_ZERO."""
+        if zone == "HighMem" and "HighMem" not in self.frames.zones:
+            zone = "Normal"  # __GFP_HIGHMEM on a machine without HighMem: ZONE_NORMAL
+        page = self.frames.alloc_pages(order, zone, owner)
+        if zero:
+            self.mem.zero(page.phys, PAGE_SIZE << order)
+        return page
+
+    def free_page_block(self, page: "Page | int", order: int | None = None) -> bool:
+        """``__free_pages(page, order)``: drop a reference; free the block on the last."""
+        return self.frames.free_pages(page, order)
+
+    def get_free_pages(self, order: int = 0, zone: str = "Normal", zero: bool = False) -> int:
+        """``__get_free_pages``: lowmem pages, returned by their direct-map address."""
+        if zone == "HighMem":
+            raise MmemuError("__get_free_pages cannot return HighMem pages: they have no kernel address")
+        return self.lowmem_page_address(self.alloc_pages(order, zone, owner="__get_free_pages", zero=zero))
+
+    def free_pages(self, addr: int, order: int = 0) -> None:
+        """``free_pages(addr, order)``: by direct-map address."""
+        self.frames.free_pages(self.virt_to_page(addr), order)
+
+    # -- kmalloc ----------------------------------------------------------------------------
+
+    def _kmalloc_cache(self, size: int) -> KmemCache | None:
+        i = bisect.bisect_left(KMALLOC_SIZES, size)
+        return self.kmalloc_caches[i] if i < len(KMALLOC_SIZES) else None
+
+    def kmalloc(self, size: int, zero: bool = False) -> int:
+        """``kmalloc(size, GFP_KERNEL)``: an object from the smallest size class that fits,
+        or whole pages beyond 8 KiB (``kmalloc_large``). Returns its direct-map address."""
+        if size <= 0:
+            raise MmemuError(f"kmalloc({size}): the kernel returns ZERO_SIZE_PTR for size 0; nothing to allocate")
+        cache = self._kmalloc_cache(size)
+        if cache is None:
+            order = max(0, (size - 1).bit_length() - PAGE_SHIFT)
+            page = self.alloc_pages(order, "Normal", owner=f"kmalloc_large ({size} bytes)", zero=zero)
+            self._kmalloc_large.add(page.pfn)
+            return self.lowmem_page_address(page)
+        if not cache.partial:
+            page = self.alloc_pages(cache.order, "Normal", owner=f"slab ({cache.name})")
+            base = self.lowmem_page_address(page)
+            # objects handed out lowest address first, as a fresh SLUB slab's freelist does
+            cache.slabs[page.pfn] = [base + i * cache.size for i in reversed(range(cache.objects_per_slab))]
+            cache.partial.append(page.pfn)
+            self._slab_of[page.pfn] = cache
+        slab = cache.partial[-1]
+        obj = cache.slabs[slab].pop()
+        if not cache.slabs[slab]:
+            cache.partial.pop()
+        if zero:
+            self.mem.zero(self.virt_to_phys(obj), cache.size)
+        return obj
+
+    def kzalloc(self, size: int) -> int:
+        return self.kmalloc(size, zero=True)
+
+    def kfree(self, addr: int) -> None:
+        """``kfree``: back to its cache (or to the page allocator for kmalloc_large). An
+        address kmalloc did not hand out is refused with nothing changed."""
+        try:
+            pfn = self.virt_to_page(addr)
+        except AddressError:
+            raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
+        info = self.frames.page(pfn)
+        head = info.head if info.state == "allocated" else None
+        if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
+            self._kmalloc_large.discard(head)
+            self.frames.free_pages(head)
+            return
+        cache = self._slab_of.get(head) if head is not None else None
+        if cache is None:
+            raise MmemuError(f"kfree({addr:#x}): the page is not a slab page (it is {info.state}"
+                             f"{': ' + info.owner if info.owner else ''})")
+        base = self.lowmem_page_address(head)
+        if (addr - base) % cache.size:
+            raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
+        free = cache.slabs[head]
+        if addr in free:
+            raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
+        free.append(addr)
+        if len(free) == 1:
+            cache.partial.append(head)
+        if len(free) == cache.objects_per_slab:  # an empty slab goes back to the page allocator
+            cache.partial.remove(head)
+            del cache.slabs[head]
+            del self._slab_of[head]
+            self.frames.free_pages(head)
+
+
+# the kernel's names, reachable as kernel.__free_pages(...) outside class bodies
+setattr(DirectMapMixin, "__free_pages", DirectMapMixin.free_page_block)
+setattr(DirectMapMixin, "__get_free_pages", DirectMapMixin.get_free_pages)

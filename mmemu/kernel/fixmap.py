@@ -1,0 +1,64 @@
+"""The fixmap: compile-time virtual addresses counted down from FIXADDR_TOP, one per
+``enum fixed_addresses`` index (arch/x86/include/asm/fixmap.h):
+``__fix_to_virt(x) = FIXADDR_TOP - (x << PAGE_SHIFT)``. ``set_fixmap`` writes the entry
+(``set_pte_vaddr``) and flushes that one translation (``__flush_tlb_one_kernel``).
+The enum of each era and config comes from the arch's layout.
+"""
+
+from __future__ import annotations
+
+from ..errors import MmemuError
+
+PAGE_SHIFT = 12
+
+
+class FixmapMixin:
+    """``fix_to_virt``, ``virt_to_fix``, ``set_fixmap``, ``clear_fixmap``."""
+
+    def _init_fixmap(self) -> None:
+        self.fixed_addresses: dict[str, int] = dict(self.layout.fixmap)
+        self.FIXADDR_TOP = self.layout["FIXADDR_TOP"]
+        self.end_of_fixed_addresses = self.fixed_addresses.get("__end_of_fixed_addresses", 0)
+
+    def fix_index(self, idx: "int | str") -> int:
+        """An index of ``enum fixed_addresses``, by number or by name (``FIX_APIC_BASE``,
+        ``FIX_KMAP_BEGIN``, ``FIX_BTMAP_BEGIN``...)."""
+        if isinstance(idx, str):
+            try:
+                idx = self.fixed_addresses[idx]
+            except KeyError:
+                near = ", ".join(n for n in self.fixed_addresses if not n.startswith("__"))
+                raise MmemuError(f"no fixmap slot {idx!r} on kernel {self.spec.kernel}; slots: {near}") from None
+        if not 0 <= idx < self.end_of_fixed_addresses:
+            raise self.BUG("arch/x86/include/asm/fixmap.h __fix_to_virt()",
+                           f"BUILD_BUG_ON(idx >= __end_of_fixed_addresses): index {idx} is out of range "
+                           f"(0..{self.end_of_fixed_addresses - 1})")
+        return idx
+
+    def fix_to_virt(self, idx: "int | str") -> int:
+        """``__fix_to_virt`` / ``fix_to_virt``."""
+        return self.FIXADDR_TOP - (self.fix_index(idx) << PAGE_SHIFT)
+
+    def virt_to_fix(self, vaddr: int) -> int:
+        """``__virt_to_fix``."""
+        if not self.FIXADDR_TOP - ((self.end_of_fixed_addresses - 1) << PAGE_SHIFT) <= vaddr <= self.FIXADDR_TOP + 0xFFF:
+            raise MmemuError(f"virt_to_fix({vaddr:#x}): not a fixmap address")
+        return (self.FIXADDR_TOP - (vaddr & ~0xFFF)) >> PAGE_SHIFT
+
+    def set_fixmap(self, idx: "int | str", phys: int, prot: str = "PAGE_KERNEL") -> int:
+        """``set_fixmap(idx, phys)`` (``__set_fixmap`` with a named protection): map the
+        page holding *phys* at the slot; returns the slot's address."""
+        i = self.fix_index(idx)
+        if prot not in self.arch.pgprot:
+            raise MmemuError(f"unknown protection {prot!r}; known: {', '.join(self.arch.pgprot)}")
+        vaddr = self.FIXADDR_TOP - (i << PAGE_SHIFT)
+        self.pgtable.set_pte(self.pgd, vaddr, (phys & ~0xFFF) | self.arch.pgprot[prot], writer="__set_fixmap")
+        self.flush_tlb_one_kernel(vaddr)
+        return vaddr + (phys & 0xFFF)
+
+    def clear_fixmap(self, idx: "int | str") -> None:
+        """``clear_fixmap(idx)``: the slot's entry cleared and its translation flushed."""
+        i = self.fix_index(idx)
+        vaddr = self.FIXADDR_TOP - (i << PAGE_SHIFT)
+        self.pgtable.set_pte(self.pgd, vaddr, 0, writer="clear_fixmap")
+        self.flush_tlb_one_kernel(vaddr)

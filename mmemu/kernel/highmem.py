@@ -1,0 +1,251 @@
+"""HighMem: persistent kmaps (mm/highmem.c) and the per-CPU atomic/local kmaps in the
+fixmap (arch/x86/mm/highmem_32.c, mm/highmem.c kmap_local since 5.11).
+
+Persistent kmaps: LAST_PKMAP slots from PKMAP_BASE, all under the one page table
+``pkmap_page_table``. ``pkmap_count[i]`` is 0 for a free slot, 1 for a slot unmapped by
+kunmap but whose entry and TLB translations are still there, n+1 for n users.
+``map_new_virtual`` moves ``last_pkmap_nr`` forward; when it wraps to 0,
+``flush_all_zero_pkmaps`` clears every slot at 1 and flushes the TLB of the whole area.
+When every slot is in use the kernel sleeps until a kunmap: the emulator says so and
+changes nothing.
+
+Atomic kmaps, by era: classic named slots (``kmap_atomic(page, KM_USER0)``,
+KM_TYPE_NR per CPU, 2.6.12–2.6.36), a per-CPU stack of KM_TYPE_NR slots
+(``kmap_atomic(page)``, 2.6.37–5.10), and ``kmap_local_page`` with a per-task stack of
+KM_MAX_IDX slots (5.11+). Lowmem pages never take a slot: their address is the direct one.
+On machines without HighMem (x86_64) all of this is ``page_address``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..buddy import Page
+from ..errors import KernelWarning, MmemuError, WouldBlock
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+
+def _pfn(page: "Page | int") -> int:
+    return page.pfn if isinstance(page, Page) else int(page)
+
+
+@dataclass(frozen=True)
+class AtomicSlot:
+    """One atomic kmap in use: the slot index on its CPU, the address, the page."""
+
+    cpu: int
+    idx: int
+    vaddr: int
+    pfn: int
+    type: str  # the km_type name in the classic era, "" after
+
+
+class HighmemMixin:
+    """``kmap``/``kunmap``, ``kmap_atomic``/``kunmap_atomic``, ``kmap_local_page``/
+    ``kunmap_local``, ``pkmap_count``, ``last_pkmap_nr``."""
+
+    def _init_highmem(self) -> None:
+        syms, cfg = self.layout.symbols, self.layout.config
+        self.has_highmem = "HighMem" in self.frames.zones and "PKMAP_BASE" in syms
+        self.LAST_PKMAP = syms.get("LAST_PKMAP", 0) if self.has_highmem else 0
+        self.PKMAP_BASE = syms.get("PKMAP_BASE", 0)
+        self.pkmap_count = [0] * self.LAST_PKMAP
+        self.last_pkmap_nr = 0
+        #: page_address_htable: pfn -> persistent kmap address (set_page_address)
+        self.page_address_map: dict[int, int] = {}
+        self.kmap_scheme = cfg.get("kmap_atomic", "kmap_local" if self.spec.kernel >= "5.11" else "stack")
+        self.km_types = tuple(cfg.get("km_types") or ())
+        self.KM_TYPE_NR = cfg.get("KM_TYPE_NR") or len(self.km_types) or 0
+        self.KM_MAX_IDX = cfg.get("KM_MAX_IDX") or 16
+        #: per CPU: the atomic/local slots in use, innermost last
+        self.kmap_atomic_stack: list[list[AtomicSlot]] = [[] for _ in range(self.spec.cpus)]
+        fix = dict(self.layout.fixmap)
+        self.FIX_KMAP_BEGIN = fix.get("FIX_KMAP_BEGIN")
+        self.FIX_KMAP_END = fix.get("FIX_KMAP_END")
+
+    # -- persistent kmaps -------------------------------------------------------------
+
+    def PKMAP_ADDR(self, nr: int) -> int:
+        return self.PKMAP_BASE + (nr << PAGE_SHIFT)
+
+    def PKMAP_NR(self, vaddr: int) -> int:
+        return (vaddr - self.PKMAP_BASE) >> PAGE_SHIFT
+
+    def kmap(self, page: "Page | int") -> int:
+        """``kmap(page)``: a lowmem page's direct address; a HighMem page gets (or shares)
+        a pkmap slot."""
+        pfn = _pfn(page)
+        if not self.has_highmem or not self.PageHighMem(pfn):
+            return self.lowmem_page_address(pfn)
+        return self.kmap_high(pfn)
+
+    def kmap_high(self, pfn: int) -> int:
+        vaddr = self.page_address_map.get(pfn)
+        if vaddr is None:
+            vaddr = self.map_new_virtual(pfn)
+        self.pkmap_count[self.PKMAP_NR(vaddr)] += 1
+        return vaddr
+
+    def map_new_virtual(self, pfn: int) -> int:
+        """Find a free slot, flushing the unused ones when the counter wraps."""
+        if all(c >= 2 for c in self.pkmap_count):
+            raise WouldBlock(f"kmap: all {self.LAST_PKMAP} pkmap slots are in use; the caller would sleep in "
+                             "map_new_virtual() until a kunmap() frees one")
+        count = self.LAST_PKMAP
+        while True:
+            self.last_pkmap_nr = (self.last_pkmap_nr + 1) & (self.LAST_PKMAP - 1)
+            if not self.last_pkmap_nr:
+                self.flush_all_zero_pkmaps()
+                count = self.LAST_PKMAP
+            if not self.pkmap_count[self.last_pkmap_nr]:
+                break
+            count -= 1
+            if not count:  # cannot happen after the check above; the kernel would sleep here
+                raise WouldBlock("kmap: no free pkmap slot")
+        nr = self.last_pkmap_nr
+        vaddr = self.PKMAP_ADDR(nr)
+        prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
+        self.pgtable.set_pte(self.pgd, vaddr, (pfn << PAGE_SHIFT) | prot, writer="kmap_high")
+        self.pkmap_count[nr] = 1
+        self.page_address_map[pfn] = vaddr
+        return vaddr
+
+    def flush_all_zero_pkmaps(self) -> None:
+        """Clear every slot that kunmap left at 1, then flush the TLB over the pkmap area."""
+        need_flush = False
+        for i, count in enumerate(self.pkmap_count):
+            if count != 1:
+                continue
+            self.pkmap_count[i] = 0
+            vaddr = self.PKMAP_ADDR(i)
+            old = self.pgtable.set_pte(self.pgd, vaddr, 0, writer="flush_all_zero_pkmaps")
+            self.page_address_map.pop((old & self.paging.levels[-1].addr_mask) >> PAGE_SHIFT, None)
+            need_flush = True
+        if need_flush:
+            self.flush_tlb_kernel_range(self.PKMAP_ADDR(0), self.PKMAP_ADDR(self.LAST_PKMAP))
+
+    def kunmap(self, page: "Page | int") -> None:
+        """``kunmap(page)``: drop a reference to a HighMem page's pkmap slot (lowmem: nothing)."""
+        pfn = _pfn(page)
+        if not self.has_highmem or not self.PageHighMem(pfn):
+            return
+        vaddr = self.page_address_map.get(pfn)
+        if vaddr is None:
+            raise self.BUG("mm/highmem.c kunmap_high()", f"BUG_ON(!vaddr): pfn {pfn:#x} is not kmapped")
+        nr = self.PKMAP_NR(vaddr)
+        if self.pkmap_count[nr] <= 1:
+            raise self.BUG("mm/highmem.c kunmap_high()",
+                           f"pkmap_count[{nr}] would drop to 0: pfn {pfn:#x} was already kunmapped")
+        self.pkmap_count[nr] -= 1  # at 1 the slot is free for flush_all_zero_pkmaps
+
+    # -- atomic and local kmaps ------------------------------------------------------------
+
+    def _kmap_slot_vaddr(self, idx: int, cpu: int, per_cpu: int) -> int:
+        if self.FIX_KMAP_BEGIN is None:
+            raise MmemuError("this kernel's fixmap has no KMAP slots")
+        return self.fix_to_virt(self.FIX_KMAP_BEGIN + idx + per_cpu * cpu)
+
+    def _atomic_map(self, pfn: int, idx: int, cpu: int, per_cpu: int, writer: str, type_: str) -> int:
+        vaddr = self._kmap_slot_vaddr(idx, cpu, per_cpu)
+        prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
+        self.pgtable.set_pte(self.pgd, vaddr, (pfn << PAGE_SHIFT) | prot, writer=writer)
+        self.flush_tlb_one_kernel(vaddr)  # __flush_tlb_one(vaddr) / arch_kmap_local_post_map
+        self.kmap_atomic_stack[cpu].append(AtomicSlot(cpu, idx, vaddr, pfn, type_))
+        return vaddr
+
+    def kmap_atomic(self, page: "Page | int", km_type: str | None = None, cpu: int = 0) -> int:
+        """``kmap_atomic``: a HighMem page in this CPU's next fixmap slot (lowmem pages: their
+        direct address). Classic kernels (before 2.6.37) take the slot by name
+        (``KM_USER0``, ``KM_PTE0``...)."""
+        pfn = _pfn(page)
+        if self.kmap_scheme == "kmap_local":
+            return self.kmap_local_page(pfn, cpu=cpu, _writer="kmap_atomic")
+        self._check_cpu(cpu)
+        if not self.has_highmem or not self.PageHighMem(pfn):
+            return self.lowmem_page_address(pfn)
+        if self.kmap_scheme == "km_type":
+            if km_type is None:
+                raise MmemuError(f"kmap_atomic on kernel {self.spec.kernel} takes a km_type: one of "
+                                 + ", ".join(self.km_types))
+            if km_type not in self.km_types:
+                raise MmemuError(f"unknown km_type {km_type!r} on kernel {self.spec.kernel}; "
+                                 f"known: {', '.join(self.km_types)}")
+            idx = self.km_types.index(km_type)
+            # the classic slot is reused each time: its last mapping stays until replaced
+            self.kmap_atomic_stack[cpu] = [s for s in self.kmap_atomic_stack[cpu] if s.idx != idx]
+            return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", km_type)
+        idx = len(self.kmap_atomic_stack[cpu])  # kmap_atomic_idx_push()
+        if idx >= self.KM_TYPE_NR:
+            raise self.BUG("arch/x86/mm/highmem_32.c kmap_atomic_idx_push()",
+                           f"BUG_ON(idx >= KM_TYPE_NR): {idx} atomic kmaps already nested on CPU {cpu}")
+        return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", "")
+
+    def kunmap_atomic(self, vaddr: int, km_type: str | None = None, cpu: int = 0) -> None:
+        """``kunmap_atomic``. Classic kernels leave the fixmap entry in place (it is only
+        cleared with CONFIG_DEBUG_HIGHMEM); the stack kernels clear it and flush
+        (``kpte_clear_flush``) and insist on last-in first-out."""
+        if self.kmap_scheme == "kmap_local":
+            return self.kunmap_local(vaddr, cpu=cpu, _writer="kunmap_atomic")
+        self._check_cpu(cpu)
+        stack = self.kmap_atomic_stack[cpu]
+        if self.kmap_scheme == "km_type":
+            if not self._in_kmap_fixmap(vaddr):
+                return  # a lowmem page: nothing was mapped
+            slot = next((s for s in stack if s.vaddr == vaddr), None)
+            if slot is None or (km_type is not None and slot.type != km_type):
+                raise self.BUG("arch/i386/mm/highmem.c kunmap_atomic()",
+                               f"{vaddr:#x} is not the {km_type or 'kmap_atomic'} slot of CPU {cpu}")
+            stack.remove(slot)  # the entry itself stays, as without CONFIG_DEBUG_HIGHMEM
+            return
+        if not self._in_kmap_fixmap(vaddr):
+            return
+        if not stack or stack[-1].vaddr != vaddr:
+            expected = f"{stack[-1].vaddr:#x}" if stack else "none"
+            raise KernelWarning(f"WARNING: CPU: {cpu} at arch/x86/mm/highmem_32.c kunmap_atomic: "
+                                f"{vaddr:#x} is not the innermost atomic kmap (expected {expected})")
+        slot = stack.pop()
+        self.pgtable.set_pte(self.pgd, vaddr, 0, writer="kunmap_atomic")
+        self.flush_tlb_one_kernel(vaddr)
+
+    def kmap_local_page(self, page: "Page | int", cpu: int = 0, _writer: str = "kmap_local_page") -> int:
+        """``kmap_local_page`` (5.11+): the next of KM_MAX_IDX slots of the current task on
+        this CPU; lowmem pages (and every page on x86_64) return their direct address."""
+        pfn = _pfn(page)
+        self._check_cpu(cpu)
+        if not self.has_highmem or not self.PageHighMem(pfn):
+            return self.lowmem_page_address(pfn)
+        if self.kmap_scheme != "kmap_local":
+            raise MmemuError(f"kmap_local_page does not exist before 5.11 (kernel {self.spec.kernel}): use kmap_atomic")
+        idx = len(self.kmap_atomic_stack[cpu])
+        if idx >= self.KM_MAX_IDX:
+            raise self.BUG("mm/highmem.c kmap_local_idx_push()",
+                           f"BUG_ON(idx >= KM_MAX_IDX): {idx} local kmaps already nested (KM_MAX_IDX {self.KM_MAX_IDX})")
+        return self._atomic_map(pfn, idx, cpu, self.KM_MAX_IDX, _writer, "")
+
+    def kunmap_local(self, vaddr: int, cpu: int = 0, _writer: str = "kunmap_local") -> None:
+        """``kunmap_local``: undo the innermost kmap_local_page (out of order: WARN)."""
+        self._check_cpu(cpu)
+        if not self._in_kmap_fixmap(vaddr):
+            if vaddr < self.PAGE_OFFSET:
+                raise KernelWarning(f"WARNING: CPU: {cpu} at mm/highmem.c kunmap_local_indexed: "
+                                    f"{vaddr:#x} is not a kmap_local address (WARN_ON_ONCE(addr < PAGE_OFFSET))")
+            return  # a lowmem page's address: nothing was mapped
+        stack = self.kmap_atomic_stack[cpu]
+        if not stack or stack[-1].vaddr != vaddr:
+            expected = f"{stack[-1].vaddr:#x}" if stack else "none"
+            raise KernelWarning(f"WARNING: CPU: {cpu} at mm/highmem.c kunmap_local_indexed: "
+                                f"{vaddr:#x} is not the innermost local kmap (expected {expected})")
+        stack.pop()
+        self.pgtable.set_pte(self.pgd, vaddr, 0, writer=_writer)
+        self.flush_tlb_one_kernel(vaddr)  # arch_kmap_local_post_unmap
+
+    def _in_kmap_fixmap(self, vaddr: int) -> bool:
+        if self.FIX_KMAP_BEGIN is None:
+            return False
+        return self.fix_to_virt(self.FIX_KMAP_END) <= vaddr <= self.fix_to_virt(self.FIX_KMAP_BEGIN)
+
+    def _check_cpu(self, cpu: int) -> None:
+        if not 0 <= cpu < self.spec.cpus:
+            raise MmemuError(f"CPU {cpu} does not exist (the machine has {self.spec.cpus})")

@@ -1,0 +1,185 @@
+"""The invariants of the emulated kernel, checked as a whole (tests call it after every
+operation of randomised sequences).
+
+1. The frame allocator is consistent (free lists, counters, no overlap).
+2. Outside the mappings of all memory (the direct map, the kernel image), every mapped
+   frame is allocated or reserved, and a user page's reference count equals the number
+   of user ptes that map it; the only stale entries allowed are the ones the kernel
+   itself leaves: pkmap slots at count 1 (kunmapped, not yet flushed) and, in the
+   classic kernels, kmap_atomic slots after kunmap_atomic.
+3. Page tables: every table the engine knows is reachable from a page directory exactly
+   once, except the kernel part that directories share; every frame owned as a page
+   table is one.
+4. vmap areas lie in the vmalloc space, do not overlap, keep their guard page unmapped,
+   and map exactly their pages.
+5. pkmap_count matches the pkmap entries and page_address.
+6. The kernel part of every page directory equals the master's (or, before 5.8, lacks
+   an entry that vmalloc_fault would copy).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..errors import MmemuError
+
+PAGE_SHIFT = 12
+
+
+class InvariantError(MmemuError):
+    """An invariant of the emulated kernel does not hold (a bug in mmemu)."""
+
+
+class InvariantsMixin:
+
+    def check_invariants(self) -> None:
+        """Raise :class:`InvariantError` naming the first invariant that does not hold."""
+        self.frames.check()
+        self._check_tables()
+        self._check_mapped_frames()
+        self._check_vmap_areas()
+        self._check_pkmap()
+        self._check_kernel_halves()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _all_roots(self) -> list[int]:
+        return [self.pgd] + [p.pgd for p in self.pgd_list]
+
+    def _identity_ranges(self) -> list[tuple[int, int]]:
+        """Mappings of memory regardless of what it is used for."""
+        ranges = [(self.PAGE_OFFSET, self.high_memory)]
+        start_map = self.layout.symbols.get("__START_KERNEL_map")
+        if start_map is not None:
+            ranges.append((start_map, start_map + self.layout.symbols.get("KERNEL_IMAGE_SIZE", 512 << 20)))
+        return ranges
+
+    def _stale_allowed(self) -> set[int]:
+        """Addresses whose entries may point at freed frames, as in the kernel."""
+        allowed = {self.PKMAP_ADDR(i) for i, c in enumerate(self.pkmap_count) if c == 1}
+        if self.kmap_scheme == "km_type" and self.FIX_KMAP_BEGIN is not None:
+            for idx in range(self.FIX_KMAP_BEGIN, self.FIX_KMAP_END + 1):
+                allowed.add(self.fix_to_virt(idx))
+        return allowed
+
+    # -- the checks ---------------------------------------------------------------------
+
+    def _check_tables(self) -> None:
+        pt = self.pgtable
+        seen: Counter[int] = Counter()
+        last = len(self.paging.levels) - 1
+        P, L = self.paging.present, self.paging.large
+        master_top = pt.entries(self.pgd, 0)
+        for root in self._all_roots():
+            seen[root] += 1
+            top = pt.entries(root, 0)
+            for i, raw in enumerate(top):
+                if not raw & P or (self.paging.levels[0].large_format is not None and raw & L):
+                    continue
+                if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY and raw == master_top[i]:
+                    continue  # the shared kernel part: counted once, under the master
+                self._count_subtree(raw & self.paging.levels[0].addr_mask, 1, seen, last)
+        known = set(pt.tables)
+        reached = set(seen)
+        if known - reached:
+            raise InvariantError(f"page tables no directory reaches: {sorted(hex(t) for t in known - reached)[:8]}")
+        if reached - known:
+            raise InvariantError(f"tables in use the engine does not know: {sorted(hex(t) for t in reached - known)[:8]}")
+        shared = [hex(t) for t, n in seen.items() if n > 1]
+        if shared:
+            raise InvariantError(f"page tables reached twice: {shared[:8]}")
+        for pfn, rec in self.frames.allocated.items():
+            if rec.owner.startswith("page table") and (pfn << PAGE_SHIFT) not in known:
+                raise InvariantError(f"frame {pfn:#x} is owned as a page table but no table lives there")
+
+    def _count_subtree(self, table: int, li: int, seen: Counter, last: int) -> None:
+        seen[table] += 1
+        if li == last:
+            return
+        lv = self.paging.levels[li]
+        P, L = self.paging.present, self.paging.large
+        for raw in self.pgtable.entries(table, li):
+            if raw & P and not (lv.large_format is not None and raw & L):
+                self._count_subtree(raw & lv.addr_mask, li + 1, seen, last)
+
+    def _check_mapped_frames(self) -> None:
+        identity = self._identity_ranges()
+        stale = self._stale_allowed()
+        user_refs: Counter[int] = Counter()
+        for root in self._all_roots():
+            user = root != self.pgd
+            for va, size, phys, raw, li in self.pgtable.iter_leaves(root):
+                if any(s <= va < e for s, e in identity):
+                    continue
+                if user and va >= self.task_size:
+                    continue  # the kernel part: checked through the master
+                for pfn in range(phys >> PAGE_SHIFT, (phys + size) >> PAGE_SHIFT):
+                    if not self.frames.is_ram(pfn):
+                        continue  # MMIO (APIC, ...)
+                    state = self.frames.page(pfn).state
+                    if state in ("free", "hole") and va not in stale:
+                        raise InvariantError(f"{va:#x} maps pfn {pfn:#x}, which is {state}")
+                    if user and pfn != self.zero_pfn:
+                        user_refs[pfn] += 1
+        for pfn, n in user_refs.items():
+            rec = self.frames.allocated.get(pfn)
+            if rec is None or rec.refcount != n:
+                raise InvariantError(f"user page {pfn:#x} is mapped {n} times but has refcount "
+                                     f"{rec.refcount if rec else 'none (not a block head)'}")
+
+    def _check_vmap_areas(self) -> None:
+        prev = None
+        lo = min(self.layout["VMALLOC_START"], self.layout.symbols.get("MODULES_VADDR", 1 << 64))
+        hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))
+        for a in self.vmap_areas:
+            if not lo <= a.va_start < a.va_end <= hi:
+                raise InvariantError(f"vmap area {a.va_start:#x}-{a.va_end:#x} is outside the vmalloc space")
+            if prev is not None and a.va_start < prev.va_end:
+                raise InvariantError(f"vmap areas {prev.va_start:#x}-{prev.va_end:#x} and "
+                                     f"{a.va_start:#x}-{a.va_end:#x} overlap")
+            prev = a
+            if a.vm is None:
+                for va in range(a.va_start, a.va_end, 4096):
+                    if self.walk(va).mapped:
+                        raise InvariantError(f"{va:#x} in a freed vmap area is still mapped")
+                continue
+            vm = a.vm
+            usable = vm.get_vm_area_size()
+            if usable != a.va_end - a.va_start - (vm.size - usable):
+                raise InvariantError(f"vmap area {a.va_start:#x}: sizes disagree")
+            if usable != vm.size and self.walk(a.va_start + usable).mapped:
+                raise InvariantError(f"the guard page of the vmap area at {a.va_start:#x} is mapped")
+            if vm.pages:
+                for i, pfn in enumerate(vm.pages):
+                    w = self.walk(vm.addr + i * 4096)
+                    if not w.mapped or w.phys >> PAGE_SHIFT != pfn:
+                        raise InvariantError(f"vmap area {vm.addr:#x} page {i} is not mapped to pfn {pfn:#x}")
+
+    def _check_pkmap(self) -> None:
+        for i, count in enumerate(self.pkmap_count):
+            va = self.PKMAP_ADDR(i)
+            pte = self.pgtable.read_pte(self.pgd, va)
+            if count == 0 and pte:
+                raise InvariantError(f"pkmap slot {i} is free but its pte is {pte:#x}")
+            if count >= 1:
+                if not pte & self.paging.present:
+                    raise InvariantError(f"pkmap slot {i} has count {count} but no mapping")
+                pfn = self.pte_pfn(pte)
+                if self.page_address_map.get(pfn) != va:
+                    raise InvariantError(f"pkmap slot {i} maps pfn {pfn:#x} but page_address says "
+                                         f"{self.page_address_map.get(pfn)}")
+        for pfn, va in self.page_address_map.items():
+            if not self.PKMAP_BASE <= va < self.PKMAP_ADDR(self.LAST_PKMAP) or self.pkmap_count[self.PKMAP_NR(va)] < 1:
+                raise InvariantError(f"page_address of pfn {pfn:#x} is {va:#x}, not a live pkmap slot")
+
+    def _check_kernel_halves(self) -> None:
+        master = self.pgtable.entries(self.pgd, 0)
+        for proc in self.pgd_list:
+            mine = self.pgtable.entries(proc.pgd, 0)
+            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                if mine[i] == master[i]:
+                    continue
+                if not mine[i] and self.vmalloc_fault_era:
+                    continue  # vmalloc_fault will copy it on first use
+                raise InvariantError(f"process {proc.pid}: kernel pgd entry {i} is {mine[i]:#x}, "
+                                     f"the master has {master[i]:#x}")

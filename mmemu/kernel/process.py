@@ -1,0 +1,535 @@
+"""User processes: their page directories, VMAs, and the page tables demand paging fills.
+
+kernel/fork.c (``mm_init``/``dup_mmap``), arch/x86/mm/pgtable.c (``pgd_alloc``: the kernel
+part copied from swapper_pg_dir; PAE preallocates the user pmds because the CPU loads all
+four PDPT entries with CR3), mm/mmap.c (``mmap``/``munmap``/``brk``, top-down
+``get_unmapped_area`` below ``mmap_base``), mm/mprotect.c, mm/memory.c (``copy_page_range``
+with copy-on-write, ``zap_page_range``, ``free_pgtables``).
+
+With CONFIG_HIGHPTE (i386) the last-level user page tables come from HighMem; every time
+the kernel reads or writes one it maps it through the atomic kmap slot for page tables
+(``pte_offset_map``: KM_PTE0 in the classic kernels, the kmap_atomic stack later,
+``kmap_local_page`` since 5.11) and unmaps it after (``pte_unmap``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ..errors import MmemuError, OutOfMemory
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+# include/uapi/asm-generic/mman-common.h, mman.h
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0x0, 0x1, 0x2, 0x4
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+# include/linux/mm.h
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
+VM_GROWSDOWN = 0x100
+
+EINVAL, ENOMEM = 22, 12
+
+#: arch/x86/mm/mmap.c: the gap below the stack is at least 128 MiB (MIN_GAP)
+MIN_GAP = 128 << 20
+#: fs/exec.c setup_arg_pages: the initial stack VMA (stack_expand = 128 KiB)
+INITIAL_STACK = 128 << 10
+
+
+@dataclass
+class Vma:
+    """``struct vm_area_struct``: [vm_start, vm_end) with its flags."""
+
+    vm_start: int
+    vm_end: int
+    vm_flags: int
+    name: str = ""  # "[heap]", "[stack]", or "" for anonymous memory
+
+    def perms(self) -> str:
+        f = self.vm_flags
+        return (("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + ("x" if f & VM_EXEC else "-")
+                + ("s" if f & VM_SHARED else "p"))
+
+
+@dataclass
+class Process:
+    """A task and its ``mm_struct``."""
+
+    pid: int
+    comm: str
+    pgd: int  # physical address of its page directory
+    vmas: list[Vma] = field(default_factory=list)
+    start_brk: int = 0
+    brk: int = 0
+    mmap_base: int = 0
+    start_stack: int = 0
+    parent: int = 0
+    pmds: list[int] = field(default_factory=list)  # PAE: the preallocated user pmds
+    alive: bool = True
+
+    def find_vma(self, addr: int) -> Vma | None:
+        """``find_vma``: the first VMA that ends above *addr* (it may start above it)."""
+        i = bisect.bisect_right([v.vm_end for v in self.vmas], addr)
+        return self.vmas[i] if i < len(self.vmas) else None
+
+    def vma_at(self, addr: int) -> Vma | None:
+        vma = self.find_vma(addr)
+        return vma if vma is not None and vma.vm_start <= addr else None
+
+
+def calc_vm_prot_bits(prot: int) -> int:
+    return (VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0) | \
+        (VM_EXEC if prot & PROT_EXEC else 0)
+
+
+class ProcessMixin:
+    """Processes: ``create_process``, ``fork``, ``exit_mm``, ``switch_to``; on a
+    process: ``mmap``, ``munmap``, ``mprotect``, ``brk``, and the ``/proc/PID/maps`` text."""
+
+    def _init_processes(self) -> None:
+        self.processes: dict[int, Process] = {}
+        self.pgd_list: list[Process] = []
+        self.current: Process | None = None
+        self._next_pid = 1
+        self.task_size = self.layout["TASK_SIZE"]
+        top = self.paging.levels[0]
+        self.KERNEL_PGD_BOUNDARY = (self.PAGE_OFFSET >> top.shift) & (top.entries - 1)
+        self.pae = bool(self.layout.config.get("CONFIG_X86_PAE"))
+        self._ptr = self.paging.levels[0].entry_size
+        #: the zero page (empty_zero_page, in the kernel image's bss)
+        bss = next(s for s in self.layout.image if s.name == "bss")
+        self.zero_pfn = ((bss.phys + 0xFFF) >> PAGE_SHIFT) + 1  # the page after swapper_pg_dir
+        self.mem.zero(self.zero_pfn << PAGE_SHIFT, PAGE_SIZE)
+
+    # -- page directories -------------------------------------------------------------
+
+    def _top_entries(self, root: int):
+        return self.pgtable.entries(root, 0)
+
+    def _write_top(self, root: int, index: int, value: int, writer: str) -> None:
+        """One top-level entry (``set_pgd``; ``set_pmd`` of the folded 2-level pgd)."""
+        top = self.paging.levels[0]
+        self.pgtable.set_entry(root, 0, index, value, writer=writer, va=self.pgtable._canon(index << top.shift),
+                               kind="set_pgd")
+
+    def pgd_alloc(self, owner: str) -> tuple[int, list[int]]:
+        """A new page directory with the kernel part of swapper_pg_dir (pgd_ctor:
+        clone_pgd_range from KERNEL_PGD_BOUNDARY). PAE: the user pmds preallocated and
+        entered in the PDPT (pgd_prepopulate_pmd)."""
+        pt = self.pgtable
+        root = pt.new_root(owner, user=True)
+        master = self._top_entries(self.pgd)
+        pmds: list[int] = []
+        try:
+            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                if master[i]:
+                    self._write_top(root, i, master[i], "pgd_ctor")
+            if self.pae:
+                for i in range(self.KERNEL_PGD_BOUNDARY):
+                    page = self.alloc_pages(0, "Normal", owner="page table (pmd)", zero=True)
+                    pmds.append(page.phys)
+                    pt.adopt_table(page.phys, 1, "page table (pmd)", pinned=True)
+                    self._write_top(root, i, page.phys | self.paging.levels[0].table_flags_user, "pgd_prepopulate_pmd")
+        except BaseException:
+            for phys in pmds:
+                pt.tables.pop(phys, None)
+                self.frames.free_pages(phys >> PAGE_SHIFT)
+            pt.tables.pop(root, None)
+            self.frames.free_pages(root >> PAGE_SHIFT)
+            raise
+        return root, pmds
+
+    def sync_kernel_pgds(self) -> int:
+        """Copy the master's kernel top-level entries into every page directory that lacks
+        them (``sync_global_pgds`` / ``arch_sync_kernel_mappings``). Returns how many."""
+        master = self._top_entries(self.pgd)
+        copied = 0
+        for proc in self.pgd_list:
+            mine = self._top_entries(proc.pgd)
+            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                if master[i] and not mine[i]:
+                    self._write_top(proc.pgd, i, master[i], "arch_sync_kernel_mappings")
+                    copied += 1
+        return copied
+
+    # -- processes --------------------------------------------------------------------
+
+    def create_process(self, comm: str = "init") -> Process:
+        """A new process with an empty user address space and its stack VMA (what exec
+        leaves before the program is mapped)."""
+        pgd, pmds = self.pgd_alloc(owner=f"pgd ({comm})")
+        pid = self._next_pid
+        self._next_pid += 1
+        proc = Process(pid, comm, pgd, pmds=pmds)
+        proc.mmap_base = (self.task_size - MIN_GAP) & ~(PAGE_SIZE - 1)
+        proc.start_stack = self.task_size
+        proc.vmas.append(Vma(self.task_size - INITIAL_STACK, self.task_size, VM_READ | VM_WRITE | VM_GROWSDOWN,
+                             "[stack]"))
+        base = 0x08048000 if not self.paging.canonical else 0x555555554000  # ELF_ET_DYN_BASE-ish
+        proc.start_brk = proc.brk = base + (16 << 20)
+        self.processes[pid] = proc
+        self.pgd_list.append(proc)
+        if self.current is None:
+            self.switch_to(proc)
+        return proc
+
+    def process(self, pid: int) -> Process:
+        try:
+            proc = self.processes[pid]
+        except KeyError:
+            raise MmemuError(f"no process with pid {pid}") from None
+        return proc
+
+    def switch_to(self, proc: Process | None) -> None:
+        """``switch_mm``: the current process (None: a kernel thread on init_mm), and CR3."""
+        if proc is not None and not proc.alive:
+            raise MmemuError(f"process {proc.pid} has exited")
+        self.current = proc
+        root = self.pgd if proc is None else proc.pgd
+        for cpu in self.cpus:
+            cpu.set_cr3(root)
+
+    def current_pgd(self) -> int:
+        return self.pgd if self.current is None else self.current.pgd
+
+    # -- user page tables (HIGHPTE) ---------------------------------------------------
+
+    @contextmanager
+    def pte_offset_map(self, proc: Process, va: int):
+        """``pte_offset_map``/``pte_unmap``: map the page table that holds *va*'s pte through
+        the page-table kmap slot when it lives in HighMem. Yields the kmapped address of
+        the pte (or None when there is no page table yet, or it is in lowmem)."""
+        slot = self.pgtable.pte_slot(proc.pgd, va)
+        if slot is None or not self.highpte or not self.PageHighMem(slot[0] >> PAGE_SHIFT):
+            yield None
+            return
+        table, idx = slot
+        if self.kmap_scheme == "km_type":
+            vaddr = self.kmap_atomic(table >> PAGE_SHIFT, "KM_PTE0")
+            try:
+                yield vaddr + idx * self.paging.levels[-1].entry_size
+            finally:
+                self.kunmap_atomic(vaddr, "KM_PTE0")
+        else:
+            vaddr = self.kmap_atomic(table >> PAGE_SHIFT)
+            try:
+                yield vaddr + idx * self.paging.levels[-1].entry_size
+            finally:
+                self.kunmap_atomic(vaddr)
+
+    def set_user_pte(self, proc: Process, va: int, value: int, writer: str) -> int:
+        """``set_pte_at`` on a user address: the tables above are made if missing
+        (``pte_alloc``); a HighMem page table is reached through the kmap slot."""
+        if self.pgtable.pte_slot(proc.pgd, va) is None:
+            if not value:
+                return 0
+            self.pgtable.populate(proc.pgd, va & ~(PAGE_SIZE - 1), PAGE_SIZE, writer="__pte_alloc", user_tables=True)
+        with self.pte_offset_map(proc, va):
+            return self.pgtable.set_pte(proc.pgd, va, value, writer=writer, user_tables=True)
+
+    def read_user_pte(self, proc: Process, va: int) -> int:
+        with self.pte_offset_map(proc, va):
+            return self.pgtable.read_pte(proc.pgd, va)
+
+    # -- protections ------------------------------------------------------------------
+
+    def vm_page_prot(self, vm_flags: int) -> int:
+        """protection_map[] (x86 __P/__S): private writable mappings are read-only until
+        the first write (copy-on-write); shared writable ones are PAGE_SHARED."""
+        p = self.arch.pgprot
+        r, w, x = vm_flags & VM_READ, vm_flags & VM_WRITE, vm_flags & VM_EXEC
+        if not (r or w or x):
+            return p["PAGE_NONE"]
+        if vm_flags & VM_SHARED and w:
+            return p["PAGE_SHARED_EXEC" if x else "PAGE_SHARED"]
+        if w:
+            return p["PAGE_COPY_EXEC" if x else "PAGE_COPY"]
+        return p["PAGE_READONLY_EXEC" if x else "PAGE_READONLY"]
+
+    def mk_pte(self, pfn: int, prot: int) -> int:
+        return (pfn << PAGE_SHIFT) | prot
+
+    def pte_pfn(self, pte: int) -> int:
+        return (pte & self.paging.levels[-1].addr_mask) >> PAGE_SHIFT
+
+    def pte_present(self, pte: int) -> bool:
+        """pte_present(): present, or PROT_NONE (the global bit standing in for _PAGE_PROTNONE)."""
+        return bool(pte & (self.paging.present | self.paging.global_))
+
+    # -- VMAs ---------------------------------------------------------------------------
+
+    def _insert_vma(self, proc: Process, vma: Vma) -> None:
+        i = bisect.bisect_left([v.vm_start for v in proc.vmas], vma.vm_start)
+        proc.vmas.insert(i, vma)
+        self._merge_vmas(proc)
+
+    def _merge_vmas(self, proc: Process) -> None:
+        """vma_merge: adjacent anonymous VMAs with the same flags become one."""
+        out: list[Vma] = []
+        for v in proc.vmas:
+            if out and out[-1].vm_end == v.vm_start and out[-1].vm_flags == v.vm_flags and out[-1].name == v.name:
+                out[-1].vm_end = v.vm_end
+            else:
+                out.append(v)
+        proc.vmas = out
+
+    def _split_vmas(self, proc: Process, start: int, end: int) -> list[Vma]:
+        """Split at *start* and *end*; return the VMAs inside [start, end)."""
+        out, inside = [], []
+        for v in proc.vmas:
+            pieces = [v]
+            for cut in (start, end):
+                nxt = []
+                for p in pieces:
+                    if p.vm_start < cut < p.vm_end:
+                        nxt += [Vma(p.vm_start, cut, p.vm_flags, p.name), Vma(cut, p.vm_end, p.vm_flags, p.name)]
+                    else:
+                        nxt.append(p)
+                pieces = nxt
+            for p in pieces:
+                out.append(p)
+                if start <= p.vm_start and p.vm_end <= end:
+                    inside.append(p)
+        proc.vmas = out
+        return inside
+
+    def get_unmapped_area(self, proc: Process, length: int) -> int:
+        """Top-down: the highest gap below mmap_base that fits (vm_unmapped_area)."""
+        high = proc.mmap_base
+        for v in reversed(proc.vmas):
+            if v.vm_start >= high:
+                continue
+            if v.vm_end <= high - length:
+                return high - length
+            high = v.vm_start
+        if high - length >= PAGE_SIZE * 16:  # mmap_min_addr
+            return high - length
+        raise OutOfMemory(f"mmap: no room for {length:#x} bytes below mmap_base {proc.mmap_base:#x} (-ENOMEM)")
+
+    def _check_user_range(self, addr: int, length: int, what: str) -> tuple[int, int]:
+        if addr & (PAGE_SIZE - 1):
+            raise MmemuError(f"{what}({addr:#x}, {length:#x}): address not page aligned (-EINVAL)")
+        if length <= 0:
+            raise MmemuError(f"{what}({addr:#x}, {length:#x}): length must be positive (-EINVAL)")
+        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        if end > self.task_size:
+            raise MmemuError(f"{what}({addr:#x}, {length:#x}): range ends above TASK_SIZE {self.task_size:#x} (-EINVAL)")
+        return addr, end
+
+    def mmap(self, proc: Process, length: int, prot: int = PROT_READ | PROT_WRITE, addr: int | None = None,
+             flags: int = MAP_PRIVATE | MAP_ANONYMOUS, name: str = "") -> int:
+        """Anonymous ``mmap``: a new VMA, no page yet (pages come with the first faults).
+        With *addr* and MAP_FIXED the range replaces whatever was there."""
+        if not flags & MAP_ANONYMOUS:
+            raise MmemuError("mmap: only anonymous mappings exist here (MAP_ANONYMOUS)")
+        if (flags & MAP_SHARED) == (flags & MAP_PRIVATE):
+            raise MmemuError("mmap: exactly one of MAP_SHARED and MAP_PRIVATE (-EINVAL)")
+        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if addr is not None and flags & MAP_FIXED:
+            start, end = self._check_user_range(addr, length, "mmap")
+            if any(v.vm_start < end and start < v.vm_end for v in proc.vmas):
+                self.munmap(proc, start, end - start)
+        else:
+            if length <= 0:
+                raise MmemuError(f"mmap: length {length} must be positive (-EINVAL)")
+            start = self.get_unmapped_area(proc, length)
+            end = start + length
+        vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
+        self._insert_vma(proc, Vma(start, end, vm_flags, name))
+        return start
+
+    def munmap(self, proc: Process, addr: int, length: int) -> None:
+        """``munmap``: drop the VMAs in the range, the pages mapped there, and the page
+        tables left empty (free_pgtables); flush the TLB for the range. A range with no
+        VMA at all is an error here (the kernel returns 0 and does nothing)."""
+        start, end = self._check_user_range(addr, length, "munmap")
+        if not any(v.vm_start < end and start < v.vm_end for v in proc.vmas):
+            raise MmemuError(f"munmap({start:#x}, {end - start:#x}): no VMA in the range "
+                             "(the kernel returns 0 and changes nothing)")
+        inside = self._split_vmas(proc, start, end)
+        for v in inside:
+            self.zap_page_range(proc, v.vm_start, v.vm_end, "zap_pte_range")
+        proc.vmas = [v for v in proc.vmas if v not in inside]
+        self._flush_user_range(proc, start, end)
+
+    def zap_page_range(self, proc: Process, start: int, end: int, writer: str) -> int:
+        """Clear the ptes of [start, end) and drop the page references (the zero page has
+        none); page tables emptied are freed. Returns how many pages were mapped."""
+        op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer, free_tables=True)
+        for va, phys, size in op.unmapped:
+            pfn = phys >> PAGE_SHIFT
+            if pfn != self.zero_pfn:
+                self.frames.free_pages(pfn)
+        return len(op.unmapped)
+
+    def mprotect(self, proc: Process, addr: int, length: int, prot: int) -> None:
+        """``mprotect``: new VMA flags over the range (-ENOMEM if part of it is not mapped)
+        and new protections on the ptes already there (change_protection); pages shared
+        copy-on-write stay read-only. Flushes the TLB for the range."""
+        start, end = self._check_user_range(addr, length, "mprotect")
+        pos = start
+        for v in proc.vmas:
+            if v.vm_end <= pos or v.vm_start >= end:
+                continue
+            if v.vm_start > pos:
+                break
+            pos = v.vm_end
+        if pos < end:
+            raise MmemuError(f"mprotect({start:#x}, {end - start:#x}): {pos:#x} is not mapped (-ENOMEM)")
+        new_flags = calc_vm_prot_bits(prot)
+        for v in self._split_vmas(proc, start, end):
+            v.vm_flags = (v.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | new_flags
+            self.change_protection(proc, v)
+        self._merge_vmas(proc)
+        self._flush_user_range(proc, start, end)
+
+    def change_protection(self, proc: Process, vma: Vma) -> None:
+        prot = self.vm_page_prot(vma.vm_flags)
+        write_ok = vma.vm_flags & VM_WRITE
+        m = self.paging
+        for va, size, phys, raw, li in list(self.pgtable.iter_leaves(proc.pgd, vma.vm_start, vma.vm_end)):
+            pfn = phys >> PAGE_SHIFT
+            new = self.mk_pte(pfn, prot) | (raw & (m.accessed | m.dirty))
+            if write_ok and self._exclusive(pfn) and raw & m.write:
+                new |= m.write  # a page this process alone holds keeps its write access
+            if new != raw:
+                self.set_user_pte(proc, va, new, "change_protection")
+
+    def _exclusive(self, pfn: int) -> bool:
+        rec = self.frames.allocated.get(pfn)
+        return pfn != self.zero_pfn and rec is not None and rec.refcount == 1
+
+    def brk(self, proc: Process, new_brk: int) -> int:
+        """``brk``: grow or shrink the heap VMA; returns the new break (the old one when
+        the request is refused, as the system call does)."""
+        if new_brk < proc.start_brk:
+            return proc.brk
+        old_end = (proc.brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        new_end = (new_brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if new_end < old_end:
+            self.munmap(proc, new_end, old_end - new_end)
+        elif new_end > old_end:
+            if any(v.vm_start < new_end and old_end < v.vm_end and v.name != "[heap]" for v in proc.vmas):
+                return proc.brk  # would run into another mapping
+            self._insert_vma(proc, Vma(old_end, new_end, VM_READ | VM_WRITE, "[heap]"))
+        proc.brk = new_brk
+        return new_brk
+
+    def _flush_user_range(self, proc: Process, start: int, end: int) -> None:
+        """flush_tlb_range / flush_tlb_mm: only where the process's tables are live."""
+        if self.current is proc:
+            self.flush_tlb_kernel_range(start, end) if end - start <= 33 * PAGE_SIZE else self.flush_tlb_all()
+
+    # -- fork and exit ----------------------------------------------------------------
+
+    def fork(self, parent: Process, comm: str | None = None) -> Process:
+        """``dup_mmap``: the VMAs copied; every present pte copied (``copy_pte_range``): in a
+        private writable VMA both sides become read-only and share the page
+        (copy-on-write), each page gaining a reference. The parent's TLB is flushed."""
+        child = self.create_process(comm or parent.comm)
+        child.vmas = [Vma(v.vm_start, v.vm_end, v.vm_flags, v.name) for v in parent.vmas]
+        child.start_brk, child.brk, child.mmap_base = parent.start_brk, parent.brk, parent.mmap_base
+        child.parent = parent.pid
+        m = self.paging
+        try:
+            for v in parent.vmas:
+                cow = v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED
+                for va, size, phys, raw, li in list(self.pgtable.iter_leaves(parent.pgd, v.vm_start, v.vm_end)):
+                    pfn = phys >> PAGE_SHIFT
+                    pte = raw
+                    if cow and raw & m.write:
+                        pte = raw & ~m.write
+                        self.set_user_pte(parent, va, pte, "copy_present_pte")
+                    if pfn != self.zero_pfn:
+                        self.frames.get_page(pfn)
+                    self.set_user_pte(child, va, pte, "copy_present_pte")
+        except BaseException:
+            self.exit_mm(child)
+            raise
+        if self.current is parent:
+            self.flush_tlb_all()
+        return child
+
+    def exit_mm(self, proc: Process) -> None:
+        """``exit_mmap``: every VMA unmapped and its pages released, the page tables and the
+        page directory freed."""
+        if not proc.alive:
+            raise MmemuError(f"process {proc.pid} has already exited")
+        for v in list(proc.vmas):
+            self.zap_page_range(proc, v.vm_start, v.vm_end, "unmap_vmas")
+        proc.vmas = []
+        pt = self.pgtable
+        self._free_user_tables(proc)  # free_pgtables: whatever the unmapping left
+        for phys in proc.pmds:
+            pt.tables.pop(phys, None)
+            self.frames.free_pages(phys >> PAGE_SHIFT)
+        pt.tables.pop(proc.pgd, None)
+        self.frames.free_pages(proc.pgd >> PAGE_SHIFT)
+        proc.pmds = []
+        proc.alive = False
+        self.pgd_list.remove(proc)
+        del self.processes[proc.pid]
+        if self.current is proc:
+            self.switch_to(None)
+
+    def _free_user_tables(self, proc: Process) -> None:
+        """Free every table below the user part of the page directory (the PAE pmds stay
+        for pgd_free). The tables must hold no mapping any more."""
+        pt = self.pgtable
+        P = self.paging.present
+        last = len(self.paging.levels) - 1
+
+        def free(table: int, li: int) -> None:
+            for idx, raw in enumerate(pt.entries(table, li)):
+                if not raw:
+                    continue
+                if li == last or not raw & P:
+                    raise MmemuError(f"exit_mmap: a user mapping survived in table {table:#x} (entry {raw:#x})")
+                child = raw & self.paging.levels[li].addr_mask
+                free(child, li + 1)
+                pt.set_entry(table, li, idx, 0, writer="free_pgtables", kind="free_pgtables")
+                if not pt.tables[child].pinned:
+                    del pt.tables[child]
+                    self.frames.free_pages(child >> PAGE_SHIFT)
+
+        top = pt.entries(proc.pgd, 0)
+        for i in range(self.KERNEL_PGD_BOUNDARY):
+            if top[i] and not (self.pae and (top[i] & self.paging.levels[0].addr_mask) in proc.pmds):
+                child = top[i] & self.paging.levels[0].addr_mask
+                free(child, 1)
+                pt.set_entry(proc.pgd, 0, i, 0, writer="free_pgtables", kind="free_pgtables")
+                del pt.tables[child]
+                self.frames.free_pages(child >> PAGE_SHIFT)
+            elif top[i]:
+                free(top[i] & self.paging.levels[0].addr_mask, 1)
+
+    def install_user_pages(self, proc: Process, addr: int, data: bytes, writer: str = "install_user_pages") -> None:
+        """Put *data* into the pages at *addr* of a VMA that covers them, each page freshly
+        allocated and mapped with the VMA's protection, as the ELF loader's file pages end
+        up (the way code gets into a read-only executable VMA)."""
+        start = addr & ~(PAGE_SIZE - 1)
+        end = (addr + len(data) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        for va in range(start, end, PAGE_SIZE):
+            vma = proc.vma_at(va)
+            if vma is None:
+                raise MmemuError(f"install_user_pages: {va:#x} is in no VMA of process {proc.pid}")
+            old = self.read_user_pte(proc, va)
+            if self.pte_present(old):
+                raise MmemuError(f"install_user_pages: {va:#x} is already mapped")
+            page = self.alloc_pages(0, "HighMem", owner=f"anon ({proc.comm}[{proc.pid}])", zero=True)
+            lo, hi = max(addr, va), min(addr + len(data), va + PAGE_SIZE)
+            self.mem.write(page.phys + (lo - va), data[lo - addr:hi - addr])
+            self.set_user_pte(proc, va, self.mk_pte(page.pfn, self.vm_page_prot(vma.vm_flags)), writer)
+
+    # -- looking ------------------------------------------------------------------------
+
+    def proc_maps(self, proc: Process) -> str:
+        """``/proc/PID/maps``: start-end perms offset dev inode name."""
+        w = 16 if self.paging.canonical else 8
+        lines = []
+        for v in proc.vmas:
+            lines.append(f"{v.vm_start:0{w}x}-{v.vm_end:0{w}x} {v.perms()} 00000000 00:00 0"
+                         + (" " * 10 + v.name if v.name else ""))
+        return "\n".join(lines) + ("\n" if lines else "")

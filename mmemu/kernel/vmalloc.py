@@ -1,0 +1,350 @@
+"""vmalloc: virtually contiguous kernel memory over scattered frames (mm/vmalloc.c).
+
+A ``vmap_area`` reserves ``[va_start, va_end)`` of the vmalloc space, lowest fit first
+between VMALLOC_START and VMALLOC_END (``alloc_vmap_area``/``__alloc_vmap_area``), and
+includes the guard page that ``__get_vm_area_node`` adds to every area unless VM_NO_GUARD
+(``size += PAGE_SIZE``). Its ``vm_struct`` lists the pages. The structures themselves
+are kmalloc'd, so they take real slab memory and have real addresses (``kmem -v`` shows
+them).
+
+Freeing follows the era: before 2.6.28 ``remove_vm_area`` unmapped, flushed the TLB and
+released the range at once; since Nick Piggin's vmap rewrite (2.6.28) the page-table
+entries are cleared at once but the TLB flush and the release of the range are lazy:
+freed areas stay reserved until more than ``lazy_max_pages()`` pages are waiting, or an
+allocation finds no room, and then ``__purge_vmap_area_lazy`` flushes the whole span once
+and frees them all. Until then a CPU may still hold the old translations, as on real
+hardware.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from ..buddy import Page
+from ..errors import KernelWarning, MmemuError, OutOfMemory
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+# include/linux/vmalloc.h
+VM_IOREMAP = 0x00000001
+VM_ALLOC = 0x00000002
+VM_MAP = 0x00000004
+VM_USERMAP = 0x00000008
+VM_NO_GUARD = 0x00000040
+
+#: Nick Piggin's lazy vunmap ("mm: rewrite vmap layer"), merged for 2.6.28
+LAZY_PURGE_SINCE = "2.6.28"
+
+
+@dataclass
+class VmStruct:
+    """``struct vm_struct``: one vmalloc/vmap/ioremap area."""
+
+    addr: int
+    size: int  # including the guard page, as the kernel counts it
+    flags: int
+    pages: list[int] = field(default_factory=list)  # pfns
+    phys_addr: int = 0
+    caller: str = ""
+    kaddr: int = 0  # where the vm_struct itself lives (kmalloc)
+    pages_kaddr: int = 0  # the kmalloc'd array of page pointers
+
+    @property
+    def nr_pages(self) -> int:
+        return len(self.pages)
+
+    def get_vm_area_size(self) -> int:
+        """``get_vm_area_size``: the usable size, without the guard page."""
+        return self.size - (0 if self.flags & VM_NO_GUARD else PAGE_SIZE)
+
+
+@dataclass
+class VmapArea:
+    """``struct vmap_area``: a reserved range of the vmalloc space."""
+
+    va_start: int
+    va_end: int
+    vm: VmStruct | None
+    kaddr: int  # where the vmap_area itself lives (kmalloc)
+    lazy: bool = False  # freed, waiting for the lazy purge
+
+
+def _flag_names(flags: int) -> str:
+    names = [n for bit, n in ((VM_IOREMAP, "ioremap"), (VM_ALLOC, "vmalloc"), (VM_MAP, "vmap"),
+                              (VM_USERMAP, "user"), (VM_NO_GUARD, "no-guard")) if flags & bit]
+    return " ".join(names)
+
+
+class VmallocMixin:
+    """``vmalloc``, ``vzalloc``, ``vmap``, ``vunmap``, ``vfree``, ``vmalloc_to_page``,
+    ``find_vm_area`` and the ``kmem -v`` listing."""
+
+    def _init_vmalloc(self) -> None:
+        self.vmap_areas: list[VmapArea] = []  # busy and lazily freed, sorted by va_start
+        self._vmap_starts: list[int] = []
+        self.vmap_lazy_nr = 0  # pages waiting for the purge
+        self.lazy_purge = self.spec.kernel >= LAZY_PURGE_SINCE
+        self._ptr_size = 8 if self.paging.canonical else 4
+
+    # -- the address space ------------------------------------------------------------
+
+    def lazy_max_pages(self) -> int:
+        """mm/vmalloc.c (2.6.28+): ``fls(num_online_cpus()) * (32UL * 1024 * 1024 / PAGE_SIZE)``."""
+        return self.spec.cpus.bit_length() * ((32 << 20) // PAGE_SIZE)
+
+    def _find_gap(self, size: int, align: int, vstart: int, vend: int) -> int | None:
+        """Lowest address in [vstart, vend) where *size* bytes aligned to *align* fit
+        between the areas already there (busy or waiting for the purge)."""
+        addr = (vstart + align - 1) & ~(align - 1)
+        i = max(0, bisect.bisect_right(self._vmap_starts, vstart) - 1)
+        for area in self.vmap_areas[i:]:
+            if area.va_end <= addr:
+                continue
+            if area.va_start >= addr + size:
+                break
+            addr = (area.va_end + align - 1) & ~(align - 1)
+        return addr if addr + size <= vend else None
+
+    def _insert_area(self, area: VmapArea) -> None:
+        i = bisect.bisect_left(self._vmap_starts, area.va_start)
+        self._vmap_starts.insert(i, area.va_start)
+        self.vmap_areas.insert(i, area)
+
+    def _remove_area(self, area: VmapArea) -> None:
+        i = bisect.bisect_left(self._vmap_starts, area.va_start)
+        while self.vmap_areas[i] is not area:
+            i += 1
+        del self._vmap_starts[i]
+        del self.vmap_areas[i]
+
+    def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> int:
+        """Reserve *size* bytes (the caller has added the guard page): lowest fit; on
+        failure purge the lazily freed areas and try once more, then fail like the kernel."""
+        addr = self._find_gap(size, align, vstart, vend)
+        if addr is None and self.vmap_lazy_nr:
+            self.purge_vmap_area_lazy()
+            addr = self._find_gap(size, align, vstart, vend)
+        if addr is None:
+            if self.spec.kernel >= LAZY_PURGE_SINCE:
+                msg = f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
+            else:
+                msg = "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size."
+            raise OutOfMemory(msg)
+        return addr
+
+    def purge_vmap_area_lazy(self) -> int:
+        """``__purge_vmap_area_lazy``: one TLB flush over the span of every lazily freed
+        area, then their ranges become free. Returns how many areas were released."""
+        lazy = [a for a in self.vmap_areas if a.lazy]
+        if not lazy:
+            return 0
+        self.flush_tlb_kernel_range(min(a.va_start for a in lazy), max(a.va_end for a in lazy))
+        for area in lazy:
+            self._remove_area(area)
+            self.kfree(area.kaddr)
+        self.vmap_lazy_nr = 0
+        return len(lazy)
+
+    # -- areas --------------------------------------------------------------------------
+
+    def _get_vm_area(self, size: int, flags: int, start: int, end: int, caller: str, align: int = PAGE_SIZE) -> VmapArea:
+        """``__get_vm_area_node``: a vm_struct and its vmap_area, guard page included."""
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if size <= 0:
+            raise MmemuError(f"{caller}: size 0 (the kernel returns NULL)")
+        if not flags & VM_NO_GUARD:
+            size += PAGE_SIZE
+        done: list[int] = []
+        try:
+            vm_kaddr = self.kmalloc(16 * self._ptr_size)  # struct vm_struct
+            done.append(vm_kaddr)
+            va_kaddr = self.kmalloc(8 * self._ptr_size)  # struct vmap_area
+            done.append(va_kaddr)
+            addr = self.alloc_vmap_area(size, align, start, end)
+        except BaseException:
+            for k in reversed(done):
+                self.kfree(k)
+            raise
+        vm = VmStruct(addr, size, flags, caller=caller, kaddr=vm_kaddr)
+        area = VmapArea(addr, addr + size, vm, va_kaddr)
+        self._insert_area(area)
+        return area
+
+    def _release_area(self, area: VmapArea) -> None:
+        """Undo of _get_vm_area for an area that never got used."""
+        self._remove_area(area)
+        self.kfree(area.vm.kaddr)
+        self.kfree(area.kaddr)
+
+    def find_vmap_area(self, addr: int) -> VmapArea | None:
+        """The busy area whose range contains *addr*."""
+        i = bisect.bisect_right(self._vmap_starts, addr) - 1
+        if i >= 0:
+            area = self.vmap_areas[i]
+            if area.va_start <= addr < area.va_end and not area.lazy:
+                return area
+        return None
+
+    def find_vm_area(self, addr: int) -> VmStruct | None:
+        """``find_vm_area``: the vm_struct of the area containing *addr*, or None."""
+        area = self.find_vmap_area(addr)
+        return area.vm if area else None
+
+    # -- vmalloc ------------------------------------------------------------------------
+
+    def __vmalloc_node_range(self, size: int, start: int, end: int, prot: int, caller: str,
+                             flags: int = 0, zero: bool = False, align: int = PAGE_SIZE) -> int:
+        """Allocate pages (HighMem first: GFP_KERNEL | __GFP_HIGHMEM) and map them in a
+        new area of [start, end). All or nothing."""
+        area = self._get_vm_area(size, VM_ALLOC | flags, start, end, caller, align)
+        vm = area.vm
+        nr = vm.get_vm_area_size() // PAGE_SIZE
+        pages: list[Page] = []
+        try:
+            vm.pages_kaddr = self.kmalloc(max(1, nr) * self._ptr_size)
+            for _ in range(nr):
+                pages.append(self.alloc_pages(0, "HighMem", owner=f"vmalloc ({caller})", zero=zero))
+            vm.pages = [p.pfn for p in pages]
+            self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
+        except OutOfMemory as exc:
+            for p in pages:
+                self.frames.free_pages(p)
+            if vm.pages_kaddr:
+                self.kfree(vm.pages_kaddr)
+            self._release_area(area)
+            if "vmap allocation" in str(exc) or "out of vmalloc space" in str(exc):
+                raise
+            raise OutOfMemory(self._vmalloc_oom_text(size, len(pages), nr)) from exc
+        except BaseException:
+            for p in pages:
+                self.frames.free_pages(p)
+            if vm.pages_kaddr:
+                self.kfree(vm.pages_kaddr)
+            self._release_area(area)
+            raise
+        self._sync_kernel_mappings()
+        return vm.addr
+
+    def _vmalloc_oom_text(self, size: int, got: int, want: int) -> str:
+        if self.spec.kernel >= "5.11":
+            return f"vmalloc error: size {size}, page order 0, failed to allocate pages"
+        if self.spec.kernel >= "4.12":
+            return f"vmalloc: allocation failure, allocated {got * PAGE_SIZE} of {want * PAGE_SIZE} bytes"
+        return f"vmalloc: allocation failed, allocated {got * PAGE_SIZE} of {want * PAGE_SIZE} bytes"
+
+    def vmalloc(self, size: int) -> int:
+        """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
+        virtually contiguous memory."""
+        return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
+                                         self.arch.pgprot["PAGE_KERNEL"], "vmalloc")
+
+    def vzalloc(self, size: int) -> int:
+        """``vzalloc(size)``: vmalloc, zeroed."""
+        return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
+                                         self.arch.pgprot["PAGE_KERNEL"], "vzalloc", zero=True)
+
+    def vmalloc_range(self, size: int, start: int, end: int, prot: str = "PAGE_KERNEL", caller: str = "vmalloc",
+                      guard: bool = True) -> int:
+        """``__vmalloc_node_range``: vmalloc in [start, end) with a named protection (the
+        module loader's ``module_alloc``). ``guard=False`` is VM_NO_GUARD."""
+        return self.__vmalloc_node_range(size, start, end, self.arch.pgprot[prot], caller,
+                                         flags=0 if guard else VM_NO_GUARD)
+
+    def vmap(self, pages, prot: str = "PAGE_KERNEL", guard: bool = True) -> int:
+        """``vmap(pages, count, VM_MAP, prot)``: map existing pages contiguously."""
+        pfns = [p.pfn if isinstance(p, Page) else int(p) for p in pages]
+        if not pfns:
+            raise MmemuError("vmap: no pages (the kernel returns NULL)")
+        for pfn in pfns:
+            if not self.frames.is_ram(pfn):
+                raise MmemuError(f"vmap: pfn {pfn:#x} is not RAM")
+        area = self._get_vm_area(len(pfns) * PAGE_SIZE, VM_MAP | (0 if guard else VM_NO_GUARD),
+                                 self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
+        area.vm.pages = pfns
+        try:
+            self.pgtable.map_frames(self.pgd, area.va_start, pfns, self.arch.pgprot[prot], writer="vmap")
+        except BaseException:
+            self._release_area(area)
+            raise
+        self._sync_kernel_mappings()
+        return area.va_start
+
+    def _free_area(self, addr: int, who: str, free_pages: bool) -> VmStruct:
+        area = self.find_vmap_area(addr)
+        if area is None or area.va_start != addr or area.vm is None:
+            if who == "vfree":
+                raise KernelWarning(f"Trying to vfree() nonexistent vm area ({addr:#x})")
+            raise KernelWarning(f"Trying to vunmap() nonexistent vm area ({addr:#x})")
+        vm = area.vm
+        if free_pages and not vm.flags & VM_ALLOC:
+            raise KernelWarning(f"vfree({addr:#x}): the area was made by vmap(), not vmalloc(); use vunmap()")
+        size = vm.get_vm_area_size()
+        # unmap at once (vunmap_range_noflush / unmap_kernel_range_noflush)
+        self.pgtable.unmap(self.pgd, vm.addr, size, writer=who)
+        if free_pages:
+            for pfn in vm.pages:
+                self.frames.free_pages(pfn)
+        if vm.pages_kaddr:
+            self.kfree(vm.pages_kaddr)
+        self.kfree(vm.kaddr)
+        area.vm = None
+        if self.lazy_purge:
+            area.lazy = True
+            self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
+            if self.vmap_lazy_nr > self.lazy_max_pages():
+                self.purge_vmap_area_lazy()
+        else:
+            self.flush_tlb_kernel_range(area.va_start, area.va_end)
+            self._remove_area(area)
+            self.kfree(area.kaddr)
+        return vm
+
+    def vfree(self, addr: int) -> None:
+        """``vfree(addr)``: unmap the area and free its pages. vfree(0) does nothing."""
+        if not addr:
+            return
+        self._free_area(addr, "vfree", free_pages=True)
+
+    def vunmap(self, addr: int) -> None:
+        """``vunmap(addr)``: unmap an area made by vmap (its pages stay allocated)."""
+        self._free_area(addr, "vunmap", free_pages=False)
+
+    def vmalloc_to_page(self, addr: int) -> int:
+        """``vmalloc_to_page``: the pfn mapped at a vmalloc address (by walking the master
+        page table, as the kernel does)."""
+        if not self.layout["VMALLOC_START"] <= addr < self.layout["VMALLOC_END"]:
+            modules = (self.layout.symbols.get("MODULES_VADDR"), self.layout.symbols.get("MODULES_END"))
+            if None in modules or not modules[0] <= addr < modules[1]:
+                raise MmemuError(f"vmalloc_to_page({addr:#x}): not a vmalloc or module address")
+        w = self.walk(addr)
+        if not w.mapped:
+            raise MmemuError(f"vmalloc_to_page({addr:#x}): nothing is mapped there (the kernel returns NULL)")
+        return w.phys >> PAGE_SHIFT
+
+    def vmalloc_to_pfn(self, addr: int) -> int:
+        return self.vmalloc_to_page(addr)
+
+    # -- keeping other page directories in step ---------------------------------------
+
+    def _sync_kernel_mappings(self) -> None:
+        """Since 5.8 (arch_sync_kernel_mappings / sync_global_pgds) a new top-level
+        kernel entry is copied into every page directory at once; before, each process
+        picks it up on its first fault there (vmalloc_fault)."""
+        if self.spec.kernel >= "5.8":
+            self.sync_kernel_pgds()
+
+    # -- looking ------------------------------------------------------------------------
+
+    def kmem_v(self) -> str:
+        """The crash utility's ``kmem -v``: one row per busy area."""
+        w = 16 if self.paging.canonical else 8
+        head = f"{'VMAP_AREA':<{w}}  {'VM_STRUCT':<{w}}  {'ADDRESS RANGE':^{2 * w + 3}}  {'SIZE':>10}"
+        rows = [head]
+        for a in self.vmap_areas:
+            if a.lazy or a.vm is None:
+                continue
+            rows.append(f"{a.kaddr:>{w}x}  {a.vm.kaddr:>{w}x}  {a.va_start:>{w}x} - {a.va_end:>{w}x}  "
+                        f"{a.vm.size:>10d}  {_flag_names(a.vm.flags)}")
+        return "\n".join(rows) + "\n"
