@@ -100,6 +100,7 @@ class FrameAllocator:
         #: memblock-reserved ranges, sorted: (start_pfn, end_pfn, owner)
         self.reserved: list[tuple[int, int, str]] = []
         self._ram: list[tuple[int, int]] = []  # usable pfn ranges
+        self._zonelists: dict[str, list[Zone]] = {}
 
     # -- boot ---------------------------------------------------------------------------
 
@@ -174,10 +175,13 @@ class FrameAllocator:
 
     def zonelist(self, zone: str) -> list[Zone]:
         """The zones an allocation for *zone* may use, preferred first."""
-        if zone not in ZONE_ORDER:
-            raise MmemuError(f"unknown zone {zone!r}; zones: {', '.join(ZONE_ORDER)}")
-        i = ZONE_ORDER.index(zone)
-        return [self.zones[z] for z in ZONE_ORDER[i:] if z in self.zones]
+        zl = self._zonelists.get(zone)
+        if zl is None:
+            if zone not in ZONE_ORDER:
+                raise MmemuError(f"unknown zone {zone!r}; zones: {', '.join(ZONE_ORDER)}")
+            i = ZONE_ORDER.index(zone)
+            zl = self._zonelists[zone] = [self.zones[z] for z in ZONE_ORDER[i:] if z in self.zones]
+        return zl
 
     def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "") -> Page:
         """``alloc_pages(gfp, order)``: a block of ``1 << order`` frames from *zone* or a

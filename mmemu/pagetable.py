@@ -555,6 +555,16 @@ class PageTables:
         table, idx = slot
         return self._set_one(table, self._last, idx, value, writer, kind, va)
 
+    def read_entry(self, table: int, index: int, level_index: int | None = None) -> int:
+        """One entry of a table (the last level unless *level_index* says otherwise)."""
+        li = self._last if level_index is None else level_index
+        return self._unpack[li].unpack_from(self._buf, table + index * self.levels[li].entry_size)[0]
+
+    def write_pte_slot(self, table: int, index: int, value: int, writer: str, va: int = 0) -> int:
+        """Write the last-level entry *index* of *table* (found with :meth:`pte_slot`); return
+        the old value. One operation, reported to the observers."""
+        return self._set_one(table, self._last, index, value, writer, "set_pte", va)
+
     def set_entry(self, table: int, level_index: int, index: int, value: int, *, writer: str,
                   va: int = 0, kind: str = "set_entry") -> int:
         """Write one entry of a table the engine knows (``set_pgd`` into a page directory);

@@ -51,9 +51,11 @@ class PhysMem:
         self._check(pa, len(data))
         self.view[pa:pa + len(data)] = data
 
+    _ZERO_PAGE = bytes(4096)
+
     def zero(self, pa: int, n: int) -> None:
         self._check(pa, n)
-        self.view[pa:pa + n] = bytes(n)
+        self.view[pa:pa + n] = self._ZERO_PAGE if n == 4096 else bytes(n)
 
     def read_u32(self, pa: int) -> int:
         return _U32.unpack_from(self.mem, pa)[0]

@@ -42,6 +42,7 @@ from unicorn.x86_const import (UC_X86_INS_SYSCALL, UC_X86_REG_AL, UC_X86_REG_CR0
                                UC_X86_REG_RSP, UC_X86_REG_SS)
 
 from ..errors import MmemuError
+from ..kernel.fault import Fault
 from . import x86
 from .faultstate import find_offsets
 
@@ -132,6 +133,7 @@ class Cpu:
         self._reg_ax = UC_X86_REG_RAX if b64 else UC_X86_REG_EAX
         self._arg_regs = ((UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX, UC_X86_REG_RCX, UC_X86_REG_R8, UC_X86_REG_R9)
                           if b64 else (UC_X86_REG_EAX, UC_X86_REG_EDX, UC_X86_REG_ECX))  # i386: regparm(3)
+        self._fault_regs = (UC_X86_REG_CR2, self._reg_ip, self._reg_sp)
         self._offsets = find_offsets()
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if b64 else UC_MODE_32)
         self.uc.mem_map_ptr(0, kernel.mem.size, UC_PROT_ALL, kernel.mem.host_address)
@@ -252,13 +254,12 @@ class Cpu:
             self._last_fault = (intno, error if intno == 14 else 0, uc.reg_read(UC_X86_REG_CR2))
             uc.emu_stop()
             return
-        ip = uc.reg_read(self._reg_ip)
         if intno == 14:
-            from ..kernel.fault import Fault
-
-            fault = Fault(uc.reg_read(UC_X86_REG_CR2), error, ip, "cpu", self.kernel.current, self.index)
+            cr2, ip, sp = uc.reg_read_batch(self._fault_regs)
+            fault = Fault(cr2, error, ip, "cpu", self.kernel.current, self.index, sp)
             self._resolve(run, fault)
             return
+        ip = uc.reg_read(self._reg_ip)
         if intno == 0x80 and self.bits == 32:
             self._syscall(uc, uc.reg_read(UC_X86_REG_EAX), uc.reg_read(UC_X86_REG_EBX))
             return
@@ -305,10 +306,8 @@ class Cpu:
                 perms |= UC_PROT_EXEC
             entry.perms = perms
             return True
-        from ..kernel.fault import Fault
-
         ip = uc.reg_read(self._reg_ip)
-        fault = Fault(vaddr, code, ip, "cpu", self.kernel.current, self.index)
+        fault = Fault(vaddr, code, ip, "cpu", self.kernel.current, self.index, uc.reg_read(self._reg_sp))
         # the first refusal is the fault; Unicorn may ask again on its way out of the run
         # (for the page it started from, with the CPL of the faulting code): ignore that
         if self._run is not None:

@@ -85,6 +85,7 @@ class KernelBase:
         self.event_seq = 0
         self.recent_events: deque[MappingEvent] = deque(maxlen=self.RECENT_EVENTS)
         self.event_context = ""
+        self._changed_hook = self.pm.hook.mmemu_mapping_changed
         self.pgtable.observers.append(self._on_operation)
 
     def _on_operation(self, op) -> None:
@@ -93,7 +94,8 @@ class KernelBase:
         self.event_seq += 1
         event = MappingEvent(self.event_seq, op, self.event_context)
         self.recent_events.append(event)
-        self.pm.hook.mmemu_mapping_changed(kernel=self, event=event)
+        if self._changed_hook.get_hookimpls():
+            self._changed_hook(kernel=self, event=event)
 
     # -- TLB ----------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class Fault:
     source: str = "api"  # "cpu" or "api"
     process: Process | None = None
     cpu: int = 0
+    sp: int = 0  # the stack pointer at the fault (for the segfault line)
 
     @property
     def write(self) -> bool:
@@ -91,7 +92,17 @@ class FaultMixin:
     def _init_faults(self) -> None:
         self.die_counter = 0
         self.fault_count = 0
-        self.vmalloc_fault_era = self.spec.kernel < "5.8"
+        # vmalloc_fault: x86_64 until 5.8 (then the vmalloc p4d/pud are preallocated);
+        # x86_32 until 5.8 and again from 5.9 ("x86/mm/32: Bring back vmalloc faulting")
+        kv = self.spec.kernel
+        self.vmalloc_fault_era = kv < "5.8" or (not self.paging.canonical and kv >= "5.9")
+        self._user_limit = self.layout.symbols.get("TASK_SIZE_MAX", self.task_size)
+        self._vsyscall = self.layout.symbols.get("VSYSCALL_ADDR")
+        self._pte_present_bits = self.paging.present | self.paging.global_  # pte_present(): P or PROTNONE
+        self._fault_hook = self.pm.hook.mmemu_handle_fault
+        # 2.6.24-2.6.31 had no zero page for anonymous read faults ("mm: remove ZERO_PAGE",
+        # reinstated in 2.6.32): every fault got a fresh zeroed page
+        self.anon_zero_page = not ("2.6.24" <= kv < "2.6.32")
 
     # -- the entry point --------------------------------------------------------------
 
@@ -100,9 +111,10 @@ class FaultMixin:
         self.fault_count += 1
         if fault.process is None:
             fault.process = self.current
-        plugged = self.pm.hook.mmemu_handle_fault(kernel=self, fault=fault)
-        if plugged is not None:
-            return plugged
+        if self._fault_hook.get_hookimpls():
+            plugged = self._fault_hook(kernel=self, fault=fault)
+            if plugged is not None:
+                return plugged
         if self.fault_in_kernel_space(fault.address):
             return self._kernel_address_fault(fault)
         return self._user_address_fault(fault)
@@ -110,11 +122,9 @@ class FaultMixin:
     def fault_in_kernel_space(self, address: int) -> bool:
         """x86_64: at or above TASK_SIZE_MAX (the vsyscall page counts as user); i386:
         at or above TASK_SIZE."""
-        limit = self.layout.symbols.get("TASK_SIZE_MAX", self.task_size)
-        vsyscall = self.layout.symbols.get("VSYSCALL_ADDR")
-        if vsyscall is not None and address & ~0xFFF == vsyscall:
+        if self._vsyscall is not None and address & ~0xFFF == self._vsyscall:
             return False
-        return address >= limit
+        return address >= self._user_limit
 
     # -- kernel addresses ---------------------------------------------------------------
 
@@ -130,8 +140,9 @@ class FaultMixin:
 
     def vmalloc_fault(self, address: int) -> bool:
         """Copy the top-level entry for a vmalloc address from the master table into the
-        current page directory when it is missing there and the master maps the page."""
-        if not self.layout["VMALLOC_START"] <= address < self.layout["VMALLOC_END"]:
+        current page directory when it is missing there and the master maps the page
+        (the pde on i386, the pgd entry on x86_64; 2.6.12 checked only >= TASK_SIZE)."""
+        if self.spec.kernel >= "2.6.26" and not self.layout["VMALLOC_START"] <= address < self.layout["VMALLOC_END"]:
             return False
         root = self.current_pgd()
         if root == self.pgd:
@@ -195,34 +206,41 @@ class FaultMixin:
         return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
 
     def handle_mm_fault(self, proc: Process, vma: Vma, address: int, write: bool) -> str:
-        """``handle_pte_fault``: returns the name of the function that resolved it."""
+        """``handle_pte_fault``: returns the name of the function that resolved it. The pte
+        is looked up once and stays mapped (HIGHPTE) while the fault is handled."""
         va = address & ~(PAGE_SIZE - 1)
-        pte = self.read_user_pte(proc, va)
-        m = self.paging
-        if not self.pte_present(pte):
-            return self.do_anonymous_page(proc, vma, va, write)
-        if write and not pte & m.write:
-            return self.do_wp_page(proc, vma, va, pte)
-        # present and allowed: a stale TLB entry (flush_tlb_fix_spurious_fault)
-        new = pte | m.accessed | (m.dirty if write else 0)
-        if new != pte:
-            self.set_user_pte(proc, va, new, "handle_pte_fault")
+        slot, kmapped = self.pte_lookup(proc, va, alloc=True)
+        try:
+            pte = self.read_slot(slot)
+            m = self.paging
+            if not pte & self._pte_present_bits:
+                return self.do_anonymous_page(proc, vma, va, write, slot)
+            if write and not pte & m.write:
+                return self.do_wp_page(proc, vma, va, pte, slot)
+            # present and allowed: a stale TLB entry (flush_tlb_fix_spurious_fault)
+            new = pte | m.accessed | (m.dirty if write else 0)
+            if new != pte:
+                self.write_slot(slot, va, new, "handle_pte_fault")
+        finally:
+            self.pte_unmap(kmapped)
         self.flush_tlb_one_kernel(va)
         return "handle_pte_fault (spurious)"
 
-    def do_anonymous_page(self, proc: Process, vma: Vma, va: int, write: bool) -> str:
+    def do_anonymous_page(self, proc: Process, vma: Vma, va: int, write: bool, slot) -> str:
         prot = self.vm_page_prot(vma.vm_flags)
-        if not write:
+        if not write and self.anon_zero_page:
             # the shared zero page, read-only (pte_mkspecial; no reference taken)
-            self.set_user_pte(proc, va, self.mk_pte(self.zero_pfn, prot), "do_anonymous_page")
+            self.write_slot(slot, va, self.mk_pte(self.zero_pfn, prot), "do_anonymous_page")
             return "do_anonymous_page (zero page)"
-        page = self.alloc_pages(0, "HighMem", owner=f"anon ({proc.comm}[{proc.pid}])", zero=True)
+        page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
         m = self.paging
-        entry = self.mk_pte(page.pfn, prot) | m.dirty | (m.write if vma.vm_flags & VM_WRITE else 0)
-        self.set_user_pte(proc, va, entry, "do_anonymous_page")
+        entry = self.mk_pte(page.pfn, prot)
+        if write:  # maybe_mkwrite(pte_mkdirty(...))
+            entry |= m.dirty | (m.write if vma.vm_flags & VM_WRITE else 0)
+        self.write_slot(slot, va, entry, "do_anonymous_page")
         return "do_anonymous_page"
 
-    def do_wp_page(self, proc: Process, vma: Vma, va: int, pte: int) -> str:
+    def do_wp_page(self, proc: Process, vma: Vma, va: int, pte: int, slot) -> str:
         """A write to a present read-only page of a writable VMA: reuse the page if this
         process holds the only reference, else copy it (and from the zero page: a fresh
         zeroed page). The old translation is flushed (ptep_clear_flush)."""
@@ -230,15 +248,15 @@ class FaultMixin:
         pfn = self.pte_pfn(pte)
         prot = self.vm_page_prot(vma.vm_flags)
         if pfn != self.zero_pfn and self._exclusive(pfn):
-            self.set_user_pte(proc, va, pte | m.write | m.dirty | m.accessed, "wp_page_reuse")
+            self.write_slot(slot, va, pte | m.write | m.dirty | m.accessed, "wp_page_reuse")
             self.flush_tlb_one_kernel(va)
             return "do_wp_page (reuse)"
-        new = self.alloc_pages(0, "HighMem", owner=f"anon ({proc.comm}[{proc.pid}])", zero=pfn == self.zero_pfn)
+        new = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=pfn == self.zero_pfn)
         if pfn != self.zero_pfn:
             self.mem.write(new.phys, self.mem.read(pfn << PAGE_SHIFT, PAGE_SIZE))  # copy_user_highpage
-        self.set_user_pte(proc, va, 0, "ptep_clear_flush")
+        self.write_slot(slot, va, 0, "ptep_clear_flush")
         self.flush_tlb_one_kernel(va)
-        self.set_user_pte(proc, va, self.mk_pte(new.pfn, prot) | m.write | m.dirty, "wp_page_copy")
+        self.write_slot(slot, va, self.mk_pte(new.pfn, prot) | m.write | m.dirty, "wp_page_copy")
         if pfn != self.zero_pfn:
             self.frames.free_pages(pfn)  # put_page on the old one
         return "do_wp_page (copy)"
@@ -259,13 +277,9 @@ class FaultMixin:
 
     def segfault_report(self, fault: Fault, code: str) -> str:
         """show_signal_msg(): ``comm[pid]: segfault at addr ip ... sp ... error ...``."""
-        proc = fault.process
-        comm, pid = (proc.comm, proc.pid) if proc else ("swapper", 0)
-        w = 16 if self.paging.canonical else 8
-        ip = fault.ip if fault.ip is not None else 0
-        sp = getattr(fault, "sp", 0) or 0
-        return (f"{comm}[{pid}]: segfault at {fault.address:x} ip {ip:0{w}x} sp {sp:0{w}x} "
-                f"error {fault.error_code:x}")
+        from ..render.oops import segfault_line
+
+        return segfault_line(self, fault, fault.sp)
 
     # -- accesses through the API ------------------------------------------------------
 

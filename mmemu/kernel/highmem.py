@@ -147,8 +147,12 @@ class HighmemMixin:
             raise MmemuError("this kernel's fixmap has no KMAP slots")
         return self.fix_to_virt(self.FIX_KMAP_BEGIN + idx + per_cpu * cpu)
 
-    def _atomic_map(self, pfn: int, idx: int, cpu: int, per_cpu: int, writer: str, type_: str) -> int:
+    def _atomic_map(self, pfn: int, idx: int, cpu: int, per_cpu: int, writer: str, type_: str,
+                    check_empty: bool) -> int:
         vaddr = self._kmap_slot_vaddr(idx, cpu, per_cpu)
+        if check_empty and self.pgtable.read_pte(self.pgd, vaddr):
+            raise self.BUG(f"arch/x86/mm/highmem_32.c {writer}()",
+                           f"BUG_ON(!pte_none(*(kmap_pte-idx))): the slot at {vaddr:#x} is still in use")
         prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
         self.pgtable.set_pte(self.pgd, vaddr, (pfn << PAGE_SHIFT) | prot, writer=writer)
         self.flush_tlb_one_kernel(vaddr)  # __flush_tlb_one(vaddr) / arch_kmap_local_post_map
@@ -156,58 +160,68 @@ class HighmemMixin:
         return vaddr
 
     def kmap_atomic(self, page: "Page | int", km_type: str | None = None, cpu: int = 0) -> int:
-        """``kmap_atomic``: a HighMem page in this CPU's next fixmap slot (lowmem pages: their
-        direct address). Classic kernels (before 2.6.37) take the slot by name
-        (``KM_USER0``, ``KM_PTE0``...)."""
+        """``kmap_atomic``: a HighMem page in one of this CPU's fixmap slots (lowmem pages:
+        their direct address). By era, as without CONFIG_DEBUG_HIGHMEM:
+
+        - before 2.6.37 the slot is named (``kmap_atomic(page, KM_USER0)``); from 2.6.22 a
+          slot still mapped is a BUG (before, it was silently replaced);
+        - 2.6.37 to 5.10, a per-CPU stack of KM_TYPE_NR slots; the depth is not checked
+          (only CONFIG_DEBUG_HIGHMEM does): going past it maps the next CPU's (or the next
+          fixmap entry's) slot, a BUG only if that one is in use;
+        - since 5.11, kmap_local_page."""
         pfn = _pfn(page)
         if self.kmap_scheme == "kmap_local":
             return self.kmap_local_page(pfn, cpu=cpu, _writer="kmap_atomic")
         self._check_cpu(cpu)
         if not self.has_highmem or not self.PageHighMem(pfn):
             return self.lowmem_page_address(pfn)
+        kv = self.spec.kernel
         if self.kmap_scheme == "km_type":
             if km_type is None:
-                raise MmemuError(f"kmap_atomic on kernel {self.spec.kernel} takes a km_type: one of "
-                                 + ", ".join(self.km_types))
+                raise MmemuError(f"kmap_atomic on kernel {kv} takes a km_type: one of " + ", ".join(self.km_types))
             if km_type not in self.km_types:
-                raise MmemuError(f"unknown km_type {km_type!r} on kernel {self.spec.kernel}; "
-                                 f"known: {', '.join(self.km_types)}")
+                raise MmemuError(f"unknown km_type {km_type!r} on kernel {kv}; known: {', '.join(self.km_types)}")
             idx = self.km_types.index(km_type)
-            # the classic slot is reused each time: its last mapping stays until replaced
-            self.kmap_atomic_stack[cpu] = [s for s in self.kmap_atomic_stack[cpu] if s.idx != idx]
-            return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", km_type)
+            stack = self.kmap_atomic_stack[cpu]
+            if kv < "2.6.22":  # the slot is simply overwritten
+                self.kmap_atomic_stack[cpu] = [s for s in stack if s.idx != idx]
+            return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", km_type, kv >= "2.6.22")
         idx = len(self.kmap_atomic_stack[cpu])  # kmap_atomic_idx_push()
-        if idx >= self.KM_TYPE_NR:
-            raise self.BUG("arch/x86/mm/highmem_32.c kmap_atomic_idx_push()",
-                           f"BUG_ON(idx >= KM_TYPE_NR): {idx} atomic kmaps already nested on CPU {cpu}")
-        return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", "")
+        return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", "", True)
 
     def kunmap_atomic(self, vaddr: int, km_type: str | None = None, cpu: int = 0) -> None:
-        """``kunmap_atomic``. Classic kernels leave the fixmap entry in place (it is only
-        cleared with CONFIG_DEBUG_HIGHMEM); the stack kernels clear it and flush
-        (``kpte_clear_flush``) and insist on last-in first-out."""
+        """``kunmap_atomic``. 2.6.12-2.6.21 leave the entry in place (only
+        CONFIG_DEBUG_HIGHMEM cleared it); later kernels clear it and flush
+        (``kpte_clear_flush``). The stack kernels clear the innermost slot whatever
+        address they are given (the order is checked only with CONFIG_DEBUG_HIGHMEM)."""
         if self.kmap_scheme == "kmap_local":
             return self.kunmap_local(vaddr, cpu=cpu, _writer="kunmap_atomic")
         self._check_cpu(cpu)
+        if not self._in_kmap_fixmap(vaddr) and not self._in_stack(vaddr, cpu):
+            return  # a lowmem page's address: nothing was mapped
         stack = self.kmap_atomic_stack[cpu]
+        kv = self.spec.kernel
         if self.kmap_scheme == "km_type":
-            if not self._in_kmap_fixmap(vaddr):
-                return  # a lowmem page: nothing was mapped
             slot = next((s for s in stack if s.vaddr == vaddr), None)
-            if slot is None or (km_type is not None and slot.type != km_type):
-                raise self.BUG("arch/i386/mm/highmem.c kunmap_atomic()",
-                               f"{vaddr:#x} is not the {km_type or 'kmap_atomic'} slot of CPU {cpu}")
-            stack.remove(slot)  # the entry itself stays, as without CONFIG_DEBUG_HIGHMEM
+            if km_type is not None and slot is not None and slot.type != km_type:
+                slot = None
+            if slot is None:
+                return  # not the km_type's slot: nothing happens (no DEBUG_HIGHMEM)
+            if kv < "2.6.22":
+                stack.remove(slot)  # the pte stays: the next kmap_atomic of the slot replaces it
+                return
+            stack.remove(slot)
+            self.pgtable.set_pte(self.pgd, vaddr, 0, writer="kunmap_atomic")
+            self.flush_tlb_one_kernel(vaddr)
             return
-        if not self._in_kmap_fixmap(vaddr):
+        if not stack:
             return
-        if not stack or stack[-1].vaddr != vaddr:
-            expected = f"{stack[-1].vaddr:#x}" if stack else "none"
-            raise KernelWarning(f"WARNING: CPU: {cpu} at arch/x86/mm/highmem_32.c kunmap_atomic: "
-                                f"{vaddr:#x} is not the innermost atomic kmap (expected {expected})")
-        slot = stack.pop()
-        self.pgtable.set_pte(self.pgd, vaddr, 0, writer="kunmap_atomic")
+        top = stack.pop()  # type = kmap_atomic_idx(): the innermost, whatever vaddr says
+        self.pgtable.set_pte(self.pgd, top.vaddr, 0, writer="kunmap_atomic")
         self.flush_tlb_one_kernel(vaddr)
+
+    def _in_stack(self, vaddr: int, cpu: int) -> bool:
+        return any(s.vaddr == vaddr for s in self.kmap_atomic_stack[cpu])
 
     def kmap_local_page(self, page: "Page | int", cpu: int = 0, _writer: str = "kmap_local_page") -> int:
         """``kmap_local_page`` (5.11+): the next of KM_MAX_IDX slots of the current task on
@@ -222,7 +236,7 @@ class HighmemMixin:
         if idx >= self.KM_MAX_IDX:
             raise self.BUG("mm/highmem.c kmap_local_idx_push()",
                            f"BUG_ON(idx >= KM_MAX_IDX): {idx} local kmaps already nested (KM_MAX_IDX {self.KM_MAX_IDX})")
-        return self._atomic_map(pfn, idx, cpu, self.KM_MAX_IDX, _writer, "")
+        return self._atomic_map(pfn, idx, cpu, self.KM_MAX_IDX, _writer, "", True)
 
     def kunmap_local(self, vaddr: int, cpu: int = 0, _writer: str = "kunmap_local") -> None:
         """``kunmap_local``: undo the innermost kmap_local_page (out of order: WARN)."""

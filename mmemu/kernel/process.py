@@ -53,6 +53,10 @@ class Vma:
                 + ("s" if f & VM_SHARED else "p"))
 
 
+def _vm_end(v: Vma) -> int:
+    return v.vm_end
+
+
 @dataclass
 class Process:
     """A task and its ``mm_struct``."""
@@ -69,9 +73,14 @@ class Process:
     pmds: list[int] = field(default_factory=list)  # PAE: the preallocated user pmds
     alive: bool = True
 
+    @property
+    def anon_owner(self) -> str:
+        """How the frame records name this process's anonymous pages."""
+        return f"anon ({self.comm}[{self.pid}])"
+
     def find_vma(self, addr: int) -> Vma | None:
         """``find_vma``: the first VMA that ends above *addr* (it may start above it)."""
-        i = bisect.bisect_right([v.vm_end for v in self.vmas], addr)
+        i = bisect.bisect_right(self.vmas, addr, key=_vm_end)
         return self.vmas[i] if i < len(self.vmas) else None
 
     def vma_at(self, addr: int) -> Vma | None:
@@ -98,6 +107,7 @@ class ProcessMixin:
         self.KERNEL_PGD_BOUNDARY = (self.PAGE_OFFSET >> top.shift) & (top.entries - 1)
         self.pae = bool(self.layout.config.get("CONFIG_X86_PAE"))
         self._ptr = self.paging.levels[0].entry_size
+        self._protection_map = [self._vm_page_prot(f) for f in range(16)]
         #: the zero page (empty_zero_page, in the kernel image's bss)
         bss = next(s for s in self.layout.image if s.name == "bss")
         self.zero_pfn = ((bss.phys + 0xFFF) >> PAGE_SHIFT) + 1  # the page after swapper_pg_dir
@@ -197,47 +207,69 @@ class ProcessMixin:
     # -- user page tables (HIGHPTE) ---------------------------------------------------
 
     @contextmanager
-    def pte_offset_map(self, proc: Process, va: int):
-        """``pte_offset_map``/``pte_unmap``: map the page table that holds *va*'s pte through
-        the page-table kmap slot when it lives in HighMem. Yields the kmapped address of
-        the pte (or None when there is no page table yet, or it is in lowmem)."""
-        slot = self.pgtable.pte_slot(proc.pgd, va)
+    def pte_offset_map(self, proc: Process, va: int, alloc: bool = False):
+        """``pte_offset_map``/``pte_unmap`` (``pte_alloc_map`` with *alloc*): the slot
+        (page table, index) of *va*'s pte, or None when no page table reaches it. A page
+        table in HighMem (CONFIG_HIGHPTE) is mapped through the page-table kmap slot for
+        as long as the caller works on it, as the kernel does."""
+        pt = self.pgtable
+        slot = pt.pte_slot(proc.pgd, va)
+        if slot is None and alloc:
+            pt.populate(proc.pgd, va & ~(PAGE_SIZE - 1), PAGE_SIZE, writer="__pte_alloc", user_tables=True)
+            slot = pt.pte_slot(proc.pgd, va)
         if slot is None or not self.highpte or not self.PageHighMem(slot[0] >> PAGE_SHIFT):
-            yield None
+            yield slot
             return
-        table, idx = slot
-        if self.kmap_scheme == "km_type":
-            vaddr = self.kmap_atomic(table >> PAGE_SHIFT, "KM_PTE0")
-            try:
-                yield vaddr + idx * self.paging.levels[-1].entry_size
-            finally:
-                self.kunmap_atomic(vaddr, "KM_PTE0")
-        else:
-            vaddr = self.kmap_atomic(table >> PAGE_SHIFT)
-            try:
-                yield vaddr + idx * self.paging.levels[-1].entry_size
-            finally:
-                self.kunmap_atomic(vaddr)
+        table = slot[0]
+        km = "KM_PTE0" if self.kmap_scheme == "km_type" else None
+        vaddr = self.kmap_atomic(table >> PAGE_SHIFT, km)
+        try:
+            yield slot
+        finally:
+            self.kunmap_atomic(vaddr, km)
+
+    def pte_lookup(self, proc: Process, va: int, alloc: bool = False):
+        """The fast form of pte_offset_map: (slot, kmap address or None). Pass the second to
+        :meth:`pte_unmap` when done."""
+        pt = self.pgtable
+        slot = pt.pte_slot(proc.pgd, va)
+        if slot is None and alloc:
+            pt.populate(proc.pgd, va & ~(PAGE_SIZE - 1), PAGE_SIZE, writer="__pte_alloc", user_tables=True)
+            slot = pt.pte_slot(proc.pgd, va)
+        if slot is None or not self.highpte or not self.PageHighMem(slot[0] >> PAGE_SHIFT):
+            return slot, None
+        return slot, self.kmap_atomic(slot[0] >> PAGE_SHIFT, "KM_PTE0" if self.kmap_scheme == "km_type" else None)
+
+    def pte_unmap(self, kmapped: int | None) -> None:
+        if kmapped is not None:
+            self.kunmap_atomic(kmapped, "KM_PTE0" if self.kmap_scheme == "km_type" else None)
+
+    def read_slot(self, slot) -> int:
+        return self.pgtable.read_entry(slot[0], slot[1])
+
+    def write_slot(self, slot, va: int, value: int, writer: str) -> int:
+        return self.pgtable.write_pte_slot(slot[0], slot[1], value, writer, va)
 
     def set_user_pte(self, proc: Process, va: int, value: int, writer: str) -> int:
         """``set_pte_at`` on a user address: the tables above are made if missing
         (``pte_alloc``); a HighMem page table is reached through the kmap slot."""
-        if self.pgtable.pte_slot(proc.pgd, va) is None:
-            if not value:
+        with self.pte_offset_map(proc, va, alloc=bool(value)) as slot:
+            if slot is None:
                 return 0
-            self.pgtable.populate(proc.pgd, va & ~(PAGE_SIZE - 1), PAGE_SIZE, writer="__pte_alloc", user_tables=True)
-        with self.pte_offset_map(proc, va):
-            return self.pgtable.set_pte(proc.pgd, va, value, writer=writer, user_tables=True)
+            return self.write_slot(slot, va & ~(PAGE_SIZE - 1), value, writer)
 
     def read_user_pte(self, proc: Process, va: int) -> int:
-        with self.pte_offset_map(proc, va):
-            return self.pgtable.read_pte(proc.pgd, va)
+        with self.pte_offset_map(proc, va) as slot:
+            return 0 if slot is None else self.read_slot(slot)
 
     # -- protections ------------------------------------------------------------------
 
     def vm_page_prot(self, vm_flags: int) -> int:
         """protection_map[] (x86 __P/__S): private writable mappings are read-only until
         the first write (copy-on-write); shared writable ones are PAGE_SHARED."""
+        return self._protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
+
+    def _vm_page_prot(self, vm_flags: int) -> int:
         p = self.arch.pgprot
         r, w, x = vm_flags & VM_READ, vm_flags & VM_WRITE, vm_flags & VM_EXEC
         if not (r or w or x):
@@ -518,7 +550,7 @@ class ProcessMixin:
             old = self.read_user_pte(proc, va)
             if self.pte_present(old):
                 raise MmemuError(f"install_user_pages: {va:#x} is already mapped")
-            page = self.alloc_pages(0, "HighMem", owner=f"anon ({proc.comm}[{proc.pid}])", zero=True)
+            page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
             lo, hi = max(addr, va), min(addr + len(data), va + PAGE_SIZE)
             self.mem.write(page.phys + (lo - va), data[lo - addr:hi - addr])
             self.set_user_pte(proc, va, self.mk_pte(page.pfn, self.vm_page_prot(vma.vm_flags)), writer)

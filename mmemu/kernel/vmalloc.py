@@ -127,10 +127,12 @@ class VmallocMixin:
             self.purge_vmap_area_lazy()
             addr = self._find_gap(size, align, vstart, vend)
         if addr is None:
-            if self.spec.kernel >= LAZY_PURGE_SINCE:
-                msg = f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
-            else:
+            kv = self.spec.kernel
+            if kv < LAZY_PURGE_SINCE:  # 2.6.12 __get_vm_area
                 msg = "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size."
+            else:  # alloc_vmap_area; the full stop went with the __GFP_NOWARN rework (4.12)
+                msg = (f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
+                       + ("." if kv < "4.12" else ""))
             raise OutOfMemory(msg)
         return addr
 
@@ -228,11 +230,16 @@ class VmallocMixin:
         return vm.addr
 
     def _vmalloc_oom_text(self, size: int, got: int, want: int) -> str:
-        if self.spec.kernel >= "5.11":
+        """The warning of a failed page allocation inside vmalloc, by era (2.6.12 printed
+        none: vmalloc just returned NULL)."""
+        kv = self.spec.kernel
+        if kv >= "6.4":
+            return f"vmalloc error: size {size}, failed to allocate pages"
+        if kv >= "5.13":
             return f"vmalloc error: size {size}, page order 0, failed to allocate pages"
-        if self.spec.kernel >= "4.12":
-            return f"vmalloc: allocation failure, allocated {got * PAGE_SIZE} of {want * PAGE_SIZE} bytes"
-        return f"vmalloc: allocation failed, allocated {got * PAGE_SIZE} of {want * PAGE_SIZE} bytes"
+        if kv >= "3.0":
+            return f"vmalloc: allocation failure, allocated {got * PAGE_SIZE} of {(want + 1) * PAGE_SIZE} bytes"
+        return f"vmalloc: out of memory after {got} of {want} pages (this kernel prints no warning)"
 
     def vmalloc(self, size: int) -> int:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
@@ -272,11 +279,13 @@ class VmallocMixin:
         return area.va_start
 
     def _free_area(self, addr: int, who: str, free_pages: bool) -> VmStruct:
+        if addr & (PAGE_SIZE - 1):
+            raise KernelWarning(f"Trying to vfree() bad address ({addr:#x})")
         area = self.find_vmap_area(addr)
         if area is None or area.va_start != addr or area.vm is None:
-            if who == "vfree":
-                raise KernelWarning(f"Trying to vfree() nonexistent vm area ({addr:#x})")
-            raise KernelWarning(f"Trying to vunmap() nonexistent vm area ({addr:#x})")
+            if who == "vunmap" and self.spec.kernel >= "6.3":
+                raise KernelWarning(f"Trying to vunmap() nonexistent vm area ({addr:#x})")
+            raise KernelWarning(f"Trying to vfree() nonexistent vm area ({addr:#x})")
         vm = area.vm
         if free_pages and not vm.flags & VM_ALLOC:
             raise KernelWarning(f"vfree({addr:#x}): the area was made by vmap(), not vmalloc(); use vunmap()")
