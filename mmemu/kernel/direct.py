@@ -21,6 +21,8 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 #: largest object SLUB serves from a cache (KMALLOC_MAX_CACHE_SIZE = 2 pages); bigger
 #: requests go to the page allocator (kmalloc_large).
 KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+#: mm/slub.c MIN_PARTIAL: empty slabs a cache keeps before giving pages back
+MIN_PARTIAL = 5
 
 
 def _pfn(page: "Page | int") -> int:
@@ -180,11 +182,14 @@ class DirectMapMixin:
         free.append(addr)
         if len(free) == 1:
             cache.partial.append(head)
-        if len(free) == cache.objects_per_slab:  # an empty slab goes back to the page allocator
-            cache.partial.remove(head)
-            del cache.slabs[head]
-            del self._slab_of[head]
-            self.frames.free_pages(head)
+        if len(free) == cache.objects_per_slab:
+            # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
+            empty = sum(1 for pfn in cache.partial if len(cache.slabs[pfn]) == cache.objects_per_slab)
+            if empty > MIN_PARTIAL:
+                cache.partial.remove(head)
+                del cache.slabs[head]
+                del self._slab_of[head]
+                self.frames.free_pages(head)
 
 
 # the kernel's names, reachable as kernel.__free_pages(...) outside class bodies

@@ -128,6 +128,12 @@ class InvariantsMixin:
                                      f"{rec.refcount if rec else 'none (not a block head)'}")
 
     def _check_vmap_areas(self) -> None:
+        # the free space and the areas tile the whole vmalloc space, without overlap
+        pieces = sorted([(a.va_start, a.va_end) for a in self.vmap_areas] + [tuple(g) for g in self.vmap_free])
+        for (s1, e1), (s2, e2) in zip(pieces, pieces[1:]):
+            if e1 != s2:
+                raise InvariantError(f"vmalloc space: {s1:#x}-{e1:#x} and {s2:#x}-{e2:#x} "
+                                     f"{'overlap' if s2 < e1 else 'leave a hole nobody accounts for'}")
         prev = None
         lo = min(self.layout["VMALLOC_START"], self.layout.symbols.get("MODULES_VADDR", 1 << 64))
         hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))

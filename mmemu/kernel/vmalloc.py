@@ -84,6 +84,10 @@ class VmallocMixin:
     def _init_vmalloc(self) -> None:
         self.vmap_areas: list[VmapArea] = []  # busy and lazily freed, sorted by va_start
         self._vmap_starts: list[int] = []
+        #: the free space (free_vmap_area_list of 5.2+): sorted, merged [start, end) gaps
+        lo = min(self.layout["VMALLOC_START"], self.layout.symbols.get("MODULES_VADDR", 1 << 64))
+        hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))
+        self.vmap_free: list[list[int]] = [[lo, hi]]
         self.vmap_lazy_nr = 0  # pages waiting for the purge
         self.lazy_purge = self.spec.kernel >= LAZY_PURGE_SINCE
         self._ptr_size = 8 if self.paging.canonical else 4
@@ -95,22 +99,44 @@ class VmallocMixin:
         return self.spec.cpus.bit_length() * ((32 << 20) // PAGE_SIZE)
 
     def _find_gap(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        """Lowest address in [vstart, vend) where *size* bytes aligned to *align* fit
-        between the areas already there (busy or waiting for the purge)."""
-        addr = (vstart + align - 1) & ~(align - 1)
-        i = max(0, bisect.bisect_right(self._vmap_starts, vstart) - 1)
-        for area in self.vmap_areas[i:]:
-            if area.va_end <= addr:
-                continue
-            if area.va_start >= addr + size:
+        """Lowest address in [vstart, vend) where *size* bytes aligned to *align* fit in the
+        free space (the areas busy or waiting for the purge are not in it)."""
+        free = self.vmap_free
+        i = max(0, bisect.bisect_right(free, [vstart, 1 << 65]) - 1)
+        for start, end in free[i:]:
+            if start >= vend:
                 break
-            addr = (area.va_end + align - 1) & ~(align - 1)
-        return addr if addr + size <= vend else None
+            addr = (max(start, vstart) + align - 1) & ~(align - 1)
+            if addr + size <= min(end, vend):
+                return addr
+        return None
+
+    def _take_space(self, start: int, end: int) -> None:
+        free = self.vmap_free
+        i = bisect.bisect_right(free, [start, 1 << 65]) - 1
+        gap = free[i]
+        pieces = [[gap[0], start]] if gap[0] < start else []
+        if end < gap[1]:
+            pieces.append([end, gap[1]])
+        free[i:i + 1] = pieces
+
+    def _give_space(self, start: int, end: int) -> None:
+        free = self.vmap_free
+        i = bisect.bisect_left(free, [start, 0])
+        if i > 0 and free[i - 1][1] == start:
+            i -= 1
+            free[i][1] = end
+        else:
+            free.insert(i, [start, end])
+        if i + 1 < len(free) and free[i + 1][0] == free[i][1]:
+            free[i][1] = free[i + 1][1]
+            del free[i + 1]
 
     def _insert_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
         self._vmap_starts.insert(i, area.va_start)
         self.vmap_areas.insert(i, area)
+        self._take_space(area.va_start, area.va_end)
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
@@ -118,6 +144,7 @@ class VmallocMixin:
             i += 1
         del self._vmap_starts[i]
         del self.vmap_areas[i]
+        self._give_space(area.va_start, area.va_end)
 
     def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> int:
         """Reserve *size* bytes (the caller has added the guard page): lowest fit; on
