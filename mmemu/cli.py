@@ -135,28 +135,10 @@ def walk_json(kernel, va: int) -> dict:
 
 
 def cmd_demo(args) -> int:
-    """A headless tour: boot each arch, show its layout, the walk of a direct-map address
-    and of an image address, and the buddy allocator."""
-    from . import boot
-    from .render.layout import layout_table
-    from .render.vtop import vtop
+    """A headless tour of the mappings (mmemu.demo)."""
+    from .demo import run
 
-    tours = [("i386", "3.10", "1G", "", {}), ("i386_pae", "6.6", "4G", "", {}),
-             ("x86_64", "6.6", "8G", "", {}), ("x86_64", "6.6", "2G", "", {"levels": "5"})]
-    for arch, version, ram, cmdline, options in tours:
-        k = boot(arch=arch, kernel=version, ram=ram, cmdline=cmdline, options=options)
-        title = f"== {arch} {k.paging.name}, kernel {version}, {ram} RAM =="
-        print(title)
-        print(layout_table(k.layout, 16 if k.paging.canonical else 8))
-        va = k.layout["PAGE_OFFSET"] + 0x123456
-        print(f"$ mmemu vtop {va:#x} --arch {arch} --kernel {version} --ram {ram}")
-        print(vtop(k, va))
-        text = next(s for s in k.layout.image if s.name == "text")
-        print(f"$ mmemu vtop {text.virt + 0x2000:#x} ...  (kernel text)")
-        print(vtop(k, text.virt + 0x2000))
-        print("$ cat /proc/buddyinfo")
-        print(k.frames.buddyinfo())
-        k.close()
+    run()
     return 0
 
 
@@ -184,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the walk as JSON")
     s.set_defaults(func=cmd_vtop)
 
-    s = sub.add_parser("demo", help="a headless tour of the built-in demo machines", description="Boot the built-in demo machines (i386, i386 PAE, x86_64 4- and 5-level) and print what their mappings look like.")
+    s = sub.add_parser("demo", help="a headless tour of the kernel's mappings", description="Boot an i386 machine with HighMem and an x86_64 one, make each kind of kernel mapping, run user code that faults its pages in, fork, and oops; print what each step looks like in the kernel's own formats.")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -234,7 +234,7 @@ class VmallocMixin:
         try:
             vm.pages_kaddr = self.kmalloc(max(1, nr) * self._ptr_size)
             for _ in range(nr):
-                pages.append(self.alloc_pages(0, "HighMem", owner=f"vmalloc ({caller})", zero=zero))
+                pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero))
             vm.pages = [p.pfn for p in pages]
             self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
         except OutOfMemory as exc:

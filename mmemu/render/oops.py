@@ -49,8 +49,8 @@ def dump_pagetable(k: "Kernel", root: int, address: int) -> str:
                 names = [n for n in names if n != "P4D"]
             for name in names:
                 parts.append(f"{name} {s.raw:x}")
-        # each printed level ends with a blank, except the PTE
-        return " ".join(parts) + ("" if steps[-1].level.name == "pte" and steps[-1].raw else " ")
+        # each printed level ends with a blank, except the PTE ("PTE %lx")
+        return " ".join(parts) + ("" if steps[-1].level.name == "pte" else " ")
     pae = k.paging.levels[0].entry_size == 8
     width = 16 if pae else 8
     parts = []

@@ -57,10 +57,15 @@ def translate_pte(kernel: "Kernel", raw: int) -> list[str]:
     return [header, f"{_center(ptebuf, len1, True)}  {_center(physbuf, len2, True)}  ({flags})"]
 
 
-def vtop(kernel: "Kernel", va: int, root: int | None = None) -> str:
+def vtop(kernel: "Kernel", va: int, root: int | None = None, process=None) -> str:
+    """crash's ``vtop``: a kernel address through the master table (or *root*), a user
+    address through *process*'s page directory, followed by its VMA, as ``vtop -u``."""
     arch = kernel.arch
     if arch.crash_machine not in ("x86", "x86_64"):
         raise MmemuError(f"arch {arch.name} has no crash vtop format (crash_machine {arch.crash_machine!r})")
+    user = process is not None and va < kernel.task_size
+    if process is not None:
+        root = process.pgd
     root = kernel.pgd if root is None else root
     bits64 = arch.crash_machine == "x86_64"
     prlen = 16 if bits64 else 8
@@ -70,8 +75,20 @@ def vtop(kernel: "Kernel", va: int, root: int | None = None) -> str:
     out.append(f"{va:<8x}  {walk.phys:<8x}" if walk.mapped else f"{va:<8x}  (not mapped)")
     out.append("")
     pgd_va = kernel.pgd_va if root == kernel.pgd else None
-    out += (_walk_x86_64 if bits64 else _walk_x86)(kernel, walk, root, pgd_va)
+    lines = (_walk_x86_64 if bits64 else _walk_x86)(kernel, walk, root, pgd_va)
+    if user and bits64:
+        # x86_64_uvtop_level4: the user walk starts at the PGD entry, with its address
+        first = walk.steps[0]
+        lines = [f"   PGD: {first.entry_addr:x} => {first.raw:x}"] + lines[2:]
+    out += lines
     out.append("")
+    if user:
+        vma = process.find_vma(va)
+        if vma is not None and vma.vm_start <= va:
+            out.append(f"{'VMA':^{prlen}}  {'START':^{prlen}}  {'END':^{prlen}}  FLAGS  FILE")
+            out.append(f"{'-':^{prlen}}  {vma.vm_start:>{prlen}x}  {vma.vm_end:>{prlen}x}  {vma.vm_flags:5x}  "
+                       f"{vma.name}")
+            out.append("")
     if walk.mapped:
         out += page_line(kernel, walk.phys)
     return "\n".join(out).rstrip("\n") + "\n"
