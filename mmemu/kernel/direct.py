@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from ..buddy import Page
-from ..errors import AddressError, MmemuError
+from ..errors import AddressError, KernelBug, MmemuError
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -158,12 +158,20 @@ class DirectMapMixin:
 
     def kfree(self, addr: int) -> None:
         """``kfree``: back to its cache (or to the page allocator for kmalloc_large). An
-        address kmalloc did not hand out is refused with nothing changed."""
+        address kmalloc did not hand out is refused with nothing changed. ``kfree(NULL)``
+        (and of ZERO_SIZE_PTR) does nothing, as ZERO_OR_NULL_PTR makes it in the kernel."""
+        if 0 <= addr <= 16:  # include/linux/slab.h ZERO_OR_NULL_PTR
+            return
         try:
             pfn = self.virt_to_page(addr)
         except AddressError:
             raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
         info = self.frames.page(pfn)
+        if info.state == "free":
+            # a freed kmalloc_large block (or any free page): __free_pages on a page whose
+            # refcount is already 0, the kernel's "BUG: Bad page state"
+            raise KernelBug(f"BUG: Bad page state: kfree({addr:#x}) of pfn {pfn:#x}, which is already free "
+                            "(double free?)")
         head = info.head if info.state == "allocated" else None
         if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
             self._kmalloc_large.discard(head)

@@ -233,9 +233,13 @@ class HighmemMixin:
         if self.kmap_scheme != "kmap_local":
             raise MmemuError(f"kmap_local_page does not exist before 5.11 (kernel {self.spec.kernel}): use kmap_atomic")
         idx = len(self.kmap_atomic_stack[cpu])
-        if idx >= self.KM_MAX_IDX:
+        # kmap_local_idx_push(): current->kmap_ctrl.idx += KM_INCR;
+        # BUG_ON(current->kmap_ctrl.idx >= KM_MAX_IDX); return current->kmap_ctrl.idx - 1;
+        # the check is on the count after the push, so the last slot is never used
+        if idx + 1 >= self.KM_MAX_IDX:
             raise self.BUG("mm/highmem.c kmap_local_idx_push()",
-                           f"BUG_ON(idx >= KM_MAX_IDX): {idx} local kmaps already nested (KM_MAX_IDX {self.KM_MAX_IDX})")
+                           f"BUG_ON(current->kmap_ctrl.idx >= KM_MAX_IDX): {idx} local kmaps already nested, "
+                           f"the next would make {idx + 1} (KM_MAX_IDX {self.KM_MAX_IDX})")
         return self._atomic_map(pfn, idx, cpu, self.KM_MAX_IDX, _writer, "", True)
 
     def kunmap_local(self, vaddr: int, cpu: int = 0, _writer: str = "kunmap_local") -> None:

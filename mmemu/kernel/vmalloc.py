@@ -71,12 +71,6 @@ class VmapArea:
     lazy: bool = False  # freed, waiting for the lazy purge
 
 
-def _flag_names(flags: int) -> str:
-    names = [n for bit, n in ((VM_IOREMAP, "ioremap"), (VM_ALLOC, "vmalloc"), (VM_MAP, "vmap"),
-                              (VM_USERMAP, "user"), (VM_NO_GUARD, "no-guard")) if flags & bit]
-    return " ".join(names)
-
-
 class VmallocMixin:
     """``vmalloc``, ``vzalloc``, ``vmap``, ``vunmap``, ``vfree``, ``vmalloc_to_page``,
     ``find_vm_area`` and the ``kmem -v`` listing."""
@@ -185,13 +179,16 @@ class VmallocMixin:
             raise MmemuError(f"{caller}: size 0 (the kernel returns NULL)")
         if not flags & VM_NO_GUARD:
             size += PAGE_SIZE
+        # The range first (it takes nothing until _insert_area below), then the two
+        # structures: the kernel kmallocs them first, but a request that cannot fit must
+        # leave the slab caches as they were, not with a fresh slab page in them.
+        addr = self.alloc_vmap_area(size, align, start, end)
         done: list[int] = []
         try:
             vm_kaddr = self.kmalloc(16 * self._ptr_size)  # struct vm_struct
             done.append(vm_kaddr)
             va_kaddr = self.kmalloc(8 * self._ptr_size)  # struct vmap_area
             done.append(va_kaddr)
-            addr = self.alloc_vmap_area(size, align, start, end)
         except BaseException:
             for k in reversed(done):
                 self.kfree(k)
@@ -231,11 +228,13 @@ class VmallocMixin:
         vm = area.vm
         nr = vm.get_vm_area_size() // PAGE_SIZE
         pages: list[Page] = []
+        mapping = False
         try:
             vm.pages_kaddr = self.kmalloc(max(1, nr) * self._ptr_size)
             for _ in range(nr):
                 pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero))
             vm.pages = [p.pfn for p in pages]
+            mapping = True
             self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
         except OutOfMemory as exc:
             for p in pages:
@@ -245,7 +244,7 @@ class VmallocMixin:
             self._release_area(area)
             if "vmap allocation" in str(exc) or "out of vmalloc space" in str(exc):
                 raise
-            raise OutOfMemory(self._vmalloc_oom_text(size, len(pages), nr)) from exc
+            raise OutOfMemory(self._vmalloc_oom_text(size, len(pages), nr, mapping)) from exc
         except BaseException:
             for p in pages:
                 self.frames.free_pages(p)
@@ -256,14 +255,18 @@ class VmallocMixin:
         self._sync_kernel_mappings()
         return vm.addr
 
-    def _vmalloc_oom_text(self, size: int, got: int, want: int) -> str:
+    def _vmalloc_oom_text(self, size: int, got: int, want: int, mapping: bool = False) -> str:
         """The warning of a failed page allocation inside vmalloc, by era (2.6.12 printed
-        none: vmalloc just returned NULL)."""
+        none: vmalloc just returned NULL). *mapping*: every page was there, the page
+        tables were not. Since 5.13 ``__vmalloc_area_node`` prints ``area->nr_pages *
+        PAGE_SIZE``, the bytes it did get, as "size"."""
         kv = self.spec.kernel
+        if kv >= "5.13" and mapping:  # vmap_pages_range() failed
+            return f"vmalloc error: size {got * PAGE_SIZE}, failed to map pages"
         if kv >= "6.4":
-            return f"vmalloc error: size {size}, failed to allocate pages"
+            return f"vmalloc error: size {got * PAGE_SIZE}, failed to allocate pages"
         if kv >= "5.13":
-            return f"vmalloc error: size {size}, page order 0, failed to allocate pages"
+            return f"vmalloc error: size {got * PAGE_SIZE}, page order 0, failed to allocate pages"
         if kv >= "3.0":
             return f"vmalloc: allocation failure, allocated {got * PAGE_SIZE} of {(want + 1) * PAGE_SIZE} bytes"
         return f"vmalloc: out of memory after {got} of {want} pages (this kernel prints no warning)"
@@ -374,13 +377,19 @@ class VmallocMixin:
     # -- looking ------------------------------------------------------------------------
 
     def kmem_v(self) -> str:
-        """The crash utility's ``kmem -v``: one row per busy area."""
+        """The crash utility's ``kmem -v``: one row per busy area, in crash's columns (its
+        help text: ``VMAP_AREA  VM_STRUCT     ADDRESS RANGE        SIZE`` over
+        ``f7048e00   f7048e40   f7dfe000 - f7e00000     8192``): the two structure
+        addresses centred in max(VADDR_PRLEN, 9) columns, the range centred in
+        2 * VADDR_PRLEN + 3, the size (end - start, guard page included) right-aligned
+        under SIZE."""
         w = 16 if self.paging.canonical else 8
-        head = f"{'VMAP_AREA':<{w}}  {'VM_STRUCT':<{w}}  {'ADDRESS RANGE':^{2 * w + 3}}  {'SIZE':>10}"
-        rows = [head]
-        for a in self.vmap_areas:
-            if a.lazy or a.vm is None:
-                continue
-            rows.append(f"{a.kaddr:>{w}x}  {a.vm.kaddr:>{w}x}  {a.va_start:>{w}x} - {a.va_end:>{w}x}  "
-                        f"{a.vm.size:>10d}  {_flag_names(a.vm.flags)}")
+        cw, rw = max(w, len("VMAP_AREA")), 2 * w + 3
+        busy = [a for a in self.vmap_areas if not a.lazy and a.vm is not None]
+        sw = max([7] + [len(str(a.va_end - a.va_start)) for a in busy])
+        # str.format centres with the odd column on the right, as crash's mkstring(CENTER)
+        rows = [f"{'VMAP_AREA':^{cw}}  {'VM_STRUCT':^{cw}}  {'ADDRESS RANGE':^{rw}}  {'SIZE':>{sw}}"]
+        for a in busy:
+            rng = f"{a.va_start:0{w}x} - {a.va_end:0{w}x}"
+            rows.append(f"{a.kaddr:^{cw}x}  {a.vm.kaddr:^{cw}x}  {rng:^{rw}}  {a.va_end - a.va_start:>{sw}d}")
         return "\n".join(rows) + "\n"
