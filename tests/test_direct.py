@@ -307,10 +307,16 @@ def test_kmalloc_page_sized_classes_and_kmalloc_large(boot, arch, kv, ram):
     k.check_invariants()
 
 
-def test_kmalloc_refuses_size_zero(boot):
+def test_kmalloc_of_size_zero_is_zero_size_ptr(boot):
+    """include/linux/slab.h: kmalloc(0) returns ZERO_SIZE_PTR ((void *)16), which faults
+    when used and which kfree accepts; nothing is allocated."""
     k = boot(arch="i386", kernel="6.6", ram="1G")
+    free = k.frames.nr_free_pages()
+    assert k.kmalloc(0) == 16
+    k.kfree(16)
+    assert k.frames.nr_free_pages() == free
     with pytest.raises(MmemuError):
-        k.kmalloc(0)
+        k.kmalloc(-1)
 
 
 @pytest.mark.parametrize("arch,kv,ram", ARCHES)

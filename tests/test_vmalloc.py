@@ -644,3 +644,17 @@ def test_page_table_allocation_failure_in_vmalloc_is_rolled_back(boot, arch, kv)
         assert str(ei.value) == f"vmalloc: allocation failure, allocated {n * PAGE} of {(n + 1) * PAGE} bytes"
     assert snapshot(k) == before
     k.check_invariants()
+
+
+def test_vfree_of_a_vmap_area_unmaps_it_and_frees_no_page(boot):
+    """mm/vmalloc.c: a vmap()'s vm_struct owns no pages, so vfree() of its address only
+    unmaps it, as vunmap() would; the caller's pages stay allocated."""
+    k = boot(arch="i386", kernel="6.6", ram="1G")
+    pages = [k.alloc_pages(0, "HighMem") for _ in range(2)]
+    v = k.vmap(pages)
+    free = k.frames.nr_free_pages()
+    k.vfree(v)
+    assert not k.walk(v).mapped and not k.walk(v + 4096).mapped
+    assert k.frames.nr_free_pages() == free
+    assert all(k.frames.page(p.pfn).state == "allocated" for p in pages)
+    k.check_invariants()

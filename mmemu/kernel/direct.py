@@ -23,6 +23,8 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 #: mm/slub.c MIN_PARTIAL: empty slabs a cache keeps before giving pages back
 MIN_PARTIAL = 5
+#: include/linux/slab.h: what kmalloc(0) returns; kfree accepts it
+ZERO_SIZE_PTR = 16
 
 
 def _pfn(page: "Page | int") -> int:
@@ -130,8 +132,10 @@ class DirectMapMixin:
     def kmalloc(self, size: int, zero: bool = False) -> int:
         """``kmalloc(size, GFP_KERNEL)``: an object from the smallest size class that fits,
         or whole pages beyond 8 KiB (``kmalloc_large``). Returns its direct-map address."""
-        if size <= 0:
-            raise MmemuError(f"kmalloc({size}): the kernel returns ZERO_SIZE_PTR for size 0; nothing to allocate")
+        if size == 0:
+            return ZERO_SIZE_PTR  # include/linux/slab.h: a pointer that faults when used
+        if size < 0:
+            raise MmemuError(f"kmalloc({size}): negative size")
         cache = self._kmalloc_cache(size)
         if cache is None:
             order = max(0, (size - 1).bit_length() - PAGE_SHIFT)

@@ -317,8 +317,9 @@ class VmallocMixin:
                 raise KernelWarning(f"Trying to vunmap() nonexistent vm area ({addr:#x})")
             raise KernelWarning(f"Trying to vfree() nonexistent vm area ({addr:#x})")
         vm = area.vm
-        if free_pages and not vm.flags & VM_ALLOC:
-            raise KernelWarning(f"vfree({addr:#x}): the area was made by vmap(), not vmalloc(); use vunmap()")
+        # vfree() of a vmap() area unmaps it like vunmap(): its pages belong to the caller
+        # (the vm_struct of a vmap has no pages of its own to free)
+        free_pages = free_pages and bool(vm.flags & VM_ALLOC)
         size = vm.get_vm_area_size()
         # unmap at once (vunmap_range_noflush / unmap_kernel_range_noflush)
         self.pgtable.unmap(self.pgd, vm.addr, size, writer=who)
