@@ -101,13 +101,19 @@ class RunResult:
 
 
 class _RunState:
-    __slots__ = ("faults", "stop", "log", "pending")
+    __slots__ = ("faults", "stop", "log", "pending", "until", "exit_fill", "executed")
 
-    def __init__(self):
+    def __init__(self, until: int = 0):
         self.faults = 0
         self.stop: RunResult | None = None
         self.log: list = []
         self.pending = None  # plugin MMU: the fault a refused TLB fill stands for
+        self.until = until  # where the run ends (the return stub)
+        #: plugin MMU: Unicorn stopping a run (budget, timeout) asks for a fetch of the
+        #: page of ``until`` with the CPL of the code it stopped; a CPL 3 run is refused it
+        self.exit_fill = False
+        #: plugin MMU with a budget: instructions run so far (each fault ends emu_start)
+        self.executed = 0
 
 
 class Cpu:
@@ -311,7 +317,11 @@ class Cpu:
         # the first refusal is the fault; Unicorn may ask again on its way out of the run
         # (for the page it started from, with the CPL of the faulting code): ignore that
         if self._run is not None:
-            if self._run.pending is None:
+            if access == 18 and vaddr == self._run.until & ~(PAGE - 1) and (ip ^ vaddr) >= PAGE:
+                # not a fetch by the code (its ip is elsewhere): Unicorn on its way out of a
+                # run stopped by the budget or the clock, looking at the exit address
+                self._run.exit_fill = True
+            elif self._run.pending is None:
                 self._run.pending = fault
         elif self._last_fault is None:
             self._last_fault = (14, code, vaddr)
@@ -320,10 +330,18 @@ class Cpu:
     # -- running code -------------------------------------------------------------------
 
     def _execute(self, begin: int, until: int, budget: int | None, timeout: float | None) -> RunResult:
-        run = _RunState()
+        run = _RunState(until)
         self._run = run
         deadline = None if timeout is None else time.monotonic() + timeout
         pc = begin
+        counter = None
+        if budget and self.mmu == "plugin":
+            # In this mode every fault ends emu_start, and Unicorn's count starts again with
+            # the next one: the budget would never run out for code that keeps faulting.
+            # Count the instructions here and give each restart what is left.
+            def count(uc, address, size, user_data):
+                run.executed += 1
+            counter = self.uc.hook_add(UC_HOOK_CODE, count)
         try:
             while True:
                 left_us = 0
@@ -333,18 +351,28 @@ class Cpu:
                         return RunResult("timeout", None, run.faults, f"wall-clock limit of {timeout} s reached at "
                                          f"ip {pc:#x}", pc, run.log)
                     left_us = max(1, int(left * 1e6))
+                left_count = 0
+                if budget:
+                    left_count = budget - run.executed if counter is not None else budget
+                    if left_count <= 0:
+                        return RunResult("budget", None, run.faults, f"instruction budget of {budget} exhausted at "
+                                         f"ip {pc:#x}", pc, run.log)
                 try:
-                    self.uc.emu_start(pc, until, timeout=left_us, count=budget or 0)
+                    self.uc.emu_start(pc, until, timeout=left_us, count=left_count)
                 except UcError as exc:
                     pc = self.uc.reg_read(self._reg_ip)
                     if run.stop is not None:  # exit/oops decided in a hook; the rest is Unicorn's way out
                         return run.stop
                     if exc.errno == UC_ERR_EXCEPTION and run.pending is not None:
                         fault, run.pending = run.pending, None
+                        run.exit_fill = False
                         if self._resolve(run, fault):
                             continue  # resume at the faulting instruction
                         return run.stop
-                    return RunResult("exception", None, run.faults, f"the CPU stopped: {exc} at ip {pc:#x}", pc, run.log)
+                    if not (exc.errno == UC_ERR_EXCEPTION and run.exit_fill):
+                        return RunResult("exception", None, run.faults, f"the CPU stopped: {exc} at ip {pc:#x}",
+                                         pc, run.log)
+                    run.exit_fill = False  # a stop by budget or clock: decided below
                 pc = self.uc.reg_read(self._reg_ip)
                 if run.stop is not None:
                     return run.stop
@@ -359,6 +387,8 @@ class Cpu:
                 return RunResult("exception", None, run.faults, f"the CPU stopped at ip {pc:#x}", pc, run.log)
         finally:
             self._run = None
+            if counter is not None:
+                self.uc.hook_del(counter)
             self._forget_pending_fault()
 
     def call(self, func: int, *args: int, budget: int | None = None, timeout: float | None = 5.0) -> RunResult:

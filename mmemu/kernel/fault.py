@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 from ..errors import MmemuError, OutOfMemory
 from ..pagetable import X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE
-from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, Process, Vma
+from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 X86_PF_PK = 1 << 5
+#: the default stack limit (include/uapi/linux/resource.h _STK_LIM, 8 MiB), which
+#: acct_stack_growth() holds a growing stack VMA to
+RLIMIT_STACK = 8 << 20
 
 
 @dataclass
@@ -130,7 +133,7 @@ class FaultMixin:
 
     def _kernel_address_fault(self, fault: Fault) -> FaultResolution:
         if not fault.error_code & (X86_PF_RSVD | X86_PF_USER | X86_PF_PROT):
-            if self.vmalloc_fault_era and self.vmalloc_fault(fault.address):
+            if self.vmalloc_fault_era and self.vmalloc_fault(fault.address, self.fault_pgd(fault)):
                 return FaultResolution("retry", "vmalloc_fault")
         if self.spurious_kernel_fault(fault):
             return FaultResolution("retry", "spurious_kernel_fault")
@@ -138,35 +141,46 @@ class FaultMixin:
             return self.bad_area(fault, "SEGV_MAPERR")
         return self.no_context(fault)
 
-    def vmalloc_fault(self, address: int) -> bool:
+    def fault_pgd(self, fault: Fault) -> int:
+        """The page directory the faulting access went through (CR3): its process's, or
+        init_mm's for a kernel thread. An API access made for a process that is not the
+        current one faults in that process's directory, not in the current one."""
+        return fault.process.pgd if fault.process is not None else self.pgd
+
+    def vmalloc_fault(self, address: int, root: int | None = None) -> bool:
         """Copy the top-level entry for a vmalloc address from the master table into the
-        current page directory when it is missing there and the master maps the page
-        (the pde on i386, the pgd entry on x86_64; 2.6.12 checked only >= TASK_SIZE)."""
+        faulting page directory (*root*, the current one by default) when it is missing
+        there and present in the master (the pde on i386, the pgd entry on x86_64; 2.6.12
+        checked only >= TASK_SIZE). True if the access can now succeed."""
         if self.spec.kernel >= "2.6.26" and not self.layout["VMALLOC_START"] <= address < self.layout["VMALLOC_END"]:
             return False
-        root = self.current_pgd()
+        if root is None:
+            root = self.current_pgd()
         if root == self.pgd:
             return False
-        if not self.walk(address).mapped:
-            return False  # the master has nothing either: a real bug, an oops
         top = self.paging.levels[0]
         index = (address >> top.shift) & (top.entries - 1)
         mine = self.pgtable.entries(root, 0)[index]
         master = self.pgtable.entries(self.pgd, 0)[index]
+        if not master & self.paging.present:
+            return False  # pgd_none(*pgd_ref) / !pmd_present(*pmd_k): the master has nothing
         if mine == master:
             return False
         if mine:
             return False  # present but different: not something vmalloc_fault repairs
+        # The entry is copied first (set_pgd / set_pmd in vmalloc_sync_one), and only then
+        # are the lower levels of the master checked: a fault on an unmapped page under a
+        # master entry leaves the copy behind and still ends in an oops.
         self.pgtable.set_entry(root, 0, index, master, writer="vmalloc_fault", va=address & ~(top.span - 1),
                                kind="set_pgd")
-        return True
+        return self.walk(address).mapped
 
     def spurious_kernel_fault(self, fault: Fault) -> bool:
         """The tables (of the current directory) allow this access now: the fault came
         from a stale TLB entry. Only protection faults qualify, as in the kernel."""
         if not fault.protection or fault.rsvd:
             return False
-        walk = self.pgtable.walk(self.current_pgd(), fault.address)
+        walk = self.pgtable.walk(self.fault_pgd(fault), fault.address)
         if walk.fault(fault.access, fault.user) is not None:
             return False
         self.flush_tlb_one_kernel(fault.address)
@@ -186,7 +200,10 @@ class FaultMixin:
         if vma.vm_start > fault.address:
             if not vma.vm_flags & VM_GROWSDOWN:
                 return self.bad_area(fault, "SEGV_MAPERR")
-            vma.vm_start = fault.address & ~(PAGE_SIZE - 1)  # expand_stack
+            start = fault.address & ~(PAGE_SIZE - 1)
+            if vma.vm_end - start > RLIMIT_STACK:
+                return self.bad_area(fault, "SEGV_MAPERR")  # acct_stack_growth: -ENOMEM
+            vma.vm_start = start  # expand_stack
         if self.access_error(fault, vma):
             return self.bad_area(fault, "SEGV_ACCERR")
         try:
@@ -228,14 +245,19 @@ class FaultMixin:
 
     def do_anonymous_page(self, proc: Process, vma: Vma, va: int, write: bool, slot) -> str:
         prot = self.vm_page_prot(vma.vm_flags)
-        if not write and self.anon_zero_page:
+        # Shared anonymous memory is shmem in the kernel (shmem_fault): never the zero page,
+        # which a shared writable pte (PAGE_SHARED) would let the process write into.
+        if not write and self.anon_zero_page and not vma.vm_flags & VM_SHARED:
             # the shared zero page, read-only (pte_mkspecial; no reference taken)
             self.write_slot(slot, va, self.mk_pte(self.zero_pfn, prot), "do_anonymous_page")
             return "do_anonymous_page (zero page)"
         page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
         m = self.paging
         entry = self.mk_pte(page.pfn, prot)
-        if write:  # maybe_mkwrite(pte_mkdirty(...))
+        # maybe_mkwrite(pte_mkdirty(...)): the page is private to this process, so a read
+        # fault of the kernels without the zero page (2.6.24-2.6.31) maps it writable and
+        # dirty too (do_anonymous_page had no write_access branch left)
+        if write or not self.anon_zero_page:
             entry |= m.dirty | (m.write if vma.vm_flags & VM_WRITE else 0)
         self.write_slot(slot, va, entry, "do_anonymous_page")
         return "do_anonymous_page"

@@ -4,9 +4,10 @@ operation of randomised sequences).
 1. The frame allocator is consistent (free lists, counters, no overlap).
 2. Outside the mappings of all memory (the direct map, the kernel image), every mapped
    frame is allocated or reserved, and a user page's reference count equals the number
-   of user ptes that map it; the only stale entries allowed are the ones the kernel
-   itself leaves: pkmap slots at count 1 (kunmapped, not yet flushed) and, in the
-   classic kernels, kmap_atomic slots after kunmap_atomic.
+   of user ptes that map it (PROT_NONE ones included); every anonymous page is mapped
+   by one at least; the zero page stays zero and read-only. The only stale entries
+   allowed are the ones the kernel itself leaves: pkmap slots at count 1 (kunmapped,
+   not yet flushed) and, in the classic kernels, kmap_atomic slots after kunmap_atomic.
 3. Page tables: every table the engine knows is reachable from a page directory exactly
    once, except the kernel part that directories share; every frame owned as a page
    table is one.
@@ -121,11 +122,34 @@ class InvariantsMixin:
                         raise InvariantError(f"{va:#x} maps pfn {pfn:#x}, which is {state}")
                     if user and pfn != self.zero_pfn:
                         user_refs[pfn] += 1
+                    elif user and raw & self.paging.write:
+                        raise InvariantError(f"{va:#x} maps the zero page writable")
+        if any(self.mem.read(self.zero_pfn << PAGE_SHIFT, 4096)):
+            raise InvariantError("the zero page is not zero any more")
+        # PROT_NONE ptes: not present for the CPU (the walk above skips them), but they
+        # map their page as much as any other (pte_present())
+        P = self.paging.present
+        for proc in self.pgd_list:
+            for va, raw in self.user_ptes(proc, 0, self.task_size):
+                if raw & P:
+                    continue
+                pfn = self.pte_pfn(raw)
+                state = self.frames.page(pfn).state
+                if state in ("free", "hole"):
+                    raise InvariantError(f"process {proc.pid}: PROT_NONE pte at {va:#x} maps pfn {pfn:#x}, "
+                                         f"which is {state}")
+                if pfn != self.zero_pfn:
+                    user_refs[pfn] += 1
         for pfn, n in user_refs.items():
             rec = self.frames.allocated.get(pfn)
             if rec is None or rec.refcount != n:
                 raise InvariantError(f"user page {pfn:#x} is mapped {n} times but has refcount "
                                      f"{rec.refcount if rec else 'none (not a block head)'}")
+        # and the other way round: an anonymous page that no pte maps any more has leaked
+        for pfn, rec in self.frames.allocated.items():
+            if rec.owner.startswith("anon (") and pfn not in user_refs:
+                raise InvariantError(f"anonymous page {pfn:#x} ({rec.owner}, refcount {rec.refcount}) "
+                                     "is mapped by no process: leaked")
 
     def _check_vmap_areas(self) -> None:
         # the free space and the areas tile the whole vmalloc space, without overlap

@@ -107,6 +107,7 @@ class ProcessMixin:
         self.KERNEL_PGD_BOUNDARY = (self.PAGE_OFFSET >> top.shift) & (top.entries - 1)
         self.pae = bool(self.layout.config.get("CONFIG_X86_PAE"))
         self._ptr = self.paging.levels[0].entry_size
+        self._pte_present_mask = self.paging.present | self.paging.global_  # pte_present(): P or PROTNONE
         self._protection_map = [self._vm_page_prot(f) for f in range(16)]
         #: the zero page (empty_zero_page, in the kernel image's bss)
         bss = next(s for s in self.layout.image if s.name == "bss")
@@ -273,7 +274,9 @@ class ProcessMixin:
         p = self.arch.pgprot
         r, w, x = vm_flags & VM_READ, vm_flags & VM_WRITE, vm_flags & VM_EXEC
         if not (r or w or x):
-            return p["PAGE_NONE"]
+            # PAGE_NONE is _PAGE_PROTNONE | _PAGE_ACCESSED: not present for the CPU, but
+            # pte_present() for the kernel, which keeps the page (and its data) mapped
+            return p["PAGE_NONE"] | self.paging.global_
         if vm_flags & VM_SHARED and w:
             return p["PAGE_SHARED_EXEC" if x else "PAGE_SHARED"]
         if w:
@@ -340,6 +343,18 @@ class ProcessMixin:
             return high - length
         raise OutOfMemory(f"mmap: no room for {length:#x} bytes below mmap_base {proc.mmap_base:#x} (-ENOMEM)")
 
+    def _mmap_hint(self, proc: Process, addr: int | None, length: int) -> int | None:
+        """arch_get_unmapped_area_topdown: a hint without MAP_FIXED is taken when the range
+        there is free ("requesting a specific address"), else the search decides."""
+        if not addr:
+            return None
+        addr = (addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if addr < PAGE_SIZE * 16 or addr + length > self.task_size:
+            return None
+        if any(v.vm_start < addr + length and addr < v.vm_end for v in proc.vmas):
+            return None
+        return addr
+
     def _check_user_range(self, addr: int, length: int, what: str) -> tuple[int, int]:
         if addr & (PAGE_SIZE - 1):
             raise MmemuError(f"{what}({addr:#x}, {length:#x}): address not page aligned (-EINVAL)")
@@ -366,7 +381,9 @@ class ProcessMixin:
         else:
             if length <= 0:
                 raise MmemuError(f"mmap: length {length} must be positive (-EINVAL)")
-            start = self.get_unmapped_area(proc, length)
+            start = self._mmap_hint(proc, addr, length)
+            if start is None:
+                start = self.get_unmapped_area(proc, length)
             end = start + length
         vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
         self._insert_vma(proc, Vma(start, end, vm_flags, name))
@@ -386,15 +403,47 @@ class ProcessMixin:
         proc.vmas = [v for v in proc.vmas if v not in inside]
         self._flush_user_range(proc, start, end)
 
+    def user_ptes(self, proc: Process, start: int, end: int):
+        """(va, raw) of every ``pte_present()`` entry of *proc* in [start, end), in address
+        order: present, or PROT_NONE (not present for the CPU, still a mapped page)."""
+        levels = self.paging.levels
+        last = len(levels) - 1
+        P, L = self.paging.present, self.paging.large
+        mapped = self._pte_present_mask
+        entries = self.pgtable.entries
+
+        def walk(table: int, li: int, base: int):
+            lv = levels[li]
+            span = lv.span
+            row = entries(table, li)
+            for idx in range(max(0, (start - base) // span), lv.entries):
+                va = base + idx * span
+                if va >= end:
+                    return
+                raw = row[idx]
+                if li == last:
+                    if raw & mapped:
+                        yield va, raw
+                elif raw & P and not (lv.large_format is not None and raw & L):
+                    yield from walk(raw & lv.addr_mask, li + 1, va)
+
+        yield from walk(proc.pgd, 0, 0)
+
     def zap_page_range(self, proc: Process, start: int, end: int, writer: str) -> int:
         """Clear the ptes of [start, end) and drop the page references (the zero page has
         none); page tables emptied are freed. Returns how many pages were mapped."""
+        # PROT_NONE ptes first: the engine's unmap sees present entries only
+        protnone = [(va, raw) for va, raw in self.user_ptes(proc, start, end) if not raw & self.paging.present]
+        for va, raw in protnone:
+            self.set_user_pte(proc, va, 0, writer)
+            if self.pte_pfn(raw) != self.zero_pfn:
+                self.frames.free_pages(self.pte_pfn(raw))
         op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer, free_tables=True)
         for va, phys, size in op.unmapped:
             pfn = phys >> PAGE_SHIFT
             if pfn != self.zero_pfn:
                 self.frames.free_pages(pfn)
-        return len(op.unmapped)
+        return len(op.unmapped) + len(protnone)
 
     def mprotect(self, proc: Process, addr: int, length: int, prot: int) -> None:
         """``mprotect``: new VMA flags over the range (-ENOMEM if part of it is not mapped)
@@ -421,8 +470,8 @@ class ProcessMixin:
         prot = self.vm_page_prot(vma.vm_flags)
         write_ok = vma.vm_flags & VM_WRITE
         m = self.paging
-        for va, size, phys, raw, li in list(self.pgtable.iter_leaves(proc.pgd, vma.vm_start, vma.vm_end)):
-            pfn = phys >> PAGE_SHIFT
+        for va, raw in list(self.user_ptes(proc, vma.vm_start, vma.vm_end)):
+            pfn = self.pte_pfn(raw)
             new = self.mk_pte(pfn, prot) | (raw & (m.accessed | m.dirty))
             if write_ok and self._exclusive(pfn) and raw & m.write:
                 new |= m.write  # a page this process alone holds keeps its write access
@@ -443,7 +492,10 @@ class ProcessMixin:
         if new_end < old_end:
             self.munmap(proc, new_end, old_end - new_end)
         elif new_end > old_end:
-            if any(v.vm_start < new_end and old_end < v.vm_end and v.name != "[heap]" for v in proc.vmas):
+            # "Check against existing mmap mappings": find_vma_intersection(mm, oldbrk,
+            # newbrk + PAGE_SIZE), i.e. the heap keeps a page of distance from the next one
+            if any(v.vm_start < new_end + PAGE_SIZE and old_end < v.vm_end and v.name != "[heap]"
+                   for v in proc.vmas):
                 return proc.brk  # would run into another mapping
             self._insert_vma(proc, Vma(old_end, new_end, VM_READ | VM_WRITE, "[heap]"))
         proc.brk = new_brk
@@ -468,8 +520,8 @@ class ProcessMixin:
         try:
             for v in parent.vmas:
                 cow = v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED
-                for va, size, phys, raw, li in list(self.pgtable.iter_leaves(parent.pgd, v.vm_start, v.vm_end)):
-                    pfn = phys >> PAGE_SHIFT
+                for va, raw in list(self.user_ptes(parent, v.vm_start, v.vm_end)):
+                    pfn = self.pte_pfn(raw)
                     pte = raw
                     if cow and raw & m.write:
                         pte = raw & ~m.write
@@ -558,10 +610,15 @@ class ProcessMixin:
     # -- looking ------------------------------------------------------------------------
 
     def proc_maps(self, proc: Process) -> str:
-        """``/proc/PID/maps``: start-end perms offset dev inode name."""
-        w = 16 if self.paging.canonical else 8
+        """``/proc/PID/maps``: start-end perms offset dev inode name (fs/proc/task_mmu.c
+        show_map_vma: ``%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu `` and, for a named
+        mapping, spaces up to column ``25 + sizeof(void *) * 6`` before the name; an
+        anonymous mapping without a name keeps the trailing blank)."""
+        pad = 25 + (8 if self.paging.canonical else 4) * 6 - 1  # seq_setwidth(); seq_pad() adds one more
         lines = []
         for v in proc.vmas:
-            lines.append(f"{v.vm_start:0{w}x}-{v.vm_end:0{w}x} {v.perms()} 00000000 00:00 0"
-                         + (" " * 10 + v.name if v.name else ""))
+            line = f"{v.vm_start:08x}-{v.vm_end:08x} {v.perms()} 00000000 00:00 0 "
+            if v.name:
+                line = line.ljust(pad) + " " + v.name
+            lines.append(line)
         return "\n".join(lines) + ("\n" if lines else "")

@@ -66,6 +66,8 @@ def dump_pagetable(k: "Kernel", root: int, address: int) -> str:
         lowmem = zone is not None and zone.name != "HighMem"
         if lowmem and not (kv < "2.6.26" and k.highpte):  # !low_pfn(): no kmap in an oops
             parts.append(f"*pte = {pte.raw:0{width}x}")
+    if kv < "2.6.26":  # one printk(KERN_ALERT "*pde = %08lx\n") per entry
+        return "\n".join(parts)
     return " ".join(parts) + " "
 
 
@@ -128,7 +130,7 @@ def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") ->
     ip = _ip(k, fault)
     lines: list[str] = []
     if fault.instr and fault.protection and not fault.user and k.paging.nx:
-        walk = k.pgtable.walk(k.current_pgd(), addr)
+        walk = k.pgtable.walk(k.fault_pgd(fault), addr)
         if walk.mapped and walk.nx:
             lines.append("kernel tried to execute NX-protected page - exploit attempt? (uid: 0)")
     if kv < "2.6.26":
@@ -157,7 +159,7 @@ def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") ->
             lines.append(f"BUG: unable to handle page fault for address: {addr:0{w}x}")
         lines.append(f"#PF: {fault.describe()}")
         lines.append(f"#PF: error_code(0x{err:04x}) - {fault.reason()}")
-    lines.append(dump_pagetable(k, k.current_pgd(), addr))
+    lines.append(dump_pagetable(k, k.fault_pgd(fault), addr))  # read_cr3() at the fault
     what = "Oops"
     if why == "Bad pagetable":
         proc = fault.process
