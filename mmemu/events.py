@@ -82,6 +82,24 @@ class MappingEvent:
             for index, old, new in ch.entries():
                 yield EntryChange(ch.table, ch.level.name, index, old, new, size)
 
+    def frames(self) -> tuple[list[int], list[int]]:
+        """(pfns mapped, pfns unmapped) by the leaf entries this operation changed: the
+        pages behind the mapping, not the page tables."""
+        mapped, unmapped = [], []
+        for ch in self.op.changes:
+            lv = ch.level
+            if lv.large_format is None and lv.name != "pte":
+                continue  # entries of this level only point to tables
+            for _index, old, new in ch.entries():
+                for value, out in ((old, unmapped), (new, mapped)):
+                    if not value & 1:
+                        continue
+                    mask = lv.addr_mask if lv.name == "pte" else lv.large_addr_mask
+                    if lv.name != "pte" and not value & 0x80:
+                        continue  # points to a table, not a large page
+                    out.append((value & mask) >> 12)
+        return mapped, unmapped
+
     @property
     def entry_count(self) -> int:
         return sum(len(ch.old) // ch.level.entry_size for ch in self.op.changes)

@@ -317,3 +317,25 @@ def test_no_plugin_no_hook_call_but_recent_events_still_kept():
         assert "vmalloc" in repr(k.recent_events[0])
     finally:
         k.close()
+
+
+def test_event_names_the_frames_and_what_it_was_done_for():
+    """A demand fault's event names the page it mapped and the fault it resolved; a vfree's
+    the pages it unmapped; neither names the page tables."""
+    k = mmemu.boot(arch="x86_64", kernel="6.6", ram="512M")
+    try:
+        p = k.create_process("ctx")
+        a = k.mmap(p, 4096)
+        k.access(a, "write", user=True)
+        ev = next(e for e in reversed(k.recent_events) if e.writer == "do_anonymous_page")
+        pfn = k.walk(a, p.pgd).phys >> 12
+        assert ev.frames() == ([pfn], [])
+        assert ev.context == f"#PF at {a:#x} in ctx[{p.pid}]"
+        v = k.vmalloc(2 * 4096)
+        pfns = [k.vmalloc_to_page(v), k.vmalloc_to_page(v + 4096)]
+        k.vfree(v)
+        ev = k.recent_events[-1]
+        assert ev.writer == "vfree" and ev.frames() == ([], pfns)
+        assert ev.context == ""
+    finally:
+        k.close()

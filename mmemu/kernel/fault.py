@@ -118,9 +118,16 @@ class FaultMixin:
             plugged = self._fault_hook(kernel=self, fault=fault)
             if plugged is not None:
                 return plugged
-        if self.fault_in_kernel_space(fault.address):
-            return self._kernel_address_fault(fault)
-        return self._user_address_fault(fault)
+        # what the mapping events of this fault were done for
+        prev, proc = self.event_context, fault.process
+        self.event_context = f"#PF at {fault.address:#x} in {proc.comm}[{proc.pid}]" if proc else \
+            f"#PF at {fault.address:#x} in the kernel"
+        try:
+            if self.fault_in_kernel_space(fault.address):
+                return self._kernel_address_fault(fault)
+            return self._user_address_fault(fault)
+        finally:
+            self.event_context = prev
 
     def fault_in_kernel_space(self, address: int) -> bool:
         """x86_64: at or above TASK_SIZE_MAX (the vsyscall page counts as user); i386:

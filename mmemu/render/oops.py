@@ -111,13 +111,16 @@ def task_line(k: "Kernel", fault: "Fault") -> str:
 def ip_line(k: "Kernel", fault: "Fault") -> str:
     ip = _ip(k, fault)
     kv = k.spec.kernel
+    # an access made through the API has no instruction: say so where the kernel would
+    # name one
+    api = "  (no instruction: an access made through mmemu's API)" if fault.ip is None else ""
     if k.paging.canonical:
         if kv < "4.9":
-            return f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"
-        return f"RIP: 0010:0x{ip:x}"
+            return f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}{api}"
+        return f"RIP: 0010:0x{ip:x}{api}"
     if kv < "4.15":
-        return f"EIP: 0060:[<{ip:08x}>] EFLAGS: 00010246 CPU: {fault.cpu}\nEIP is at 0x{ip:x}"
-    return f"EIP: 0x{ip:x}"
+        return f"EIP: 0060:[<{ip:08x}>] EFLAGS: 00010246 CPU: {fault.cpu}\nEIP is at 0x{ip:x}{api}"
+    return f"EIP: 0x{ip:x}{api}"
 
 
 def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") -> str:
