@@ -503,8 +503,8 @@ class ProcessMixin:
 
     def _flush_user_range(self, proc: Process, start: int, end: int) -> None:
         """flush_tlb_range / flush_tlb_mm: only where the process's tables are live."""
-        if self.current is proc:
-            self.flush_tlb_kernel_range(start, end) if end - start <= 33 * PAGE_SIZE else self.flush_tlb_all()
+        if self.current is proc:  # another mm's translations went with its CR3 switch
+            self.flush_tlb_kernel_range(start, end)
 
     # -- fork and exit ----------------------------------------------------------------
 
