@@ -23,19 +23,6 @@ def sizes_used(k):
     return {size for _va, size, _pa in direct_map(k)}
 
 
-@pytest.fixture
-def boot():
-    booted = []
-
-    def _boot(**kw):
-        k = mmemu.boot(**kw)
-        booted.append(k)
-        return k
-    yield _boot
-    for k in booted:
-        k.close()
-
-
 def test_direct_map_is_one_to_one_and_covers_lowmem_exactly(boot):
     for kw in (dict(arch="i386", kernel="3.10", ram="1G"), dict(arch="i386_pae", ram="4G"),
                dict(arch="x86_64", ram="6G"), dict(arch="x86_64", ram="2G", options={"levels": "5"})):

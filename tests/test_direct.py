@@ -25,19 +25,6 @@ ARCHES = [("i386", "6.6", "1G"), ("i386_pae", "3.10", "2G"), ("x86_64", "6.6", "
 SIZE_CLASSES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 
 
-@pytest.fixture
-def boot():
-    booted = []
-
-    def _boot(**kw):
-        k = mmemu.boot(**kw)
-        booted.append(k)
-        return k
-    yield _boot
-    for k in booted:
-        k.close()
-
-
 def __pa(k, va):
     return getattr(k, "__pa")(va)
 

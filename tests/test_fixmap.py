@@ -28,19 +28,6 @@ def fixaddr_top(arch, kv):
     return 0xFFFFFFFFFFDFF000 if kv < "3.16" else 0xFFFFFFFFFF7FF000
 
 
-@pytest.fixture
-def boot():
-    booted = []
-
-    def _boot(**kw):
-        k = mmemu.boot(**kw)
-        booted.append(k)
-        return k
-    yield _boot
-    for k in booted:
-        k.close()
-
-
 def end_of_fixed(k):
     return dict(k.layout.fixmap)["__end_of_fixed_addresses"]
 

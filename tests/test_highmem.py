@@ -27,19 +27,6 @@ HIGHMEM = [("i386", "6.6", "1G"), ("i386_pae", "6.6", "2G"), ("i386", "3.10", "1
 KM_USER0, KM_USER1, KM_PTE0 = 3, 4, 7
 
 
-@pytest.fixture
-def boot():
-    booted = []
-
-    def _boot(**kw):
-        k = mmemu.boot(**kw)
-        booted.append(k)
-        return k
-    yield _boot
-    for k in booted:
-        k.close()
-
-
 def last_pkmap(arch):
     return 512 if arch == "i386_pae" else 1024
 

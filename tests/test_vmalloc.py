@@ -26,19 +26,6 @@ ARCHES = [("i386", "6.6", "1G"), ("i386_pae", "6.6", "2G"), ("x86_64", "6.6", "1
 I386 = [a for a in ARCHES if a[0] != "x86_64"]
 
 
-@pytest.fixture
-def boot():
-    booted = []
-
-    def _boot(**kw):
-        k = mmemu.boot(**kw)
-        booted.append(k)
-        return k
-    yield _boot
-    for k in booted:
-        k.close()
-
-
 def VS(k):
     return k.layout["VMALLOC_START"]
 

@@ -209,28 +209,19 @@ class ProcessMixin:
 
     @contextmanager
     def pte_offset_map(self, proc: Process, va: int, alloc: bool = False):
-        """``pte_offset_map``/``pte_unmap`` (``pte_alloc_map`` with *alloc*): the slot
-        (page table, index) of *va*'s pte, or None when no page table reaches it. A page
-        table in HighMem (CONFIG_HIGHPTE) is mapped through the page-table kmap slot for
-        as long as the caller works on it, as the kernel does."""
-        pt = self.pgtable
-        slot = pt.pte_slot(proc.pgd, va)
-        if slot is None and alloc:
-            pt.populate(proc.pgd, va & ~(PAGE_SIZE - 1), PAGE_SIZE, writer="__pte_alloc", user_tables=True)
-            slot = pt.pte_slot(proc.pgd, va)
-        if slot is None or not self.highpte or not self.PageHighMem(slot[0] >> PAGE_SHIFT):
-            yield slot
-            return
-        table = slot[0]
-        km = "KM_PTE0" if self.kmap_scheme == "km_type" else None
-        vaddr = self.kmap_atomic(table >> PAGE_SHIFT, km)
+        """``pte_offset_map``/``pte_unmap`` (``pte_alloc_map`` with *alloc*) as a context:
+        the slot (page table, index) of *va*'s pte, or None when no page table reaches
+        it; see :meth:`pte_lookup`."""
+        slot, kmapped = self.pte_lookup(proc, va, alloc)
         try:
             yield slot
         finally:
-            self.kunmap_atomic(vaddr, km)
+            self.pte_unmap(kmapped)
 
     def pte_lookup(self, proc: Process, va: int, alloc: bool = False):
-        """The fast form of pte_offset_map: (slot, kmap address or None). Pass the second to
+        """``pte_offset_map``: (slot, kmap address or None). A page table in HighMem
+        (CONFIG_HIGHPTE) is mapped through the page-table kmap slot for as long as the
+        caller works on it, as the kernel does; pass the second value to
         :meth:`pte_unmap` when done."""
         pt = self.pgtable
         slot = pt.pte_slot(proc.pgd, va)

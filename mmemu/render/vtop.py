@@ -117,15 +117,19 @@ def _walk_x86(kernel, walk: "Walk", root, pgd_va) -> list[str]:
         else:
             label = "PMD" if step.level.name == "pmd" else "PTE"
             out.append(f"  {label}: {step.entry_addr:>8x} => {step.raw:x}")
+    return out + _leaf_lines(kernel, walk, " PAGE: {:>8x}")
+
+
+def _leaf_lines(kernel, walk: "Walk", page_fmt: str) -> list[str]:
+    """The PAGE line (with the large-page size) and the PTE/PHYSICAL/FLAGS table; for an
+    entry that is not present but not empty (a swap entry, PROT_NONE) the table alone."""
+    last = walk.steps[-1]
     if walk.mapped:
-        size = {4 << 20: "  (4MB)", 2 << 20: "  (2MB)"}.get(walk.page_size, "")
-        out.append(f" PAGE: {walk.phys & ~(walk.page_size - 1):>8x}{size}")
-        out.append("")
-        out += translate_pte(kernel, steps[-1].raw)
-    elif steps[-1].raw and steps[-1].level.name == "pte":
-        out.append("")
-        out += translate_pte(kernel, steps[-1].raw)
-    return out
+        size = {1 << 30: "  (1GB)", 4 << 20: "  (4MB)", 2 << 20: "  (2MB)"}.get(walk.page_size, "")
+        return [page_fmt.format(walk.phys & ~(walk.page_size - 1)) + size, ""] + translate_pte(kernel, last.raw)
+    if last.raw and last.level.name == "pte":
+        return [""] + translate_pte(kernel, last.raw)
+    return []
 
 
 def _walk_x86_64(kernel, walk: "Walk", root, pgd_va) -> list[str]:
@@ -133,15 +137,7 @@ def _walk_x86_64(kernel, walk: "Walk", root, pgd_va) -> list[str]:
     out = [f"PGD DIRECTORY: {_table_va(kernel, root, pgd_va):x}", f"PAGE DIRECTORY: {steps[0].raw:x}"]
     for step in steps[1:]:
         out.append(f"   {step.level.name.upper()}: {step.entry_addr:x} => {step.raw:x}")
-    if walk.mapped:
-        size = {1 << 30: "  (1GB)", 2 << 20: "  (2MB)"}.get(walk.page_size, "")
-        out.append(f"  PAGE: {walk.phys & ~(walk.page_size - 1):x}{size}")
-        out.append("")
-        out += translate_pte(kernel, steps[-1].raw)
-    elif steps[-1].raw and steps[-1].level.name == "pte":
-        out.append("")
-        out += translate_pte(kernel, steps[-1].raw)
-    return out
+    return out + _leaf_lines(kernel, walk, "  PAGE: {:x}")
 
 
 def page_line(kernel: "Kernel", phys: int) -> list[str]:
