@@ -35,9 +35,8 @@ def memparse(text: str, what: str = "size") -> int:
 
 
 def parse_address(text: str | int, what: str = "address") -> int:
-    """Parse a virtual or physical address: hex with or without ``0x`` (crash accepts
-    both), or decimal with a ``0d`` prefix is not supported: bare digits are hex, as in
-    crash and the QEMU monitor."""
+    """Parse a virtual or physical address: hexadecimal, with or without ``0x``, as crash
+    and the QEMU monitor read addresses (bare digits are hex); ``_`` separators allowed."""
     if isinstance(text, int):
         value = text
     else:
