@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-import mmemu
 from mmemu.errors import AddressError, KernelBug, MmemuError, OutOfMemory
 
 PAGE = 4096
@@ -199,16 +198,11 @@ def test_alloc_pages_x86_64_dma32_falls_back_to_dma(boot):
     k.check_invariants()
 
 
-def test_alloc_pages_out_of_memory_changes_nothing(boot):
+def test_alloc_pages_out_of_memory_changes_nothing(boot, exhaust):
     k = boot(arch="i386", kernel="6.6", ram="64M")
     with pytest.raises(MmemuError):
         k.alloc_pages(11, "Normal")  # beyond MAX_ORDER
-    held = []
-    while True:
-        try:
-            held.append(k.alloc_pages(0, "HighMem"))
-        except OutOfMemory:
-            break
+    held = exhaust(k)
     before = whole_state(k)
     with pytest.raises(OutOfMemory):
         k.alloc_pages(0, "Normal")

@@ -290,16 +290,11 @@ def test_failed_kmap_atomic_and_local_emit_nothing(boot):
     assert w.check() == []
 
 
-def test_vmalloc_out_of_memory_emits_nothing(boot):
+def test_vmalloc_out_of_memory_emits_nothing(boot, exhaust):
     k, rec = boot(arch="i386", kernel="6.6", ram="64M")
     k.vfree(k.vmalloc(4 * PAGE))
     k.purge_vmap_area_lazy()
-    held = []
-    while True:
-        try:
-            held.append(k.alloc_pages(0, "HighMem"))
-        except OutOfMemory:
-            break
+    held = exhaust(k)
     k.free_page_block(held.pop())
     with Watch(k, rec) as w:
         with pytest.raises(OutOfMemory):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-import mmemu
 from mmemu.cpu import Cpu
 from mmemu.errors import KernelBug, MmemuError
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pytest
 
-import mmemu
 from mmemu.errors import KernelBug, KernelWarning, MmemuError, WouldBlock
 
 PAGE = 4096

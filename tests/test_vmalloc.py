@@ -14,7 +14,6 @@ import re
 
 import pytest
 
-import mmemu
 from mmemu.cpu import Cpu
 from mmemu.errors import KernelWarning, MmemuError, Oops, OutOfMemory
 
@@ -569,18 +568,13 @@ def oom_text(kv, got, want_with_guard):
 
 @pytest.mark.parametrize("arch,kv", [("i386", "6.6"), ("i386_pae", "3.10"), ("x86_64", "6.6"), ("x86_64", "3.10"),
                                      ("i386", "2.6.12")])
-def test_page_allocation_failure_in_vmalloc_leaves_nothing_half_mapped(boot, arch, kv):
+def test_page_allocation_failure_in_vmalloc_leaves_nothing_half_mapped(boot, arch, kv, exhaust):
     k = boot(arch=arch, kernel=kv, ram="64M")
     n = 8
     # warm the kmalloc caches vmalloc uses, and the page table of the first area
     k.vfree(k.vmalloc(n * PAGE))
     k.purge_vmap_area_lazy()
-    held = []
-    while True:
-        try:
-            held.append(k.alloc_pages(0, "HighMem"))
-        except OutOfMemory:
-            break
+    held = exhaust(k)
     for _ in range(3):
         k.free_page_block(held.pop())
     before = snapshot(k)
@@ -603,19 +597,14 @@ def test_page_allocation_failure_in_vmalloc_leaves_nothing_half_mapped(boot, arc
 
 
 @pytest.mark.parametrize("arch,kv", [("i386", "6.6"), ("x86_64", "6.6"), ("i386_pae", "3.10")])
-def test_page_table_allocation_failure_in_vmalloc_is_rolled_back(boot, arch, kv):
+def test_page_table_allocation_failure_in_vmalloc_is_rolled_back(boot, arch, kv, exhaust):
     """The pages are there but the page table the area needs is not: map_frames fails as a
     whole, every page goes back."""
     k = boot(arch=arch, kernel=kv, ram="64M")
     # warm the caches without leaving any page table behind in the vmalloc space
     for size in (8, 16, 32, 64, 128):
         k.kfree(k.kmalloc(size))
-    held = []
-    while True:
-        try:
-            held.append(k.alloc_pages(0, "HighMem"))
-        except OutOfMemory:
-            break
+    held = exhaust(k)
     first_va = VS(k)
     if k.pgtable.pte_slot(k.pgd, first_va) is not None:
         pytest.skip("the first vmalloc page table exists from boot on this arch/era")
