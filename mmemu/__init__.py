@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .arch import Arch, ArchOption, CpuSetup, Level, PagingMode
+from .arch import Arch, ArchOption, BootPlan, EntryCodec, EntryFormat, EntryView, Level, PagingMode
 from .errors import ConfigError, MmemuError
+from .faults import Fault
 from .layout import Layout, MachineSpec
 from .plugins import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["boot", "hookimpl", "Arch", "ArchOption", "CpuSetup", "Level", "PagingMode", "Layout", "MachineSpec",
-           "MmemuError", "ConfigError", "__version__"]
+__all__ = ["boot", "hookimpl", "Arch", "ArchOption", "BootPlan", "EntryCodec", "EntryFormat", "EntryView", "Level",
+           "PagingMode", "Fault", "Layout", "MachineSpec", "MmemuError", "ConfigError", "__version__"]
+
+#: The modules of mmemu a plugin may import (and what they export without a leading
+#: underscore): the contract. Everything else is the core's own business and may change;
+#: a test holds the separately packaged plugins to this list.
+PUBLIC_MODULES = ("mmemu", "mmemu.arch", "mmemu.layout", "mmemu.faults", "mmemu.errors", "mmemu.units",
+                  "mmemu.eras", "mmemu.render.ptdump", "mmemu.render.text", "mmemu.cpu.adapter", "mmemu.testing")
 
 
 def boot(arch: str = "x86_64", kernel: str = "6.6", ram: "str | int" = "1G", cmdline: str = "", cpus: int = 1,

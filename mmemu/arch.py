@@ -1,51 +1,101 @@
 """The contract an arch plugin fills in.
 
-Like Linux's ``pgtable-2level.h`` / ``pgtable-3level.h`` / ``pgtable_64.h``, an arch supplies
-only constants and formats: its paging levels (:class:`Level`), gathered in a
-:class:`PagingMode`, its kernel layouts, and its CPU set-up. One generic engine
-(:mod:`mmemu.pagetable`) walks and maps every arch from this description.
+Like Linux's ``pgtable-2level.h`` / ``pgtable-3level.h`` / ``pgtable_64.h`` beside
+``arch/riscv`` and ``arch/arm64``, an arch supplies its constants, entry formats and
+accessors, and the generic code assumes none of its bits:
+
+- :class:`PagingMode`: the levels (:class:`Level`), each with the construct structs of its
+  entries (:class:`EntryFormat`, the specification), and the :class:`EntryCodec` the engine
+  uses on its hot paths (plain integer operations): how a frame and a protection become an
+  entry, what an entry is (table, leaf, nothing, malformed), which rights it grants, how
+  rights combine down the levels, which protection a table entry carries, and the pte
+  accessors generic mm uses (``pte_mkwrite``, ``pte_wrprotect``...).
+- The kernel's layout per era (:class:`mmemu.layout.Layout`) and how the arch boots
+  (:class:`BootPlan`): where RAM is, what memblock reserves, where the root table lives,
+  how the kernel image is mapped, which tables boot preallocates.
+- Its era rules (``vmalloc_fault``, syncing kernel mappings), its output formats (ptdump,
+  crash ``vtop``, the oops) and its CPU adapter (:mod:`mmemu.cpu.adapter`).
+
+The neutral vocabularies the core speaks: **rights** (what an access may do at kernel or
+user privilege: :data:`KR` ... :data:`UX`), entry **kinds** (:data:`NONE`, :data:`TABLE`,
+:data:`LEAF`, :data:`RESERVED`) and **attributes** of an entry for display (``read``,
+``write``, ``exec``, ``user``, ``global``, ``accessed``, ``dirty`` and the arch's extras).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import construct
 
-from .errors import ConfigError
+from .errors import ConfigError, MappingError
 
 if TYPE_CHECKING:
+    from .faults import Fault
     from .layout import Layout, MachineSpec
+
+# -- rights: what a translation allows, per privilege --------------------------------------
+
+KR = 1 << 0  #: kernel (CPL 0, S-mode, EL1) may read
+KW = 1 << 1  #: kernel may write
+KX = 1 << 2  #: kernel may execute
+UR = 1 << 3  #: user (CPL 3, U-mode, EL0) may read
+UW = 1 << 4  #: user may write
+UX = 1 << 5  #: user may execute
+ALL_RIGHTS = KR | KW | KX | UR | UW | UX
+#: not a right: the leaf's access flag is clear and the MMU does not set it (arm64 without
+#: hardware AF), so every access takes an access-flag fault
+AF_FAULT = 1 << 6
+
+#: the right an access needs: RIGHT[user][access]
+RIGHT = ({"read": KR, "write": KW, "exec": KX}, {"read": UR, "write": UW, "exec": UX})
+ACCESSES = ("read", "write", "exec")
+
+# -- entry kinds ----------------------------------------------------------------------------
+
+NONE = 0  #: not valid for the MMU (empty, or a software entry: PROT_NONE, swap)
+TABLE = 1  #: points to the next level's table
+LEAF = 2  #: maps a page (at the last level) or a large page / block
+RESERVED = 3  #: valid but malformed: the MMU raises a reserved-bit (or translation) fault
+
+KIND_NAMES = ("none", "table", "leaf", "reserved")
+
+#: attributes every codec reports in :meth:`EntryCodec.describe` (arches add their own)
+NEUTRAL_ATTRIBUTES = ("valid", "read", "write", "exec", "user", "global", "accessed", "dirty")
+
+
+@dataclass(frozen=True)
+class EntryFormat:
+    """One entry format: the construct struct that specifies it, and which of its fields
+    carry each attribute the codec reports (``{"write": "rw", "exec": "!nx"}``: a ``!``
+    means the attribute is the field's negation). The codec/construct agreement test reads
+    both: every attribute named here must equal its field on any raw entry."""
+
+    struct: construct.Construct
+    attrs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Level:
-    """One level of the page-table tree, named as the kernel names it."""
+    """One level of the page-table tree, named as the kernel names it.
+
+    ``table`` is the format of an entry that points to the next level (None at the last
+    level); ``leaf`` the format of an entry that maps a page at this level (None where the
+    level cannot map one: the x86 PML4, the PAE PDPT). ``folds``: kernel names of the
+    levels folded into this one (``pgtable-nopmd.h``): the 2-level i386 pgd folds p4d, pud
+    and pmd, so tools print it once per folded name."""
 
     name: str  # "pgd", "p4d", "pud", "pmd", "pte"
     shift: int  # log2 of the bytes one entry spans
     bits: int  # index bits: the table has 1 << bits entries
     entry_size: int  # bytes per entry (4 or 8)
-    #: format of an entry that points to a next-level table (at the last level: to a page)
-    format: construct.Construct
-    #: format of an entry that maps a large page at this level; None if it cannot
-    large_format: construct.Construct | None = None
-    #: kernel names of the levels folded into this one (``pgtable-nopmd.h``): the 2-level
-    #: i386 pgd folds p4d, pud and pmd, so tools print it once per folded name
+    table: EntryFormat | None = None
+    leaf: EntryFormat | None = None
     folds: tuple[str, ...] = ()
-    #: False where the entry's RW/US/NX bits take no part in access control (the PAE PDPT)
-    access_bits: bool = True
-    addr_mask: int = 0  # bits of the next table's (or page's) physical address
-    large_addr_mask: int = 0  # bits of a large page's physical address
-    reserved: int = 0  # must-be-zero bits of a present entry that points to a table
-    large_reserved: int = 0  # must-be-zero bits of a present large-page entry
-    #: flags of a table entry the kernel writes for kernel / user tables (_KERNPG_TABLE,
-    #: _PAGE_TABLE; the PAE PDPT gets _PAGE_PRESENT only)
-    table_flags_kernel: int = 0
-    table_flags_user: int = 0
 
     @property
     def entries(self) -> int:
@@ -61,40 +111,211 @@ class Level:
         return self.entry_size << self.bits
 
     @property
+    def can_map(self) -> bool:
+        return self.leaf is not None
+
+    @property
     def display_names(self) -> tuple[str, ...]:
-        """The names tools print for this level: the folded ones first, then its own
-        (crash's ``PGD:`` then ``PMD:`` for one 2-level i386 directory entry)."""
+        """The names tools print for this level: its own, then the folded ones (crash's
+        ``PGD:`` then ``PMD:`` for one 2-level i386 directory entry)."""
         return (self.name,) + self.folds
 
 
 @dataclass(frozen=True)
-class PagingMode:
-    """A paging mode: the levels top-down and the meaning of the flag bits.
+class EntryView:
+    """An entry as the codec reads it, for display and checks (not the hot path)."""
 
-    The walker needs only masks: present, write, user, large (PS), nx (0 when the mode
-    has no NX bit or EFER.NXE is off: the bit is then reserved). ``flags`` lists every flag
-    bit by the name the construct formats give its field, in the order crash prints them.
+    kind: int  # NONE, TABLE, LEAF, RESERVED
+    addr: int | None  # the next table (TABLE) or the page (LEAF); None otherwise
+    attrs: Mapping[str, bool]
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES[self.kind]
+
+
+class EntryCodec(abc.ABC):
+    """How one paging mode's entries encode frames and protections, in integers.
+
+    A *protection* (``prot``) is the arch's own ``pgprot_t`` value in last-level (pte)
+    form, as the kernel's ``pfn_pte(pfn, prot)`` takes it: the arch's named protections
+    (:attr:`Arch.pgprot`) are such values. :meth:`mk_leaf` turns it into a large-page
+    entry at higher levels (x86 adds PS and moves PAT; arm64 clears the table bit), and
+    :meth:`leaf_prot` gives it back from any leaf. Generic mm code never looks at the bits
+    of an entry: it calls the accessors below.
+
+    Subclasses implement the abstract methods; the others have defaults written for
+    encodings that are linear in the physical address (``raw = f(pa) | flags`` with the
+    frame field an arithmetic function of pa: true of x86, RISC-V and arm64).
     """
 
-    name: str  # "2-level", "PAE", "4-level", "5-level"
+    #: set by :class:`PagingMode`
+    mode: "PagingMode"
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def decoder(self, li: int) -> Callable[[int], tuple[int, int, int]]:
+        """A function ``raw -> (kind, addr, rights)`` for entries of level *li*, called once
+        per step of every walk. ``addr``: the next table's physical address (TABLE) or the
+        first byte of the page (LEAF); 0 otherwise. ``rights``: for a LEAF the rights the
+        entry grants (:data:`KR` ... :data:`UX`, with :data:`AF_FAULT` where an access
+        faults on the access flag); for a TABLE the rights it leaves to the entries below
+        (:data:`ALL_RIGHTS` unless the table entry restricts them, as x86's RW/US/NX and
+        arm64's APTable/XNTable do). The walker ANDs them down the levels."""
+
+    @abc.abstractmethod
+    def mk_leaf(self, li: int, pa: int, prot: int) -> int:
+        """The entry of level *li* mapping the page at *pa* with *prot*
+        (``pfn_pte``/``pfn_pmd(pfn, pmd_mkhuge(prot))``/``pfn_pud``)."""
+
+    @abc.abstractmethod
+    def mk_table(self, li: int, table_pa: int, user: bool) -> int:
+        """The entry of level *li* pointing to the table at *table_pa*: the protection a
+        table entry carries for a kernel or a user subtree (x86 ``_KERNPG_TABLE`` /
+        ``_PAGE_TABLE``, the PAE PDPT ``_PAGE_PRESENT``, RISC-V ``_PAGE_TABLE``, arm64
+        ``PMD_TYPE_TABLE``)."""
+
+    @abc.abstractmethod
+    def leaf_prot(self, li: int, raw: int) -> int:
+        """The protection (pte form) of the leaf *raw* of level *li*: what
+        ``pte_pgprot``/``pmd_pgprot`` plus ``pgprot_large_2_4k`` give. Splitting a large
+        page maps its pieces with it."""
+
+    @abc.abstractmethod
+    def check_prot(self, prot: int) -> None:
+        """Raise :class:`~mmemu.errors.MappingError` unless *prot* is a protection (no
+        frame bits, nothing that only a higher level or a table may carry)."""
+
+    @abc.abstractmethod
+    def fault_code(self, fault: "Fault") -> int:
+        """The arch's encoding of a page fault: the x86 error code, the RISC-V scause,
+        the arm64 ESR_ELx."""
+
+    # -- encoding in bulk (defaults: linear encodings) -----------------------------------
+
+    def leaf_run(self, li: int, pa: int, n: int, prot: int) -> array:
+        """*n* consecutive leaves of level *li* from *pa* (the boot direct map writes
+        hundreds of thousands of entries this way, one slice per table)."""
+        span = self.mode.levels[li].span
+        first = self.mk_leaf(li, pa, prot)
+        if n == 1:
+            return array(self.mode.typecode(li), [first])
+        step = self.mk_leaf(li, pa + span, prot) - first
+        return array(self.mode.typecode(li), range(first, first + n * step, step))
+
+    def leaves_for_frames(self, li: int, pfns, prot: int) -> array:
+        """Leaves of level *li* mapping the 4 KiB frames *pfns* (vmap of scattered pages)."""
+        base = self.mk_leaf(li, 0, prot)
+        step = self.mk_leaf(li, 1 << 12, prot) - base
+        return array(self.mode.typecode(li), [base + f * step for f in pfns])
+
+    def modify(self, li: int, raw: int, prot: int) -> int:
+        """``pte_modify(pte, newprot)``: the same page with a new protection; the bits the
+        arch keeps across a change (its ``_PAGE_CHG_MASK``: accessed, dirty...) are kept."""
+        if li == len(self.mode.levels) - 1:  # a pte may be PROT_NONE: not valid, still a page
+            addr = self.pte_pfn(raw) << 12
+        else:
+            addr = self.decoder(li)(raw)[1]
+        return self.mk_leaf(li, addr, prot) | (raw & self.chg_mask(li))
+
+    def chg_mask(self, li: int) -> int:
+        """Bits of a leaf that :meth:`modify` keeps (besides the frame). Default: none."""
+        return 0
+
+    # -- pte accessors for generic mm (include/linux/pgtable.h; the arch's pgtable.h) ------
+
+    @abc.abstractmethod
+    def pte_pfn(self, raw: int) -> int:
+        """``pte_pfn``: the frame of a last-level entry (present or PROT_NONE)."""
+
+    @abc.abstractmethod
+    def pte_present(self, raw: int) -> bool:
+        """``pte_present``: the entry maps a page for the kernel: valid, or PROT_NONE
+        (not valid for the MMU, but the page and its data stay mapped)."""
+
+    @abc.abstractmethod
+    def pte_write(self, raw: int) -> bool: ...
+
+    @abc.abstractmethod
+    def pte_wrprotect(self, raw: int) -> int: ...
+
+    @abc.abstractmethod
+    def pte_mkwrite(self, raw: int) -> int: ...
+
+    @abc.abstractmethod
+    def pte_mkdirty(self, raw: int) -> int: ...
+
+    @abc.abstractmethod
+    def pte_mkyoung(self, raw: int) -> int: ...
+
+    def pte_none(self, raw: int) -> bool:
+        return raw == 0
+
+    def pfn_pte(self, pfn: int, prot: int) -> int:
+        """``pfn_pte(pfn, prot)``: a last-level entry."""
+        return self.mk_leaf(len(self.mode.levels) - 1, pfn << 12, prot)
+
+    # -- description (display, checks) ----------------------------------------------------
+
+    @abc.abstractmethod
+    def describe(self, li: int, raw: int) -> EntryView:
+        """The entry's kind, address and attributes: every neutral attribute
+        (:data:`NEUTRAL_ATTRIBUTES`) and every attribute the level's formats map to a
+        field."""
+
+    def flag_names(self, li: int, raw: int) -> list[str]:
+        """Names of the flags set in *raw*, as the arch's tools print them (crash's
+        ``(PRESENT|RW|...)``). Default: the neutral attributes that are true."""
+        view = self.describe(li, raw)
+        return [name.upper() for name in NEUTRAL_ATTRIBUTES if view.attrs.get(name)]
+
+    def format_for(self, li: int, raw: int) -> EntryFormat:
+        """The format *raw* is read with: the leaf format for a leaf (and for a not-present
+        last-level entry), else the table format."""
+        lv = self.mode.levels[li]
+        kind = self.decoder(li)(raw)[0]
+        if lv.table is None or (kind == LEAF and lv.leaf is not None):
+            return lv.leaf
+        if kind != TABLE and lv.leaf is not None and self.looks_like_leaf(li, raw):
+            return lv.leaf
+        return lv.table
+
+    def looks_like_leaf(self, li: int, raw: int) -> bool:
+        """For a malformed or not-present entry of a level with both formats: read it as a
+        leaf? Default: no."""
+        return False
+
+
+#: the address-space forms a paging mode can have
+FLAT = "flat"  # [0, 2**va_bits): 32-bit x86
+SIGN_EXTENDED = "sign-extended"  # canonical: bits 63..va_bits-1 all equal (x86_64, RISC-V)
+SPLIT = "split"  # two roots: [0, 2**va_bits) and [2**64 - 2**va_bits, 2**64) (arm64 TTBR0/TTBR1)
+
+
+@dataclass(frozen=True)
+class PagingMode:
+    """A paging mode: the levels top-down, the address space and the codec.
+
+    ``form`` says how virtual addresses map onto the top table: :data:`FLAT` (the table
+    spans the whole space), :data:`SIGN_EXTENDED` (a canonical address space: the user half
+    low, the kernel half sign-extended, both in one table) or :data:`SPLIT` (arm64: user and
+    kernel halves each have their own root, TTBR0 and TTBR1, indexed by the same bits)."""
+
+    name: str  # "2-level", "PAE", "4-level", "5-level", "Sv39", "48-bit"...
     levels: tuple[Level, ...]
-    va_bits: int  # linear address width (32, 48, 57)
-    pa_bits: int  # MAXPHYADDR of the emulated CPU
-    present: int
-    write: int
-    user: int
-    accessed: int
-    dirty: int
-    large: int
-    global_: int
-    nx: int
-    flags: tuple[tuple[str, int], ...]
-    #: x86_64: addresses are sign-extended from bit va_bits-1 (canonical form)
-    canonical: bool = False
-    #: the PAT bit of a last-level entry and of a large-page entry (x86: bit 7 and bit 12);
-    #: splitting a large page moves one to the other (the kernel's pgprot_large_2_4k)
-    pat: int = 0
-    pat_large: int = 0
+    va_bits: int  # address bits the walk translates (32, 39, 48, 57)
+    pa_bits: int  # physical address width of the emulated CPU
+    codec: EntryCodec
+    form: str = FLAT
+
+    def __post_init__(self):
+        if self.form not in (FLAT, SIGN_EXTENDED, SPLIT):
+            raise ConfigError(f"paging mode {self.name}: unknown address-space form {self.form!r}")
+        if sum(lv.bits for lv in self.levels) + self.levels[-1].shift != self.va_bits and self.form != FLAT:
+            raise ConfigError(f"paging mode {self.name}: levels index {sum(lv.bits for lv in self.levels)} bits "
+                              f"over {self.levels[-1].shift}-bit pages, not {self.va_bits}")
+        object.__setattr__(self.codec, "mode", self)
 
     @property
     def page_shift(self) -> int:
@@ -105,21 +326,62 @@ class PagingMode:
         return 1 << self.page_shift
 
     @property
-    def va_limit(self) -> int:
-        """One past the highest linear address (2**32 or 2**64)."""
-        return 1 << (64 if self.canonical else self.va_bits)
+    def bits64(self) -> bool:
+        """Addresses are 64-bit words (pointer size 8)."""
+        return self.form != FLAT
 
-    def is_canonical(self, va: int) -> bool:
-        if not self.canonical:
+    @property
+    def va_limit(self) -> int:
+        """One past the highest virtual address (2**32 or 2**64)."""
+        return 1 << (64 if self.bits64 else self.va_bits)
+
+    @property
+    def kernel_half(self) -> int:
+        """The first address of the kernel half of a sign-extended or split space."""
+        if self.form == SIGN_EXTENDED:
+            return ((1 << 64) - 1) ^ ((1 << (self.va_bits - 1)) - 1)
+        if self.form == SPLIT:
+            return (1 << 64) - (1 << self.va_bits)
+        return 0
+
+    def is_valid(self, va: int) -> bool:
+        """Whether *va* is an address the MMU translates (canonical, inside a half)."""
+        if self.form == FLAT:
             return 0 <= va < (1 << self.va_bits)
-        top = va >> (self.va_bits - 1)
-        return 0 <= va < (1 << 64) and top in (0, (1 << (65 - self.va_bits)) - 1)
+        if not 0 <= va < (1 << 64):
+            return False
+        if self.form == SIGN_EXTENDED:
+            return va >> (self.va_bits - 1) in (0, (1 << (65 - self.va_bits)) - 1)
+        return va >> self.va_bits in (0, (1 << (64 - self.va_bits)) - 1)
+
+    def in_kernel_root(self, va: int) -> bool:
+        """SPLIT mode: *va* is translated by the kernel root (TTBR1)."""
+        return self.form == SPLIT and va >= self.kernel_half
+
+    def va_of(self, offset: int, kernel_root: bool = False) -> int:
+        """The virtual address at *offset* into the span of a top table (sign-extended, or
+        in the kernel half when walking a SPLIT mode's kernel root)."""
+        if self.form == SIGN_EXTENDED and offset >> (self.va_bits - 1) & 1:
+            return offset | (((1 << 64) - 1) ^ ((1 << self.va_bits) - 1))
+        if self.form == SPLIT and kernel_root:
+            return offset | self.kernel_half
+        return offset
+
+    def describe_invalid(self, va: int) -> str:
+        if self.form == SIGN_EXTENDED:
+            return (f"{va:#x} is not a canonical {self.va_bits}-bit address "
+                    f"(bits 63..{self.va_bits - 1} must all equal bit {self.va_bits - 1})")
+        if self.form == SPLIT:
+            return (f"{va:#x} is in neither half of the {self.va_bits}-bit address space "
+                    f"(bits 63..{self.va_bits} must be all 0, TTBR0, or all 1, TTBR1)")
+        return f"{va:#x} is outside the {self.va_bits}-bit virtual address space"
+
+    def typecode(self, li: int) -> str:
+        return "I" if self.levels[li].entry_size == 4 else "Q"
 
     def leaf_sizes(self) -> tuple[int, ...]:
         """Every page size the mode can map, largest first."""
-        sizes = [lv.span for lv in self.levels if lv.large_format is not None]
-        sizes.append(self.levels[-1].span)
-        return tuple(sorted(set(sizes), reverse=True))
+        return tuple(sorted({lv.span for lv in self.levels if lv.can_map}, reverse=True))
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -128,22 +390,61 @@ class PagingMode:
         raise KeyError(name)
 
 
-@dataclass(frozen=True)
-class CpuSetup:
-    """How to put Unicorn's CPU into this arch's paging mode. Plain numbers, read by
-    :mod:`mmemu.cpu`: the arch never touches Unicorn itself."""
+# -- how an arch boots --------------------------------------------------------------------
 
-    unicorn_arch: str  # "x86"
-    bits: int  # 32 or 64: Unicorn mode
-    cr0: int  # PE|PG|WP...
-    cr4: int  # PSE, PAE, LA57...
-    efer: int  # LME|LMA|NXE (64-bit, PAE+NX)
-    #: GDT selectors as the kernel lays them out (asm/segment.h)
-    kernel_cs: int
-    kernel_ds: int
-    user_cs: int
-    user_ds: int
-    gdt_entries: int  # GDT_ENTRIES
+
+@dataclass(frozen=True)
+class BootPlan:
+    """How the arch's kernel builds its boot-time page tables: data the core's boot reads.
+
+    The direct map always maps the usable RAM below ``high_memory`` at ``PAGE_OFFSET``; the
+    kernel image's sections (``Layout.image``) are either part of it (their ``virt`` is the
+    direct-map address of their ``phys``: their entries get the section's protection, as
+    i386's ``mark_rodata_ro`` does) or mapped on their own at ``virt`` (x86_64's
+    ``__START_KERNEL_map``, RISC-V's and arm64's kernel mapping)."""
+
+    #: the master page table: the kernel's symbol and the image section it lives in
+    root_symbol: str
+    root_section: str
+    #: who writes the direct map, the image mapping, the fixmap's tables (kernel functions)
+    direct_map_writer: str
+    image_writer: str
+    fixmap_writer: str
+    #: who allocates the pkmap area's page table (HighMem only)
+    pkmap_writer: str = "permanent_kmaps_init"
+    #: physical ranges the direct map maps first, on their own (x86: the ISA range
+    #: [0, 1 MiB), init_mem_mapping), each (start, end) relative to the start of RAM
+    direct_map_first: tuple[tuple[int, int], ...] = ()
+    #: more tables allocated at boot: (start, end, down_to level index or None for all
+    #: levels, writer): ``preallocate_vmalloc_pages``, RISC-V's ``preallocate_pgd_pages_range``
+    populate: tuple[tuple[int, int, int | None, str], ...] = ()
+    #: the kernel part of every page directory is copied from the master (x86, RISC-V:
+    #: pgd_alloc copies entries from KERNEL_PGD_BOUNDARY) or the kernel has its own root
+    #: the CPU uses for the kernel half (arm64's TTBR1: user tables hold no kernel entry)
+    copies_kernel_pgd: bool = True
+    #: pgd_alloc also allocates the next level's table of every user entry and never frees
+    #: them before the pgd (PAE: the CPU loads all four PDPT entries with CR3;
+    #: pgd_prepopulate_pmd, PREALLOCATED_PMDS)
+    prepopulate_user_pgd: bool = False
+
+
+#: The protections every arch names (the kernel's ``pgprot_t`` names: asm/pgtable_types.h,
+#: arch/riscv/include/asm/pgtable.h, arch/arm64/include/asm/pgtable-prot.h). The kernel
+#: model maps with them: the direct map and vmalloc with PAGE_KERNEL, the image with
+#: PAGE_KERNEL_RO / PAGE_KERNEL_RX, module text with PAGE_KERNEL_EXEC, user pages through
+#: protection_map[] (``PAGE_NONE`` must include the arch's PROT_NONE marker so that the
+#: entry stays ``pte_present`` while no access is allowed).
+REQUIRED_PGPROTS = ("PAGE_NONE", "PAGE_KERNEL", "PAGE_KERNEL_RO", "PAGE_KERNEL_EXEC", "PAGE_KERNEL_RX",
+                    "PAGE_SHARED", "PAGE_SHARED_EXEC", "PAGE_COPY", "PAGE_COPY_EXEC", "PAGE_READONLY",
+                    "PAGE_READONLY_EXEC")
+
+#: The layout symbols the core reads (every arch's layout must have them): where the
+#: direct map starts and ends, user space, vmalloc, the fixmap. Optional ones the core uses
+#: when present: PHYS_OFFSET (physical address the direct map starts at, default 0),
+#: KERNEL_PGD_BOUNDARY (first top-level index copied into user page directories, default
+#: the index of PAGE_OFFSET), TASK_SIZE_MAX, STACK_TOP, MODULES_VADDR/MODULES_END,
+#: PKMAP_BASE/LAST_PKMAP (HighMem), FIXADDR_START.
+REQUIRED_SYMBOLS = ("PAGE_OFFSET", "high_memory", "TASK_SIZE", "VMALLOC_START", "VMALLOC_END", "FIXADDR_TOP")
 
 
 @dataclass(frozen=True)
@@ -157,13 +458,20 @@ class ArchOption:
 
 
 class Arch(abc.ABC):
-    """An architecture as a plugin registers it (``mmemu_register_arch``)."""
+    """An architecture as a plugin registers it (``mmemu_register_arch``).
+
+    The core calls :meth:`check_options` for every spec before any other method, so the
+    methods below see ``spec.options`` complete (defaults filled in) and valid."""
 
     #: short name used on the command line (``--arch i386_pae``)
     name: str
     #: one line for ``mmemu arches``
     summary: str
     options: tuple[ArchOption, ...] = ()
+    #: named page protections (pgprot values in pte form): at least :data:`REQUIRED_PGPROTS`
+    pgprot: Mapping[str, int] = MappingProxyType({})
+    #: ELF ``e_machine`` of the arch's kernel modules
+    elf_machine: str = ""
 
     def check_options(self, spec: "MachineSpec") -> dict[str, str]:
         """Validate ``spec.options`` against :attr:`options`; return them with defaults."""
@@ -179,6 +487,16 @@ class Arch(abc.ABC):
             out[key] = value
         return out
 
+    def check_contract(self) -> None:
+        """Raise :class:`~mmemu.errors.PluginError`-worthy ConfigError naming what the arch
+        lacks (called when the arch is registered)."""
+        missing = [n for n in REQUIRED_PGPROTS if n not in self.pgprot]
+        if missing:
+            raise ConfigError(f"arch {getattr(self, 'name', '?')} does not define the protections "
+                              f"{', '.join(missing)} (mmemu.arch.REQUIRED_PGPROTS)")
+
+    # -- machine description ----------------------------------------------------------
+
     @abc.abstractmethod
     def paging(self, spec: "MachineSpec") -> PagingMode:
         """The paging mode a machine of this spec runs in."""
@@ -189,29 +507,69 @@ class Arch(abc.ABC):
         Raises :class:`ConfigError` on a spec the kernel could not boot."""
 
     @abc.abstractmethod
-    def cpu_setup(self, spec: "MachineSpec") -> CpuSetup:
-        """Control registers and segments for running code with paging on."""
-
-    @abc.abstractmethod
     def boot_page_sizes(self, spec: "MachineSpec") -> tuple[int, ...]:
         """Page sizes the kernel uses for its direct mapping on this spec, largest first
         (the command line can forbid large pages: ``nopse``, ``nogbpages``)."""
 
-    #: named page protections (pgprot values, asm/pgtable_types.h) the kernel model uses:
-    #: PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_EXEC, PAGE_KERNEL_RX, PAGE_SHARED...
-    pgprot: Mapping[str, int] = MappingProxyType({})
+    @abc.abstractmethod
+    def boot_plan(self, spec: "MachineSpec", layout: "Layout") -> BootPlan:
+        """How this kernel builds its boot-time tables (see :class:`BootPlan`)."""
 
-    def ptdump_markers(self, layout: "Layout") -> list[tuple[int, str, int]]:
-        """The address markers of the kernel page-table dump: (address, name, max_lines),
-        ascending. The default marks every region of the layout."""
-        return [(0, "User Space", 0)] + [(r.start, r.name, 0) for r in layout.regions if r.start > 0]
+    def cpu_adapter(self, kernel, mmu: str):
+        """The Unicorn CPU adapter for this machine (a :class:`mmemu.cpu.adapter.CpuAdapter`).
+        Default: the arch runs no code."""
+        raise ConfigError(f"arch {self.name} has no CPU adapter: code cannot run on it")
 
-    def ptdump_ranges(self, layout: "Layout") -> list[tuple[int, int | None]]:
-        """The virtual ranges the dump walks, [start, end) with None for "to the top"."""
-        return [(0, None)]
+    # -- era rules of the arch ---------------------------------------------------------
 
-    #: which crash utility machine type ``mmemu vtop`` imitates: "x86" or "x86_64"
-    crash_machine: str = ""
+    def syncs_kernel_mappings(self, spec: "MachineSpec") -> bool:
+        """Whether a new top-level kernel entry is copied into every page directory as soon
+        as it is made (``arch_sync_kernel_mappings``/``sync_global_pgds``). Default: no."""
+        return False
+
+    def kernel_fault_fixup(self, kernel, fault: "Fault") -> str | None:
+        """Called by the fault path for a fault on a kernel address from kernel mode,
+        before the spurious-fault check: fix what the arch fixes lazily (x86's and
+        RISC-V's ``vmalloc_fault``) and return the name of the function that did, or None.
+        Default: nothing."""
+        return None
+
+    def fault_in_kernel_space(self, layout: "Layout", address: int) -> bool:
+        """``fault_in_kernel_space``: the address belongs to the kernel's half. Default: at
+        or above TASK_SIZE_MAX (TASK_SIZE where the layout has no TASK_SIZE_MAX)."""
+        return address >= layout.symbols.get("TASK_SIZE_MAX", layout["TASK_SIZE"])
+
+    # -- output formats ------------------------------------------------------------------
+
+    def ptdump_format(self, layout: "Layout"):
+        """How ``mmemu ptdump`` prints this arch's tables: a
+        :class:`mmemu.render.ptdump.PtdumpFormat` (the arch's ``dump_pagetables.c`` /
+        ``ptdump.c``: markers, ranges walked, flag columns). Default: the generic format,
+        a marker per layout region and the neutral attributes as columns."""
+        from .render.ptdump import PtdumpFormat
+
+        return PtdumpFormat.generic(self, layout)
+
+    def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
+        """The walk part of crash's ``vtop`` for this arch (after the VIRTUAL/PHYSICAL
+        header): the table lines, the PAGE line and the PTE/PHYSICAL/FLAGS table."""
+        raise ConfigError(f"arch {self.name} has no crash vtop format")
+
+    def oops_report(self, kernel, fault: "Fault", die_counter: int, why: str = "") -> str:
+        """The kernel's oops text for a kernel-mode fault nothing fixes."""
+        raise ConfigError(f"arch {self.name} has no oops format")
+
+    def segfault_report(self, kernel, fault: "Fault") -> str:
+        """The line a user SIGSEGV leaves in the kernel log (``show_signal_msg``)."""
+        proc = fault.process
+        comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
+        return f"{comm}[{pid}]: segfault at {fault.address:x} ip {fault.ip or 0:x} sp {fault.sp:x} code {fault.code:x}"
 
     def __repr__(self) -> str:
         return f"<Arch {self.name}>"
+
+
+def check_page_aligned_prot(prot: int, frame_bits: int, what: str) -> None:
+    """Helper for :meth:`EntryCodec.check_prot`: *prot* has no bit of *frame_bits*."""
+    if prot < 0 or prot & frame_bits:
+        raise MappingError(f"protection {prot:#x} carries {what}")

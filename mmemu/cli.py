@@ -87,7 +87,7 @@ def cmd_layout(args) -> int:
     arch, spec = _spec(args)
     layout = arch.layout(spec)
     layout.check()
-    width = 16 if arch.paging(spec).canonical else 8
+    width = 16 if arch.paging(spec).bits64 else 8
     print(layout_json(layout) if args.json else layout_table(layout, width), end="" if not args.json else "\n")
     return 0
 
@@ -114,19 +114,26 @@ def cmd_vtop(args) -> int:
 
 
 def walk_json(kernel, va: int) -> dict:
+    from .arch import KR, KW, KX, UR, UW, UX
+
     w = kernel.walk(va)
     steps = []
     for s in w.steps:
+        view = kernel.codec.describe(s.li, s.raw)
         steps.append({"level": s.level.name, "table": f"{s.table:#x}",
                       "index": s.index, "entry": f"{s.entry_addr:#x}", "value": f"{s.raw:#x}",
-                      "flags": kernel.pgtable.flag_names(s.raw),
+                      "kind": view.kind_name, "flags": kernel.pgtable.flag_names(s.li, s.raw),
+                      "attributes": dict(view.attrs),
                       "writer": kernel.pgtable.writer_of(s.entry_addr)})
     doc = {"virtual": f"{va:#x}", "physical": f"{w.phys:#x}" if w.mapped else None, "steps": steps}
     if w.mapped:
+        r = w.rights
         doc["page_size"] = w.page_size
-        doc["permissions"] = {"write": w.writable, "user": w.user, "exec": not w.nx}
+        doc["permissions"] = {"write": w.writable, "user": w.user, "exec": not w.nx,
+                              "kernel": "".join(c if r & b else "-" for c, b in (("r", KR), ("w", KW), ("x", KX))),
+                              "user_mode": "".join(c if r & b else "-" for c, b in (("r", UR), ("w", UW), ("x", UX)))}
     else:
-        doc["fault"] = {"reason": w.missing, "error_code": {a: f"{w.fault(a):#x}" for a in ("read", "write", "exec")}}
+        doc["fault"] = {"reason": w.missing, "error_code": {a: f"{w.code(a):#x}" for a in ("read", "write", "exec")}}
     info = kernel.frames.page(w.phys >> 12) if w.mapped else None
     if info is not None:
         doc["frame"] = {"pfn": f"{info.pfn:#x}", "zone": info.zone, "state": info.state, "owner": info.owner,

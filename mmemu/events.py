@@ -85,19 +85,19 @@ class MappingEvent:
     def frames(self) -> tuple[list[int], list[int]]:
         """(pfns mapped, pfns unmapped) by the leaf entries this operation changed: the
         pages behind the mapping, not the page tables."""
+        from .arch import LEAF
+
         mapped, unmapped = [], []
+        codec = self.op.mode.codec
         for ch in self.op.changes:
-            lv = ch.level
-            if lv.large_format is None and lv.name != "pte":
+            if not ch.level.can_map:
                 continue  # entries of this level only point to tables
+            decode = codec.decoder(ch.li)
             for _index, old, new in ch.entries():
                 for value, out in ((old, unmapped), (new, mapped)):
-                    if not value & 1:
-                        continue
-                    mask = lv.addr_mask if lv.name == "pte" else lv.large_addr_mask
-                    if lv.name != "pte" and not value & 0x80:
-                        continue  # points to a table, not a large page
-                    out.append((value & mask) >> 12)
+                    kind, addr, _ = decode(value)
+                    if kind == LEAF:
+                        out.append(addr >> 12)
         return mapped, unmapped
 
     @property

@@ -50,8 +50,10 @@ def mmemu_handle_fault(kernel, fault):
     """Take part in handling a page fault, before the kernel model's own handler.
 
     Called by: the kernel's fault path for every fault, whatever its source (code running on
-    the CPU, or an access made through the emulator's API), with ``fault`` describing the
-    address, the access, the privilege level and the decoded x86 error code.
+    the CPU, or an access made through the emulator's API), with ``fault`` a
+    :class:`mmemu.faults.Fault`: the address, the access (read, write, exec), user or kernel
+    mode, why it failed (not-present, protection, reserved, access-flag) and the arch's own
+    encoding in ``code`` (x86 error code, RISC-V scause, arm64 ESR).
 
     Returns: None to let the next plugin (and finally the kernel model) decide; otherwise a
     :class:`mmemu.kernel.fault.FaultResolution` (``retry`` after fixing the tables, or
@@ -69,17 +71,4 @@ def mmemu_mapping_changed(kernel, event):
     written (table address, index, value before and after).
 
     Returns: nothing (results are ignored). Observers must not change the tables from here.
-    """
-
-
-@hookspec
-def mmemu_kernel_symbols(kernel):
-    """Export extra kernel symbols to loaded modules.
-
-    Called by: the module loader when it resolves a module's undefined symbols, once per
-    load, after the kernel's own exported symbols are collected.
-
-    Returns: a mapping of symbol name to either an address in the emulated kernel or a
-    Python callable (reached from guest code through a trampoline). Later plugins do not
-    override earlier names: a clash is reported as an error.
     """

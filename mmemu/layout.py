@@ -153,6 +153,31 @@ class Layout:
     #: the fixmap's ``enum fixed_addresses`` for this era and config: (name, index) pairs in
     #: enum order, ``__end_of_permanent_fixed_addresses`` and ``__end_of_fixed_addresses`` included.
     fixmap: list[tuple[str, int]] = field(default_factory=list)
+    #: what memblock reserves at boot besides the kernel image (which every arch reserves:
+    #: ``memblock_reserve(_text, _end - _text)``): the PC's first page, RISC-V's firmware,
+    #: a device tree... ``type`` names the owner, as the frame records will.
+    reserved: list[MemoryRange] = field(default_factory=list)
+
+    @property
+    def phys_offset(self) -> int:
+        """Physical address the direct map starts at (``PHYS_OFFSET``; 0 on x86)."""
+        return self.symbols.get("PHYS_OFFSET", 0)
+
+    @property
+    def lowmem_bytes(self) -> int:
+        """Bytes of physical memory the direct map covers (high_memory - PAGE_OFFSET)."""
+        return self.symbols["high_memory"] - self.symbols["PAGE_OFFSET"]
+
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        """Physical ranges [start, end) backed by memory (usable or firmware-reserved RAM),
+        merged: what the machine's RAM buffer and the CPU map. The rest is a hole."""
+        out: list[tuple[int, int]] = []
+        for r in sorted(self.memory_map, key=lambda r: r.start):
+            if out and r.start <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], r.end))
+            else:
+                out.append((r.start, r.end))
+        return out
 
     def __getitem__(self, name: str) -> int:
         return self.symbols[name]

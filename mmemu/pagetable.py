@@ -1,16 +1,19 @@
 """The one page-table engine: walker and mapper for every arch.
 
-Driven only by the arch's :class:`~mmemu.arch.PagingMode` (levels, masks), like the kernel's
-generic code over ``pgtable-2level.h`` / ``pgtable-3level.h`` / ``pgtable_64.h``. Entries
-live in emulated physical memory and are read and written in place; the hot paths use
-integer bit operations, and runs of entries in one table are written with one slice
+Driven only by the arch's :class:`~mmemu.arch.PagingMode`: its levels and its
+:class:`~mmemu.arch.EntryCodec`, like the kernel's generic code over ``pgtable-2level.h`` /
+``pgtable-3level.h`` / ``pgtable_64.h`` and the RISC-V and arm64 headers. The engine knows
+no bit of any entry: what an entry is (a table, a leaf, nothing, something malformed),
+where it points and which rights it grants come from the codec's decoder; what a new entry
+holds comes from the codec's encoders. Entries live in emulated physical memory and are
+read and written in place; runs of entries in one table are written with one slice
 assignment of an ``array`` (the boot direct map is a few hundred such writes, not a loop
-per entry). Construct formats are for display and validation (:meth:`PageTables.decode`).
+per entry). Construct formats are the specification, for display (:meth:`PageTables.parse`).
 
 Every operation is a transaction: if it fails half-way (no frame for a new table, an entry
 already in use), every entry it wrote is restored and every table it allocated is freed,
 and the error is raised with the tables exactly as before. A completed operation is reported
-to the observers as one :class:`Change` list.
+to the observers as one :class:`Operation`.
 """
 
 from __future__ import annotations
@@ -20,20 +23,11 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .arch import Level, PagingMode
+from .arch import (ACCESSES, AF_FAULT, ALL_RIGHTS, KR, KW, KX, LEAF, NONE, RESERVED, RIGHT, SPLIT, TABLE, UR, UW,
+                   UX, Level, PagingMode)
 from .errors import AddressError, MappingError
-
-# x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h: enum x86_pf_error_code)
-X86_PF_PROT = 1 << 0
-X86_PF_WRITE = 1 << 1
-X86_PF_USER = 1 << 2
-X86_PF_RSVD = 1 << 3
-X86_PF_INSTR = 1 << 4
-
-NOT_PRESENT = "not-present"
-RESERVED = "reserved"
-
-ACCESSES = ("read", "write", "exec")
+from .faults import ACCESS_FLAG, NOT_PRESENT, PROTECTION, Fault
+from .faults import RESERVED as RESERVED_FAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +35,7 @@ class Step:
     """One level of a walk: which table, which entry, what it holds."""
 
     level: Level
+    li: int  # index of the level in the paging mode
     table: int  # physical address of the table
     index: int
     entry_addr: int  # physical address of the entry
@@ -51,31 +46,27 @@ class Walk:
     """The result of walking one virtual address.
 
     ``steps`` are the entries read, top-down. If the walk reached a page: ``phys``,
-    ``page_size`` and the effective permissions combined over the levels as the MMU
-    combines them (writable only if every level allows it, user only if every level does,
-    no-execute if any level says so). Otherwise ``missing`` says why (``"not-present"`` or
-    ``"reserved"``) and ``phys`` is None. :meth:`fault` gives the x86 error code an access
-    would raise.
+    ``page_size`` and ``rights``, the rights of the leaf ANDed with those every table entry
+    above it leaves (:data:`mmemu.arch.KR` ... :data:`~mmemu.arch.UX`). Otherwise ``missing``
+    says why (``"not-present"`` or ``"reserved"``) and ``phys`` is None. :meth:`fault`
+    describes the page fault an access would raise.
     """
 
-    __slots__ = ("va", "_raw_steps", "_levels", "phys", "page_size", "writable", "user", "nx", "missing", "_nx_on")
+    __slots__ = ("va", "_raw_steps", "_mode", "phys", "page_size", "rights", "missing")
 
-    def __init__(self, va, raw_steps, levels, phys, page_size, writable, user, nx, missing, nx_on):
+    def __init__(self, va, raw_steps, mode, phys, page_size, rights, missing):
         self.va = va
         self._raw_steps = raw_steps
-        self._levels = levels
+        self._mode = mode
         self.phys = phys
         self.page_size = page_size
-        self.writable = writable
-        self.user = user
-        self.nx = nx
+        self.rights = rights
         self.missing = missing
-        self._nx_on = nx_on
 
     @property
     def steps(self) -> list[Step]:
-        lv = self._levels
-        return [Step(lv[li], t, i, e, r) for li, t, i, e, r in self._raw_steps]
+        lv = self._mode.levels
+        return [Step(lv[li], li, t, i, e, r) for li, t, i, e, r in self._raw_steps]
 
     @property
     def mapped(self) -> bool:
@@ -85,33 +76,56 @@ class Walk:
     def leaf(self) -> Step | None:
         return self.steps[-1] if self.mapped else None
 
-    def fault(self, access: str = "read", user: bool = False, wp: bool = True) -> int | None:
-        """The x86 #PF error code this access would raise, or None if it is allowed.
-        ``wp``: CR0.WP (the kernel always sets it), which makes read-only pages read-only
-        for the kernel too."""
-        code = 0
-        if access == "write":
-            code |= X86_PF_WRITE
-        elif access == "exec":
-            if self._nx_on:  # I/D is reported only where NX exists (PAE/long mode, EFER.NXE)
-                code |= X86_PF_INSTR
-        elif access != "read":
-            raise ValueError(f"access must be one of {ACCESSES}, not {access!r}")
-        if user:
-            code |= X86_PF_USER
-        if self.missing == NOT_PRESENT:
-            return code
-        if self.missing == RESERVED:
-            return code | X86_PF_PROT | X86_PF_RSVD
-        if (user and not self.user) or (access == "write" and not self.writable and (user or wp)) \
-                or (access == "exec" and self.nx):
-            return code | X86_PF_PROT
-        return None
+    # the rights, in the words people use for them
+    @property
+    def writable(self) -> bool:
+        """Some privilege may write the page."""
+        return bool(self.rights & (KW | UW))
+
+    @property
+    def user(self) -> bool:
+        """User mode may access the page."""
+        return bool(self.rights & (UR | UW | UX))
+
+    @property
+    def nx(self) -> bool:
+        """No privilege may execute from the page."""
+        return not self.rights & (KX | UX)
+
+    def allows(self, access: str, user: bool = False) -> bool:
+        """Whether the MMU lets this access through."""
+        return self.fault(access, user) is None
+
+    def fault(self, access: str = "read", user: bool = False) -> Fault | None:
+        """The page fault this access would raise (with the arch's encoding in ``code``),
+        or None if it is allowed."""
+        try:
+            need = RIGHT[bool(user)][access]
+        except KeyError:
+            raise ValueError(f"access must be one of {ACCESSES}, not {access!r}") from None
+        if self.missing is not None:
+            kind = self.missing
+        elif self.rights & AF_FAULT:
+            kind = ACCESS_FLAG
+        elif not self.rights & need:
+            kind = PROTECTION
+        else:
+            return None
+        f = Fault(self.va, access, bool(user), kind, level=self._raw_steps[-1][0], source="walk")
+        f.code = self._mode.codec.fault_code(f)
+        return f
+
+    def code(self, access: str = "read", user: bool = False) -> int | None:
+        """The arch's fault code of this access (x86 error code, scause, ESR), or None."""
+        f = self.fault(access, user)
+        return None if f is None else f.code
 
     def __repr__(self) -> str:
         if self.phys is None:
-            return f"<Walk {self.va:#x} {self.missing} at {self._levels[self._raw_steps[-1][0]].name}>"
-        perms = ("w" if self.writable else "r") + ("u" if self.user else "k") + ("-" if self.nx else "x")
+            return f"<Walk {self.va:#x} {self.missing} at {self._mode.levels[self._raw_steps[-1][0]].name}>"
+        r = self.rights
+        perms = "".join(c if r & b else "-" for c, b in (("r", KR), ("w", KW), ("x", KX))) + "/" + \
+            "".join(c if r & b else "-" for c, b in (("r", UR), ("w", UW), ("x", UX)))
         return f"<Walk {self.va:#x} -> {self.phys:#x} ({self.page_size:#x} {perms})>"
 
 
@@ -122,6 +136,7 @@ class Change:
 
     table: int
     level: Level
+    li: int
     index: int
     old: bytes
     new: bytes
@@ -155,9 +170,10 @@ class Operation:
     entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses."""
 
     writer: str
-    kind: str  # "map", "unmap", "protect", "new-root", ...
+    kind: str  # "map", "unmap", "protect", "populate", "set_pte", ...
     va: int
     size: int
+    mode: PagingMode | None = None
     changes: list[Change] = field(default_factory=list)
     tables_allocated: list[int] = field(default_factory=list)
     tables_freed: list[int] = field(default_factory=list)
@@ -187,6 +203,7 @@ class PageTables:
     def __init__(self, mode: PagingMode, mem, alloc_table: Callable[[Level, bool], int],
                  free_table: Callable[[int], None]):
         self.mode = mode
+        self.codec = mode.codec
         self.mem = mem
         self._buf = mem.mem
         self._view = mem.view
@@ -198,19 +215,19 @@ class PageTables:
         self.observers: list[Callable[[Operation], None]] = []
         self.levels = mode.levels
         self._last = len(self.levels) - 1
-        # every bit that is not part of a frame address: the flags an entry carries
-        addr_bits = ((1 << mode.pa_bits) - 1) & ~0xFFF
-        self.flag_bits = ((1 << 64) - 1) ^ addr_bits
+        self._split_roots = mode.form == SPLIT
+        #: SPLIT mode: the roots that translate the kernel half (TTBR1)
+        self._kernel_roots: set[int] = set()
         self._unpack = []
-        self._walk_plan = []
+        self._decode = []
+        walk_plan = []
         for li, lv in enumerate(self.levels):
             s = struct.Struct("<I" if lv.entry_size == 4 else "<Q")
             self._unpack.append(s)
-            large = mode.large if (lv.large_format is not None and li != self._last) else 0
-            self._walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, large,
-                                    lv.addr_mask, lv.large_addr_mask, lv.reserved, lv.large_reserved,
-                                    lv.access_bits, lv.span - 1))
-        self._walk_plan = tuple(self._walk_plan)
+            decode = self.codec.decoder(li)
+            self._decode.append(decode)
+            walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, decode, lv.span - 1))
+        self._walk_plan = tuple(walk_plan)
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -242,15 +259,28 @@ class PageTables:
         self.tables[phys] = TableInfo(phys, li, owner, array("H", bytes(2 * lv.entries)))
         return phys
 
-    def adopt_table(self, phys: int, level_index: int, owner: str, pinned: bool = False) -> None:
+    def adopt_table(self, phys: int, level_index: int, owner: str, pinned: bool = False,
+                    kernel_root: bool = False) -> None:
         """Register a table the engine did not allocate (a root in the kernel image, the
-        PAE user pmds that pgd_alloc preallocates: *pinned*, never freed by unmap)."""
+        PAE user pmds that pgd_alloc preallocates: *pinned*, never freed by unmap).
+        *kernel_root*: in a SPLIT mode, a root for the kernel half (swapper_pg_dir)."""
         lv = self.levels[level_index]
         self.tables[phys] = TableInfo(phys, level_index, owner, array("H", bytes(2 * lv.entries)), pinned)
+        if kernel_root and self._split_roots:
+            self._kernel_roots.add(phys)
 
     def new_root(self, owner: str, user: bool = False) -> int:
         """Allocate an empty top-level table (a pgd) and return its physical address."""
         return self._new_table(0, user, owner, None)
+
+    def forget_table(self, phys: int) -> None:
+        """Drop the record of a table whose frame the caller frees (pgd_free)."""
+        self.tables.pop(phys, None)
+        self._kernel_roots.discard(phys)
+
+    def is_kernel_root(self, root: int) -> bool:
+        """SPLIT mode: whether *root* translates the kernel half."""
+        return root in self._kernel_roots
 
     def _write(self, txn: _Txn, table: int, li: int, index: int, values: "array | list[int]", wid: int) -> None:
         lv = self.levels[li]
@@ -265,9 +295,10 @@ class PageTables:
         self._view[start:start + nbytes] = new.tobytes()
         info.writers[index:index + len(new)] = array("H", [wid]) * len(new)
         txn.undo.append((start, old, info, index, old_w))
-        txn.op.changes.append(Change(table, lv, index, old, self._buf[start:start + nbytes], self.writers[wid]))
+        txn.op.changes.append(Change(table, lv, li, index, old, self._buf[start:start + nbytes], self.writers[wid]))
 
     def _run(self, op: Operation, body: Callable[[_Txn], None]) -> Operation:
+        op.mode = self.mode
         txn = _Txn(op)
         try:
             body(txn)
@@ -299,51 +330,44 @@ class PageTables:
     # -- walking ------------------------------------------------------------------------
 
     def check_va(self, va: int) -> None:
-        if not self.mode.is_canonical(va):
-            if self.mode.canonical:
-                raise AddressError(f"{va:#x} is not a canonical {self.mode.va_bits}-bit address "
-                                   f"(bits 63..{self.mode.va_bits - 1} must all equal bit {self.mode.va_bits - 1})")
-            raise AddressError(f"{va:#x} is outside the {self.mode.va_bits}-bit virtual address space")
+        if not self.mode.is_valid(va):
+            raise AddressError(self.mode.describe_invalid(va))
+
+    def _check_root_half(self, root: int, va: int) -> None:
+        kernel = va >= self.mode.kernel_half
+        if kernel != (root in self._kernel_roots):
+            raise AddressError(f"{va:#x} is translated by the {'kernel' if kernel else 'user'} root "
+                               f"({'TTBR1' if kernel else 'TTBR0'}), not by the table at {root:#x}")
 
     def walk(self, root: int, va: int) -> Walk:
         """Walk *va* from the top-level table at *root*, as the MMU would."""
-        if not self.mode.is_canonical(va):
+        if not self.mode.is_valid(va):
             self.check_va(va)
-        mode = self.mode
+        if self._split_roots:
+            self._check_root_half(root, va)
         buf = self._buf
-        P, W, U, NX = mode.present, mode.write, mode.user, mode.nx
         table = root
         steps = []
-        writable = user = True
-        nx = False
-        for li, shift, imask, esz, unpack, large, amask, laddr, rsv, lrsv, acc, offmask in self._walk_plan:
+        rights = ALL_RIGHTS
+        for li, shift, imask, esz, unpack, decode, offmask in self._walk_plan:
             idx = (va >> shift) & imask
             epa = table + idx * esz
             raw = unpack(buf, epa)[0]
             steps.append((li, table, idx, epa, raw))
-            if not raw & P:
-                return Walk(va, steps, self.levels, None, 0, False, False, False, NOT_PRESENT, bool(NX))
-            is_large = raw & large
-            if raw & (lrsv if is_large else rsv):
-                return Walk(va, steps, self.levels, None, 0, False, False, False, RESERVED, bool(NX))
-            if acc:
-                if not raw & W:
-                    writable = False
-                if not raw & U:
-                    user = False
-                if raw & NX:
-                    nx = True
-            if is_large:
-                return Walk(va, steps, self.levels, (raw & laddr) | (va & offmask), offmask + 1,
-                            writable, user, nx, None, bool(NX))
-            if li == self._last:
-                return Walk(va, steps, self.levels, (raw & amask) | (va & offmask), offmask + 1,
-                            writable, user, nx, None, bool(NX))
-            table = raw & amask
-        raise AssertionError("unreachable")
+            kind, addr, r = decode(raw)
+            if kind == TABLE:
+                rights &= r
+                table = addr
+                continue
+            if kind == LEAF:
+                return Walk(va, steps, self.mode, addr | (va & offmask), offmask + 1, (rights & r) | (r & AF_FAULT),
+                            None)
+            return Walk(va, steps, self.mode, None, 0, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
+        raise MappingError(f"the walk of {va:#x} ran past the last level (the codec called a last-level "
+                           "entry a table)")
 
-    def translate(self, root: int, va: int, access: str = "read", user: bool = False) -> tuple[Walk, int | None]:
-        """Walk and check one access: (walk, error code or None)."""
+    def translate(self, root: int, va: int, access: str = "read", user: bool = False) -> tuple[Walk, Fault | None]:
+        """Walk and check one access: (walk, fault or None)."""
         w = self.walk(root, va)
         return w, w.fault(access, user)
 
@@ -355,8 +379,16 @@ class PageTables:
             raise MappingError(f"range {va:#x}+{size:#x} (phys {pa if pa is None else hex(pa)}) is not page aligned")
         self.check_va(va)
         self.check_va(va + size - 1)
-        if pa is not None and pa + size > (1 << self.mode.pa_bits):
-            raise MappingError(f"physical range {pa:#x}+{size:#x} exceeds the {self.mode.pa_bits}-bit physical address space")
+        if (va >= self.mode.kernel_half) != (va + size - 1 >= self.mode.kernel_half) and self.mode.kernel_half:
+            raise MappingError(f"range {va:#x}+{size:#x} crosses from the user half into the kernel half")
+        if pa is not None and (pa < 0 or pa + size > (1 << self.mode.pa_bits)):
+            raise MappingError(f"physical range {pa:#x}+{size:#x} exceeds the {self.mode.pa_bits}-bit physical "
+                               "address space")
+
+    def _check_map_prot(self, prot: int) -> None:
+        self.codec.check_prot(prot)
+        if self._decode[self._last](self.codec.mk_leaf(self._last, 0, prot))[0] != LEAF:
+            raise MappingError(f"protection {prot:#x} maps nothing: its entries would not be valid for the MMU")
 
     def _sizes(self, page_sizes) -> frozenset[int]:
         allowed = set(self.mode.leaf_sizes()) if page_sizes is None else set(page_sizes)
@@ -365,18 +397,15 @@ class PageTables:
 
     def map(self, root: int, va: int, pa: int, size: int, prot: int, *, writer: str,
             page_sizes=None, user_tables: bool = False, replace: bool = False) -> Operation:
-        """Map ``[va, va+size)`` to ``[pa, pa+size)`` with the flags *prot* (a pgprot
-        without the large-page bit), choosing for each piece the largest page that
-        *page_sizes* allows and the alignment of both addresses permits. New intermediate
-        tables get the level's kernel table flags, or user ones with *user_tables*.
-        Present entries in the range are an error unless *replace*."""
+        """Map ``[va, va+size)`` to ``[pa, pa+size)`` with the protection *prot* (a pgprot in
+        pte form), choosing for each piece the largest page that *page_sizes* allows and the
+        alignment of both addresses permits. New intermediate tables get the codec's kernel
+        table entries, or user ones with *user_tables*. Present entries in the range are an
+        error unless *replace*."""
         self._check_range(va, size, pa)
+        self._check_map_prot(prot)
         sizes = self._sizes(page_sizes)
-        if prot & self.mode.large or prot & ~self.flag_bits:
-            raise MappingError(f"protection {prot:#x} carries the large-page bit or address bits; "
-                               "map() chooses page sizes itself")
         wid = self.writer_id(writer)
-        prot |= self.mode.present
         op = Operation(writer, "map", va, size)
 
         def body(txn: _Txn) -> None:
@@ -387,72 +416,66 @@ class PageTables:
         lv = self.levels[li]
         span = lv.span
         last = li == self._last
-        can_leaf = last or (lv.large_format is not None and span in sizes)
-        P = self.mode.present
+        can_leaf = lv.can_map and (last or span in sizes)
+        decode = self._decode[li]
+        codec = self.codec
         while va < end:
             idx = (va >> lv.shift) & (lv.entries - 1)
             if can_leaf and not (va | pa) & (span - 1) and end - va >= span:
                 n = min((end - va) >> lv.shift, lv.entries - idx)
-                flags = prot if last else prot | self.mode.large
                 start = table + idx * lv.entry_size
                 old = self._buf[start:start + n * lv.entry_size]
                 if any(old):
                     raws = struct.unpack("<%d%s" % (n, "I" if lv.entry_size == 4 else "Q"), old)
+                    kinds = [decode(raw)[0] for raw in raws]
                     if not last:
                         # an entry pointing to a table (kept after an unmap) is never
                         # overwritten, which would orphan the table: the run stops before
                         # it and the range is mapped inside it, as phys_pmd_init does
-                        n = next((k for k, raw in enumerate(raws) if raw & P and not raw & self.mode.large), n)
+                        n = next((k for k, kind in enumerate(kinds) if kind == TABLE), n)
                     if not replace:
-                        for k, raw in enumerate(raws[:n]):
-                            if raw & P:
-                                raise MappingError(f"{va + k * span:#x} is already mapped ({lv.name} entry {raw:#x})")
+                        for k in range(n):
+                            if kinds[k] != NONE:
+                                raise MappingError(f"{va + k * span:#x} is already mapped ({lv.name} entry "
+                                                   f"{raws[k]:#x})")
                 if n:
-                    values = array("I" if lv.entry_size == 4 else "Q", range(pa | flags, (pa | flags) + n * span, span))
-                    self._write(txn, table, li, idx, values, wid)
+                    self._write(txn, table, li, idx, codec.leaf_run(li, pa, n, prot), wid)
                     va += n * span
                     pa += n * span
                     continue
             if last:
                 raise MappingError(f"cannot map {va:#x}: not page aligned")
             stop = min(end, (va | (span - 1)) + 1)
-            epa = table + idx * lv.entry_size
-            raw = self._read(li, epa)
-            if not raw & P:
+            raw = self._read(li, table + idx * lv.entry_size)
+            kind, addr, _ = decode(raw)
+            if kind == NONE:
                 child = self._new_table(li + 1, user_tables, f"page table ({self.levels[li + 1].name})", txn)
-                flags = lv.table_flags_user if user_tables else lv.table_flags_kernel
-                self._write(txn, table, li, idx, [child | flags], wid)
-            elif lv.large_format is not None and raw & self.mode.large:
+                self._write(txn, table, li, idx, [codec.mk_table(li, child, user_tables)], wid)
+            elif kind == LEAF:
                 if not replace:
-                    raise MappingError(f"{va:#x} is already mapped by a {span >> 10} KiB page ({lv.name} entry {raw:#x})")
+                    raise MappingError(f"{va:#x} is already mapped by a {span >> 10} KiB page ({lv.name} entry "
+                                       f"{raw:#x})")
                 child = self._split(txn, table, li, idx, raw, wid)
+            elif kind == RESERVED:
+                raise MappingError(f"{va:#x}: the {lv.name} entry {raw:#x} is malformed")
             else:
-                child = raw & lv.addr_mask
+                child = addr
             self._map(txn, child, li + 1, va, stop, pa, prot, sizes, user_tables, replace, wid)
             pa += stop - va
             va = stop
 
     def _split(self, txn: _Txn, table: int, li: int, idx: int, raw: int, wid: int) -> int:
         """Replace a large-page entry by a table of smaller pages mapping the same frames
-        with the same flags (the kernel's ``split_large_page``)."""
-        lv, child_lv = self.levels[li], self.levels[li + 1]
-        base = raw & lv.large_addr_mask
-        flags = raw & self.flag_bits  # the large-page PAT bit lies among the address bits
-        pat = bool(raw & self.mode.pat_large)
-        if li + 1 == self._last:
-            flags &= ~self.mode.large
-            if pat:
-                flags |= self.mode.pat
-        elif pat:
-            flags |= self.mode.pat_large
-        user = bool(raw & self.mode.user)
+        with the same protection (the kernel's ``split_large_page``)."""
+        child_lv = self.levels[li + 1]
+        if not child_lv.can_map:
+            raise MappingError(f"a {self.levels[li].name} leaf cannot be split: {child_lv.name} entries map no page")
+        _kind, base, rights = self._decode[li](raw)
+        prot = self.codec.leaf_prot(li, raw)
+        user = bool(rights & (UR | UW | UX))
         child = self._new_table(li + 1, user, f"page table ({child_lv.name})", txn)
-        step = child_lv.span
-        values = array("I" if child_lv.entry_size == 4 else "Q",
-                       range(base | flags, (base | flags) + child_lv.entries * step, step))
-        self._write(txn, child, li + 1, 0, values, wid)
-        tflags = lv.table_flags_user if user else lv.table_flags_kernel
-        self._write(txn, table, li, idx, [child | tflags], wid)
+        self._write(txn, child, li + 1, 0, self.codec.leaf_run(li + 1, base, child_lv.entries, prot), wid)
+        self._write(txn, table, li, idx, [self.codec.mk_table(li, child, user)], wid)
         return child
 
     def populate(self, root: int, va: int, size: int, *, writer: str, user_tables: bool = False,
@@ -474,17 +497,16 @@ class PageTables:
         page = self.mode.page_size
         n = len(frames)
         self._check_range(va, n * page)
-        if prot & self.mode.large or prot & ~self.flag_bits:
-            raise MappingError(f"protection {prot:#x} carries the large-page bit or address bits")
+        self._check_map_prot(prot)
         wid = self.writer_id(writer)
-        prot |= self.mode.present
         op = Operation(writer, "map", va, n * page)
-        lv = self.levels[self._last]
+        last = self._last
+        lv = self.levels[last]
         fmt = "I" if lv.entry_size == 4 else "Q"
-        P = self.mode.present
+        decode = self._decode[last]
 
         def body(txn: _Txn) -> None:
-            self._populate(txn, root, 0, va, va + n * page, user_tables, wid, self._last)
+            self._populate(txn, root, 0, va, va + n * page, user_tables, wid, last)
             i = 0
             while i < n:
                 table, idx = self.pte_slot(root, va + i * page)
@@ -493,9 +515,9 @@ class PageTables:
                 old = self._buf[start:start + run * lv.entry_size]
                 if any(old):
                     for k, raw in enumerate(struct.unpack("<%d%s" % (run, fmt), old)):
-                        if raw & P:
+                        if decode(raw)[0] != NONE:
                             raise MappingError(f"{va + (i + k) * page:#x} is already mapped (pte {raw:#x})")
-                self._write(txn, table, self._last, idx, array(fmt, [(f << 12) | prot for f in frames[i:i + run]]), wid)
+                self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames[i:i + run], prot), wid)
                 i += run
         return self._run(op, body)
 
@@ -504,18 +526,21 @@ class PageTables:
             return
         lv = self.levels[li]
         span = lv.span
+        decode = self._decode[li]
         while va < end:
             idx = (va >> lv.shift) & (lv.entries - 1)
             stop = min(end, (va | (span - 1)) + 1)
             raw = self._read(li, table + idx * lv.entry_size)
-            if not raw & self.mode.present:
+            kind, addr, _ = decode(raw)
+            if kind == NONE:
                 child = self._new_table(li + 1, user_tables, f"page table ({self.levels[li + 1].name})", txn)
-                flags = lv.table_flags_user if user_tables else lv.table_flags_kernel
-                self._write(txn, table, li, idx, [child | flags], wid)
-            elif lv.large_format is not None and raw & self.mode.large:
+                self._write(txn, table, li, idx, [self.codec.mk_table(li, child, user_tables)], wid)
+            elif kind == LEAF:
                 raise MappingError(f"{va:#x} is mapped by a large page: no {self.levels[li + 1].name} table to populate")
+            elif kind == RESERVED:
+                raise MappingError(f"{va:#x}: the {lv.name} entry {raw:#x} is malformed")
             else:
-                child = raw & lv.addr_mask
+                child = addr
             self._populate(txn, child, li + 1, va, stop, user_tables, wid, deepest)
             va = stop
 
@@ -525,16 +550,16 @@ class PageTables:
         """(table, index) of the last-level entry for *va*, if every table above exists
         and no large page covers it; None otherwise. Reads only."""
         buf = self._buf
-        P = self.mode.present
         table = root
-        for li, shift, imask, esz, unpack, large, amask, *_ in self._walk_plan:
+        last = self._last
+        for li, shift, imask, esz, unpack, decode, _off in self._walk_plan:
             idx = (va >> shift) & imask
-            if li == self._last:
+            if li == last:
                 return table, idx
-            raw = unpack(buf, table + idx * esz)[0]
-            if not raw & P or raw & large:
+            kind, addr, _r = decode(unpack(buf, table + idx * esz)[0])
+            if kind != TABLE:
                 return None
-            table = raw & amask
+            table = addr
         return None
 
     def set_pte(self, root: int, va: int, value: int, *, writer: str, user_tables: bool = False,
@@ -587,10 +612,12 @@ class PageTables:
             wid = self.writer_id(writer)
         self.tables[table].writers[idx] = wid
         if self.observers:
-            op = Operation(writer, kind, va, lv.span)
-            op.changes.append(Change(table, lv, idx, s.pack(old), s.pack(value), writer))
-            if li == self._last and old & self.mode.present and not value & self.mode.present:
-                op.unmapped.append((va, old & lv.addr_mask, lv.span))
+            op = Operation(writer, kind, va, lv.span, self.mode)
+            op.changes.append(Change(table, lv, li, idx, s.pack(old), s.pack(value), writer))
+            decode = self._decode[li]
+            old_kind, old_addr, _ = decode(old)
+            if old_kind == LEAF and decode(value)[0] != LEAF:
+                op.unmapped.append((va, old_addr, lv.span))
             for observer in self.observers:
                 observer(op)
         return old
@@ -607,7 +634,8 @@ class PageTables:
         """Clear every mapping in ``[va, va+size)``; a large page partly inside is split
         first. Returns the operation, whose ``unmapped`` lists what was mapped. With
         *free_tables*, tables left empty are freed and their entries cleared (as
-        ``free_pgtables`` does for user memory; the kernel keeps its own tables)."""
+        ``free_pgtables`` does for user memory; the kernel keeps its own tables). Entries
+        the MMU does not use (PROT_NONE, swap) are left alone."""
         self._check_range(va, size)
         wid = self.writer_id(writer)
         op = Operation(writer, "unmap", va, size)
@@ -616,23 +644,21 @@ class PageTables:
     def _unmap(self, txn, table, li, va, end, wid, free_tables) -> None:
         lv = self.levels[li]
         span = lv.span
-        last = li == self._last
-        P, L = self.mode.present, self.mode.large
+        decode = self._decode[li]
         while va < end:
             idx = (va >> lv.shift) & (lv.entries - 1)
             stop = min(end, (va | (span - 1)) + 1)
-            epa = table + idx * lv.entry_size
-            raw = self._read(li, epa)
-            if not raw & P:
+            raw = self._read(li, table + idx * lv.entry_size)
+            kind, addr, _ = decode(raw)
+            if kind == NONE or kind == RESERVED:
                 va = stop
                 continue
-            leaf = last or (lv.large_format is not None and raw & L)
-            if leaf and stop - va == span:
-                txn.op.unmapped.append((va, raw & (lv.addr_mask if last else lv.large_addr_mask), span))
+            if kind == LEAF and stop - va == span:
+                txn.op.unmapped.append((va, addr, span))
                 self._write(txn, table, li, idx, [0], wid)
                 va = stop
                 continue
-            child = self._split(txn, table, li, idx, raw, wid) if leaf else raw & lv.addr_mask
+            child = self._split(txn, table, li, idx, raw, wid) if kind == LEAF else addr
             self._unmap(txn, child, li + 1, va, stop, wid, free_tables)
             if free_tables and not self.tables[child].pinned and \
                     not any(self._buf[child:child + self.levels[li + 1].table_size]):
@@ -641,32 +667,31 @@ class PageTables:
                 txn.op.tables_freed.append(child)
             va = stop
 
-    def change(self, root: int, va: int, size: int, *, set_bits: int = 0, clear_bits: int = 0, writer: str) -> Operation:
-        """Change the flags of every present leaf entry in ``[va, va+size)``:
-        ``new = (old & ~clear_bits) | set_bits``, splitting a large page that the range
-        covers only in part (``change_page_attr``, ``mprotect``). Unmapped pieces are
-        skipped."""
+    def protect(self, root: int, va: int, size: int, prot: int, *, writer: str) -> Operation:
+        """Give every present leaf in ``[va, va+size)`` the protection *prot*
+        (``pte_modify``: the frame and the bits the arch keeps stay), splitting a large
+        page that the range covers only in part (``change_page_attr``, ``set_memory_ro``).
+        Unmapped pieces are skipped."""
         self._check_range(va, size)
-        if (set_bits | clear_bits) & ~self.flag_bits or (set_bits | clear_bits) & (self.mode.large | self.mode.present):
-            raise MappingError("change() alters flag bits only (not the frame, the present or the large-page bit)")
+        self._check_map_prot(prot)
         wid = self.writer_id(writer)
         op = Operation(writer, "protect", va, size)
-        return self._run(op, lambda txn: self._change(txn, root, 0, va, va + size, set_bits, clear_bits, wid))
+        return self._run(op, lambda txn: self._protect(txn, root, 0, va, va + size, prot, wid))
 
-    def _change(self, txn, table, li, va, end, set_bits, clear_bits, wid) -> None:
+    def _protect(self, txn, table, li, va, end, prot, wid) -> None:
         lv = self.levels[li]
         span = lv.span
-        last = li == self._last
-        P, L = self.mode.present, self.mode.large
+        decode = self._decode[li]
+        modify = self.codec.modify
         while va < end:
             idx = (va >> lv.shift) & (lv.entries - 1)
             stop = min(end, (va | (span - 1)) + 1)
             raw = self._read(li, table + idx * lv.entry_size)
-            if not raw & P:
+            kind, addr, _ = decode(raw)
+            if kind != LEAF and kind != TABLE:
                 va = stop
                 continue
-            leaf = last or (lv.large_format is not None and raw & L)
-            if leaf and stop - va == span:
+            if kind == LEAF and stop - va == span:
                 # a run of whole entries that are leaves (or empty): one write
                 n_max = min((end - va) >> lv.shift, lv.entries - idx)
                 start = table + idx * lv.entry_size
@@ -674,33 +699,32 @@ class PageTables:
                                      self._buf[start:start + n_max * lv.entry_size])
                 news = []
                 for o in olds:
-                    if o & P and not last and not o & L:
-                        break  # a table: descended into on the next round
-                    news.append(((o & ~clear_bits) | set_bits) if o & P else o)
+                    k = decode(o)[0]
+                    if k == TABLE:
+                        break  # descended into on the next round
+                    news.append(modify(li, o, prot) if k == LEAF else o)
                 if news != list(olds[:len(news)]):
                     self._write(txn, table, li, idx, news, wid)
                 va += len(news) * span
                 continue
-            child = self._split(txn, table, li, idx, raw, wid) if leaf else raw & lv.addr_mask
-            self._change(txn, child, li + 1, va, stop, set_bits, clear_bits, wid)
+            child = self._split(txn, table, li, idx, raw, wid) if kind == LEAF else addr
+            self._protect(txn, child, li + 1, va, stop, prot, wid)
             va = stop
 
     # -- reading ------------------------------------------------------------------------
 
-    def decode(self, level: Level, raw: int, large: bool | None = None):
-        """Parse an entry with the level's construct format (display, validation)."""
-        if large is None:
-            large = level.large_format is not None and bool(raw & self.mode.large) and level is not self.levels[-1]
-        fmt = level.large_format if large else level.format
-        return fmt.parse(raw.to_bytes(level.entry_size, "little"))
+    def decode(self, li: int, raw: int) -> tuple[int, int, int]:
+        """The codec's (kind, addr, rights) of an entry of level *li*."""
+        return self._decode[li](raw)
 
-    def flag_names(self, raw: int, large: bool = False) -> list[str]:
-        """Names of the flag bits set in *raw*, in the order crash prints them."""
-        out = []
-        for name, mask in self.mode.flags:
-            if raw & mask:
-                out.append(name)
-        return out
+    def parse(self, li: int, raw: int):
+        """Parse an entry with the level's construct format (display, validation)."""
+        lv = self.levels[li]
+        return self.codec.format_for(li, raw).struct.parse(raw.to_bytes(lv.entry_size, "little"))
+
+    def flag_names(self, li: int, raw: int) -> list[str]:
+        """Names of the flags set in *raw*, as the arch's tools print them."""
+        return self.codec.flag_names(li, raw)
 
     def entries(self, table: int, li: int) -> array:
         """All entries of a table, as integers."""
@@ -711,26 +735,28 @@ class PageTables:
         level index). Not-present subtrees are skipped without reading them."""
         if end is None:
             end = self.mode.va_limit
-        yield from self._iter(root, 0, 0, start, end)
+        yield from self._iter(root, 0, 0, start, end, root in self._kernel_roots)
 
-    def _iter(self, table, li, base, start, end):
+    def _iter(self, table, li, base, start, end, kernel_root):
         lv = self.levels[li]
-        last = li == self._last
-        P, L = self.mode.present, self.mode.large
         entries = self._read_table(table, li)
         span = lv.span
+        decode = self._decode[li]
+        va_of = self.mode.va_of
         for idx, raw in enumerate(entries):
-            if not raw & P:
+            if not raw:
                 continue
-            va = self._canon(base + idx * span)
+            kind, addr, _ = decode(raw)
+            if kind != LEAF and kind != TABLE:
+                continue
+            va = va_of(base + idx * span, kernel_root)
             if va + span <= start or va >= end:
                 continue
-            if last or (lv.large_format is not None and raw & L):
-                yield va, span, raw & (lv.addr_mask if last else lv.large_addr_mask), raw, li
+            if kind == LEAF:
+                yield va, span, addr, raw, li
             else:
-                yield from self._iter(raw & lv.addr_mask, li + 1, va, start, end)
+                yield from self._iter(addr, li + 1, base + idx * span, start, end, kernel_root)
 
-    def _canon(self, va: int) -> int:
-        if self.mode.canonical and va >> (self.mode.va_bits - 1) & 1:
-            return va | (((1 << 64) - 1) ^ ((1 << self.mode.va_bits) - 1))
-        return va
+    def va_of(self, offset: int, root: int | None = None) -> int:
+        """The virtual address at *offset* into the span of the top table *root*."""
+        return self.mode.va_of(offset, root in self._kernel_roots)

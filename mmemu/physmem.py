@@ -1,47 +1,66 @@
 """The machine's RAM: one anonymous mapping, shared zero-copy with Unicorn.
 
-The mapping is private, anonymous and ``MAP_NORESERVE``: the host commits a page only when
-it is first written, so a 64 GiB machine costs what its page tables and touched frames cost.
-Unicorn maps the same bytes through ``mem_map_ptr`` (see :mod:`mmemu.cpu`), so an entry the
-engine writes here is the entry the CPU walks, with no copy in between.
+The mapping spans physical addresses 0 up to the end of the highest RAM range and is
+indexed by physical address, so that the engine reads an entry at ``buf[pa]`` with no
+arithmetic. It is private, anonymous and ``MAP_NORESERVE``: the host commits a page only
+when it is first written, so the hole below RAM that starts high (RISC-V at 0x80000000,
+arm64 at 0x40000000), a PC's MMIO hole and a 64 GiB machine cost what their touched frames
+cost. Only the RAM ranges are memory: reads and writes elsewhere are refused, and the CPU
+maps only them (through ``mem_map_ptr``), so an entry the engine writes here is the entry
+the CPU walks, with no copy in between.
 """
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import mmap
-import struct
 
 from .errors import AddressError, ConfigError
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux's value; Python < 3.12 lacks the name
-
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
+PAGE = 4096
 
 
 class PhysMem:
-    """``size`` bytes of physical memory at physical address 0."""
+    """Physical memory: the RAM *ranges* ([start, end), page aligned, sorted, disjoint);
+    ``PhysMem(size)`` is RAM from 0 to *size*."""
 
-    def __init__(self, size: int):
-        if size <= 0 or size % mmap.PAGESIZE:
-            raise ConfigError(f"RAM size {size} is not a positive multiple of the page size")
+    def __init__(self, size: int | None = None, ranges: "list[tuple[int, int]] | None" = None):
+        if ranges is None:
+            ranges = [(0, size)] if size else []
+        ranges = sorted(ranges)
+        if not ranges:
+            raise ConfigError("a machine needs some RAM")
+        for (s, e), nxt in zip(ranges, ranges[1:] + [(None, None)]):
+            if s < 0 or e <= s or s % PAGE or e % PAGE or (nxt[0] is not None and nxt[0] < e):
+                raise ConfigError(f"RAM range {s:#x}-{e:#x} is empty, unaligned or overlaps the next one")
+        self.ranges = ranges
+        self._starts = [s for s, _ in ranges]
+        self.size = sum(e - s for s, e in ranges)  # bytes of RAM
+        self.end = ranges[-1][1]
         try:
-            self.mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+            self.mem = mmap.mmap(-1, self.end, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
         except (OSError, OverflowError) as exc:
-            raise ConfigError(f"cannot reserve {size >> 20} MiB of host address space for the emulated RAM: {exc}") from exc
-        self.size = size
+            raise ConfigError(f"cannot reserve {self.end >> 20} MiB of host address space for the emulated RAM: "
+                              f"{exc}") from exc
         self.view = memoryview(self.mem)
         self._cbuf = ctypes.c_char.from_buffer(self.mem)
 
     @property
     def host_address(self) -> int:
-        """Address of the RAM in this process, for Unicorn's ``mem_map_ptr``."""
+        """Address of physical address 0 in this process: RAM at *pa* is at
+        ``host_address + pa`` (for Unicorn's ``mem_map_ptr``)."""
         return ctypes.addressof(self._cbuf)
 
+    def is_ram(self, pa: int, n: int = 1) -> bool:
+        i = bisect.bisect_right(self._starts, pa) - 1
+        return i >= 0 and pa + n <= self.ranges[i][1] and n >= 0
+
     def _check(self, pa: int, n: int) -> None:
-        if pa < 0 or pa + n > self.size:
-            raise AddressError(f"physical range {pa:#x}-{pa + n:#x} is outside RAM (0-{self.size:#x})")
+        if pa < 0 or not self.is_ram(pa, n):
+            where = ", ".join(f"{s:#x}-{e:#x}" for s, e in self.ranges)
+            raise AddressError(f"physical range {pa:#x}-{pa + n:#x} is not RAM (RAM: {where})")
 
     def read(self, pa: int, n: int) -> bytes:
         self._check(pa, n)
@@ -51,23 +70,11 @@ class PhysMem:
         self._check(pa, len(data))
         self.view[pa:pa + len(data)] = data
 
-    _ZERO_PAGE = bytes(4096)
+    _ZERO_PAGE = bytes(PAGE)
 
     def zero(self, pa: int, n: int) -> None:
         self._check(pa, n)
-        self.view[pa:pa + n] = self._ZERO_PAGE if n == 4096 else bytes(n)
-
-    def read_u32(self, pa: int) -> int:
-        return _U32.unpack_from(self.mem, pa)[0]
-
-    def read_u64(self, pa: int) -> int:
-        return _U64.unpack_from(self.mem, pa)[0]
-
-    def write_u32(self, pa: int, value: int) -> None:
-        _U32.pack_into(self.mem, pa, value)
-
-    def write_u64(self, pa: int, value: int) -> None:
-        _U64.pack_into(self.mem, pa, value)
+        self.view[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
 
     def close(self) -> None:
         """Release the host mapping (only once nothing else holds a view of it)."""

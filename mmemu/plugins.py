@@ -71,6 +71,10 @@ class ArchRegistry:
             for arch in result or ():
                 if not isinstance(arch, Arch):
                     raise PluginError(f"plugin {impl.plugin_name} registered {arch!r}, which is not an mmemu.Arch")
+                try:
+                    arch.check_contract()
+                except ConfigError as exc:
+                    raise PluginError(f"plugin {impl.plugin_name}: {exc}") from None
                 if arch.name in self._arches:
                     raise PluginError(f"arch {arch.name!r} is registered twice ({self._origin[arch.name][0]} and {impl.plugin_name})")
                 self._arches[arch.name] = arch

@@ -81,14 +81,14 @@ def test_mem_limits_the_direct_map_and_the_allocator(boot):
 def test_image_protections(boot):
     for kw in (dict(arch="i386_pae", ram="1G"), dict(arch="x86_64", ram="1G"), dict(arch="i386", ram="1G")):
         k = boot(**kw)
-        nx = bool(k.paging.nx)
+        nx = bool(k.codec.nx)
         for sec in k.layout.image:
             for va in (sec.virt, sec.virt + sec.size - 1):
                 w = k.walk(va)
                 assert w.mapped and w.phys == sec.phys + (va - sec.virt), (kw, sec.name)
                 assert w.writable == sec.writable, (kw, sec.name)
                 assert (not w.nx) == (sec.executable or not nx), (kw, sec.name)
-                assert w.fault("write") == (None if sec.writable else 0x3)
+                assert w.code("write") == (None if sec.writable else 0x3)
         # the image frames are reserved, never handed out
         first = min(s.phys for s in k.layout.image) >> 12
         assert k.frames.page(first).state == "reserved"

@@ -104,7 +104,9 @@ def test_vtop_json(capsys):
     doc = json.loads(out)
     assert doc["physical"] == "0x1000"
     assert [s["level"] for s in doc["steps"]] == ["pgd", "pmd", "pte"]
-    assert doc["permissions"] == {"write": True, "user": False, "exec": False}
+    assert doc["permissions"] == {"write": True, "user": False, "exec": False, "kernel": "rw-", "user_mode": "---"}
+    assert [s["kind"] for s in doc["steps"]] == ["table", "table", "leaf"]
+    assert doc["steps"][-1]["attributes"]["exec"] is False and doc["steps"][-1]["attributes"]["global"] is True
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -325,7 +325,7 @@ def test_event_names_the_frames_and_what_it_was_done_for():
         ev = next(e for e in reversed(k.recent_events) if e.writer == "do_anonymous_page")
         pfn = k.walk(a, p.pgd).phys >> 12
         assert ev.frames() == ([pfn], [])
-        assert ev.context == f"#PF at {a:#x} in ctx[{p.pid}]"
+        assert ev.context == f"page fault at {a:#x} in ctx[{p.pid}]"
         v = k.vmalloc(2 * 4096)
         pfns = [k.vmalloc_to_page(v), k.vmalloc_to_page(v + 4096)]
         k.vfree(v)

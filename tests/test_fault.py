@@ -23,6 +23,13 @@ ADDR = {"i386": 0xFFFFF000, "i386_pae": 0x000FFFFFFFFFF000, "x86_64": 0x000FFFFF
 PF_PROT, PF_WRITE, PF_USER, PF_INSTR = 1, 2, 4, 16
 
 
+def x86_fault(k, address, code, process):
+    """The fault an x86 CPU would report with this error code (CR2 = address)."""
+    f = k.codec.fault_from_code(address, code)
+    f.process = process
+    return f
+
+
 def boot(arch, kernel, ram="1G", **kw):
     return mmemu.boot(arch=arch, kernel=kernel, ram=ram, **kw)
 
@@ -156,7 +163,7 @@ def test_write_to_a_read_only_vma_is_segv_accerr(arch):
         p = k.create_process("a.out")
         ro = k.mmap(p, 2 * PAGE, PROT_READ)
         # not present yet: the error code is user|write (6)
-        res = k.handle_page_fault(Fault(ro, PF_USER | PF_WRITE, None, "api", p))
+        res = k.handle_page_fault(x86_fault(k, ro, PF_USER | PF_WRITE, p))
         assert (res.action, res.how) == ("sigsegv", "SEGV_ACCERR")
         with pytest.raises(SegmentationFault) as exc:
             k.write(ro, b"x", user=True, process=p)
@@ -167,11 +174,11 @@ def test_write_to_a_read_only_vma_is_segv_accerr(arch):
             k.write(ro + PAGE, b"x", user=True, process=p)
         assert " error 7" in exc.value.report
         # outside every VMA: SEGV_MAPERR
-        res = k.handle_page_fault(Fault(ro - 16 * PAGE, PF_USER, None, "api", p))
+        res = k.handle_page_fault(x86_fault(k, ro - 16 * PAGE, PF_USER, p))
         assert (res.action, res.how) == ("sigsegv", "SEGV_MAPERR")
         # a fetch from a readable, non-executable page: SEGV_ACCERR as well
         if arch != "i386":
-            res = k.handle_page_fault(Fault(ro + PAGE, PF_USER | PF_INSTR | PF_PROT, None, "api", p))
+            res = k.handle_page_fault(x86_fault(k, ro + PAGE, PF_USER | PF_INSTR | PF_PROT, p))
             assert (res.action, res.how) == ("sigsegv", "SEGV_ACCERR")
         k.check_invariants()
     finally:
@@ -482,7 +489,7 @@ class Recorder:
 
     @mmemu.hookimpl
     def mmemu_handle_fault(self, kernel, fault):
-        self.faults.append((fault.address, fault.error_code, fault.source, fault.process.pid if fault.process else 0))
+        self.faults.append((fault.address, fault.code, fault.source, fault.process.pid if fault.process else 0))
         return None
 
 

@@ -1,12 +1,13 @@
-"""The real x86 entry formats (construct) against the integer masks the engine walks with.
+"""The real x86 entry formats (construct) against the integer masks the x86 codec walks with.
 
-For every level of every paging mode the arch plugins register, and for both of a level's
-formats (the table/4K one and the large-page one where the level has one), on random raw
-entries: the construct parse agrees with the fast-path bit decode (each flag of
-``mode.flags`` against its field, the address against ``addr_mask`` / ``large_addr_mask``,
-the reserved fields against ``reserved`` / ``large_reserved``), build(parse(x)) == x, the
-size is the entry size, and the engine's walk over a table holding that entry goes where the
-construct decode says (the next table, or the page plus the offset).
+For every level of every x86 paging mode, and for both of a level's formats (the table/4K
+one and the large-page one where the level has one), on random raw entries: the construct
+parse agrees with the codec's masks (each flag of the codec's crash flag list against its
+field, the address against ``addr_mask`` / ``large_addr_mask``, the reserved fields
+against ``reserved`` / ``large_reserved``), build(parse(x)) == x, the size is the entry
+size, and the engine's walk over a table holding that entry goes where the construct
+decode says (the next table, or the page plus the offset). The generic codec/construct
+agreement of every registered arch is in the conformance suite; this is the x86 detail.
 
 The bit positions themselves are checked against the SDM (vol. 3, 4.3-4.5) by hand.
 """
@@ -35,6 +36,7 @@ SDM_FLAGS_64 = {**SDM_FLAGS_32, "NX": 63}
 FIELD = {"PRESENT": "present", "RW": "rw", "USER": "user", "PWT": "pwt", "PCD": "pcd", "ACCESSED": "accessed",
          "DIRTY": "dirty", "GLOBAL": "global", "NX": "nx"}
 RESERVED_FIELDS = ("reserved", "pse36_high")  # names (prefixes) of must-be-zero fields
+P, PS = 1 << 0, 1 << 7  # SDM: present, page size
 
 
 def mask(lo, hi):
@@ -45,7 +47,7 @@ CASES = []  # (mode name, level index, large?)
 for _name, _mode in MODES.items():
     for _li, _lv in enumerate(_mode.levels):
         CASES.append((_name, _li, False))
-        if _lv.large_format is not None:
+        if _lv.leaf is not None and _li < len(_mode.levels) - 1:
             CASES.append((_name, _li, True))
 CASE_IDS = [f"{n}-{MODES[n].levels[li].name}-{'large' if large else 'table' if li < len(MODES[n].levels) - 1 else '4k'}"
             for n, li, large in CASES]
@@ -55,8 +57,17 @@ def case(name, li, large):
     mode = MODES[name]
     lv = mode.levels[li]
     last = li == len(mode.levels) - 1
-    fmt = lv.large_format if large else lv.format
+    fmt = (lv.leaf if (large or last) else lv.table).struct
     return mode, lv, last, fmt
+
+
+def bits_of(mode, li):
+    """The x86 codec's masks of a level."""
+    return mode.codec.bits[li]
+
+
+def has_large(lv, last):
+    return lv.leaf is not None and not last
 
 
 def field_mask(fmt, size, field):
@@ -90,15 +101,13 @@ def reserved_mask(fmt, size):
 def test_flag_bits_are_the_sdm_ones(name):
     mode = MODES[name]
     expect = SDM_FLAGS_32 if name == "2-level" else SDM_FLAGS_64
-    assert dict(mode.flags) == {k: 1 << b for k, b in expect.items()}
-    assert (mode.present, mode.write, mode.user, mode.accessed, mode.dirty, mode.large, mode.global_) == \
-        (1, 2, 4, 0x20, 0x40, 0x80, 0x100)
-    assert mode.nx == (0 if name == "2-level" else 1 << 63)
+    assert dict(mode.codec.flags) == {k: 1 << b for k, b in expect.items()}
+    assert mode.codec.nx == (0 if name == "2-level" else 1 << 63)
 
 
 def test_level_geometry():
-    geo = {name: [(lv.name, lv.shift, lv.bits, lv.entry_size, lv.large_format is not None) for lv in m.levels]
-           for name, m in MODES.items()}
+    geo = {name: [(lv.name, lv.shift, lv.bits, lv.entry_size, has_large(lv, li == len(m.levels) - 1))
+                  for li, lv in enumerate(m.levels)] for name, m in MODES.items()}
     assert geo == {
         "2-level": [("pgd", 22, 10, 4, True), ("pte", 12, 10, 4, False)],
         "PAE": [("pgd", 30, 2, 8, False), ("pmd", 21, 9, 8, True), ("pte", 12, 9, 8, False)],
@@ -107,22 +116,22 @@ def test_level_geometry():
         "5-level": [("pgd", 48, 9, 8, False), ("p4d", 39, 9, 8, False), ("pud", 30, 9, 8, True),
                     ("pmd", 21, 9, 8, True), ("pte", 12, 9, 8, False)],
     }
-    assert [m.access_bits for m in (lv for lv in MODES["PAE"].levels)] == [False, True, True]
+    assert [b.access_bits for b in MODES["PAE"].codec.bits] == [False, True, True]
 
 
 # -- hand-decoded examples -----------------------------------------------------------------
 
 
 def test_known_entries():
-    pgd4m = fmt_2level.PAGING_2LEVEL.levels[0].large_format.parse((0xC00001E3).to_bytes(4, "little"))
+    pgd4m = fmt_2level.PAGING_2LEVEL.levels[0].leaf.struct.parse((0xC00001E3).to_bytes(4, "little"))
     assert (pgd4m.address, pgd4m.pse, pgd4m["global"], pgd4m.rw, pgd4m.user, pgd4m.present) == \
         (0xC0000000, True, True, True, False, True)
-    pte = fmt_pae.PAGING_PAE.levels[2].format.parse((0x8000000012345163).to_bytes(8, "little"))
+    pte = fmt_pae.PAGING_PAE.levels[2].leaf.struct.parse((0x8000000012345163).to_bytes(8, "little"))
     assert (pte.nx, pte.address, pte.pat, pte["global"], pte.dirty, pte.accessed, pte.rw, pte.present) == \
         (True, 0x12345000, False, True, True, True, True, True)
-    pud1g = fmt_64.PAGING_4LEVEL.levels[1].large_format.parse((0x80000000C00011E3).to_bytes(8, "little"))
+    pud1g = fmt_64.PAGING_4LEVEL.levels[1].leaf.struct.parse((0x80000000C00011E3).to_bytes(8, "little"))
     assert (pud1g.nx, pud1g.address, pud1g.pat, pud1g.pse, pud1g.reserved) == (True, 0xC0000000, True, True, 0)
-    pdpte = fmt_pae.PAGING_PAE.levels[0].format.parse((0x0000000001234001).to_bytes(8, "little"))
+    pdpte = fmt_pae.PAGING_PAE.levels[0].table.struct.parse((0x0000000001234001).to_bytes(8, "little"))
     assert (pdpte.address, pdpte.present, pdpte.pcd, pdpte.reserved_2_1) == (0x1234000, True, False, 0)
 
 
@@ -132,16 +141,17 @@ def test_known_entries():
 @pytest.mark.parametrize("name, li, large", CASES, ids=CASE_IDS)
 def test_masks_match_the_format_fields(name, li, large):
     mode, lv, last, fmt = case(name, li, large)
+    b = bits_of(mode, li)
     assert fmt.sizeof() == lv.entry_size
     rsv = reserved_mask(fmt, lv.entry_size)
     if large:
-        assert rsv == lv.large_reserved
-    elif last or lv.large_format is not None:
-        assert rsv == lv.reserved
+        assert rsv == b.large_reserved
+    elif last or has_large(lv, last):
+        assert rsv == b.reserved
     else:  # a level that never maps a page: PS is reserved too (PML4E, PML5E; the PDPTE has it in a field)
-        assert rsv | mode.large == lv.reserved | mode.large and lv.reserved & mode.large
+        assert rsv | PS == b.reserved | PS and b.reserved & PS
     # address fields: exactly the mask's bits, and disjoint from the reserved ones
-    amask = lv.large_addr_mask if large else lv.addr_mask
+    amask = b.large_addr_mask if large else b.addr_mask
     assert int.from_bytes(fmt.build({**_zero(fmt, lv.entry_size), "address": amask}), "little") == amask
     assert not amask & rsv
     assert amask == mask(lv.shift if large else 12, mode.pa_bits - 1)
@@ -169,22 +179,23 @@ _ROUND = settings(max_examples=60, deadline=None, suppress_health_check=[HealthC
 @given(data=st.data())
 def test_parse_agrees_with_integer_decode(name, li, large, data):
     mode, lv, last, fmt = case(name, li, large)
+    b = bits_of(mode, li)
     raw = data.draw(raw_entries(lv.entry_size))
     blob = raw.to_bytes(lv.entry_size, "little")
     obj = fmt.parse(blob)
     assert fmt.build(obj) == blob
-    for flag, m in mode.flags:
+    for flag, m in mode.codec.flags:
         fld = ("pat" if (last and not large) else "pse") if flag == "PSE" else FIELD[flag]
         if fld in obj:
             assert obj[fld] is bool(raw & m), (flag, fld)
         else:  # the PDPTE: the bit is in a reserved field
-            assert m & lv.reserved, flag
-    amask = lv.large_addr_mask if large else lv.addr_mask
+            assert m & b.reserved, flag
+    amask = b.large_addr_mask if large else b.addr_mask
     assert obj.address == raw & amask
     assert obj.avl == (raw >> 9) & 7
     if large:
         assert obj.pat is bool(raw & (1 << 12))  # the large-page PAT bit
-    rsv = lv.large_reserved if large else lv.reserved
+    rsv = b.large_reserved if large else b.reserved
     assert construct_says_reserved(mode, lv, last, large, obj) == bool(raw & rsv)
 
 
@@ -192,7 +203,7 @@ def construct_says_reserved(mode, lv, last, large, obj) -> bool:
     """A must-be-zero field is set; PS counts as one in a level that never maps a page
     (PML4E, PML5E: the SDM reserves it there)."""
     out = any(obj[k] for k in obj if k.startswith(RESERVED_FIELDS))
-    if not large and not last and lv.large_format is None and "pse" in obj:
+    if not large and not last and not has_large(lv, last) and "pse" in obj:
         out = out or obj.pse
     return out
 
@@ -223,10 +234,11 @@ def _put(mem, pa, size, value):
 @given(data=st.data())
 def test_walk_reaches_what_the_format_decodes(name, li, large, data):
     mode, lv, last, fmt = case(name, li, large)
+    b = bits_of(mode, li)
     mem, pt = _engine(name)
     mem.zero(0, mem.size)
     va = data.draw(st.integers(0, (1 << mode.va_bits) - 1))
-    if mode.canonical and va >> (mode.va_bits - 1):
+    if mode.bits64 and va >> (mode.va_bits - 1):
         va |= ((1 << 64) - 1) ^ ((1 << mode.va_bits) - 1)
     # the tables above: each entry points to the next table, with the level's user-table flags
     table = ROOT
@@ -234,20 +246,20 @@ def test_walk_reaches_what_the_format_decodes(name, li, large, data):
         up = mode.levels[k]
         nxt = ROOT + (k + 1) * PAGE
         _put(mem, table + ((va >> up.shift) & (up.entries - 1)) * up.entry_size, up.entry_size,
-             nxt | up.table_flags_user)
+             nxt | bits_of(mode, k).table_user)
         table = nxt
     # the entry under test: random and present, PS as the format says, reserved bits
     # cleared (mostly) or left as drawn
-    raw = data.draw(raw_entries(lv.entry_size)) | mode.present
+    raw = data.draw(raw_entries(lv.entry_size)) | P
     keep_reserved = data.draw(st.integers(0, 3)) == 0
     if large:
-        raw |= mode.large
-    elif not last and lv.large_format is not None:
-        raw &= ~mode.large
+        raw |= PS
+    elif not last and has_large(lv, last):
+        raw &= ~PS
     if not keep_reserved:
-        raw &= ~(lv.large_reserved if large else lv.reserved)
+        raw &= ~(b.large_reserved if large else b.reserved)
     if not large and not last:
-        raw = (raw & ~lv.addr_mask) | (ROOT + 8 * PAGE)  # a table inside the emulated RAM
+        raw = (raw & ~b.addr_mask) | (ROOT + 8 * PAGE)  # a table inside the emulated RAM
     _put(mem, table + ((va >> lv.shift) & (lv.entries - 1)) * lv.entry_size, lv.entry_size, raw)
     obj = fmt.parse(raw.to_bytes(lv.entry_size, "little"))
 
@@ -255,14 +267,14 @@ def test_walk_reaches_what_the_format_decodes(name, li, large, data):
     assert [s.raw for s in w.steps][li] == raw
     if construct_says_reserved(mode, lv, last, large, obj):
         assert w.missing == "reserved" and len(w.steps) == li + 1
-        assert w.fault("read") == 0x9  # P | RSVD
+        assert w.code("read") == 0x9  # P | RSVD
     elif large or last:
         assert w.missing is None
         assert w.phys == obj.address + (va & (lv.span - 1))
         assert w.page_size == lv.span
-        if lv.access_bits:
+        if b.access_bits:
             assert (w.writable, w.user) == (obj.rw, obj.user)
-            assert w.nx is (bool(obj.nx) if mode.nx else False)
+            assert w.nx is (bool(obj.nx) if mode.codec.nx else False)
     else:
         assert w.steps[li + 1].table == obj.address
         assert w.missing == "not-present" and len(w.steps) == li + 2

@@ -26,8 +26,8 @@ def _hooks():
 
 def test_every_hook_is_documented():
     hooks = _hooks()
-    assert {"mmemu_register_arch", "mmemu_boot", "mmemu_handle_fault", "mmemu_mapping_changed",
-            "mmemu_kernel_symbols"} <= {name for name, _ in hooks}
+    assert {"mmemu_register_arch", "mmemu_boot", "mmemu_handle_fault", "mmemu_mapping_changed"} <= \
+        {name for name, _ in hooks}
     for name, fn in hooks:
         doc = inspect.getdoc(fn) or ""
         assert "Called by" in doc, f"{name}: say who calls it and when"
@@ -86,8 +86,8 @@ class _ToyArch(Arch):
         # the i386 formulas, laid out as they would be for i386 itself
         return self.base.layout(dataclasses.replace(spec, arch="i386"))
 
-    def cpu_setup(self, spec):
-        return self.base.cpu_setup(spec)
+    def boot_plan(self, spec, layout):
+        return self.base.boot_plan(spec, layout)
 
     def boot_page_sizes(self, spec):
         return self.base.boot_page_sizes(spec)
@@ -136,6 +136,23 @@ def test_non_arch_registration_is_an_error():
 
     with pytest.raises(PluginError, match="not an mmemu.Arch"):
         ArchRegistry(get_plugin_manager(autoload=False, plugins=[Bad()]))
+
+
+def test_an_arch_without_the_required_protections_is_refused_at_registration():
+    class Half(_ToyArch):
+        name = "half"
+
+        def __init__(self):
+            super().__init__()
+            self.pgprot = {k: v for k, v in self.base.pgprot.items() if k not in ("PAGE_COPY", "PAGE_NONE")}
+
+    class Plugin:
+        @mmemu.hookimpl
+        def mmemu_register_arch(self):
+            return [Half()]
+
+    with pytest.raises(PluginError, match="does not define the protections PAGE_NONE, PAGE_COPY"):
+        ArchRegistry(get_plugin_manager(autoload=False, plugins=[Plugin()]))
 
 
 def test_unknown_arch_lists_the_known_ones():

@@ -4,6 +4,8 @@ The core never imports an arch plugin; its own tests should not either. The mode
 are shaped like x86 (its flag bits, its 8-byte entries, its reserved-bit rules) but small
 enough to reason about by hand:
 
+The codec is the x86 one (mmemu_x86.codec) with the toy's own masks.
+
 ``TOY``    two levels of 9 index bits: a "pmd" of 512 entries, each 2 MiB, which may map a
            2 MiB page (PS, bit 7), over a "pte" of 512 4 KiB pages. 30-bit virtual space
            (1 GiB), MAXPHYADDR 40, NX in bit 63.
@@ -22,13 +24,14 @@ captures everything a failed operation must leave as it was.
 
 from __future__ import annotations
 
-from mmemu.arch import Level, PagingMode
+from mmemu.arch import SIGN_EXTENDED, EntryFormat, Level, PagingMode
 from mmemu.buddy import FrameAllocator
 from mmemu.errors import OutOfMemory
 from mmemu.layout import ZoneSpan
 from mmemu.pagetable import PageTables
 from mmemu.physmem import PhysMem
-from mmemu_x86.pgtable_types import bits, entry_format, low_flags
+from mmemu_x86.codec import X86Bits, X86Codec
+from mmemu_x86.pgtable_types import bits, entry_format, low_flags, x86_attrs
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 PAGE = 4 * KiB
@@ -54,40 +57,45 @@ FLAGS = (("PRESENT", P), ("RW", RW), ("USER", US), ("PWT", PWT), ("PCD", PCD), (
          ("DIRTY", D), ("PSE", PS), ("GLOBAL", G), ("NX", NX))
 
 _HIGH = [("nx", 1), ("avl_high", 11), ("reserved_high", 12)]
-TABLE = entry_format(64, _HIGH + [("address", 28, 12)] + low_flags("pse"))
-LARGE_2M = entry_format(64, _HIGH + [("address", 19, 21), ("reserved", 8), ("pat", 1)] + low_flags("pse"))
-LARGE_1G = entry_format(64, _HIGH + [("address", 10, 30), ("reserved", 17), ("pat", 1)] + low_flags("pse"))
-PTE = entry_format(64, _HIGH + [("address", 28, 12)] + low_flags("pat"))
+TABLE = EntryFormat(entry_format(64, _HIGH + [("address", 28, 12)] + low_flags("pse")), x86_attrs("pse", True))
+LARGE_2M = EntryFormat(entry_format(64, _HIGH + [("address", 19, 21), ("reserved", 8), ("pat", 1)] + low_flags("pse")),
+                       x86_attrs("pse", True, pat_large=True))
+LARGE_1G = EntryFormat(entry_format(64, _HIGH + [("address", 10, 30), ("reserved", 17), ("pat", 1)] + low_flags("pse")),
+                       x86_attrs("pse", True, pat_large=True))
+PTE = EntryFormat(entry_format(64, _HIGH + [("address", 28, 12)] + low_flags("pat")), x86_attrs("pat", True))
 
 
 def pmd_level(name: str = "pmd") -> Level:
-    return Level(name, shift=21, bits=9, entry_size=8, format=TABLE, large_format=LARGE_2M, addr_mask=ADDR,
-                 large_addr_mask=bits(21, PA_BITS - 1), reserved=RSVD_HIGH, large_reserved=RSVD_HIGH | bits(13, 20),
-                 table_flags_kernel=KERNPG_TABLE, table_flags_user=PAGE_TABLE)
+    return Level(name, shift=21, bits=9, entry_size=8, table=TABLE, leaf=LARGE_2M)
 
 
-PTE_LEVEL = Level("pte", shift=12, bits=9, entry_size=8, format=PTE, addr_mask=ADDR, reserved=RSVD_HIGH)
+PMD_BITS = X86Bits(addr_mask=ADDR, large_addr_mask=bits(21, PA_BITS - 1), reserved=RSVD_HIGH,
+                   large_reserved=RSVD_HIGH | bits(13, 20))
+PTE_LEVEL = Level("pte", shift=12, bits=9, entry_size=8, leaf=PTE)
+PTE_BITS = X86Bits(addr_mask=ADDR, reserved=RSVD_HIGH)
 
 
-def _mode(name: str, levels: tuple[Level, ...], va_bits: int, nx: int = NX, canonical: bool = False) -> PagingMode:
-    return PagingMode(name=name, levels=levels, va_bits=va_bits, pa_bits=PA_BITS, present=P, write=RW, user=US,
-                      accessed=A, dirty=D, large=PS, global_=G, nx=nx,
-                      flags=FLAGS if nx else FLAGS[:-1], canonical=canonical, pat=PS, pat_large=1 << 12)
+def _mode(name: str, levels: tuple[Level, ...], level_bits: tuple[X86Bits, ...], va_bits: int, nx: int = NX,
+          canonical: bool = False) -> PagingMode:
+    codec = X86Codec(level_bits, nx, FLAGS if nx else FLAGS[:-1])
+    return PagingMode(name=name, levels=levels, va_bits=va_bits, pa_bits=PA_BITS, codec=codec,
+                      form=SIGN_EXTENDED if canonical else "flat")
 
 
-TOY = _mode("toy", (pmd_level(), PTE_LEVEL), va_bits=30)
-TOY_NONX = _mode("toy-nonx", (pmd_level(), PTE_LEVEL), va_bits=30, nx=0)
+TOY = _mode("toy", (pmd_level(), PTE_LEVEL), (PMD_BITS, PTE_BITS), va_bits=30)
+TOY_NONX = _mode("toy-nonx", (pmd_level(), PTE_LEVEL), (PMD_BITS, PTE_BITS), va_bits=30, nx=0)
 
-TOP3 = Level("pgd", shift=30, bits=2, entry_size=8, format=TABLE, folds=("p4d", "pud"), access_bits=False,
-             addr_mask=ADDR, reserved=RSVD_HIGH, table_flags_kernel=P, table_flags_user=P)
-TOY3 = _mode("toy3", (TOP3, pmd_level(), PTE_LEVEL), va_bits=32)
+TOP3 = Level("pgd", shift=30, bits=2, entry_size=8, table=TABLE, folds=("p4d", "pud"))
+TOP3_BITS = X86Bits(addr_mask=ADDR, reserved=RSVD_HIGH, access_bits=False, table_kernel=P, table_user=P)
+TOY3 = _mode("toy3", (TOP3, pmd_level(), PTE_LEVEL), (TOP3_BITS, PMD_BITS, PTE_BITS), va_bits=32)
 
-PGD48 = Level("pgd", shift=39, bits=9, entry_size=8, format=TABLE, folds=("p4d",), addr_mask=ADDR,
-              reserved=RSVD_HIGH | PS, table_flags_kernel=KERNPG_TABLE, table_flags_user=PAGE_TABLE)
-PUD48 = Level("pud", shift=30, bits=9, entry_size=8, format=TABLE, large_format=LARGE_1G, addr_mask=ADDR,
-              large_addr_mask=bits(30, PA_BITS - 1), reserved=RSVD_HIGH, large_reserved=RSVD_HIGH | bits(13, 29),
-              table_flags_kernel=KERNPG_TABLE, table_flags_user=PAGE_TABLE)
-TOY48 = _mode("toy48", (PGD48, PUD48, pmd_level(), PTE_LEVEL), va_bits=48, canonical=True)
+PGD48 = Level("pgd", shift=39, bits=9, entry_size=8, table=TABLE, folds=("p4d",))
+PGD48_BITS = X86Bits(addr_mask=ADDR, reserved=RSVD_HIGH | PS)
+PUD48 = Level("pud", shift=30, bits=9, entry_size=8, table=TABLE, leaf=LARGE_1G)
+PUD48_BITS = X86Bits(addr_mask=ADDR, large_addr_mask=bits(30, PA_BITS - 1), reserved=RSVD_HIGH,
+                     large_reserved=RSVD_HIGH | bits(13, 29))
+TOY48 = _mode("toy48", (PGD48, PUD48, pmd_level(), PTE_LEVEL), (PGD48_BITS, PUD48_BITS, PMD_BITS, PTE_BITS),
+              va_bits=48, canonical=True)
 
 
 class ToyMachine:

@@ -41,8 +41,8 @@ from unicorn.x86_const import (UC_X86_INS_SYSCALL, UC_X86_REG_AL, UC_X86_REG_CR0
                                UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI,
                                UC_X86_REG_RSP, UC_X86_REG_SS)
 
+from ..arch import KR, KW, KX, UR, UW, UX
 from ..errors import MmemuError
-from ..kernel.fault import Fault
 from . import x86
 from .faultstate import find_offsets
 
@@ -142,7 +142,8 @@ class Cpu:
         self._fault_regs = (UC_X86_REG_CR2, self._reg_ip, self._reg_sp)
         self._offsets = find_offsets()
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if b64 else UC_MODE_32)
-        self.uc.mem_map_ptr(0, kernel.mem.size, UC_PROT_ALL, kernel.mem.host_address)
+        for start, end in kernel.mem.ranges:
+            self.uc.mem_map_ptr(start, end - start, UC_PROT_ALL, kernel.mem.host_address + start)
         self._scratch_ctx = self.uc.context_save()
         self._ctx_base = ctypes.cast(self._scratch_ctx.context, ctypes.c_void_p).value
         self._last_fault: tuple[int, int, int] | None = None
@@ -262,7 +263,8 @@ class Cpu:
             return
         if intno == 14:
             cr2, ip, sp = uc.reg_read_batch(self._fault_regs)
-            fault = Fault(cr2, error, ip, "cpu", self.kernel.current, self.index, sp)
+            fault = self.kernel.codec.fault_from_code(cr2, error)
+            fault.ip, fault.source, fault.process, fault.cpu, fault.sp = ip, "cpu", self.kernel.current, self.index, sp
             self._resolve(run, fault)
             return
         ip = uc.reg_read(self._reg_ip)
@@ -277,7 +279,7 @@ class Cpu:
     def _resolve(self, run: _RunState, fault) -> bool:
         """Give a fault to the kernel; True if the access may be retried."""
         res = self.kernel.handle_page_fault(fault)
-        run.log.append((fault.address, fault.error_code, res.action, res.how))
+        run.log.append((fault.address, fault.code, res.action, res.how))
         if res.action == "retry":
             run.faults += 1
             return True
@@ -302,18 +304,23 @@ class Cpu:
         user = (uc.reg_read(UC_X86_REG_CS) & 3) == 3
         kind = "exec" if access == 18 else ("write" if access == 17 else "read")
         walk = self.kernel.pgtable.walk(self.cr3, vaddr)
-        code = walk.fault(kind, user)
-        if code is None:
+        fault = walk.fault(kind, user)
+        if fault is None:
             entry.paddr = walk.phys & ~(PAGE - 1)
-            perms = UC_PROT_READ
-            if walk.writable:
+            r = walk.rights
+            perms = 0
+            if r & (UR if user else KR):
+                perms |= UC_PROT_READ
+            if r & (UW if user else KW):
                 perms |= UC_PROT_WRITE
-            if not walk.nx:
+            if r & (UX if user else KX):
                 perms |= UC_PROT_EXEC
             entry.perms = perms
             return True
+        code = fault.code
         ip = uc.reg_read(self._reg_ip)
-        fault = Fault(vaddr, code, ip, "cpu", self.kernel.current, self.index, uc.reg_read(self._reg_sp))
+        fault.ip, fault.source, fault.process, fault.cpu = ip, "cpu", self.kernel.current, self.index
+        fault.sp = uc.reg_read(self._reg_sp)
         # the first refusal is the fault; Unicorn may ask again on its way out of the run
         # (for the page it started from, with the CPL of the faulting code): ignore that
         if self._run is not None:

@@ -7,15 +7,19 @@ of mapping, each a mixin over the shared state of :mod:`mmemu.kernel.base`.
 
 from __future__ import annotations
 
+import dataclasses
+
+from . import boot as _boot
 from .base import KernelBase
 from .direct import DirectMapMixin
-from .fault import Fault, FaultMixin, FaultResolution
+from .fault import FaultMixin, FaultResolution
 from .fixmap import FixmapMixin
 from .highmem import HighmemMixin
 from .invariants import InvariantsMixin
 from .process import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ,
                       PROT_WRITE, Process, ProcessMixin, Vma)
 from .vmalloc import VmallocMixin, VmapArea, VmStruct
+from ..faults import Fault
 
 __all__ = ["Kernel", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "VmStruct", "PROT_NONE", "PROT_READ",
            "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS"]
@@ -23,15 +27,33 @@ __all__ = ["Kernel", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "
 
 class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMixin, FaultMixin, InvariantsMixin,
              KernelBase):
-    """A booted machine (see :func:`mmemu.boot`)."""
+    """A booted machine (see :func:`mmemu.boot`).
 
-    def _init_services(self) -> None:
-        """After the boot mappings: the state of every service."""
+    Construction is the boot, in order: the spec's arch options validated (with their
+    defaults), the layout and the paging mode from the arch, memory and memblock, the
+    boot-time page tables, then each service's state (events, kmalloc, fixmap, HighMem,
+    vmalloc, processes, faults), then the plugins' ``mmemu_boot`` hook."""
+
+    def __init__(self, arch, spec, pm):
+        spec = dataclasses.replace(spec, options=arch.check_options(spec))
+        self.arch, self.spec, self.pm = arch, spec, pm
+        self.layout = arch.layout(spec)
+        _boot.check_layout(arch, self.layout)
+        self.paging = arch.paging(spec)
+        self.plan = arch.boot_plan(spec, self.layout)
         self.cpus = []
-        self._init_events()
-        self._init_direct()
-        self._init_fixmap()
-        self._init_highmem()
-        self._init_vmalloc()
-        self._init_processes()
-        self._init_faults()
+        self.mem = _boot.new_memory(self.layout)
+        try:
+            _boot.setup_memory(self)
+            _boot.build_tables(self)
+            self._init_events()
+            self._init_direct()
+            self._init_fixmap()
+            self._init_highmem()
+            self._init_vmalloc()
+            self._init_processes()
+            self._init_faults()
+            self.pm.hook.mmemu_boot(kernel=self)
+        except BaseException:
+            self.mem.close()
+            raise

@@ -1,5 +1,11 @@
 """The state every part of the emulated kernel shares: the machine, the master page table,
-the direct mapping's arithmetic, the event stream and the TLB flushes."""
+the direct mapping's arithmetic, the era, the event stream and the TLB flushes.
+
+:class:`KernelBase` is built in one place (:func:`mmemu.kernel.boot.boot_kernel`) from what
+the arch says; every attribute below is set there, before any service is initialised, so
+that the services (one mixin each) depend on this shared state only, never on each other's
+initialisation.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,15 @@ from ..events import MappingEvent
 if TYPE_CHECKING:
     import pluggy
 
-    from ..arch import Arch, PagingMode
-    from ..buddy import FrameAllocator, Page
+    from ..arch import Arch, BootPlan, EntryCodec, PagingMode
+    from ..buddy import FrameAllocator
+    from ..eras import Era
     from ..layout import Layout, MachineSpec
     from ..pagetable import PageTables, Walk
     from ..physmem import PhysMem
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
 
 
 class KernelBase:
@@ -26,6 +36,10 @@ class KernelBase:
     arch: "Arch"
     layout: "Layout"
     paging: "PagingMode"
+    codec: "EntryCodec"
+    plan: "BootPlan"
+    #: the generic mm rules of this kernel's release (mmemu.kernel.eras.MM)
+    era: "Era"
     mem: "PhysMem"
     frames: "FrameAllocator"
     pgtable: "PageTables"
@@ -40,8 +54,16 @@ class KernelBase:
     cpus: list
     #: CONFIG_HIGHPTE on a machine with HighMem: user page tables come from HighMem
     highpte: bool
+    #: TASK_SIZE: the end of user space
+    task_size: int
+    #: the first top-level index of the kernel part of a page directory (KERNEL_PGD_BOUNDARY)
+    KERNEL_PGD_BOUNDARY: int
+    #: sizeof(void *) of the emulated kernel
+    ptr_size: int
+    #: empty_zero_page
+    zero_pfn: int
 
-    # -- the direct mapping (arch/x86/include/asm/page.h: __pa, __va) ----------------
+    # -- the direct mapping (__pa, __va) ----------------------------------------------
 
     @property
     def PAGE_OFFSET(self) -> int:
@@ -51,30 +73,55 @@ class KernelBase:
     def high_memory(self) -> int:
         return self.layout["high_memory"]
 
+    @property
+    def PHYS_OFFSET(self) -> int:
+        return self.layout.phys_offset
+
+    def image_phys(self, va: int) -> int | None:
+        """``__pa_symbol``: the physical address of an address in the kernel image's own
+        mapping (x86_64's __START_KERNEL_map, RISC-V's and arm64's kernel mapping), or None."""
+        lo, hi, delta = self._image_span
+        if lo <= va < hi:
+            return va - delta
+        return None
+
     def virt_to_phys(self, va: int) -> int:
         """Physical address of a direct-mapped virtual address (``__pa``). Also accepts
-        the kernel-image alias at __START_KERNEL_map on x86_64 (``__phys_addr``)."""
+        an address of the kernel image's own mapping (``__phys_addr``)."""
         page_offset = self.PAGE_OFFSET
         if page_offset <= va < self.high_memory:
-            return va - page_offset
-        start_map = self.layout.symbols.get("__START_KERNEL_map")
-        if start_map is not None and start_map <= va < self.layout["_end"]:
-            return va - start_map + self.layout.symbols.get("phys_base", 0)
+            return va - page_offset + self.PHYS_OFFSET
+        pa = self.image_phys(va)
+        if pa is not None:
+            return pa
         raise AddressError(f"__pa({va:#x}): not a direct-mapped kernel address "
                            f"({page_offset:#x}-{self.high_memory:#x})")
 
     def phys_to_virt(self, pa: int) -> int:
         """Direct-map virtual address of a low-memory physical address (``__va``)."""
-        if not 0 <= pa < self.high_memory - self.PAGE_OFFSET:
+        base = self.PHYS_OFFSET
+        if not base <= pa < base + self.high_memory - self.PAGE_OFFSET:
             raise AddressError(f"__va({pa:#x}): physical address is not in the direct mapping "
-                               f"(low memory ends at {self.high_memory - self.PAGE_OFFSET:#x})")
-        return pa + self.PAGE_OFFSET
+                               f"({base:#x}-{base + self.high_memory - self.PAGE_OFFSET:#x})")
+        return pa - base + self.PAGE_OFFSET
 
     # -- looking at the tables --------------------------------------------------------
+
+    def root_for(self, va: int, process=None) -> int:
+        """The root table the MMU translates *va* with in *process* (None: the kernel's
+        own, init_mm): the process's page directory, except for the kernel half of a
+        mode with a separate kernel root (arm64's TTBR1)."""
+        if process is None or self.paging.in_kernel_root(va):
+            return self.pgd
+        return process.pgd
 
     def walk(self, va: int, root: int | None = None) -> "Walk":
         """Walk *va* in the master kernel page table (or the table at *root*)."""
         return self.pgtable.walk(self.pgd if root is None else root, va)
+
+    def walk_mm(self, va: int, process=None) -> "Walk":
+        """Walk *va* as the MMU does in *process*'s address space (None: init_mm)."""
+        return self.pgtable.walk(self.root_for(va, process), va)
 
     # -- events -----------------------------------------------------------------------
 
@@ -107,10 +154,10 @@ class KernelBase:
     def flush_tlb_kernel_range(self, start: int, end: int) -> None:
         """``flush_tlb_kernel_range``: the kernel flushes page by page up to a ceiling
         (tlb_single_page_flush_ceiling, 33 pages) and everything beyond it."""
-        pages = (end - start + 4095) >> 12
+        pages = (end - start + PAGE_SIZE - 1) >> PAGE_SHIFT
         for cpu in self.cpus:
             if pages <= 33:
-                for va in range(start & ~0xFFF, end, 4096):
+                for va in range(start & ~(PAGE_SIZE - 1), end, PAGE_SIZE):
                     cpu.flush_tlb_page(va)
             else:
                 cpu.flush_tlb()
@@ -135,9 +182,6 @@ class KernelBase:
     def pgd_va(self) -> int:
         """Virtual address of the master page table, where the kernel sees it."""
         return self._pgd_va
-
-    def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "") -> "Page":
-        return self.frames.alloc_pages(order, zone, owner)
 
     def close(self) -> None:
         """Release the host memory (the kernel object is unusable afterwards)."""

@@ -1,78 +1,103 @@
 """Booting a kernel: memory, zones, the master page table and the boot-time mappings.
 
-The steps follow the kernel's own order (arch/x86/kernel/setup.c ``setup_arch``):
-memblock reserves the first page and the kernel image, the direct mapping of low memory is
-built (``init_memory_mapping``: ``kernel_physical_mapping_init`` on both arches), the
-kernel image gets its final protections (``mark_rodata_ro``), the page tables of the
-fixmap (``early_ioremap_page_table_range_init`` / the x86_64 ``level2_fixmap_pgt``) and,
-on i386 with HighMem, the single page table of the pkmap area (``permanent_kmaps_init``)
-are allocated, and finally the remaining memory goes to the buddy allocator. Each writer
-of a page-table entry is named after the kernel function that writes it.
+The steps follow the order every arch's ``setup_arch``/``paging_init`` shares: memblock
+reserves the kernel image and what the arch's layout reserves (the PC's first page,
+RISC-V's firmware); the direct mapping of low memory is built with the largest pages the
+arch allows (x86 ``kernel_physical_mapping_init``, RISC-V ``create_linear_mapping_range``,
+arm64 ``map_mem``); the kernel image gets its final protections, in place where it lies in
+the direct map (i386 ``mark_rodata_ro``) or in its own mapping (x86_64, RISC-V, arm64); the
+page tables of the fixmap and, with HighMem, of the pkmap area are allocated, and the ones
+the arch preallocates; finally the remaining memory goes to the buddy allocator. Which
+kernel function writes each entry comes from the arch's :class:`~mmemu.arch.BootPlan`.
 """
 
 from __future__ import annotations
 
-import pluggy
-
-from ..arch import Arch, Level
+from ..arch import REQUIRED_SYMBOLS, Level
 from ..buddy import FrameAllocator
-from ..errors import ConfigError
-from ..layout import MachineSpec
+from ..errors import ConfigError, PluginError
 from ..pagetable import PageTables
 from ..physmem import PhysMem
-from . import Kernel
+from .eras import MM
 
 PAGE_SHIFT = 12
-ISA_END_ADDRESS = 0x100000
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+
+def boot_kernel(arch, spec, pm):
+    """Boot a machine of *spec* on *arch* and return its :class:`mmemu.kernel.Kernel`."""
+    from . import Kernel
+
+    return Kernel(arch, spec, pm)
 
 
 def _usable_pfn_ranges(layout) -> list[tuple[int, int]]:
     out = []
     for r in layout.memory_map:
         if r.type == "usable":
-            s, e = (r.start + 0xFFF) >> PAGE_SHIFT, r.end >> PAGE_SHIFT
+            s, e = (r.start + PAGE_SIZE - 1) >> PAGE_SHIFT, r.end >> PAGE_SHIFT
             if e > s:
                 out.append((s, e))
     return out
 
 
-def boot_kernel(arch: Arch, spec: MachineSpec, pm: pluggy.PluginManager) -> Kernel:
-    layout = arch.layout(spec)
+def check_layout(arch, layout) -> None:
+    """The symbols the core reads must be there (a plugin bug otherwise)."""
+    missing = [name for name in REQUIRED_SYMBOLS if name not in layout.symbols]
+    if missing:
+        raise PluginError(f"arch {arch.name}: its layout lacks the symbols {', '.join(missing)} "
+                          "(mmemu.arch.REQUIRED_SYMBOLS)")
     layout.check()
-    paging = arch.paging(spec)
-    k = Kernel()
-    k.spec, k.arch, k.layout, k.paging, k.pm = spec, arch, layout, paging, pm
-    k.cpus = []
-    k.mem = PhysMem(spec.ram)
-    try:
-        _boot(k)
-    except BaseException:
-        k.mem.close()
-        raise
-    return k
 
 
-def _boot(k: Kernel) -> None:
-    layout, arch, spec = k.layout, k.arch, k.spec
+def setup_memory(k) -> None:
+    """The state of :class:`~mmemu.kernel.base.KernelBase` that does not need a table yet:
+    RAM, memblock and the buddy allocator, the era, the shared numbers."""
+    layout, spec = k.layout, k.spec
     syms = layout.symbols
+    k.era = MM(spec.kernel)
+    k.codec = k.paging.codec
+    k.task_size = syms["TASK_SIZE"]
+    top = k.paging.levels[0]
+    if not k.plan.copies_kernel_pgd:  # a separate kernel root: a user directory is all user
+        k.KERNEL_PGD_BOUNDARY = top.entries
+    else:  # arch/x86/include/asm/pgtable.h: KERNEL_PGD_BOUNDARY pgd_index(PAGE_OFFSET) by default
+        k.KERNEL_PGD_BOUNDARY = syms.get("KERNEL_PGD_BOUNDARY",
+                                         (syms["PAGE_OFFSET"] >> top.shift) & (top.entries - 1))
+    k.ptr_size = 8 if k.paging.bits64 else 4
+    if layout.lowmem_bytes <= 0 or layout.lowmem_bytes % PAGE_SIZE:
+        raise ConfigError(f"layout gives high_memory {syms['high_memory']:#x} below PAGE_OFFSET or unaligned")
+    image = layout.image
+    lo = min(s.virt for s in image)
+    k._image_span = (lo, max(s.virt + s.size for s in image), image[0].virt - image[0].phys)
 
-    # memblock: the first page (real-mode IVT, BIOS data area) and the kernel image are
-    # reserved before anything is allocated (setup_arch: memblock_reserve(_text, _end),
-    # trim_low_memory_range / reserve_bios_regions).
-    image_start = min(s.phys for s in layout.image)
-    image_end = max(s.phys + s.size for s in layout.image)
-    reserved = [(0, 1, "BIOS data area"), (image_start >> PAGE_SHIFT, (image_end + 0xFFF) >> PAGE_SHIFT, "kernel image")]
+    # memblock: the kernel image (memblock_reserve(_text, _end - _text), every arch) and what
+    # the arch's layout reserves, before anything is allocated
+    image_start = min(s.phys for s in image)
+    image_end = max(s.phys + s.size for s in image)
+    reserved = [(r.start >> PAGE_SHIFT, (r.end + PAGE_SIZE - 1) >> PAGE_SHIFT, r.type) for r in layout.reserved]
+    reserved.append((image_start >> PAGE_SHIFT, (image_end + PAGE_SIZE - 1) >> PAGE_SHIFT, "kernel image"))
     frames = FrameAllocator(layout.zones)
     frames.memblock_init(_usable_pfn_ranges(layout), reserved)
     k.frames = frames
-
-    # CONFIG_HIGHPTE: user ptes in HighMem (decided now: the allocator below needs it)
+    # CONFIG_HIGHPTE: user ptes in HighMem (decided now: the table allocator needs it)
     k.highpte = bool(layout.config.get("CONFIG_HIGHPTE")) and "HighMem" in frames.zones
+
+
+def new_memory(layout) -> PhysMem:
+    return PhysMem(ranges=layout.ram_ranges())
+
+
+def build_tables(k) -> None:
+    """The engine, the master page table and every boot-time mapping."""
+    layout, arch, spec, plan = k.layout, k.arch, k.spec, k.plan
+    syms = layout.symbols
+    frames = k.frames
 
     def alloc_table(level: Level, user: bool) -> int:
         zone = "HighMem" if user and k.highpte and level is k.paging.levels[-1] else "Normal"
         page = frames.alloc_pages(0, zone, owner=f"page table ({level.name})")
-        k.mem.zero(page.phys, 4096)
+        k.mem.zero(page.phys, PAGE_SIZE)
         return page.phys
 
     def free_table(phys: int) -> None:
@@ -81,74 +106,78 @@ def _boot(k: Kernel) -> None:
     pt = PageTables(k.paging, k.mem, alloc_table, free_table)
     k.pgtable = pt
 
-    # The master page table lives in the kernel image: swapper_pg_dir in the i386 bss
-    # (arch/x86/kernel/head_32.S), init_top_pgt (init_level4_pgt before 4.14) in x86_64 data.
-    x86_64 = "__START_KERNEL_map" in syms
-    section = next(s for s in layout.image if s.name == ("data" if x86_64 else "bss"))
-    k.pgd = (section.phys + 0xFFF) & ~0xFFF
-    k._pgd_va = section.virt + (k.pgd - section.phys)
-    if x86_64:
-        k.pgd_symbol = "init_top_pgt" if spec.kernel >= "4.14" else "init_level4_pgt"
-    else:
-        k.pgd_symbol = "swapper_pg_dir"
-    k.mem.zero(k.pgd, 4096)
-    pt.adopt_table(k.pgd, 0, k.pgd_symbol)
+    # The master page table lives in the kernel image (swapper_pg_dir in the i386 and
+    # RISC-V bss, init_top_pgt in x86_64 data...), the zero page in the bss
+    # (empty_zero_page): the first free pages of their sections.
+    used: dict[str, int] = {}
 
-    # The direct mapping of low memory: [0, 1M) first, then the rest, each with the
-    # largest pages alignment allows (arch/x86/mm/init.c: init_mem_mapping maps the ISA
-    # range on its own; split_mem_range keeps unaligned heads and tails in small pages).
+    def image_page(name: str) -> tuple[int, int]:
+        try:
+            sec = next(s for s in layout.image if s.name == name)
+        except StopIteration:
+            raise PluginError(f"arch {arch.name}: the kernel image has no section {name!r}") from None
+        first = (sec.phys + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        pa = first + used.get(name, 0)
+        if pa + PAGE_SIZE > sec.phys + sec.size:
+            raise PluginError(f"arch {arch.name}: image section {name} is too small for its pages")
+        used[name] = used.get(name, 0) + PAGE_SIZE
+        return pa, sec.virt + (pa - sec.phys)
+
+    k.pgd, k._pgd_va = image_page(plan.root_section)
+    k.pgd_symbol = plan.root_symbol
+    k.mem.zero(k.pgd, PAGE_SIZE)
+    pt.adopt_table(k.pgd, 0, plan.root_symbol, kernel_root=True)
+    zero_pa, _ = image_page("bss")
+    k.zero_pfn = zero_pa >> PAGE_SHIFT
+    k.mem.zero(zero_pa, PAGE_SIZE)
+
+    # The direct mapping of low memory: the arch's first ranges on their own (x86 maps
+    # [0, 1M) first: init_mem_mapping; split_mem_range keeps unaligned heads and tails in
+    # small pages), then the rest of RAM below high_memory.
     sizes = arch.boot_page_sizes(spec)
     k.direct_map_page_sizes = sizes
-    page_offset = syms["PAGE_OFFSET"]
-    lowmem = syms["high_memory"] - page_offset
-    if lowmem <= 0 or lowmem % 4096:
-        raise ConfigError(f"layout gives high_memory {syms['high_memory']:#x} below PAGE_OFFSET or unaligned")
+    page_offset, base = syms["PAGE_OFFSET"], layout.phys_offset
+    lowmem_end = base + layout.lowmem_bytes
     kernel_prot = arch.pgprot["PAGE_KERNEL"]
-    writer = "kernel_physical_mapping_init"
-    isa = min(ISA_END_ADDRESS, lowmem)
-    pt.map(k.pgd, page_offset, 0, isa, kernel_prot, writer=writer, page_sizes=sizes)
-    if lowmem > isa:
-        pt.map(k.pgd, page_offset + isa, isa, lowmem - isa, kernel_prot, writer=writer, page_sizes=sizes)
+    pieces = [(base + s, min(base + e, lowmem_end)) for s, e in plan.direct_map_first if base + s < lowmem_end]
+    for s, e in layout.ram_ranges():
+        s, e = max(s, base), min(e, lowmem_end)
+        for fs, fe in pieces:
+            if fs <= s < fe:
+                s = fe
+        if s < e:
+            pieces.append((s, e))
+    for s, e in pieces:
+        pt.map(k.pgd, page_offset + s - base, s, e - s, kernel_prot, writer=plan.direct_map_writer, page_sizes=sizes)
 
-    # The kernel image with its final protections (mark_rodata_ro, arch/x86/mm/init_{32,64}.c):
-    # text read-only and executable, rodata read-only, data and bss writable, both NX.
-    # On i386 the image is part of the direct mapping: change its entries (splitting large
-    # pages at the section edges, as set_memory_ro/nx do). On x86_64 it has its own mapping
-    # at __START_KERNEL_map (built by head_64.S / __startup_64 with 2 MiB pages).
-    p = k.paging
+    # The kernel image with its final protections: text read-only and executable, rodata
+    # read-only, data and bss writable, both non-executable where the arch can say so.
+    # A section inside the direct map gets its protection in place (splitting large pages
+    # at the edges, as set_memory_ro/nx do); one elsewhere has its own mapping.
+    pgprot = arch.pgprot
     for sec in layout.image:
-        size = (sec.size + 0xFFF) & ~0xFFF
-        if x86_64:
-            prot = arch.pgprot["PAGE_KERNEL_RX" if sec.executable else
-                               ("PAGE_KERNEL" if sec.writable else "PAGE_KERNEL_RO")]
-            pt.map(k.pgd, sec.virt, sec.phys, size, prot, writer="__startup_64", page_sizes=sizes)
+        size = (sec.size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if sec.writable:
+            prot = pgprot["PAGE_KERNEL_EXEC" if sec.executable else "PAGE_KERNEL"]
         else:
-            clear = (0 if sec.writable else p.write) | (p.nx if sec.executable else 0)
-            setb = 0 if sec.executable else p.nx
-            if clear or setb:
-                pt.change(k.pgd, sec.virt, size, set_bits=setb, clear_bits=clear, writer="mark_rodata_ro")
+            prot = pgprot["PAGE_KERNEL_RX" if sec.executable else "PAGE_KERNEL_RO"]
+        if page_offset <= sec.virt < syms["high_memory"] and sec.virt == page_offset + sec.phys - base:
+            pt.protect(k.pgd, sec.virt, size, prot, writer=plan.image_writer)
+        else:
+            pt.map(k.pgd, sec.virt, sec.phys, size, prot, writer=plan.image_writer, page_sizes=sizes)
 
     # The fixmap's page tables, for every slot including the boot-time ones.
     fix_top = syms["FIXADDR_TOP"]
     end_idx = dict(layout.fixmap).get("__end_of_fixed_addresses")
-    fix_bottom = fix_top - ((end_idx - 1) << PAGE_SHIFT) if end_idx else syms["FIXADDR_START"]
-    fix_bottom = min(fix_bottom, syms["FIXADDR_START"])
-    pt.populate(k.pgd, fix_bottom, fix_top + 4096 - fix_bottom,
-                writer="__startup_64" if x86_64 else "early_ioremap_page_table_range_init")
+    fix_bottom = fix_top - ((end_idx - 1) << PAGE_SHIFT) if end_idx else syms.get("FIXADDR_START", fix_top)
+    fix_bottom = min(fix_bottom, syms.get("FIXADDR_START", fix_bottom))
+    pt.populate(k.pgd, fix_bottom, fix_top + PAGE_SIZE - fix_bottom, writer=plan.fixmap_writer)
 
-    # i386 with HighMem: one page table for all LAST_PKMAP slots (mm/highmem.c,
-    # arch/x86/mm/init_32.c permanent_kmaps_init -> pkmap_page_table).
+    # HighMem: one page table for all LAST_PKMAP slots (mm/highmem.c pkmap_page_table;
+    # arch/x86/mm/init_32.c permanent_kmaps_init)
     if "PKMAP_BASE" in syms and syms.get("LAST_PKMAP"):
-        pt.populate(k.pgd, syms["PKMAP_BASE"], syms["LAST_PKMAP"] << PAGE_SHIFT, writer="permanent_kmaps_init")
+        pt.populate(k.pgd, syms["PKMAP_BASE"], syms["LAST_PKMAP"] << PAGE_SHIFT, writer=plan.pkmap_writer)
 
-    # x86_64 since 5.8 (arch/x86/mm/init_64.c preallocate_vmalloc_pages): the level below
-    # the pgd is allocated for the whole vmalloc space at boot, so that its top-level
-    # entries exist in every page directory copied from init_top_pgt and never need a sync.
-    if x86_64 and spec.kernel >= "5.8":
-        # (x86_64's VMALLOC_END is the last byte: pgtable_64_types.h "... - 1")
-        end = (syms["VMALLOC_END"] | 0xFFF) + 1
-        pt.populate(k.pgd, syms["VMALLOC_START"], end - syms["VMALLOC_START"],
-                    writer="preallocate_vmalloc_pages", down_to=1)
-
-    k._init_services()
-    k.pm.hook.mmemu_boot(kernel=k)
+    # what the arch preallocates (x86_64 5.8+ preallocate_vmalloc_pages...)
+    for start, end, down_to, writer in plan.populate:
+        pt.populate(k.pgd, start, end - start, writer=writer, down_to=down_to)

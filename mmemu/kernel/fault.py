@@ -1,10 +1,10 @@
 """The page-fault path: one handler for every fault, from code on the CPU or from an access
 made through the emulator's API (arch/x86/mm/fault.c, mm/memory.c).
 
-Kernel addresses: ``vmalloc_fault`` (kernels before 5.8) copies a missing top-level entry
-of the vmalloc space from the master page table; a fault that the master table would not
-raise (a stale TLB entry) is spurious; anything else is an oops, reported in the kernel's
-words. User addresses: ``find_vma``, ``access_error``, then ``handle_mm_fault`` (the
+Kernel addresses: the arch's lazy fixups first (x86's and RISC-V's ``vmalloc_fault`` copy
+a missing top-level entry from the master page table, :meth:`copy_kernel_pgd_entry`); a
+fault that the tables would not raise now (a stale TLB entry) is spurious; anything else
+is an oops, reported in the arch's words. User addresses: ``find_vma``, ``access_error``, then ``handle_mm_fault`` (the
 zero page on a read, a fresh zeroed page on a write, copy-on-write on a write to a shared
 page); outside any VMA or against its permissions: SIGSEGV for user mode, an oops for
 the kernel. Plugins see every fault first (``mmemu_handle_fault``, first result wins).
@@ -15,68 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import MmemuError, OutOfMemory
-from ..pagetable import X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE
+from ..faults import Fault
 from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
-X86_PF_PK = 1 << 5
 #: the default stack limit (include/uapi/linux/resource.h _STK_LIM, 8 MiB), which
 #: acct_stack_growth() holds a growing stack VMA to
 RLIMIT_STACK = 8 << 20
-
-
-@dataclass
-class Fault:
-    """One page fault: the address (CR2), the x86 error code, where it happened."""
-
-    address: int
-    error_code: int
-    ip: int | None = None  # the faulting instruction (None for an API access)
-    source: str = "api"  # "cpu" or "api"
-    process: Process | None = None
-    cpu: int = 0
-    sp: int = 0  # the stack pointer at the fault (for the segfault line)
-
-    @property
-    def write(self) -> bool:
-        return bool(self.error_code & X86_PF_WRITE)
-
-    @property
-    def user(self) -> bool:
-        return bool(self.error_code & X86_PF_USER)
-
-    @property
-    def instr(self) -> bool:
-        return bool(self.error_code & X86_PF_INSTR)
-
-    @property
-    def protection(self) -> bool:
-        return bool(self.error_code & X86_PF_PROT)
-
-    @property
-    def rsvd(self) -> bool:
-        return bool(self.error_code & X86_PF_RSVD)
-
-    @property
-    def access(self) -> str:
-        return "exec" if self.instr else ("write" if self.write else "read")
-
-    def describe(self) -> str:
-        """``#PF: supervisor write access in kernel mode`` wording."""
-        who = "user" if self.user else "supervisor"
-        what = "instruction fetch" if self.instr else ("write access" if self.write else "read access")
-        mode = "user" if self.user else "kernel"
-        return f"{who} {what} in {mode} mode"
-
-    def reason(self) -> str:
-        if not self.protection:
-            return "not-present page"
-        if self.rsvd:
-            return "reserved bit violation"
-        if self.error_code & X86_PF_PK:
-            return "protection keys violation"
-        return "permissions violation"
 
 
 @dataclass
@@ -95,17 +41,9 @@ class FaultMixin:
     def _init_faults(self) -> None:
         self.die_counter = 0
         self.fault_count = 0
-        # vmalloc_fault: x86_64 until 5.8 (then the vmalloc p4d/pud are preallocated);
-        # x86_32 until 5.8 and again from 5.9 ("x86/mm/32: Bring back vmalloc faulting")
-        kv = self.spec.kernel
-        self.vmalloc_fault_era = kv < "5.8" or (not self.paging.canonical and kv >= "5.9")
-        self._user_limit = self.layout.symbols.get("TASK_SIZE_MAX", self.task_size)
-        self._vsyscall = self.layout.symbols.get("VSYSCALL_ADDR")
-        self._pte_present_bits = self.paging.present | self.paging.global_  # pte_present(): P or PROTNONE
         self._fault_hook = self.pm.hook.mmemu_handle_fault
-        # 2.6.24-2.6.31 had no zero page for anonymous read faults ("mm: remove ZERO_PAGE",
-        # reinstated in 2.6.32): every fault got a fresh zeroed page
-        self.anon_zero_page = not ("2.6.24" <= kv < "2.6.32")
+        # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
+        self.anon_zero_page = self.era.anon_zero_page
 
     # -- the entry point --------------------------------------------------------------
 
@@ -114,15 +52,15 @@ class FaultMixin:
         self.fault_count += 1
         if fault.process is None:
             fault.process = self.current
-        if self._fault_hook.get_hookimpls():
-            plugged = self._fault_hook(kernel=self, fault=fault)
-            if plugged is not None:
-                return plugged
         # what the mapping events of this fault were done for
         prev, proc = self.event_context, fault.process
-        self.event_context = f"#PF at {fault.address:#x} in {proc.comm}[{proc.pid}]" if proc else \
-            f"#PF at {fault.address:#x} in the kernel"
+        self.event_context = f"page fault at {fault.address:#x} in {proc.comm}[{proc.pid}]" if proc else \
+            f"page fault at {fault.address:#x} in the kernel"
         try:
+            if self._fault_hook.get_hookimpls():
+                plugged = self._fault_hook(kernel=self, fault=fault)
+                if plugged is not None:
+                    return plugged
             if self.fault_in_kernel_space(fault.address):
                 return self._kernel_address_fault(fault)
             return self._user_address_fault(fault)
@@ -130,18 +68,17 @@ class FaultMixin:
             self.event_context = prev
 
     def fault_in_kernel_space(self, address: int) -> bool:
-        """x86_64: at or above TASK_SIZE_MAX (the vsyscall page counts as user); i386:
-        at or above TASK_SIZE."""
-        if self._vsyscall is not None and address & ~0xFFF == self._vsyscall:
-            return False
-        return address >= self._user_limit
+        """The address belongs to the kernel's half (the arch decides: x86_64's vsyscall
+        page counts as user)."""
+        return self.arch.fault_in_kernel_space(self.layout, address)
 
     # -- kernel addresses ---------------------------------------------------------------
 
     def _kernel_address_fault(self, fault: Fault) -> FaultResolution:
-        if not fault.error_code & (X86_PF_RSVD | X86_PF_USER | X86_PF_PROT):
-            if self.vmalloc_fault_era and self.vmalloc_fault(fault.address, self.fault_pgd(fault)):
-                return FaultResolution("retry", "vmalloc_fault")
+        if not fault.user and fault.kind == "not-present":
+            how = self.arch.kernel_fault_fixup(self, fault)
+            if how:
+                return FaultResolution("retry", how)
         if self.spurious_kernel_fault(fault):
             return FaultResolution("retry", "spurious_kernel_fault")
         if fault.user:
@@ -149,42 +86,34 @@ class FaultMixin:
         return self.no_context(fault)
 
     def fault_pgd(self, fault: Fault) -> int:
-        """The page directory the faulting access went through (CR3): its process's, or
-        init_mm's for a kernel thread. An API access made for a process that is not the
-        current one faults in that process's directory, not in the current one."""
-        return fault.process.pgd if fault.process is not None else self.pgd
+        """The root table the faulting access went through: its process's page directory,
+        or init_mm's for a kernel thread (and the kernel root for the kernel half of a
+        mode with one). An API access made for a process that is not the current one
+        faults in that process's directory, not in the current one."""
+        return self.root_for(fault.address, fault.process)
 
-    def vmalloc_fault(self, address: int, root: int | None = None) -> bool:
-        """Copy the top-level entry for a vmalloc address from the master table into the
-        faulting page directory (*root*, the current one by default) when it is missing
-        there and present in the master (the pde on i386, the pgd entry on x86_64; 2.6.12
-        checked only >= TASK_SIZE). True if the access can now succeed."""
-        if self.spec.kernel >= "2.6.26" and not self.layout["VMALLOC_START"] <= address < self.layout["VMALLOC_END"]:
-            return False
-        if root is None:
-            root = self.current_pgd()
-        if root == self.pgd:
+    def copy_kernel_pgd_entry(self, root: int, address: int, writer: str = "vmalloc_fault") -> bool:
+        """The lazy half of keeping page directories in step (``vmalloc_sync_one``): copy
+        the master's top-level entry for *address* into the directory at *root* when it is
+        missing there and present in the master. True if an entry was copied. The copy
+        happens even if the lower levels of the master do not map the address (the kernel
+        copies first and checks after)."""
+        if root == self.pgd or not self.plan.copies_kernel_pgd:
             return False
         top = self.paging.levels[0]
         index = (address >> top.shift) & (top.entries - 1)
-        mine = self.pgtable.entries(root, 0)[index]
-        master = self.pgtable.entries(self.pgd, 0)[index]
-        if not master & self.paging.present:
-            return False  # pgd_none(*pgd_ref) / !pmd_present(*pmd_k): the master has nothing
-        if mine == master:
-            return False
-        if mine:
-            return False  # present but different: not something vmalloc_fault repairs
-        # The entry is copied first (set_pgd / set_pmd in vmalloc_sync_one), and only then
-        # are the lower levels of the master checked: a fault on an unmapped page under a
-        # master entry leaves the copy behind and still ends in an oops.
-        self.pgtable.set_entry(root, 0, index, master, writer="vmalloc_fault", va=address & ~(top.span - 1),
+        mine = self.pgtable.read_entry(root, index, 0)
+        master = self.pgtable.read_entry(self.pgd, index, 0)
+        if mine or self.pgtable.decode(0, master)[0] == 0:
+            return False  # already there (or different: not something a sync repairs), or nothing to copy
+        self.pgtable.set_entry(root, 0, index, master, writer=writer, va=address & ~(top.span - 1),
                                kind="set_pgd")
-        return self.walk(address).mapped
+        return True
 
     def spurious_kernel_fault(self, fault: Fault) -> bool:
-        """The tables (of the current directory) allow this access now: the fault came
-        from a stale TLB entry. Only protection faults qualify, as in the kernel."""
+        """The tables (of the faulting directory) allow this access now: the fault came
+        from a stale TLB entry. Only faults on a translation that exists qualify, as in
+        the kernel."""
         if not fault.protection or fault.rsvd:
             return False
         walk = self.pgtable.walk(self.fault_pgd(fault), fault.address)
@@ -222,11 +151,16 @@ class FaultMixin:
 
     @staticmethod
     def access_error(fault: Fault, vma: Vma) -> bool:
-        """arch/x86/mm/fault.c access_error()."""
+        """access_error() (arch/x86/mm/fault.c; arm64 and RISC-V check the same VMA flags):
+        a write needs VM_WRITE, a fetch VM_EXEC, a read any access; a read or fetch that
+        faulted on a permission of a present page is an error (the kernel maps what the VMA
+        allows: the page forbids what the VMA forbids)."""
         if fault.write:
             return not vma.vm_flags & VM_WRITE
-        if fault.protection:
-            return True  # read (or fetch) from a present page: a protection violation
+        if fault.kind == "protection":
+            return True
+        if fault.instr:
+            return not vma.vm_flags & VM_EXEC
         return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
 
     def handle_mm_fault(self, proc: Process, vma: Vma, address: int, write: bool) -> str:
@@ -234,15 +168,18 @@ class FaultMixin:
         is looked up once and stays mapped (HIGHPTE) while the fault is handled."""
         va = address & ~(PAGE_SIZE - 1)
         slot, kmapped = self.pte_lookup(proc, va, alloc=True)
+        codec = self.codec
         try:
             pte = self.read_slot(slot)
-            m = self.paging
-            if not pte & self._pte_present_bits:
+            if not codec.pte_present(pte):
                 return self.do_anonymous_page(proc, vma, va, write, slot)
-            if write and not pte & m.write:
+            if write and not codec.pte_write(pte):
                 return self.do_wp_page(proc, vma, va, pte, slot)
-            # present and allowed: a stale TLB entry (flush_tlb_fix_spurious_fault)
-            new = pte | m.accessed | (m.dirty if write else 0)
+            # present and allowed: a stale TLB entry (flush_tlb_fix_spurious_fault), or the
+            # access flag to set (arm64 without hardware AF): pte_mkyoung, pte_mkdirty
+            new = codec.pte_mkyoung(pte)
+            if write:
+                new = codec.pte_mkdirty(new)
             if new != pte:
                 self.write_slot(slot, va, new, "handle_pte_fault")
         finally:
@@ -259,13 +196,15 @@ class FaultMixin:
             self.write_slot(slot, va, self.mk_pte(self.zero_pfn, prot), "do_anonymous_page")
             return "do_anonymous_page (zero page)"
         page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
-        m = self.paging
+        codec = self.codec
         entry = self.mk_pte(page.pfn, prot)
         # maybe_mkwrite(pte_mkdirty(...)): the page is private to this process, so a read
         # fault of the kernels without the zero page (2.6.24-2.6.31) maps it writable and
         # dirty too (do_anonymous_page had no write_access branch left)
         if write or not self.anon_zero_page:
-            entry |= m.dirty | (m.write if vma.vm_flags & VM_WRITE else 0)
+            entry = codec.pte_mkdirty(entry)
+            if vma.vm_flags & VM_WRITE:
+                entry = codec.pte_mkwrite(entry)
         self.write_slot(slot, va, entry, "do_anonymous_page")
         return "do_anonymous_page"
 
@@ -273,11 +212,11 @@ class FaultMixin:
         """A write to a present read-only page of a writable VMA: reuse the page if this
         process holds the only reference, else copy it (and from the zero page: a fresh
         zeroed page). The old translation is flushed (ptep_clear_flush)."""
-        m = self.paging
+        codec = self.codec
         pfn = self.pte_pfn(pte)
         prot = self.vm_page_prot(vma.vm_flags)
         if pfn != self.zero_pfn and self._exclusive(pfn):
-            self.write_slot(slot, va, pte | m.write | m.dirty | m.accessed, "wp_page_reuse")
+            self.write_slot(slot, va, codec.pte_mkyoung(codec.pte_mkdirty(codec.pte_mkwrite(pte))), "wp_page_reuse")
             self.flush_tlb_one_kernel(va)
             return "do_wp_page (reuse)"
         new = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=pfn == self.zero_pfn)
@@ -285,7 +224,7 @@ class FaultMixin:
             self.mem.write(new.phys, self.mem.read(pfn << PAGE_SHIFT, PAGE_SIZE))  # copy_user_highpage
         self.write_slot(slot, va, 0, "ptep_clear_flush")
         self.flush_tlb_one_kernel(va)
-        self.write_slot(slot, va, self.mk_pte(new.pfn, prot) | m.write | m.dirty, "wp_page_copy")
+        self.write_slot(slot, va, codec.pte_mkdirty(codec.pte_mkwrite(self.mk_pte(new.pfn, prot))), "wp_page_copy")
         if pfn != self.zero_pfn:
             self.frames.free_pages(pfn)  # put_page on the old one
         return "do_wp_page (copy)"
@@ -298,17 +237,14 @@ class FaultMixin:
         return self.no_context(fault)
 
     def no_context(self, fault: Fault, why: str = "") -> FaultResolution:
-        """No fixup: the oops."""
-        from ..render.oops import oops_report
-
+        """No fixup: the oops, in the arch's words."""
         self.die_counter += 1
-        return FaultResolution("oops", why or "page_fault_oops", oops_report(self, fault, self.die_counter, why))
+        return FaultResolution("oops", why or "page_fault_oops",
+                               self.arch.oops_report(self, fault, self.die_counter, why))
 
     def segfault_report(self, fault: Fault, code: str) -> str:
-        """show_signal_msg(): ``comm[pid]: segfault at addr ip ... sp ... error ...``."""
-        from ..render.oops import segfault_line
-
-        return segfault_line(self, fault, fault.sp)
+        """The line the kernel logs for a user SIGSEGV (show_signal_msg), in the arch's words."""
+        return self.arch.segfault_report(self, fault)
 
     # -- accesses through the API ------------------------------------------------------
 
@@ -323,13 +259,16 @@ class FaultMixin:
         proc = process if process is not None else self.current
         if user and proc is None:
             raise MmemuError("a user-mode access needs a process")
-        root = self.pgd if proc is None else proc.pgd
+        if access not in ("read", "write", "exec"):
+            raise MmemuError(f"access must be 'read', 'write' or 'exec', not {access!r}")
+        root = self.root_for(va, proc)
         for _ in range(max_faults + 1):
             walk = self.pgtable.walk(root, va)
-            code = walk.fault(access, user)
-            if code is None:
+            fault = walk.fault(access, user)
+            if fault is None:
                 return walk.phys
-            res = self.handle_page_fault(Fault(va, code, None, "api", proc))
+            fault.source, fault.process = "api", proc
+            res = self.handle_page_fault(fault)
             if res.action == "oops":
                 raise Oops(res.report)
             if res.action == "sigsegv":

@@ -30,7 +30,7 @@ class FixmapMixin:
                 near = ", ".join(n for n in self.fixed_addresses if not n.startswith("__"))
                 raise MmemuError(f"no fixmap slot {idx!r} on kernel {self.spec.kernel}; slots: {near}") from None
         if not 0 <= idx < self.end_of_fixed_addresses:
-            raise self.BUG("arch/x86/include/asm/fixmap.h __fix_to_virt()",
+            raise self.BUG("include/asm-generic/fixmap.h __fix_to_virt()",
                            f"BUILD_BUG_ON(idx >= __end_of_fixed_addresses): index {idx} is out of range "
                            f"(0..{self.end_of_fixed_addresses - 1})")
         return idx
@@ -51,8 +51,14 @@ class FixmapMixin:
         i = self.fix_index(idx)
         if prot not in self.arch.pgprot:
             raise MmemuError(f"unknown protection {prot!r}; known: {', '.join(self.arch.pgprot)}")
+        if isinstance(phys, bool) or not isinstance(phys, int):
+            raise MmemuError(f"set_fixmap: phys must be an int (a physical address), not {type(phys).__name__}")
+        if not 0 <= phys < (1 << self.paging.pa_bits):
+            raise MmemuError(f"set_fixmap({idx!r}, {phys:#x}): the physical address is outside the "
+                             f"{self.paging.pa_bits}-bit physical address space")
         vaddr = self.FIXADDR_TOP - (i << PAGE_SHIFT)
-        self.pgtable.set_pte(self.pgd, vaddr, (phys & ~0xFFF) | self.arch.pgprot[prot], writer="__set_fixmap")
+        self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(phys >> PAGE_SHIFT, self.arch.pgprot[prot]),
+                             writer="__set_fixmap")
         self.flush_tlb_one_kernel(vaddr)
         return vaddr + (phys & 0xFFF)
 

@@ -55,7 +55,7 @@ class HighmemMixin:
         self.last_pkmap_nr = 0
         #: page_address_htable: pfn -> persistent kmap address (set_page_address)
         self.page_address_map: dict[int, int] = {}
-        self.kmap_scheme = cfg.get("kmap_atomic", "kmap_local" if self.spec.kernel >= "5.11" else "stack")
+        self.kmap_scheme = self.era.kmap_atomic  # "km_type", "stack" or "kmap_local"
         self.km_types = tuple(cfg.get("km_types") or ())
         self.KM_TYPE_NR = cfg.get("KM_TYPE_NR") or len(self.km_types) or 0
         self.KM_MAX_IDX = cfg.get("KM_MAX_IDX") or 16
@@ -107,7 +107,7 @@ class HighmemMixin:
         nr = self.last_pkmap_nr
         vaddr = self.PKMAP_ADDR(nr)
         prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
-        self.pgtable.set_pte(self.pgd, vaddr, (pfn << PAGE_SHIFT) | prot, writer="kmap_high")
+        self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(pfn, prot), writer="kmap_high")
         self.pkmap_count[nr] = 1
         self.page_address_map[pfn] = vaddr
         return vaddr
@@ -121,7 +121,7 @@ class HighmemMixin:
             self.pkmap_count[i] = 0
             vaddr = self.PKMAP_ADDR(i)
             old = self.pgtable.set_pte(self.pgd, vaddr, 0, writer="flush_all_zero_pkmaps")
-            self.page_address_map.pop((old & self.paging.levels[-1].addr_mask) >> PAGE_SHIFT, None)
+            self.page_address_map.pop(self.codec.pte_pfn(old), None)
             need_flush = True
         if need_flush:
             self.flush_tlb_kernel_range(self.PKMAP_ADDR(0), self.PKMAP_ADDR(self.LAST_PKMAP))
@@ -154,7 +154,7 @@ class HighmemMixin:
             raise self.BUG(f"arch/x86/mm/highmem_32.c {writer}()",
                            f"BUG_ON(!pte_none(*(kmap_pte-idx))): the slot at {vaddr:#x} is still in use")
         prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
-        self.pgtable.set_pte(self.pgd, vaddr, (pfn << PAGE_SHIFT) | prot, writer=writer)
+        self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(pfn, prot), writer=writer)
         self.flush_tlb_one_kernel(vaddr)  # __flush_tlb_one(vaddr) / arch_kmap_local_post_map
         self.kmap_atomic_stack[cpu].append(AtomicSlot(cpu, idx, vaddr, pfn, type_))
         return vaddr
@@ -176,6 +176,7 @@ class HighmemMixin:
         if not self.has_highmem or not self.PageHighMem(pfn):
             return self.lowmem_page_address(pfn)
         kv = self.spec.kernel
+        clears = self.era.kmap_atomic_clears_pte
         if self.kmap_scheme == "km_type":
             if km_type is None:
                 raise MmemuError(f"kmap_atomic on kernel {kv} takes a km_type: one of " + ", ".join(self.km_types))
@@ -183,9 +184,9 @@ class HighmemMixin:
                 raise MmemuError(f"unknown km_type {km_type!r} on kernel {kv}; known: {', '.join(self.km_types)}")
             idx = self.km_types.index(km_type)
             stack = self.kmap_atomic_stack[cpu]
-            if kv < "2.6.22":  # the slot is simply overwritten
+            if not clears:  # the slot is simply overwritten
                 self.kmap_atomic_stack[cpu] = [s for s in stack if s.idx != idx]
-            return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", km_type, kv >= "2.6.22")
+            return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", km_type, clears)
         idx = len(self.kmap_atomic_stack[cpu])  # kmap_atomic_idx_push()
         return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", "", True)
 
@@ -200,14 +201,13 @@ class HighmemMixin:
         if not self._in_kmap_fixmap(vaddr) and not self._in_stack(vaddr, cpu):
             return  # a lowmem page's address: nothing was mapped
         stack = self.kmap_atomic_stack[cpu]
-        kv = self.spec.kernel
         if self.kmap_scheme == "km_type":
             slot = next((s for s in stack if s.vaddr == vaddr), None)
             if km_type is not None and slot is not None and slot.type != km_type:
                 slot = None
             if slot is None:
                 return  # not the km_type's slot: nothing happens (no DEBUG_HIGHMEM)
-            if kv < "2.6.22":
+            if not self.era.kmap_atomic_clears_pte:
                 stack.remove(slot)  # the pte stays: the next kmap_atomic of the slot replaces it
                 return
             stack.remove(slot)

@@ -14,14 +14,15 @@ operation of randomised sequences).
 4. vmap areas lie in the vmalloc space, do not overlap, keep their guard page unmapped,
    and map exactly their pages.
 5. pkmap_count matches the pkmap entries and page_address.
-6. The kernel part of every page directory equals the master's (or, before 5.8, lacks
-   an entry that vmalloc_fault would copy).
+6. The kernel part of every page directory equals the master's (or, where the arch syncs
+   it lazily, lacks an entry that vmalloc_fault would copy).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from ..arch import LEAF, TABLE
 from ..errors import MmemuError
 
 PAGE_SHIFT = 12
@@ -48,11 +49,13 @@ class InvariantsMixin:
         return [self.pgd] + [p.pgd for p in self.pgd_list]
 
     def _identity_ranges(self) -> list[tuple[int, int]]:
-        """Mappings of memory regardless of what it is used for."""
+        """Mappings of memory regardless of what it is used for: the direct map and the
+        kernel image's own mapping (which covers whole large pages around the image)."""
         ranges = [(self.PAGE_OFFSET, self.high_memory)]
-        start_map = self.layout.symbols.get("__START_KERNEL_map")
-        if start_map is not None:
-            ranges.append((start_map, start_map + self.layout.symbols.get("KERNEL_IMAGE_SIZE", 512 << 20)))
+        lo, hi, _ = self._image_span
+        if not self.PAGE_OFFSET <= lo < self.high_memory:
+            big = max(self.direct_map_page_sizes)
+            ranges.append((lo & ~(big - 1), (hi + big - 1) & ~(big - 1)))
         return ranges
 
     def _stale_allowed(self) -> set[int]:
@@ -69,17 +72,17 @@ class InvariantsMixin:
         pt = self.pgtable
         seen: Counter[int] = Counter()
         last = len(self.paging.levels) - 1
-        P, L = self.paging.present, self.paging.large
         master_top = pt.entries(self.pgd, 0)
         for root in self._all_roots():
             seen[root] += 1
             top = pt.entries(root, 0)
             for i, raw in enumerate(top):
-                if not raw & P or (self.paging.levels[0].large_format is not None and raw & L):
+                kind, child, _ = pt.decode(0, raw)
+                if kind != TABLE:
                     continue
                 if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY and raw == master_top[i]:
                     continue  # the shared kernel part: counted once, under the master
-                self._count_subtree(raw & self.paging.levels[0].addr_mask, 1, seen, last)
+                self._count_subtree(child, 1, seen, last)
         known = set(pt.tables)
         reached = set(seen)
         if known - reached:
@@ -97,11 +100,12 @@ class InvariantsMixin:
         seen[table] += 1
         if li == last:
             return
-        lv = self.paging.levels[li]
-        P, L = self.paging.present, self.paging.large
+        decode = self.pgtable.decode
         for raw in self.pgtable.entries(table, li):
-            if raw & P and not (lv.large_format is not None and raw & L):
-                self._count_subtree(raw & lv.addr_mask, li + 1, seen, last)
+            if raw:
+                kind, child, _ = decode(li, raw)
+                if kind == TABLE:
+                    self._count_subtree(child, li + 1, seen, last)
 
     def _check_mapped_frames(self) -> None:
         identity = self._identity_ranges()
@@ -122,16 +126,16 @@ class InvariantsMixin:
                         raise InvariantError(f"{va:#x} maps pfn {pfn:#x}, which is {state}")
                     if user and pfn != self.zero_pfn:
                         user_refs[pfn] += 1
-                    elif user and raw & self.paging.write:
+                    elif user and self.codec.pte_write(raw):
                         raise InvariantError(f"{va:#x} maps the zero page writable")
         if any(self.mem.read(self.zero_pfn << PAGE_SHIFT, 4096)):
             raise InvariantError("the zero page is not zero any more")
         # PROT_NONE ptes: not present for the CPU (the walk above skips them), but they
         # map their page as much as any other (pte_present())
-        P = self.paging.present
+        last = len(self.paging.levels) - 1
         for proc in self.pgd_list:
             for va, raw in self.user_ptes(proc, 0, self.task_size):
-                if raw & P:
+                if self.pgtable.decode(last, raw)[0] == LEAF:
                     continue
                 pfn = self.pte_pfn(raw)
                 state = self.frames.page(pfn).state
@@ -192,7 +196,7 @@ class InvariantsMixin:
             if count == 0 and pte:
                 raise InvariantError(f"pkmap slot {i} is free but its pte is {pte:#x}")
             if count >= 1:
-                if not pte & self.paging.present:
+                if not self.pte_present(pte):
                     raise InvariantError(f"pkmap slot {i} has count {count} but no mapping")
                 pfn = self.pte_pfn(pte)
                 if self.page_address_map.get(pfn) != va:
@@ -203,13 +207,15 @@ class InvariantsMixin:
                 raise InvariantError(f"page_address of pfn {pfn:#x} is {va:#x}, not a live pkmap slot")
 
     def _check_kernel_halves(self) -> None:
+        if not self.plan.copies_kernel_pgd:
+            return  # the kernel half has a root of its own
         master = self.pgtable.entries(self.pgd, 0)
         for proc in self.pgd_list:
             mine = self.pgtable.entries(proc.pgd, 0)
             for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
                 if mine[i] == master[i]:
                     continue
-                if not mine[i] and self.vmalloc_fault_era:
+                if not mine[i] and not self._sync_kernel_mappings_now:
                     continue  # vmalloc_fault will copy it on first use
                 raise InvariantError(f"process {proc.pid}: kernel pgd entry {i} is {mine[i]:#x}, "
                                      f"the master has {master[i]:#x}")

@@ -18,6 +18,7 @@ import bisect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..arch import LEAF, TABLE
 from ..errors import MmemuError, OutOfMemory
 
 PAGE_SHIFT = 12
@@ -102,17 +103,15 @@ class ProcessMixin:
         self.pgd_list: list[Process] = []
         self.current: Process | None = None
         self._next_pid = 1
-        self.task_size = self.layout["TASK_SIZE"]
-        top = self.paging.levels[0]
-        self.KERNEL_PGD_BOUNDARY = (self.PAGE_OFFSET >> top.shift) & (top.entries - 1)
-        self.pae = bool(self.layout.config.get("CONFIG_X86_PAE"))
-        self._ptr = self.paging.levels[0].entry_size
-        self._pte_present_mask = self.paging.present | self.paging.global_  # pte_present(): P or PROTNONE
         self._protection_map = [self._vm_page_prot(f) for f in range(16)]
-        #: the zero page (empty_zero_page, in the kernel image's bss)
-        bss = next(s for s in self.layout.image if s.name == "bss")
-        self.zero_pfn = ((bss.phys + 0xFFF) >> PAGE_SHIFT) + 1  # the page after swapper_pg_dir
-        self.mem.zero(self.zero_pfn << PAGE_SHIFT, PAGE_SIZE)
+        syms = self.layout.symbols
+        #: where a new process's stack ends (STACK_TOP) and mmap's top-down search starts
+        #: (mm/util.c mmap_base(): PAGE_ALIGN(STACK_TOP - gap), the gap at least MIN_GAP)
+        self.stack_top = syms.get("STACK_TOP", self.task_size)
+        self.mmap_base_default = (self.stack_top - MIN_GAP) & ~(PAGE_SIZE - 1)
+        #: where a program image is loaded (ELF_ET_DYN_BASE: binfmt_elf puts a PIE there);
+        #: the heap starts after the 16 MiB mmemu assumes the image takes
+        self.elf_base = syms.get("ELF_ET_DYN_BASE", (self.task_size // 3 * 2) & ~(PAGE_SIZE - 1))
 
     # -- page directories -------------------------------------------------------------
 
@@ -122,7 +121,7 @@ class ProcessMixin:
     def _write_top(self, root: int, index: int, value: int, writer: str) -> None:
         """One top-level entry (``set_pgd``; ``set_pmd`` of the folded 2-level pgd)."""
         top = self.paging.levels[0]
-        self.pgtable.set_entry(root, 0, index, value, writer=writer, va=self.pgtable._canon(index << top.shift),
+        self.pgtable.set_entry(root, 0, index, value, writer=writer, va=self.pgtable.va_of(index << top.shift, root),
                                kind="set_pgd")
 
     def pgd_alloc(self, owner: str) -> tuple[int, list[int]]:
@@ -131,23 +130,25 @@ class ProcessMixin:
         entered in the PDPT (pgd_prepopulate_pmd)."""
         pt = self.pgtable
         root = pt.new_root(owner, user=True)
-        master = self._top_entries(self.pgd)
         pmds: list[int] = []
         try:
-            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                if master[i]:
-                    self._write_top(root, i, master[i], "pgd_ctor")
-            if self.pae:
+            if self.plan.copies_kernel_pgd:
+                master = self._top_entries(self.pgd)
+                for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                    if master[i]:
+                        self._write_top(root, i, master[i], "pgd_ctor")
+            if self.plan.prepopulate_user_pgd:
+                name = self.paging.levels[1].name
                 for i in range(self.KERNEL_PGD_BOUNDARY):
-                    page = self.alloc_pages(0, "Normal", owner="page table (pmd)", zero=True)
+                    page = self.alloc_pages(0, "Normal", owner=f"page table ({name})", zero=True)
                     pmds.append(page.phys)
-                    pt.adopt_table(page.phys, 1, "page table (pmd)", pinned=True)
-                    self._write_top(root, i, page.phys | self.paging.levels[0].table_flags_user, "pgd_prepopulate_pmd")
+                    pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=True)
+                    self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
         except BaseException:
             for phys in pmds:
-                pt.tables.pop(phys, None)
+                pt.forget_table(phys)
                 self.frames.free_pages(phys >> PAGE_SHIFT)
-            pt.tables.pop(root, None)
+            pt.forget_table(root)
             self.frames.free_pages(root >> PAGE_SHIFT)
             raise
         return root, pmds
@@ -174,12 +175,11 @@ class ProcessMixin:
         pid = self._next_pid
         self._next_pid += 1
         proc = Process(pid, comm, pgd, pmds=pmds)
-        proc.mmap_base = (self.task_size - MIN_GAP) & ~(PAGE_SIZE - 1)
-        proc.start_stack = self.task_size
-        proc.vmas.append(Vma(self.task_size - INITIAL_STACK, self.task_size, VM_READ | VM_WRITE | VM_GROWSDOWN,
+        proc.mmap_base = self.mmap_base_default
+        proc.start_stack = self.stack_top
+        proc.vmas.append(Vma(self.stack_top - INITIAL_STACK, self.stack_top, VM_READ | VM_WRITE | VM_GROWSDOWN,
                              "[stack]"))
-        base = 0x08048000 if not self.paging.canonical else 0x555555554000  # ELF_ET_DYN_BASE-ish
-        proc.start_brk = proc.brk = base + (16 << 20)
+        proc.start_brk = proc.brk = self.elf_base + (16 << 20)
         self.processes[pid] = proc
         self.pgd_list.append(proc)
         if self.current is None:
@@ -267,7 +267,7 @@ class ProcessMixin:
         if not (r or w or x):
             # PAGE_NONE is _PAGE_PROTNONE | _PAGE_ACCESSED: not present for the CPU, but
             # pte_present() for the kernel, which keeps the page (and its data) mapped
-            return p["PAGE_NONE"] | self.paging.global_
+            return p["PAGE_NONE"]
         if vm_flags & VM_SHARED and w:
             return p["PAGE_SHARED_EXEC" if x else "PAGE_SHARED"]
         if w:
@@ -275,14 +275,14 @@ class ProcessMixin:
         return p["PAGE_READONLY_EXEC" if x else "PAGE_READONLY"]
 
     def mk_pte(self, pfn: int, prot: int) -> int:
-        return (pfn << PAGE_SHIFT) | prot
+        return self.codec.pfn_pte(pfn, prot)
 
     def pte_pfn(self, pte: int) -> int:
-        return (pte & self.paging.levels[-1].addr_mask) >> PAGE_SHIFT
+        return self.codec.pte_pfn(pte)
 
     def pte_present(self, pte: int) -> bool:
-        """pte_present(): present, or PROT_NONE (the global bit standing in for _PAGE_PROTNONE)."""
-        return bool(pte & (self.paging.present | self.paging.global_))
+        """pte_present(): present, or PROT_NONE (not valid for the MMU, the page still mapped)."""
+        return self.codec.pte_present(pte)
 
     # -- VMAs ---------------------------------------------------------------------------
 
@@ -399,8 +399,8 @@ class ProcessMixin:
         order: present, or PROT_NONE (not present for the CPU, still a mapped page)."""
         levels = self.paging.levels
         last = len(levels) - 1
-        P, L = self.paging.present, self.paging.large
-        mapped = self._pte_present_mask
+        mapped = self.codec.pte_present
+        decode = self.pgtable.decode
         entries = self.pgtable.entries
 
         def walk(table: int, li: int, base: int):
@@ -413,10 +413,12 @@ class ProcessMixin:
                     return
                 raw = row[idx]
                 if li == last:
-                    if raw & mapped:
+                    if raw and mapped(raw):
                         yield va, raw
-                elif raw & P and not (lv.large_format is not None and raw & L):
-                    yield from walk(raw & lv.addr_mask, li + 1, va)
+                elif raw:
+                    kind, addr, _ = decode(li, raw)
+                    if kind == TABLE:
+                        yield from walk(addr, li + 1, va)
 
         yield from walk(proc.pgd, 0, 0)
 
@@ -424,7 +426,8 @@ class ProcessMixin:
         """Clear the ptes of [start, end) and drop the page references (the zero page has
         none); page tables emptied are freed. Returns how many pages were mapped."""
         # PROT_NONE ptes first: the engine's unmap sees present entries only
-        protnone = [(va, raw) for va, raw in self.user_ptes(proc, start, end) if not raw & self.paging.present]
+        last = len(self.paging.levels) - 1
+        protnone = [(va, raw) for va, raw in self.user_ptes(proc, start, end) if self.pgtable.decode(last, raw)[0] != LEAF]
         for va, raw in protnone:
             self.set_user_pte(proc, va, 0, writer)
             if self.pte_pfn(raw) != self.zero_pfn:
@@ -460,12 +463,13 @@ class ProcessMixin:
     def change_protection(self, proc: Process, vma: Vma) -> None:
         prot = self.vm_page_prot(vma.vm_flags)
         write_ok = vma.vm_flags & VM_WRITE
-        m = self.paging
+        codec = self.codec
+        last = len(self.paging.levels) - 1
         for va, raw in list(self.user_ptes(proc, vma.vm_start, vma.vm_end)):
             pfn = self.pte_pfn(raw)
-            new = self.mk_pte(pfn, prot) | (raw & (m.accessed | m.dirty))
-            if write_ok and self._exclusive(pfn) and raw & m.write:
-                new |= m.write  # a page this process alone holds keeps its write access
+            new = codec.modify(last, raw, prot)  # pte_modify: accessed and dirty stay
+            if write_ok and self._exclusive(pfn) and codec.pte_write(raw):
+                new = codec.pte_mkwrite(new)  # a page this process alone holds keeps its write access
             if new != raw:
                 self.set_user_pte(proc, va, new, "change_protection")
 
@@ -507,15 +511,15 @@ class ProcessMixin:
         child.vmas = [Vma(v.vm_start, v.vm_end, v.vm_flags, v.name) for v in parent.vmas]
         child.start_brk, child.brk, child.mmap_base = parent.start_brk, parent.brk, parent.mmap_base
         child.parent = parent.pid
-        m = self.paging
+        codec = self.codec
         try:
             for v in parent.vmas:
                 cow = v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED
                 for va, raw in list(self.user_ptes(parent, v.vm_start, v.vm_end)):
                     pfn = self.pte_pfn(raw)
                     pte = raw
-                    if cow and raw & m.write:
-                        pte = raw & ~m.write
+                    if cow and codec.pte_write(raw):
+                        pte = codec.pte_wrprotect(raw)
                         self.set_user_pte(parent, va, pte, "copy_present_pte")
                     if pfn != self.zero_pfn:
                         self.frames.get_page(pfn)
@@ -538,9 +542,9 @@ class ProcessMixin:
         pt = self.pgtable
         self._free_user_tables(proc)  # free_pgtables: whatever the unmapping left
         for phys in proc.pmds:
-            pt.tables.pop(phys, None)
+            pt.forget_table(phys)
             self.frames.free_pages(phys >> PAGE_SHIFT)
-        pt.tables.pop(proc.pgd, None)
+        pt.forget_table(proc.pgd)
         self.frames.free_pages(proc.pgd >> PAGE_SHIFT)
         proc.pmds = []
         proc.alive = False
@@ -553,16 +557,15 @@ class ProcessMixin:
         """Free every table below the user part of the page directory (the PAE pmds stay
         for pgd_free). The tables must hold no mapping any more."""
         pt = self.pgtable
-        P = self.paging.present
         last = len(self.paging.levels) - 1
 
         def free(table: int, li: int) -> None:
             for idx, raw in enumerate(pt.entries(table, li)):
                 if not raw:
                     continue
-                if li == last or not raw & P:
+                kind, child, _ = pt.decode(li, raw)
+                if li == last or kind != TABLE:
                     raise MmemuError(f"exit_mmap: a user mapping survived in table {table:#x} (entry {raw:#x})")
-                child = raw & self.paging.levels[li].addr_mask
                 free(child, li + 1)
                 pt.set_entry(table, li, idx, 0, writer="free_pgtables", kind="free_pgtables")
                 if not pt.tables[child].pinned:
@@ -571,14 +574,16 @@ class ProcessMixin:
 
         top = pt.entries(proc.pgd, 0)
         for i in range(self.KERNEL_PGD_BOUNDARY):
-            if top[i] and not (self.pae and (top[i] & self.paging.levels[0].addr_mask) in proc.pmds):
-                child = top[i] & self.paging.levels[0].addr_mask
-                free(child, 1)
+            if not top[i]:
+                continue
+            kind, child, _ = pt.decode(0, top[i])
+            if kind != TABLE:
+                raise MmemuError(f"exit_mmap: a user mapping survived in the page directory (entry {top[i]:#x})")
+            free(child, 1)
+            if child not in proc.pmds:  # the preallocated ones go with the pgd
                 pt.set_entry(proc.pgd, 0, i, 0, writer="free_pgtables", kind="free_pgtables")
                 del pt.tables[child]
                 self.frames.free_pages(child >> PAGE_SHIFT)
-            elif top[i]:
-                free(top[i] & self.paging.levels[0].addr_mask, 1)
 
     def install_user_pages(self, proc: Process, addr: int, data: bytes, writer: str = "install_user_pages") -> None:
         """Put *data* into the pages at *addr* of a VMA that covers them, each page freshly
@@ -605,7 +610,7 @@ class ProcessMixin:
         show_map_vma: ``%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu `` and, for a named
         mapping, spaces up to column ``25 + sizeof(void *) * 6`` before the name; an
         anonymous mapping without a name keeps the trailing blank)."""
-        pad = 25 + (8 if self.paging.canonical else 4) * 6 - 1  # seq_setwidth(); seq_pad() adds one more
+        pad = 25 + self.ptr_size * 6 - 1  # seq_setwidth(); seq_pad() adds one more
         lines = []
         for v in proc.vmas:
             line = f"{v.vm_start:08x}-{v.vm_end:08x} {v.perms()} 00000000 00:00 0 "

@@ -34,10 +34,6 @@ VM_MAP = 0x00000004
 VM_USERMAP = 0x00000008
 VM_NO_GUARD = 0x00000040
 
-#: Nick Piggin's lazy vunmap ("mm: rewrite vmap layer"), merged for 2.6.28
-LAZY_PURGE_SINCE = "2.6.28"
-
-
 @dataclass
 class VmStruct:
     """``struct vm_struct``: one vmalloc/vmap/ioremap area."""
@@ -83,8 +79,8 @@ class VmallocMixin:
         hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))
         self.vmap_free: list[list[int]] = [[lo, hi]]
         self.vmap_lazy_nr = 0  # pages waiting for the purge
-        self.lazy_purge = self.spec.kernel >= LAZY_PURGE_SINCE
-        self._ptr_size = 8 if self.paging.canonical else 4
+        self.lazy_purge = self.era.lazy_vunmap
+        self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
 
     # -- the address space ------------------------------------------------------------
 
@@ -148,13 +144,7 @@ class VmallocMixin:
             self.purge_vmap_area_lazy()
             addr = self._find_gap(size, align, vstart, vend)
         if addr is None:
-            kv = self.spec.kernel
-            if kv < LAZY_PURGE_SINCE:  # 2.6.12 __get_vm_area
-                msg = "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size."
-            else:  # alloc_vmap_area; the full stop went with the __GFP_NOWARN rework (4.12)
-                msg = (f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
-                       + ("." if kv < "4.12" else ""))
-            raise OutOfMemory(msg)
+            raise OutOfMemory(self.era.vmap_area_fail.format(size=size))
         return addr
 
     def purge_vmap_area_lazy(self) -> int:
@@ -185,9 +175,9 @@ class VmallocMixin:
         addr = self.alloc_vmap_area(size, align, start, end)
         done: list[int] = []
         try:
-            vm_kaddr = self.kmalloc(16 * self._ptr_size)  # struct vm_struct
+            vm_kaddr = self.kmalloc(16 * self.ptr_size)  # struct vm_struct
             done.append(vm_kaddr)
-            va_kaddr = self.kmalloc(8 * self._ptr_size)  # struct vmap_area
+            va_kaddr = self.kmalloc(8 * self.ptr_size)  # struct vmap_area
             done.append(va_kaddr)
         except BaseException:
             for k in reversed(done):
@@ -230,7 +220,7 @@ class VmallocMixin:
         pages: list[Page] = []
         mapping = False
         try:
-            vm.pages_kaddr = self.kmalloc(max(1, nr) * self._ptr_size)
+            vm.pages_kaddr = self.kmalloc(max(1, nr) * self.ptr_size)
             for _ in range(nr):
                 pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero))
             vm.pages = [p.pfn for p in pages]
@@ -260,16 +250,10 @@ class VmallocMixin:
         none: vmalloc just returned NULL). *mapping*: every page was there, the page
         tables were not. Since 5.13 ``__vmalloc_area_node`` prints ``area->nr_pages *
         PAGE_SIZE``, the bytes it did get, as "size"."""
-        kv = self.spec.kernel
-        if kv >= "5.13" and mapping:  # vmap_pages_range() failed
+        if mapping and self.era.vmalloc_map_fail_message:  # vmap_pages_range() failed
             return f"vmalloc error: size {got * PAGE_SIZE}, failed to map pages"
-        if kv >= "6.4":
-            return f"vmalloc error: size {got * PAGE_SIZE}, failed to allocate pages"
-        if kv >= "5.13":
-            return f"vmalloc error: size {got * PAGE_SIZE}, page order 0, failed to allocate pages"
-        if kv >= "3.0":
-            return f"vmalloc: allocation failure, allocated {got * PAGE_SIZE} of {(want + 1) * PAGE_SIZE} bytes"
-        return f"vmalloc: out of memory after {got} of {want} pages (this kernel prints no warning)"
+        return self.era.vmalloc_page_fail.format(got=got, want=want, got_bytes=got * PAGE_SIZE,
+                                                 want_bytes=(want + 1) * PAGE_SIZE)
 
     def vmalloc(self, size: int) -> int:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
@@ -313,7 +297,7 @@ class VmallocMixin:
             raise KernelWarning(f"Trying to vfree() bad address ({addr:#x})")
         area = self.find_vmap_area(addr)
         if area is None or area.va_start != addr or area.vm is None:
-            if who == "vunmap" and self.spec.kernel >= "6.3":
+            if who == "vunmap" and self.era.vunmap_nonexistent == "vunmap":
                 raise KernelWarning(f"Trying to vunmap() nonexistent vm area ({addr:#x})")
             raise KernelWarning(f"Trying to vfree() nonexistent vm area ({addr:#x})")
         vm = area.vm
@@ -369,10 +353,11 @@ class VmallocMixin:
     # -- keeping other page directories in step ---------------------------------------
 
     def _sync_kernel_mappings(self) -> None:
-        """Since 5.8 (arch_sync_kernel_mappings / sync_global_pgds) a new top-level
-        kernel entry is copied into every page directory at once; before, each process
-        picks it up on its first fault there (vmalloc_fault)."""
-        if self.spec.kernel >= "5.8":
+        """Where the arch asks for it (arch_sync_kernel_mappings since 5.8, sync_global_pgds)
+        a new top-level kernel entry is copied into every page directory at once; else each
+        process picks it up on its first fault there (vmalloc_fault) or needs none (a
+        preallocated or separate kernel root)."""
+        if self._sync_kernel_mappings_now:
             self.sync_kernel_pgds()
 
     # -- looking ------------------------------------------------------------------------
@@ -384,7 +369,7 @@ class VmallocMixin:
         addresses centred in max(VADDR_PRLEN, 9) columns, the range centred in
         2 * VADDR_PRLEN + 3, the size (end - start, guard page included) right-aligned
         under SIZE."""
-        w = 16 if self.paging.canonical else 8
+        w = 2 * self.ptr_size
         cw, rw = max(w, len("VMAP_AREA")), 2 * w + 3
         busy = [a for a in self.vmap_areas if not a.lazy and a.vm is not None]
         sw = max([7] + [len(str(a.va_end - a.va_start)) for a in busy])

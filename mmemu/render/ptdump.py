@@ -1,61 +1,117 @@
-"""Linux's kernel page-table dump (``/sys/kernel/debug/page_tables/kernel``).
+"""Linux's kernel page-table dump (``/sys/kernel/debug/page_tables/kernel`` on x86,
+``/sys/kernel/debug/kernel_page_tables`` on arm64 and RISC-V).
 
-The same state machine as arch/x86/mm/dump_pagetables.c over the generic walker of
-mm/ptdump.c and mm/pagewalk.c (6.x): every entry is "noted" with its level and value; a
-line is printed when the protection, the effective protection, the level or the address
+The state machine of mm/ptdump.c (6.x) that every arch's dump shares: the generic walker
+visits each entry with its level (0 pgd, 1 p4d, 2 pud, 3 pmd, 4 pte) and value, and the
+arch's ``note_page()`` prints a line whenever the protection, the level or the address
 marker changes. Empty entries are noted at the level where the walker finds them, which is
 the lowest of the folded levels (asm-generic pgtable-nop4d.h & co make the folded
-``*_none()`` constant false): ``pmd`` for the 2-level i386 directory, ``pud`` for the PAE
-PDPT, ``p4d`` for the x86_64 4-level PML4. The final flush is noted at address 0, as the
-kernel does, so the last range ends at ``0x0...0``.
+``*_none()`` constant false). The final flush is noted at address 0, as the kernel does, so
+the last range ends at ``0x0...0``.
 
-Which markers and ranges to dump come from the arch (:meth:`mmemu.arch.Arch.ptdump_markers`).
+What differs by arch is a :class:`PtdumpFormat`: the markers, the ranges walked, which
+bits of an entry count as its protection, the effective protection (x86 combines the
+levels' RW/US/NX), and how a line is printed (x86's ``printk_prot`` columns, RISC-V's
+physical address and ``D A G X W R V``, arm64's attribute words).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..arch import Arch
     from ..kernel import Kernel
+    from ..layout import Layout
 
 UNITS = "BKMGTPE"
+#: mm/ptdump.c's level numbers, by the kernel's level names
+LEVEL_NUMBERS = {"pgd": 0, "p4d": 1, "pud": 2, "pmd": 3, "pte": 4}
+
+
+def size_text(delta: int) -> str:
+    """``%9lu%c``: the size in the largest unit that divides it (arch/x86/mm/dump_pagetables.c,
+    arch/arm64/mm/ptdump.c, arch/riscv/mm/ptdump.c share the loop)."""
+    unit = 0
+    while not delta & 1023 and unit < len(UNITS) - 1 and delta:
+        delta >>= 10
+        unit += 1
+    return f"{delta:9d}{UNITS[unit]}"
+
+
+@dataclass
+class PtdumpFormat:
+    """One arch's dump: override :meth:`prot`, :meth:`effective` and :meth:`line`.
+
+    ``markers``: (address, name, max_lines) ascending; ``ranges``: the [start, end) virtual
+    ranges walked (end None: to the top); ``width``: hex digits of an address."""
+
+    markers: list[tuple[int, str, int]]
+    ranges: list[tuple[int, int | None]] = field(default_factory=lambda: [(0, None)])
+    width: int = 16
+    level_names: tuple[str, ...] = ("pgd", "p4d", "pud", "pmd", "pte")
+    #: the debugfs file the dump is read from (shown in help texts)
+    debugfs: str = "/sys/kernel/debug/kernel_page_tables"
+    #: the arch's codec, for the generic format
+    codec: object = None
+
+    def prot(self, level: int, val: int) -> int:
+        """The part of an entry compared between neighbours (x86: ``val & PTE_FLAGS_MASK``)."""
+        return val
+
+    def effective(self, level: int, val: int, higher: int) -> int:
+        """The effective protection at *level* given the one above (x86's effective_prot).
+        Default: none (0), as arm64 and RISC-V."""
+        return 0
+
+    def line(self, start: int, end: int, size: int, start_pa: int, prot: int, level: int) -> str:
+        """One line of the dump for [start, end) (*end* 0 for the last range: the flush at
+        address 0), *size* bytes, starting at physical *start_pa*, with the level's
+        protection *prot*. Default: the range and size, then the level name."""
+        w = self.width
+        return f"0x{start:0{w}x}-0x{end:0{w}x}   {size_text(size)} {self.level_names[level]}"
+
+    @classmethod
+    def generic(cls, arch: "Arch", layout: "Layout") -> "PtdumpFormat":
+        """A marker per layout region (from user space up), neutral attributes as words."""
+        markers = [(0, "User Space", 0)] + [(r.start, r.name, 0) for r in layout.regions if r.start > 0]
+        return _GenericFormat(markers=markers, width=16 if layout.symbols["PAGE_OFFSET"] >> 32 else 8)
+
+
+class _GenericFormat(PtdumpFormat):
+    def line(self, start, end, size, start_pa, prot, level):
+        w = self.width
+        return f"0x{start:0{w}x}-0x{end:0{w}x}   {size_text(size)} {prot:#x} {self.level_names[level]}"
 
 
 class _State:
-    def __init__(self, kernel: "Kernel", markers, out: list[str]):
-        mode = kernel.paging
-        self.mode = mode
-        self.width = 16 if mode.canonical else 8
-        self.markers = list(markers) + [((1 << 64) - 1 if mode.canonical else (1 << 32) - 1, None, 0)]
+    """note_page() of mm/ptdump.c and the arch dumps."""
+
+    def __init__(self, fmt: PtdumpFormat, va_limit: int, out: list[str]):
+        self.fmt = fmt
+        self.markers = list(fmt.markers) + [(va_limit - 1, None, 0)]
         self.marker = 0
         self.level = -1
         self.cur = 0
         self.eff = 0
         self.start = 0
+        self.start_pa = 0
         self.lines = 0
         self.out = out
-        self.flag_mask = kernel.pgtable.flag_bits
         self.prot_levels = [0] * 5
-        nx = mode.nx
-        self._keep = mode.user | mode.write
-        self._nx = nx
-        self.names = ("pgd", "p4d", "pud", "pmd", "pte")
+        self.mask = va_limit - 1
 
     def effective(self, level: int, val: int) -> None:
-        prot = val & self.flag_mask
-        if level > 0:
-            higher = self.prot_levels[level - 1]
-            eff = (higher & prot & self._keep) | ((higher | prot) & self._nx)
-        else:
-            eff = prot
-        self.prot_levels[level] = eff
+        higher = self.prot_levels[level - 1] if level > 0 else None
+        self.prot_levels[level] = self.fmt.effective(level, val, higher)
 
-    def note(self, addr: int, level: int, val: int) -> None:
-        new_prot = val & self.flag_mask
-        new_eff = 0 if not val else self.prot_levels[level]
+    def note(self, addr: int, level: int, val: int, pa: int = 0) -> None:
+        fmt = self.fmt
+        new_prot = fmt.prot(level, val) if level >= 0 else 0
+        new_eff = 0 if not val or level < 0 else self.prot_levels[level]
         if self.level == -1:
-            self.cur, self.eff, self.level = new_prot, new_eff, level
+            self.cur, self.eff, self.level, self.start_pa = new_prot, new_eff, level, pa
             self.marker = 0
             self.lines = 0
             self.out.append(f"---[ {self.markers[0][1]} ]---")
@@ -64,14 +120,8 @@ class _State:
         if new_prot != self.cur or new_eff != self.eff or level != self.level or addr >= next_marker:
             max_lines = self.markers[self.marker][2]
             if not max_lines or self.lines < max_lines:
-                delta = (addr - self.start) & ((1 << (4 * self.width)) - 1)
-                unit = 0
-                while not delta & 1023 and unit < len(UNITS) - 1:
-                    delta >>= 10
-                    unit += 1
-                w = self.width
-                self.out.append(f"0x{self.start:0{w}x}-0x{addr:0{w}x}   {delta:9d}{UNITS[unit]} "
-                                + self.prot_text(self.cur, self.level))
+                self.out.append(fmt.line(self.start, addr, (addr - self.start) & self.mask, self.start_pa,
+                                         self.cur, self.level))
             self.lines += 1
             if addr >= next_marker:
                 if max_lines and self.lines > max_lines:
@@ -80,69 +130,61 @@ class _State:
                 self.marker += 1
                 self.lines = 0
                 self.out.append(f"---[ {self.markers[self.marker][1]} ]---")
-            self.start, self.cur, self.eff, self.level = addr, new_prot, new_eff, level
-
-    def prot_text(self, pr: int, level: int) -> str:
-        """printk_prot(): fixed-width flag columns, then the level name."""
-        m = self.mode
-        if not pr & m.present:
-            return " " * 30 + self.names[level]
-        s = "USR " if pr & m.user else "    "
-        s += "RW " if pr & m.write else "ro "
-        s += "PWT " if pr & 0x8 else "    "
-        s += "PCD " if pr & 0x10 else "    "
-        s += "PSE " if level <= 3 and pr & m.large else "    "
-        s += "PAT " if (level == 4 and pr & 0x80) or (level in (2, 3) and pr & 0x1000) else "    "
-        s += "GLB " if pr & m.global_ else "    "
-        s += "NX " if pr & m.nx else "x  "
-        return s + self.names[level]
+            self.start, self.cur, self.eff, self.level, self.start_pa = addr, new_prot, new_eff, level, pa
 
 
 def ptdump(kernel: "Kernel", root: int | None = None) -> str:
     """The dump of the page table at *root* (the master kernel table by default)."""
+    from ..arch import LEAF, TABLE
+
     root = kernel.pgd if root is None else root
-    markers = kernel.arch.ptdump_markers(kernel.layout)
-    ranges = kernel.arch.ptdump_ranges(kernel.layout)
+    fmt = kernel.arch.ptdump_format(kernel.layout)
+    mode = kernel.paging
     out: list[str] = []
-    st = _State(kernel, markers, out)
+    st = _State(fmt, mode.va_limit, out)
     pt = kernel.pgtable
-    levels = kernel.paging.levels
+    levels = mode.levels
+    codec = mode.codec
+    decoders = [codec.decoder(li) for li in range(len(levels))]
     # the kernel's level number of each real level: its lowest folded name
-    depth = [st.names.index(lv.display_names[-1]) for lv in levels]
-    # the levels above a real level that the walker visits with the same entry
-    P, L = kernel.paging.present, kernel.paging.large
+    depth = [max(LEVEL_NUMBERS[n] for n in lv.display_names) for lv in levels]
     last = len(levels) - 1
+    kernel_root = pt.is_kernel_root(root)
 
     def walk(table: int, li: int, base: int, start: int, end: int) -> None:
-        # base/start/end are offsets into the span of the top-level table (not sign-extended)
+        # base/start/end are offsets into the span of the top-level table
         lv = levels[li]
         span = lv.span
         entries = pt.entries(table, li)
         first = max(0, (start - base) >> lv.shift)
         stop = min(lv.entries, (end - base + span - 1) >> lv.shift)
-        names = lv.display_names
+        decode = decoders[li]
         for idx in range(first, stop):
             raw = entries[idx]
             offset = base + idx * span
-            va = pt._canon(offset)
+            va = mode.va_of(offset, kernel_root)
             if li == last:
                 st.effective(depth[li], raw)
-                st.note(va, depth[li], raw)
+                kind, addr, _ = decode(raw)
+                st.note(va, depth[li], raw, addr if kind == LEAF else 0)
                 continue
             if raw == 0:  # *_none(): a hole, noted at the lowest folded level
                 st.note(va, depth[li], 0)
                 continue
             # the walker visits the entry once per folded level name
-            for name in names:
-                st.effective(st.names.index(name), raw)
-            if (lv.large_format is not None and raw & L) or not raw & P:
-                st.note(va, depth[li], raw)
+            for name in lv.display_names:
+                st.effective(LEVEL_NUMBERS[name], raw)
+            kind, addr, _ = decode(raw)
+            if kind != TABLE:
+                st.note(va, depth[li], raw, addr if kind == LEAF else 0)
                 continue
-            walk(raw & lv.addr_mask, li + 1, offset, max(start, offset), min(end, offset + span))
+            walk(addr, li + 1, offset, max(start, offset), min(end, offset + span))
 
     top = levels[0]
     top_span = 1 << (top.shift + top.bits)
-    for start, end in ranges:  # [start, end) in canonical addresses; end None: to the top
+    for start, end in fmt.ranges:  # [start, end) virtual addresses; end None: to the top
+        if mode.form == "split" and (start >= mode.kernel_half) != kernel_root:
+            continue  # the other root's half
         walk(root, 0, 0, start & (top_span - 1), top_span if end is None else ((end & (top_span - 1)) or top_span))
     st.note(0, -1, 0)  # flush the last range, at address 0 like mm/ptdump.c
     return "\n".join(out) + "\n"

@@ -4,10 +4,9 @@ page directory of 1024 entries each covering 4 MiB (PGDIR_SHIFT 22) and page tab
 pgtable-nopmd.h). With CR4.PSE a directory entry can map a 4 MiB page. No NX bit.
 """
 
-from mmemu.arch import Level, PagingMode
-from mmemu_x86.pgtable_types import (FLAG_NAMES_32, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
-                                     _PAGE_PAT_LARGE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits, entry_format,
-                                     low_flags)
+from mmemu.arch import EntryFormat, Level, PagingMode
+from mmemu_x86.codec import X86Bits, X86Codec
+from mmemu_x86.pgtable_types import FLAG_NAMES_32, bits, entry_format, low_flags, x86_attrs
 
 PGD_TABLE = entry_format(32, [("address", 20, 12)] + low_flags("pse"))
 # A 4 MiB page: bits 31..22 address it. Bits 20..13 would carry physical address bits
@@ -16,18 +15,19 @@ PGD_TABLE = entry_format(32, [("address", 20, 12)] + low_flags("pse"))
 PGD_4M = entry_format(32, [("address", 10, 22), ("reserved", 1), ("pse36_high", 8), ("pat", 1)] + low_flags("pse"))
 PTE = entry_format(32, [("address", 20, 12)] + low_flags("pat"))
 
+CODEC = X86Codec(
+    (X86Bits(addr_mask=bits(12, 31), large_addr_mask=bits(22, 31), reserved=0, large_reserved=bits(13, 21)),
+     X86Bits(addr_mask=bits(12, 31))),
+    nx=0, flag_names=FLAG_NAMES_32)
+
 PAGING_2LEVEL = PagingMode(
     name="2-level",
     levels=(
-        Level("pgd", shift=22, bits=10, entry_size=4, format=PGD_TABLE, large_format=PGD_4M,
-              folds=("p4d", "pud", "pmd"), addr_mask=bits(12, 31), large_addr_mask=bits(22, 31),
-              reserved=0, large_reserved=bits(13, 21),
-              table_flags_kernel=_KERNPG_TABLE, table_flags_user=_PAGE_TABLE),
-        Level("pte", shift=12, bits=10, entry_size=4, format=PTE, addr_mask=bits(12, 31)),
+        Level("pgd", shift=22, bits=10, entry_size=4, table=EntryFormat(PGD_TABLE, x86_attrs("pse", False)),
+              leaf=EntryFormat(PGD_4M, x86_attrs("pse", False, pat_large=True)), folds=("p4d", "pud", "pmd")),
+        Level("pte", shift=12, bits=10, entry_size=4, leaf=EntryFormat(PTE, x86_attrs("pat", False))),
     ),
     va_bits=32,
     pa_bits=32,
-    present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED, dirty=_PAGE_DIRTY,
-    large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=0,
-    flags=FLAG_NAMES_32, pat=_PAGE_PSE, pat_large=_PAGE_PAT_LARGE,
+    codec=CODEC,
 )

@@ -7,10 +7,10 @@ A PDPT entry carries only P (and the cache bits): its RW/US/A/D/PS bits are rese
 it takes no part in access control (SDM vol. 3, 4.4.1).
 """
 
-from mmemu.arch import Level, PagingMode
-from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
-                                     _PAGE_NX, _PAGE_PAT_LARGE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits,
-                                     entry_format, low_flags)
+from mmemu.arch import EntryFormat, Level, PagingMode
+from mmemu_x86.codec import X86Bits, X86Codec
+from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _PAGE_NX, _PAGE_PRESENT, bits, entry_format, low_flags,
+                                     x86_attrs)
 
 PA_BITS = 40  # MAXPHYADDR of the emulated CPU (Unicorn's x86 model): bits 62..40 are reserved
 
@@ -21,22 +21,25 @@ PMD_2M = entry_format(64, [("nx", 1), ("reserved_high", 23), ("address", 19, 21)
                       + low_flags("pse"))
 PTE = entry_format(64, [("nx", 1), ("reserved_high", 23), ("address", 28, 12)] + low_flags("pat"))
 
+ADDR = bits(12, PA_BITS - 1)
+CODEC = X86Codec(
+    (X86Bits(addr_mask=ADDR, reserved=bits(PA_BITS, 63) | bits(5, 8) | bits(1, 2), access_bits=False,
+             table_kernel=_PAGE_PRESENT, table_user=_PAGE_PRESENT),
+     X86Bits(addr_mask=ADDR, large_addr_mask=bits(21, PA_BITS - 1), reserved=bits(PA_BITS, 62),
+             large_reserved=bits(PA_BITS, 62) | bits(13, 20)),
+     X86Bits(addr_mask=ADDR, reserved=bits(PA_BITS, 62))),
+    nx=_PAGE_NX, flag_names=FLAG_NAMES_64)
+
 PAGING_PAE = PagingMode(
     name="PAE",
     levels=(
-        Level("pgd", shift=30, bits=2, entry_size=8, format=PGD_PDPTE, folds=("p4d", "pud"), access_bits=False,
-              addr_mask=bits(12, PA_BITS - 1), reserved=bits(PA_BITS, 63) | bits(5, 8) | bits(1, 2),
-              table_flags_kernel=_PAGE_PRESENT, table_flags_user=_PAGE_PRESENT),
-        Level("pmd", shift=21, bits=9, entry_size=8, format=PMD_TABLE, large_format=PMD_2M,
-              addr_mask=bits(12, PA_BITS - 1), large_addr_mask=bits(21, PA_BITS - 1),
-              reserved=bits(PA_BITS, 62), large_reserved=bits(PA_BITS, 62) | bits(13, 20),
-              table_flags_kernel=_KERNPG_TABLE, table_flags_user=_PAGE_TABLE),
-        Level("pte", shift=12, bits=9, entry_size=8, format=PTE, addr_mask=bits(12, PA_BITS - 1),
-              reserved=bits(PA_BITS, 62)),
+        Level("pgd", shift=30, bits=2, entry_size=8,
+              table=EntryFormat(PGD_PDPTE, {"valid": "present", "pwt": "pwt", "pcd": "pcd"}), folds=("p4d", "pud")),
+        Level("pmd", shift=21, bits=9, entry_size=8, table=EntryFormat(PMD_TABLE, x86_attrs("pse", True)),
+              leaf=EntryFormat(PMD_2M, x86_attrs("pse", True, pat_large=True))),
+        Level("pte", shift=12, bits=9, entry_size=8, leaf=EntryFormat(PTE, x86_attrs("pat", True))),
     ),
     va_bits=32,
     pa_bits=PA_BITS,
-    present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED, dirty=_PAGE_DIRTY,
-    large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=_PAGE_NX,
-    flags=FLAG_NAMES_64, pat=_PAGE_PSE, pat_large=_PAGE_PAT_LARGE,
+    codec=CODEC,
 )

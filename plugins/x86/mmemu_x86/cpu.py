@@ -1,5 +1,25 @@
-"""x86 control-register bits and the kernel's GDT selectors, as plain numbers for
-:class:`mmemu.arch.CpuSetup` (the arch never touches Unicorn itself)."""
+"""x86 control-register bits and the kernel's GDT selectors, as plain numbers for the x86
+CPU adapter (:class:`CpuSetup`)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CpuSetup:
+    """How to put Unicorn's x86 CPU into the arch's paging mode."""
+
+    bits: int  # 32 or 64: Unicorn mode
+    cr0: int  # PE|PG|WP...
+    cr4: int  # PSE, PAE, LA57...
+    efer: int  # LME|LMA|NXE (64-bit, PAE+NX)
+    #: GDT selectors as the kernel lays them out (asm/segment.h)
+    kernel_cs: int
+    kernel_ds: int
+    user_cs: int
+    user_ds: int
+    gdt_entries: int  # GDT_ENTRIES
+    unicorn_arch: str = "x86"
+
 
 X86_CR0_PE = 1 << 0
 X86_CR0_WP = 1 << 16

@@ -20,6 +20,8 @@ _PAGE_PSE = 1 << 7  # in a PTE this bit is PAT
 _PAGE_GLOBAL = 1 << 8
 _PAGE_PAT_LARGE = 1 << 12
 _PAGE_NX = 1 << 63
+#: _PAGE_BIT_PROTNONE = _PAGE_BIT_GLOBAL: only meaningful when _PAGE_PRESENT is clear
+_PAGE_PROTNONE = _PAGE_GLOBAL
 
 #: flag names in the order crash's x86_translate_pte / x86_64_translate_pte prints them
 FLAG_NAMES_32 = (("PRESENT", _PAGE_PRESENT), ("RW", _PAGE_RW), ("USER", _PAGE_USER), ("PWT", _PAGE_PWT),
@@ -40,7 +42,7 @@ def pgprots(nx: int) -> dict[str, int]:
     kernel = kernel_exec | nx
     user = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
     return {
-        "PAGE_NONE": _PAGE_ACCESSED,  # plus _PAGE_PROTNONE in the kernel: not present
+        "PAGE_NONE": _PAGE_PROTNONE | _PAGE_ACCESSED,  # not present for the CPU, pte_present() for the kernel
         "PAGE_KERNEL": kernel,
         "PAGE_KERNEL_RO": kernel & ~_PAGE_RW,
         "PAGE_KERNEL_EXEC": kernel_exec,
@@ -84,6 +86,7 @@ def entry_format(bits: int, fields: list[tuple]):
 # The low twelve bits, shared by every x86 entry; bit 7 is PS in a directory entry and PAT
 # in a PTE, bit 8 (global) is ignored in directory entries that point to a table.
 def low_flags(bit7: str) -> list[tuple]:
+    """The fields of bits 11..0, most significant first; bit 7 named *bit7* (pse or pat)."""
     return [("avl", 3), ("global", 1), (bit7, 1), ("dirty", 1), ("accessed", 1), ("pcd", 1), ("pwt", 1),
             ("user", 1), ("rw", 1), ("present", 1)]
 
@@ -91,3 +94,16 @@ def low_flags(bit7: str) -> list[tuple]:
 def bits(lo: int, hi: int) -> int:
     """Mask of bits lo..hi inclusive."""
     return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)
+
+
+def x86_attrs(bit7: str, nx: bool, pat_large: bool = False) -> dict[str, str]:
+    """The attribute -> field mapping of an x86 entry format (mmemu.arch.EntryFormat):
+    *bit7* is the name of bit 7's field, *nx* whether the format has an NX field the mode
+    uses, *pat_large* whether the format is a large page's (PAT in bit 12)."""
+    attrs = {"valid": "present", "write": "rw", "user": "user", "global": "global", "accessed": "accessed",
+             "dirty": "dirty", "pwt": "pwt", "pcd": "pcd", bit7: bit7}
+    if pat_large:
+        attrs["pat"] = "pat"
+    if nx:
+        attrs["exec"] = "!nx"
+    return attrs

@@ -4,13 +4,15 @@ only its paging mode, as the kernel's pgtable-2level.h / pgtable-3level.h do."""
 
 from __future__ import annotations
 
-from mmemu.arch import Arch, ArchOption, CpuSetup, PagingMode
+from mmemu.arch import ArchOption, BootPlan, PagingMode
 from mmemu.layout import Layout, MachineSpec
 from mmemu.units import GiB, KiB, MiB
 
-from .cpu import CR0_KERNEL, EFER_NXE, SEGMENTS_32, X86_CR4_PAE, X86_CR4_PGE, X86_CR4_PSE
+from .cpu import CR0_KERNEL, EFER_NXE, SEGMENTS_32, X86_CR4_PAE, X86_CR4_PGE, X86_CR4_PSE, CpuSetup
 from .layout_32 import compute_layout_32
+from .mm import X86_MM, X86Arch
 from .pgtable_types import pgprots
+from .render import X86PtdumpFormat
 
 NR_CPUS_OPTION = ArchOption("NR_CPUS", "CONFIG_NR_CPUS the kernel was built with (default: --cpus); sizes the "
                                        "per-CPU fixmap slots")
@@ -32,7 +34,7 @@ HIGHPTE_OPTION = ArchOption("HIGHPTE", "CONFIG_HIGHPTE: user page tables in High
                             choices=("y", "n"), default="y")
 
 
-class X86_32Arch(Arch):
+class X86_32Arch(X86Arch):
     """An i386 arch: 2-level (``pae=False``) or PAE."""
 
     options = (NR_CPUS_OPTION, VMSPLIT_OPTION, HIGHPTE_OPTION)
@@ -42,19 +44,27 @@ class X86_32Arch(Arch):
         self.summary = summary
         self._paging = paging
         self.pae = pae
-        self.pgprot = pgprots(paging.nx)
+        self.pgprot = pgprots(paging.codec.nx)
 
     def paging(self, spec: MachineSpec) -> PagingMode:
         return self._paging
 
     def layout(self, spec: MachineSpec) -> Layout:
         self.check_options(spec)
-        return compute_layout_32(spec, pae=self.pae)
+        return self._add_reserved(compute_layout_32(spec, pae=self.pae))
+
+    def boot_plan(self, spec: MachineSpec, layout: Layout) -> BootPlan:
+        """arch/x86/kernel/head_32.S: swapper_pg_dir in the bss; arch/x86/mm/init.c
+        init_mem_mapping maps [0, 1M) first; init_32.c mark_rodata_ro; PAE's pgd_alloc
+        preallocates the user pmds (arch/x86/mm/pgtable.c pgd_prepopulate_pmd)."""
+        return BootPlan(root_symbol="swapper_pg_dir", root_section="bss",
+                        direct_map_writer="kernel_physical_mapping_init", image_writer="mark_rodata_ro",
+                        fixmap_writer="early_ioremap_page_table_range_init", direct_map_first=((0, 1 * MiB),),
+                        prepopulate_user_pgd=self.pae)
 
     def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
         cr4 = X86_CR4_PSE | X86_CR4_PGE | (X86_CR4_PAE if self.pae else 0)
-        return CpuSetup(unicorn_arch="x86", bits=32, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_NXE if self.pae else 0,
-                        **SEGMENTS_32)
+        return CpuSetup(bits=32, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_NXE if self.pae else 0, **SEGMENTS_32)
 
     def boot_page_sizes(self, spec: MachineSpec) -> tuple[int, ...]:
         small = 4 * KiB
@@ -62,7 +72,9 @@ class X86_32Arch(Arch):
             return (small,)
         return (2 * MiB if self.pae else 4 * MiB, small)
 
-    crash_machine = "x86"
+    def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
+        return X86PtdumpFormat(markers=self.ptdump_markers(layout), width=8,
+                               debugfs=X86_MM(layout.kernel).ptdump_file)
 
     def ptdump_markers(self, layout: Layout) -> list[tuple[int, str, int]]:
         """arch/x86/mm/dump_pagetables.c, CONFIG_X86_32: address_markers[] as pt_dump_init()

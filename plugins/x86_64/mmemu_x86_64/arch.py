@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from mmemu.arch import Arch, ArchOption, CpuSetup, PagingMode
+from mmemu.arch import ArchOption, BootPlan, PagingMode
 from mmemu.errors import ConfigError
 from mmemu.layout import Layout, MachineSpec
 from mmemu.units import GiB, KiB, MiB
 from mmemu_x86.cpu import (CR0_KERNEL, EFER_LMA, EFER_LME, EFER_NXE, SEGMENTS_64, X86_CR4_LA57, X86_CR4_PAE,
-                           X86_CR4_PGE, X86_CR4_PSE)
+                           X86_CR4_PGE, X86_CR4_PSE, CpuSetup)
+from mmemu_x86.mm import X86_MM, X86Arch
 from mmemu_x86.pgtable_types import pgprots
+from mmemu_x86.render import X86PtdumpFormat
 from mmemu_x86.x86_32 import NR_CPUS_OPTION, no_large_pages
 
 from .formats import PA_BITS, PAGING_4LEVEL, PAGING_5LEVEL
 from .layout import compute_layout_64
 
 
-class X86_64Arch(Arch):
+class X86_64Arch(X86Arch):
     name = "x86_64"
     summary = "x86_64, 4-level paging (or 5-level with --option levels=5); 4 KiB, 2 MiB and 1 GiB pages, NX"
     options = (
@@ -23,7 +25,8 @@ class X86_64Arch(Arch):
                    default="4"),
         NR_CPUS_OPTION,
     )
-    pgprot = pgprots(PAGING_4LEVEL.nx)
+    pgprot = pgprots(PAGING_4LEVEL.codec.nx)
+    elf_machine = "EM_X86_64"
 
     def _levels(self, spec: MachineSpec) -> int:
         return int(self.check_options(spec)["levels"])
@@ -37,16 +40,39 @@ class X86_64Arch(Arch):
         if spec.ram > 1 << PA_BITS:
             raise ConfigError(f"x86_64: --ram {spec.ram >> 30} GiB is more than the emulated CPU can address "
                               f"({PA_BITS}-bit physical addresses: {1 << (PA_BITS - 40)} TiB)")
-        return layout
+        return self._add_reserved(layout)
+
+    def boot_plan(self, spec: MachineSpec, layout: Layout) -> BootPlan:
+        """arch/x86/kernel/head_64.S: init_top_pgt (init_level4_pgt before 4.14) in the image's
+        data; __startup_64 maps the image and the fixmap's level2_fixmap_pgt; arch/x86/mm/
+        init.c maps [0, 1M) first; 5.8+ preallocate_vmalloc_pages (down to the level below
+        the pgd: x86_64's VMALLOC_END is the last byte, pgtable_64_types.h "... - 1")."""
+        era = X86_MM(spec.kernel)
+        s = layout.symbols
+        populate = ()
+        if era.preallocate_vmalloc_pages:
+            populate = ((s["VMALLOC_START"], (s["VMALLOC_END"] | 0xFFF) + 1, 1, "preallocate_vmalloc_pages"),)
+        return BootPlan(root_symbol=era.root_symbol_64, root_section="data",
+                        direct_map_writer="kernel_physical_mapping_init", image_writer="__startup_64",
+                        fixmap_writer="__startup_64", direct_map_first=((0, 1 * MiB),), populate=populate)
+
+    def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
+        """arch/x86/mm/fault.c fault_in_kernel_space(): at or above TASK_SIZE_MAX, except the
+        vsyscall page, which counts as user (it is emulated for user mode)."""
+        vsyscall = layout.symbols.get("VSYSCALL_ADDR")
+        if vsyscall is not None and address & ~0xFFF == vsyscall:
+            return False
+        return super().fault_in_kernel_space(layout, address)
 
     def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
         cr4 = X86_CR4_PSE | X86_CR4_PAE | X86_CR4_PGE
         if self.paging(spec) is PAGING_5LEVEL:
             cr4 |= X86_CR4_LA57
-        return CpuSetup(unicorn_arch="x86", bits=64, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_LME | EFER_LMA | EFER_NXE,
-                        **SEGMENTS_64)
+        return CpuSetup(bits=64, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_LME | EFER_LMA | EFER_NXE, **SEGMENTS_64)
 
-    crash_machine = "x86_64"
+    def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
+        return X86PtdumpFormat(markers=self.ptdump_markers(layout), ranges=self.ptdump_ranges(layout), width=16,
+                               debugfs=X86_MM(layout.kernel).ptdump_file)
 
     def ptdump_markers(self, layout: Layout) -> list[tuple[int, str, int]]:
         """arch/x86/mm/dump_pagetables.c, CONFIG_X86_64 (6.x): address_markers[] as

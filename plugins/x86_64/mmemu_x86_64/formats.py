@@ -7,10 +7,10 @@ Bits 51..MAXPHYADDR are reserved; bits 62..52 are ignored (available to software
 reserved in PML4 and PML5 entries (SDM vol. 3, 4.5).
 """
 
-from mmemu.arch import Level, PagingMode
-from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL,
-                                     _PAGE_NX, _PAGE_PAT_LARGE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, bits,
-                                     entry_format, low_flags)
+from mmemu.arch import SIGN_EXTENDED, EntryFormat, Level, PagingMode
+from mmemu_x86.codec import X86Bits, X86Codec
+from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _PAGE_NX, _PAGE_PSE, bits, entry_format, low_flags,
+                                     x86_attrs)
 
 PA_BITS = 40  # MAXPHYADDR of the emulated CPU (Unicorn's x86_64 model)
 RESERVED = bits(PA_BITS, 51)
@@ -22,26 +22,31 @@ PUD_1G = entry_format(64, _HIGH + [("address", 10, 30), ("reserved", 17), ("pat"
 PMD_2M = entry_format(64, _HIGH + [("address", 19, 21), ("reserved", 8), ("pat", 1)] + low_flags("pse"))
 PTE = entry_format(64, _HIGH + [("address", 28, 12)] + low_flags("pat"))
 
+_TABLE_FMT = EntryFormat(TABLE, x86_attrs("pse", True))
+
 
 def _top(name: str, shift: int, folds: tuple[str, ...] = ()) -> Level:
     """A PML5/PML4 entry: always points to a table; PS is reserved."""
-    return Level(name, shift=shift, bits=9, entry_size=8, format=TABLE, folds=folds, addr_mask=ADDR,
-                 reserved=RESERVED | _PAGE_PSE, table_flags_kernel=_KERNPG_TABLE, table_flags_user=_PAGE_TABLE)
+    return Level(name, shift=shift, bits=9, entry_size=8, table=_TABLE_FMT, folds=folds)
 
 
-_PUD = Level("pud", shift=30, bits=9, entry_size=8, format=TABLE, large_format=PUD_1G, addr_mask=ADDR,
-             large_addr_mask=bits(30, PA_BITS - 1), reserved=RESERVED, large_reserved=RESERVED | bits(13, 29),
-             table_flags_kernel=_KERNPG_TABLE, table_flags_user=_PAGE_TABLE)
-_PMD = Level("pmd", shift=21, bits=9, entry_size=8, format=TABLE, large_format=PMD_2M, addr_mask=ADDR,
-             large_addr_mask=bits(21, PA_BITS - 1), reserved=RESERVED, large_reserved=RESERVED | bits(13, 20),
-             table_flags_kernel=_KERNPG_TABLE, table_flags_user=_PAGE_TABLE)
-_PTE = Level("pte", shift=12, bits=9, entry_size=8, format=PTE, addr_mask=ADDR, reserved=RESERVED)
+_PUD = Level("pud", shift=30, bits=9, entry_size=8, table=_TABLE_FMT,
+             leaf=EntryFormat(PUD_1G, x86_attrs("pse", True, pat_large=True)))
+_PMD = Level("pmd", shift=21, bits=9, entry_size=8, table=_TABLE_FMT,
+             leaf=EntryFormat(PMD_2M, x86_attrs("pse", True, pat_large=True)))
+_PTE = Level("pte", shift=12, bits=9, entry_size=8, leaf=EntryFormat(PTE, x86_attrs("pat", True)))
 
-_COMMON = dict(pa_bits=PA_BITS, present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED,
-               dirty=_PAGE_DIRTY, large=_PAGE_PSE, global_=_PAGE_GLOBAL, nx=_PAGE_NX, flags=FLAG_NAMES_64,
-               canonical=True, pat=_PAGE_PSE, pat_large=_PAGE_PAT_LARGE)
+_TOP_BITS = X86Bits(addr_mask=ADDR, reserved=RESERVED | _PAGE_PSE)
+_PUD_BITS = X86Bits(addr_mask=ADDR, large_addr_mask=bits(30, PA_BITS - 1), reserved=RESERVED,
+                    large_reserved=RESERVED | bits(13, 29))
+_PMD_BITS = X86Bits(addr_mask=ADDR, large_addr_mask=bits(21, PA_BITS - 1), reserved=RESERVED,
+                    large_reserved=RESERVED | bits(13, 20))
+_PTE_BITS = X86Bits(addr_mask=ADDR, reserved=RESERVED)
 
 PAGING_4LEVEL = PagingMode(name="4-level", levels=(_top("pgd", 39, folds=("p4d",)), _PUD, _PMD, _PTE),
-                           va_bits=48, **_COMMON)
+                           va_bits=48, pa_bits=PA_BITS, form=SIGN_EXTENDED,
+                           codec=X86Codec((_TOP_BITS, _PUD_BITS, _PMD_BITS, _PTE_BITS), _PAGE_NX, FLAG_NAMES_64))
 PAGING_5LEVEL = PagingMode(name="5-level", levels=(_top("pgd", 48), _top("p4d", 39), _PUD, _PMD, _PTE),
-                           va_bits=57, **_COMMON)
+                           va_bits=57, pa_bits=PA_BITS, form=SIGN_EXTENDED,
+                           codec=X86Codec((_TOP_BITS, _TOP_BITS, _PUD_BITS, _PMD_BITS, _PTE_BITS), _PAGE_NX,
+                                          FLAG_NAMES_64))

@@ -20,32 +20,62 @@ PMD ... PTE ...`` (P4D since 4.12). There are no symbols here: where the kernel 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from mmemu.eras import EraTable, Feature, Variant
+from mmemu.faults import Fault
 
-from ..pagetable import X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE
-
-if TYPE_CHECKING:
-    from ..kernel import Kernel
-    from ..kernel.fault import Fault
+from .codec import X86_PF_INSTR, X86_PF_PK, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE
 
 PAGE_SIZE = 4096
-X86_PF_PK = 1 << 5
+
+#: The oops and segfault wording of each era (arch/x86/mm/fault.c, arch/x86/kernel/dumpstack.c).
+OOPS = EraTable(
+    Variant("header", [("2.6.26", "bug_unable"), ("5.2", "pf")], before="unable",
+            source="arch/x86/mm/fault.c: 'Unable to handle kernel paging request' (i386/x86_64 before the "
+                   "2.6.26 unification), 'BUG: unable to handle kernel paging request' (2.6.26), "
+                   "'BUG: unable to handle page fault for address:' with #PF lines (5.2, show_fault_oops)"),
+    Variant("ip_line", [("4.14", "short"), ("4.15", None)], before="long",
+            source="arch/x86/mm/fault.c show_fault_oops: 'IP: [<%p>] %pS' until 4.13, 'IP: %pS' in 4.14, "
+                   "gone in 4.15 (the RIP line of __show_regs says it)"),
+    Feature("pf_error_line", since="5.0", source="arch/x86/mm/fault.c (5.0): '#PF error: [WRITE]' tokens"),
+    Feature("p4d", since="4.12", source="arch/x86/mm/fault.c dump_pagetable prints P4D since 5-level "
+                                       "support (4.12)"),
+    Feature("pdpt_line", since="2.6.26", source="arch/x86/mm/fault.c dump_pagetable (32-bit PAE): '*pdpt = '"),
+    Feature("nopti", since="4.15", source="arch/x86/kernel/dumpstack.c __die_header: ' NOPTI' (4.15, PTI)"),
+    Variant("die_header", [("2.6.26", "trailing"), ("4.14", "leading")], before="classic",
+            source="arch/x86/kernel/dumpstack*.c die(): 'Oops: %04lx [#%d] ' with each flag followed by a "
+                   "blank; 4.14: each flag preceded by one"),
+    Feature("cpu_task_line", since="3.10", source="lib/dump_stack.c dump_stack_print_info (3.10): 'CPU: %d PID: "
+                                                  "%d Comm: %.20s' replaces 'Pid: %d, comm: %.20s'"),
+    Feature("short_rip", since="4.9", source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:%pS' (4.9)"),
+    Feature("short_eip", since="4.15", source="arch/x86/kernel/process_32.c __show_regs: 'EIP: %pS' (4.15)"),
+    Feature("cr2_line", since="2.6.26", source="arch/x86/kernel/dumpstack.c: 'CR2: %016lx' after the oops"),
+    Feature("end_trace", since="2.6.26", source="kernel/panic.c print_oops_end_marker: '---[ end trace %016llx ]---'"),
+    Feature("segfault_prot_for_kernel_address", since="3.0",
+            source="arch/x86/mm/fault.c __bad_area_nosemaphore: a user access to a kernel address is "
+                   "reported with X86_PF_PROT set"),
+    Feature("segfault_likely_cpu", since="6.1", source="arch/x86/mm/fault.c show_signal_msg (6.1): "
+                                                       "' likely on CPU %d (core %d, socket %d)'"),
+)
 
 
-def release(k: "Kernel") -> str:
+def release(k) -> str:
     v = k.spec.kernel
     return f"{v.major}.{v.minor}.{v.patch}"
 
 
-def dump_pagetable(k: "Kernel", root: int, address: int) -> str:
+def _era(k):
+    return OOPS(k.spec.kernel)
+
+
+def dump_pagetable(k, root: int, address: int) -> str:
     """The page-table line of the oops (dump_pagetable of the era)."""
     steps = k.pgtable.walk(root, address).steps
-    kv = k.spec.kernel
-    if k.paging.canonical:
+    era = _era(k)
+    if k.paging.bits64:
         parts = []
         for s in steps:
             names = [s.level.name.upper()] + [f.upper() for f in s.level.folds]
-            if kv < "4.12":
+            if not era.p4d:
                 names = [n for n in names if n != "P4D"]
             for name in names:
                 parts.append(f"{name} {s.raw:x}")
@@ -54,9 +84,9 @@ def dump_pagetable(k: "Kernel", root: int, address: int) -> str:
     pae = k.paging.levels[0].entry_size == 8
     width = 16 if pae else 8
     parts = []
-    if pae and kv >= "2.6.26":
+    if pae and era.pdpt_line:
         parts.append(f"*pdpt = {steps[0].raw:016x}")
-        if not steps[0].raw & k.paging.present:
+        if k.pgtable.decode(0, steps[0].raw)[0] == 0:
             return " ".join(parts) + " "
     pde = steps[1] if pae and len(steps) > 1 else steps[0]
     parts.append(f"*pde = {pde.raw:0{width}x}")
@@ -64,79 +94,90 @@ def dump_pagetable(k: "Kernel", root: int, address: int) -> str:
     if pte is not None:
         zone = k.frames.zone_of(pte.table >> 12)
         lowmem = zone is not None and zone.name != "HighMem"
-        if lowmem and not (kv < "2.6.26" and k.highpte):  # !low_pfn(): no kmap in an oops
+        if lowmem and not (era.header == "unable" and k.highpte):  # !low_pfn(): no kmap in an oops
             parts.append(f"*pte = {pte.raw:0{width}x}")
-    if kv < "2.6.26":  # one printk(KERN_ALERT "*pde = %08lx\n") per entry
+    if era.header == "unable":  # one printk(KERN_ALERT "*pde = %08lx\n") per entry
         return "\n".join(parts)
     return " ".join(parts) + " "
 
 
-def _ip(k: "Kernel", fault: "Fault") -> int:
+def _ip(fault: Fault) -> int:
     return fault.ip if fault.ip is not None else 0
 
 
-def _die_flags(k: "Kernel") -> list[str]:
+def _die_flags(k) -> list[str]:
     cfg = k.layout.config
     flags = []
     if cfg.get("CONFIG_PREEMPT"):
         flags.append("PREEMPT")
     if cfg.get("CONFIG_SMP", True):
         flags.append("SMP")
-    if k.spec.kernel >= "4.15" and cfg.get("CONFIG_PAGE_TABLE_ISOLATION"):
+    if _era(k).nopti and cfg.get("CONFIG_PAGE_TABLE_ISOLATION"):
         flags.append("NOPTI")  # the emulated kernel keeps one set of page tables: PTI is off
     return flags
 
 
-def die_header(k: "Kernel", what: str, err: int, counter: int) -> list[str]:
+def die_header(k, what: str, err: int, counter: int) -> list[str]:
     """``__die``'s first line(s): ``Oops: 0002 [#1] SMP`` in the era's layout."""
-    kv = k.spec.kernel
+    style = _era(k).die_header
     flags = _die_flags(k)
-    if kv < "2.6.26":
-        if k.paging.canonical:
+    if style == "classic":
+        if k.paging.bits64:
             return [f"{what}: {err & 0xFFFF:04x} [{counter}] " + "".join(f"{f} " for f in flags)]
         return [f"{what}: {err & 0xFFFF:04x} [#{counter}]"] + (["".join(f"{f} " for f in flags)] if flags else [])
-    if kv < "4.14":
+    if style == "trailing":
         return [f"{what}: {err & 0xFFFF:04x} [#{counter}] " + "".join(f"{f} " for f in flags)]
     return [f"{what}: {err & 0xFFFF:04x} [#{counter}]" + "".join(f" {f}" for f in flags)]
 
 
-def task_line(k: "Kernel", fault: "Fault") -> str:
+def task_line(k, fault: Fault) -> str:
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
-    if k.spec.kernel < "3.10":
+    if not _era(k).cpu_task_line:
         return f"Pid: {pid}, comm: {comm[:20]} Not tainted {release(k)} #1"
     return f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} Not tainted {release(k)} #1"
 
 
-def ip_line(k: "Kernel", fault: "Fault") -> str:
-    ip = _ip(k, fault)
-    kv = k.spec.kernel
+def ip_line(k, fault: Fault) -> str:
+    ip = _ip(fault)
+    era = _era(k)
     # an access made through the API has no instruction: say so where the kernel would
     # name one
     api = "  (no instruction: an access made through mmemu's API)" if fault.ip is None else ""
-    if k.paging.canonical:
-        if kv < "4.9":
+    if k.paging.bits64:
+        if not era.short_rip:
             return f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}{api}"
         return f"RIP: 0010:0x{ip:x}{api}"
-    if kv < "4.15":
+    if not era.short_eip:
         return f"EIP: 0060:[<{ip:08x}>] EFLAGS: 00010246 CPU: {fault.cpu}\nEIP is at 0x{ip:x}{api}"
     return f"EIP: 0x{ip:x}{api}"
 
 
-def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") -> str:
+def reason(fault: Fault) -> str:
+    """show_fault_oops' decoding of the error code (5.2+)."""
+    if not fault.code & X86_PF_PROT:
+        return "not-present page"
+    if fault.code & X86_PF_RSVD:
+        return "reserved bit violation"
+    if fault.code & X86_PF_PK:
+        return "protection keys violation"
+    return "permissions violation"
+
+
+def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
     """The whole oops for *fault* (the die_counter-th one of this boot)."""
-    kv = k.spec.kernel
-    b64 = k.paging.canonical
+    era = _era(k)
+    b64 = k.paging.bits64
     w = 16 if b64 else 8
     addr = fault.address
-    err = fault.error_code
-    ip = _ip(k, fault)
+    err = fault.code
+    ip = _ip(fault)
     lines: list[str] = []
-    if fault.instr and fault.protection and not fault.user and k.paging.nx:
+    if fault.instr and fault.protection and not fault.user and k.codec.nx:
         walk = k.pgtable.walk(k.fault_pgd(fault), addr)
         if walk.mapped and walk.nx:
             lines.append("kernel tried to execute NX-protected page - exploit attempt? (uid: 0)")
-    if kv < "2.6.26":
+    if era.header == "unable":
         kind = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
         if b64:
             lines.append(f"Unable to handle kernel {kind} at {addr:016x} RIP: ")
@@ -145,12 +186,14 @@ def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") ->
             lines.append(f"Unable to handle kernel {kind} at virtual address {addr:08x}")
             lines.append(" printing eip:")
             lines.append(f"{ip:08x}")
-    elif kv < "5.2":
+    elif era.header == "bug_unable":
         kind = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
         lines.append(f"BUG: unable to handle kernel {kind} at {addr:0{w}x}")
-        if kv < "4.15":
-            lines.append(f"IP: [<{ip:0{w}x}>] 0x{ip:x}" if kv < "4.14" else f"IP: 0x{ip:x}")
-        if kv >= "5.0":
+        if era.ip_line == "long":
+            lines.append(f"IP: [<{ip:0{w}x}>] 0x{ip:x}")
+        elif era.ip_line == "short":
+            lines.append(f"IP: 0x{ip:x}")
+        if era.pf_error_line:
             tokens = [t for bit, t in ((X86_PF_PROT, "[PROT]"), (X86_PF_WRITE, "[WRITE]"), (X86_PF_USER, "[USER]"),
                                        (X86_PF_RSVD, "[RSVD]"), (X86_PF_INSTR, "[INSTR]"), (X86_PF_PK, "[PK]"))
                       if err & bit]
@@ -161,7 +204,7 @@ def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") ->
         else:
             lines.append(f"BUG: unable to handle page fault for address: {addr:0{w}x}")
         lines.append(f"#PF: {fault.describe()}")
-        lines.append(f"#PF: error_code(0x{err:04x}) - {fault.reason()}")
+        lines.append(f"#PF: error_code(0x{err:04x}) - {reason(fault)}")
     lines.append(dump_pagetable(k, k.fault_pgd(fault), addr))  # read_cr3() at the fault
     what = "Oops"
     if why == "Bad pagetable":
@@ -169,31 +212,32 @@ def oops_report(k: "Kernel", fault: "Fault", die_counter: int, why: str = "") ->
         lines.append(f"{proc.comm if proc else 'swapper'}: Corrupted page table at address {addr:x}")
         what = "Bad pagetable"
     lines += die_header(k, what, err, die_counter)
-    if kv >= "3.10" or b64:
+    if era.cpu_task_line or b64:
         lines.append(task_line(k, fault))
     lines.append(ip_line(k, fault))
-    if kv >= "2.6.26" or b64:
+    if era.cr2_line or b64:
         lines.append(f"CR2: {addr:016x}")
-    if kv >= "2.6.26":
+    if era.end_trace:
         lines.append("---[ end trace 0000000000000000 ]---")
     return "\n".join(lines)
 
 
-def segfault_line(k: "Kernel", fault: "Fault", sp: int = 0) -> str:
+def segfault_line(k, fault: Fault) -> str:
     """``show_signal_msg``: the line a user SIGSEGV leaves in the log (none in 2.6.12 i386)."""
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
-    kv = k.spec.kernel
-    err = fault.error_code
-    if kv >= "3.0" and fault.address >= k.task_size:
+    era = _era(k)
+    err = fault.code
+    sp = fault.sp
+    if era.segfault_prot_for_kernel_address and fault.address >= k.task_size:
         err |= X86_PF_PROT  # a user access to a kernel address is reported as a protection fault
-    ip = _ip(k, fault)
-    w = 16 if k.paging.canonical else 8
-    if kv < "2.6.26":
-        if not k.paging.canonical:
+    ip = _ip(fault)
+    w = 16 if k.paging.bits64 else 8
+    if era.header == "unable":
+        if not k.paging.bits64:
             return f"{comm}[{pid}]: SIGSEGV at {fault.address:08x} (this kernel logs no segfault line)"
         return f"{comm}[{pid}]: segfault at {fault.address:016x} rip {ip:016x} rsp {sp:016x} error {err:x}"
     line = f"{comm}[{pid}]: segfault at {fault.address:x} ip {ip:0{w}x} sp {sp:0{w}x} error {err:x}"
-    if kv >= "6.1":
+    if era.segfault_likely_cpu:
         line += f" likely on CPU {fault.cpu} (core 0, socket 0)"
     return line

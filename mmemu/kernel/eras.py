@@ -1,0 +1,48 @@
+"""Every version-dependent rule of generic mm that the kernel model follows, in one table.
+
+Each rule names the source it comes from (the file, and the change that introduced it
+where that is known). Arch-specific era rules (x86's vmalloc_fault, the fixmap enums, the
+oops wording) live in the arch plugins' own tables. Nothing else in the core compares
+kernel versions: ``kernel.era.<rule>`` is how the kernel model asks.
+"""
+
+from __future__ import annotations
+
+from ..eras import EraTable, Feature, Variant
+
+MM = EraTable(
+    Feature("lazy_vunmap", since="2.6.28",
+            source="mm/vmalloc.c: Nick Piggin's 'mm: rewrite vmap layer', merged for 2.6.28: freed areas wait "
+                   "for __purge_vmap_area_lazy (one TLB flush for many)"),
+    Variant("anon_zero_page", [("2.6.24", False), ("2.6.32", True)], before=True,
+            source="mm/memory.c do_anonymous_page: 'mm: remove ZERO_PAGE' (2.6.24) and 'mm: reinstate ZERO_PAGE' "
+                   "(2.6.32): read faults of anonymous memory map the shared zero page"),
+    Variant("kmap_atomic", [("2.6.37", "stack"), ("5.11", "kmap_local")], before="km_type",
+            source="include/linux/highmem.h: named KM_* slots until 2.6.36; 'mm: highmem: stack based "
+                   "kmap_atomic()' (2.6.37); kmap_local_page() with a per-task stack (5.11, mm/highmem.c)"),
+    Feature("kmap_atomic_clears_pte", since="2.6.22",
+            source="arch/i386/mm/highmem.c (2.6.22): kunmap_atomic clears the pte and flushes it without "
+                   "CONFIG_DEBUG_HIGHMEM; kmap_atomic BUGs on a slot still mapped"),
+    Feature("arch_sync_kernel_mappings", since="5.8",
+            source="mm/vmalloc.c, include/linux/pgtable.h (5.8): arch_sync_kernel_mappings() after a vmap "
+                   "modified top-level entries the arch asks to sync (ARCH_PAGE_TABLE_SYNC_MASK)"),
+    Variant("vmap_area_fail", [
+        ("2.6.12", "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size."),
+        ("2.6.28", "vmap allocation for size {size} failed: use vmalloc=<size> to increase size."),
+        ("4.12", "vmap allocation for size {size} failed: use vmalloc=<size> to increase size"),
+    ], source="mm/vmalloc.c: __get_vm_area (2.6.12), alloc_vmap_area (2.6.28: the vmap rewrite; the full "
+              "stop went with the __GFP_NOWARN rework in 4.12)"),
+    Variant("vmalloc_page_fail", [
+        ("2.6.12", "vmalloc: out of memory after {got} of {want} pages (this kernel prints no warning)"),
+        ("3.0", "vmalloc: allocation failure, allocated {got_bytes} of {want_bytes} bytes"),
+        ("5.13", "vmalloc error: size {got_bytes}, page order 0, failed to allocate pages"),
+        ("6.4", "vmalloc error: size {got_bytes}, failed to allocate pages"),
+    ], source="mm/vmalloc.c __vmalloc_area_node: no warning in 2.6.12 (vmalloc returned NULL); warn_alloc "
+              "wording of 3.0; 5.13 prints area->nr_pages * PAGE_SIZE as size; 6.4 drops the order"),
+    Feature("vmalloc_map_fail_message", since="5.13",
+            source="mm/vmalloc.c __vmalloc_area_node (5.13): 'vmalloc error: size %lu, failed to map pages' "
+                   "when vmap_pages_range() fails"),
+    Variant("vunmap_nonexistent", [("2.6.12", "vfree"), ("6.3", "vunmap")],
+            source="mm/vmalloc.c: vunmap() warns 'Trying to vunmap() nonexistent vm area' since 6.3 "
+                   "(remove_vm_area rework); before, both warn as vfree()"),
+)

@@ -1,0 +1,80 @@
+"""What the x86 arches share beyond their paging modes: their era rules of memory
+management, ``vmalloc_fault``, and the methods of :class:`mmemu.Arch` that are the same
+for i386, PAE and x86_64 (faults, oops, segfault line, crash vtop)."""
+
+from __future__ import annotations
+
+from mmemu.arch import Arch
+from mmemu.eras import EraTable, Feature, Variant
+from mmemu.layout import MemoryRange
+
+from . import oops as _oops
+from .render import vtop_lines_x86, vtop_lines_x86_64
+
+#: x86's own era rules (arch/x86/mm/*.c)
+X86_MM = EraTable(
+    Variant("vmalloc_fault_32", [("5.8", False), ("5.9", True)], before=True,
+            source="arch/x86/mm/fault.c: vmalloc_fault() removed in 5.8 ('x86/mm: remove vmalloc faulting'), "
+                   "brought back for 32-bit in 5.9 ('x86/mm/32: Bring back vmalloc faulting on x86_32')"),
+    Feature("vmalloc_fault_64", until="5.8",
+            source="arch/x86/mm/fault.c: 64-bit vmalloc_fault() removed in 5.8: the vmalloc p4d/pud are "
+                   "preallocated (arch/x86/mm/init_64.c preallocate_vmalloc_pages)"),
+    Feature("vmalloc_fault_range_check", since="2.6.26",
+            source="arch/x86/mm/fault.c vmalloc_fault (2.6.26): only VMALLOC_START..VMALLOC_END is synced "
+                   "(2.6.12 checked only address >= TASK_SIZE)"),
+    Feature("sync_kernel_mappings", since="5.8",
+            source="arch/x86/mm/fault.c arch_sync_kernel_mappings (5.8): a new kernel pmd (32-bit) or p4d/pud "
+                   "(64-bit, sync_global_pgds) is copied into every pgd on the pgd_list at once"),
+    Feature("preallocate_vmalloc_pages", since="5.8",
+            source="arch/x86/mm/init_64.c preallocate_vmalloc_pages (5.8): the level below the pgd is allocated "
+                   "for the whole vmalloc space at boot"),
+    Variant("root_symbol_64", [("4.14", "init_top_pgt")], before="init_level4_pgt",
+            source="arch/x86/kernel/head_64.S: init_level4_pgt renamed init_top_pgt for 5-level paging (4.14)"),
+    Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],
+            before="/sys/kernel/debug/kernel_page_tables",
+            source="arch/x86/mm/debug_pagetables.c (4.15): the page_tables directory replaces kernel_page_tables"),
+)
+
+#: arch/x86/kernel/setup.c: the first page (the real-mode IVT and the BIOS data area) is
+#: never given to the page allocator (trim_bios_range / reserve_bios_regions)
+BIOS_PAGE = MemoryRange(0, 4096, "BIOS data area")
+
+
+class X86Arch(Arch):
+    """The methods every x86 arch shares."""
+
+    elf_machine = "EM_386"
+
+    def _add_reserved(self, layout):
+        if BIOS_PAGE not in layout.reserved:
+            layout.reserved.append(BIOS_PAGE)
+        return layout
+
+    def syncs_kernel_mappings(self, spec) -> bool:
+        return X86_MM(spec.kernel).sync_kernel_mappings
+
+    def kernel_fault_fixup(self, kernel, fault):
+        """``vmalloc_fault``: copy the master's top-level entry (the pde on i386, the pgd
+        entry on x86_64) into the faulting page directory when it is missing there, in the
+        eras that have it; retry if the master maps the address. A fault on an unmapped
+        page under a master entry leaves the copy behind and still ends in an oops."""
+        era = X86_MM(kernel.spec.kernel)
+        if not (era.vmalloc_fault_64 if kernel.paging.bits64 else era.vmalloc_fault_32):
+            return None
+        syms = kernel.layout.symbols
+        if era.vmalloc_fault_range_check and not syms["VMALLOC_START"] <= fault.address < syms["VMALLOC_END"]:
+            return None
+        if not kernel.copy_kernel_pgd_entry(kernel.fault_pgd(fault), fault.address):
+            return None
+        return "vmalloc_fault" if kernel.walk(fault.address).mapped else None
+
+    def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
+        if kernel.paging.bits64:
+            return vtop_lines_x86_64(kernel, walk, root, process)
+        return vtop_lines_x86(kernel, walk, root, process)
+
+    def oops_report(self, kernel, fault, die_counter: int, why: str = "") -> str:
+        return _oops.oops_report(kernel, fault, die_counter, why)
+
+    def segfault_report(self, kernel, fault) -> str:
+        return _oops.segfault_line(kernel, fault)
