@@ -375,7 +375,7 @@ def test_a_missing_flush_shows_as_a_stale_translation(machine):
     assert cpu.probe(a).phys == other.phys
     k.flush_tlb_one_kernel(a)
     probe = cpu.probe(a)
-    assert probe.faulted and probe.vector == 14 and probe.error_code == 0 and probe.cr2 == a
+    assert probe.faulted and probe.trap == 14 and probe.fault.code == 0 and probe.fault.address == a
 
 
 def test_the_kernel_flushes_where_it_changes_user_entries(machine):
@@ -388,7 +388,7 @@ def test_the_kernel_flushes_where_it_changes_user_entries(machine):
     assert not cpu.probe(a, "write").faulted  # cached writable (the kernel may write user pages)
     c = k.fork(p)
     probe = cpu.probe(a, "write")
-    assert probe.faulted and probe.error_code == 3  # supervisor write to a read-only page
+    assert probe.faulted and probe.fault.code == 3  # supervisor write to a read-only page
     before = cpu.probe(a).phys
     k.write(a, b"y", user=True, process=p)  # do_wp_page copies for the current process
     now = raw_pte_phys(k, p.pgd, a)
@@ -399,14 +399,14 @@ def test_the_kernel_flushes_where_it_changes_user_entries(machine):
     assert not cpu.probe(a + PAGE).faulted
     k.munmap(p, a, 2 * PAGE)
     probe = cpu.probe(a + PAGE)
-    assert probe.faulted and probe.error_code == 0
+    assert probe.faulted and probe.fault.code == 0
     k.exit_mm(c)
     k.check_invariants()
 
 
 def test_user_probe_sees_user_permissions():
     """At CPL 3 the CPU refuses what the kernel's ptes refuse (U/S and R/W)."""
-    from mmemu.cpu.x86 import PROBE_STUB
+    from mmemu_x86.guest import PROBE_STUB
 
     k = mmemu.boot(arch="x86_64", kernel="6.6", ram="1G")
     try:
@@ -417,9 +417,9 @@ def test_user_probe_sees_user_permissions():
         k.read(a, 1, user=True)  # the zero page, read-only
         assert not cpu.probe(a, "read", user=True, user_stub_va=stub).faulted
         probe = cpu.probe(a, "write", user=True, user_stub_va=stub)
-        assert probe.faulted and probe.error_code == 7
+        assert probe.faulted and probe.fault.code == 7
         probe = cpu.probe(k.layout["PAGE_OFFSET"], "read", user=True, user_stub_va=stub)
-        assert probe.faulted and probe.error_code == 5
+        assert probe.faulted and probe.fault.code == 5
     finally:
         k.close()
 
@@ -446,7 +446,7 @@ def test_plugin_and_cpu_mmu_agree_on_a_run():
 
 def test_iret_frame_layout():
     """The frame run_user builds for iret: ip, cs, flags, sp, ss, word-sized."""
-    from mmemu.cpu.x86 import iret_frame
+    from mmemu_x86.guest import iret_frame
 
     assert iret_frame(32, 1, 2, 3, 4, 5) == struct.pack("<5I", 1, 2, 3, 4, 5)
     assert iret_frame(64, 1, 2, 3, 4, 5) == struct.pack("<5Q", 1, 2, 3, 4, 5)

@@ -17,7 +17,7 @@ import pytest
 
 import mmemu
 from mmemu.cpu import Cpu
-from mmemu.cpu.x86 import PROBE_STUB
+from mmemu_x86.guest import PROBE_STUB
 
 MACHINES = [
     pytest.param(dict(arch="i386", kernel="3.10", ram="1G"), id="i386-4M-pages"),
@@ -144,14 +144,14 @@ def test_cpu_mmu_agrees_with_walker(machine):
                     probe = cpu.probe(at, access, user=user, user_stub_va=stub_va)
                     where = f"{access} {'user' if user else 'kernel'} {va:#x} ({walk!r})"
                     if expected is None:
-                        assert not probe.faulted, f"{where}: CPU raised vector {probe.vector} error {probe.error_code:#x}"
+                        assert not probe.faulted, f"{where}: CPU raised {probe}"
                         if access != "exec":
                             assert probe.phys == walk.phys, f"{where}: CPU reached {probe.phys:#x}"
                         checked["mapped"] += 1
                     else:
-                        assert probe.vector == 14, f"{where}: expected #PF {expected:#x}, CPU: {probe}"
-                        assert probe.error_code == expected, f"{where}: error code CPU {probe.error_code:#x} walker {expected:#x}"
-                        assert probe.cr2 == at
+                        assert probe.trap == 14, f"{where}: expected #PF {expected:#x}, CPU: {probe}"
+                        assert probe.fault.code == expected, f"{where}: error code CPU {probe.fault.code:#x} walker {expected:#x}"
+                        assert probe.fault.address == at
                         checked["faults"] += 1
         # the run covered both outcomes, many times
         assert checked["mapped"] > 500 and checked["faults"] > 500, checked
@@ -165,7 +165,7 @@ def test_three_faults_in_a_row_arrive_as_page_faults():
     k = mmemu.boot(arch="x86_64", ram="512M")
     try:
         cpu = Cpu(k)
-        vectors = [cpu.probe(0x1000 * (i + 1), "read").vector for i in range(3)]
+        vectors = [cpu.probe(0x1000 * (i + 1), "read").trap for i in range(3)]
         assert vectors == [14, 14, 14]
     finally:
         k.close()

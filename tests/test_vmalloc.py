@@ -484,14 +484,14 @@ def test_stale_translation_survives_a_lazy_vfree_until_the_purge(boot, arch, kv,
     k.vfree(va)
     assert not k.walk(va).mapped
     stale = cpu.probe(va, "read")
-    assert stale.phys == pfn * PAGE and stale.vector is None  # still cached: no flush yet
+    assert stale.phys == pfn * PAGE and stale.trap is None  # still cached: no flush yet
     k.check_invariants()
     # push the waiting pages past lazy_max_pages(): the purge flushes the TLB
     k.vfree(k.vmalloc((k.lazy_max_pages() - 1) * PAGE))
     assert k.vmap_lazy_nr == 0
     after = cpu.probe(va, "read")
-    assert after.phys is None and after.vector == 14 and after.cr2 == va
-    assert after.error_code & 1 == 0  # not-present
+    assert after.phys is None and after.trap == 14 and after.fault.address == va
+    assert after.fault.code & 1 == 0  # not-present
     k.check_invariants()
 
 
@@ -504,7 +504,7 @@ def test_vfree_flushes_at_once_before_lazy_purging(boot, arch, kv, ram):
     assert cpu.probe(va, "read").phys == k.walk(va).phys
     k.vfree(va)
     p = cpu.probe(va, "read")
-    assert p.phys is None and p.vector == 14
+    assert p.phys is None and p.trap == 14
     k.check_invariants()
 
 

@@ -132,6 +132,10 @@ class KernelBase:
         self.event_seq = 0
         self.recent_events: deque[MappingEvent] = deque(maxlen=self.RECENT_EVENTS)
         self.event_context = ""
+        #: bumped whenever the tables or memory may have changed code a CPU translated
+        #: (every page-table operation, every write through the API): the CPUs drop their
+        #: translated code when it moves (mmemu.cpu)
+        self.code_generation = 0
         self._changed_hook = self.pm.hook.mmemu_mapping_changed
         self.pgtable.observers.append(self._on_operation)
 
@@ -139,6 +143,7 @@ class KernelBase:
         """Every completed page-table operation becomes a MappingEvent, kept in
         :attr:`recent_events` and given to the ``mmemu_mapping_changed`` hook."""
         self.event_seq += 1
+        self.code_generation += 1
         event = MappingEvent(self.event_seq, op, self.event_context)
         self.recent_events.append(event)
         if self._changed_hook.get_hookimpls():

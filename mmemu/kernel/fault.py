@@ -289,6 +289,7 @@ class FaultMixin:
     def write(self, va: int, data: bytes, user: bool = False, process: Process | None = None) -> None:
         """Write bytes at a virtual address, page by page, faulting as needed."""
         pos = 0
+        self.code_generation += 1  # whatever was translated from these bytes is stale
         while pos < len(data):
             n = min(len(data) - pos, PAGE_SIZE - (va & 0xFFF))
             self.mem.write(self.access(va, "write", user, process), data[pos:pos + n])

@@ -68,6 +68,11 @@ class X86Arch(Arch):
             return None
         return "vmalloc_fault" if kernel.walk(fault.address).mapped else None
 
+    def cpu_adapter(self, kernel, mmu: str):
+        from .cpu_adapter import X86Adapter  # Unicorn is loaded only when code runs
+
+        return X86Adapter(kernel, mmu, self.cpu_setup(kernel.spec))
+
     def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
         if kernel.paging.bits64:
             return vtop_lines_x86_64(kernel, walk, root, process)

@@ -21,7 +21,7 @@ from functools import lru_cache
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, Uc, UcError
 from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4, UC_X86_REG_EBX
 
-from ..errors import MmemuError
+from mmemu.errors import MmemuError
 
 _RAM = 8 << 20  # two 4 MiB pages
 _PD = 0x1000

@@ -1,0 +1,168 @@
+"""The contract of an arch's CPU adapter: what :class:`mmemu.cpu.Cpu` needs from an arch to
+run code on Unicorn with the kernel's page tables.
+
+The core owns the run: the instruction budget and the wall-clock limit, the hand-off of
+every page fault to the kernel's fault path and the retry, the exit system call, TLB
+flushes, the TLB-fill hook of the ``plugin`` MMU mode, and the frames the CPU takes from
+the kernel. The adapter owns everything that differs by arch: creating the engine (its
+arch, mode, CPU model and the registers that make paging work), the guest pieces the
+kernel would have (a GDT, a kernel stack, entry code), switching the root table (CR3,
+satp, TTBR0), entering kernel code and user mode, and reading what an interrupt means (a
+page fault with its address and access, a system call, another exception), including the
+quirks of Unicorn on that arch (see ``../shared/unicorn-riscv-arm64/README.md`` and the
+x86 adapter for examples).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..faults import Fault
+
+if TYPE_CHECKING:
+    from unicorn import Uc
+
+    from . import Cpu
+
+FAULT = "fault"
+SYSCALL = "syscall"
+EXCEPTION = "exception"
+
+
+@dataclass
+class Trap:
+    """What one call of Unicorn's interrupt hook means.
+
+    ``kind``: :data:`FAULT` (``fault`` is the page fault, its address, access, privilege,
+    kind and arch code filled in; ``ip``/``sp`` of the faulting instruction),
+    :data:`SYSCALL` (``nr`` and ``args`` of the call), or :data:`EXCEPTION` (anything else:
+    ``description`` names it as the arch's manuals do)."""
+
+    kind: str
+    intno: int = 0
+    fault: Fault | None = None
+    nr: int = 0
+    args: tuple[int, ...] = ()
+    description: str = ""
+    ip: int = 0
+    sp: int = 0
+
+
+class CpuAdapter(abc.ABC):
+    """One CPU of one kernel on one arch. Built by :meth:`mmemu.Arch.cpu_adapter`; the core
+    sets :attr:`cpu` and calls :meth:`create`, then :meth:`setup`."""
+
+    #: the Cpu this adapter serves (set by the core before :meth:`create`)
+    cpu: "Cpu"
+    #: the engine (set by :meth:`create`)
+    uc: "Uc"
+    #: the arch's exit and exit_group system call numbers (a user program ends with one)
+    exit_syscalls: tuple[int, ...] = ()
+    #: the most integer arguments :meth:`enter_call` passes in registers
+    max_call_args: int = 0
+    #: code for probing one access: a byte load that runs from offset ``probe_read[0]`` up
+    #: to (not including) ``probe_read[1]``, a byte store (of the byte :meth:`enter_probe`
+    #: put in a register) from ``probe_write[0]`` to ``probe_write[1]``
+    probe_stub: bytes = b""
+    probe_read: tuple[int, int] = (0, 0)
+    probe_write: tuple[int, int] = (0, 0)
+
+    def __init__(self, kernel, mmu: str):
+        self.kernel = kernel
+        self.mmu = mmu
+
+    # -- creation -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create(self) -> "Uc":
+        """Make the engine: arch, mode, CPU model, the system registers paging needs. No
+        memory is mapped yet (the core maps RAM right after). Also sets :attr:`uc`."""
+
+    def install_hooks(self) -> None:
+        """Hooks of the arch beyond the interrupt hook the core installs (x86_64's
+        ``syscall`` instruction). Default: none."""
+
+    @abc.abstractmethod
+    def setup(self, root: int) -> None:
+        """Put the CPU into the kernel's state with *root* as its table: allocate what the
+        kernel keeps per CPU through ``self.cpu.alloc_pages(order, owner)`` (freed by the
+        core on close or on a failure here), write the entry code, load the registers."""
+
+    # -- the running kernel ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_root(self, root: int) -> None:
+        """Switch to the page table at *root* (a process's, or the kernel's own):
+        ``switch_mm`` writes CR3 / satp / TTBR0. The core flushes the TLB after."""
+
+    @abc.abstractmethod
+    def enter_call(self, func: int, args: tuple[int, ...]) -> tuple[int, int]:
+        """Prepare a call of kernel code at *func* with integer *args* in the arch's calling
+        convention, on the kernel stack, at kernel privilege. Return (begin, until): where
+        the run starts and the return address at which it stops."""
+
+    @abc.abstractmethod
+    def enter_user(self, entry: int, sp: int) -> tuple[int, int]:
+        """Prepare a run of user code at *entry* with stack pointer *sp*, entered the way
+        the kernel enters user mode. Return (begin, until); *until* is never reached (user
+        code ends with the exit system call)."""
+
+    @abc.abstractmethod
+    def return_value(self) -> int:
+        """The integer return value of a kernel call that returned."""
+
+    @abc.abstractmethod
+    def pc(self) -> int:
+        """The program counter now."""
+
+    @abc.abstractmethod
+    def sp(self) -> int:
+        """The stack pointer now."""
+
+    @abc.abstractmethod
+    def user_mode(self) -> bool:
+        """Whether the CPU runs at user privilege now (for the ``plugin`` MMU's TLB fill)."""
+
+    # -- what happened ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def decode_interrupt(self, intno: int) -> Trap:
+        """What the interrupt hook's *intno* means, read from the CPU's state, in the hook.
+        Also undo whatever Unicorn left pending that would change the next exception."""
+
+    @abc.abstractmethod
+    def fault_intno(self, fault: Fault) -> int:
+        """The interrupt number Unicorn reports for this page fault (x86 14; RISC-V 12, 13,
+        15 by access; arm64 3 or 4): the ``plugin`` MMU, which raises no exception, reports
+        its refusals with it."""
+
+    def resume_after_fault(self, trap: Trap) -> None:
+        """The kernel fixed the fault: make the faulting instruction run again when the
+        hook returns (RISC-V: Unicorn moved the pc past it). Default: nothing."""
+
+    @abc.abstractmethod
+    def set_syscall_return(self, value: int) -> None:
+        """Return *value* from the system call being handled."""
+
+    def after_run(self) -> None:
+        """Called after every ``emu_start`` returns (clear what a stopped run left pending).
+        Default: nothing."""
+
+    def default_user_sp(self, process) -> int:
+        return process.start_stack - 64
+
+    # -- probing one access (tests, the conformance suite) ---------------------------------
+
+    @abc.abstractmethod
+    def enter_probe(self, stub_va: int, user: bool, va: int, byte: int) -> None:
+        """Prepare the registers for running the probe stub at *stub_va* (the kernel's own
+        copy at kernel privilege, or a user-executable copy at user privilege) on address
+        *va*, storing *byte* if it stores. The core then runs from the stub's read or write
+        instruction to the instruction after it."""
+
+    @abc.abstractmethod
+    def kernel_probe_stub(self) -> int:
+        """The virtual address of the kernel's copy of :attr:`probe_stub` (placed by
+        :meth:`setup`, executable at kernel privilege)."""

@@ -1,0 +1,261 @@
+"""The x86 CPU adapter: Unicorn's x86 CPU in the kernel's paging mode (i386 2-level, PAE,
+x86_64 4- and 5-level).
+
+Guest-side pieces are placed where the kernel has them: the GDT in a page of low memory
+(``gdt_page``), a kernel stack, and the entry stubs (``iret`` to user mode, the return stub
+of kernel calls, the probe instructions) in the last page of the kernel's text, like the
+kernel's ``.entry.text``. User mode is entered as the kernel enters it: an ``iret`` from
+the kernel stack (writing CS/SS with ``reg_write`` does not change the CPL in 64-bit mode,
+and a ring-3 SS write is refused in 32-bit mode).
+
+Unicorn behaviours this adapter works around (each found by a test): ``old_exception`` is
+never reset after a fault handled in the hook (issue #1883: the next fault would be a
+double fault), so the hook resets it in the saved CPU state (:mod:`.faultstate`); a fault
+raised while a block is translated is raised once more on the way out of ``emu_stop()``;
+in 32-bit mode a segment-register write while the GDT is unmapped crashes the host, so the
+GDT's mapping is checked before every load.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc
+from unicorn.x86_const import (UC_X86_INS_SYSCALL, UC_X86_REG_AL, UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3,
+                               UC_X86_REG_CR4, UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_EAX, UC_X86_REG_EBX,
+                               UC_X86_REG_ECX, UC_X86_REG_EDI, UC_X86_REG_EDX, UC_X86_REG_EIP, UC_X86_REG_ES,
+                               UC_X86_REG_ESI, UC_X86_REG_ESP, UC_X86_REG_GDTR, UC_X86_REG_R8, UC_X86_REG_R9,
+                               UC_X86_REG_R10, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDI,
+                               UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI, UC_X86_REG_RSP, UC_X86_REG_SS)
+
+from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
+from mmemu.errors import MmemuError
+
+from . import guest
+from .faultstate import find_offsets
+
+EFER_MSR = 0xC0000080
+PAGE = 4096
+KERNEL_STACK_ORDER = 2  # THREAD_SIZE: 16 KiB
+
+#: exception names for reports (arch/x86/include/asm/trapnr.h)
+VECTORS = {0: "divide error", 1: "debug", 3: "int3", 4: "overflow", 5: "bounds", 6: "invalid opcode",
+           7: "device not available", 8: "double fault", 10: "invalid TSS", 11: "segment not present",
+           12: "stack segment", 13: "general protection fault", 14: "page fault", 16: "coprocessor error",
+           17: "alignment check", 19: "SIMD exception"}
+
+
+class X86Adapter(CpuAdapter):
+    """i386 (32-bit mode) or x86_64 (long mode), as :attr:`setup` (the arch's CpuSetup) says."""
+
+    probe_stub = guest.PROBE_STUB
+    probe_read = (guest.PROBE_READ_OFF, guest.PROBE_READ_OFF + len(guest.PROBE_READ))
+    probe_write = (guest.PROBE_WRITE_OFF, guest.PROBE_WRITE_OFF + len(guest.PROBE_WRITE))
+
+    def __init__(self, kernel, mmu: str, setup):
+        super().__init__(kernel, mmu)
+        self.setup_regs = setup
+        self.bits = setup.bits
+        b64 = self.bits == 64
+        # 32-bit mode takes the 32-bit register names (Unicorn ignores RBX/RSP there)
+        self._reg_bx = UC_X86_REG_RBX if b64 else UC_X86_REG_EBX
+        self._reg_sp = UC_X86_REG_RSP if b64 else UC_X86_REG_ESP
+        self._reg_ip = UC_X86_REG_RIP if b64 else UC_X86_REG_EIP
+        self._reg_ax = UC_X86_REG_RAX if b64 else UC_X86_REG_EAX
+        # x86_64: SysV (rdi, rsi, rdx, rcx, r8, r9); i386: regparm(3) (eax, edx, ecx)
+        self._arg_regs = ((UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX, UC_X86_REG_RCX, UC_X86_REG_R8, UC_X86_REG_R9)
+                          if b64 else (UC_X86_REG_EAX, UC_X86_REG_EDX, UC_X86_REG_ECX))
+        self.max_call_args = len(self._arg_regs)
+        # the system call ABI: x86_64 syscall (rax; rdi, rsi, rdx, r10, r8, r9), exit 60 and
+        # exit_group 231; i386 int 0x80 (eax; ebx, ecx, edx, esi, edi), exit 1, exit_group 252
+        self._sys_regs = ((UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX, UC_X86_REG_R10,
+                           UC_X86_REG_R8, UC_X86_REG_R9) if b64 else
+                          (UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_ESI,
+                           UC_X86_REG_EDI))
+        self.exit_syscalls = (60, 231) if b64 else (1, 252)
+        self._fault_regs = (UC_X86_REG_CR2, self._reg_ip, self._reg_sp)
+        self._mask = (1 << self.bits) - 1
+        self._user_ctx: dict[tuple[int, int], object] = {}
+
+    # -- creation -------------------------------------------------------------------------
+
+    def create(self) -> Uc:
+        self._offsets = find_offsets()
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if self.bits == 64 else UC_MODE_32)
+        self._scratch_ctx = self.uc.context_save()
+        self._ctx_base = ctypes.cast(self._scratch_ctx.context, ctypes.c_void_p).value
+        return self.uc
+
+    def install_hooks(self) -> None:
+        if self.bits == 64:
+            self.uc.hook_add(UC_HOOK_INSN, self._on_syscall_insn, aux1=UC_X86_INS_SYSCALL)
+
+    def setup(self, root: int) -> None:
+        k = self.kernel
+        s = self.setup_regs
+        gdt_page = self.cpu.alloc_pages(0, "gdt_page")
+        stack = self.cpu.alloc_pages(KERNEL_STACK_ORDER, "kernel stack")
+        gdt = guest.build_gdt(self.bits, s.kernel_cs, s.kernel_ds, s.user_cs, s.user_ds, s.gdt_entries)
+        k.mem.write(gdt_page.phys, gdt)
+        self.gdt_va = k.phys_to_virt(gdt_page.phys)
+        self.gdt_size = len(gdt)
+        self.stack_top = k.phys_to_virt(stack.phys) + (PAGE << KERNEL_STACK_ORDER)
+        text = next(sec for sec in k.layout.image if sec.name == "text")
+        last = (text.size - 1) & ~(PAGE - 1)
+        self.entry_va, self.entry_pa = text.virt + last, text.phys + last
+        stub = guest.entry_stubs(self.bits)
+        k.mem.write(self.entry_pa, stub.code)
+        self.iret_va = self.entry_va + stub.iret
+        self.probe_va = self.entry_va + stub.probe
+        self.return_va = self.entry_va + stub.ret
+        self._load_cpu_state(root)
+
+    def _check_gdt(self, root: int) -> None:
+        # A segment load reads the GDT through paging; with the GDT unmapped Unicorn
+        # crashes the host process (32-bit mode), so check the mapping first.
+        if self.kernel.pgtable.walk(root, self.gdt_va).fault("read") is not None:
+            raise MmemuError(f"the GDT at {self.gdt_va:#x} is not mapped in the page table at {root:#x}")
+
+    def _load_cpu_state(self, root: int) -> None:
+        """Control registers, GDT and segments, once: what cpu_init leaves."""
+        uc, s = self.uc, self.setup_regs
+        uc.reg_write(UC_X86_REG_CR3, root)
+        uc.reg_write(UC_X86_REG_CR4, s.cr4)
+        if s.efer:
+            uc.msr_write(EFER_MSR, s.efer)
+        uc.reg_write(UC_X86_REG_CR0, s.cr0)
+        self._check_gdt(root)
+        uc.reg_write(UC_X86_REG_GDTR, (0, self.gdt_va, self.gdt_size - 1, 0))
+        if self.bits == 32:
+            uc.reg_write(UC_X86_REG_CS, s.kernel_cs)
+        uc.reg_write(UC_X86_REG_SS, s.kernel_ds)
+        # i386 Linux runs the kernel with __USER_DS in DS/ES (entry_32.S), so that an iret
+        # to user mode keeps them valid; 64-bit mode ignores them.
+        uc.reg_write(UC_X86_REG_DS, s.user_ds)
+        uc.reg_write(UC_X86_REG_ES, s.user_ds)
+        uc.reg_write(self._reg_sp, self.stack_top)
+        self._kernel_ctx = uc.context_save()
+        self._user_ctx.clear()
+
+    # -- the running kernel ----------------------------------------------------------------
+
+    def set_root(self, root: int) -> None:
+        """A CR3 write. The GDT lives in the shared kernel part, so the segments stay."""
+        self._check_gdt(root)
+        self.uc.context_restore(self._kernel_ctx)
+        self.uc.reg_write(UC_X86_REG_CR3, root)
+        self._kernel_ctx = self.uc.context_save()
+        self._user_ctx.clear()
+
+    def enter_call(self, func: int, args: tuple[int, ...]) -> tuple[int, int]:
+        uc = self.uc
+        uc.context_restore(self._kernel_ctx)
+        word = self.bits // 8
+        sp = ((self.stack_top - 64) & ~0xF) - word
+        self.kernel.mem.write(self.kernel.virt_to_phys(sp), self.return_va.to_bytes(word, "little"))
+        uc.reg_write(self._reg_sp, sp)
+        for reg, value in zip(self._arg_regs, args):
+            uc.reg_write(reg, value & self._mask)
+        return func, self.return_va
+
+    def enter_user(self, entry: int, sp: int) -> tuple[int, int]:
+        uc, s = self.uc, self.setup_regs
+        uc.context_restore(self._kernel_ctx)
+        frame = guest.iret_frame(self.bits, entry, s.user_cs, 0x202, sp, s.user_ds)
+        ksp = self.stack_top - 128
+        self.kernel.mem.write(self.kernel.virt_to_phys(ksp), frame)
+        uc.reg_write(self._reg_sp, ksp)
+        # the kernel enters user mode with an iret; nothing returns to the return stub
+        return self.iret_va, self.return_va
+
+    def return_value(self) -> int:
+        return self.uc.reg_read(self._reg_ax)
+
+    def pc(self) -> int:
+        return self.uc.reg_read(self._reg_ip)
+
+    def sp(self) -> int:
+        return self.uc.reg_read(self._reg_sp)
+
+    def user_mode(self) -> bool:
+        return (self.uc.reg_read(UC_X86_REG_CS) & 3) == 3
+
+    # -- what happened ---------------------------------------------------------------------
+
+    def _read_and_forget_fault(self) -> int:
+        """The #PF error code, and old_exception reset (Unicorn issue #1883)."""
+        uc, ctx, base = self.uc, self._scratch_ctx, self._ctx_base
+        uc.context_update(ctx)
+        error = ctypes.c_int32.from_address(base + self._offsets.error_code).value & 0xFFFFFFFF
+        ctypes.c_int32.from_address(base + self._offsets.old_exception).value = -1
+        uc.context_restore(ctx)
+        return error
+
+    def decode_interrupt(self, intno: int) -> Trap:
+        uc = self.uc
+        error = self._read_and_forget_fault()
+        if intno == 14:
+            cr2, ip, sp = uc.reg_read_batch(self._fault_regs)
+            return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2, error), ip=ip, sp=sp)
+        if intno == 0x80 and self.bits == 32:
+            nr, *args = uc.reg_read_batch(self._sys_regs)
+            return Trap(SYSCALL, intno, nr=nr, args=tuple(args), ip=self.pc())
+        ip = self.pc()
+        name = VECTORS.get(intno, f"exception {intno}")
+        code = f" error_code {error:#x}" if intno in (8, 10, 11, 12, 13, 17) else ""
+        return Trap(EXCEPTION, intno, description=f"{name}: {intno}{code}", ip=ip)
+
+    def fault_intno(self, fault) -> int:
+        return 14  # #PF
+
+    def _on_syscall_insn(self, uc, user_data) -> None:
+        nr, *args = uc.reg_read_batch(self._sys_regs)
+        self.cpu.syscall(nr, tuple(args))
+
+    def set_syscall_return(self, value: int) -> None:
+        self.uc.reg_write(self._reg_ax, value & self._mask)
+
+    def after_run(self) -> None:
+        """Reset old_exception after a run stopped on a fault. A fault raised while QEMU
+        translates a block is raised a second time on the way out once emu_stop() is
+        pending, without reaching the hook, and would turn the next fault into a double
+        fault."""
+        uc, ctx = self.uc, self._scratch_ctx
+        uc.context_update(ctx)
+        slot = ctypes.c_int32.from_address(self._ctx_base + self._offsets.old_exception)
+        if slot.value != -1:
+            slot.value = -1
+            uc.context_restore(ctx)
+
+    # -- probing ----------------------------------------------------------------------------
+
+    def kernel_probe_stub(self) -> int:
+        return self.probe_va
+
+    def enter_probe(self, stub_va: int, user: bool, va: int, byte: int) -> None:
+        uc = self.uc
+        uc.context_restore(self._user_context(stub_va) if user else self._kernel_ctx)
+        uc.reg_write(self._reg_bx, va)
+        uc.reg_write(UC_X86_REG_AL, byte)
+
+    def _user_context(self, user_stub_va: int):
+        """A CPL 3 context stopped at *user_stub_va*, reached the way the kernel reaches user
+        mode: an ``iret`` from the kernel stack (cached per root and stub)."""
+        key = (self.cpu.cr3, user_stub_va)
+        ctx = self._user_ctx.get(key)
+        if ctx is None:
+            uc, s = self.uc, self.setup_regs
+            uc.context_restore(self._kernel_ctx)
+            frame = guest.iret_frame(self.bits, user_stub_va, s.user_cs, 0x2, user_stub_va + PAGE - 16, s.user_ds)
+            sp = self.stack_top - 64
+            self.kernel.mem.write(self.kernel.virt_to_phys(sp), frame)
+            uc.reg_write(self._reg_sp, sp)
+            self.cpu.run_to(self.iret_va, user_stub_va)
+            trap = self.cpu.last_trap
+            if trap is not None:
+                code = trap.fault.code if trap.fault is not None else 0
+                raise MmemuError(f"cannot enter user mode at {user_stub_va:#x}: exception {trap.intno} "
+                                 f"(error code {code:#x}); map the user stub user-executable")
+            ctx = uc.context_save()
+            self._user_ctx[key] = ctx
+        return ctx
