@@ -3,22 +3,79 @@
 Every command takes the same machine options (``--arch``, ``--kernel``, ``--ram``, ``--cpus``,
 ``--cmdline``, ``--option``). Errors a user can cause end the command with a one-line
 ``mmemu: error: ...`` on stderr and exit status 2; never a traceback (set MMEMU_DEBUG=1 to
-see one for an internal error).
+see one for an internal error, exit status 70). Output that cannot be written (a full disk,
+``> /dev/full``) ends it with ``mmemu: error: cannot write output: ...`` and exit status 74; a
+reader that goes away (``| head``) ends it quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 from typing import Sequence
 
 from .errors import ConfigError, MmemuError
-from .units import parse_address
+from .units import KernelVersion, check_ascii, memparse, parse_address, parse_count
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_IOERR = 74  # EX_IOERR (sysexits.h): an error while doing I/O on a file, here the output
+
+
+class UsageError(ConfigError):
+    """A command line argparse refuses (unknown option, option without its value...)."""
+
+
+class OutputError(Exception):
+    """Writing the command's output failed (ENOSPC, EIO...): not a bug, not bad input."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(cause.strerror or str(cause))
+        self.cause = cause
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused command line is one ``mmemu: error:`` line like every other
+    bad input (no usage block), raised as :class:`UsageError` for ``main()`` to print."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class _Output:
+    """``sys.stdout`` while a command runs: a failed write or flush becomes
+    :class:`OutputError` (BrokenPipeError stays itself: the reader went away)."""
+
+    def __init__(self, stream):
+        self._stream = stream  # None when started with stdout closed (`mmemu arches >&-`)
+
+    def write(self, text: str) -> int:
+        if self._stream is None:
+            raise OutputError(OSError(errno.EBADF, "standard output is closed"))
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def __getattr__(self, name: str):
+        if self._stream is None:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
 
 
 def _machine_options(p: argparse.ArgumentParser) -> None:
@@ -37,6 +94,7 @@ def _machine_options(p: argparse.ArgumentParser) -> None:
 def _options(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
+        check_ascii(pair, "--option", example="levels=5")
         key, sep, value = pair.partition("=")
         if not sep or not key or not value:
             raise ConfigError(f"malformed --option {pair!r}: expected KEY=VALUE, e.g. levels=5")
@@ -150,7 +208,7 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmemu", description="Emulate and inspect how the Linux kernel maps memory.")
+    p = _Parser(prog="mmemu", description="Emulate and inspect how the Linux kernel maps memory.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -178,22 +236,89 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_args(args) -> None:
+    """Refuse a malformed machine option before anything is computed or booted, each with
+    a ConfigError naming the option and its text. ASCII only: Python's int() and str.split()
+    would take other scripts' digits (``٣``, ``４``) and blanks (U+00A0), the kernel would not."""
+    if hasattr(args, "cpus"):
+        check_ascii(args.arch, "arch (--arch)", example="x86_64")
+        KernelVersion.parse(args.kernel)
+        memparse(args.ram, what="RAM size")
+        args.cpus = parse_count(args.cpus, what="CPU count")
+        if args.cpus < 1:
+            raise ConfigError(f"CPU count must be at least 1, not {args.cpus}")
+        # words are split on ASCII blanks, as the kernel's next_arg() does with isspace()
+        check_ascii(args.cmdline, "kernel command line (--cmdline)", example='"vmalloc=256M nopse"')
+        _options(args.option)
+    if getattr(args, "address", None) is not None:
+        parse_address(args.address, what="virtual address")  # before booting: fail fast
+
+
+def _one_line(message: str) -> str:
+    """*message* with line breaks and other unprintable characters escaped: one line."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in message)
+
+
+def _say(message: str) -> None:
+    if sys.stderr is None:  # started with stderr closed (print would fall back to stdout)
+        return
     try:
-        return args.func(args)
+        print(f"mmemu: {_one_line(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr is gone or full too: the exit status still tells
+        pass
+
+
+def _silence_stdout(stdout) -> None:
+    """After a failed write, point the real stdout at /dev/null so that the flush at
+    interpreter shutdown cannot fail again ("Exception ignored ... OSError") and change the
+    exit status (the recipe of the Python docs for SIGPIPE)."""
+    try:
+        fd = stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (pytest's capture): nothing to flush at exit
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _Output(stdout)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help (argparse exits after printing it)
+            sys.stdout.flush()
+            return exc.code if isinstance(exc.code, int) else 0
+        _check_args(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at interpreter shutdown, where an error is only "ignored"
+        return code
     except MmemuError as exc:
-        print(f"mmemu: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return EXIT_USAGE
+    except OutputError as exc:
+        _silence_stdout(stdout)
+        _say(f"error: cannot write output: {exc}")
+        return EXIT_IOERR
     except BrokenPipeError:
+        _silence_stdout(stdout)
         return 0
     except Exception as exc:  # a bug: say so in one line unless asked for the traceback
         if os.environ.get("MMEMU_DEBUG"):
             raise
-        print(f"mmemu: internal error: {type(exc).__name__}: {exc} (set MMEMU_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        _say(f"internal error: {type(exc).__name__}: {exc} (set MMEMU_DEBUG=1 for the traceback)")
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = stdout
+        try:  # what an error left in the buffer: written now, or never (the status already tells)
+            if stdout is not None:
+                stdout.flush()
+        except (OSError, ValueError):
+            _silence_stdout(stdout)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
-"""Sizes, addresses and kernel versions as users write them, parsed strictly.
+"""Sizes, addresses, counts and kernel versions as users write them, parsed strictly.
 
-``memparse`` follows lib/cmdline.c: a number (C base prefixes allowed) followed by an
-optional K/M/G/T/P/E suffix, case-insensitive, binary multiples.
+``memparse`` follows lib/cmdline.c ``memparse()``: ``simple_strtoull(ptr, &endptr, 0)`` (a
+leading ``0x`` means hexadecimal, a leading ``0`` octal, as ``_parse_integer_fixup_radix()``
+decides) followed by an optional K/M/G/T/P/E suffix, case-insensitive, binary multiples.
+Where the kernel would stop early and quietly use a prefix (``09G`` is 0 to it, ``4 G`` is 4),
+mmemu refuses the whole text instead.
+
+Every parser here reads ASCII only: Python's ``\\d``, ``int()`` and ``str.split()`` accept
+other scripts' digits (``٦``, ``６``) and blanks (U+00A0), the kernel's ``isdigit()`` and
+``isspace()`` do not. Anything else is a :class:`ConfigError` naming the field and the text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import total_ordering
 
@@ -17,38 +25,128 @@ MiB = 1 << 20
 GiB = 1 << 30
 TiB = 1 << 40
 
+#: The blanks the kernel's isspace() knows in ASCII (include/linux/ctype.h, lib/ctype.c):
+#: what may surround a value. Python's str.strip()/split() would also take U+00A0, U+2003...
+ASCII_BLANKS = " \t\n\v\f\r"
+
 _SUFFIX_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
-_SIZE_RE = re.compile(r"^\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*([KMGTPE]?)(i?B)?\s*$", re.I)
+# The number as simple_strtoull(..., 0) reads it: 0x + hex digits (the kernel takes 0x as a
+# prefix only when a hex digit follows), 0 + octal digits, or decimal; then one suffix
+# letter (memparse's switch), then mmemu's own optional B / iB (1GiB, 4096B).
+_SIZE_RE = re.compile(r"(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)(?:([KMGTPE])(i?B)?|(B))?", re.ASCII | re.I)
+_U64 = 1 << 64
+
+
+def shown(text: object, limit: int = 40) -> str:
+    """*text* as an error message quotes it: ``repr`` (control characters escaped, so the
+    message stays one line), cut after *limit* characters."""
+    if isinstance(text, str) and len(text) > limit:
+        return f"{text[:limit]!r}... ({len(text)} characters)"
+    return repr(text)
+
+
+def _describe(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''})"
+
+
+def check_ascii(text: str, what: str, example: str = "") -> str:
+    """Return *text* if it is printable ASCII (blanks allowed); else raise :class:`ConfigError`
+    naming *what*, the text and the first offending character (``６`` is FULLWIDTH DIGIT SIX,
+    not a digit to the kernel)."""
+    for ch in text:
+        if ch in ASCII_BLANKS or " " <= ch <= "~":
+            continue
+        kind = "a control character" if unicodedata.category(ch) == "Cc" else "not ASCII"
+        hint = f"; write it in ASCII, e.g. {example}" if example else "; only ASCII is accepted"
+        raise ConfigError(f"malformed {what} {shown(text)}: {_describe(ch)} is {kind}{hint}")
+    return text
 
 
 def memparse(text: str, what: str = "size") -> int:
-    """Parse a size the way the kernel's ``memparse()`` does (``512M``, ``4G``, ``0x1000``).
+    """Parse a size the way the kernel's ``memparse()`` does (``512M``, ``4G``, ``0x1000``,
+    ``0200M`` = 128 MiB: a leading 0 is octal, as to the kernel).
 
-    Also accepts a trailing ``B``/``iB`` (``1GiB``), as people write it. Raises
-    :class:`ConfigError` naming *what* on anything else.
+    Also accepts a trailing ``B``/``iB`` (``1GiB``), as people write it, and blanks around
+    the whole. Raises :class:`ConfigError` naming *what* on anything else, and on sizes of
+    64 bits or more (which the kernel's ``unsigned long long`` would wrap).
     """
-    m = _SIZE_RE.match(str(text))
+    text = str(text)
+    check_ascii(text, what, example="512M")
+    s = text.strip(ASCII_BLANKS)
+    m = _SIZE_RE.fullmatch(s)
     if not m:
-        raise ConfigError(f"malformed {what} {text!r}: expected a number with an optional K/M/G/T suffix, e.g. 512M")
-    number, suffix = m.group(1), m.group(2).upper()
-    return int(number, 0) << _SUFFIX_SHIFT[suffix]
+        octal = re.fullmatch(r"0[0-7]*([89])[0-9]*[KMGTPE]?(i?B)?", s, re.ASCII | re.I)
+        if octal:
+            raise ConfigError(f"malformed {what} {shown(text)}: a leading 0 makes the number octal (as in the "
+                              f"kernel's memparse), and {octal.group(1)} is not an octal digit")
+        raise ConfigError(f"malformed {what} {shown(text)}: expected a number with an optional K/M/G/T/P/E suffix, "
+                          f"e.g. 512M")
+    number = m.group(1)
+    suffix = (m.group(2) or "").upper()
+    digits = number[2:] if number[:2].lower() == "0x" else number
+    if len(digits.lstrip("0")) > 22:  # more than any 64-bit number needs, even in octal
+        value = _U64
+    else:
+        value = int(number, 16 if number[:2].lower() == "0x" else 8 if number.startswith("0") else 10)
+    value <<= _SUFFIX_SHIFT[suffix]
+    if value >= _U64:
+        raise ConfigError(f"{what} {shown(text)} is too large: 2^64 bytes or more (the kernel's memparse "
+                          f"would overflow)")
+    return value
 
 
 def parse_address(text: str | int, what: str = "address") -> int:
     """Parse a virtual or physical address: hexadecimal, with or without ``0x``, as crash
-    and the QEMU monitor read addresses (bare digits are hex); ``_`` separators allowed."""
+    and the QEMU monitor read addresses (bare digits are hex); ``_`` separators allowed.
+    At most 64 bits."""
+    if isinstance(text, bool):
+        raise ConfigError(f"malformed {what} {shown(text)}: expected a hexadecimal number such as 0xc0100000")
     if isinstance(text, int):
         value = text
     else:
-        s = str(text).strip().replace("_", "")
-        if s.lower().startswith("0x"):
+        text = str(text)
+        check_ascii(text, what, example="0xc0100000")
+        s = text.strip(ASCII_BLANKS).replace("_", "")
+        if s[:2].lower() == "0x":
             s = s[2:]
         if not s or not re.fullmatch(r"[0-9a-fA-F]+", s):
-            raise ConfigError(f"malformed {what} {text!r}: expected a hexadecimal number such as 0xc0100000")
+            raise ConfigError(f"malformed {what} {shown(text)}: expected a hexadecimal number such as 0xc0100000")
+        if len(s.lstrip("0")) > 16:
+            raise ConfigError(f"malformed {what} {shown(text)}: wider than 64 bits")
         value = int(s, 16)
     if value < 0:
-        raise ConfigError(f"malformed {what} {text!r}: negative")
+        raise ConfigError(f"malformed {what} {shown(text)}: negative")
+    if value >= _U64:
+        raise ConfigError(f"malformed {what} {shown(text)}: wider than 64 bits")
     return value
+
+
+#: Longest count parse_count reads: 9 digits (under a billion) is more than any NR_CPUS.
+_COUNT_DIGITS = 9
+
+
+def parse_count(text: "str | int", what: str = "count") -> int:
+    """Parse a whole number written in decimal as Kconfig writes an ``int`` symbol
+    (scripts/kconfig/symbol.c ``sym_string_valid()``: ASCII digits, no leading zero, no
+    ``0x``): ``--cpus 4``, ``NR_CPUS=64``. An ``int`` passes through (``bool`` does not).
+    Refuses signs, ``_``, non-ASCII digits and numbers of more than 9 digits with a
+    :class:`ConfigError` naming *what*; range checks are the caller's."""
+    if isinstance(text, bool):
+        raise ConfigError(f"malformed {what} {shown(text)}: expected a whole number such as 4")
+    if isinstance(text, int):
+        return text
+    text = str(text)
+    check_ascii(text, what, example="4")
+    s = text.strip(ASCII_BLANKS)
+    if not re.fullmatch(r"[0-9]+", s, re.ASCII):
+        raise ConfigError(f"malformed {what} {shown(text)}: expected a whole number such as 4")
+    if len(s) > 1 and s.startswith("0"):
+        raise ConfigError(f"malformed {what} {shown(text)}: write it in decimal without leading zeros, as Kconfig "
+                          f"does (to the kernel's parsers a leading 0 means octal)")
+    if len(s) > _COUNT_DIGITS:
+        raise ConfigError(f"{what} {shown(text)} is too large (more than {_COUNT_DIGITS} digits)")
+    return int(s, 10)
 
 
 def format_size(n: int) -> str:
@@ -73,6 +171,11 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+#: major.minor[.patch], then an optional local version of printable ASCII (``-rc1``,
+#: ``-91-generic``, ``+``); ASCII digits only (``re.ASCII``: ``\d`` would take ``٦``).
+_VERSION_RE = re.compile(r"v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?:[-+~][!-~]*)?", re.ASCII)
+
+
 @total_ordering
 @dataclass(frozen=True)
 class KernelVersion:
@@ -84,11 +187,17 @@ class KernelVersion:
 
     @classmethod
     def parse(cls, text: "str | KernelVersion") -> "KernelVersion":
+        """``6.6``, ``v4.14``, ``2.6.12``, ``5.15.0-91-generic`` (a local version after
+        ``-``, ``+`` or ``~`` is ignored); ASCII only, each number at most 6 digits."""
         if isinstance(text, KernelVersion):
             return text
-        m = re.fullmatch(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+~].*)?\s*", str(text))
+        text = str(text)
+        check_ascii(text, "kernel version", example="6.6")
+        m = _VERSION_RE.fullmatch(text.strip(ASCII_BLANKS))
         if not m:
-            raise ConfigError(f"malformed kernel version {text!r}: expected e.g. 2.6.12, 4.14 or 6.6")
+            raise ConfigError(f"malformed kernel version {shown(text)}: expected e.g. 2.6.12, 4.14 or 6.6")
+        if any(g and len(g) > 6 for g in m.groups()):
+            raise ConfigError(f"malformed kernel version {shown(text)}: a number of more than 6 digits")
         return cls(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
 
     def _key(self) -> tuple[int, int, int]:

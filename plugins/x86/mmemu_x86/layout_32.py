@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 from mmemu.errors import ConfigError
 from mmemu.layout import ImageSection, Layout, MachineSpec, MemoryRange, Region, ZoneSpan
-from mmemu.units import GiB, KernelVersion, MiB, format_size
+from mmemu.units import GiB, KernelVersion, MiB, format_size, parse_count
 
 from .e820 import max_pfn as e820_max_pfn
 from .e820 import pc_e820
@@ -147,10 +147,7 @@ def _nr_cpus(spec: MachineSpec) -> int:
     if raw is None:
         n = spec.cpus
     else:
-        try:
-            n = int(str(raw), 0)
-        except ValueError:
-            raise ConfigError(f"malformed option NR_CPUS={raw!r}: expected a whole number") from None
+        n = parse_count(raw, what="option NR_CPUS")  # a Kconfig int: decimal, ASCII digits
         if n < spec.cpus:
             raise ConfigError(f"NR_CPUS={n} is smaller than the {spec.cpus} CPUs asked for (--cpus)")
     if not 1 <= n <= NR_CPUS_MAX:

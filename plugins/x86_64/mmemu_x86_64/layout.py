@@ -60,7 +60,7 @@ from typing import Mapping
 
 from mmemu.errors import ConfigError
 from mmemu.layout import ImageSection, Layout, MachineSpec, Region, ZoneSpan
-from mmemu.units import GiB, KernelVersion, MiB, TiB, format_size
+from mmemu.units import GiB, KernelVersion, MiB, TiB, format_size, parse_count
 from mmemu_x86.e820 import max_pfn as e820_max_pfn
 from mmemu_x86.e820 import pc_e820
 
@@ -114,13 +114,15 @@ def check_kernel(kernel: KernelVersion) -> None:
 
 
 def _nr_cpus(spec: MachineSpec) -> int:
+    """CONFIG_NR_CPUS: ``--option NR_CPUS=N`` (a Kconfig int: decimal, ASCII), else the CPU
+    count; either way at least the CPUs asked for and at most :data:`NR_CPUS_MAX`."""
+    if spec.cpus > NR_CPUS_MAX:
+        raise ConfigError(f"CPU count {spec.cpus} is more than x86_64 allows: NR_CPUS is at most {NR_CPUS_MAX} "
+                          f"(CONFIG_MAXSMP, arch/x86/Kconfig)")
     raw = spec.options.get("NR_CPUS")
     if raw is None:
         return spec.cpus
-    try:
-        n = int(str(raw).strip(), 10)
-    except ValueError:
-        raise ConfigError(f"NR_CPUS={raw!r} is not a whole number") from None
+    n = parse_count(raw, what="option NR_CPUS")
     if n < spec.cpus:
         raise ConfigError(f"NR_CPUS={n} is smaller than the {spec.cpus} CPUs asked for")
     if n > NR_CPUS_MAX:
