@@ -422,6 +422,18 @@ class BootPlan:
     #: pgd_alloc copies entries from KERNEL_PGD_BOUNDARY) or the kernel has its own root
     #: the CPU uses for the kernel half (arm64's TTBR1: user tables hold no kernel entry)
     copies_kernel_pgd: bool = True
+    #: the physical address of the root table where the arch's linker script puts it
+    #: (arm64's swapper_pg_dir at the end of its block); None: the first free page of
+    #: ``root_section``
+    root_phys: int | None = None
+    #: the protection of the direct map (arm64 and RISC-V mapped it executable in early eras)
+    direct_map_prot: str = "PAGE_KERNEL"
+    #: [start, end) of the fixmap's page tables allocated at boot; None: from the lowest
+    #: slot of the layout's fixmap enum up to the page of FIXADDR_TOP (x86)
+    fixmap_range: tuple[int, int] | None = None
+    #: vmalloc-space ranges the kernel takes at boot (``vm_area_add_early``: arm64's image in
+    #: the vmalloc area since 4.6): (start, end, caller); vmalloc never hands them out
+    early_vm_areas: tuple[tuple[int, int, str], ...] = ()
     #: pgd_alloc also allocates the next level's table of every user entry and never frees
     #: them before the pgd (PAE: the CPU loads all four PDPT entries with CR3;
     #: pgd_prepopulate_pmd, PREALLOCATED_PMDS)
@@ -439,12 +451,14 @@ REQUIRED_PGPROTS = ("PAGE_NONE", "PAGE_KERNEL", "PAGE_KERNEL_RO", "PAGE_KERNEL_E
                     "PAGE_READONLY_EXEC")
 
 #: The layout symbols the core reads (every arch's layout must have them): where the
-#: direct map starts and ends, user space, vmalloc, the fixmap. Optional ones the core uses
-#: when present: PHYS_OFFSET (physical address the direct map starts at, default 0),
+#: direct map starts and ends, user space, vmalloc. Optional ones the core uses when
+#: present: FIXADDR_TOP and FIXADDR_START (the fixmap, where the era has one; with the
+#: layout's fixmap enum), PHYS_OFFSET (physical address the direct map starts at, default 0),
 #: KERNEL_PGD_BOUNDARY (first top-level index copied into user page directories, default
-#: the index of PAGE_OFFSET), TASK_SIZE_MAX, STACK_TOP, MODULES_VADDR/MODULES_END,
-#: PKMAP_BASE/LAST_PKMAP (HighMem), FIXADDR_START.
-REQUIRED_SYMBOLS = ("PAGE_OFFSET", "high_memory", "TASK_SIZE", "VMALLOC_START", "VMALLOC_END", "FIXADDR_TOP")
+#: the index of PAGE_OFFSET), TASK_SIZE_MAX, STACK_TOP, ELF_ET_DYN_BASE,
+#: MODULES_VADDR/MODULES_END, PKMAP_BASE/LAST_PKMAP (HighMem), VMEMMAP_START and vmemmap
+#: (the struct page array: ``vmemmap + pfn * 64``, vmemmap defaulting to VMEMMAP_START).
+REQUIRED_SYMBOLS = ("PAGE_OFFSET", "high_memory", "TASK_SIZE", "VMALLOC_START", "VMALLOC_END")
 
 
 @dataclass(frozen=True)
@@ -497,6 +511,11 @@ class Arch(abc.ABC):
 
     # -- machine description ----------------------------------------------------------
 
+    def pgprots(self, spec: "MachineSpec") -> Mapping[str, int]:
+        """The named protections of this spec's kernel (they change with the era on arm64
+        and RISC-V). Default: :attr:`pgprot`."""
+        return self.pgprot
+
     @abc.abstractmethod
     def paging(self, spec: "MachineSpec") -> PagingMode:
         """The paging mode a machine of this spec runs in."""
@@ -528,9 +547,9 @@ class Arch(abc.ABC):
         return False
 
     def kernel_fault_fixup(self, kernel, fault: "Fault") -> str | None:
-        """Called by the fault path for a fault on a kernel address from kernel mode,
-        before the spurious-fault check: fix what the arch fixes lazily (x86's and
-        RISC-V's ``vmalloc_fault``) and return the name of the function that did, or None.
+        """Called by the fault path for every kernel-mode fault on a kernel address, before
+        the spurious-fault check: fix what the arch fixes lazily (x86's and RISC-V's
+        ``vmalloc_fault``) and return the name of the function that did, or None.
         Default: nothing."""
         return None
 

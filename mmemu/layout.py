@@ -128,6 +128,9 @@ class ImageSection:
     size: int
     writable: bool
     executable: bool
+    #: the named protection the kernel gives the section, where it is not the one
+    #: writable/executable imply (PAGE_KERNEL_EXEC for an era that left its image RWX)
+    prot: str | None = None
 
 
 @dataclass

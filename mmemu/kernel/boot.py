@@ -13,7 +13,7 @@ kernel function writes each entry comes from the arch's :class:`~mmemu.arch.Boot
 
 from __future__ import annotations
 
-from ..arch import REQUIRED_SYMBOLS, Level
+from ..arch import REQUIRED_PGPROTS, REQUIRED_SYMBOLS, Level
 from ..buddy import FrameAllocator
 from ..errors import ConfigError, PluginError
 from ..pagetable import PageTables
@@ -55,6 +55,10 @@ def setup_memory(k) -> None:
     RAM, memblock and the buddy allocator, the era, the shared numbers."""
     layout, spec = k.layout, k.spec
     syms = layout.symbols
+    k.pgprot = dict(k.arch.pgprots(spec))
+    missing = [n for n in REQUIRED_PGPROTS if n not in k.pgprot]
+    if missing:
+        raise PluginError(f"arch {k.arch.name}: kernel {spec.kernel} has no protections {', '.join(missing)}")
     k.era = MM(spec.kernel)
     k.codec = k.paging.codec
     k.task_size = syms["TASK_SIZE"]
@@ -123,7 +127,13 @@ def build_tables(k) -> None:
         used[name] = used.get(name, 0) + PAGE_SIZE
         return pa, sec.virt + (pa - sec.phys)
 
-    k.pgd, k._pgd_va = image_page(plan.root_section)
+    if plan.root_phys is not None:  # the arch says where in the image it is
+        sec = next((s for s in layout.image if s.phys <= plan.root_phys < s.phys + s.size), None)
+        if sec is None or plan.root_phys % PAGE_SIZE:
+            raise PluginError(f"arch {arch.name}: the root table at {plan.root_phys:#x} is not a page of the image")
+        k.pgd, k._pgd_va = plan.root_phys, sec.virt + plan.root_phys - sec.phys
+    else:
+        k.pgd, k._pgd_va = image_page(plan.root_section)
     k.pgd_symbol = plan.root_symbol
     k.mem.zero(k.pgd, PAGE_SIZE)
     pt.adopt_table(k.pgd, 0, plan.root_symbol, kernel_root=True)
@@ -138,7 +148,7 @@ def build_tables(k) -> None:
     k.direct_map_page_sizes = sizes
     page_offset, base = syms["PAGE_OFFSET"], layout.phys_offset
     lowmem_end = base + layout.lowmem_bytes
-    kernel_prot = arch.pgprot["PAGE_KERNEL"]
+    kernel_prot = k.pgprot[plan.direct_map_prot]
     pieces = [(base + s, min(base + e, lowmem_end)) for s, e in plan.direct_map_first if base + s < lowmem_end]
     for s, e in layout.ram_ranges():
         s, e = max(s, base), min(e, lowmem_end)
@@ -154,10 +164,12 @@ def build_tables(k) -> None:
     # read-only, data and bss writable, both non-executable where the arch can say so.
     # A section inside the direct map gets its protection in place (splitting large pages
     # at the edges, as set_memory_ro/nx do); one elsewhere has its own mapping.
-    pgprot = arch.pgprot
+    pgprot = k.pgprot
     for sec in layout.image:
         size = (sec.size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if sec.writable:
+        if sec.prot is not None:
+            prot = pgprot[sec.prot]
+        elif sec.writable:
             prot = pgprot["PAGE_KERNEL_EXEC" if sec.executable else "PAGE_KERNEL"]
         else:
             prot = pgprot["PAGE_KERNEL_RX" if sec.executable else "PAGE_KERNEL_RO"]
@@ -166,12 +178,17 @@ def build_tables(k) -> None:
         else:
             pt.map(k.pgd, sec.virt, sec.phys, size, prot, writer=plan.image_writer, page_sizes=sizes)
 
-    # The fixmap's page tables, for every slot including the boot-time ones.
-    fix_top = syms["FIXADDR_TOP"]
-    end_idx = dict(layout.fixmap).get("__end_of_fixed_addresses")
-    fix_bottom = fix_top - ((end_idx - 1) << PAGE_SHIFT) if end_idx else syms.get("FIXADDR_START", fix_top)
-    fix_bottom = min(fix_bottom, syms.get("FIXADDR_START", fix_bottom))
-    pt.populate(k.pgd, fix_bottom, fix_top + PAGE_SIZE - fix_bottom, writer=plan.fixmap_writer)
+    # The fixmap's page tables, for every slot including the boot-time ones (the arch may
+    # say which range its kernel populates).
+    if plan.fixmap_range is not None:
+        fix_start, fix_end = plan.fixmap_range
+        pt.populate(k.pgd, fix_start, fix_end - fix_start, writer=plan.fixmap_writer)
+    elif "FIXADDR_TOP" in syms:
+        fix_top = syms["FIXADDR_TOP"]
+        end_idx = dict(layout.fixmap).get("__end_of_fixed_addresses")
+        fix_bottom = fix_top - ((end_idx - 1) << PAGE_SHIFT) if end_idx else syms.get("FIXADDR_START", fix_top)
+        fix_bottom = min(fix_bottom, syms.get("FIXADDR_START", fix_bottom))
+        pt.populate(k.pgd, fix_bottom, fix_top + PAGE_SIZE - fix_bottom, writer=plan.fixmap_writer)
 
     # HighMem: one page table for all LAST_PKMAP slots (mm/highmem.c pkmap_page_table;
     # arch/x86/mm/init_32.c permanent_kmaps_init)

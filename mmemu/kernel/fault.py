@@ -75,7 +75,7 @@ class FaultMixin:
     # -- kernel addresses ---------------------------------------------------------------
 
     def _kernel_address_fault(self, fault: Fault) -> FaultResolution:
-        if not fault.user and fault.kind == "not-present":
+        if not fault.user:
             how = self.arch.kernel_fault_fixup(self, fault)
             if how:
                 return FaultResolution("retry", how)

@@ -1,5 +1,5 @@
 """The fixmap: compile-time virtual addresses counted down from FIXADDR_TOP, one per
-``enum fixed_addresses`` index (arch/x86/include/asm/fixmap.h):
+``enum fixed_addresses`` index (include/asm-generic/fixmap.h; the enum is the arch's):
 ``__fix_to_virt(x) = FIXADDR_TOP - (x << PAGE_SHIFT)``. ``set_fixmap`` writes the entry
 (``set_pte_vaddr``) and flushes that one translation (``__flush_tlb_one_kernel``).
 The enum of each era and config comes from the arch's layout.
@@ -17,7 +17,8 @@ class FixmapMixin:
 
     def _init_fixmap(self) -> None:
         self.fixed_addresses: dict[str, int] = dict(self.layout.fixmap)
-        self.FIXADDR_TOP = self.layout["FIXADDR_TOP"]
+        # an era without a fixmap (RISC-V before 5.2) has no FIXADDR_TOP and no slots
+        self.FIXADDR_TOP = self.layout.symbols.get("FIXADDR_TOP", 0)
         self.end_of_fixed_addresses = self.fixed_addresses.get("__end_of_fixed_addresses", 0)
 
     def fix_index(self, idx: "int | str") -> int:
@@ -49,15 +50,15 @@ class FixmapMixin:
         """``set_fixmap(idx, phys)`` (``__set_fixmap`` with a named protection): map the
         page holding *phys* at the slot; returns the slot's address."""
         i = self.fix_index(idx)
-        if prot not in self.arch.pgprot:
-            raise MmemuError(f"unknown protection {prot!r}; known: {', '.join(self.arch.pgprot)}")
+        if prot not in self.pgprot:
+            raise MmemuError(f"unknown protection {prot!r}; known: {', '.join(self.pgprot)}")
         if isinstance(phys, bool) or not isinstance(phys, int):
             raise MmemuError(f"set_fixmap: phys must be an int (a physical address), not {type(phys).__name__}")
         if not 0 <= phys < (1 << self.paging.pa_bits):
             raise MmemuError(f"set_fixmap({idx!r}, {phys:#x}): the physical address is outside the "
                              f"{self.paging.pa_bits}-bit physical address space")
         vaddr = self.FIXADDR_TOP - (i << PAGE_SHIFT)
-        self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(phys >> PAGE_SHIFT, self.arch.pgprot[prot]),
+        self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(phys >> PAGE_SHIFT, self.pgprot[prot]),
                              writer="__set_fixmap")
         self.flush_tlb_one_kernel(vaddr)
         return vaddr + (phys & 0xFFF)

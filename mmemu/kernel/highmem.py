@@ -106,7 +106,7 @@ class HighmemMixin:
                 raise WouldBlock("kmap: no free pkmap slot")
         nr = self.last_pkmap_nr
         vaddr = self.PKMAP_ADDR(nr)
-        prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
+        prot = self.pgprot["PAGE_KERNEL"]  # kmap_prot
         self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(pfn, prot), writer="kmap_high")
         self.pkmap_count[nr] = 1
         self.page_address_map[pfn] = vaddr
@@ -153,7 +153,7 @@ class HighmemMixin:
         if check_empty and self.pgtable.read_pte(self.pgd, vaddr):
             raise self.BUG(f"arch/x86/mm/highmem_32.c {writer}()",
                            f"BUG_ON(!pte_none(*(kmap_pte-idx))): the slot at {vaddr:#x} is still in use")
-        prot = self.arch.pgprot["PAGE_KERNEL"]  # kmap_prot
+        prot = self.pgprot["PAGE_KERNEL"]  # kmap_prot
         self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(pfn, prot), writer=writer)
         self.flush_tlb_one_kernel(vaddr)  # __flush_tlb_one(vaddr) / arch_kmap_local_post_map
         self.kmap_atomic_stack[cpu].append(AtomicSlot(cpu, idx, vaddr, pfn, type_))

@@ -262,7 +262,7 @@ class ProcessMixin:
         return self._protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
 
     def _vm_page_prot(self, vm_flags: int) -> int:
-        p = self.arch.pgprot
+        p = self.pgprot
         r, w, x = vm_flags & VM_READ, vm_flags & VM_WRITE, vm_flags & VM_EXEC
         if not (r or w or x):
             # PAGE_NONE is _PAGE_PROTNONE | _PAGE_ACCESSED: not present for the CPU, but

@@ -65,6 +65,7 @@ class VmapArea:
     vm: VmStruct | None
     kaddr: int  # where the vmap_area itself lives (kmalloc)
     lazy: bool = False  # freed, waiting for the lazy purge
+    early: bool = False  # taken at boot (vm_area_add_early): never freed
 
 
 class VmallocMixin:
@@ -78,6 +79,11 @@ class VmallocMixin:
         lo = min(self.layout["VMALLOC_START"], self.layout.symbols.get("MODULES_VADDR", 1 << 64))
         hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))
         self.vmap_free: list[list[int]] = [[lo, hi]]
+        # vm_area_add_early: what the kernel took at boot (arm64's image) is a busy area
+        # from the start, whose structures are the boot's own (no kmalloc)
+        for start, end, caller in self.plan.early_vm_areas:
+            vm = VmStruct(start, end - start, VM_MAP | VM_NO_GUARD, caller=caller)
+            self._insert_area(VmapArea(start, end, vm, 0, early=True))
         self.vmap_lazy_nr = 0  # pages waiting for the purge
         self.lazy_purge = self.era.lazy_vunmap
         self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
@@ -259,18 +265,18 @@ class VmallocMixin:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
         virtually contiguous memory."""
         return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
-                                         self.arch.pgprot["PAGE_KERNEL"], "vmalloc")
+                                         self.pgprot["PAGE_KERNEL"], "vmalloc")
 
     def vzalloc(self, size: int) -> int:
         """``vzalloc(size)``: vmalloc, zeroed."""
         return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
-                                         self.arch.pgprot["PAGE_KERNEL"], "vzalloc", zero=True)
+                                         self.pgprot["PAGE_KERNEL"], "vzalloc", zero=True)
 
     def vmalloc_range(self, size: int, start: int, end: int, prot: str = "PAGE_KERNEL", caller: str = "vmalloc",
                       guard: bool = True) -> int:
         """``__vmalloc_node_range``: vmalloc in [start, end) with a named protection (the
         module loader's ``module_alloc``). ``guard=False`` is VM_NO_GUARD."""
-        return self.__vmalloc_node_range(size, start, end, self.arch.pgprot[prot], caller,
+        return self.__vmalloc_node_range(size, start, end, self.pgprot[prot], caller,
                                          flags=0 if guard else VM_NO_GUARD)
 
     def vmap(self, pages, prot: str = "PAGE_KERNEL", guard: bool = True) -> int:
@@ -285,7 +291,7 @@ class VmallocMixin:
                                  self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
         area.vm.pages = pfns
         try:
-            self.pgtable.map_frames(self.pgd, area.va_start, pfns, self.arch.pgprot[prot], writer="vmap")
+            self.pgtable.map_frames(self.pgd, area.va_start, pfns, self.pgprot[prot], writer="vmap")
         except BaseException:
             self._release_area(area)
             raise
@@ -300,6 +306,9 @@ class VmallocMixin:
             if who == "vunmap" and self.era.vunmap_nonexistent == "vunmap":
                 raise KernelWarning(f"Trying to vunmap() nonexistent vm area ({addr:#x})")
             raise KernelWarning(f"Trying to vfree() nonexistent vm area ({addr:#x})")
+        if area.early:
+            raise KernelWarning(f"Trying to {who}() the vm area at {addr:#x} the kernel took at boot "
+                                f"({area.vm.caller}): it is never freed")
         vm = area.vm
         # vfree() of a vmap() area unmaps it like vunmap(): its pages belong to the caller
         # (the vm_struct of a vmap has no pages of its own to free)

@@ -53,8 +53,9 @@ class PtdumpFormat:
     level_names: tuple[str, ...] = ("pgd", "p4d", "pud", "pmd", "pte")
     #: the debugfs file the dump is read from (shown in help texts)
     debugfs: str = "/sys/kernel/debug/kernel_page_tables"
-    #: the arch's codec, for the generic format
-    codec: object = None
+    #: pass every marker an address has reached at once (arm64 and RISC-V note_page loop
+    #: ``while (addr >= st->marker[1].start_address)``); x86 moves one marker per note
+    marker_loop: bool = False
 
     def prot(self, level: int, val: int) -> int:
         """The part of an entry compared between neighbours (x86: ``val & PTE_FLAGS_MASK``)."""
@@ -65,10 +66,11 @@ class PtdumpFormat:
         Default: none (0), as arm64 and RISC-V."""
         return 0
 
-    def line(self, start: int, end: int, size: int, start_pa: int, prot: int, level: int) -> str:
+    def line(self, start: int, end: int, size: int, start_pa: int, prot: int, level: int) -> str | None:
         """One line of the dump for [start, end) (*end* 0 for the last range: the flush at
         address 0), *size* bytes, starting at physical *start_pa*, with the level's
-        protection *prot*. Default: the range and size, then the level name."""
+        protection *prot*; None prints nothing (RISC-V skips ranges without protection
+        bits). Default: the range and size, then the level name."""
         w = self.width
         return f"0x{start:0{w}x}-0x{end:0{w}x}   {size_text(size)} {self.level_names[level]}"
 
@@ -111,7 +113,8 @@ class _State:
         new_prot = fmt.prot(level, val) if level >= 0 else 0
         new_eff = 0 if not val or level < 0 else self.prot_levels[level]
         if self.level == -1:
-            self.cur, self.eff, self.level, self.start_pa = new_prot, new_eff, level, pa
+            # the first entry: the range starts here (the walk may start above 0)
+            self.cur, self.eff, self.level, self.start_pa, self.start = new_prot, new_eff, level, pa, addr
             self.marker = 0
             self.lines = 0
             self.out.append(f"---[ {self.markers[0][1]} ]---")
@@ -120,16 +123,20 @@ class _State:
         if new_prot != self.cur or new_eff != self.eff or level != self.level or addr >= next_marker:
             max_lines = self.markers[self.marker][2]
             if not max_lines or self.lines < max_lines:
-                self.out.append(fmt.line(self.start, addr, (addr - self.start) & self.mask, self.start_pa,
-                                         self.cur, self.level))
+                text = fmt.line(self.start, addr, (addr - self.start) & self.mask, self.start_pa, self.cur, self.level)
+                if text is not None:
+                    self.out.append(text)
             self.lines += 1
-            if addr >= next_marker:
+            while addr >= self.markers[self.marker + 1][0] and self.markers[self.marker + 1][1] is not None:
                 if max_lines and self.lines > max_lines:
                     nskip = self.lines - max_lines
                     self.out.append(f"... {nskip} entr{'y' if nskip == 1 else 'ies'} skipped ... ")
                 self.marker += 1
                 self.lines = 0
+                max_lines = self.markers[self.marker][2]
                 self.out.append(f"---[ {self.markers[self.marker][1]} ]---")
+                if not fmt.marker_loop:
+                    break
             self.start, self.cur, self.eff, self.level, self.start_pa = addr, new_prot, new_eff, level, pa
 
 

@@ -38,11 +38,12 @@ def page_size_suffix(size: int) -> str:
 
 def page_line(kernel, phys: int) -> list[str]:
     """Where crash prints the frame's ``struct page`` (dump_mem_map), mmemu prints its own
-    frame record: the struct page address (vmemmap + pfn * 64 where the arch has a vmemmap,
-    else the pfn), the physical address, the reference count and what the frame is."""
+    frame record: the struct page address (``vmemmap + pfn * 64`` where the arch has a
+    vmemmap: the layout's ``vmemmap`` symbol, else VMEMMAP_START; else the pfn), the physical address, the reference count and what the frame is."""
     pfn = phys >> 12
     info = kernel.frames.page(pfn)
-    vmemmap = kernel.layout.symbols.get("VMEMMAP_START")
+    syms = kernel.layout.symbols
+    vmemmap = syms.get("vmemmap", syms.get("VMEMMAP_START"))
     page = f"{vmemmap + pfn * 64:x}" if vmemmap is not None else f"pfn:{pfn:x}"
     if info.state == "free":
         what = f"buddy (free block of order {info.order} at pfn {info.head:#x}, zone {info.zone})"

@@ -58,6 +58,8 @@ class X86Arch(Arch):
         entry on x86_64) into the faulting page directory when it is missing there, in the
         eras that have it; retry if the master maps the address. A fault on an unmapped
         page under a master entry leaves the copy behind and still ends in an oops."""
+        if fault.kind != "not-present":  # only !(X86_PF_RSVD | X86_PF_USER | X86_PF_PROT)
+            return None
         era = X86_MM(kernel.spec.kernel)
         if not (era.vmalloc_fault_64 if kernel.paging.bits64 else era.vmalloc_fault_32):
             return None
