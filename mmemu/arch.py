@@ -539,6 +539,12 @@ class Arch(abc.ABC):
         Default: the arch runs no code."""
         raise ConfigError(f"arch {self.name} has no CPU adapter: code cannot run on it")
 
+    def conformance_machines(self) -> list[dict]:
+        """The machines the conformance suite (:mod:`mmemu.testing`) checks this arch on:
+        ``mmemu.boot`` keyword arguments (kernel, ram, cmdline, options...) covering its
+        paging modes and page sizes. Default: one machine with the defaults."""
+        return [{}]
+
     # -- era rules of the arch ---------------------------------------------------------
 
     def syncs_kernel_mappings(self, spec: "MachineSpec") -> bool:

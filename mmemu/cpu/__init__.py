@@ -436,7 +436,15 @@ class Cpu:
             ad.enter_probe(stub, user, va, byte)
             if access == "exec":
                 # start at va and stop in a code hook on va: translating the first block
-                # checks the fetch; the hook stops the CPU before the instruction runs.
+                # checks the fetch; the hook stops the CPU before the instruction runs. A
+                # block translated before (the entry code) would run its first instruction
+                # before the stop is seen: drop it first.
+                # (Only a mapped page can hold one: dropping an unmapped address makes the
+                # CPU raise a fault internally.)
+                if self.kernel.pgtable.walk(self.cr3 if not self.kernel.paging.in_kernel_root(va)
+                                            else self.kernel.pgd, va).mapped:
+                    self.uc.ctl_remove_cache(va, va + 1)
+                    ad.after_run()
                 self.run_to(va, va)
             else:
                 kind = UC_HOOK_MEM_READ if access == "read" else UC_HOOK_MEM_WRITE

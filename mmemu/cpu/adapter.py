@@ -19,6 +19,7 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import MmemuError
 from ..faults import Fault
 
 if TYPE_CHECKING:
@@ -152,6 +153,22 @@ class CpuAdapter(abc.ABC):
 
     def default_user_sp(self, process) -> int:
         return process.start_stack - 64
+
+    # -- small programs (the demo, the conformance suite) -----------------------------------
+
+    def program_touch_pages(self, base: int, n: int) -> bytes:
+        """User code: store one byte in each of *n* pages from *base*, then exit(0) with the
+        arch's exit system call. Position independent."""
+        raise MmemuError(f"the {self.kernel.arch.name} CPU adapter has no touch-pages program")
+
+    def program_loop(self) -> bytes:
+        """Code that jumps to itself forever (runaway code, at either privilege)."""
+        raise MmemuError(f"the {self.kernel.arch.name} CPU adapter has no endless-loop program")
+
+    def function_read_byte(self) -> bytes:
+        """Kernel code: a function returning the byte at the address in its first argument.
+        Position independent."""
+        raise MmemuError(f"the {self.kernel.arch.name} CPU adapter has no read-byte function")
 
     # -- probing one access (tests, the conformance suite) ---------------------------------
 

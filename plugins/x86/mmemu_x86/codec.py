@@ -210,7 +210,8 @@ class X86Codec(EntryCodec):
     def describe(self, li: int, raw: int) -> EntryView:
         kind, addr, rights = self.decoder(li)(raw)
         b = self.bits[li]
-        large = kind == LEAF and self._is_large_level(li)
+        last = li == len(self.bits) - 1
+        large_form = not last and b.large_addr_mask and raw & _PAGE_PSE  # read with the large format
         attrs = {
             "valid": bool(raw & _PAGE_PRESENT),
             "read": True,
@@ -222,12 +223,14 @@ class X86Codec(EntryCodec):
             "dirty": bool(raw & _PAGE_DIRTY),
             "pwt": bool(raw & _PAGE_PWT),
             "pcd": bool(raw & _PAGE_PCD),
-            "pse": large,
-            "pat": bool(raw & (_PAGE_PAT_LARGE if large else _PAGE_PSE)) if kind == LEAF else False,
         }
+        if last:  # bit 7 of a pte is PAT
+            attrs["pat"] = bool(raw & _PAGE_PSE)
+        else:  # bit 7 of a directory entry is PS; a large page's PAT is bit 12
+            attrs["pse"] = bool(raw & _PAGE_PSE)
+            attrs["pat"] = bool(large_form and raw & _PAGE_PAT_LARGE)
         if kind not in (TABLE, LEAF):
-            addr = raw & (b.large_addr_mask if (raw & _PAGE_PSE and b.large_addr_mask and self._is_large_level(li))
-                          else b.addr_mask)
+            addr = raw & (b.large_addr_mask if large_form else b.addr_mask)
         return EntryView(kind, addr, attrs)
 
     def flag_names(self, li: int, raw: int) -> list[str]:

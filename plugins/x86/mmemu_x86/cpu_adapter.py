@@ -227,6 +227,17 @@ class X86Adapter(CpuAdapter):
             slot.value = -1
             uc.context_restore(ctx)
 
+    # -- small programs ---------------------------------------------------------------------
+
+    def program_touch_pages(self, base: int, n: int) -> bytes:
+        return guest.touch_pages_code(self.bits, base, n)
+
+    def program_loop(self) -> bytes:
+        return bytes.fromhex("ebfe")  # jmp $
+
+    def function_read_byte(self) -> bytes:
+        return guest.read_byte_code(self.bits)
+
     # -- probing ----------------------------------------------------------------------------
 
     def kernel_probe_stub(self) -> int:

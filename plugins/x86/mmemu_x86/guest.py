@@ -67,3 +67,19 @@ def entry_stubs(bits: int) -> EntryStubs:
 def iret_frame(bits: int, ip: int, cs: int, flags: int, sp: int, ss: int) -> bytes:
     """The stack an ``iret`` to an outer privilege level pops: ip, cs, flags, sp, ss."""
     return struct.pack("<5Q" if bits == 64 else "<5I", ip, cs, flags, sp, ss)
+
+
+def touch_pages_code(bits: int, base: int, n: int) -> bytes:
+    """User code: write one byte in each of *n* pages from *base*, then exit(0)."""
+    if bits == 64:  # mov rbx,base; mov rcx,n; 1: mov [rbx],al; add rbx,4096; dec rcx; jnz 1b; exit
+        return bytes.fromhex("48bb" + base.to_bytes(8, "little").hex() + "48b9" + n.to_bytes(8, "little").hex()
+                             + "8803" "4881c300100000" "48ffc9" "75f2" "b83c000000" "31ff" "0f05")
+    # mov ebx,base; mov ecx,n; 1: mov [ebx],al; add ebx,4096; dec ecx; jnz 1b; mov eax,1; xor ebx,ebx; int 0x80
+    return bytes.fromhex("bb" + base.to_bytes(4, "little").hex() + "b9" + n.to_bytes(4, "little").hex()
+                         + "8803" "81c300100000" "49" "75f5" "b801000000" "31db" "cd80")
+
+
+def read_byte_code(bits: int) -> bytes:
+    """Kernel code: return the byte at the address in the first argument (rdi; eax with
+    regparm(3) on i386)."""
+    return bytes.fromhex("0fb607c3") if bits == 64 else bytes.fromhex("0fb600c3")  # movzx eax,byte [rdi|eax]; ret

@@ -72,6 +72,12 @@ class X86_32Arch(X86Arch):
             return (small,)
         return (2 * MiB if self.pae else 4 * MiB, small)
 
+    def conformance_machines(self) -> list[dict]:
+        """Large pages and 4 KiB only, a classic and a modern era, HighMem."""
+        if self.pae:
+            return [dict(kernel="6.6", ram="4G"), dict(kernel="3.10", ram="2G", cmdline="nopse")]
+        return [dict(kernel="6.6", ram="768M"), dict(kernel="2.6.32", ram="1G", cmdline="nopse")]
+
     def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
         return X86PtdumpFormat(markers=self.ptdump_markers(layout), width=8,
                                debugfs=X86_MM(layout.kernel).ptdump_file)
