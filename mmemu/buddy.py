@@ -20,10 +20,10 @@ from typing import Iterable
 
 from .errors import MmemuError, OutOfMemory
 from .layout import ZoneSpan
+from .units import PAGE_SHIFT
 
 #: orders 0..10 (MAX_ORDER 11 in the classic kernels, MAX_PAGE_ORDER 10 in 6.x: same lists)
 NR_ORDERS = 11
-PAGE_SHIFT = 12
 
 #: allocation fallback order, highest zone first (the kernel's zonelist)
 ZONE_ORDER = ("HighMem", "Normal", "DMA32", "DMA")

@@ -23,8 +23,25 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .arch import (ACCESSES, AF_FAULT, ALL_RIGHTS, KR, KW, KX, LEAF, NONE, RESERVED, RIGHT, SPLIT, TABLE, UR, UW,
-                   UX, Level, PagingMode)
+from .arch import (
+    ACCESSES,
+    AF_FAULT,
+    ALL_RIGHTS,
+    KR,
+    KW,
+    KX,
+    LEAF,
+    NONE,
+    RESERVED,
+    RIGHT,
+    SPLIT,
+    TABLE,
+    UR,
+    UW,
+    UX,
+    Level,
+    PagingMode,
+)
 from .errors import AddressError, MappingError
 from .faults import ACCESS_FLAG, NOT_PRESENT, PROTECTION, Fault
 from .faults import RESERVED as RESERVED_FAULT

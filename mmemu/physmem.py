@@ -17,9 +17,9 @@ import ctypes
 import mmap
 
 from .errors import AddressError, ConfigError
+from .units import PAGE_SIZE as PAGE
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux's value; Python < 3.12 lacks the name
-PAGE = 4096
 
 
 class PhysMem:

@@ -20,6 +20,11 @@ from functools import total_ordering
 
 from .errors import ConfigError
 
+#: The page size of every arch mmemu models (4 KiB base pages: x86, RISC-V, arm64 with the
+#: 4K granule). Defined here once; every module imports it.
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30

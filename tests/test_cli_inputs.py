@@ -207,8 +207,9 @@ def test_kernel_spellings_mean_what_they_mean_to_the_kernel(capsys, same):
 
 
 def test_x86_64_cpu_bound_is_nr_cpus_max(capsys):
-    from mmemu.layout import MachineSpec
     from mmemu_x86_64.layout import NR_CPUS_MAX, compute_layout_64
+
+    from mmemu.layout import MachineSpec
 
     assert NR_CPUS_MAX == 8192  # arch/x86/Kconfig: NR_CPUS_RANGE_END with CONFIG_MAXSMP
     code, _, err = run(capsys, ["layout", "--arch", "x86_64", "--cpus", "8192"])

@@ -13,7 +13,7 @@ import pytest
 
 import mmemu
 from mmemu.errors import MmemuError, Oops, SegmentationFault
-from mmemu.kernel import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, Fault, FaultResolution
+from mmemu.kernel import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, FaultResolution
 from mmemu.plugins import get_plugin_manager
 
 PAGE = 4096

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mmemu_x86.fixmap_32 import build_fixmap_32, km_type_nr, km_types, kmap_scheme
+from mmemu_x86.layout_32 import compute_layout_32
 
 from mmemu.errors import ConfigError
 from mmemu.layout import MachineSpec
 from mmemu.units import GiB, KernelVersion, MiB
-from mmemu_x86.fixmap_32 import build_fixmap_32, km_type_nr, km_types, kmap_scheme
-from mmemu_x86.layout_32 import compute_layout_32
 
 PAGE = 4096
 TOP = 0x1_0000_0000

@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mmemu_x86_64.fixmap import ERAS, compute_fixmap, fixmap_era
+from mmemu_x86_64.layout import compute_layout_64
 
 from mmemu.errors import ConfigError
 from mmemu.layout import Layout, MachineSpec
-from mmemu_x86_64.fixmap import ERAS, compute_fixmap, fixmap_era
-from mmemu_x86_64.layout import compute_layout_64
 
 MiB, GiB, TiB, PiB = 1 << 20, 1 << 30, 1 << 40, 1 << 50
 

@@ -16,13 +16,63 @@ from hypothesis import strategies as st
 from mmemu.errors import AddressError, MappingError, OutOfMemory
 
 try:
-    from toyarch import (A, D, G, KERNPG_TABLE, MiB, NX, P, PAGE, PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_RO,
-                         PAGE_READONLY, PAGE_SHARED, PAGE_TABLE, PAT_PTE, PCD, PS, PWT, RW, TOY, TOY3, TOY48,
-                         TOY_NONX, US, GiB, ToyMachine)
+    from toyarch import (
+        KERNPG_TABLE,
+        NX,
+        PAGE,
+        PAGE_KERNEL,
+        PAGE_KERNEL_EXEC,
+        PAGE_KERNEL_RO,
+        PAGE_READONLY,
+        PAGE_SHARED,
+        PAGE_TABLE,
+        PAT_PTE,
+        PCD,
+        PS,
+        PWT,
+        RW,
+        TOY,
+        TOY3,
+        TOY48,
+        TOY_NONX,
+        US,
+        A,
+        D,
+        G,
+        GiB,
+        MiB,
+        P,
+        ToyMachine,
+    )
 except ImportError:  # tests/ made a package
-    from tests.toyarch import (A, D, G, KERNPG_TABLE, MiB, NX, P, PAGE, PAGE_KERNEL, PAGE_KERNEL_EXEC,
-                               PAGE_KERNEL_RO, PAGE_READONLY, PAGE_SHARED, PAGE_TABLE, PAT_PTE, PCD, PS, PWT, RW,
-                               TOY, TOY3, TOY48, TOY_NONX, US, GiB, ToyMachine)
+    from tests.toyarch import (
+        KERNPG_TABLE,
+        NX,
+        PAGE,
+        PAGE_KERNEL,
+        PAGE_KERNEL_EXEC,
+        PAGE_KERNEL_RO,
+        PAGE_READONLY,
+        PAGE_SHARED,
+        PAGE_TABLE,
+        PAT_PTE,
+        PCD,
+        PS,
+        PWT,
+        RW,
+        TOY,
+        TOY3,
+        TOY48,
+        TOY_NONX,
+        US,
+        A,
+        D,
+        G,
+        GiB,
+        MiB,
+        P,
+        ToyMachine,
+    )
 
 M2 = 2 * MiB
 ADDR = ((1 << 40) - 1) & ~0xFFF

@@ -14,10 +14,10 @@ import random
 import zlib
 
 import pytest
+from mmemu_x86.guest import PROBE_STUB
 
 import mmemu
 from mmemu.cpu import Cpu
-from mmemu_x86.guest import PROBE_STUB
 
 MACHINES = [
     pytest.param(dict(arch="i386", kernel="3.10", ram="1G"), id="i386-4M-pages"),

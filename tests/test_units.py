@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mmemu.errors import ConfigError
-from mmemu.units import GiB, KiB, MiB, KernelVersion, check_ascii, memparse, parse_address, parse_count
+from mmemu.units import GiB, KernelVersion, KiB, MiB, check_ascii, memparse, parse_address, parse_count
 
 U64 = 1 << 64
 

@@ -24,14 +24,15 @@ captures everything a failed operation must leave as it was.
 
 from __future__ import annotations
 
+from mmemu_x86.codec import X86Bits, X86Codec
+from mmemu_x86.pgtable_types import bits, entry_format, low_flags, x86_attrs
+
 from mmemu.arch import SIGN_EXTENDED, EntryFormat, Level, PagingMode
 from mmemu.buddy import FrameAllocator
 from mmemu.errors import OutOfMemory
 from mmemu.layout import ZoneSpan
 from mmemu.pagetable import PageTables
 from mmemu.physmem import PhysMem
-from mmemu_x86.codec import X86Bits, X86Codec
-from mmemu_x86.pgtable_types import bits, entry_format, low_flags, x86_attrs
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 PAGE = 4 * KiB

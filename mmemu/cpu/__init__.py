@@ -25,19 +25,31 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from unicorn import (UC_ERR_EXCEPTION, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE,
-                     UC_HOOK_TLB_FILL, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UC_TLB_VIRTUAL, UcError)
+from unicorn import (
+    UC_ERR_EXCEPTION,
+    UC_HOOK_CODE,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
+    UC_HOOK_TLB_FILL,
+    UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    UC_TLB_VIRTUAL,
+    UcError,
+)
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from ..arch import KR, KW, KX, UR, UW, UX
 from ..errors import MmemuError
 from ..faults import Fault
-from .adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
+from ..units import PAGE_SIZE as PAGE
+from .adapter import FAULT, SYSCALL, CpuAdapter, Trap
 
 if TYPE_CHECKING:
     from ..kernel import Kernel, Process
 
-PAGE = 4096
 ENOSYS = 38
 
 __all__ = ["Cpu", "RunResult", "Probe", "CpuAdapter", "Trap"]

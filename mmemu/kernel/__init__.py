@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..faults import Fault
 from . import boot as _boot
 from .base import KernelBase
 from .direct import DirectMapMixin
@@ -16,10 +17,20 @@ from .fault import FaultMixin, FaultResolution
 from .fixmap import FixmapMixin
 from .highmem import HighmemMixin
 from .invariants import InvariantsMixin
-from .process import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ,
-                      PROT_WRITE, Process, ProcessMixin, Vma)
+from .process import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    PROT_EXEC,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+    Process,
+    ProcessMixin,
+    Vma,
+)
 from .vmalloc import VmallocMixin, VmapArea, VmStruct
-from ..faults import Fault
 
 __all__ = ["Kernel", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "VmStruct", "PROT_NONE", "PROT_READ",
            "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS"]

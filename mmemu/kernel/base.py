@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AddressError, KernelBug
 from ..events import MappingEvent
+from ..units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     import pluggy
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from ..pagetable import PageTables, Walk
     from ..physmem import PhysMem
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 
 
 class KernelBase:

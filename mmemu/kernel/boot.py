@@ -18,10 +18,8 @@ from ..buddy import FrameAllocator
 from ..errors import ConfigError, PluginError
 from ..pagetable import PageTables
 from ..physmem import PhysMem
+from ..units import PAGE_SHIFT, PAGE_SIZE
 from .eras import MM
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 
 
 def boot_kernel(arch, spec, pm):

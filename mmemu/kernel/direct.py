@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 
 from ..buddy import Page
 from ..errors import AddressError, KernelBug, MmemuError
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from ..units import PAGE_SHIFT, PAGE_SIZE
 
 #: kmalloc size classes (mm/slab_common.c kmalloc_info[]: 8..8192 with 96 and 192), the
 #: largest object SLUB serves from a cache (KMALLOC_MAX_CACHE_SIZE = 2 pages); bigger

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 from ..errors import MmemuError, OutOfMemory
 from ..faults import Fault
+from ..units import PAGE_SHIFT, PAGE_SIZE
 from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 #: the default stack limit (include/uapi/linux/resource.h _STK_LIM, 8 MiB), which
 #: acct_stack_growth() holds a growing stack VMA to
 RLIMIT_STACK = 8 << 20

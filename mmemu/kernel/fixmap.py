@@ -8,8 +8,7 @@ The enum of each era and config comes from the arch's layout.
 from __future__ import annotations
 
 from ..errors import MmemuError
-
-PAGE_SHIFT = 12
+from ..units import PAGE_SHIFT
 
 
 class FixmapMixin:

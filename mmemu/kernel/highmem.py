@@ -22,9 +22,7 @@ from dataclasses import dataclass
 
 from ..buddy import Page
 from ..errors import KernelWarning, MmemuError, WouldBlock
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from ..units import PAGE_SHIFT
 
 
 def _pfn(page: "Page | int") -> int:

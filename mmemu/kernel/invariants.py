@@ -24,8 +24,7 @@ from collections import Counter
 
 from ..arch import LEAF, TABLE
 from ..errors import MmemuError
-
-PAGE_SHIFT = 12
+from ..units import PAGE_SHIFT
 
 
 class InvariantError(MmemuError):

@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 
 from ..arch import LEAF, TABLE
 from ..errors import MmemuError, OutOfMemory
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from ..units import PAGE_SHIFT, PAGE_SIZE
 
 # include/uapi/asm-generic/mman-common.h, mman.h
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0x0, 0x1, 0x2, 0x4

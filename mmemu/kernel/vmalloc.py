@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 
 from ..buddy import Page
 from ..errors import KernelWarning, MmemuError, OutOfMemory
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from ..units import PAGE_SHIFT, PAGE_SIZE
 
 # include/linux/vmalloc.h
 VM_IOREMAP = 0x00000001

@@ -38,8 +38,8 @@ from contextlib import redirect_stderr, redirect_stdout
 
 from ..arch import KR, KW, KX, LEAF, NONE, TABLE, UR, UW, UX
 from ..errors import Oops, OutOfMemory, SegmentationFault
+from ..units import PAGE_SIZE as PAGE
 
-PAGE = 4096
 #: protections of user VMAs (include/uapi/asm-generic/mman-common.h)
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 

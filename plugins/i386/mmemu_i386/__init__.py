@@ -1,7 +1,8 @@
 """The i386 arch plugin: 2-level paging, 4 MiB PSE pages, no NX (CONFIG_HIGHMEM4G)."""
 
-from mmemu import hookimpl
 from mmemu_x86.x86_32 import X86_32Arch
+
+from mmemu import hookimpl
 
 from .formats import PAGING_2LEVEL
 

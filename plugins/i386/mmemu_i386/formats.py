@@ -4,9 +4,10 @@ page directory of 1024 entries each covering 4 MiB (PGDIR_SHIFT 22) and page tab
 pgtable-nopmd.h). With CR4.PSE a directory entry can map a 4 MiB page. No NX bit.
 """
 
-from mmemu.arch import EntryFormat, Level, PagingMode
 from mmemu_x86.codec import X86Bits, X86Codec
 from mmemu_x86.pgtable_types import FLAG_NAMES_32, bits, entry_format, low_flags, x86_attrs
+
+from mmemu.arch import EntryFormat, Level, PagingMode
 
 PGD_TABLE = entry_format(32, [("address", 20, 12)] + low_flags("pse"))
 # A 4 MiB page: bits 31..22 address it. Bits 20..13 would carry physical address bits

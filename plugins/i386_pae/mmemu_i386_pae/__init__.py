@@ -1,7 +1,8 @@
 """The i386 PAE arch plugin: 3-level paging, 2 MiB pages, NX (CONFIG_HIGHMEM64G)."""
 
-from mmemu import hookimpl
 from mmemu_x86.x86_32 import X86_32Arch
+
+from mmemu import hookimpl
 
 from .formats import PAGING_PAE
 

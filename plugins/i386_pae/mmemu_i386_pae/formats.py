@@ -7,10 +7,10 @@ A PDPT entry carries only P (and the cache bits): its RW/US/A/D/PS bits are rese
 it takes no part in access control (SDM vol. 3, 4.4.1).
 """
 
-from mmemu.arch import EntryFormat, Level, PagingMode
 from mmemu_x86.codec import X86Bits, X86Codec
-from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _PAGE_NX, _PAGE_PRESENT, bits, entry_format, low_flags,
-                                     x86_attrs)
+from mmemu_x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, FLAG_NAMES_64, bits, entry_format, low_flags, x86_attrs
+
+from mmemu.arch import EntryFormat, Level, PagingMode
 
 PA_BITS = 40  # MAXPHYADDR of the emulated CPU (Unicorn's x86 model): bits 62..40 are reserved
 

@@ -16,14 +16,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmemu.arch import (ALL_RIGHTS, KR, KW, KX, LEAF, NONE, RESERVED, TABLE, UR, UW, UX, EntryCodec, EntryView,
-                        check_page_aligned_prot)
+from mmemu.arch import (
+    ALL_RIGHTS,
+    KR,
+    KW,
+    KX,
+    LEAF,
+    NONE,
+    RESERVED,
+    TABLE,
+    UR,
+    UW,
+    UX,
+    EntryCodec,
+    EntryView,
+    check_page_aligned_prot,
+)
 from mmemu.errors import MappingError
 from mmemu.faults import NOT_PRESENT, PROTECTION, Fault
 from mmemu.faults import RESERVED as RESERVED_FAULT
 
-from .pgtable_types import (_KERNPG_TABLE, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GLOBAL, _PAGE_PAT_LARGE, _PAGE_PCD,
-                            _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_PSE, _PAGE_PWT, _PAGE_RW, _PAGE_TABLE, _PAGE_USER)
+from .pgtable_types import (
+    _KERNPG_TABLE,
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_GLOBAL,
+    _PAGE_PAT_LARGE,
+    _PAGE_PCD,
+    _PAGE_PRESENT,
+    _PAGE_PROTNONE,
+    _PAGE_PSE,
+    _PAGE_PWT,
+    _PAGE_RW,
+    _PAGE_TABLE,
+    _PAGE_USER,
+)
 
 # x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h: enum x86_pf_error_code)
 X86_PF_PROT = 1 << 0

@@ -21,21 +21,47 @@ from __future__ import annotations
 import ctypes
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc
-from unicorn.x86_const import (UC_X86_INS_SYSCALL, UC_X86_REG_AL, UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3,
-                               UC_X86_REG_CR4, UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_EAX, UC_X86_REG_EBX,
-                               UC_X86_REG_ECX, UC_X86_REG_EDI, UC_X86_REG_EDX, UC_X86_REG_EIP, UC_X86_REG_ES,
-                               UC_X86_REG_ESI, UC_X86_REG_ESP, UC_X86_REG_GDTR, UC_X86_REG_R8, UC_X86_REG_R9,
-                               UC_X86_REG_R10, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDI,
-                               UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI, UC_X86_REG_RSP, UC_X86_REG_SS)
+from unicorn.x86_const import (
+    UC_X86_INS_SYSCALL,
+    UC_X86_REG_AL,
+    UC_X86_REG_CR0,
+    UC_X86_REG_CR2,
+    UC_X86_REG_CR3,
+    UC_X86_REG_CR4,
+    UC_X86_REG_CS,
+    UC_X86_REG_DS,
+    UC_X86_REG_EAX,
+    UC_X86_REG_EBX,
+    UC_X86_REG_ECX,
+    UC_X86_REG_EDI,
+    UC_X86_REG_EDX,
+    UC_X86_REG_EIP,
+    UC_X86_REG_ES,
+    UC_X86_REG_ESI,
+    UC_X86_REG_ESP,
+    UC_X86_REG_GDTR,
+    UC_X86_REG_R8,
+    UC_X86_REG_R9,
+    UC_X86_REG_R10,
+    UC_X86_REG_RAX,
+    UC_X86_REG_RBX,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RDI,
+    UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
+    UC_X86_REG_RSI,
+    UC_X86_REG_RSP,
+    UC_X86_REG_SS,
+)
 
 from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
 from mmemu.errors import MmemuError
+from mmemu.units import PAGE_SIZE as PAGE
 
 from . import guest
 from .faultstate import find_offsets
 
 EFER_MSR = 0xC0000080
-PAGE = 4096
 KERNEL_STACK_ORDER = 2  # THREAD_SIZE: 16 KiB
 
 #: exception names for reports (arch/x86/include/asm/trapnr.h)

@@ -37,10 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from mmemu.errors import ConfigError
-from mmemu.units import KernelVersion
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from mmemu.units import PAGE_SHIFT, PAGE_SIZE, KernelVersion
 
 #: ``FIXADDR_TOP`` on i386, the same value in every era:
 #:  - 2.6.12 .. 2.6.20: include/asm-i386/fixmap.h ``#define __FIXADDR_TOP 0xfffff000``;

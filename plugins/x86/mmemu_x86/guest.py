@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+
 def segment_descriptor(access: int, flags: int, base: int = 0, limit: int = 0xFFFFF) -> bytes:
     """An 8-byte GDT descriptor (SDM vol. 3, 3.4.5): *access* is the byte P|DPL|S|type,
     *flags* the nibble G|D/B|L|AVL."""

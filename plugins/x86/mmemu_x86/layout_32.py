@@ -64,8 +64,16 @@ from mmemu.units import GiB, KernelVersion, MiB, format_size, parse_count
 
 from .e820 import max_pfn as e820_max_pfn
 from .e820 import pc_e820
-from .fixmap_32 import (KM_MAX_IDX, PAGE_SHIFT, PAGE_SIZE, build_fixmap_32, fixmap_config, km_type_nr,
-                        km_types, kmap_scheme)
+from .fixmap_32 import (
+    KM_MAX_IDX,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    build_fixmap_32,
+    fixmap_config,
+    km_type_nr,
+    km_types,
+    kmap_scheme,
+)
 
 # --------------------------------------------------------------------------------------
 # Eras

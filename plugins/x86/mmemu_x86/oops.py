@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from mmemu.eras import EraTable, Feature, Variant
 from mmemu.faults import Fault
+from mmemu.units import PAGE_SIZE
 
 from .codec import X86_PF_INSTR, X86_PF_PK, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE
-
-PAGE_SIZE = 4096
 
 #: The oops and segfault wording of each era (arch/x86/mm/fault.c, arch/x86/kernel/dumpstack.c).
 OOPS = EraTable(

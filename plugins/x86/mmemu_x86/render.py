@@ -18,8 +18,17 @@ from __future__ import annotations
 from mmemu.render.ptdump import PtdumpFormat, size_text
 from mmemu.render.text import center, page_size_suffix, table_va
 
-from .pgtable_types import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PAT_LARGE, _PAGE_PCD, _PAGE_PRESENT, _PAGE_PSE, _PAGE_PWT, \
-    _PAGE_RW, _PAGE_USER
+from .pgtable_types import (
+    _PAGE_GLOBAL,
+    _PAGE_NX,
+    _PAGE_PAT_LARGE,
+    _PAGE_PCD,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    _PAGE_PWT,
+    _PAGE_RW,
+    _PAGE_USER,
+)
 
 #: arch/x86/include/asm/pgtable_types.h PTE_FLAGS_MASK: the bits that are not the frame
 _ADDR_40 = ((1 << 40) - 1) & ~0xFFF

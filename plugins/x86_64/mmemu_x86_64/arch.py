@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from mmemu.arch import ArchOption, BootPlan, PagingMode
-from mmemu.errors import ConfigError
-from mmemu.layout import Layout, MachineSpec
-from mmemu.units import GiB, KiB, MiB
-from mmemu_x86.cpu import (CR0_KERNEL, EFER_LMA, EFER_LME, EFER_NXE, SEGMENTS_64, X86_CR4_LA57, X86_CR4_PAE,
-                           X86_CR4_PGE, X86_CR4_PSE, CpuSetup)
+from mmemu_x86.cpu import (
+    CR0_KERNEL,
+    EFER_LMA,
+    EFER_LME,
+    EFER_NXE,
+    SEGMENTS_64,
+    X86_CR4_LA57,
+    X86_CR4_PAE,
+    X86_CR4_PGE,
+    X86_CR4_PSE,
+    CpuSetup,
+)
 from mmemu_x86.mm import X86_MM, X86Arch
 from mmemu_x86.pgtable_types import pgprots
 from mmemu_x86.render import X86PtdumpFormat
 from mmemu_x86.x86_32 import NR_CPUS_OPTION, no_large_pages
+
+from mmemu.arch import ArchOption, BootPlan, PagingMode
+from mmemu.errors import ConfigError
+from mmemu.layout import Layout, MachineSpec
+from mmemu.units import GiB, KiB, MiB
 
 from .formats import PA_BITS, PAGING_4LEVEL, PAGING_5LEVEL
 from .layout import compute_layout_64
@@ -69,6 +80,11 @@ class X86_64Arch(X86Arch):
         if self.paging(spec) is PAGING_5LEVEL:
             cr4 |= X86_CR4_LA57
         return CpuSetup(bits=64, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_LME | EFER_LMA | EFER_NXE, **SEGMENTS_64)
+
+    def conformance_machines(self) -> list[dict]:
+        """1 GiB, 2 MiB and 4 KiB direct maps, 4- and 5-level paging, a classic era."""
+        return [dict(kernel="6.6", ram="4G"), dict(kernel="4.14", ram="2G", cmdline="nogbpages"),
+                dict(kernel="6.6", ram="1G", options={"levels": "5"}), dict(kernel="2.6.32", ram="1G", cmdline="nopse")]
 
     def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
         return X86PtdumpFormat(markers=self.ptdump_markers(layout), ranges=self.ptdump_ranges(layout), width=16,

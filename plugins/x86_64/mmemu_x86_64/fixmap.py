@@ -24,10 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from mmemu.units import KernelVersion
+from mmemu.units import PAGE_SHIFT, PAGE_SIZE, KernelVersion
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 PMD_SHIFT = 21  # arch/x86/include/asm/pgtable_64_types.h: #define PMD_SHIFT 21
 PTRS_PER_PTE = 512  # arch/x86/include/asm/pgtable_64_types.h: #define PTRS_PER_PTE 512
 MASK64 = (1 << 64) - 1

@@ -7,10 +7,10 @@ Bits 51..MAXPHYADDR are reserved; bits 62..52 are ignored (available to software
 reserved in PML4 and PML5 entries (SDM vol. 3, 4.5).
 """
 
-from mmemu.arch import SIGN_EXTENDED, EntryFormat, Level, PagingMode
 from mmemu_x86.codec import X86Bits, X86Codec
-from mmemu_x86.pgtable_types import (FLAG_NAMES_64, _PAGE_NX, _PAGE_PSE, bits, entry_format, low_flags,
-                                     x86_attrs)
+from mmemu_x86.pgtable_types import _PAGE_NX, _PAGE_PSE, FLAG_NAMES_64, bits, entry_format, low_flags, x86_attrs
+
+from mmemu.arch import SIGN_EXTENDED, EntryFormat, Level, PagingMode
 
 PA_BITS = 40  # MAXPHYADDR of the emulated CPU (Unicorn's x86_64 model)
 RESERVED = bits(PA_BITS, 51)

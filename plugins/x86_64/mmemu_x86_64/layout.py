@@ -58,14 +58,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from mmemu.errors import ConfigError
-from mmemu.layout import ImageSection, Layout, MachineSpec, Region, ZoneSpan
-from mmemu.units import GiB, KernelVersion, MiB, TiB, format_size, parse_count
 from mmemu_x86.e820 import max_pfn as e820_max_pfn
 from mmemu_x86.e820 import pc_e820
 
-from .fixmap import (MASK64, PAGE_SHIFT, PAGE_SIZE, VSYSCALL_ADDR, VSYSCALL_END, VSYSCALL_START,
-                     compute_fixmap)
+from mmemu.errors import ConfigError
+from mmemu.layout import ImageSection, Layout, MachineSpec, Region, ZoneSpan
+from mmemu.units import GiB, KernelVersion, MiB, TiB, format_size, parse_count
+
+from .fixmap import MASK64, PAGE_SHIFT, PAGE_SIZE, VSYSCALL_ADDR, VSYSCALL_END, VSYSCALL_START, compute_fixmap
 
 ADDRESS_SPACE_END = 1 << 64
 
