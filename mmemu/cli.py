@@ -202,8 +202,15 @@ def walk_json(kernel, va: int) -> dict:
 def cmd_demo(args) -> int:
     """A headless tour of the mappings (mmemu.demo)."""
     from .demo import run
+    from .plugins import default
 
-    run()
+    if not args.arch:
+        run()
+        return 0
+    registry = default()[1]
+    for name in args.arch:
+        registry.get(name)  # an unknown arch is an error before anything runs
+    run(machines=[(name, args.kernel, args.ram) for name in args.arch])
     return 0
 
 
@@ -231,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the walk as JSON")
     s.set_defaults(func=cmd_vtop)
 
-    s = sub.add_parser("demo", help="a headless tour of the kernel's mappings", description="Boot an i386 machine with HighMem and an x86_64 one, make each kind of kernel mapping, run user code that faults its pages in, fork, and oops; print what each step looks like in the kernel's own formats.")
+    s = sub.add_parser("demo", help="a headless tour of the kernel's mappings", description="Boot an i386 machine with HighMem and an x86_64 one (or the arches named with --arch), make each kind of kernel mapping, run user code that faults its pages in, fork, and oops; print what each step looks like in the kernel's own formats.")
+    s.add_argument("--arch", action="append", default=[], help="tour this arch instead (repeatable)")
+    s.add_argument("--kernel", default="6.6", metavar="VERSION", help="kernel version of the --arch tours (default 6.6)")
+    s.add_argument("--ram", default="1G", metavar="SIZE", help="RAM of the --arch tours (default 1G)")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -1,6 +1,8 @@
 """The built-in demo: a headless tour of the four kinds of kernel mapping and of demand
-paging, on an i386 machine with HighMem and on an x86_64 one, printed in the formats of
-the kernel's own tools (crash's vtop and kmem -v, ptdump, /proc/PID/maps, the oops)."""
+paging, on an i386 machine with HighMem and on an x86_64 one by default (any registered
+arch on request), printed in the formats of the kernel's own tools (crash's vtop and
+kmem -v, ptdump, /proc/PID/maps, the oops). The guest programs come from the arch's CPU
+adapter, so the tour is the same on every arch."""
 
 from __future__ import annotations
 
@@ -11,21 +13,6 @@ from .kernel import PROT_EXEC, PROT_READ
 from .render.layout import layout_table
 from .render.ptdump import ptdump
 from .render.vtop import vtop
-
-
-def touch_pages_code(bits: int, base: int, n: int) -> bytes:
-    """User code: write one byte in each of *n* pages from *base*, then exit(0)."""
-    if bits == 64:  # mov rbx,base; mov rcx,n; 1: mov [rbx],al; add rbx,4096; dec rcx; jnz 1b; exit
-        return bytes.fromhex("48bb" + base.to_bytes(8, "little").hex() + "48b9" + n.to_bytes(8, "little").hex()
-                             + "8803" "4881c300100000" "48ffc9" "75f2" "b83c000000" "31ff" "0f05")
-    # mov ebx,base; mov ecx,n; 1: mov [ebx],al; add ebx,4096; dec ecx; jnz 1b; mov eax,1; xor ebx,ebx; int 0x80
-    return bytes.fromhex("bb" + base.to_bytes(4, "little").hex() + "b9" + n.to_bytes(4, "little").hex()
-                         + "8803" "81c300100000" "49" "75f5" "b801000000" "31db" "cd80")
-
-
-def read_byte_code(bits: int) -> bytes:
-    """Kernel code: return the byte at the address in the first argument."""
-    return bytes.fromhex("0fb607c3") if bits == 64 else bytes.fromhex("0fb600c3")  # movzx eax,byte [rdi|eax]; ret
 
 
 def _section(out: Callable[[str], None], title: str) -> None:
@@ -39,9 +26,9 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
     k = boot(arch=arch, kernel=kernel, ram=ram)
     try:
         cpu = Cpu(k)
-        bits = cpu.bits
+        ad = cpu.adapter
         _section(out, f"{arch} {k.paging.name}, kernel {kernel}, {ram} RAM: the layout")
-        out(layout_table(k.layout, 16 if bits == 64 else 8).split("\n\n")[0])
+        out(layout_table(k.layout, 2 * k.ptr_size).split("\n\n")[0])
 
         _section(out, "the direct mapping: __va(0x123456)")
         out(vtop(k, k.phys_to_virt(0x123456)))
@@ -77,7 +64,7 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
         n = 64
         data = k.mmap(p, n * 4096)
         text = k.mmap(p, 4096, PROT_READ | PROT_EXEC)
-        k.install_user_pages(p, text, touch_pages_code(bits, data, n))
+        k.install_user_pages(p, text, ad.program_touch_pages(data, n))
         out(f"$ cat /proc/{p.pid}/maps   (before)")
         out(k.proc_maps(p).rstrip())
         result = cpu.run_user(p, text)
@@ -99,7 +86,7 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
         k.switch_to(None)
         code = k.vmalloc_range(4096, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], prot="PAGE_KERNEL_EXEC",
                                caller="module_alloc")
-        k.write(code, read_byte_code(bits))
+        k.write(code, ad.function_read_byte())
         guard = v + 3 * 4096
         result = cpu.call(code, guard)
         out(result.report)
@@ -116,6 +103,10 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
         k.close()
 
 
-def run(out: Callable[[str], None] = print) -> None:
-    tour("i386", "3.10", "1G", out)
-    tour("x86_64", "6.6", "4G", out)
+#: the machines of the default tour: i386 with HighMem (pkmap, kmap_atomic), x86_64
+DEFAULT_TOUR = (("i386", "3.10", "1G"), ("x86_64", "6.6", "4G"))
+
+
+def run(out: Callable[[str], None] = print, machines=DEFAULT_TOUR) -> None:
+    for arch, kernel, ram in machines:
+        tour(arch, kernel, ram, out)
