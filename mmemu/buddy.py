@@ -101,6 +101,8 @@ class FrameAllocator:
         self.reserved: list[tuple[int, int, str]] = []
         self._ram: list[tuple[int, int]] = []  # usable pfn ranges
         self._zonelists: dict[str, list[Zone]] = {}
+        #: the kernel operation's undo journal (mmemu.journal.Journal), None outside a kernel
+        self.journal = None
 
     # -- boot ---------------------------------------------------------------------------
 
@@ -166,12 +168,24 @@ class FrameAllocator:
             fa = free_area[cur]
             if fa:
                 pfn = fa.popitem()[0]
+                taken_from = cur
                 while cur > order:  # expand(): keep the low half, free the high halves
                     cur -= 1
                     free_area[cur][pfn + (1 << cur)] = None
                 zone.nr_free -= 1 << order
+                if self.journal is not None:
+                    self.journal.record(self._untake, zone, order, pfn, taken_from)
                 return pfn
         return None
+
+    def _untake(self, zone: Zone, order: int, pfn: int, taken_from: int) -> None:
+        """The exact inverse of a _take() (the halves it freed are the newest entries of
+        their lists, the block goes back as the newest of its own): the lists' order too."""
+        free_area = zone.free_area
+        for cur in range(order, taken_from):
+            del free_area[cur][pfn + (1 << cur)]
+        free_area[taken_from][pfn] = None
+        zone.nr_free += 1 << order
 
     def zonelist(self, zone: str) -> list[Zone]:
         """The zones an allocation for *zone* may use, preferred first."""
@@ -186,14 +200,18 @@ class FrameAllocator:
     def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "") -> Page:
         """``alloc_pages(gfp, order)``: a block of ``1 << order`` frames from *zone* or a
         lower one. Raises :class:`OutOfMemory` (and changes nothing) if none is free."""
-        if not 0 <= order < NR_ORDERS:
-            raise MmemuError(f"order {order} is outside 0..{NR_ORDERS - 1} (MAX_ORDER)")
+        if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < NR_ORDERS:
+            raise MmemuError(f"order {order!r} is not a whole number in 0..{NR_ORDERS - 1} (MAX_ORDER)")
         zones = self.zonelist(zone)
+        if self.journal is not None:
+            self.journal.inject("page", f"order {order}, {owner or 'alloc_pages'}")
         for z in zones:
             pfn = self._take(z, order)
             if pfn is not None:
                 page = Page(pfn, order, z.name, 1, owner)
                 self.allocated[pfn] = page
+                if self.journal is not None:
+                    self.journal.record(self.allocated.pop, pfn)
                 return page
         tried = ", ".join(z.name for z in zones) or "none"
         raise OutOfMemory(f"page allocation failure: order:{order}, zone:{zone} (no free block of order >= {order} in {tried})")
@@ -202,24 +220,41 @@ class FrameAllocator:
         """``__free_pages``: drop one reference; the block returns to the free lists when
         the last one goes. Returns True if the block was freed."""
         pfn = page.pfn if isinstance(page, Page) else page
+        if isinstance(pfn, bool) or not isinstance(pfn, int):
+            raise BadPageState(f"BUG: Bad page state: {pfn!r} is not a page frame number")
         rec = self.allocated.get(pfn)
-        if rec is None:
+        if rec is None or rec.refcount <= 0:
             raise BadPageState(f"BUG: Bad page state: pfn:{pfn:#x} is not an allocated block (double free?)")
         if order is not None and order != rec.order:
             raise BadPageState(f"BUG: Bad page state: pfn:{pfn:#x} freed with order {order}, allocated with order {rec.order}")
+        j = self.journal
+        if j is not None and j.active:
+            # inside a kernel operation: the reference goes now, the block returns to the
+            # free lists at the commit (a buddy merge could not be undone exactly)
+            j.set(rec, "refcount", rec.refcount - 1)
+            if rec.refcount > 0:
+                return False
+            j.on_commit(self._release, rec)
+            return True
         rec.refcount -= 1
         if rec.refcount > 0:
             return False
-        del self.allocated[pfn]
-        self._free_one(self.zones[rec.zone], pfn, rec.order)
+        self._release(rec)
         return True
+
+    def _release(self, rec: Page) -> None:
+        del self.allocated[rec.pfn]
+        self._free_one(self.zones[rec.zone], rec.pfn, rec.order)
 
     def get_page(self, pfn: int) -> Page:
         """Take a reference on the allocated block whose head is *pfn*."""
         rec = self.allocated.get(pfn)
-        if rec is None:
+        if rec is None or rec.refcount <= 0:
             raise BadPageState(f"BUG: get_page on pfn:{pfn:#x}, which is not an allocated block head")
-        rec.refcount += 1
+        if self.journal is not None:
+            self.journal.set(rec, "refcount", rec.refcount + 1)
+        else:
+            rec.refcount += 1
         return rec
 
     # -- looking at frames --------------------------------------------------------------
@@ -244,6 +279,10 @@ class FrameAllocator:
 
     def is_ram(self, pfn: int) -> bool:
         return any(s <= pfn < e for s, e in self._ram)
+
+    def managed_pages(self) -> int:
+        """``totalram_pages()``: every page ever handed to the buddy allocator."""
+        return sum(z.managed_pages for z in self.zones.values())
 
     def nr_free_pages(self) -> int:
         return sum(z.nr_free for z in self.zones.values())

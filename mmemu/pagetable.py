@@ -230,6 +230,9 @@ class PageTables:
         self.writers: list[str] = [""]
         self._writer_ids: dict[str, int] = {"": 0}
         self.observers: list[Callable[[Operation], None]] = []
+        #: the kernel operation's undo journal (mmemu.journal.Journal): each completed
+        #: operation records how to put its entries and table records back
+        self.journal = None
         self.levels = mode.levels
         self._last = len(self.levels) - 1
         self._split_roots = mode.form == SPLIT
@@ -273,6 +276,8 @@ class PageTables:
         if txn is not None:
             txn.alloc.append(phys)
             txn.op.tables_allocated.append(phys)
+        elif self.journal is not None:
+            self.journal.record(self.tables.pop, phys)
         self.tables[phys] = TableInfo(phys, li, owner, array("H", bytes(2 * lv.entries)))
         return phys
 
@@ -282,6 +287,8 @@ class PageTables:
         PAE user pmds that pgd_alloc preallocates: *pinned*, never freed by unmap).
         *kernel_root*: in a SPLIT mode, a root for the kernel half (swapper_pg_dir)."""
         lv = self.levels[level_index]
+        if self.journal is not None:
+            self.journal.record(self.forget_table, phys)
         self.tables[phys] = TableInfo(phys, level_index, owner, array("H", bytes(2 * lv.entries)), pinned)
         if kernel_root and self._split_roots:
             self._kernel_roots.add(phys)
@@ -292,8 +299,15 @@ class PageTables:
 
     def forget_table(self, phys: int) -> None:
         """Drop the record of a table whose frame the caller frees (pgd_free)."""
-        self.tables.pop(phys, None)
+        info = self.tables.pop(phys, None)
+        if info is not None and self.journal is not None:
+            self.journal.record(self._readopt, info, phys in self._kernel_roots)
         self._kernel_roots.discard(phys)
+
+    def _readopt(self, info: TableInfo, kernel_root: bool) -> None:
+        self.tables[info.phys] = info
+        if kernel_root:
+            self._kernel_roots.add(info.phys)
 
     def is_kernel_root(self, root: int) -> bool:
         """SPLIT mode: whether *root* translates the kernel half."""
@@ -327,13 +341,28 @@ class PageTables:
                 del self.tables[phys]
                 self.free_table(phys)
             raise
+        freed = []
         for phys in txn.defer_free:
-            del self.tables[phys]
+            freed.append(self.tables.pop(phys))
             self.free_table(phys)
+        if self.journal is not None and self.journal.active and (txn.undo or txn.alloc or freed):
+            self.journal.record(self._undo_run, txn.undo, txn.alloc, freed)
         if op.changes or op.tables_allocated or op.tables_freed:
             for observer in self.observers:
                 observer(op)
         return op
+
+    def _undo_run(self, undo: list, alloc: list[int], freed: list[TableInfo]) -> None:
+        """Undo a completed operation (the kernel operation it was part of failed): its
+        entries and writers as they were, its new tables forgotten (their frames go back
+        with the allocator's own undo), the tables it freed known again."""
+        for start, old, info, index, old_w in reversed(undo):
+            self._view[start:start + len(old)] = old
+            info.writers[index:index + len(old_w)] = old_w
+        for phys in alloc:
+            self.tables.pop(phys, None)
+        for info in freed:
+            self.tables[info.phys] = info
 
     def _read(self, li: int, epa: int) -> int:
         return self._unpack[li].unpack_from(self._buf, epa)[0]
@@ -627,7 +656,10 @@ class PageTables:
         wid = self._writer_ids.get(writer)
         if wid is None:
             wid = self.writer_id(writer)
-        self.tables[table].writers[idx] = wid
+        writers = self.tables[table].writers
+        if self.journal is not None and self.journal.active:
+            self.journal.record(self._undo_one, s, epa, old, writers, idx, writers[idx])
+        writers[idx] = wid
         if self.observers:
             op = Operation(writer, kind, va, lv.span, self.mode)
             op.changes.append(Change(table, lv, li, idx, s.pack(old), s.pack(value), writer))
@@ -638,6 +670,10 @@ class PageTables:
             for observer in self.observers:
                 observer(op)
         return old
+
+    def _undo_one(self, s, epa: int, old: int, writers: array, idx: int, old_wid: int) -> None:
+        s.pack_into(self._buf, epa, old)
+        writers[idx] = old_wid
 
     def read_pte(self, root: int, va: int) -> int:
         """The last-level entry for *va* (0 if no page table reaches it)."""

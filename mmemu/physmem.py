@@ -46,6 +46,8 @@ class PhysMem:
                               f"{exc}") from exc
         self.view = memoryview(self.mem)
         self._cbuf = ctypes.c_char.from_buffer(self.mem)
+        #: the kernel operation's undo journal: a write records the bytes it replaces
+        self.journal = None
 
     @property
     def host_address(self) -> int:
@@ -68,12 +70,19 @@ class PhysMem:
 
     def write(self, pa: int, data: bytes) -> None:
         self._check(pa, len(data))
+        if self.journal is not None and self.journal.active:
+            self.journal.record(self._restore, pa, self.mem[pa:pa + len(data)])
         self.view[pa:pa + len(data)] = data
+
+    def _restore(self, pa: int, old: bytes) -> None:
+        self.view[pa:pa + len(old)] = old
 
     _ZERO_PAGE = bytes(PAGE)
 
     def zero(self, pa: int, n: int) -> None:
         self._check(pa, n)
+        if self.journal is not None and self.journal.active:
+            self.journal.record(self._restore, pa, self.mem[pa:pa + n])
         self.view[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..faults import Fault
+from ..journal import Journal
 from . import boot as _boot
 from .base import KernelBase
 from .direct import DirectMapMixin
@@ -53,10 +54,13 @@ class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMix
         self.paging = arch.paging(spec)
         self.plan = arch.boot_plan(spec, self.layout)
         self.cpus = []
+        self.journal = Journal()
         self.mem = _boot.new_memory(self.layout)
         try:
             _boot.setup_memory(self)
             _boot.build_tables(self)
+            # from now on every operation is a transaction over all of these
+            self.mem.journal = self.frames.journal = self.pgtable.journal = self.journal
             self._init_events()
             self._init_direct()
             self._init_fixmap()

@@ -9,11 +9,13 @@ initialisation.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..errors import AddressError, KernelBug
+from ..errors import AddressError, KernelBug, MmemuError, Oops, SegmentationFault
 from ..events import MappingEvent
+from ..journal import FaultInjection, Journal
 from ..units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -28,8 +30,53 @@ if TYPE_CHECKING:
 
 
 
+def need_int(value, what: str, minimum: int | None = None) -> int:
+    """*value* as an int, or a MmemuError naming the argument and what it should be (a
+    bool, a float, a string are refused, before anything changes)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MmemuError(f"{what} must be an int, not {type(value).__name__} ({value!r})")
+    if minimum is not None and value < minimum:
+        raise MmemuError(f"{what} must be at least {minimum}, not {value}")
+    return value
+
+
+def operation(fn):
+    """A public operation of the kernel model: one transaction (:mod:`mmemu.journal`). If
+    it raises, everything it changed is undone, newest first, and the CPUs' TLBs flushed;
+    if it returns (or ends in an oops or a SIGSEGV, which are the kernel's answers, not
+    refusals), it commits: deferred frees happen, events reach the observers. Operations
+    called from inside another join it."""
+
+    @functools.wraps(fn)
+    def op(self, *args, **kwargs):
+        j = self.journal
+        outer = j.begin()
+        try:
+            result = fn(self, *args, **kwargs)
+        except (Oops, SegmentationFault):
+            j.end()
+            if outer:
+                j.commit()
+            raise
+        except BaseException:
+            j.end()
+            if outer:
+                j.rollback()
+                self._after_rollback()
+            raise
+        j.end()
+        if outer:
+            j.commit()
+        return result
+    op.kernel_operation = True
+    return op
+
+
 class KernelBase:
     """A booted machine. Built by :func:`mmemu.kernel.boot.boot_kernel`."""
+
+    #: the undo journal of the operation running now (mmemu.journal)
+    journal: Journal
 
     spec: "MachineSpec"
     arch: "Arch"
@@ -140,13 +187,40 @@ class KernelBase:
 
     def _on_operation(self, op) -> None:
         """Every completed page-table operation becomes a MappingEvent, kept in
-        :attr:`recent_events` and given to the ``mmemu_mapping_changed`` hook."""
-        self.event_seq += 1
+        :attr:`recent_events` and given to the ``mmemu_mapping_changed`` hook, when the
+        kernel operation it is part of commits (one that fails leaves no event)."""
         self.code_generation += 1
-        event = MappingEvent(self.event_seq, op, self.event_context)
+        self.journal.on_commit(self._deliver, op, self.event_context)
+
+    def _deliver(self, op, context: str) -> None:
+        self.event_seq += 1
+        event = MappingEvent(self.event_seq, op, context)
         self.recent_events.append(event)
         if self._changed_hook.get_hookimpls():
             self._changed_hook(kernel=self, event=event)
+
+    def _after_rollback(self) -> None:
+        """The tables are as they were: what the CPUs cached since must go, and their
+        current table must be the current process's again."""
+        self.code_generation += 1
+        root = self.current_pgd()
+        for cpu in self.cpus:
+            if cpu.cr3 != root:
+                cpu.set_cr3(root)
+            else:
+                cpu.flush_tlb()
+
+    # -- fault injection (CONFIG_FAIL_PAGE_ALLOC, CONFIG_FAILSLAB) ------------------------
+
+    def inject_failures(self, page: int | None = None, slab: int | None = None) -> FaultInjection:
+        """Make the *page*-th page allocation and/or the *slab*-th kmalloc from now fail
+        with OutOfMemory (1: the next one); returns the injector, whose ``count`` says how
+        many of each were made. :meth:`stop_injecting` ends it."""
+        self.journal.injection = FaultInjection(page, slab)
+        return self.journal.injection
+
+    def stop_injecting(self) -> None:
+        self.journal.injection = None
 
     # -- TLB ----------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from ..buddy import Page
-from ..errors import AddressError, KernelBug, MmemuError
+from ..buddy import NR_ORDERS, Page
+from ..errors import AddressError, KernelBug, MmemuError, OutOfMemory
 from ..units import PAGE_SHIFT, PAGE_SIZE
+from .base import need_int, operation
 
 #: kmalloc size classes (mm/slab_common.c kmalloc_info[]: 8..8192 with 96 and 192), the
 #: largest object SLUB serves from a cache (KMALLOC_MAX_CACHE_SIZE = 2 pages); bigger
@@ -26,7 +27,7 @@ ZERO_SIZE_PTR = 16
 
 
 def _pfn(page: "Page | int") -> int:
-    return page.pfn if isinstance(page, Page) else int(page)
+    return page.pfn if isinstance(page, Page) else need_int(page, "a page (a Page or a pfn)")
 
 
 @dataclass
@@ -95,9 +96,11 @@ class DirectMapMixin:
 
     # -- the page allocator -----------------------------------------------------------------
 
+    @operation
     def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "alloc_pages", zero: bool = False) -> Page:
         """``alloc_pages(gfp, order)``; *zone* is the highest zone the GFP flags allow
         (``"HighMem"`` for __GFP_HIGHMEM, ``"DMA"`` for GFP_DMA...); *zero*: __GFP_ZERO."""
+        need_int(order, "alloc_pages: order", 0)
         if zone == "HighMem" and "HighMem" not in self.frames.zones:
             zone = "Normal"  # __GFP_HIGHMEM on a machine without HighMem: ZONE_NORMAL
         page = self.frames.alloc_pages(order, zone, owner)
@@ -105,18 +108,25 @@ class DirectMapMixin:
             self.mem.zero(page.phys, PAGE_SIZE << order)
         return page
 
+    @operation
     def free_page_block(self, page: "Page | int", order: int | None = None) -> bool:
         """``__free_pages(page, order)``: drop a reference; free the block on the last."""
+        if order is not None:
+            need_int(order, "__free_pages: order", 0)
         return self.frames.free_pages(page, order)
 
+    @operation
     def get_free_pages(self, order: int = 0, zone: str = "Normal", zero: bool = False) -> int:
         """``__get_free_pages``: lowmem pages, returned by their direct-map address."""
         if zone == "HighMem":
             raise MmemuError("__get_free_pages cannot return HighMem pages: they have no kernel address")
         return self.lowmem_page_address(self.alloc_pages(order, zone, owner="__get_free_pages", zero=zero))
 
+    @operation
     def free_pages(self, addr: int, order: int = 0) -> None:
         """``free_pages(addr, order)``: by direct-map address."""
+        need_int(addr, "free_pages: addr")
+        need_int(order, "free_pages: order", 0)
         self.frames.free_pages(self.virt_to_page(addr), order)
 
     # -- kmalloc ----------------------------------------------------------------------------
@@ -125,30 +135,38 @@ class DirectMapMixin:
         i = bisect.bisect_left(KMALLOC_SIZES, size)
         return self.kmalloc_caches[i] if i < len(KMALLOC_SIZES) else None
 
+    @operation
     def kmalloc(self, size: int, zero: bool = False) -> int:
         """``kmalloc(size, GFP_KERNEL)``: an object from the smallest size class that fits,
         or whole pages beyond 8 KiB (``kmalloc_large``). Returns its direct-map address."""
+        need_int(size, "kmalloc: size")
         if size == 0:
             return ZERO_SIZE_PTR  # include/linux/slab.h: a pointer that faults when used
         if size < 0:
             raise MmemuError(f"kmalloc({size}): negative size")
+        j = self.journal
         cache = self._kmalloc_cache(size)
-        if cache is None:
-            order = max(0, (size - 1).bit_length() - PAGE_SHIFT)
-            page = self.alloc_pages(order, "Normal", owner=f"kmalloc_large ({size} bytes)", zero=zero)
-            self._kmalloc_large.add(page.pfn)
+        if cache is not None:
+            j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()
+        else:
+            order = (size - 1).bit_length() - PAGE_SHIFT
+            if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
+                raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
+                                  f"(order {NR_ORDERS - 1})")
+            page = self.alloc_pages(max(0, order), "Normal", owner=f"kmalloc_large ({size} bytes)", zero=zero)
+            j.add(self._kmalloc_large, page.pfn)
             return self.lowmem_page_address(page)
         if not cache.partial:
             page = self.alloc_pages(cache.order, "Normal", owner=f"slab ({cache.name})")
             base = self.lowmem_page_address(page)
             # objects handed out lowest address first, as a fresh SLUB slab's freelist does
-            cache.slabs[page.pfn] = [base + i * cache.size for i in reversed(range(cache.objects_per_slab))]
-            cache.partial.append(page.pfn)
-            self._slab_of[page.pfn] = cache
+            j.setitem(cache.slabs, page.pfn, [base + i * cache.size for i in reversed(range(cache.objects_per_slab))])
+            j.append(cache.partial, page.pfn)
+            j.setitem(self._slab_of, page.pfn, cache)
         slab = cache.partial[-1]
-        obj = cache.slabs[slab].pop()
+        obj = j.pop(cache.slabs[slab])
         if not cache.slabs[slab]:
-            cache.partial.pop()
+            j.pop(cache.partial)
         if zero:
             self.mem.zero(self.virt_to_phys(obj), cache.size)
         return obj
@@ -156,10 +174,12 @@ class DirectMapMixin:
     def kzalloc(self, size: int) -> int:
         return self.kmalloc(size, zero=True)
 
+    @operation
     def kfree(self, addr: int) -> None:
         """``kfree``: back to its cache (or to the page allocator for kmalloc_large). An
         address kmalloc did not hand out is refused with nothing changed. ``kfree(NULL)``
         (and of ZERO_SIZE_PTR) does nothing, as ZERO_OR_NULL_PTR makes it in the kernel."""
+        need_int(addr, "kfree: addr")
         if 0 <= addr <= 16:  # include/linux/slab.h ZERO_OR_NULL_PTR
             return
         try:
@@ -173,8 +193,9 @@ class DirectMapMixin:
             raise KernelBug(f"BUG: Bad page state: kfree({addr:#x}) of pfn {pfn:#x}, which is already free "
                             "(double free?)")
         head = info.head if info.state == "allocated" else None
+        j = self.journal
         if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
-            self._kmalloc_large.discard(head)
+            j.discard(self._kmalloc_large, head)
             self.frames.free_pages(head)
             return
         cache = self._slab_of.get(head) if head is not None else None
@@ -187,16 +208,16 @@ class DirectMapMixin:
         free = cache.slabs[head]
         if addr in free:
             raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
-        free.append(addr)
+        j.append(free, addr)
         if len(free) == 1:
-            cache.partial.append(head)
+            j.append(cache.partial, head)
         if len(free) == cache.objects_per_slab:
             # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
             empty = sum(1 for pfn in cache.partial if len(cache.slabs[pfn]) == cache.objects_per_slab)
             if empty > MIN_PARTIAL:
-                cache.partial.remove(head)
-                del cache.slabs[head]
-                del self._slab_of[head]
+                j.remove(cache.partial, head)
+                j.delitem(cache.slabs, head)
+                j.delitem(self._slab_of, head)
                 self.frames.free_pages(head)
 
 

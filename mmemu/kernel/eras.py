@@ -23,6 +23,9 @@ MM = EraTable(
     Feature("kmap_atomic_clears_pte", since="2.6.22",
             source="arch/i386/mm/highmem.c (2.6.22): kunmap_atomic clears the pte and flushes it without "
                    "CONFIG_DEBUG_HIGHMEM; kmap_atomic BUGs on a slot still mapped"),
+    Feature("map_shared_validate", since="4.15",
+            source="mm/mmap.c do_mmap (4.15): MAP_SHARED_VALIDATE (MAP_SHARED | MAP_PRIVATE) is a shared mapping "
+                   "whose flags are checked; before, that combination is -EINVAL"),
     Feature("arch_sync_kernel_mappings", since="5.8",
             source="mm/vmalloc.c, include/linux/pgtable.h (5.8): arch_sync_kernel_mappings() after a vmap "
                    "modified top-level entries the arch asks to sync (ARCH_PAGE_TABLE_SYNC_MASK)"),
@@ -39,6 +42,17 @@ MM = EraTable(
         ("6.4", "vmalloc error: size {got_bytes}, failed to allocate pages"),
     ], source="mm/vmalloc.c __vmalloc_area_node: no warning in 2.6.12 (vmalloc returned NULL); warn_alloc "
               "wording of 3.0; 5.13 prints area->nr_pages * PAGE_SIZE as size; 6.4 drops the order"),
+    Variant("vmalloc_exceeds_ram", [
+        ("3.0", "vmalloc: allocation failure: {size} bytes"),
+        ("5.13", "vmalloc error: size {size}, exceeds total pages"),
+    ], before="vmalloc: {size} bytes exceed the machine's RAM (this kernel prints no warning)",
+        source="mm/vmalloc.c __vmalloc_node_range: '(size >> PAGE_SHIFT) > totalram_pages' fails at once "
+               "(2.6: num_physpages, silently); warn_alloc_failed's wording of 3.0; 'exceeds total pages' "
+               "with the 5.13 warnings rework"),
+    Variant("vmalloc_array_fail", [("5.13", "vmalloc error: size {size}, failed to allocate page array size "
+                                            "{array_size}")],
+            source="mm/vmalloc.c __vmalloc_area_node (5.13): the page array (kmalloc'd, or vmalloc'd when larger "
+                   "than a page) could not be allocated; before, the generic allocation-failure warning"),
     Feature("vmalloc_map_fail_message", since="5.13",
             source="mm/vmalloc.c __vmalloc_area_node (5.13): 'vmalloc error: size %lu, failed to map pages' "
                    "when vmap_pages_range() fails"),

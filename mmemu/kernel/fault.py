@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..errors import MmemuError, OutOfMemory
 from ..faults import Fault
 from ..units import PAGE_SHIFT, PAGE_SIZE
+from .base import need_int, operation
 from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
 
 #: the default stack limit (include/uapi/linux/resource.h _STK_LIM, 8 MiB), which
@@ -46,9 +47,10 @@ class FaultMixin:
 
     # -- the entry point --------------------------------------------------------------
 
+    @operation
     def handle_page_fault(self, fault: Fault) -> FaultResolution:
         """``exc_page_fault``: decide and do what the kernel would."""
-        self.fault_count += 1
+        self.journal.set(self, "fault_count", self.fault_count + 1)
         if fault.process is None:
             fault.process = self.current
         # what the mapping events of this fault were done for
@@ -138,7 +140,7 @@ class FaultMixin:
             start = fault.address & ~(PAGE_SIZE - 1)
             if vma.vm_end - start > RLIMIT_STACK:
                 return self.bad_area(fault, "SEGV_MAPERR")  # acct_stack_growth: -ENOMEM
-            vma.vm_start = start  # expand_stack
+            self.journal.set(vma, "vm_start", start)  # expand_stack
         if self.access_error(fault, vma):
             return self.bad_area(fault, "SEGV_ACCERR")
         try:
@@ -237,7 +239,7 @@ class FaultMixin:
 
     def no_context(self, fault: Fault, why: str = "") -> FaultResolution:
         """No fixup: the oops, in the arch's words."""
-        self.die_counter += 1
+        self.journal.set(self, "die_counter", self.die_counter + 1)
         return FaultResolution("oops", why or "page_fault_oops",
                                self.arch.oops_report(self, fault, self.die_counter, why))
 
@@ -247,6 +249,7 @@ class FaultMixin:
 
     # -- accesses through the API ------------------------------------------------------
 
+    @operation
     def access(self, va: int, access: str = "read", user: bool = False, process: Process | None = None,
                max_faults: int = 4) -> int:
         """Make one access the way code would: walk the current page directory (or
@@ -255,11 +258,16 @@ class FaultMixin:
         fault the kernel answers with SIGSEGV :class:`~mmemu.errors.SegmentationFault`."""
         from ..errors import Oops, SegmentationFault
 
+        need_int(va, "access: va", 0)
         proc = process if process is not None else self.current
+        if proc is not None:
+            self._live(proc, "access")
         if user and proc is None:
             raise MmemuError("a user-mode access needs a process")
         if access not in ("read", "write", "exec"):
             raise MmemuError(f"access must be 'read', 'write' or 'exec', not {access!r}")
+        if not self.paging.is_valid(va):
+            raise MmemuError(f"access: {self.paging.describe_invalid(va)}")
         root = self.root_for(va, proc)
         for _ in range(max_faults + 1):
             walk = self.pgtable.walk(root, va)
@@ -276,8 +284,10 @@ class FaultMixin:
                 raise OutOfMemory(res.report)
         raise MmemuError(f"access to {va:#x} still faults after {max_faults} handled faults")
 
+    @operation
     def read(self, va: int, size: int, user: bool = False, process: Process | None = None) -> bytes:
         """Read *size* bytes at a virtual address, page by page, faulting as needed."""
+        need_int(size, "read: size", 0)
         out = bytearray()
         while size > 0:
             n = min(size, PAGE_SIZE - (va & 0xFFF))
@@ -285,8 +295,11 @@ class FaultMixin:
             va, size = va + n, size - n
         return bytes(out)
 
+    @operation
     def write(self, va: int, data: bytes, user: bool = False, process: Process | None = None) -> None:
         """Write bytes at a virtual address, page by page, faulting as needed."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise MmemuError(f"write: data must be bytes, not {type(data).__name__}")
         pos = 0
         self.code_generation += 1  # whatever was translated from these bytes is stale
         while pos < len(data):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..errors import MmemuError
 from ..units import PAGE_SHIFT
+from .base import operation
 
 
 class FixmapMixin:
@@ -29,6 +30,8 @@ class FixmapMixin:
             except KeyError:
                 near = ", ".join(n for n in self.fixed_addresses if not n.startswith("__"))
                 raise MmemuError(f"no fixmap slot {idx!r} on kernel {self.spec.kernel}; slots: {near}") from None
+        if isinstance(idx, bool) or not isinstance(idx, int):
+            raise MmemuError(f"a fixmap index is an int or a slot name, not {type(idx).__name__} ({idx!r})")
         if not 0 <= idx < self.end_of_fixed_addresses:
             raise self.BUG("include/asm-generic/fixmap.h __fix_to_virt()",
                            f"BUILD_BUG_ON(idx >= __end_of_fixed_addresses): index {idx} is out of range "
@@ -45,6 +48,7 @@ class FixmapMixin:
             raise MmemuError(f"virt_to_fix({vaddr:#x}): not a fixmap address")
         return (self.FIXADDR_TOP - (vaddr & ~0xFFF)) >> PAGE_SHIFT
 
+    @operation
     def set_fixmap(self, idx: "int | str", phys: int, prot: str = "PAGE_KERNEL") -> int:
         """``set_fixmap(idx, phys)`` (``__set_fixmap`` with a named protection): map the
         page holding *phys* at the slot; returns the slot's address."""
@@ -56,12 +60,18 @@ class FixmapMixin:
         if not 0 <= phys < (1 << self.paging.pa_bits):
             raise MmemuError(f"set_fixmap({idx!r}, {phys:#x}): the physical address is outside the "
                              f"{self.paging.pa_bits}-bit physical address space")
+        info = self.frames.page(phys >> PAGE_SHIFT)
+        if info.state == "free":
+            raise MmemuError(f"set_fixmap({idx!r}, {phys:#x}): pfn {phys >> PAGE_SHIFT:#x} is free RAM that the page "
+                             "allocator owns (it could be handed out while mapped here); map MMIO, a reserved "
+                             "frame, or a page you allocated")
         vaddr = self.FIXADDR_TOP - (i << PAGE_SHIFT)
         self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(phys >> PAGE_SHIFT, self.pgprot[prot]),
                              writer="__set_fixmap")
         self.flush_tlb_one_kernel(vaddr)
         return vaddr + (phys & 0xFFF)
 
+    @operation
     def clear_fixmap(self, idx: "int | str") -> None:
         """``clear_fixmap(idx)``: the slot's entry cleared and its translation flushed."""
         i = self.fix_index(idx)

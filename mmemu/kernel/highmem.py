@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from ..buddy import Page
 from ..errors import KernelWarning, MmemuError, WouldBlock
 from ..units import PAGE_SHIFT
+from .base import need_int, operation
 
 
 def _pfn(page: "Page | int") -> int:
-    return page.pfn if isinstance(page, Page) else int(page)
+    return page.pfn if isinstance(page, Page) else need_int(page, "a page (a Page or a pfn)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class HighmemMixin:
     def PKMAP_NR(self, vaddr: int) -> int:
         return (vaddr - self.PKMAP_BASE) >> PAGE_SHIFT
 
+    @operation
     def kmap(self, page: "Page | int") -> int:
         """``kmap(page)``: a lowmem page's direct address; a HighMem page gets (or shares)
         a pkmap slot."""
@@ -83,7 +85,8 @@ class HighmemMixin:
         vaddr = self.page_address_map.get(pfn)
         if vaddr is None:
             vaddr = self.map_new_virtual(pfn)
-        self.pkmap_count[self.PKMAP_NR(vaddr)] += 1
+        nr = self.PKMAP_NR(vaddr)
+        self.journal.setitem(self.pkmap_count, nr, self.pkmap_count[nr] + 1)
         return vaddr
 
     def map_new_virtual(self, pfn: int) -> int:
@@ -93,7 +96,7 @@ class HighmemMixin:
                              "map_new_virtual() until a kunmap() frees one")
         count = self.LAST_PKMAP
         while True:
-            self.last_pkmap_nr = (self.last_pkmap_nr + 1) & (self.LAST_PKMAP - 1)
+            self.journal.set(self, "last_pkmap_nr", (self.last_pkmap_nr + 1) & (self.LAST_PKMAP - 1))
             if not self.last_pkmap_nr:
                 self.flush_all_zero_pkmaps()
                 count = self.LAST_PKMAP
@@ -106,24 +109,27 @@ class HighmemMixin:
         vaddr = self.PKMAP_ADDR(nr)
         prot = self.pgprot["PAGE_KERNEL"]  # kmap_prot
         self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(pfn, prot), writer="kmap_high")
-        self.pkmap_count[nr] = 1
-        self.page_address_map[pfn] = vaddr
+        self.journal.setitem(self.pkmap_count, nr, 1)
+        self.journal.setitem(self.page_address_map, pfn, vaddr)
         return vaddr
 
+    @operation
     def flush_all_zero_pkmaps(self) -> None:
         """Clear every slot that kunmap left at 1, then flush the TLB over the pkmap area."""
         need_flush = False
         for i, count in enumerate(self.pkmap_count):
             if count != 1:
                 continue
-            self.pkmap_count[i] = 0
+            self.journal.setitem(self.pkmap_count, i, 0)
             vaddr = self.PKMAP_ADDR(i)
             old = self.pgtable.set_pte(self.pgd, vaddr, 0, writer="flush_all_zero_pkmaps")
-            self.page_address_map.pop(self.codec.pte_pfn(old), None)
+            if self.codec.pte_pfn(old) in self.page_address_map:
+                self.journal.delitem(self.page_address_map, self.codec.pte_pfn(old))
             need_flush = True
         if need_flush:
             self.flush_tlb_kernel_range(self.PKMAP_ADDR(0), self.PKMAP_ADDR(self.LAST_PKMAP))
 
+    @operation
     def kunmap(self, page: "Page | int") -> None:
         """``kunmap(page)``: drop a reference to a HighMem page's pkmap slot (lowmem: nothing)."""
         pfn = _pfn(page)
@@ -136,7 +142,7 @@ class HighmemMixin:
         if self.pkmap_count[nr] <= 1:
             raise self.BUG("mm/highmem.c kunmap_high()",
                            f"pkmap_count[{nr}] would drop to 0: pfn {pfn:#x} was already kunmapped")
-        self.pkmap_count[nr] -= 1  # at 1 the slot is free for flush_all_zero_pkmaps
+        self.journal.setitem(self.pkmap_count, nr, self.pkmap_count[nr] - 1)  # at 1: free for the next flush
 
     # -- atomic and local kmaps ------------------------------------------------------------
 
@@ -154,9 +160,10 @@ class HighmemMixin:
         prot = self.pgprot["PAGE_KERNEL"]  # kmap_prot
         self.pgtable.set_pte(self.pgd, vaddr, self.codec.pfn_pte(pfn, prot), writer=writer)
         self.flush_tlb_one_kernel(vaddr)  # __flush_tlb_one(vaddr) / arch_kmap_local_post_map
-        self.kmap_atomic_stack[cpu].append(AtomicSlot(cpu, idx, vaddr, pfn, type_))
+        self.journal.append(self.kmap_atomic_stack[cpu], AtomicSlot(cpu, idx, vaddr, pfn, type_))
         return vaddr
 
+    @operation
     def kmap_atomic(self, page: "Page | int", km_type: str | None = None, cpu: int = 0) -> int:
         """``kmap_atomic``: a HighMem page in one of this CPU's fixmap slots (lowmem pages:
         their direct address). By era, as without CONFIG_DEBUG_HIGHMEM:
@@ -183,11 +190,12 @@ class HighmemMixin:
             idx = self.km_types.index(km_type)
             stack = self.kmap_atomic_stack[cpu]
             if not clears:  # the slot is simply overwritten
-                self.kmap_atomic_stack[cpu] = [s for s in stack if s.idx != idx]
+                self.journal.setitem(self.kmap_atomic_stack, cpu, [s for s in stack if s.idx != idx])
             return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", km_type, clears)
         idx = len(self.kmap_atomic_stack[cpu])  # kmap_atomic_idx_push()
         return self._atomic_map(pfn, idx, cpu, self.KM_TYPE_NR, "kmap_atomic", "", True)
 
+    @operation
     def kunmap_atomic(self, vaddr: int, km_type: str | None = None, cpu: int = 0) -> None:
         """``kunmap_atomic``. 2.6.12-2.6.21 leave the entry in place (only
         CONFIG_DEBUG_HIGHMEM cleared it); later kernels clear it and flush
@@ -206,21 +214,22 @@ class HighmemMixin:
             if slot is None:
                 return  # not the km_type's slot: nothing happens (no DEBUG_HIGHMEM)
             if not self.era.kmap_atomic_clears_pte:
-                stack.remove(slot)  # the pte stays: the next kmap_atomic of the slot replaces it
+                self.journal.remove(stack, slot)  # the pte stays: the next kmap_atomic of the slot replaces it
                 return
-            stack.remove(slot)
+            self.journal.remove(stack, slot)
             self.pgtable.set_pte(self.pgd, vaddr, 0, writer="kunmap_atomic")
             self.flush_tlb_one_kernel(vaddr)
             return
         if not stack:
             return
-        top = stack.pop()  # type = kmap_atomic_idx(): the innermost, whatever vaddr says
+        top = self.journal.pop(stack)  # type = kmap_atomic_idx(): the innermost, whatever vaddr says
         self.pgtable.set_pte(self.pgd, top.vaddr, 0, writer="kunmap_atomic")
         self.flush_tlb_one_kernel(vaddr)
 
     def _in_stack(self, vaddr: int, cpu: int) -> bool:
         return any(s.vaddr == vaddr for s in self.kmap_atomic_stack[cpu])
 
+    @operation
     def kmap_local_page(self, page: "Page | int", cpu: int = 0, _writer: str = "kmap_local_page") -> int:
         """``kmap_local_page`` (5.11+): the next of KM_MAX_IDX slots of the current task on
         this CPU; lowmem pages (and every page on x86_64) return their direct address."""
@@ -240,6 +249,7 @@ class HighmemMixin:
                            f"the next would make {idx + 1} (KM_MAX_IDX {self.KM_MAX_IDX})")
         return self._atomic_map(pfn, idx, cpu, self.KM_MAX_IDX, _writer, "", True)
 
+    @operation
     def kunmap_local(self, vaddr: int, cpu: int = 0, _writer: str = "kunmap_local") -> None:
         """``kunmap_local``: undo the innermost kmap_local_page (out of order: WARN)."""
         self._check_cpu(cpu)
@@ -253,7 +263,7 @@ class HighmemMixin:
             expected = f"{stack[-1].vaddr:#x}" if stack else "none"
             raise KernelWarning(f"WARNING: CPU: {cpu} at mm/highmem.c kunmap_local_indexed: "
                                 f"{vaddr:#x} is not the innermost local kmap (expected {expected})")
-        stack.pop()
+        self.journal.pop(stack)
         self.pgtable.set_pte(self.pgd, vaddr, 0, writer=_writer)
         self.flush_tlb_one_kernel(vaddr)  # arch_kmap_local_post_unmap
 

@@ -157,15 +157,20 @@ class InvariantsMixin:
     def _check_vmap_areas(self) -> None:
         # the free space and the areas tile the whole vmalloc space, without overlap
         pieces = sorted([(a.va_start, a.va_end) for a in self.vmap_areas] + [tuple(g) for g in self.vmap_free])
-        for (s1, e1), (s2, e2) in zip(pieces, pieces[1:]):
-            if e1 != s2:
-                raise InvariantError(f"vmalloc space: {s1:#x}-{e1:#x} and {s2:#x}-{e2:#x} "
-                                     f"{'overlap' if s2 < e1 else 'leave a hole nobody accounts for'}")
+        covered: list[tuple[int, int]] = []
+        for s1, e1 in pieces:
+            if covered and s1 < covered[-1][1]:
+                raise InvariantError(f"vmalloc space: {s1:#x}-{e1:#x} overlaps what ends at {covered[-1][1]:#x}")
+            if covered and s1 == covered[-1][1]:
+                covered[-1] = (covered[-1][0], e1)
+            else:
+                covered.append((s1, e1))
+        if tuple(covered) != self.vmap_spaces:
+            raise InvariantError(f"the vmap areas and the free space cover {[(hex(a), hex(b)) for a, b in covered]}, "
+                                 f"not the vmalloc/module spaces {[(hex(a), hex(b)) for a, b in self.vmap_spaces]}")
         prev = None
-        lo = min(self.layout["VMALLOC_START"], self.layout.symbols.get("MODULES_VADDR", 1 << 64))
-        hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))
         for a in self.vmap_areas:
-            if not lo <= a.va_start < a.va_end <= hi:
+            if not any(lo <= a.va_start < a.va_end <= hi for lo, hi in self.vmap_spaces):
                 raise InvariantError(f"vmap area {a.va_start:#x}-{a.va_end:#x} is outside the vmalloc space")
             if prev is not None and a.va_start < prev.va_end:
                 raise InvariantError(f"vmap areas {prev.va_start:#x}-{prev.va_end:#x} and "

@@ -21,10 +21,15 @@ from dataclasses import dataclass, field
 from ..arch import LEAF, TABLE
 from ..errors import MmemuError, OutOfMemory
 from ..units import PAGE_SHIFT, PAGE_SIZE
+from .base import need_int, operation
 
 # include/uapi/asm-generic/mman-common.h, mman.h
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0x0, 0x1, 0x2, 0x4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+#: the protection bits mmap and mprotect accept (PROT_SEM and PROT_GROWSDOWN/UP are not modelled)
+PROT_MASK = PROT_READ | PROT_WRITE | PROT_EXEC
+#: the mmap flags mmemu models; MAP_SHARED | MAP_PRIVATE is MAP_SHARED_VALIDATE (4.15+)
+MAP_MODELLED = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS
 # include/linux/mm.h
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 VM_GROWSDOWN = 0x100
@@ -129,28 +134,22 @@ class ProcessMixin:
         pt = self.pgtable
         root = pt.new_root(owner, user=True)
         pmds: list[int] = []
-        try:
-            if self.plan.copies_kernel_pgd:
-                master = self._top_entries(self.pgd)
-                for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                    if master[i]:
-                        self._write_top(root, i, master[i], "pgd_ctor")
-            if self.plan.prepopulate_user_pgd:
-                name = self.paging.levels[1].name
-                for i in range(self.KERNEL_PGD_BOUNDARY):
-                    page = self.alloc_pages(0, "Normal", owner=f"page table ({name})", zero=True)
-                    pmds.append(page.phys)
-                    pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=True)
-                    self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
-        except BaseException:
-            for phys in pmds:
-                pt.forget_table(phys)
-                self.frames.free_pages(phys >> PAGE_SHIFT)
-            pt.forget_table(root)
-            self.frames.free_pages(root >> PAGE_SHIFT)
-            raise
+        # (a failure undoes all of this with the operation)
+        if self.plan.copies_kernel_pgd:
+            master = self._top_entries(self.pgd)
+            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                if master[i]:
+                    self._write_top(root, i, master[i], "pgd_ctor")
+        if self.plan.prepopulate_user_pgd:
+            name = self.paging.levels[1].name
+            for i in range(self.KERNEL_PGD_BOUNDARY):
+                page = self.alloc_pages(0, "Normal", owner=f"page table ({name})", zero=True)
+                pmds.append(page.phys)
+                pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=True)
+                self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
         return root, pmds
 
+    @operation
     def sync_kernel_pgds(self) -> int:
         """Copy the master's kernel top-level entries into every page directory that lacks
         them (``sync_global_pgds`` / ``arch_sync_kernel_mappings``). Returns how many."""
@@ -166,22 +165,35 @@ class ProcessMixin:
 
     # -- processes --------------------------------------------------------------------
 
+    @operation
     def create_process(self, comm: str = "init") -> Process:
         """A new process with an empty user address space and its stack VMA (what exec
         leaves before the program is mapped)."""
+        if not isinstance(comm, str) or not comm:
+            raise MmemuError(f"create_process: comm must be a non-empty str, not {comm!r}")
         pgd, pmds = self.pgd_alloc(owner=f"pgd ({comm})")
         pid = self._next_pid
-        self._next_pid += 1
+        self.journal.set(self, "_next_pid", pid + 1)
         proc = Process(pid, comm, pgd, pmds=pmds)
         proc.mmap_base = self.mmap_base_default
         proc.start_stack = self.stack_top
         proc.vmas.append(Vma(self.stack_top - INITIAL_STACK, self.stack_top, VM_READ | VM_WRITE | VM_GROWSDOWN,
                              "[stack]"))
         proc.start_brk = proc.brk = self.elf_base + (16 << 20)
-        self.processes[pid] = proc
-        self.pgd_list.append(proc)
+        self.journal.setitem(self.processes, pid, proc)
+        self.journal.append(self.pgd_list, proc)
         if self.current is None:
             self.switch_to(proc)
+        return proc
+
+    def _live(self, proc, what: str) -> "Process":
+        """*proc* must be a process of this kernel that has not exited."""
+        if not isinstance(proc, Process):
+            raise MmemuError(f"{what}: expected a Process, not {type(proc).__name__} ({proc!r})")
+        if not proc.alive:
+            raise MmemuError(f"{what}: process {proc.pid} ({proc.comm}) has exited")
+        if self.processes.get(proc.pid) is not proc:
+            raise MmemuError(f"{what}: process {proc.pid} ({proc.comm}) is not a process of this kernel")
         return proc
 
     def process(self, pid: int) -> Process:
@@ -191,11 +203,12 @@ class ProcessMixin:
             raise MmemuError(f"no process with pid {pid}") from None
         return proc
 
+    @operation
     def switch_to(self, proc: Process | None) -> None:
         """``switch_mm``: the current process (None: a kernel thread on init_mm), and CR3."""
-        if proc is not None and not proc.alive:
-            raise MmemuError(f"process {proc.pid} has exited")
-        self.current = proc
+        if proc is not None:
+            self._live(proc, "switch_to")
+        self.journal.set(self, "current", proc)
         root = self.pgd if proc is None else proc.pgd
         for cpu in self.cpus:
             cpu.set_cr3(root)
@@ -284,20 +297,22 @@ class ProcessMixin:
 
     # -- VMAs ---------------------------------------------------------------------------
 
+    # A process's VMA list is replaced, never edited in place, and a Vma is changed only
+    # through the journal: a failed operation puts both back.
+
     def _insert_vma(self, proc: Process, vma: Vma) -> None:
         i = bisect.bisect_left([v.vm_start for v in proc.vmas], vma.vm_start)
-        proc.vmas.insert(i, vma)
-        self._merge_vmas(proc)
+        self._merge_vmas(proc, proc.vmas[:i] + [vma] + proc.vmas[i:])
 
-    def _merge_vmas(self, proc: Process) -> None:
+    def _merge_vmas(self, proc: Process, vmas: list[Vma] | None = None) -> None:
         """vma_merge: adjacent anonymous VMAs with the same flags become one."""
         out: list[Vma] = []
-        for v in proc.vmas:
+        for v in proc.vmas if vmas is None else vmas:
             if out and out[-1].vm_end == v.vm_start and out[-1].vm_flags == v.vm_flags and out[-1].name == v.name:
-                out[-1].vm_end = v.vm_end
+                out[-1] = Vma(out[-1].vm_start, v.vm_end, v.vm_flags, v.name)
             else:
                 out.append(v)
-        proc.vmas = out
+        self.journal.set(proc, "vmas", out)
 
     def _split_vmas(self, proc: Process, start: int, end: int) -> list[Vma]:
         """Split at *start* and *end*; return the VMAs inside [start, end)."""
@@ -316,7 +331,7 @@ class ProcessMixin:
                 out.append(p)
                 if start <= p.vm_start and p.vm_end <= end:
                     inside.append(p)
-        proc.vmas = out
+        self.journal.set(proc, "vmas", out)
         return inside
 
     def get_unmapped_area(self, proc: Process, length: int) -> int:
@@ -345,6 +360,10 @@ class ProcessMixin:
         return addr
 
     def _check_user_range(self, addr: int, length: int, what: str) -> tuple[int, int]:
+        need_int(addr, f"{what}: addr")
+        need_int(length, f"{what}: length")
+        if addr < 0:
+            raise MmemuError(f"{what}({addr:#x}, {length:#x}): negative address (-EINVAL)")
         if addr & (PAGE_SIZE - 1):
             raise MmemuError(f"{what}({addr:#x}, {length:#x}): address not page aligned (-EINVAL)")
         if length <= 0:
@@ -354,14 +373,37 @@ class ProcessMixin:
             raise MmemuError(f"{what}({addr:#x}, {length:#x}): range ends above TASK_SIZE {self.task_size:#x} (-EINVAL)")
         return addr, end
 
+    @operation
     def mmap(self, proc: Process, length: int, prot: int = PROT_READ | PROT_WRITE, addr: int | None = None,
              flags: int = MAP_PRIVATE | MAP_ANONYMOUS, name: str = "") -> int:
         """Anonymous ``mmap``: a new VMA, no page yet (pages come with the first faults).
         With *addr* and MAP_FIXED the range replaces whatever was there."""
+        self._live(proc, "mmap")
+        need_int(length, "mmap: length")
+        need_int(prot, "mmap: prot")
+        need_int(flags, "mmap: flags")
+        if addr is not None:
+            need_int(addr, "mmap: addr")
+        if not isinstance(name, str):
+            raise MmemuError(f"mmap: name must be a str, not {type(name).__name__}")
+        if prot & ~PROT_MASK:
+            raise MmemuError(f"mmap: unknown protection bits {prot & ~PROT_MASK:#x} in {prot:#x} (-EINVAL)")
+        if flags & ~MAP_MODELLED:
+            raise MmemuError(f"mmap: flags {flags & ~MAP_MODELLED:#x} are not modelled (mmemu knows MAP_SHARED, "
+                             "MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS)")
         if not flags & MAP_ANONYMOUS:
             raise MmemuError("mmap: only anonymous mappings exist here (MAP_ANONYMOUS)")
-        if (flags & MAP_SHARED) == (flags & MAP_PRIVATE):
-            raise MmemuError("mmap: exactly one of MAP_SHARED and MAP_PRIVATE (-EINVAL)")
+        map_type = flags & (MAP_SHARED | MAP_PRIVATE)
+        if map_type == MAP_SHARED | MAP_PRIVATE and not self.era.map_shared_validate:
+            raise MmemuError("mmap: MAP_SHARED and MAP_PRIVATE together (-EINVAL before MAP_SHARED_VALIDATE, 4.15)")
+        if not map_type:
+            raise MmemuError("mmap: one of MAP_SHARED and MAP_PRIVATE is needed (-EINVAL)")
+        if length <= 0:
+            raise MmemuError(f"mmap: length {length} must be positive (-EINVAL)")
+        if addr is not None and addr < 0:
+            raise MmemuError(f"mmap: negative address {addr:#x} (-EINVAL)")
+        if length > self.task_size:
+            raise OutOfMemory(f"mmap: length {length:#x} is more than the user address space (-ENOMEM)")
         length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if addr is not None and flags & MAP_FIXED:
             start, end = self._check_user_range(addr, length, "mmap")
@@ -374,14 +416,17 @@ class ProcessMixin:
             if start is None:
                 start = self.get_unmapped_area(proc, length)
             end = start + length
+        # MAP_SHARED_VALIDATE (MAP_SHARED | MAP_PRIVATE, 4.15+) is a shared mapping
         vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
         self._insert_vma(proc, Vma(start, end, vm_flags, name))
         return start
 
+    @operation
     def munmap(self, proc: Process, addr: int, length: int) -> None:
         """``munmap``: drop the VMAs in the range, the pages mapped there, and the page
         tables left empty (free_pgtables); flush the TLB for the range. A range with no
         VMA at all is an error here (the kernel returns 0 and does nothing)."""
+        self._live(proc, "munmap")
         start, end = self._check_user_range(addr, length, "munmap")
         if not any(v.vm_start < end and start < v.vm_end for v in proc.vmas):
             raise MmemuError(f"munmap({start:#x}, {end - start:#x}): no VMA in the range "
@@ -389,7 +434,7 @@ class ProcessMixin:
         inside = self._split_vmas(proc, start, end)
         for v in inside:
             self.zap_page_range(proc, v.vm_start, v.vm_end, "zap_pte_range")
-        proc.vmas = [v for v in proc.vmas if v not in inside]
+        self.journal.set(proc, "vmas", [v for v in proc.vmas if v not in inside])
         self._flush_user_range(proc, start, end)
 
     def user_ptes(self, proc: Process, start: int, end: int):
@@ -437,10 +482,15 @@ class ProcessMixin:
                 self.frames.free_pages(pfn)
         return len(op.unmapped) + len(protnone)
 
+    @operation
     def mprotect(self, proc: Process, addr: int, length: int, prot: int) -> None:
         """``mprotect``: new VMA flags over the range (-ENOMEM if part of it is not mapped)
         and new protections on the ptes already there (change_protection); pages shared
         copy-on-write stay read-only. Flushes the TLB for the range."""
+        self._live(proc, "mprotect")
+        need_int(prot, "mprotect: prot")
+        if prot & ~PROT_MASK:  # mm/mprotect.c: anything but PROT_READ|WRITE|EXEC (|SEM...)
+            raise MmemuError(f"mprotect: unknown protection bits {prot & ~PROT_MASK:#x} in {prot:#x} (-EINVAL)")
         start, end = self._check_user_range(addr, length, "mprotect")
         pos = start
         for v in proc.vmas:
@@ -453,7 +503,7 @@ class ProcessMixin:
             raise MmemuError(f"mprotect({start:#x}, {end - start:#x}): {pos:#x} is not mapped (-ENOMEM)")
         new_flags = calc_vm_prot_bits(prot)
         for v in self._split_vmas(proc, start, end):
-            v.vm_flags = (v.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | new_flags
+            self.journal.set(v, "vm_flags", (v.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | new_flags)
             self.change_protection(proc, v)
         self._merge_vmas(proc)
         self._flush_user_range(proc, start, end)
@@ -475,13 +525,18 @@ class ProcessMixin:
         rec = self.frames.allocated.get(pfn)
         return pfn != self.zero_pfn and rec is not None and rec.refcount == 1
 
+    @operation
     def brk(self, proc: Process, new_brk: int) -> int:
         """``brk``: grow or shrink the heap VMA; returns the new break (the old one when
         the request is refused, as the system call does)."""
+        self._live(proc, "brk")
+        need_int(new_brk, "brk: new_brk")
         if new_brk < proc.start_brk:
             return proc.brk
         old_end = (proc.brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         new_end = (new_brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if new_end > self.task_size:  # do_brk_flags: len > TASK_SIZE - addr is -ENOMEM
+            return proc.brk
         if new_end < old_end:
             self.munmap(proc, new_end, old_end - new_end)
         elif new_end > old_end:
@@ -491,7 +546,7 @@ class ProcessMixin:
                    for v in proc.vmas):
                 return proc.brk  # would run into another mapping
             self._insert_vma(proc, Vma(old_end, new_end, VM_READ | VM_WRITE, "[heap]"))
-        proc.brk = new_brk
+        self.journal.set(proc, "brk", new_brk)
         return new_brk
 
     def _flush_user_range(self, proc: Process, start: int, end: int) -> None:
@@ -501,42 +556,45 @@ class ProcessMixin:
 
     # -- fork and exit ----------------------------------------------------------------
 
+    @operation
     def fork(self, parent: Process, comm: str | None = None) -> Process:
         """``dup_mmap``: the VMAs copied; every present pte copied (``copy_pte_range``): in a
         private writable VMA both sides become read-only and share the page
         (copy-on-write), each page gaining a reference. The parent's TLB is flushed."""
+        self._live(parent, "fork")
+        if comm is not None and (not isinstance(comm, str) or not comm):
+            raise MmemuError(f"fork: comm must be a non-empty str, not {comm!r}")
         child = self.create_process(comm or parent.comm)
         child.vmas = [Vma(v.vm_start, v.vm_end, v.vm_flags, v.name) for v in parent.vmas]
         child.start_brk, child.brk, child.mmap_base = parent.start_brk, parent.brk, parent.mmap_base
         child.parent = parent.pid
         codec = self.codec
-        try:
-            for v in parent.vmas:
-                cow = v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED
-                for va, raw in list(self.user_ptes(parent, v.vm_start, v.vm_end)):
-                    pfn = self.pte_pfn(raw)
-                    pte = raw
-                    if cow and codec.pte_write(raw):
-                        pte = codec.pte_wrprotect(raw)
-                        self.set_user_pte(parent, va, pte, "copy_present_pte")
-                    if pfn != self.zero_pfn:
-                        self.frames.get_page(pfn)
-                    self.set_user_pte(child, va, pte, "copy_present_pte")
-        except BaseException:
-            self.exit_mm(child)
-            raise
+        # all or nothing with the operation: a failure undoes the child, the references
+        # taken and the parent's write-protected entries
+        for v in parent.vmas:
+            cow = v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED
+            for va, raw in list(self.user_ptes(parent, v.vm_start, v.vm_end)):
+                pfn = self.pte_pfn(raw)
+                pte = raw
+                if cow and codec.pte_write(raw):
+                    pte = codec.pte_wrprotect(raw)
+                    self.set_user_pte(parent, va, pte, "copy_present_pte")
+                if pfn != self.zero_pfn:
+                    self.frames.get_page(pfn)
+                self.set_user_pte(child, va, pte, "copy_present_pte")
         if self.current is parent:
             self.flush_tlb_all()
         return child
 
+    @operation
     def exit_mm(self, proc: Process) -> None:
         """``exit_mmap``: every VMA unmapped and its pages released, the page tables and the
         page directory freed."""
-        if not proc.alive:
-            raise MmemuError(f"process {proc.pid} has already exited")
+        self._live(proc, "exit_mm")
+        j = self.journal
         for v in list(proc.vmas):
             self.zap_page_range(proc, v.vm_start, v.vm_end, "unmap_vmas")
-        proc.vmas = []
+        j.set(proc, "vmas", [])
         pt = self.pgtable
         self._free_user_tables(proc)  # free_pgtables: whatever the unmapping left
         for phys in proc.pmds:
@@ -544,10 +602,10 @@ class ProcessMixin:
             self.frames.free_pages(phys >> PAGE_SHIFT)
         pt.forget_table(proc.pgd)
         self.frames.free_pages(proc.pgd >> PAGE_SHIFT)
-        proc.pmds = []
-        proc.alive = False
-        self.pgd_list.remove(proc)
-        del self.processes[proc.pid]
+        j.set(proc, "pmds", [])
+        j.set(proc, "alive", False)
+        j.remove(self.pgd_list, proc)
+        j.delitem(self.processes, proc.pid)
         if self.current is proc:
             self.switch_to(None)
 
@@ -567,7 +625,7 @@ class ProcessMixin:
                 free(child, li + 1)
                 pt.set_entry(table, li, idx, 0, writer="free_pgtables", kind="free_pgtables")
                 if not pt.tables[child].pinned:
-                    del pt.tables[child]
+                    pt.forget_table(child)
                     self.frames.free_pages(child >> PAGE_SHIFT)
 
         top = pt.entries(proc.pgd, 0)
@@ -580,22 +638,34 @@ class ProcessMixin:
             free(child, 1)
             if child not in proc.pmds:  # the preallocated ones go with the pgd
                 pt.set_entry(proc.pgd, 0, i, 0, writer="free_pgtables", kind="free_pgtables")
-                del pt.tables[child]
+                pt.forget_table(child)
                 self.frames.free_pages(child >> PAGE_SHIFT)
 
+    @operation
     def install_user_pages(self, proc: Process, addr: int, data: bytes, writer: str = "install_user_pages") -> None:
         """Put *data* into the pages at *addr* of a VMA that covers them, each page freshly
         allocated and mapped with the VMA's protection, as the ELF loader's file pages end
-        up (the way code gets into a read-only executable VMA)."""
+        up (the way code gets into a read-only executable VMA). All or nothing: every page
+        must be in a VMA and not mapped yet, checked before anything changes."""
+        self._live(proc, "install_user_pages")
+        need_int(addr, "install_user_pages: addr", 0)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise MmemuError(f"install_user_pages: data must be bytes, not {type(data).__name__}")
+        data = bytes(data)
+        if not data:
+            raise MmemuError("install_user_pages: no data")
+        if addr + len(data) > self.task_size:
+            raise MmemuError(f"install_user_pages: {addr:#x}+{len(data):#x} reaches above TASK_SIZE "
+                             f"{self.task_size:#x}")
         start = addr & ~(PAGE_SIZE - 1)
         end = (addr + len(data) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         for va in range(start, end, PAGE_SIZE):
-            vma = proc.vma_at(va)
-            if vma is None:
+            if proc.vma_at(va) is None:
                 raise MmemuError(f"install_user_pages: {va:#x} is in no VMA of process {proc.pid}")
-            old = self.read_user_pte(proc, va)
-            if self.pte_present(old):
+            if self.pte_present(self.read_user_pte(proc, va)):
                 raise MmemuError(f"install_user_pages: {va:#x} is already mapped")
+        for va in range(start, end, PAGE_SIZE):
+            vma = proc.vma_at(va)
             page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
             lo, hi = max(addr, va), min(addr + len(data), va + PAGE_SIZE)
             self.mem.write(page.phys + (lo - va), data[lo - addr:hi - addr])

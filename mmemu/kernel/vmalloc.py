@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..buddy import Page
 from ..errors import KernelWarning, MmemuError, OutOfMemory
 from ..units import PAGE_SHIFT, PAGE_SIZE
+from .base import need_int, operation
 
 # include/linux/vmalloc.h
 VM_IOREMAP = 0x00000001
@@ -74,9 +75,20 @@ class VmallocMixin:
         self.vmap_areas: list[VmapArea] = []  # busy and lazily freed, sorted by va_start
         self._vmap_starts: list[int] = []
         #: the free space (free_vmap_area_list of 5.2+): sorted, merged [start, end) gaps
-        lo = min(self.layout["VMALLOC_START"], self.layout.symbols.get("MODULES_VADDR", 1 << 64))
-        hi = max(self.layout["VMALLOC_END"], self.layout.symbols.get("MODULES_END", 0))
-        self.vmap_free: list[list[int]] = [[lo, hi]]
+        # the vmalloc space and the module area (one space on i386, apart on x86_64 and
+        # RISC-V), merged where they touch
+        syms = self.layout.symbols
+        spaces = [(syms["VMALLOC_START"], syms["VMALLOC_END"])]
+        if "MODULES_VADDR" in syms and "MODULES_END" in syms:
+            spaces.append((syms["MODULES_VADDR"], syms["MODULES_END"]))
+        merged: list[tuple[int, int]] = []
+        for s_, e_ in sorted(spaces):
+            if merged and s_ <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e_))
+            else:
+                merged.append((s_, e_))
+        self.vmap_spaces: tuple[tuple[int, int], ...] = tuple(merged)
+        self.vmap_free: list[list[int]] = [[s_, e_] for s_, e_ in merged]
         # vm_area_add_early: what the kernel took at boot (arm64's image) is a busy area
         # from the start, whose structures are the boot's own (no kmalloc)
         for start, end, caller in self.plan.early_vm_areas:
@@ -105,6 +117,9 @@ class VmallocMixin:
                 return addr
         return None
 
+    # The free space is a list of [start, end) gaps; each change replaces a slice of it
+    # with new gap lists (never edits one in place), so that the journal can put it back.
+
     def _take_space(self, start: int, end: int) -> None:
         free = self.vmap_free
         i = bisect.bisect_right(free, [start, 1 << 65]) - 1
@@ -112,32 +127,32 @@ class VmallocMixin:
         pieces = [[gap[0], start]] if gap[0] < start else []
         if end < gap[1]:
             pieces.append([end, gap[1]])
-        free[i:i + 1] = pieces
+        self.journal.splice(free, i, i + 1, pieces)
 
     def _give_space(self, start: int, end: int) -> None:
         free = self.vmap_free
         i = bisect.bisect_left(free, [start, 0])
-        if i > 0 and free[i - 1][1] == start:
-            i -= 1
-            free[i][1] = end
-        else:
-            free.insert(i, [start, end])
-        if i + 1 < len(free) and free[i + 1][0] == free[i][1]:
-            free[i][1] = free[i + 1][1]
-            del free[i + 1]
+        lo, hi = i, i
+        if i > 0 and free[i - 1][1] == start:  # merge with the gap before
+            lo = i - 1
+            start = free[i - 1][0]
+        if i < len(free) and free[i][0] == end:  # and with the one after
+            hi = i + 1
+            end = free[i][1]
+        self.journal.splice(free, lo, hi, [[start, end]])
 
     def _insert_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
-        self._vmap_starts.insert(i, area.va_start)
-        self.vmap_areas.insert(i, area)
+        self.journal.insert(self._vmap_starts, i, area.va_start)
+        self.journal.insert(self.vmap_areas, i, area)
         self._take_space(area.va_start, area.va_end)
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
         while self.vmap_areas[i] is not area:
             i += 1
-        del self._vmap_starts[i]
-        del self.vmap_areas[i]
+        self.journal.delitem(self._vmap_starts, i)
+        self.journal.delitem(self.vmap_areas, i)
         self._give_space(area.va_start, area.va_end)
 
     def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> int:
@@ -151,6 +166,7 @@ class VmallocMixin:
             raise OutOfMemory(self.era.vmap_area_fail.format(size=size))
         return addr
 
+    @operation
     def purge_vmap_area_lazy(self) -> int:
         """``__purge_vmap_area_lazy``: one TLB flush over the span of every lazily freed
         area, then their ranges become free. Returns how many areas were released."""
@@ -161,7 +177,7 @@ class VmallocMixin:
         for area in lazy:
             self._remove_area(area)
             self.kfree(area.kaddr)
-        self.vmap_lazy_nr = 0
+        self.journal.set(self, "vmap_lazy_nr", 0)
         return len(lazy)
 
     # -- areas --------------------------------------------------------------------------
@@ -173,30 +189,15 @@ class VmallocMixin:
             raise MmemuError(f"{caller}: size 0 (the kernel returns NULL)")
         if not flags & VM_NO_GUARD:
             size += PAGE_SIZE
-        # The range first (it takes nothing until _insert_area below), then the two
-        # structures: the kernel kmallocs them first, but a request that cannot fit must
-        # leave the slab caches as they were, not with a fresh slab page in them.
+        # the structures first (__get_vm_area_node kmallocs the vm_struct, alloc_vmap_area
+        # the vmap_area), then the range; a failure undoes them with the operation
+        vm_kaddr = self.kmalloc(16 * self.ptr_size)  # struct vm_struct
+        va_kaddr = self.kmalloc(8 * self.ptr_size)  # struct vmap_area
         addr = self.alloc_vmap_area(size, align, start, end)
-        done: list[int] = []
-        try:
-            vm_kaddr = self.kmalloc(16 * self.ptr_size)  # struct vm_struct
-            done.append(vm_kaddr)
-            va_kaddr = self.kmalloc(8 * self.ptr_size)  # struct vmap_area
-            done.append(va_kaddr)
-        except BaseException:
-            for k in reversed(done):
-                self.kfree(k)
-            raise
         vm = VmStruct(addr, size, flags, caller=caller, kaddr=vm_kaddr)
         area = VmapArea(addr, addr + size, vm, va_kaddr)
         self._insert_area(area)
         return area
-
-    def _release_area(self, area: VmapArea) -> None:
-        """Undo of _get_vm_area for an area that never got used."""
-        self._remove_area(area)
-        self.kfree(area.vm.kaddr)
-        self.kfree(area.kaddr)
 
     def find_vmap_area(self, addr: int) -> VmapArea | None:
         """The busy area whose range contains *addr*."""
@@ -214,38 +215,56 @@ class VmallocMixin:
 
     # -- vmalloc ------------------------------------------------------------------------
 
+    def _check_vmalloc_size(self, size: int, what: str) -> int:
+        need_int(size, f"{what}: size")
+        if size <= 0:
+            raise MmemuError(f"{what}({size}): size must be positive (the kernel returns NULL)")
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        # __vmalloc_node_range: "if (!size || (size >> PAGE_SHIFT) > totalram_pages()) fail"
+        if size >> PAGE_SHIFT > self.frames.managed_pages():
+            raise OutOfMemory(self.era.vmalloc_exceeds_ram.format(size=size))
+        return size
+
     def __vmalloc_node_range(self, size: int, start: int, end: int, prot: int, caller: str,
                              flags: int = 0, zero: bool = False, align: int = PAGE_SIZE) -> int:
         """Allocate pages (HighMem first: GFP_KERNEL | __GFP_HIGHMEM) and map them in a
-        new area of [start, end). All or nothing."""
+        new area of [start, end). All or nothing (the operation's transaction)."""
+        size = self._check_vmalloc_size(size, caller)
         area = self._get_vm_area(size, VM_ALLOC | flags, start, end, caller, align)
         vm = area.vm
         nr = vm.get_vm_area_size() // PAGE_SIZE
-        pages: list[Page] = []
-        mapping = False
+        got, mapping = 0, False
         try:
-            vm.pages_kaddr = self.kmalloc(max(1, nr) * self.ptr_size)
+            # __vmalloc_area_node: the array of page pointers is kmalloc'd, or vmalloc'd
+            # itself when it is larger than a page
+            array_size = max(1, nr) * self.ptr_size
+            try:
+                if array_size > PAGE_SIZE:
+                    vm.pages_kaddr = self.__vmalloc_node_range(array_size, self.layout["VMALLOC_START"],
+                                                               self.layout["VMALLOC_END"], self.pgprot["PAGE_KERNEL"],
+                                                               caller)
+                else:
+                    vm.pages_kaddr = self.kmalloc(array_size)
+            except OutOfMemory as exc:
+                text = self.era.vmalloc_array_fail
+                raise OutOfMemory(text.format(size=nr * PAGE_SIZE, array_size=array_size) if text else
+                                  self._vmalloc_oom_text(size, 0, nr)) from exc
+            # the pages (HighMem first); a request the free lists cannot meet fails on the
+            # page the allocator has no more of: say so without taking them all first
+            free = sum(z.nr_free for z in self.frames.zonelist("HighMem" if "HighMem" in self.frames.zones
+                                                               else "Normal"))
+            if nr > free and self.journal.injection is None:
+                got = free
+                raise OutOfMemory("out of pages")
+            pages = []
             for _ in range(nr):
-                pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero))
-            vm.pages = [p.pfn for p in pages]
+                pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero).pfn)
+                got += 1
+            vm.pages = pages
             mapping = True
             self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
         except OutOfMemory as exc:
-            for p in pages:
-                self.frames.free_pages(p)
-            if vm.pages_kaddr:
-                self.kfree(vm.pages_kaddr)
-            self._release_area(area)
-            if "vmap allocation" in str(exc) or "out of vmalloc space" in str(exc):
-                raise
-            raise OutOfMemory(self._vmalloc_oom_text(size, len(pages), nr, mapping)) from exc
-        except BaseException:
-            for p in pages:
-                self.frames.free_pages(p)
-            if vm.pages_kaddr:
-                self.kfree(vm.pages_kaddr)
-            self._release_area(area)
-            raise
+            raise OutOfMemory(self._vmalloc_oom_text(size, got, nr, mapping)) from exc
         self._sync_kernel_mappings()
         return vm.addr
 
@@ -259,40 +278,55 @@ class VmallocMixin:
         return self.era.vmalloc_page_fail.format(got=got, want=want, got_bytes=got * PAGE_SIZE,
                                                  want_bytes=(want + 1) * PAGE_SIZE)
 
+    @operation
     def vmalloc(self, size: int) -> int:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
         virtually contiguous memory."""
         return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
                                          self.pgprot["PAGE_KERNEL"], "vmalloc")
 
+    @operation
     def vzalloc(self, size: int) -> int:
         """``vzalloc(size)``: vmalloc, zeroed."""
         return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
                                          self.pgprot["PAGE_KERNEL"], "vzalloc", zero=True)
 
+    def _pgprot(self, prot: str, what: str) -> int:
+        if not isinstance(prot, str) or prot not in self.pgprot:
+            raise MmemuError(f"{what}: unknown protection {prot!r}; known: {', '.join(self.pgprot)}")
+        return self.pgprot[prot]
+
+    @operation
     def vmalloc_range(self, size: int, start: int, end: int, prot: str = "PAGE_KERNEL", caller: str = "vmalloc",
                       guard: bool = True) -> int:
         """``__vmalloc_node_range``: vmalloc in [start, end) with a named protection (the
         module loader's ``module_alloc``). ``guard=False`` is VM_NO_GUARD."""
-        return self.__vmalloc_node_range(size, start, end, self.pgprot[prot], caller,
+        need_int(start, "vmalloc_range: start")
+        need_int(end, "vmalloc_range: end")
+        if not any(lo <= start < end <= hi for lo, hi in self.vmap_spaces):
+            where = ", ".join(f"[{lo:#x}, {hi:#x})" for lo, hi in self.vmap_spaces)
+            raise MmemuError(f"vmalloc_range: [{start:#x}, {end:#x}) is not inside the vmalloc or module space "
+                             f"({where})")
+        return self.__vmalloc_node_range(size, start, end, self._pgprot(prot, "vmalloc_range"), caller,
                                          flags=0 if guard else VM_NO_GUARD)
 
+    @operation
     def vmap(self, pages, prot: str = "PAGE_KERNEL", guard: bool = True) -> int:
         """``vmap(pages, count, VM_MAP, prot)``: map existing pages contiguously."""
-        pfns = [p.pfn if isinstance(p, Page) else int(p) for p in pages]
-        if not pfns:
-            raise MmemuError("vmap: no pages (the kernel returns NULL)")
-        for pfn in pfns:
+        pgprot = self._pgprot(prot, "vmap")
+        pfns = []
+        for p in pages:
+            pfn = p.pfn if isinstance(p, Page) else p
+            need_int(pfn, "vmap: a page (a Page or a pfn)")
             if not self.frames.is_ram(pfn):
                 raise MmemuError(f"vmap: pfn {pfn:#x} is not RAM")
+            pfns.append(pfn)
+        if not pfns:
+            raise MmemuError("vmap: no pages (the kernel returns NULL)")
         area = self._get_vm_area(len(pfns) * PAGE_SIZE, VM_MAP | (0 if guard else VM_NO_GUARD),
                                  self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
         area.vm.pages = pfns
-        try:
-            self.pgtable.map_frames(self.pgd, area.va_start, pfns, self.pgprot[prot], writer="vmap")
-        except BaseException:
-            self._release_area(area)
-            raise
+        self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap")
         self._sync_kernel_mappings()
         return area.va_start
 
@@ -312,35 +346,54 @@ class VmallocMixin:
         # (the vm_struct of a vmap has no pages of its own to free)
         free_pages = free_pages and bool(vm.flags & VM_ALLOC)
         size = vm.get_vm_area_size()
-        # unmap at once (vunmap_range_noflush / unmap_kernel_range_noflush)
+        # remove_vm_area: unmap at once (vunmap_range_noflush / unmap_kernel_range_noflush),
+        # then the range: lazily (2.6.28+) or flushed and released at once
         self.pgtable.unmap(self.pgd, vm.addr, size, writer=who)
-        if free_pages:
-            for pfn in vm.pages:
-                self.frames.free_pages(pfn)
-        if vm.pages_kaddr:
-            self.kfree(vm.pages_kaddr)
-        self.kfree(vm.kaddr)
-        area.vm = None
+        j = self.journal
+        j.set(area, "vm", None)
         if self.lazy_purge:
-            area.lazy = True
-            self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
+            j.set(area, "lazy", True)
+            j.set(self, "vmap_lazy_nr", self.vmap_lazy_nr + ((area.va_end - area.va_start) >> PAGE_SHIFT))
             if self.vmap_lazy_nr > self.lazy_max_pages():
                 self.purge_vmap_area_lazy()
         else:
             self.flush_tlb_kernel_range(area.va_start, area.va_end)
             self._remove_area(area)
             self.kfree(area.kaddr)
+        # then vfree frees the pages, the page array (kvfree) and the vm_struct
+        if free_pages:
+            for pfn in vm.pages:
+                self.frames.free_pages(pfn)
+        if vm.pages_kaddr:
+            self.kvfree(vm.pages_kaddr)
+        self.kfree(vm.kaddr)
         return vm
 
+    @operation
     def vfree(self, addr: int) -> None:
         """``vfree(addr)``: unmap the area and free its pages. vfree(0) does nothing."""
+        need_int(addr, "vfree: addr")
         if not addr:
             return
         self._free_area(addr, "vfree", free_pages=True)
 
+    @operation
     def vunmap(self, addr: int) -> None:
         """``vunmap(addr)``: unmap an area made by vmap (its pages stay allocated)."""
+        need_int(addr, "vunmap: addr")
         self._free_area(addr, "vunmap", free_pages=False)
+
+    def is_vmalloc_addr(self, addr: int) -> bool:
+        """``is_vmalloc_or_module_addr``."""
+        return any(lo <= addr < hi for lo, hi in self.vmap_spaces)
+
+    @operation
+    def kvfree(self, addr: int) -> None:
+        """``kvfree``: vfree for a vmalloc address, kfree for anything else."""
+        if self.is_vmalloc_addr(addr):
+            self.vfree(addr)
+        else:
+            self.kfree(addr)
 
     def vmalloc_to_page(self, addr: int) -> int:
         """``vmalloc_to_page``: the pfn mapped at a vmalloc address (by walking the master

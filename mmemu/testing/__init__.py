@@ -141,6 +141,20 @@ class ConformanceSuite:
         finally:
             k.close()
 
+    # -- failure safety -------------------------------------------------------------------------
+
+    def test_failed_operations_change_nothing(self):
+        """On the arch's first conformance machine (the fault injection makes thousands of
+        operations fail: one machine is enough to cover each operation), then on the same
+        machine with 64 MiB, where all of RAM is compared too."""
+        machine = self._arch_object().conformance_machines()[0]
+        for m in (machine, {**machine, "ram": "64M"}):
+            k = self.boot(m)
+            try:
+                check_failure_safety(k, ram=k.mem.size <= 64 << 20)
+            finally:
+                k.close()
+
     # -- the command line -----------------------------------------------------------------------
 
     def test_cli(self, machine):
@@ -487,3 +501,150 @@ def check_cli(arch: str, machine: dict) -> None:
             code = main(argv)
         assert code == 0 and out.getvalue().strip() and not err.getvalue(), \
             f"mmemu {' '.join(argv)}: exit {code}, stderr {err.getvalue()!r}"
+
+
+# -- failure safety: every operation, every injected allocation failure -----------------------
+
+
+def kernel_state(k, ram: bool = True) -> tuple:
+    """Everything a failed operation must leave exactly as it was, as comparable values:
+    the frame allocator (free lists in their order, counters, block records), every page
+    table the engine knows (its record and its writers), the slab caches, the vmap areas and
+    free space, processes and their VMAs, the HighMem and fixmap state, the kernel's
+    counters and event log; with *ram*, the bytes of all of physical memory."""
+    fr = k.frames
+    zones = tuple((z.name, z.nr_free, tuple(tuple(fa) for fa in z.free_area)) for z in fr.zones.values())
+    allocated = tuple(sorted((p.pfn, p.order, p.zone, p.refcount, p.owner) for p in fr.allocated.values()))
+    tables = tuple(sorted((phys, i.level_index, i.owner, i.writers.tobytes(), i.pinned)
+                          for phys, i in k.pgtable.tables.items()))
+    slabs = tuple((c.name, tuple(sorted((pfn, tuple(objs)) for pfn, objs in c.slabs.items())), tuple(c.partial))
+                  for c in k.kmalloc_caches)
+    areas = tuple((a.va_start, a.va_end, a.kaddr, a.lazy, a.early, None if a.vm is None else
+                   (a.vm.addr, a.vm.size, a.vm.flags, tuple(a.vm.pages), a.vm.kaddr, a.vm.pages_kaddr, a.vm.caller))
+                  for a in k.vmap_areas)
+    procs = tuple((pid, p.comm, p.pgd, p.alive, p.brk, p.start_brk, p.mmap_base, tuple(p.pmds),
+                   tuple((v.vm_start, v.vm_end, v.vm_flags, v.name) for v in p.vmas))
+                  for pid, p in sorted(k.processes.items()))
+    highmem = (tuple(k.pkmap_count), k.last_pkmap_nr, tuple(sorted(k.page_address_map.items())),
+               tuple(tuple((s.cpu, s.idx, s.vaddr, s.pfn, s.type) for s in st) for st in k.kmap_atomic_stack))
+    counters = (k.die_counter, k.fault_count, k.event_seq, len(k.recent_events), k._next_pid,
+                None if k.current is None else k.current.pid, tuple(p.pid for p in k.pgd_list), k.vmap_lazy_nr,
+                tuple(sorted(k._slab_of)), tuple(sorted(k._kmalloc_large)), tuple(tuple(g) for g in k.vmap_free))
+    state = (zones, allocated, tables, slabs, areas, procs, highmem, counters)
+    if ram:  # the RAM ranges only (a high RAM base leaves a hole below it in the buffer)
+        state += (b"".join(k.mem.mem[s:e] for s, e in k.mem.ranges),)
+    return state
+
+
+def _state_diff(a: tuple, b: tuple) -> str:
+    names = ("frame allocator", "allocated blocks", "page tables", "slab caches", "vmap areas", "processes",
+             "HighMem", "counters", "RAM")
+    return ", ".join(n for n, x, y in zip(names, a, b) if x != y)
+
+
+def failure_operations(k) -> list:
+    """The kernel model's public operations, each as (name, setup, action): *setup* makes
+    what the action works on (outside any injection) and returns it; *action* is the one
+    operation checked."""
+    vs, ve = k.layout["VMALLOC_START"], k.layout["VMALLOC_END"]
+    fixslots = [n for n, i in k.layout.fixmap if not n.startswith("__") and 0 < i < k.end_of_fixed_addresses]
+
+    def proc(k):
+        p = next((p for p in k.processes.values() if p.comm == "safety"), None)
+        if p is None:
+            p = k.create_process("safety")
+            a = k.mmap(p, 8 * PAGE)
+            k.write(a, b"x" * (3 * PAGE), user=True, process=p)
+        return p
+
+    def mapped(k):  # a fresh mapping of 3 pages, all present
+        p = proc(k)
+        a = k.mmap(p, 3 * PAGE)
+        k.write(a, b"y" * (3 * PAGE), user=True, process=p)
+        return p, a
+
+    ops = [
+        ("vmalloc", None, lambda k, _: k.vmalloc(3 * PAGE)),
+        # the smallest area whose page array is larger than a page (vmalloc'd itself)
+        ("vmalloc (page array vmalloc'd)", None, lambda k, _: k.vmalloc((PAGE // k.ptr_size + 1) * PAGE)),
+        ("vzalloc", None, lambda k, _: k.vzalloc(2 * PAGE)),
+        ("vmalloc_range", None, lambda k, _: k.vmalloc_range(PAGE, vs, ve, prot="PAGE_KERNEL_EXEC",
+                                                             caller="module_alloc")),
+        ("vmap", lambda k: [k.alloc_pages(0, "HighMem", owner="safety") for _ in range(3)],
+         lambda k, pages: k.vmap(pages)),
+        ("vfree", lambda k: k.vmalloc(5 * PAGE), lambda k, v: k.vfree(v)),
+        ("vunmap", lambda k: k.vmap([k.alloc_pages(0, "HighMem", owner="safety")]), lambda k, v: k.vunmap(v)),
+        ("kmalloc", None, lambda k, _: k.kmalloc(200)),
+        ("kmalloc_large", None, lambda k, _: k.kmalloc(20000)),
+        ("kfree", lambda k: k.kmalloc(96), lambda k, a: k.kfree(a)),
+        ("alloc_pages", None, lambda k, _: k.alloc_pages(2, "Normal", owner="safety")),
+        ("__free_pages", lambda k: k.alloc_pages(1, "Normal", owner="safety"), lambda k, p: k.free_page_block(p)),
+        ("kmap", lambda k: k.alloc_pages(0, "HighMem", owner="safety"), lambda k, p: k.kmap(p)),
+        ("kmap_local_page", lambda k: k.alloc_pages(0, "HighMem", owner="safety"),
+         lambda k, p: k.kmap_local_page(p) if k.kmap_scheme == "kmap_local" else
+         k.kmap_atomic(p, *(("KM_USER0",) if k.kmap_scheme == "km_type" else ()))),
+        ("create_process", None, lambda k, _: k.create_process("new")),
+        ("fork", proc, lambda k, p: k.fork(p)),
+        ("exit_mm", lambda k: k.fork(proc(k)), lambda k, c: k.exit_mm(c)),
+        ("mmap", proc, lambda k, p: k.mmap(p, 4 * PAGE)),
+        ("mmap MAP_FIXED over a mapping", mapped,
+         lambda k, pa: k.mmap(pa[0], 2 * PAGE, addr=pa[1] + PAGE, flags=0x32)),
+        ("munmap", mapped, lambda k, pa: k.munmap(pa[0], pa[1] + PAGE, PAGE)),
+        ("mprotect", mapped, lambda k, pa: k.mprotect(pa[0], pa[1], 2 * PAGE, PROT_READ)),
+        ("brk", proc, lambda k, p: k.brk(p, p.brk + 5 * PAGE)),
+        ("install_user_pages", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE, PROT_READ | PROT_EXEC)),
+         lambda k, pa: k.install_user_pages(pa[0], pa[1], b"\x90" * (2 * PAGE + 10))),
+        ("demand fault (write)", lambda k: (proc(k), k.mmap(proc(k), 2 * PAGE)),
+         lambda k, pa: k.access(pa[1], "write", user=True, process=pa[0])),
+        ("copy-on-write fault", lambda k: (k.fork(proc(k)), proc(k).vmas[0].vm_start),
+         lambda k, ca: k.access(ca[1], "write", user=True, process=ca[0])),
+        ("write across pages", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE)),
+         lambda k, pa: k.write(pa[1] + PAGE - 3, b"abcdefgh" * 600, user=True, process=pa[0])),
+    ]
+    if fixslots:
+        slot = fixslots[len(fixslots) // 2]
+        ops += [("set_fixmap", lambda k: k.alloc_pages(0, "Normal", owner="safety"),
+                 lambda k, page: k.set_fixmap(slot, page.phys)),
+                ("clear_fixmap", lambda k: k.set_fixmap(slot, k.alloc_pages(0, "Normal", owner="safety").phys),
+                 lambda k, _: k.clear_fixmap(slot))]
+    return ops
+
+
+def check_failure_safety(k, ram: bool = True, operations=None) -> dict:
+    """Fault injection (fail_page_alloc, failslab) over *operations* (default: all of
+    :func:`failure_operations`): for every N up to the number of page (and slab)
+    allocations an operation makes, the N-th one fails; the operation must raise
+    OutOfMemory and leave :func:`kernel_state` exactly as it was, with the invariants
+    holding. Returns counts: operations, injections."""
+    counts = {"operations": 0, "injections": 0}
+    for name, setup, action in operations or failure_operations(k):
+        arg = setup(k) if setup else None
+        counts["operations"] += 1
+        for kind in ("page", "slab"):
+            n = 1
+            while True:
+                # RAM (a copy of all of it) for the first failures and every 16th: the rest
+                # compares every record, which is where a partial undo would show first
+                with_ram = ram and (n <= 4 or n % 16 == 0)
+                before = kernel_state(k, with_ram)
+                inj = k.inject_failures(**{kind: n})
+                try:
+                    action(k, arg)
+                except OutOfMemory:
+                    k.stop_injecting()
+                    after = kernel_state(k, with_ram)
+                    assert after == before, f"{name}: the failed {kind} allocation #{n} left {_state_diff(before, after)} changed"
+                    counts["injections"] += 1
+                    n += 1
+                    continue
+                finally:
+                    k.stop_injecting()
+                made = inj.count[kind]
+                assert made < n, f"{name}: {kind} allocation #{n} was injected to fail but the operation succeeded"
+                break
+            # the state after every failure was the state before, where the invariants held
+            # (checked once per operation: the equality carries them over)
+            k.check_invariants()
+            if kind == "page":  # the operation succeeded: run it again (fresh) for the slab pass
+                arg = setup(k) if setup else None
+    return counts
