@@ -450,3 +450,59 @@ def test_iret_frame_layout():
 
     assert iret_frame(32, 1, 2, 3, 4, 5) == struct.pack("<5I", 1, 2, 3, 4, 5)
     assert iret_frame(64, 1, 2, 3, 4, 5) == struct.pack("<5Q", 1, 2, 3, 4, 5)
+
+
+# -- the budget holds on every run; new code always runs (issue: reliability) -------------------
+
+
+def test_the_budget_holds_for_code_that_ran_without_one(machine):
+    """Unicorn plants the instruction counter in code when it translates it: code translated
+    by a run without a budget must still be counted in a later run with one (at both
+    privileges), and a run with neither budget nor clock still ends by the budget."""
+    k, cpu = machine
+    p = k.create_process("spinner")
+    text = user_text(k, p, LOOP)
+    assert cpu.run_user(p, text, budget=None, timeout=0.3).reason == "timeout"
+    r = cpu.run_user(p, text, budget=50_000, timeout=20.0)
+    assert r.reason == "budget", r
+    r = cpu.run_user(p, text, budget=50_000, timeout=None)
+    assert r.reason == "budget", r
+    assert cpu.run_user(p, text, budget=None, timeout=0.2).reason == "timeout"
+    k.switch_to(None)
+    fn = kernel_text(k, LOOP)
+    assert cpu.call(fn, budget=None, timeout=0.3).reason == "timeout"
+    r = cpu.call(fn, budget=40_000, timeout=None)
+    assert r.reason == "budget", r
+
+
+def test_new_code_in_a_reused_frame_runs(machine):
+    """The kernel writes code through the host mapping, which Unicorn's translated-code
+    checks never see: a new program in a frame that held an old one at the same address,
+    and a rewrite of kernel code in place, must run as written, not as translated before."""
+    k, cpu = machine
+    bits = bits_of(k)
+    data_addr = 0x10000000
+    for status in (7, 9):  # the same address, the same frame (freed and reallocated: LIFO)
+        p = k.create_process(f"prog{status}")
+        k.mmap(p, PAGE, PROT_READ | PROT_WRITE, addr=data_addr, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        text = user_text(k, p, touch_program(bits, data_addr, 1, status=status))
+        r = cpu.run_user(p, text)
+        assert (r.reason, r.value) == ("exit", status), r
+        k.switch_to(None)
+        k.exit_mm(p)
+    # munmap + mmap + install over the same address in one process
+    p = k.create_process("remap")
+    k.mmap(p, PAGE, PROT_READ | PROT_WRITE, addr=data_addr, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    text = user_text(k, p, touch_program(bits, data_addr, 1, status=1))
+    assert cpu.run_user(p, text).value == 1
+    k.munmap(p, text, PAGE)
+    text = user_text(k, p, touch_program(bits, data_addr, 1, status=2))
+    assert cpu.run_user(p, text).value == 2
+    # kernel code rewritten in place with k.write
+    k.switch_to(None)
+    ret1 = bytes.fromhex("b801000000c3")  # mov eax, 1; ret
+    ret2 = bytes.fromhex("b802000000c3")  # mov eax, 2; ret
+    fn = kernel_text(k, ret1)
+    assert cpu.call(fn).value & 0xFF == 1
+    k.write(fn, ret2)
+    assert cpu.call(fn).value & 0xFF == 2
