@@ -7,11 +7,12 @@ kernel's own formulas. The core only reads them (boot, renderers, the CLI).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from .errors import ConfigError
-from .units import KernelVersion, memparse
+from .units import ASCII_BLANKS, KernelVersion, check_ascii, memparse, parse_count
 
 
 class Cmdline(Mapping[str, "str | None"]):
@@ -20,9 +21,16 @@ class Cmdline(Mapping[str, "str | None"]):
     same key. Values keep their text; :meth:`size` parses one with ``memparse``."""
 
     def __init__(self, text: str = ""):
-        self.text = " ".join(str(text or "").split())
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise ConfigError(f"the kernel command line must be a str, not {type(text).__name__}")
+        check_ascii(text, "kernel command line")
+        # lib/cmdline.c next_arg(): words are separated by ASCII blanks only (isspace())
+        words = [w for w in re.split(f"[{re.escape(ASCII_BLANKS)}]+", text) if w]
+        self.text = " ".join(words)
         self._args: dict[str, str | None] = {}
-        for word in self.text.split():
+        for word in words:
             key, sep, value = word.partition("=")
             if not key:
                 raise ConfigError(f"malformed kernel command line word {word!r}: empty parameter name")
@@ -65,17 +73,27 @@ class MachineSpec:
     @classmethod
     def make(cls, arch: str, kernel: "str | KernelVersion" = "6.6", ram: "str | int" = "1G",
              cpus: int = 1, cmdline: "str | Cmdline" = "", options: "Mapping[str, str] | None" = None) -> "MachineSpec":
-        ram_bytes = memparse(ram, what="RAM size") if isinstance(ram, str) else int(ram)
+        if isinstance(ram, str):
+            ram_bytes = memparse(ram, what="RAM size")
+        elif isinstance(ram, int) and not isinstance(ram, bool):
+            ram_bytes = ram
+        else:
+            raise ConfigError(f"RAM size must be a size such as '1G' or a whole number of bytes, not {ram!r}")
         if ram_bytes <= 0:
             raise ConfigError(f"RAM size must be positive, not {ram!r}")
         if ram_bytes % 4096:
             raise ConfigError(f"RAM size {ram!r} is not a whole number of 4 KiB pages")
-        try:
-            cpus = int(cpus)
-        except (TypeError, ValueError):
-            raise ConfigError(f"malformed CPU count {cpus!r}") from None
+        cpus = parse_count(cpus, "CPU count")
         if cpus < 1:
             raise ConfigError(f"CPU count must be at least 1, not {cpus}")
+        if not isinstance(arch, str):
+            raise ConfigError(f"arch must be a name such as 'x86_64', not {arch!r}")
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(f"options must be a mapping of KEY to VALUE, not {type(options).__name__}")
+        for key, value in (options or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ConfigError(f"arch option {key!r}={value!r}: keys and values are str")
+            check_ascii(key, "arch option"), check_ascii(value, f"arch option {key}")
         return cls(arch=arch, kernel=KernelVersion.parse(kernel), ram=ram_bytes, cpus=cpus,
                    cmdline=cmdline if isinstance(cmdline, Cmdline) else Cmdline(cmdline),
                    options=dict(options or {}))
