@@ -34,6 +34,7 @@ from .arch import (
     NONE,
     RESERVED,
     RIGHT,
+    SIGN_EXTENDED,
     SPLIT,
     TABLE,
     UR,
@@ -83,7 +84,7 @@ class Walk:
     @property
     def steps(self) -> list[Step]:
         lv = self._mode.levels
-        return [Step(lv[li], li, t, i, e, r) for li, t, i, e, r in self._raw_steps]
+        return [Step(lv[li], li, t, (e - t) // lv[li].entry_size, e, r) for li, t, e, r in self._raw_steps]
 
     @property
     def mapped(self) -> bool:
@@ -236,6 +237,13 @@ class PageTables:
         self.levels = mode.levels
         self._last = len(self.levels) - 1
         self._split_roots = mode.form == SPLIT
+        # valid addresses: va >> _valid_shift is 0 or _valid_top (mode.is_valid, inline)
+        if mode.form == SIGN_EXTENDED:
+            self._valid_shift, self._valid_top = mode.va_bits - 1, (1 << (65 - mode.va_bits)) - 1
+        elif mode.form == SPLIT:
+            self._valid_shift, self._valid_top = mode.va_bits, (1 << (64 - mode.va_bits)) - 1
+        else:
+            self._valid_shift, self._valid_top = mode.va_bits, 0
         #: SPLIT mode: the roots that translate the kernel half (TTBR1)
         self._kernel_roots: set[int] = set()
         self._unpack = []
@@ -387,25 +395,28 @@ class PageTables:
 
     def walk(self, root: int, va: int) -> Walk:
         """Walk *va* from the top-level table at *root*, as the MMU would."""
-        if not self.mode.is_valid(va):
+        # the address-space check inline (the hot path): the bits above the translated
+        # ones must be all 0 (or all 1 where the mode has a kernel half)
+        top = va >> self._valid_shift
+        if top and top != self._valid_top or va < 0:
             self.check_va(va)
         if self._split_roots:
             self._check_root_half(root, va)
         buf = self._buf
         table = root
         steps = []
+        append = steps.append
         rights = ALL_RIGHTS
         for li, shift, imask, esz, unpack, decode, offmask in self._walk_plan:
-            idx = (va >> shift) & imask
-            epa = table + idx * esz
+            epa = table + ((va >> shift) & imask) * esz
             raw = unpack(buf, epa)[0]
-            steps.append((li, table, idx, epa, raw))
+            append((li, table, epa, raw))
             kind, addr, r = decode(raw)
-            if kind == TABLE:
+            if kind == 1:  # TABLE
                 rights &= r
                 table = addr
                 continue
-            if kind == LEAF:
+            if kind == 2:  # LEAF
                 return Walk(va, steps, self.mode, addr | (va & offmask), offmask + 1, (rights & r) | (r & AF_FAULT),
                             None)
             return Walk(va, steps, self.mode, None, 0, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
