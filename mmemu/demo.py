@@ -30,8 +30,9 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
         _section(out, f"{arch} {k.paging.name}, kernel {kernel}, {ram} RAM: the layout")
         out(layout_table(k.layout, 2 * k.ptr_size).split("\n\n")[0])
 
-        _section(out, "the direct mapping: __va(0x123456)")
-        out(vtop(k, k.phys_to_virt(0x123456)))
+        pa = k.PHYS_OFFSET + 0x123456  # RAM starts at PHYS_OFFSET (0 on a PC)
+        _section(out, f"the direct mapping: __va({pa:#x})")
+        out(vtop(k, k.phys_to_virt(pa)))
 
         _section(out, "vmalloc(3 pages): scattered frames behind contiguous addresses, then a guard page")
         v = k.vmalloc(3 * 4096)

@@ -247,11 +247,19 @@ class Cpu:
         """The plugin MMU: translate through the arch's walker at the current privilege."""
         user = self.adapter.user_mode()
         kind = "exec" if access == 18 else ("write" if access == 17 else "read")
-        root = self.kernel.pgd if self.kernel.paging.in_kernel_root(vaddr) else self.cr3
-        walk = self.kernel.pgtable.walk(root, vaddr)
+        k = self.kernel
+        if k.paging.in_kernel_root(vaddr):
+            root = k.pgd
+        elif self.cr3 == k.pgd and k.paging.form == "split":
+            # a kernel thread on a mode with a separate kernel root: the user half has no
+            # table (Linux points TTBR0 at an empty one); the zero page is one
+            root = k.zero_pfn << 12
+        else:
+            root = self.cr3
+        walk = k.pgtable.walk(root, vaddr)
         fault = walk.fault(kind, user)
         if fault is None:
-            entry.paddr = walk.phys & ~(PAGE - 1)
+            entry.paddr = walk.phys  # of the TLB page's first byte, whatever Unicorn's page size
             r = walk.rights
             perms = 0
             if r & (UR if user else KR):

@@ -59,7 +59,7 @@ from mmemu.errors import MmemuError
 from mmemu.units import PAGE_SIZE as PAGE
 
 from . import guest
-from .faultstate import find_offsets
+from .faultstate import find_offsets, find_register_offsets
 
 EFER_MSR = 0xC0000080
 KERNEL_STACK_ORDER = 2  # THREAD_SIZE: 16 KiB
@@ -107,6 +107,7 @@ class X86Adapter(CpuAdapter):
 
     def create(self) -> Uc:
         self._offsets = find_offsets()
+        self._regs = find_register_offsets()
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if self.bits == 64 else UC_MODE_32)
         self._scratch_ctx = self.uc.context_save()
         self._ctx_base = ctypes.cast(self._scratch_ctx.context, ctypes.c_void_p).value
@@ -218,13 +219,16 @@ class X86Adapter(CpuAdapter):
         return error
 
     def decode_interrupt(self, intno: int) -> Trap:
-        uc = self.uc
         error = self._read_and_forget_fault()
         if intno == 14:
-            cr2, ip, sp = uc.reg_read_batch(self._fault_regs)
-            return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2, error), ip=ip, sp=sp)
+            # CR2, ip and sp from the context just saved (cheaper than reading registers)
+            base, r = self._ctx_base, self._regs
+            cr2 = ctypes.c_uint64.from_address(base + r.cr2).value
+            ip = ctypes.c_uint64.from_address(base + r.ip).value & self._mask
+            sp = ctypes.c_uint64.from_address(base + r.sp).value & self._mask
+            return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2 & self._mask, error), ip=ip, sp=sp)
         if intno == 0x80 and self.bits == 32:
-            nr, *args = uc.reg_read_batch(self._sys_regs)
+            nr, *args = self.uc.reg_read_batch(self._sys_regs)
             return Trap(SYSCALL, intno, nr=nr, args=tuple(args), ip=self.pc())
         ip = self.pc()
         name = VECTORS.get(intno, f"exception {intno}")
