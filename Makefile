@@ -7,10 +7,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/riscv64/pyproject.toml plugins/arm64/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e plugins/riscv64 -e plugins/arm64
 	touch $(STAMP)
 
 ## run: the built-in demo (headless: it prints what each mapping looks like)

@@ -68,6 +68,28 @@ KIND_NAMES = ("none", "table", "leaf", "reserved")
 NEUTRAL_ATTRIBUTES = ("valid", "read", "write", "exec", "user", "global", "accessed", "dirty")
 
 
+def entry_struct(bits: int, fields) -> construct.Construct:
+    """A little-endian entry of *bits* bits as a construct struct, *fields* from the most
+    significant bit down, as the architecture manuals draw them: ``(name, width)`` (a Flag
+    when width is 1, else an integer) or ``(name, width, shift)`` for an address field,
+    which parses to the address it encodes (``value << shift``)."""
+    total = sum(f[1] for f in fields)
+    if total != bits:
+        raise ValueError(f"entry format has {total} bits, expected {bits}")
+    subcons = []
+    for f in fields:
+        name, width = f[0], f[1]
+        if len(f) == 3:
+            sub = construct.ExprAdapter(construct.BitsInteger(width), lambda obj, ctx, s=f[2]: obj << s,
+                                        lambda obj, ctx, s=f[2]: obj >> s)
+        elif width == 1:
+            sub = construct.Flag
+        else:
+            sub = construct.BitsInteger(width)
+        subcons.append(name / sub)
+    return construct.ByteSwapped(construct.BitStruct(*subcons))
+
+
 @dataclass(frozen=True)
 class EntryFormat:
     """One entry format: the construct struct that specifies it, and which of its fields
@@ -415,6 +437,10 @@ class BootPlan:
     #: physical ranges the direct map maps first, on their own (x86: the ISA range
     #: [0, 1 MiB), init_mem_mapping), each (start, end) relative to the start of RAM
     direct_map_first: tuple[tuple[int, int], ...] = ()
+    #: the physical ranges [start, end) the direct map covers (clipped to lowmem), absolute;
+    #: None: every range the machine has memory in (:meth:`Layout.ram_ranges`, reserved
+    #: firmware ranges included). x86_64 3.9+ maps the usable (E820_RAM) ranges only.
+    direct_map_ranges: tuple[tuple[int, int], ...] | None = None
     #: more tables allocated at boot: (start, end, down_to level index or None for all
     #: levels, writer): ``preallocate_vmalloc_pages``, RISC-V's ``preallocate_pgd_pages_range``
     populate: tuple[tuple[int, int, int | None, str], ...] = ()
@@ -557,6 +583,13 @@ class Arch(abc.ABC):
         the spurious-fault check: fix what the arch fixes lazily (x86's and RISC-V's
         ``vmalloc_fault``) and return the name of the function that did, or None.
         Default: nothing."""
+        return None
+
+    def kernel_access_to_user(self, kernel, fault: "Fault") -> str | None:
+        """Called by the fault path for every kernel-mode fault on a user address, before
+        ``find_vma``: the reason the arch's fault handler dies at once (``die_kernel_fault``)
+        rather than handling the fault, or None to go on. RISC-V 5.12+ refuses any such
+        fault taken with sstatus.SUM clear (``fault.uaccess`` False). Default: None."""
         return None
 
     def fault_in_kernel_space(self, layout: "Layout", address: int) -> bool:

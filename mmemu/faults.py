@@ -42,6 +42,7 @@ class Fault:
     process: Any = None  # mmemu.kernel.Process
     cpu: int = 0
     sp: int = 0  # the stack pointer at the fault (for the segfault line)
+    uaccess: bool = False  # a kernel access made with user access open (RISC-V SUM set)
 
     @property
     def write(self) -> bool:

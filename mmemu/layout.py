@@ -116,6 +116,25 @@ class Region:
         return self.end - self.start
 
 
+def fill_holes(regions, end: int, arch: str) -> list[Region]:
+    """*regions* sorted, every gap of [0, *end*) named ``... unused hole``: the regions then
+    cover the address space, as the kernel's mm.rst tables do. Regions that overlap are a
+    bug of *arch*'s layout (ConfigError naming both)."""
+    out: list[Region] = []
+    pos = 0
+    for r in sorted(regions, key=lambda r: r.start):
+        if r.start < pos:
+            raise ConfigError(f"{arch} layout bug: {r.name} ({r.start:#x}) overlaps "
+                              f"{out[-1].name} (ends {pos:#x})")
+        if r.start > pos:
+            out.append(Region("... unused hole", pos, r.start, "hole"))
+        out.append(r)
+        pos = r.end
+    if pos < end:
+        out.append(Region("... unused hole", pos, end, "hole"))
+    return out
+
+
 @dataclass(frozen=True)
 class ZoneSpan:
     """A memory zone as the kernel sizes it: pfns ``[start_pfn, end_pfn)``."""
@@ -123,6 +142,19 @@ class ZoneSpan:
     name: str  # "DMA", "DMA32", "Normal", "HighMem"
     start_pfn: int
     end_pfn: int
+
+
+def zone_spans(limits, start_pfn: int, end_pfn: int) -> list[ZoneSpan]:
+    """The zones of RAM [start_pfn, end_pfn) from ``max_zone_pfns[]`` (mm/page_alloc.c
+    free_area_init): *limits* is (name, end pfn) in zone order; each zone runs from the end of
+    the one before to its limit, clamped to the RAM. Empty zones are left out."""
+    zones, lo = [], start_pfn
+    for name, hi in limits:
+        hi = min(hi, end_pfn)
+        if hi > lo:
+            zones.append(ZoneSpan(name, lo, hi))
+            lo = hi
+    return zones
 
 
 @dataclass(frozen=True)

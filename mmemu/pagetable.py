@@ -114,13 +114,17 @@ class Walk:
         """Whether the MMU lets this access through."""
         return self.fault(access, user) is None
 
-    def fault(self, access: str = "read", user: bool = False) -> Fault | None:
+    def fault(self, access: str = "read", user: bool = False, uaccess: bool = False) -> Fault | None:
         """The page fault this access would raise (with the arch's encoding in ``code``),
-        or None if it is allowed."""
+        or None if it is allowed. *uaccess*: a kernel load or store made with user access
+        open (RISC-V sstatus.SUM, arm64 PAN clear), which may also use the user rights."""
         try:
             need = RIGHT[bool(user)][access]
         except KeyError:
             raise ValueError(f"access must be one of {ACCESSES}, not {access!r}") from None
+        uaccess = bool(uaccess) and not user
+        if uaccess and access != "exec":  # user access opens loads and stores, never fetches
+            need |= RIGHT[True][access]
         if self.missing is not None:
             kind = self.missing
         elif self.rights & AF_FAULT:
@@ -129,7 +133,8 @@ class Walk:
             kind = PROTECTION
         else:
             return None
-        f = Fault(self.va, access, bool(user), kind, level=self._raw_steps[-1][0], source="walk")
+        f = Fault(self.va, access, bool(user), kind, level=self._raw_steps[-1][0], source="walk",
+                  uaccess=uaccess)
         f.code = self._mode.codec.fault_code(f)
         return f
 

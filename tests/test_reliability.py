@@ -110,8 +110,12 @@ def test_a_bug_in_the_fault_path_keeps_nothing(k64):
             kernel.pte_lookup(fault.process, fault.address, alloc=True)  # allocates the page table
             raise kernel.BUG("test", "a bug after a page table was allocated")
 
-    k.pm.register(Buggy())
-    unchanged(k, lambda: k.access(a, "write", user=True, process=p), KernelBug)
+    buggy = Buggy()
+    k.pm.register(buggy)  # the plugin manager is the process's: every kernel would see it
+    try:
+        unchanged(k, lambda: k.access(a, "write", user=True, process=p), KernelBug)
+    finally:
+        k.pm.unregister(buggy)
 
 
 # 10. operations on an exited process are refused

@@ -257,14 +257,16 @@ class Cpu:
         else:
             root = self.cr3
         walk = k.pgtable.walk(root, vaddr)
-        fault = walk.fault(kind, user)
+        uaccess = not user and self.adapter.uaccess()
+        fault = walk.fault(kind, user, uaccess)
         if fault is None:
             entry.paddr = walk.phys  # of the TLB page's first byte, whatever Unicorn's page size
             r = walk.rights
+            read, write = (UR, UW) if user else ((KR | UR, KW | UW) if uaccess else (KR, KW))
             perms = 0
-            if r & (UR if user else KR):
+            if r & read:
                 perms |= UC_PROT_READ
-            if r & (UW if user else KW):
+            if r & write:
                 perms |= UC_PROT_WRITE
             if r & (UX if user else KX):
                 perms |= UC_PROT_EXEC
@@ -477,8 +479,10 @@ class Cpu:
             if hook is not None:
                 self.uc.hook_del(hook)
         trap = self.last_trap
-        if trap is not None:
+        if trap is not None and not (access == "exec" and trap.kind != FAULT):
             return Probe(va, access, user, None, trap.intno, trap.fault, trap.description)
+        # (an exec probe that raised anything but a page fault fetched the instruction:
+        # what it then did, an illegal opcode say, is not the MMU's business)
         # Unicorn reports the physical address of data accesses only: an allowed fetch
         # has phys None (the agreement tests compare fetches on faulting alone).
         return Probe(va, access, user, accesses[0] if accesses else None)

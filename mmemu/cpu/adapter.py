@@ -126,6 +126,13 @@ class CpuAdapter(abc.ABC):
     def user_mode(self) -> bool:
         """Whether the CPU runs at user privilege now (for the ``plugin`` MMU's TLB fill)."""
 
+    def uaccess(self) -> bool:
+        """Whether kernel code may load and store user pages now (RISC-V sstatus.SUM, arm64
+        PSTATE.PAN clear): the ``plugin`` MMU's TLB fill and the fault path grant kernel
+        accesses the user rights too while it is. Default: False (the kernel's own rights
+        only; x86 without SMAP gives the kernel user pages through its own bits anyway)."""
+        return False
+
     # -- what happened ---------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -148,7 +148,8 @@ def build_tables(k) -> None:
     lowmem_end = base + layout.lowmem_bytes
     kernel_prot = k.pgprot[plan.direct_map_prot]
     pieces = [(base + s, min(base + e, lowmem_end)) for s, e in plan.direct_map_first if base + s < lowmem_end]
-    for s, e in layout.ram_ranges():
+    ranges = layout.ram_ranges() if plan.direct_map_ranges is None else plan.direct_map_ranges
+    for s, e in ranges:
         s, e = max(s, base), min(e, lowmem_end)
         for fs, fe in pieces:
             if fs <= s < fe:

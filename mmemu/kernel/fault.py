@@ -127,6 +127,10 @@ class FaultMixin:
 
     def _user_address_fault(self, fault: Fault) -> FaultResolution:
         proc = fault.process
+        if not fault.user:
+            why = self.arch.kernel_access_to_user(self, fault)
+            if why:
+                return self.no_context(fault, why)
         if fault.rsvd:
             return self.no_context(fault, "Bad pagetable")
         if proc is None:
@@ -251,11 +255,14 @@ class FaultMixin:
 
     @operation
     def access(self, va: int, access: str = "read", user: bool = False, process: Process | None = None,
-               max_faults: int = 4) -> int:
+               max_faults: int = 4, uaccess: bool = False) -> int:
         """Make one access the way code would: walk the current page directory (or
         *process*'s), take the page faults it raises through the fault path, and return
         the physical address reached. An oops raises :class:`~mmemu.errors.Oops`, a user
-        fault the kernel answers with SIGSEGV :class:`~mmemu.errors.SegmentationFault`."""
+        fault the kernel answers with SIGSEGV :class:`~mmemu.errors.SegmentationFault`.
+        *uaccess*: a kernel access made the way ``copy_to_user`` makes it, with user access
+        open (RISC-V sets sstatus.SUM); a plain kernel access to user memory is what the
+        arch makes of it (RISC-V 5.12+: an oops)."""
         from ..errors import Oops, SegmentationFault
 
         need_int(va, "access: va", 0)
@@ -271,7 +278,7 @@ class FaultMixin:
         root = self.root_for(va, proc)
         for _ in range(max_faults + 1):
             walk = self.pgtable.walk(root, va)
-            fault = walk.fault(access, user)
+            fault = walk.fault(access, user, uaccess)
             if fault is None:
                 return walk.phys
             fault.source, fault.process = "api", proc
@@ -285,24 +292,28 @@ class FaultMixin:
         raise MmemuError(f"access to {va:#x} still faults after {max_faults} handled faults")
 
     @operation
-    def read(self, va: int, size: int, user: bool = False, process: Process | None = None) -> bytes:
-        """Read *size* bytes at a virtual address, page by page, faulting as needed."""
+    def read(self, va: int, size: int, user: bool = False, process: Process | None = None,
+             uaccess: bool = False) -> bytes:
+        """Read *size* bytes at a virtual address, page by page, faulting as needed
+        (*uaccess*: as :meth:`access`)."""
         need_int(size, "read: size", 0)
         out = bytearray()
         while size > 0:
             n = min(size, PAGE_SIZE - (va & 0xFFF))
-            out += self.mem.read(self.access(va, "read", user, process), n)
+            out += self.mem.read(self.access(va, "read", user, process, uaccess=uaccess), n)
             va, size = va + n, size - n
         return bytes(out)
 
     @operation
-    def write(self, va: int, data: bytes, user: bool = False, process: Process | None = None) -> None:
-        """Write bytes at a virtual address, page by page, faulting as needed."""
+    def write(self, va: int, data: bytes, user: bool = False, process: Process | None = None,
+              uaccess: bool = False) -> None:
+        """Write bytes at a virtual address, page by page, faulting as needed (*uaccess*: as
+        :meth:`access`)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise MmemuError(f"write: data must be bytes, not {type(data).__name__}")
         pos = 0
         self.code_generation += 1  # whatever was translated from these bytes is stale
         while pos < len(data):
             n = min(len(data) - pos, PAGE_SIZE - (va & 0xFFF))
-            self.mem.write(self.access(va, "write", user, process), data[pos:pos + n])
+            self.mem.write(self.access(va, "write", user, process, uaccess=uaccess), data[pos:pos + n])
             va, pos = va + n, pos + n

@@ -275,6 +275,11 @@ class ProcessMixin:
     def _vm_page_prot(self, vm_flags: int) -> int:
         p = self.pgprot
         r, w, x = vm_flags & VM_READ, vm_flags & VM_WRITE, vm_flags & VM_EXEC
+        # the arch's own protection_map[] entry where it names one (__P100 = private
+        # execute-only, __S011 = shared read-write...: mm/mmap.c, the arch's pgtable.h)
+        name = f"__{'S' if vm_flags & VM_SHARED else 'P'}{int(bool(x))}{int(bool(w))}{int(bool(r))}"
+        if name in p:
+            return p[name]
         if not (r or w or x):
             # PAGE_NONE is _PAGE_PROTNONE | _PAGE_ACCESSED: not present for the CPU, but
             # pte_present() for the kernel, which keeps the page (and its data) mapped

@@ -7,7 +7,7 @@ changed since i386 got PAE; NX exists only in 64-bit entries, i.e. PAE and long 
 
 from __future__ import annotations
 
-from construct import BitsInteger, BitStruct, ByteSwapped, ExprAdapter, Flag
+from mmemu.arch import entry_struct
 
 _PAGE_PRESENT = 1 << 0
 _PAGE_RW = 1 << 1
@@ -60,27 +60,9 @@ def pgprots(nx: int) -> dict[str, int]:
 
 
 def entry_format(bits: int, fields: list[tuple]):
-    """A little-endian entry of *bits* bits as a construct struct.
-
-    *fields* go from the most significant bit down, as the SDM's figures draw them:
-    ``(name, width)`` for a flag (width 1) or an integer, ``(name, width, shift)`` for an
-    address field, which parses to the physical address it encodes (``value << shift``).
-    """
-    total = sum(f[1] for f in fields)
-    if total != bits:
-        raise ValueError(f"entry format has {total} bits, expected {bits}")
-    subcons = []
-    for f in fields:
-        name, width = f[0], f[1]
-        if len(f) == 3:
-            shift = f[2]
-            sub = ExprAdapter(BitsInteger(width), lambda obj, ctx, s=shift: obj << s, lambda obj, ctx, s=shift: obj >> s)
-        elif width == 1:
-            sub = Flag
-        else:
-            sub = BitsInteger(width)
-        subcons.append(name / sub)
-    return ByteSwapped(BitStruct(*subcons))
+    """A little-endian entry of *bits* bits as a construct struct (:func:`mmemu.arch.entry_struct`),
+    *fields* from the most significant bit down, as the SDM's figures draw them."""
+    return entry_struct(bits, fields)
 
 
 # The low twelve bits, shared by every x86 entry; bit 7 is PS in a directory entry and PAT
