@@ -8,6 +8,7 @@ import pytest
 import mmemu
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+PAGE = 4 * KiB
 
 
 def leaves(k, start, end):
@@ -30,11 +31,23 @@ def test_direct_map_is_one_to_one_and_covers_lowmem_exactly(boot):
         po, hm = k.layout["PAGE_OFFSET"], k.layout["high_memory"]
         pieces = direct_map(k)
         assert pieces[0][0] == po
-        end = po
+        covered = []
         for va, size, pa in pieces:
-            assert va == end and pa == va - po, (kw, hex(va))
-            end = va + size
-        assert end == hm, kw
+            assert pa == va - po, (kw, hex(va))
+            if covered and covered[-1][1] == va:
+                covered[-1] = (covered[-1][0], va + size)
+            else:
+                covered.append((va, va + size))
+        # the direct map covers the machine's memory below high_memory and nothing else: on the 6 GiB
+        # x86_64 PC the RAM is [0, 3G) and [4G, 7G) (hw/i386/pc_piix.c pc_init1(): 3 GiB below the hole
+        # once the RAM reaches 0xe0000000), so [3G, 4G) stays unmapped, the BIOS ROM [0xfffc0000, 4G)
+        # included, as the kernel leaves it since 3.9 ("x86, mm: Only direct map addresses that are
+        # marked as E820_RAM"). i386's lowmem ends far below any reserved range but the ISA one.
+        if kw["arch"] == "x86_64" and kw["ram"] == "6G":
+            want = [(po, po + 3 * GiB), (po + 4 * GiB, po + 7 * GiB)]
+        else:
+            want = [(po + s, po + min(e, hm - po)) for s, e in k.layout.ram_ranges() if po + s < hm]
+        assert covered == want, (kw, [(hex(a), hex(b)) for a, b in covered])
         k.frames.check()
 
 
@@ -42,7 +55,10 @@ def test_x86_64_64g_uses_1g_pages(boot):
     k = boot(arch="x86_64", kernel="6.6", ram="64G")
     pieces = direct_map(k)
     big = [p for p in pieces if p[1] == GiB]
-    assert len(big) == 63  # 1G..64G; the first GiB holds the 4 KiB ISA range and 2 MiB pages
+    # 1G..3G and 4G..65G: QEMU's pc machine puts the RAM above 3 GiB at 4 GiB (hw/i386/pc_piix.c pc_init1()),
+    # so 64 GiB end at 65 GiB and [3G, 4G) is a hole; the first GiB holds the 4 KiB ISA range and 2 MiB pages
+    assert len(big) == 63
+    assert [pa for va, size, pa in big] == [GiB, 2 * GiB] + [g * GiB for g in range(4, 65)]
     assert sizes_used(k) == {4 * KiB, 2 * MiB, GiB}
     # [0, 2M) in 4 KiB pages (the ISA range mapped on its own), then 2 MiB up to 1 GiB
     assert all(size == 4 * KiB for va, size, pa in pieces if pa < 2 * MiB)
@@ -163,3 +179,18 @@ def test_pa_va(boot):
 def test_failed_boot_releases_the_ram():
     with pytest.raises(mmemu.ConfigError):
         mmemu.boot(arch="i386", ram="1G", cmdline="vmalloc=2G")
+
+
+def test_x86_64_direct_map_of_the_bios_rom_by_era(boot):
+    """The reserved BIOS ROM below 4 GiB [0xfffc0000, 4G) on a 6 GiB PC: up to 2.6.26 the direct map
+    covers every e820 range (init_memory_mapping(0, end_pfn_map << PAGE_SHIFT)); 2.6.27-3.8 [0,
+    e820_end_of_low_ram_pfn()) and [4G, max_pfn); 3.9+ the E820_RAM ranges only. The RAM is
+    mapped in every era."""
+    for kernel, rom_mapped in (("2.6.24", True), ("3.8", False), ("3.9", False), ("6.6", False)):
+        k = boot(arch="x86_64", ram="6G", kernel=kernel)
+        po = k.layout["PAGE_OFFSET"]
+        assert (k.pgtable.walk(k.pgd, po + 0xFFFC0000).phys is not None) == rom_mapped, kernel
+        assert k.pgtable.walk(k.pgd, po + 0xC0000000).phys is None, kernel  # the MMIO hole
+        for pa in (0x9F000, 3 * GiB - PAGE, 4 * GiB, 7 * GiB - PAGE):
+            assert k.pgtable.walk(k.pgd, po + pa).phys == pa, (kernel, hex(pa))
+        k.check_invariants()

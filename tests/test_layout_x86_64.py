@@ -158,9 +158,11 @@ def test_3_10_matches_mm_txt():
     assert {r.kind for r in L.regions}.isdisjoint({"espfix", "cpu-entry-area", "ldt"})
     # arch/x86/Kconfig (2.6.31+): PHYSICAL_START 0x1000000
     assert L["_text"] == 0xFFFFFFFF81000000
-    # DMA32 zone
+    # DMA32 zone. 8 GiB on QEMU's pc machine: 3 GiB below the hole, 5 GiB from 4 GiB (hw/i386/pc_piix.c
+    # pc_init1(): ram_size >= 0xe0000000 -> lowmem 0xc0000000), so the RAM ends at 9 GiB (pfn 0x240000);
+    # zone_sizes_init(): DMA32 = min(MAX_DMA32_PFN, max_low_pfn) spans the hole up to 4 GiB
     assert [(z.name, z.start_pfn, z.end_pfn) for z in L.zones] == [
-        ("DMA", 0, 0x1000), ("DMA32", 0x1000, 0x100000), ("Normal", 0x100000, 0x200000)]
+        ("DMA", 0, 0x1000), ("DMA32", 0x1000, 0x100000), ("Normal", 0x100000, 0x240000)]
 
 
 def test_3_16_espfix_and_efi():
@@ -327,8 +329,10 @@ def test_6_6_symbols():
     # page_64_types.h (4.20+): __PAGE_OFFSET_BASE_L4 0xffff888000000000, __PAGE_OFFSET_BASE_L5 0xff11000000000000
     assert L["PAGE_OFFSET"] == L["__PAGE_OFFSET_BASE_L4"] == 0xFFFF888000000000
     assert L["__PAGE_OFFSET_BASE_L5"] == 0xFF11000000000000
-    assert L["high_memory"] == 0xFFFF888000000000 + 8 * GiB
-    assert L["max_pfn"] == L["max_low_pfn"] == 0x200000
+    # 8 GiB: 3 GiB below the PC's hole, 5 GiB from 4 GiB (pc_piix.c pc_init1()): the RAM ends at 9 GiB;
+    # setup.c: high_memory = __va(max_pfn * PAGE_SIZE - 1) + 1, max_pfn = e820__end_of_ram_pfn()
+    assert L["high_memory"] == 0xFFFF888000000000 + 9 * GiB
+    assert L["max_pfn"] == L["max_low_pfn"] == 0x240000
     assert L["__START_KERNEL_map"] == 0xFFFFFFFF80000000
     assert L["_text"] == L["__START_KERNEL"] == 0xFFFFFFFF81000000
     assert L["LOAD_PHYSICAL_ADDR"] == 0x1000000
@@ -463,6 +467,9 @@ def test_no5lvl():
 # ---- mem= and RAM limits ---------------------------------------------------------------
 
 def test_mem_truncates_ram():
+    # mem= is the highest address (e820.c parse_memopt(): e820__range_remove(mem_size, ULLONG_MAX -
+    # mem_size, E820_TYPE_RAM, 1)), not an amount: of 8 GiB (3 GiB below the hole, 5 from 4 GiB), mem=6G
+    # keeps [1M, 3G) and [4G, 6G)
     L = lay("6.6", ram="8G", cmdline="mem=6G")
     assert L["max_pfn"] == L["max_low_pfn"] == 6 * GiB >> 12
     assert L["high_memory"] == 0xFFFF888000000000 + 6 * GiB
@@ -470,7 +477,8 @@ def test_mem_truncates_ram():
     assert L.zones[-1] .end_pfn == 6 * GiB >> 12
     L = lay("6.6", ram="8G", cmdline="mem=512M")
     assert [(z.name, z.end_pfn) for z in L.zones] == [("DMA", 0x1000), ("DMA32", 0x20000)]
-    assert lay("6.6", ram="8G", cmdline="mem=16G")["max_pfn"] == 8 * GiB >> 12  # above RAM: no effect
+    # above the end of RAM (9 GiB with the hole): no effect
+    assert lay("6.6", ram="8G", cmdline="mem=16G")["max_pfn"] == 9 * GiB >> 12
     assert lay("2.6.12", ram="1G", cmdline="mem=256M")["max_pfn"] == 256 * MiB >> 12
 
 
@@ -489,7 +497,10 @@ def test_ram_limits():
     assert lay("6.6", ram="64T")["max_pfn"] == 1 << 34
     with pytest.raises(ConfigError, match="64T"):
         lay("6.6", ram=64 * TiB + GiB)
-    assert lay("6.6", ram=64 * TiB + GiB, levels=5)["max_pfn"] == (64 * TiB + GiB) >> 12
+    # the RAM of a 64T machine ends at 64T + 1G (the PC's hole moves 1 GiB above 4 GiB): e820_end_pfn()
+    # clamps last_pfn to max_arch_pfn (MAXMEM >> PAGE_SHIFT), the top GiB is not used
+    assert lay("6.6", ram="64T").memory_map[-1].end == 64 * TiB
+    assert lay("6.6", ram=64 * TiB + GiB, levels=5)["max_pfn"] == (64 * TiB + 2 * GiB) >> 12
     with pytest.raises(ConfigError, match="4P"):
         lay("6.6", ram=4 * PiB + GiB, levels=5)
     with pytest.raises(ConfigError, match="64T"):  # no5lvl: 4-level, 46 bits again
@@ -547,11 +558,14 @@ def test_layout_properties(kernel, pages, cpus, extra_cpus, levels, no5lvl):
         assert a.end == b.start and a.start < a.end
     kinds = {r.kind for r in L.regions}
     assert {"user", "non-canonical", "direct", "vmalloc", "kernel-text", "modules", "fixmap", "vsyscall"} <= kinds
-    # RAM lies in the direct map, the image in the kernel text mapping
-    assert L["max_pfn"] == pages and L["max_low_pfn"] == pages
+    # RAM lies in the direct map, the image in the kernel text mapping. QEMU's pc machine (hw/i386/pc_piix.c
+    # pc_init1()): from 0xe0000000 bytes of RAM on, the RAM above 3 GiB is at 4 GiB and up, so it ends 1 GiB
+    # above its size
+    end = ram + GiB if ram >= 0xE0000000 else ram
+    assert L["max_pfn"] == end >> 12 and L["max_low_pfn"] == end >> 12
     direct = L.region_of(L["PAGE_OFFSET"])
     assert direct.kind == "direct" and direct.start == L["PAGE_OFFSET"]
-    assert L["high_memory"] == L["PAGE_OFFSET"] + ram <= direct.end
+    assert L["high_memory"] == L["PAGE_OFFSET"] + end <= direct.end
     text = L.region_of(L["_text"])
     assert text.kind == "kernel-text" and L["_end"] <= text.end
     assert L.image[0].virt == L["_text"] and all(s.size > 0 for s in L.image)
@@ -565,7 +579,11 @@ def test_layout_properties(kernel, pages, cpus, extra_cpus, levels, no5lvl):
         if not name.startswith("__"):
             assert L.region_of(L["FIXADDR_TOP"] - (idx << 12)).kind in ("fixmap", "vsyscall"), name
     # zones tile [0, max_pfn)
-    assert L.zones[0].start_pfn == 0 and L.zones[-1].end_pfn == pages
+    assert L.zones[0].start_pfn == 0 and L.zones[-1].end_pfn == end >> 12
+    # the usable RAM of the map: in the zones, none in the hole [3 GiB, 4 GiB) once the RAM is split
+    assert max(r.end for r in L.memory_map if r.type == "usable") == end
+    if ram >= 0xE0000000:
+        assert not any(r.type == "usable" and r.start < 4 * GiB and r.end > 3 * GiB for r in L.memory_map)
     assert all(a.end_pfn == b.start_pfn for a, b in zip(L.zones, L.zones[1:]))
     # paging: 5-level unless asked for 4, or no5lvl on a kernel that knows it
     want5 = levels == 5 and not (no5lvl and spec.kernel >= "4.17")

@@ -31,6 +31,11 @@ change between two releases only, the chosen one is stated):
   high_memory + VMALLOC_OFFSET``, ``MAXMEM = VMALLOC_END - PAGE_OFFSET - __VMALLOC_RESERVE``
   and ``parse_vmalloc()`` adds ``VMALLOC_OFFSET`` (include/asm-x86/pgtable_32.h, page_32.h,
   arch/x86/mm/pgtable_32.c; later arch/x86/include/asm/pgtable_32_types.h, 2.6.29+).
+- 2.6.27 (bounded, see ``E820_UNIFIED_SINCE``): ``max_pfn = e820_end_of_ram_pfn()``, which
+  stops at ``MAX_ARCH_PFN`` (4 GiB without PAE: the RAM a PC of 3.5 GiB or more has above
+  4 GiB does not count), and ``mem=`` through ``e820_remove_range()``; before,
+  ``find_max_pfn()`` with no limit, the 4 GiB trim in ``find_max_low_pfn()`` and
+  ``limit_regions()`` (arch/i386/kernel/setup.c). The PC's memory map: mmemu_x86.e820.
 - 4.0: ``PKMAP_BASE`` computed from ``FIXADDR_START`` instead of ``FIXADDR_BOOT_START``
   (pgtable_32_types.h). Bounded: FIXADDR_BOOT_START in 3.18, FIXADDR_START in 4.9; 4.0
   assumed.
@@ -49,6 +54,8 @@ change between two releases only, the chosen one is stated):
   and "x86/doublefault/32: Move #DF stack and TSS to cpu_entry_area"); 5.6 moves the layout
   to arch/x86/include/asm/pgtable_32_areas.h with ``NR_CPUS * DIV_ROUND_UP(sizeof(struct
   cpu_entry_area), PAGE_SIZE)``, still 43 pages on i386 (6.6 too).
+- 6.15: "x86/mm: Remove CONFIG_HIGHMEM64G support" (bbeb69ce3013): PAE kernels are HIGHMEM4G
+  and ``highmem_pfn_init()`` trims ``max_pfn`` to 4 GiB for them too.
 
 The ``enum fixed_addresses`` that sizes the fixmap changes far more often; it is the table
 in :mod:`mmemu_x86.fixmap_32`.
@@ -59,11 +66,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmemu.errors import ConfigError
-from mmemu.layout import ImageSection, Layout, MachineSpec, MemoryRange, Region, ZoneSpan
+from mmemu.layout import ImageSection, Layout, MachineSpec, MemoryRange, Region, ZoneSpan, fill_holes
 from mmemu.units import GiB, KernelVersion, MiB, format_size, parse_count
 
+from .e820 import clip_ram, limit_regions, pc_e820, range_remove_ram
+from .e820 import end_pfn as e820_end_pfn
 from .e820 import max_pfn as e820_max_pfn
-from .e820 import pc_e820
 from .fixmap_32 import (
     KM_MAX_IDX,
     PAGE_SHIFT,
@@ -94,6 +102,17 @@ PHYSICAL_START_16M_SINCE = "2.6.31"
 RODATA_RO_SINCE = "2.6.16"
 #: "x86: NX protection for kernel data" (data/bss NX on PAE); from memory
 DATA_NX_SINCE = "2.6.30"
+#: the unified arch/x86/kernel/e820.c: e820_end_pfn() with MAX_ARCH_PFN and mem= through
+#: e820_remove_range(); before, arch/i386/kernel/setup.c (e820.c, e820_32.c) find_max_pfn() and
+#: limit_regions(). Bounded: the old functions are verified in 2.6.12 .. 2.6.2x, the new ones in the
+#: merged e820.c; 2.6.27 (the release of that merge) assumed.
+E820_UNIFIED_SINCE = "2.6.27"
+#: limit_regions() skips a RAM entry that starts above mem= ("Provisions for empty e820 memory
+#: regions", Dave Hansen, September 2005; 2.6.14 assumed)
+LIMIT_REGIONS_FIX_SINCE = "2.6.14"
+#: bbeb69ce3013 "x86/mm: Remove CONFIG_HIGHMEM64G support" (6.15-rc1): a PAE kernel uses no RAM above
+#: 4 GiB (highmem_pfn_init's MAX_NONPAE_PFN trim loses its #ifndef CONFIG_HIGHMEM64G)
+HIGHMEM64G_REMOVED_SINCE = "6.15"
 
 #: the series mmemu knows, (major, minor, last patch level for 2.6) -> supported range
 SUPPORTED = "2.6.12 .. 2.6.39, 3.0 .. 3.19, 4.0 .. 4.20, 5.0 .. 5.19, 6.x"
@@ -104,6 +123,10 @@ VMALLOC_RESERVE_DEFAULT = 128 << 20  # arch/i386/kernel/setup.c, arch/x86/mm/pgt
 MAX_DMA_PFN = (16 * MiB) >> PAGE_SHIFT  # asm/dma.h MAX_DMA_ADDRESS = PAGE_OFFSET + 16 MiB
 MAX_NONPAE_PFN = 1 << 20           # 4 GiB: setup.c / init_32.c
 MAX_PAE_RAM = 64 * GiB             # MAX_PHYSMEM_BITS 36 (HIGHMEM64G)
+#: arch/x86/kernel/e820.c (2.6.27+): "# ifdef CONFIG_X86_PAE / # define MAX_ARCH_PFN (1ULL<<(36-PAGE_SHIFT))
+#: / # else / # define MAX_ARCH_PFN (1ULL<<(32-PAGE_SHIFT))"
+MAX_ARCH_PFN_PAE = 1 << (36 - PAGE_SHIFT)
+MAX_ARCH_PFN_NONPAE = 1 << (32 - PAGE_SHIFT)
 NR_CPUS_MAX = 64                   # arch/x86/Kconfig NR_CPUS_RANGE_END for X86_32 (BIGSMP)
 U32 = 1 << 32
 
@@ -176,8 +199,10 @@ def _page_offset(spec: MachineSpec, pae: bool) -> tuple[int, str]:
 
 
 def _mem_limit(spec: MachineSpec) -> int | None:
-    """``mem=``: arch/i386/kernel/setup.c ``limit_regions()`` (2.6.12),
-    arch/x86/kernel/e820.c ``parse_memopt()`` (later): RAM above the size is dropped.
+    """``mem=``: arch/i386/kernel/setup.c ``limit_regions()`` (2.6.12 .. 2.6.26),
+    arch/x86/kernel/e820.c ``parse_memopt()`` (later): the RAM above the *address* mem= goes
+    (mmemu_x86.e820 :func:`limit_regions`, :func:`range_remove_ram`); on a PC of 3.5 GiB or
+    more, mem=3G and mem=3584M both leave the 3 GiB below the hole.
     ``mem=nopentium`` only disables PSE and leaves the map alone."""
     if "mem" not in spec.cmdline or spec.cmdline["mem"] == "nopentium":
         return None
@@ -216,13 +241,21 @@ def _vmalloc_reserve(spec: MachineSpec) -> int:
 # Boot-time memory sizing
 # --------------------------------------------------------------------------------------
 
-def find_low_pfn_range(max_pfn: int, maxmem_pfn: int, highmem_pages: int) -> tuple[int, int]:
+def find_low_pfn_range(max_pfn: int, maxmem_pfn: int, highmem_pages: int,
+                       trim_4g: bool = False) -> tuple[int, int]:
     """(max_low_pfn, max_pfn) as the kernel sizes low memory.
 
     arch/i386/kernel/setup.c ``find_max_low_pfn()`` (2.6.12) and arch/x86/mm/init_32.c
     ``find_low_pfn_range()`` / ``lowmem_pfn_init()`` / ``highmem_pfn_init()`` (2.6.30+) are
     the same logic; every kernel here has CONFIG_HIGHMEM. The kernel ignores a
     ``highmem=`` it cannot honour with a printk; mmemu refuses it with that message.
+
+    *trim_4g*: a kernel without HIGHMEM64G (non-PAE; PAE from 6.15) ends max_pfn at 4 GiB,
+    after the highmem= arithmetic: 2.6.12 setup.c ``#ifndef CONFIG_X86_PAE if (max_pfn >
+    MAX_NONPAE_PFN) { max_pfn = MAX_NONPAE_PFN; printk(KERN_WARNING "Warning only 4GB will be
+    used.\n"); ...`` and init_32.c highmem_pfn_init() ``#ifndef CONFIG_HIGHMEM64G ... printk(
+    KERN_WARNING MSG_HIGHMEM_TRIMMED)`` ("Warning: only 4GB will be used. Use a HIGHMEM64G
+    enabled kernel!"; 6.15: "... Support for CONFIG_HIGHMEM64G was removed!").
     """
     if max_pfn <= maxmem_pfn:
         # lowmem_pfn_init(): all of RAM fits into lowmem
@@ -247,6 +280,8 @@ def find_low_pfn_range(max_pfn: int, maxmem_pfn: int, highmem_pages: int) -> tup
     if highmem_pages + maxmem_pfn > max_pfn:
         raise ConfigError(f"only {(max_pfn - maxmem_pfn) >> 8}MB highmem pages available, ignoring highmem "
                           f"size of {highmem_pages >> 8}MB! (highmem= ignored by the kernel)")
+    if trim_4g and max_pfn > MAX_NONPAE_PFN:
+        max_pfn = MAX_NONPAE_PFN
     return max_low_pfn, max_pfn
 
 
@@ -363,8 +398,9 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
         "CONFIG_M686": True,
         "CONFIG_SMP": nr_cpus > 1,
         "NR_CPUS": nr_cpus,
-        "CONFIG_HIGHMEM4G": not pae,
-        "CONFIG_HIGHMEM64G": pae,
+        # arch/x86/Kconfig: HIGHMEM64G (selecting X86_PAE) until 6.15, HIGHMEM4G with X86_PAE after
+        "CONFIG_HIGHMEM4G": not pae or k >= HIGHMEM64G_REMOVED_SINCE,
+        "CONFIG_HIGHMEM64G": pae and k < HIGHMEM64G_REMOVED_SINCE,
         "CONFIG_X86_PAE": pae,
         f"CONFIG_VMSPLIT_{split}": True,
     }
@@ -392,15 +428,39 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
         config["CONFIG_PAGE_TABLE_ISOLATION"] = pae
 
     # ---- RAM ------------------------------------------------------------------------
+    # --ram is the machine's RAM (QEMU's -m), at most what the CPU the arch stands for addresses:
+    # 4 GiB without PAE (32-bit physical addresses), 64 GiB with (36 bits). The PC moves the RAM above
+    # 3 GiB of a machine of 3.5 GiB or more above 4 GiB (mmemu_x86.e820), where a kernel without
+    # HIGHMEM64G does not use it: a 4 GiB non-PAE machine gives its kernel 3 GiB, as a real one does.
+    highmem64g = pae and k < HIGHMEM64G_REMOVED_SINCE
     max_ram = MAX_PAE_RAM if pae else MAX_NONPAE_PFN << PAGE_SHIFT
     if spec.ram > max_ram:
-        what = "PAE (36-bit physical addresses, HIGHMEM64G)" if pae else \
-            "non-PAE i386 (32-bit physical addresses, HIGHMEM4G; use arch i386_pae for more)"
+        if not pae:
+            what = "non-PAE i386 (32-bit physical addresses, HIGHMEM4G; use arch i386_pae for more)"
+        elif highmem64g:
+            what = "PAE (36-bit physical addresses, HIGHMEM64G)"
+        else:
+            what = "PAE (36-bit physical addresses; from 6.15, without HIGHMEM64G, the kernel uses 4 GiB)"
         raise ConfigError(f"RAM size {format_size(spec.ram)} exceeds the {format_size(max_ram)} that "
                           f"{what} can address")
+    # The firmware's map, mem= and the end of RAM as the era computes them.
     mem_limit = _mem_limit(spec)
-    memory_map: list[MemoryRange] = pc_e820(spec.ram, mem_limit)
-    e820_pfn = e820_max_pfn(memory_map)
+    memory_map: list[MemoryRange] = pc_e820(spec.ram)
+    if k >= E820_UNIFIED_SINCE:
+        # arch/x86/kernel/e820.c parse_memopt(): e820_remove_range(mem_size, ULLONG_MAX - mem_size, E820_RAM, 1)
+        if mem_limit is not None:
+            memory_map = range_remove_ram(memory_map, mem_limit)
+        # max_pfn = e820_end_of_ram_pfn() = e820_end_pfn(MAX_ARCH_PFN, E820_RAM): without PAE a RAM entry
+        # starting at or above 4 GiB does not count (the RAM of a 4 GiB PC above 4 GiB is lost: max_pfn is
+        # the 3 GiB below the hole); with PAE up to 64 GiB (MAX_ARCH_PFN stays 36 bits in 6.15)
+        max_arch_pfn = MAX_ARCH_PFN_PAE if pae else MAX_ARCH_PFN_NONPAE
+        e820_pfn = e820_end_pfn(memory_map, max_arch_pfn, max_arch_pfn)
+    else:
+        # arch/i386/kernel/setup.c parse_cmdline_early(): limit_regions(mem_size); find_max_pfn(): the end of
+        # the last RAM entry, with no limit (find_max_low_pfn() trims it to 4 GiB without PAE, below)
+        if mem_limit is not None:
+            memory_map = limit_regions(memory_map, mem_limit, underflows=k < LIMIT_REGIONS_FIX_SINCE)
+        e820_pfn = e820_max_pfn(memory_map)
 
     # ---- paging-mode constants ------------------------------------------------------
     # pgtable-2level_types.h: PMD folded, PMD_SHIFT = PGDIR_SHIFT = 22;
@@ -468,7 +528,10 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
         raise ConfigError(f"vmalloc={format_size(spec.cmdline.size('vmalloc') or 0)} leaves no lowmem: "
                           f"MAXMEM = {maxmem:#x} (the kernel has {format_size(room)} above PAGE_OFFSET)")
     maxmem_pfn = maxmem >> PAGE_SHIFT  # MAXMEM_PFN = PFN_DOWN(MAXMEM)
-    max_low_pfn, max_pfn = find_low_pfn_range(e820_pfn, maxmem_pfn, _highmem_pages(spec))
+    max_low_pfn, max_pfn = find_low_pfn_range(e820_pfn, maxmem_pfn, _highmem_pages(spec), trim_4g=not highmem64g)
+    # The RAM above max_pfn (above 4 GiB without HIGHMEM64G, past 64 GiB, cut by highmem=) is in no zone:
+    # the map mmemu boots from leaves it out (6.15: e820__memblock_setup() memblock_remove()s it on 32-bit)
+    memory_map = clip_ram(memory_map, max_pfn << PAGE_SHIFT)
     # arch/x86/mm/init_32.c initmem_init(): highstart_pfn = highend_pfn = max_pfn;
     # if (max_pfn > max_low_pfn) highstart_pfn = max_low_pfn;
     # high_memory = (void *) __va(highstart_pfn * PAGE_SIZE - 1) + 1;
@@ -563,7 +626,7 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
     boot = Region("fixmap boot-time slots (early_ioremap)", FIXADDR_TOT_START, FIXADDR_START, "fixmap")
     if boot.size and not any(r.start < boot.end and boot.start < r.end for r in regions):
         regions.append(boot)
-    regions = _fill_holes(sorted((r for r in regions if r.size > 0), key=lambda r: r.start))
+    regions = fill_holes([r for r in regions if r.size > 0], U32, "i386")
 
     # ---- zones -----------------------------------------------------------------------------
     # setup.c zone_sizes_init() (2.6.12) / init_32.c zone_sizes_init(): ZONE_DMA up to
@@ -591,17 +654,3 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
     )
     layout.check()
     return layout
-
-
-def _fill_holes(regions: list[Region]) -> list[Region]:
-    """Name the unused gaps so that the regions cover the 4 GiB address space."""
-    out: list[Region] = []
-    pos = 0
-    for r in regions:
-        if r.start > pos:
-            out.append(Region("... unused hole", pos, r.start, "hole"))
-        out.append(r)
-        pos = max(pos, r.end)
-    if pos < U32:
-        out.append(Region("... unused hole", pos, U32, "hole"))
-    return out

@@ -28,6 +28,11 @@ X86_MM = EraTable(
     Feature("preallocate_vmalloc_pages", since="5.8",
             source="arch/x86/mm/init_64.c preallocate_vmalloc_pages (5.8): the level below the pgd is allocated "
                    "for the whole vmalloc space at boot"),
+    Variant("direct_map_64", [("2.6.27", "low_ram_and_above_4g"), ("3.9", "e820_ram")], before="end_pfn_map",
+            source="arch/x86/kernel/setup.c / arch/x86/mm/init.c, x86_64's direct map: up to 2.6.26 "
+                   "init_memory_mapping(0, end_pfn_map << PAGE_SHIFT), every e820 entry's range; 2.6.27-3.8 "
+                   "[0, e820_end_of_low_ram_pfn()) and [4G, max_pfn); 3.9+ (66520ebc2df3 'x86, mm: Only direct map "
+                   "addresses that are marked as E820_RAM') the memblock (E820_RAM) ranges, [0, 1M) always"),
     Variant("root_symbol_64", [("4.14", "init_top_pgt")], before="init_level4_pgt",
             source="arch/x86/kernel/head_64.S: init_level4_pgt renamed init_top_pgt for 5-level paging (4.14)"),
     Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],

@@ -22,10 +22,27 @@ from mmemu_x86.x86_32 import NR_CPUS_OPTION, no_large_pages
 from mmemu.arch import ArchOption, BootPlan, PagingMode
 from mmemu.errors import ConfigError
 from mmemu.layout import Layout, MachineSpec
-from mmemu.units import GiB, KiB, MiB
+from mmemu.units import GiB, KiB, MiB, format_size
 
 from .formats import PA_BITS, PAGING_4LEVEL, PAGING_5LEVEL
 from .layout import compute_layout_64
+
+
+def direct_map_ranges(rule: str, layout: Layout) -> tuple[tuple[int, int], ...] | None:
+    """What x86_64's init_mem_mapping() maps of the PC's memory (X86_MM ``direct_map_64``):
+    ``end_pfn_map``: every range the machine has memory in (None: the core's default; the
+    MMIO hole, which no memory backs here, is left out); ``low_ram_and_above_4g``:
+    [0, e820_end_of_low_ram_pfn) and [4G, max_pfn); ``e820_ram``: the usable ranges (the
+    BIOS ROM below 4 GiB stays unmapped)."""
+    usable = sorted((r.start, r.end) for r in layout.memory_map if r.type == "usable")
+    if rule == "end_pfn_map":
+        return None
+    if rule == "low_ram_and_above_4g":
+        four_g = 1 << 32
+        low_end = max((min(e, four_g) for s, e in usable if s < four_g), default=0)
+        end = layout.symbols["max_pfn"] << 12
+        return ((0, low_end),) + (((four_g, end),) if end > four_g else ())
+    return tuple(usable)
 
 
 class X86_64Arch(X86Arch):
@@ -48,9 +65,15 @@ class X86_64Arch(X86Arch):
 
     def layout(self, spec: MachineSpec) -> Layout:
         layout = compute_layout_64(spec, levels=self._levels(spec))
-        if spec.ram > 1 << PA_BITS:
-            raise ConfigError(f"x86_64: --ram {spec.ram >> 30} GiB is more than the emulated CPU can address "
-                              f"({PA_BITS}-bit physical addresses: {1 << (PA_BITS - 40)} TiB)")
+        # The machine's memory must lie within the emulated CPU's physical address space. On the PC the
+        # RAM from 3 GiB on is above 4 GiB once the machine has 3.5 GiB (mmemu_x86.e820), so it ends
+        # 1 GiB above the RAM size; the RAM the kernel does not use (mem=, MAXMEM) is not part of the map.
+        top = max(end for _start, end in layout.ram_ranges())
+        if top > 1 << PA_BITS:
+            raise ConfigError(f"x86_64: --ram {format_size(spec.ram)} is more than the emulated CPU can address "
+                              f"({PA_BITS}-bit physical addresses: {1 << (PA_BITS - 40)} TiB): the PC's RAM "
+                              f"ends at {top:#x}, above 4 GiB from 3 GiB on; at most "
+                              f"{format_size((1 << PA_BITS) - (top - spec.ram))} fits")
         return self._add_reserved(layout)
 
     def boot_plan(self, spec: MachineSpec, layout: Layout) -> BootPlan:
@@ -65,7 +88,8 @@ class X86_64Arch(X86Arch):
             populate = ((s["VMALLOC_START"], (s["VMALLOC_END"] | 0xFFF) + 1, 1, "preallocate_vmalloc_pages"),)
         return BootPlan(root_symbol=era.root_symbol_64, root_section="data",
                         direct_map_writer="kernel_physical_mapping_init", image_writer="__startup_64",
-                        fixmap_writer="__startup_64", direct_map_first=((0, 1 * MiB),), populate=populate)
+                        fixmap_writer="__startup_64", direct_map_first=((0, 1 * MiB),), populate=populate,
+                        direct_map_ranges=direct_map_ranges(era.direct_map_64, layout))
 
     def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
         """arch/x86/mm/fault.c fault_in_kernel_space(): at or above TASK_SIZE_MAX, except the

@@ -20,8 +20,11 @@ The eras, and where each boundary comes from:
 2.6.27         hypervisor hole: PAGE_OFFSET 0xffff880000000000; MODULES_END 0xffffffffff000000
                ("x86-64: fix overlap of modules and fixmap areas", a 2.6.27-rc fix also taken
                into Fedora's 2.6.26.3); MAXMEM 1 << MAX_PHYSMEM_BITS (44); max_low_pfn from the
-               e820 map below 4 GiB (the merged arch/x86/kernel/setup.c). libkdumpfile's
-               x86_64 layout table dates the PAGE_OFFSET move to 2.6.27 as well.
+               e820 map below 4 GiB while the direct map is built (the merged
+               arch/x86/kernel/setup.c), max_pfn = e820_end_of_ram_pfn(), mem= removing the RAM
+               above its address from the e820 map (e820.c e820_remove_range; before, mem= only
+               capped end_pfn through end_user_pfn). libkdumpfile's x86_64 layout table dates the
+               PAGE_OFFSET move to 2.6.27 as well.
 2.6.31         "x86: 46 bit PAE support" (Rik van Riel, May 2009): MAX_PHYSMEM_BITS 46, vmalloc
                0xffffc90000000000-0xffffe8ffffffffff, VMEMMAP_START 0xffffea0000000000;
                CONFIG_PHYSICAL_START 0x1000000 (from recollection).
@@ -58,11 +61,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from mmemu_x86.e820 import clip_ram, pc_e820, range_remove_ram
+from mmemu_x86.e820 import end_pfn as e820_end_pfn
 from mmemu_x86.e820 import max_pfn as e820_max_pfn
-from mmemu_x86.e820 import pc_e820
 
 from mmemu.errors import ConfigError
-from mmemu.layout import ImageSection, Layout, MachineSpec, Region, ZoneSpan
+from mmemu.layout import ImageSection, Layout, MachineSpec, Region, ZoneSpan, fill_holes, zone_spans
 from mmemu.units import GiB, KernelVersion, MiB, TiB, format_size, parse_count
 
 from .fixmap import MASK64, PAGE_SHIFT, PAGE_SIZE, VSYSCALL_ADDR, VSYSCALL_END, VSYSCALL_START, compute_fixmap
@@ -459,7 +463,7 @@ def compute_layout_64(spec: MachineSpec, levels: int,
         # the fixmap as the table does (FIXADDR_TOP + PAGE_SIZE is 0xffffffffff800000, below it)
         region("... unused hole", 0xFFFFFFFFFFE00000, ADDRESS_SPACE_END, "hole")
 
-    regions = _fill_holes(regions)
+    regions = fill_holes(regions, ADDRESS_SPACE_END, "x86_64")
 
     # ---- physical memory: e820, mem=, max_pfn, zones ---------------------------------------
     if k < "2.6.27":
@@ -480,16 +484,37 @@ def compute_layout_64(spec: MachineSpec, levels: int,
     mem_limit = spec.cmdline.size("mem")
     if mem_limit is not None and mem_limit < PAGE_SIZE:
         raise ConfigError(f"mem={spec.cmdline['mem']} leaves no memory")
-    memory_map = pc_e820(spec.ram, mem_limit)
-    # arch/x86/kernel/e820.c: e820__end_of_ram_pfn() = e820_end_pfn(MAX_ARCH_PFN), MAX_ARCH_PFN = MAXMEM>>PAGE_SHIFT
-    # (2.6.12 arch/x86_64/kernel/e820.c: if (end_pfn > MAXMEM>>PAGE_SHIFT) end_pfn = MAXMEM>>PAGE_SHIFT)
-    max_pfn = min(e820_max_pfn(memory_map), maxmem >> PAGE_SHIFT)
+    # The firmware's map (mmemu_x86.e820: QEMU's pc machine, RAM from 3 GiB on relocated above 4 GiB
+    # once it reaches 3.5 GiB), then mem= and max_pfn as the era computes them.
+    memory_map = pc_e820(spec.ram)
+    if k < "2.6.27":
+        # arch/x86_64/kernel/e820.c (2.6.12 .. 2.6.26): parse_memopt() only sets end_user_pfn = memparse(p)
+        # >> PAGE_SHIFT, the map stays whole; e820_end_of_ram(): end_pfn = the end of the last RAM entry,
+        # end_pfn_map = the end of the last entry of any type, "if (end_pfn_map > MAXMEM>>PAGE_SHIFT)
+        # end_pfn_map = MAXMEM>>PAGE_SHIFT; if (end_pfn > end_user_pfn) end_pfn = end_user_pfn;
+        # if (end_pfn > end_pfn_map) end_pfn = end_pfn_map;" -- mem= caps the highest address, even in a hole
+        max_pfn = min(e820_max_pfn(memory_map), maxmem >> PAGE_SHIFT)
+        if mem_limit is not None:
+            max_pfn = min(max_pfn, mem_limit >> PAGE_SHIFT)
+    else:
+        # arch/x86/kernel/e820.c (2.6.27+): parse_memopt(): e820_remove_range(mem_size, ULLONG_MAX - mem_size,
+        # E820_RAM, 1) (e820__range_remove since 4.12): the RAM from the address mem= up leaves the map
+        if mem_limit is not None:
+            memory_map = range_remove_ram(memory_map, mem_limit)
+        # e820__end_of_ram_pfn() = e820_end_pfn(MAX_ARCH_PFN, E820_RAM), MAX_ARCH_PFN = MAXMEM>>PAGE_SHIFT
+        max_pfn = e820_end_pfn(memory_map, maxmem >> PAGE_SHIFT, maxmem >> PAGE_SHIFT)
+    # RAM above max_pfn (beyond MAXMEM, or above mem= before 2.6.27) is in no zone: the page allocator never
+    # gets it, so the map mmemu boots from leaves it out
+    memory_map = clip_ram(memory_map, max_pfn << PAGE_SHIFT)
     # max_low_pfn ends equal to max_pfn on x86_64 in every era:
     # - mm/bootmem.c (2.6.12): init_bootmem(start, end_pfn) sets max_low_pfn = end_pfn;
     #   arch/x86/kernel/setup_64.c (.. 2.6.26): max_low_pfn = end_pfn; max_pfn = end_pfn;
-    # - arch/x86/kernel/setup.c (2.6.27+) first sets max_low_pfn = e820__end_of_low_ram_pfn() (RAM below
-    #   4 GiB) when max_pfn > 1UL<<(32 - PAGE_SHIFT), maps that, then "if (max_pfn > max_low_pfn) {
-    #   ... max_low_pfn = max_pfn; }" (setup.c until 3.8, arch/x86/mm/init.c init_mem_mapping() 3.9+).
+    # - arch/x86/kernel/setup.c (2.6.27+) first sets "if (max_pfn > (1UL<<(32 - PAGE_SHIFT))) max_low_pfn =
+    #   e820_end_of_low_ram_pfn(); else max_low_pfn = max_pfn;" (the RAM below 4 GiB: 0xc0000 on a PC of
+    #   3.5 GiB or more, whose RAM from 3 GiB on is above 4 GiB), maps [0, max_low_pfn) and [4G, max_pfn),
+    #   then "if (max_pfn > max_low_pfn) { /* can we preseve max_low_pfn ?*/ max_low_pfn = max_pfn; }"
+    #   (setup.c until 3.8, arch/x86/mm/init.c init_mem_mapping() 3.9+), before zone_sizes_init().
+    #   e820_end_of_low_ram_pfn() lives on as max_low_pfn_mapped (add_pfn_range_mapped()), not modelled.
     max_low_pfn = max_pfn
     # setup.c / setup_64.c: high_memory = (void *)__va(max_pfn * PAGE_SIZE - 1) + 1;
     high_memory = page_offset + max_pfn * PAGE_SIZE
@@ -596,33 +621,13 @@ def _zones(k: KernelVersion, max_pfn: int) -> list[ZoneSpan]:
     ZONE_NORMAL above: arch/x86/mm/init.c zone_sizes_init(): max_zone_pfns[ZONE_DMA] =
     min(MAX_DMA_PFN, max_low_pfn); [ZONE_DMA32] = min(MAX_DMA32_PFN, max_low_pfn);
     [ZONE_NORMAL] = max_low_pfn (= max_pfn on x86_64). 2.6.12 (arch/x86_64/mm/init.c
-    size_zones()): DMA below MAX_DMA_ADDRESS, the rest Normal. Empty zones are left out."""
+    size_zones()): DMA below MAX_DMA_ADDRESS, the rest Normal. Empty zones are left out.
+
+    Zones are spans of pfns, holes included: on a PC of 3.5 GiB or more DMA32 is [16 MiB, 4 GiB)
+    although its RAM stops at 3 GiB, and Normal starts at 4 GiB (mm/page_alloc.c counts the
+    span as ``spanned_pages`` and the RAM in it as ``present_pages``)."""
     bounds = [("DMA", MAX_DMA_PFN)]
     if k >= "2.6.15":
         bounds.append(("DMA32", MAX_DMA32_PFN))
     bounds.append(("Normal", max_pfn))
-    zones, start = [], 0
-    for name, end in bounds:
-        end = min(end, max_pfn)
-        if end > start:
-            zones.append(ZoneSpan(name, start, end))
-            start = end
-    return zones
-
-
-def _fill_holes(regions: list[Region]) -> list[Region]:
-    """Sort *regions* and name every gap in [0, 2**64) ``... unused hole``."""
-    out: list[Region] = []
-    pos = 0
-    for r in sorted(regions, key=lambda r: r.start):
-        if r.start < pos:
-            prev = out[-1] if out else None
-            raise ConfigError(f"x86_64 layout bug: {r.name} ({r.start:#x}) overlaps "
-                              f"{prev.name if prev else 'the previous region'} (ends {pos:#x})")
-        if r.start > pos:
-            out.append(Region("... unused hole", pos, r.start, "hole"))
-        out.append(r)
-        pos = r.end
-    if pos < ADDRESS_SPACE_END:
-        out.append(Region("... unused hole", pos, ADDRESS_SPACE_END, "hole"))
-    return out
+    return zone_spans(bounds, 0, max_pfn)
