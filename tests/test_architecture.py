@@ -1,6 +1,7 @@
 """Promises the README and the design make about the code's shape, checked on the source.
 
-- The core knows no kernel number: no version is compared outside the era tables
+- The core knows no kernel number: no address-sized literal in its code, and no version is
+  compared outside the era tables
   (mmemu/eras.py, the machinery, and mmemu/kernel/eras.py, the generic mm rules).
 - Arch plugins use only mmemu's public modules (mmemu.PUBLIC_MODULES), and no name with a
   leading underscore from them: what a third-party plugin can rely on is what the built-in
@@ -88,3 +89,24 @@ def test_the_kernel_model_imports_no_renderer():
         text = path.read_text()
         assert not re.search(r"^\s*from\s+\.\.render\b|^\s*import\s+mmemu\.render|^\s*from\s+mmemu\.render", text, re.M), \
             f"{path.relative_to(ROOT)} imports a renderer"
+
+
+def test_the_core_holds_no_address_of_any_arch():
+    """No number in the core's code (docstrings and comments aside) is large enough to be an
+    address, a mask or a size of some arch's layout: those come from the plugins. The demo's
+    example physical address (the README's __va(0x123456)) is the one exception."""
+    import io
+    import tokenize
+
+    found = []
+    for path in _python_files(CORE):
+        for tok in tokenize.tokenize(io.BytesIO(path.read_bytes()).readline):
+            if tok.type != tokenize.NUMBER:
+                continue
+            try:
+                value = int(tok.string.replace("_", ""), 0)
+            except ValueError:
+                continue  # a float
+            if value >= 1 << 16 and not (path.name == "demo.py" and value == 0x123456):
+                found.append(f"{path.relative_to(ROOT)}:{tok.start[0]} {tok.string}")
+    assert not found, found
