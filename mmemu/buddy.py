@@ -203,15 +203,16 @@ class FrameAllocator:
         if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < NR_ORDERS:
             raise MmemuError(f"order {order!r} is not a whole number in 0..{NR_ORDERS - 1} (MAX_ORDER)")
         zones = self.zonelist(zone)
-        if self.journal is not None:
-            self.journal.inject("page", f"order {order}, {owner or 'alloc_pages'}")
+        j = self.journal
+        if j is not None and j.injection is not None:
+            j.inject("page", f"order {order}, {owner or 'alloc_pages'}")
         for z in zones:
             pfn = self._take(z, order)
             if pfn is not None:
                 page = Page(pfn, order, z.name, 1, owner)
                 self.allocated[pfn] = page
-                if self.journal is not None:
-                    self.journal.record(self.allocated.pop, pfn)
+                if j is not None and j.undo is not None:
+                    j.undo.append((self.allocated.pop, (pfn,)))
                 return page
         tried = ", ".join(z.name for z in zones) or "none"
         raise OutOfMemory(f"page allocation failure: order:{order}, zone:{zone} (no free block of order >= {order} in {tried})")

@@ -43,12 +43,11 @@ class FaultInjection:
 class Journal:
     """The undo log of the operation running now (None: no operation)."""
 
-    __slots__ = ("undo", "commit_actions", "depth", "injection")
+    __slots__ = ("undo", "commit_actions", "injection")
 
     def __init__(self):
         self.undo: list | None = None
         self.commit_actions: list = []
-        self.depth = 0
         self.injection: FaultInjection | None = None
 
     @property
@@ -57,17 +56,10 @@ class Journal:
 
     # -- the transaction -------------------------------------------------------------------
 
-    def begin(self) -> bool:
-        """Enter an operation; True if this call opened the transaction (the outermost)."""
-        self.depth += 1
-        if self.undo is None:
-            self.undo = []
-            self.commit_actions = []
-            return True
-        return False
-
-    def end(self) -> None:
-        self.depth -= 1
+    def begin(self) -> None:
+        """Open the transaction of an operation (the outermost: the ones it calls join it)."""
+        self.undo = []
+        self.commit_actions = []
 
     def commit(self) -> None:
         actions = self.commit_actions

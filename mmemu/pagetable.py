@@ -187,7 +187,7 @@ class TableInfo:
     pinned: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Operation:
     """What one completed operation did: the writer, the virtual range and every run of
     entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses."""

@@ -166,3 +166,68 @@ def test_set_fixmap_of_free_ram_is_refused(k64):
     k = k64
     free_pfn = next(pfn for pfn in range(0x100, 0x8000) if k.frames.page(pfn).state == "free")
     unchanged(k, lambda: k.set_fixmap("FIX_APIC_BASE", free_pfn << 12), MmemuError, "free RAM")
+
+
+def test_the_fault_injection_suite_covers_every_public_operation():
+    """mmemu.testing.failure_operations (what check_failure_safety injects failures into, on
+    every arch) calls every operation of the kernel model's API, over the three eras of
+    atomic kmaps (named KM_* slots, a per-CPU stack, kmap_local)."""
+    from mmemu.kernel import Kernel
+    from mmemu.testing import failure_operations
+
+    public = {n for n in dir(Kernel) if getattr(getattr(Kernel, n), "kernel_operation", False)}
+    seen = set()
+    for kernel in ("2.6.30", "3.10", "6.6"):
+        k = mmemu.boot(arch="i386", kernel=kernel, ram="1G")
+        depth = [0]
+
+        def recording(name, fn):
+            def call(*args, **kwargs):
+                if depth[0] == 0:
+                    seen.add(name)
+                depth[0] += 1
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    depth[0] -= 1
+            return call
+
+        for name in public:
+            setattr(k, name, recording(name, getattr(k, name)))
+        for _name, setup, action in failure_operations(k):
+            depth[0] += 1  # what the setups call does not count
+            try:
+                arg = setup(k) if setup else None
+            finally:
+                depth[0] -= 1
+            action(k, arg)
+        k.check_invariants()
+        k.close()
+    # the aliases the kernel has two names for (__free_pages, __get_free_pages) count once;
+    # handle_page_fault answers an allocation failure (VM_FAULT_OOM) instead of raising: it
+    # is covered through access() (below for its own answer)
+    aliases = {n for n in public if getattr(Kernel, n) in {getattr(Kernel, m) for m in seen}}
+    assert public - seen - aliases == {"handle_page_fault"}
+
+
+def test_a_fault_that_finds_no_memory_is_answered_and_keeps_the_kernel_consistent(k64):
+    """handle_page_fault with the page allocation failing: the kernel's answer
+    (pagefault_out_of_memory: the OOM killer's line), not an exception; what the fault did
+    before the failure (the page table it allocated) stays, as in the kernel, and the
+    invariants hold; the same fault then succeeds."""
+    k = k64
+    p = k.create_process("oom")
+    a = k.mmap(p, PAGE)
+    fault = k.pgtable.walk(p.pgd, a).fault("write", True)
+    fault.process = p
+    for n in (1, 2):  # the page table, then the page
+        k.inject_failures(page=n)
+        try:
+            res = k.handle_page_fault(fault)
+        finally:
+            k.stop_injecting()
+        assert res.action == "oom" and "Killed process" in res.report, res
+        k.check_invariants()
+    assert k.handle_page_fault(fault).action == "retry"
+    assert k.walk_mm(a, p).phys is not None
+    k.check_invariants()

@@ -50,23 +50,19 @@ def operation(fn):
     @functools.wraps(fn)
     def op(self, *args, **kwargs):
         j = self.journal
-        outer = j.begin()
+        if j.undo is not None:  # inside another operation: that one commits or rolls back
+            return fn(self, *args, **kwargs)
+        j.begin()
         try:
             result = fn(self, *args, **kwargs)
         except (Oops, SegmentationFault):
-            j.end()
-            if outer:
-                j.commit()
+            j.commit()
             raise
         except BaseException:
-            j.end()
-            if outer:
-                j.rollback()
-                self._after_rollback()
+            j.rollback()
+            self._after_rollback()
             raise
-        j.end()
-        if outer:
-            j.commit()
+        j.commit()
         return result
     op.kernel_operation = True
     return op

@@ -147,7 +147,8 @@ class DirectMapMixin:
         j = self.journal
         cache = self._kmalloc_cache(size)
         if cache is not None:
-            j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()
+            if j.injection is not None:
+                j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()
         else:
             order = (size - 1).bit_length() - PAGE_SHIFT
             if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)

@@ -110,13 +110,21 @@ class InvariantsMixin:
         identity = self._identity_ranges()
         stale = self._stale_allowed()
         user_refs: Counter[int] = Counter()
+        # the leaves outside the identity ranges only: the direct map's (262,144 of them for a
+        # GiB in 4 KiB pages) are not even visited
+        gaps, pos = [], 0
+        for s, e in sorted(identity):
+            if s > pos:
+                gaps.append((pos, s))
+            pos = max(pos, e)
+        gaps.append((pos, None))
         for root in self._all_roots():
             user = root != self.pgd
-            for va, size, phys, raw, li in self.pgtable.iter_leaves(root):
+            leaves = (leaf for s, e in gaps for leaf in self.pgtable.iter_leaves(root, s, e)) if not user else \
+                self.pgtable.iter_leaves(root, 0, self.task_size)  # the kernel part: checked through the master
+            for va, size, phys, raw, li in leaves:
                 if any(s <= va < e for s, e in identity):
                     continue
-                if user and va >= self.task_size:
-                    continue  # the kernel part: checked through the master
                 for pfn in range(phys >> PAGE_SHIFT, (phys + size) >> PAGE_SHIFT):
                     if not self.frames.is_ram(pfn):
                         continue  # MMIO (APIC, ...)

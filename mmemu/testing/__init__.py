@@ -580,10 +580,20 @@ def failure_operations(k) -> list:
         ("alloc_pages", None, lambda k, _: k.alloc_pages(2, "Normal", owner="safety")),
         ("__free_pages", lambda k: k.alloc_pages(1, "Normal", owner="safety"), lambda k, p: k.free_page_block(p)),
         ("kmap", lambda k: k.alloc_pages(0, "HighMem", owner="safety"), lambda k, p: k.kmap(p)),
-        ("kmap_local_page", lambda k: k.alloc_pages(0, "HighMem", owner="safety"),
-         lambda k, p: k.kmap_local_page(p) if k.kmap_scheme == "kmap_local" else
-         k.kmap_atomic(p, *(("KM_USER0",) if k.kmap_scheme == "km_type" else ()))),
+        ("kmap_local_page", lambda k: (_free_atomic_slots(k), k.alloc_pages(0, "HighMem", owner="safety"))[1],
+         lambda k, p: _kmap_local(k)(p)),
+        ("kunmap", lambda k: _kmapped(k, k.kmap), lambda k, pv: k.kunmap(pv[0])),
+        ("kunmap_local", lambda k: (_free_atomic_slots(k), _kmapped(k, _kmap_local(k)))[1],
+         lambda k, pv: _kunmap_local(k)(pv[1])),
+        ("flush_all_zero_pkmaps", lambda k: k.kunmap(_kmapped(k, k.kmap)[0]) if k.has_highmem else None,
+         lambda k, _: k.flush_all_zero_pkmaps()),
+        ("__get_free_pages", None, lambda k, _: k.get_free_pages(1)),
+        ("free_pages", lambda k: k.get_free_pages(1), lambda k, a: k.free_pages(a, 1)),
+        ("kvfree", lambda k: k.vmalloc(2 * PAGE), lambda k, v: k.kvfree(v)),
+        ("purge_vmap_area_lazy", lambda k: k.vfree(k.vmalloc(2 * PAGE)), lambda k, _: k.purge_vmap_area_lazy()),
+        ("sync_kernel_pgds", None, lambda k, _: k.sync_kernel_pgds()),
         ("create_process", None, lambda k, _: k.create_process("new")),
+        ("switch_to", proc, lambda k, p: k.switch_to(p)),
         ("fork", proc, lambda k, p: k.fork(p)),
         ("exit_mm", lambda k: k.fork(proc(k)), lambda k, c: k.exit_mm(c)),
         ("mmap", proc, lambda k, p: k.mmap(p, 4 * PAGE)),
@@ -600,6 +610,8 @@ def failure_operations(k) -> list:
          lambda k, ca: k.access(ca[1], "write", user=True, process=ca[0])),
         ("write across pages", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE)),
          lambda k, pa: k.write(pa[1] + PAGE - 3, b"abcdefgh" * 600, user=True, process=pa[0])),
+        ("read (demand faults)", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE)),
+         lambda k, pa: k.read(pa[1], 3 * PAGE, user=True, process=pa[0])),
     ]
     if fixslots:
         slot = fixslots[len(fixslots) // 2]
@@ -608,6 +620,38 @@ def failure_operations(k) -> list:
                 ("clear_fixmap", lambda k: k.set_fixmap(slot, k.alloc_pages(0, "Normal", owner="safety").phys),
                  lambda k, _: k.clear_fixmap(slot))]
     return ops
+
+
+def _kmapped(k, kmap):
+    """A HighMem page (lowmem where there is none) and its address through *kmap*."""
+    page = k.alloc_pages(0, "HighMem", owner="safety")
+    return page, kmap(page)
+
+
+def _kmap_local(k):
+    """The era's atomic kmap: kmap_local_page (5.11+), kmap_atomic with a per-CPU stack
+    (2.6.37-5.10) or with a named KM_* slot (before)."""
+    if k.kmap_scheme == "kmap_local":
+        return k.kmap_local_page
+    if k.kmap_scheme == "km_type":
+        return lambda page: k.kmap_atomic(page, "KM_USER0")
+    return k.kmap_atomic
+
+
+def _kunmap_local(k):
+    if k.kmap_scheme == "kmap_local":
+        return k.kunmap_local
+    if k.kmap_scheme == "km_type":
+        return lambda vaddr: k.kunmap_atomic(vaddr, "KM_USER0")
+    return k.kunmap_atomic
+
+
+def _free_atomic_slots(k):
+    """Unmap every atomic kmap of CPU 0, innermost first (a named KM_* slot still mapped is a
+    BUG when mapped again)."""
+    unmap = _kunmap_local(k)
+    for slot in reversed(list(k.kmap_atomic_stack[0])):
+        unmap(slot.vaddr)
 
 
 def check_failure_safety(k, ram: bool = True, operations=None) -> dict:
