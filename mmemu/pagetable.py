@@ -18,10 +18,11 @@ to the observers as one :class:`Operation`.
 
 from __future__ import annotations
 
+import functools
 import struct
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from .arch import (
     ACCESSES,
@@ -70,7 +71,7 @@ class Walk:
     describes the page fault an access would raise.
     """
 
-    __slots__ = ("va", "_raw_steps", "_mode", "phys", "page_size", "rights", "missing")
+    __slots__ = ("_mode", "_raw_steps", "missing", "page_size", "phys", "rights", "va")
 
     def __init__(self, va, raw_steps, mode, phys, page_size, rights, missing):
         self.va = va
@@ -204,8 +205,33 @@ class Operation:
     unmapped: list[tuple[int, int, int]] = field(default_factory=list)
 
 
+class _DecodeMemo(dict):
+    """raw -> the codec's decoding of it, for one upper level (a decoder is a pure function
+    of the entry); bounded, the overflow decoded each time."""
+
+    __slots__ = ("decode",)
+    LIMIT = 1 << 14
+
+    def __init__(self, decode):
+        super().__init__()
+        self.decode = decode
+
+    def __missing__(self, raw: int):
+        value = self.decode(raw)
+        if len(self) < self.LIMIT:
+            self[raw] = value
+        return value
+
+
+@functools.lru_cache(maxsize=256)
+def _writer_run(wid: int, n: int) -> array:
+    """*n* copies of the writer id *wid* (a table's run of writers: the same few lengths
+    again and again)."""
+    return array("H", [wid]) * n
+
+
 class _Txn:
-    __slots__ = ("op", "undo", "alloc", "defer_free")
+    __slots__ = ("alloc", "defer_free", "op", "undo")
 
     def __init__(self, op: Operation):
         self.op = op
@@ -242,6 +268,7 @@ class PageTables:
         self.levels = mode.levels
         self._last = len(self.levels) - 1
         self._split_roots = mode.form == SPLIT
+        self._kernel_half = mode.kernel_half
         # valid addresses: va >> _valid_shift is 0 or _valid_top (mode.is_valid, inline)
         if mode.form == SIGN_EXTENDED:
             self._valid_shift, self._valid_top = mode.va_bits - 1, (1 << (65 - mode.va_bits)) - 1
@@ -258,6 +285,10 @@ class PageTables:
             s = struct.Struct("<I" if lv.entry_size == 4 else "<Q")
             self._unpack.append(s)
             decode = self.codec.decoder(li)
+            if li != len(self.levels) - 1:
+                # an upper level holds few distinct entries (one per table below it, and
+                # the large pages): their decodings come from a memo, a C-level lookup
+                decode = _DecodeMemo(decode).__getitem__
             self._decode.append(decode)
             walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, decode, lv.span - 1))
         self._walk_plan = tuple(walk_plan)
@@ -326,20 +357,25 @@ class PageTables:
         """SPLIT mode: whether *root* translates the kernel half."""
         return root in self._kernel_roots
 
-    def _write(self, txn: _Txn, table: int, li: int, index: int, values: "array | list[int]", wid: int) -> None:
-        lv = self.levels[li]
-        size = lv.entry_size
+    def _write(self, txn: _Txn, table: int, li: int, index: int, values: array | list[int], wid: int,
+               old: bytes | None = None) -> None:
+        """Write *values* from entry *index* of *table*, recording the entries before (*old*:
+        the caller's copy of them when it has read them already) for the undo and the
+        operation's changes."""
+        size = self.levels[li].entry_size
         start = table + index * size
         new = values if isinstance(values, array) else array("I" if size == 4 else "Q", values)
-        nbytes = len(new) * size
-        assert new.itemsize == size
-        old = self._buf[start:start + nbytes]
+        n = len(new)
+        nbytes = n * size
+        if old is None:
+            old = self._buf[start:start + nbytes]
         info = self.tables[table]
-        old_w = info.writers[index:index + len(new)]
-        self._view[start:start + nbytes] = new.tobytes()
-        info.writers[index:index + len(new)] = array("H", [wid]) * len(new)
+        old_w = info.writers[index:index + n]
+        raw = new.tobytes()
+        self._view[start:start + nbytes] = raw
+        info.writers[index:index + n] = _writer_run(wid, n)
         txn.undo.append((start, old, info, index, old_w))
-        txn.op.changes.append(Change(table, lv, li, index, old, self._buf[start:start + nbytes], self.writers[wid]))
+        txn.op.changes.append(Change(table, self.levels[li], li, index, old, raw, self.writers[wid]))
 
     def _run(self, op: Operation, body: Callable[[_Txn], None]) -> Operation:
         op.mode = self.mode
@@ -405,7 +441,7 @@ class PageTables:
         top = va >> self._valid_shift
         if top and top != self._valid_top or va < 0:
             self.check_va(va)
-        if self._split_roots:
+        if self._split_roots and (va >= self._kernel_half) != (root in self._kernel_roots):
             self._check_root_half(root, va)
         buf = self._buf
         table = root
@@ -501,7 +537,8 @@ class PageTables:
                                 raise MappingError(f"{va + k * span:#x} is already mapped ({lv.name} entry "
                                                    f"{raws[k]:#x})")
                 if n:
-                    self._write(txn, table, li, idx, codec.leaf_run(li, pa, n, prot), wid)
+                    self._write(txn, table, li, idx, codec.leaf_run(li, pa, n, prot), wid,
+                                old if len(old) == n * lv.entry_size else None)
                     va += n * span
                     pa += n * span
                     continue

@@ -51,14 +51,28 @@ fault with the address-size-fault FSC (0b0000nn).
 
 from __future__ import annotations
 
-from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable
 
-
-from mmemu.arch import (AF_FAULT, ALL_RIGHTS, KR, KW, KX, LEAF, NONE, RESERVED, TABLE, UR, UW, UX, EntryCodec,
-                        EntryFormat, EntryView, Level, entry_struct)
+from mmemu.arch import (
+    AF_FAULT,
+    ALL_RIGHTS,
+    KR,
+    KW,
+    KX,
+    LEAF,
+    NONE,
+    RESERVED,
+    TABLE,
+    UR,
+    UW,
+    UX,
+    EntryCodec,
+    EntryFormat,
+    EntryView,
+    Level,
+    entry_struct,
+)
 from mmemu.errors import MappingError
 from mmemu.faults import ACCESS_FLAG, NOT_PRESENT, PROTECTION
 from mmemu.faults import RESERVED as RESERVED_FAULT
@@ -234,13 +248,6 @@ EC_NAMES = {ESR_ELx_EC_IABT_LOW: "IABT (lower EL)", ESR_ELx_EC_IABT_CUR: "IABT (
 # ---- the codec ------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
-def _lanes(n: int, step: int) -> tuple[int, int]:
-    """(sum of 2**(64 i), sum of (i * step) * 2**(64 i)) for i < n: a value in every lane, and
-    0, step, 2 step... in the lanes."""
-    return sum(1 << (64 * i) for i in range(n)), sum((i * step) << (64 * i) for i in range(n))
-
-
 @dataclass(frozen=True)
 class PteRules:
     """The kernel's software bits and pte accessors of one era (arch/arm64/include/asm/
@@ -303,10 +310,14 @@ class Arm64Codec(EntryCodec):
             return LEAF, raw & mask, r
 
         if last:
-            def decode(raw: int):
+            def decode(raw: int):  # leaf() inline: the hot path of every walk
                 if raw & 3 != 3:  # invalid, or the reserved 0b01 at level 3
                     return none
-                return leaf(raw, oa)
+                if raw & high:
+                    return reserved
+                if raw & PTE_AF:
+                    return LEAF, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)]
+                return LEAF, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)] | AF_FAULT
             return decode
         if block_mask:
             def decode(raw: int):
@@ -373,24 +384,6 @@ class Arm64Codec(EntryCodec):
         if self.rules.set_pte_at == "dirty_write" and (raw & (PTE_VALID | PTE_USER)) == (PTE_VALID | PTE_USER):
             prot &= ~PTE_RDONLY
         return prot
-
-    def leaf_run(self, li: int, pa: int, n: int, prot: int) -> array:
-        """*n* consecutive leaves, built as one integer of *n* 64-bit lanes (``first * (1 +
-        2**64 + 2**128 ...) + (0, step, 2 * step ...)``): no lane carries into the next, the
-        entries being below 2**64. A page-granular linear map (the 5.0+ default,
-        rodata=full) writes millions of entries at boot; this is 8x faster than building
-        them one by one."""
-        if n < 8:
-            return super().leaf_run(li, pa, n, prot)
-        first = self.mk_leaf(li, pa, prot)
-        span = 1 << self.mode.levels[li].shift
-        step = self.mk_leaf(li, pa + span, prot) - first
-        if step != span or first + (n - 1) * step >= 1 << 64:
-            return super().leaf_run(li, pa, n, prot)
-        ones, iota = _lanes(n, step)
-        out = array("Q")
-        out.frombytes((first * ones + iota).to_bytes(8 * n, "little"))
-        return out
 
     def check_prot(self, prot: int) -> None:
         if prot < 0 or prot >= 1 << 64:
