@@ -130,22 +130,22 @@ class KernelBase:
     def virt_to_phys(self, va: int) -> int:
         """Physical address of a direct-mapped virtual address (``__pa``). Also accepts
         an address of the kernel image's own mapping (``__phys_addr``)."""
-        page_offset = self.PAGE_OFFSET
-        if page_offset <= va < self.high_memory:
-            return va - page_offset + self.PHYS_OFFSET
+        page_offset, high_memory, phys_offset = self._direct_span
+        if page_offset <= va < high_memory:
+            return va - page_offset + phys_offset
         pa = self.image_phys(va)
         if pa is not None:
             return pa
         raise AddressError(f"__pa({va:#x}): not a direct-mapped kernel address "
-                           f"({page_offset:#x}-{self.high_memory:#x})")
+                           f"({page_offset:#x}-{high_memory:#x})")
 
     def phys_to_virt(self, pa: int) -> int:
         """Direct-map virtual address of a low-memory physical address (``__va``)."""
-        base = self.PHYS_OFFSET
-        if not base <= pa < base + self.high_memory - self.PAGE_OFFSET:
+        page_offset, high_memory, base = self._direct_span
+        if not base <= pa < base + high_memory - page_offset:
             raise AddressError(f"__va({pa:#x}): physical address is not in the direct mapping "
-                               f"({base:#x}-{base + self.high_memory - self.PAGE_OFFSET:#x})")
-        return pa - base + self.PAGE_OFFSET
+                               f"({base:#x}-{base + high_memory - page_offset:#x})")
+        return pa - base + page_offset
 
     # -- looking at the tables --------------------------------------------------------
 

@@ -72,6 +72,8 @@ def setup_memory(k) -> None:
     image = layout.image
     lo = min(s.virt for s in image)
     k._image_span = (lo, max(s.virt + s.size for s in image), image[0].virt - image[0].phys)
+    # __pa/__va of the direct map, the hottest conversions: fixed for the machine's life
+    k._direct_span = (syms["PAGE_OFFSET"], syms["high_memory"], layout.phys_offset)
 
     # memblock: the kernel image (memblock_reserve(_text, _end - _text), every arch) and what
     # the arch's layout reserves, before anything is allocated

@@ -89,7 +89,8 @@ class DirectMapMixin:
     def virt_to_page(self, va: int) -> int:
         """``virt_to_page``: the pfn behind a direct-mapped address. Any other address (a
         vmalloc one, say) is the bug it is in the kernel: use vmalloc_to_page."""
-        if not self.PAGE_OFFSET <= va < self.high_memory and self.image_phys(va) is None:
+        page_offset, high_memory, _ = self._direct_span
+        if not page_offset <= va < high_memory and self.image_phys(va) is None:
             raise AddressError(f"virt_to_page({va:#x}): not a direct-mapped address (for vmalloc space "
                                f"use vmalloc_to_page)")
         return self.virt_to_phys(va) >> PAGE_SHIFT

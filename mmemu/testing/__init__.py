@@ -38,6 +38,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 from ..arch import KR, KW, KX, LEAF, NONE, TABLE, UR, UW, UX
 from ..errors import Oops, OutOfMemory, SegmentationFault
+from ..pagetable import PageTables
 from ..units import PAGE_SIZE as PAGE
 
 #: protections of user VMAs (include/uapi/asm-generic/mman-common.h)
@@ -452,6 +453,11 @@ def check_agreement(k, rng: random.Random, n: int) -> None:
             if not mode.is_valid(va):
                 continue
             w = k.walk_mm(va, p)
+            # the walk every path uses (unrolled for the mode) is the reference loop's
+            ref = PageTables.walk(k.pgtable, k.root_for(va, p), va)
+            assert (w.phys, w.page_size, w.rights, w.missing, w._raw_steps) == \
+                (ref.phys, ref.page_size, ref.rights, ref.missing, ref._raw_steps), \
+                f"{va:#x}: the unrolled walk gives {w}, PageTables.walk {ref}"
             if w.mapped and not k.mem.is_ram(w.phys):
                 continue  # MMIO: nothing for the CPU to read
             for priv in (False, True):
