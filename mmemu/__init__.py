@@ -23,7 +23,8 @@ __all__ = ["boot", "hookimpl", "Arch", "ArchOption", "BootPlan", "EntryCodec", "
 #: underscore): the contract. Everything else is the core's own business and may change;
 #: a test holds the separately packaged plugins to this list.
 PUBLIC_MODULES = ("mmemu", "mmemu.arch", "mmemu.layout", "mmemu.faults", "mmemu.errors", "mmemu.units",
-                  "mmemu.eras", "mmemu.render.ptdump", "mmemu.render.text", "mmemu.cpu.adapter", "mmemu.testing")
+                  "mmemu.eras", "mmemu.render.ptdump", "mmemu.render.text", "mmemu.cpu.adapter", "mmemu.testing",
+                  "mmemu.module.reloc")
 
 
 def boot(arch: str = "x86_64", kernel: str = "6.6", ram: "str | int" = "1G", cmdline: str = "", cpus: int = 1,

@@ -598,6 +598,33 @@ class Arch(abc.ABC):
         as it is made (``arch_sync_kernel_mappings``/``sync_global_pgds``). Default: no."""
         return False
 
+    # -- kernel modules ------------------------------------------------------------------
+
+    def module_relocations(self, spec: MachineSpec):
+        """The relocations the kernel's module loader of this spec applies (a
+        :class:`mmemu.module.reloc.RelocTable`), or None if mmemu loads no module on this
+        arch. The ELF machine is :attr:`elf_machine`. Default: None."""
+        return None
+
+    def module_alloc(self, spec: MachineSpec, layout: Layout) -> tuple[int, int, str]:
+        """``module_alloc``: the range module memory is allocated in and the pgprot name it
+        is first mapped with. Default: [MODULES_VADDR, MODULES_END), PAGE_KERNEL_EXEC."""
+        s = layout.symbols
+        return s["MODULES_VADDR"], s["MODULES_END"], "PAGE_KERNEL_EXEC"
+
+    def module_strict_rwx(self, spec: MachineSpec) -> bool:
+        """Whether the kernel sets module permissions per page (CONFIG_STRICT_MODULE_RWX,
+        CONFIG_DEBUG_SET_MODULE_RONX before 4.11): the layout then starts text, rodata,
+        ro_after_init and data on page boundaries. Default: yes."""
+        return True
+
+    def vermagic(self, spec: MachineSpec) -> str:
+        """The kernel's VERMAGIC_STRING (include/linux/vermagic.h): what a module's
+        ``vermagic=`` must equal. Default: ``"<release> SMP mod_unload "``, the release
+        being UTS_RELEASE (``6.6.0``: VERSION.PATCHLEVEL.SUBLEVEL)."""
+        v = spec.kernel
+        return f"{v.major}.{v.minor}.{v.patch} SMP mod_unload "
+
     def kernel_fault_fixup(self, kernel, fault: Fault) -> str | None:
         """Called by the fault path for every kernel-mode fault on a kernel address, before
         the spurious-fault check: fix what the arch fixes lazily (x86's and RISC-V's

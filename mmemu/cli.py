@@ -199,6 +199,37 @@ def walk_json(kernel, va: int) -> dict:
     return doc
 
 
+def _read_module(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise MmemuError(f"cannot read module {path}: {exc.strerror or exc}") from None
+
+
+def cmd_modinfo(args) -> int:
+    """What kmod's ``modinfo FILE`` prints: the file, then every .modinfo field in order."""
+    from .module.elf import ModuleFile
+    from .render.module import modinfo_text
+
+    mf = ModuleFile(_read_module(args.file), args.file)
+    sys.stdout.write(modinfo_text(mf, args.file))
+    return 0
+
+
+def cmd_insmod(args) -> int:
+    from .render.module import insmod_json, insmod_text
+
+    kernel = _boot(args)
+    load = kernel.load_module_steps(_read_module(args.file), args.file, stub_missing=args.stub_missing)
+    mod = load.run()
+    if args.json:
+        print(json.dumps(insmod_json(kernel, mod, load.steps), indent=2))
+    else:
+        sys.stdout.write(insmod_text(kernel, mod, load.steps))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """A headless tour of the mappings (mmemu.demo)."""
     from .demo import run
@@ -237,6 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
     _machine_options(s)
     s.add_argument("--json", action="store_true", help="print the walk as JSON")
     s.set_defaults(func=cmd_vtop)
+
+    s = sub.add_parser("modinfo", help="the .modinfo fields of a module file, as modinfo prints them",
+                       description="Print a kernel module's .modinfo fields (license, vermagic, ...) as kmod's "
+                                   "modinfo does.")
+    s.add_argument("file", help="a kernel module (.ko) or relocatable object (.o)")
+    s.set_defaults(func=cmd_modinfo)
+
+    s = sub.add_parser("insmod", help="load a module into the emulated kernel and show where it landed",
+                       description="Boot the machine, load a kernel module as the kernel's loader of that era "
+                                   "does (module_alloc, sections, relocations, symbols, permissions), and print "
+                                   "where each section landed, the relocations applied, the symbols resolved and "
+                                   "the page-table changes each step made.")
+    s.add_argument("file", help="a kernel module (.ko) or relocatable object (.o) for the machine's arch")
+    _machine_options(s)
+    s.add_argument("--stub-missing", action="store_true",
+                   help="bind every symbol the kernel does not export to a stub that stops the module if "
+                        "called, instead of failing with 'Unknown symbol'")
+    s.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    s.set_defaults(func=cmd_insmod)
 
     s = sub.add_parser("demo", help="a headless tour of the kernel's mappings", description="Boot an i386 machine with HighMem and an x86_64 one (or the arches named with --arch), make each kind of kernel mapping, run user code that faults its pages in, fork, and oops; print what each step looks like in the kernel's own formats.")
     s.add_argument("--arch", action="append", default=[], help="tour this arch instead (repeatable)")

@@ -69,3 +69,13 @@ class SegmentationFault(MmemuError):
         super().__init__(report)
         self.report = report
         self.fault = fault
+
+
+class ModuleError(MmemuError):
+    """A module the kernel's loader refuses: a malformed or foreign ELF file, an unknown
+    symbol, a relocation it cannot apply, an init that failed. ``errno`` is the error the
+    kernel's ``load_module`` returns (ENOEXEC 8 by default, ENOENT 2 for an unknown symbol)."""
+
+    def __init__(self, message: str, errno: int = 8):
+        super().__init__(message)
+        self.errno = errno

@@ -72,3 +72,19 @@ def mmemu_mapping_changed(kernel, event):
 
     Returns: nothing (results are ignored). Observers must not change the tables from here.
     """
+
+
+@hookspec
+def mmemu_kernel_symbols(kernel):
+    """Export more kernel symbols to modules.
+
+    Called by: the module loader (:mod:`mmemu.kernel.module`), once per booted kernel, the
+    first time a module's undefined symbols are resolved (``kernel.ksymtab``), after
+    mmemu's own exports of the kernel's era are listed.
+
+    ``kernel``: the :class:`mmemu.kernel.Kernel` whose symbol table is being built.
+
+    Returns: a list of symbol names (str) this plugin exports; each gets an address in the
+    kernel's text, in the order given, after mmemu's own. A name already exported is
+    ignored.
+    """

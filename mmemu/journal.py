@@ -43,12 +43,15 @@ class FaultInjection:
 class Journal:
     """The undo log of the operation running now (None: no operation)."""
 
-    __slots__ = ("undo", "commit_actions", "injection")
+    __slots__ = ("undo", "commit_actions", "injection", "held")
 
     def __init__(self):
         self.undo: list | None = None
         self.commit_actions: list = []
         self.injection: FaultInjection | None = None
+        #: what holds an unfinished transaction between its steps (a module load run step
+        #: by step): no other operation may start until it resumes and ends
+        self.held: str | None = None
 
     @property
     def active(self) -> bool:
@@ -74,6 +77,22 @@ class Journal:
         self.commit_actions = []
         for fn, args in reversed(undo):
             fn(*args)
+
+    def hold(self, what: str) -> tuple[list, list]:
+        """Pause the running transaction between two steps of one operation (a module load
+        run step by step): its undo log and its commit actions (the deferred frees, the
+        events) are handed to the caller, nothing is committed, and until :meth:`resume`
+        no other operation may start (it would interleave with a change that may still be
+        undone). *what* names the holder in that refusal."""
+        held = (self.undo, self.commit_actions)
+        self.undo, self.commit_actions, self.held = None, [], what
+        return held
+
+    def resume(self, held: tuple[list, list]) -> None:
+        """Continue a transaction paused by :meth:`hold`; it then commits or rolls back as
+        any other."""
+        self.undo, self.commit_actions = held
+        self.held = None
 
     def record(self, fn: Callable, *args) -> None:
         """Undo by calling ``fn(*args)`` if the operation fails."""

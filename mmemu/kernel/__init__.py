@@ -18,6 +18,7 @@ from .fault import FaultMixin, FaultResolution
 from .fixmap import FixmapMixin
 from .highmem import HighmemMixin
 from .invariants import InvariantsMixin
+from .module import Module, ModuleLoad, ModuleMixin
 from .process import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -33,12 +34,12 @@ from .process import (
 )
 from .vmalloc import VmallocMixin, VmapArea, VmStruct
 
-__all__ = ["Kernel", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "VmStruct", "PROT_NONE", "PROT_READ",
+__all__ = ["Kernel", "Module", "ModuleLoad", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "VmStruct", "PROT_NONE", "PROT_READ",
            "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS"]
 
 
-class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMixin, FaultMixin, InvariantsMixin,
-             KernelBase):
+class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMixin, FaultMixin, ModuleMixin,
+             InvariantsMixin, KernelBase):
     """A booted machine (see :func:`mmemu.boot`).
 
     Construction is the boot, in order: the spec's arch options validated (with their
@@ -68,6 +69,7 @@ class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMix
             self._init_vmalloc()
             self._init_processes()
             self._init_faults()
+            self._init_modules()
             self.pm.hook.mmemu_boot(kernel=self)
         except BaseException:
             self.mem.close()

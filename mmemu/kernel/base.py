@@ -52,6 +52,8 @@ def operation(fn):
         j = self.journal
         if j.undo is not None:  # inside another operation: that one commits or rolls back
             return fn(self, *args, **kwargs)
+        if j.held is not None:
+            raise MmemuError(f"{fn.__name__}: {j.held} is in progress; finish it or abandon it first")
         j.begin()
         try:
             result = fn(self, *args, **kwargs)

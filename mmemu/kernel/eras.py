@@ -26,6 +26,23 @@ MM = EraTable(
     Feature("map_shared_validate", since="4.15",
             source="mm/mmap.c do_mmap (4.15): MAP_SHARED_VALIDATE (MAP_SHARED | MAP_PRIVATE) is a shared mapping "
                    "whose flags are checked; before, that combination is -EINVAL"),
+    Variant("printk_symbol", [("5.15", "_printk")], before="printk",
+            source="include/linux/printk.h (5.15, 'printk: Userspace format indexing support'): printk() is a "
+                   "macro around the exported _printk()"),
+    Variant("module_unknown_symbol", [("2.6.36", "{module}: Unknown symbol {name} (err 0)"),
+                                      ("4.19", "{module}: Unknown symbol {name} (err -2)")],
+            before="{module}: Unknown symbol {name}",
+            source="kernel/module.c simplify_symbols: no error code in 2.6.32 (read); '(err %li)' of "
+                   "PTR_ERR(ksym), 0 for a symbol that does not exist, in 4.0 (read; from resolve_symbol_wait, "
+                   "2.6.36 not verified here); '(err %d)' of PTR_ERR(ksym) ?: -ENOENT in 4.19 (read; the change "
+                   "between 4.0 and 4.19 is not dated here)"),
+    Feature("module_mem_types", since="6.4",
+            source="kernel/module/main.c (6.4, 'module: replace module_layout with module_memory'): one "
+                   "allocation per mod_mem_type (MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*); "
+                   "before, one core_layout and one init_layout"),
+    Feature("module_ro_after_init", since="4.8",
+            source="kernel/module.c (4.8, 'module: Add support for __ro_after_init data'): "
+                   ".data..ro_after_init gets SHF_RO_AFTER_INIT and its own group, read-only once init ran"),
     Feature("arch_sync_kernel_mappings", since="5.8",
             source="mm/vmalloc.c, include/linux/pgtable.h (5.8): arch_sync_kernel_mappings() after a vmap "
                    "modified top-level entries the arch asks to sync (ARCH_PAGE_TABLE_SYNC_MASK)"),

@@ -619,6 +619,20 @@ def failure_operations(k) -> list:
         ("read (demand faults)", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE)),
          lambda k, pa: k.read(pa[1], 3 * PAGE, user=True, process=pa[0])),
     ]
+    if k.arch.module_relocations(k.spec) is not None:
+        from .modules import synthetic_module
+
+        def unloaded(k, name):
+            if k.find_module(name):
+                k.delete_module(name)
+            return synthetic_module(k, name)
+
+        def loaded(k, name):
+            if not k.find_module(name):
+                k.load_module(synthetic_module(k, name), f"{name}.ko")
+            return name
+        ops += [("load_module", lambda k: unloaded(k, "safety_load"), lambda k, data: k.load_module(data, "s.ko")),
+                ("delete_module", lambda k: loaded(k, "safety_rm"), lambda k, name: k.delete_module(name))]
     if fixslots:
         slot = fixslots[len(fixslots) // 2]
         ops += [("set_fixmap", lambda k: k.alloc_pages(0, "Normal", owner="safety"),

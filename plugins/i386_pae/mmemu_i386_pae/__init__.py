@@ -15,3 +15,8 @@ ARCH = X86_32Arch("i386_pae", "i386 with PAE, 3-level paging (4 KiB and 2 MiB pa
 @hookimpl
 def mmemu_register_arch():
     return [ARCH]
+
+
+@hookimpl
+def mmemu_kernel_symbols(kernel):
+    return ARCH.exported_symbols(kernel) if kernel.arch is ARCH else []

@@ -35,6 +35,50 @@ X86_MM = EraTable(
                    "addresses that are marked as E820_RAM') the memblock (E820_RAM) ranges, [0, 1M) always"),
     Variant("root_symbol_64", [("4.14", "init_top_pgt")], before="init_level4_pgt",
             source="arch/x86/kernel/head_64.S: init_level4_pgt renamed init_top_pgt for 5-level paging (4.14)"),
+    Feature("fentry", since="4.19",
+            source="arch/x86/kernel/ftrace_64.S, ftrace_32.S: __fentry__ exported; -mfentry is x86_64's from "
+                   "3.4 ('ftrace/x86: Add support for -mfentry to x86_64'), i386's from 4.19 (mcount before)"),
+    Feature("retpoline", since="4.15",
+            source="arch/x86/lib/retpoline.S (4.15, 'x86/retpoline: Add initial retpoline support'): "
+                   "__x86_indirect_thunk_<reg> exported"),
+    Feature("return_thunk", since="5.19",
+            source="arch/x86/lib/retpoline.S (5.19, retbleed: 'x86: Use return-thunk in asm code'): "
+                   "__x86_return_thunk exported"),
+    Feature("module_ronx", since="2.6.38",
+            source="arch/x86/Kconfig.debug CONFIG_DEBUG_SET_MODULE_RONX (2.6.38, 'x86: Add RO/NX protection for "
+                   "loadable kernel modules'; default n, set by the distributions' configs), CONFIG_STRICT_MODULE_RWX "
+                   "from 4.11 (forced on x86): text read-only, data not executable, each part page-aligned "
+                   "(debug_align); before 2.6.38 module memory stays RWX"),
+    Feature("module_alloc_nx", since="5.2",
+            source="arch/x86/kernel/module.c module_alloc (5.2, 'x86/modules: Avoid breaking W^X while loading "
+                   "modules', Nadav Amit): PAGE_KERNEL, then module_enable_x; PAGE_KERNEL_EXEC before"),
+    Feature("module_plt32_64", since="4.16",
+            source="arch/x86/kernel/module.c (4.16, 'x86: Treat R_X86_64_PLT32 as R_X86_64_PC32', H.J. Lu, for "
+                   "binutils 2.31's PLT32 calls; present in 4.19, read)"),
+    Feature("module_plt32_32", since="5.12",
+            source="arch/x86/kernel/module.c apply_relocate: R_386_PLT32 as R_386_PC32 ('x86/build: Treat "
+                   "R_386_PLT32 relocation as R_386_PC32', Fangrui Song, January 2021); absent from 5.10.13 (read), "
+                   "present in 6.10 (read); the merge release 5.12 is not verified here"),
+    Feature("module_pc64", since="5.0",
+            source="arch/x86/kernel/module.c apply_relocate_add: case R_X86_64_PC64 (64-bit place-relative "
+                   "references of the relative jump labels, Ard Biesheuvel); absent from 4.19 (read), present in 5.2 "
+                   "and 5.10 (read); the merge release 5.0 is not verified here"),
+    Feature("module_reloc_zero_check", since="4.15",
+            source="arch/x86/kernel/module.c (4.15, 'x86/module: Detect and skip invalid relocations', Josh "
+                   "Poimboeuf): a place that is not zero is refused; present in 4.19 and 5.10 (read)"),
+    Variant("module_reloc_nonzero", [
+        ("4.15", "x86/modules: Skipping invalid relocation target, existing value is nonzero for type {type}, "
+                 "loc {place:016x}, val {value:x}"),
+        ("6.3", "x86/modules: Invalid relocation target, existing value is nonzero for type {type}, "
+                "loc {place:016x}, val {value:x}")],
+        source="arch/x86/kernel/module.c: 'Skipping invalid relocation target' in 4.19 and 5.10 (read), 'Invalid "
+               "relocation target' in 6.10 (read), from 'livepatch,x86: Clear relocation targets on a module "
+               "removal' (Song Liu; 6.3 not verified here). loc is a %p: mmemu prints it unhashed, as with "
+               "no_hash_pointers"),
+    Variant("module_msg_prefix", [("3.7", "module: ")], before="module ",
+            source="arch/x86/kernel/module.c: printk(KERN_ERR \"module %s: ...\") in 2.6.12-2.6.3x (read); "
+                   "pr_err with pr_fmt KBUILD_MODNAME \": \" (\"module: \") in 4.19 (read), from Joe Perches' "
+                   "conversion of arch/x86 printks to pr_<level> (3.7 not verified here)"),
     Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],
             before="/sys/kernel/debug/kernel_page_tables",
             source="arch/x86/mm/debug_pagetables.c (4.15): the page_tables directory replaces kernel_page_tables"),
@@ -54,6 +98,39 @@ class X86Arch(Arch):
         if BIOS_PAGE not in layout.reserved:
             layout.reserved.append(BIOS_PAGE)
         return layout
+
+    def exported_symbols(self, kernel) -> list[str]:
+        """What an x86 kernel of this era exports for the code the compiler plants in a
+        module (the mmemu_kernel_symbols hook of the x86 plugins): ``__fentry__`` (ftrace
+        with -mfentry), ``__x86_return_thunk`` (return thunks), ``__x86_indirect_thunk_*``
+        (retpolines)."""
+        era = X86_MM(kernel.spec.kernel)
+        names = ["mcount"]
+        if era.fentry:
+            names.append("__fentry__")
+        if era.retpoline:
+            regs = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13",
+                    "r14", "r15") if kernel.paging.bits64 else ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp")
+            names += [f"__x86_indirect_thunk_{r}" for r in regs]
+        if era.return_thunk:
+            names.append("__x86_return_thunk")
+        return names
+
+    def module_strict_rwx(self, spec) -> bool:
+        return X86_MM(spec.kernel).module_ronx
+
+    def module_alloc(self, spec, layout):
+        """[MODULES_VADDR, MODULES_END) (i386: the vmalloc space), PAGE_KERNEL_EXEC, or
+        PAGE_KERNEL from 5.2 (module_enable_x makes the text executable)."""
+        s = layout.symbols
+        return s["MODULES_VADDR"], s["MODULES_END"], ("PAGE_KERNEL" if X86_MM(spec.kernel).module_alloc_nx
+                                                     else "PAGE_KERNEL_EXEC")
+
+    def module_relocations(self, spec):
+        from .relocs import i386_relocations, x86_64_relocations
+
+        era = X86_MM(spec.kernel)
+        return x86_64_relocations(era) if self.elf_machine == "EM_X86_64" else i386_relocations(era)
 
     def syncs_kernel_mappings(self, spec) -> bool:
         return X86_MM(spec.kernel).sync_kernel_mappings

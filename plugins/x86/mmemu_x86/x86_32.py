@@ -66,6 +66,11 @@ class X86_32Arch(X86Arch):
         cr4 = X86_CR4_PSE | X86_CR4_PGE | (X86_CR4_PAE if self.pae else 0)
         return CpuSetup(bits=32, cr0=CR0_KERNEL, cr4=cr4, efer=EFER_NXE if self.pae else 0, **SEGMENTS_32)
 
+    def vermagic(self, spec: MachineSpec) -> str:
+        """VERMAGIC_STRING with MODULE_ARCH_VERMAGIC = MODULE_PROC_FAMILY "686 " (a kernel
+        built for CONFIG_M686, arch/x86/include/asm/module.h)."""
+        return super().vermagic(spec) + "686 "
+
     def boot_page_sizes(self, spec: MachineSpec) -> tuple[int, ...]:
         small = 4 * KiB
         if no_large_pages(spec):

@@ -12,3 +12,8 @@ ARCH = X86_64Arch()
 @hookimpl
 def mmemu_register_arch():
     return [ARCH]
+
+
+@hookimpl
+def mmemu_kernel_symbols(kernel):
+    return ARCH.exported_symbols(kernel) if kernel.arch is ARCH else []

@@ -1,0 +1,491 @@
+"""Kernel modules: the loader of kernel/module.c (kernel/module/main.c from 6.4).
+
+A load is a sequence of the kernel's own steps, each a :class:`LoadStep` naming the kernel
+function and the page-table operations it made: the ELF checks, ``check_modinfo``,
+``layout_sections``, ``module_alloc`` of each region, the copy of each section
+(``move_module``), ``simplify_symbols``, the relocations of each section
+(``apply_relocate``/``apply_relocate_add``, from the arch plugin's table), the permissions
+(``module_enable_ro``/``module_enable_nx``, from the era's rules), and the freeing of the
+init part. :meth:`ModuleMixin.load_module` runs them all; :meth:`ModuleMixin.load_module_steps`
+hands them out one at a time. The whole load is one transaction: a step that fails
+leaves the kernel exactly as it was before the first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..errors import MmemuError, ModuleError
+from ..module.elf import (
+    SHF_ALLOC,
+    SHN_ABS,
+    SHN_COMMON,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    STB_LOCAL,
+    STB_WEAK,
+    STT_SECTION,
+    ModuleFile,
+)
+from ..module.layout import (
+    DATA,
+    RO_AFTER_INIT,
+    RODATA,
+    TEXT,
+    LayoutRules,
+    ModuleLayout,
+    layout_sections,
+)
+from ..module.reloc import RelocOverflow, RelocTable
+from ..units import PAGE_SIZE
+from .base import operation
+
+#: linux/module.h: module_state
+UNFORMED, COMING, LIVE, GOING = "MODULE_STATE_UNFORMED", "MODULE_STATE_COMING", "MODULE_STATE_LIVE", \
+    "MODULE_STATE_GOING"
+#: include/uapi/asm-generic/errno-base.h
+ENOENT, ENOEXEC, EEXIST = 2, 8, 17
+#: SHN_LIVEPATCH (include/uapi/linux/elf.h): resolved by the livepatch core, not the loader
+SHN_LIVEPATCH = 0xFF20
+
+
+@dataclass
+class LoadStep:
+    """One step of a module load: the kernel function, what it did, and the page-table
+    operations it made (:class:`mmemu.pagetable.Operation`)."""
+
+    function: str
+    what: str
+    operations: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.function}: {self.what}"
+
+
+@dataclass
+class Module:
+    """``struct module``: a loaded module as the kernel keeps it."""
+
+    name: str
+    file: ModuleFile
+    layout: ModuleLayout
+    state: str = UNFORMED
+    #: the init and exit functions (``mod->init``, ``mod->exit``), None if it has none
+    init: int | None = None
+    exit: int | None = None
+    #: its defined symbols (what kallsyms lists), by name
+    symbols: dict[str, int] = field(default_factory=dict)
+    #: the kernel symbols it uses, by name, with the address each resolved to
+    resolved: dict[str, int] = field(default_factory=dict)
+    #: undefined symbols bound to a stub (``stub_missing``)
+    stubbed: list[str] = field(default_factory=list)
+    #: relocations applied, by type name
+    relocations: Counter = field(default_factory=Counter)
+    #: relocation entries of sections the kernel does not load (debug info...), skipped
+    skipped_relocations: int = 0
+    vermagic: str = ""
+    license: str = ""
+
+    def section_address(self, name: str) -> int | None:
+        for p in self.layout.placements.values():
+            if p.section.name == name:
+                return p.address
+        return None
+
+
+class ModuleLoad:
+    """A module load run one step at a time (an iterator of :class:`LoadStep`).
+
+    Between two steps the load's transaction is held open (:meth:`mmemu.journal.Journal.hold`):
+    the kernel may be inspected (walks, reads of RAM, ptdump), but no other operation runs
+    until the load ends, by its last step or by :meth:`abandon`, which undoes every step.
+    A step that fails undoes every step and raises."""
+
+    def __init__(self, kernel, steps):
+        self.kernel = kernel
+        self._steps = steps
+        self._held = None
+        self.steps: list[LoadStep] = []
+        self.module: Module | None = None
+        self.done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> LoadStep:
+        if self.done:
+            raise StopIteration
+        k = self.kernel
+        j = k.journal
+        if self._held is None:
+            if j.undo is not None or j.held is not None:
+                raise MmemuError(f"a module load cannot start: {j.held or 'another operation'} is in progress")
+            j.begin()
+        else:
+            j.resume(self._held)
+            self._held = None
+        ops: list = []
+        k.pgtable.observers.append(ops.append)
+        try:
+            step = next(self._steps)
+        except StopIteration:
+            k.pgtable.observers.remove(ops.append)
+            self.done = True
+            j.commit()
+            raise
+        except BaseException:
+            k.pgtable.observers.remove(ops.append)
+            self.done = True
+            j.rollback()
+            k._after_rollback()
+            raise
+        k.pgtable.observers.remove(ops.append)
+        step.operations = ops
+        self.steps.append(step)
+        self._held = j.hold(f"the load of module {self.module.name if self.module else '?'}")
+        return step
+
+    def run(self) -> Module:
+        """Every step left; the module, live."""
+        for _ in self:
+            pass
+        return self.module
+
+    def abandon(self) -> None:
+        """Stop the load here and undo every step made."""
+        if self.done:
+            return
+        self.done = True
+        if self._held is not None:
+            j = self.kernel.journal
+            j.resume(self._held)
+            self._held = None
+            j.rollback()
+            self.kernel._after_rollback()
+
+
+class ModuleMixin:
+    """``init_module``/``delete_module`` and what they need: the kernel's symbol table of
+    exports, the list of modules."""
+
+    def _init_modules(self) -> None:
+        #: the loaded modules, newest first (``modules`` list; lsmod's order)
+        self.modules: list[Module] = []
+        self._reloc_table: RelocTable | None = self.arch.module_relocations(self.spec)
+        self._ksyms: dict[str, int] | None = None
+        self._stub_syms: dict[str, int] = {}
+
+    # -- the kernel's symbol table -----------------------------------------------------
+
+    @property
+    def ksymtab(self) -> dict[str, int]:
+        """The exported symbols (``__ksymtab``) by name: each at its own address in the
+        kernel's text, where a call will be trapped."""
+        if self._ksyms is None:
+            from ..module.exports import export_names
+            names = export_names(self)
+            for extra in self.pm.hook.mmemu_kernel_symbols(kernel=self):
+                names += [n for n in extra if n not in names]
+            base = self._export_base()
+            self._ksyms = {name: base + 16 * i for i, name in enumerate(names)}
+        return self._ksyms
+
+    def _export_base(self) -> int:
+        """Where the export stubs live: the second page of the kernel's text (the first
+        holds the entry code of some eras' head files in a real image; mmemu keeps it
+        clear)."""
+        text = next(s for s in self.layout.image if s.name == "text")
+        return text.virt + PAGE_SIZE
+
+    def kernel_symbol_name(self, address: int) -> str | None:
+        """The export or stub at *address*, if any."""
+        for table in (self.ksymtab, self._stub_syms):
+            for name, addr in table.items():
+                if addr == address:
+                    return name
+        return None
+
+    def find_module(self, name: str) -> Module | None:
+        return next((m for m in self.modules if m.name == name), None)
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load_module_steps(self, data: bytes, name: str | None = None, *, stub_missing: bool = False) -> ModuleLoad:
+        """A load of the module in *data* (a relocatable ELF object), to run one step at a
+        time: iterate the returned :class:`ModuleLoad`. *name*: what messages call the
+        file. *stub_missing*: bind every undefined symbol the kernel does not export to a
+        stub (which stops the module if it is ever called) instead of failing the load."""
+        if self._reloc_table is None:
+            raise ModuleError(f"arch {self.arch.name}: mmemu loads no modules on this arch (it supplies no "
+                              "relocation table)")
+        mf = ModuleFile(data, name or "module")
+        load = ModuleLoad(self, None)
+        load._steps = self._load_steps(load, mf, stub_missing)
+        return load
+
+    def load_module(self, data: bytes, name: str | None = None, *, stub_missing: bool = False) -> Module:
+        """``init_module(2)``: load the module in *data*, all steps. Raises
+        :class:`ModuleError` (the kernel's message) with the kernel as it was."""
+        return self.load_module_steps(data, name, stub_missing=stub_missing).run()
+
+    def _layout_rules(self) -> LayoutRules:
+        era = self.era
+        return LayoutRules(mem_types=era.module_mem_types, ro_after_init=era.module_ro_after_init,
+                           page_aligned=self.arch.module_strict_rwx(self.spec))
+
+    def _load_steps(self, load: ModuleLoad, mf: ModuleFile, stub_missing: bool):
+        table = self._reloc_table
+        # -- elf_validity_check / elf_header_check: the arch's machine and class
+        want_class = 64 if self.paging.bits64 else 32
+        if mf.machine != self.arch.elf_machine or mf.elfclass != want_class:
+            raise ModuleError(f"{mf.name}: Invalid architecture in ELF header: {mf.e_machine} (ELFCLASS"
+                              f"{mf.elfclass}, {mf.machine}; this kernel loads ELFCLASS{want_class} "
+                              f"{self.arch.elf_machine})")
+        yield LoadStep("elf_validity_check", f"{mf.name}: ELFCLASS{mf.elfclass} relocatable object for "
+                       f"{mf.machine}, {len(mf.sections)} sections, {len(mf.symbols)} symbols")
+
+        # -- check_modinfo: the version magic, the name, the license
+        name = mf.get_modinfo("name") or _name_from_file(mf.name)
+        vermagic = mf.get_modinfo("vermagic")
+        expected = self.arch.vermagic(self.spec)
+        if vermagic is None:
+            # kernel/module.c check_modinfo: a module without vermagic is refused unless forced
+            # check_modinfo: try_to_force_load(mod, "bad vermagic") fails without
+            # CONFIG_MODULE_FORCE_LOAD, silently
+            raise ModuleError(f"{name}: the module has no vermagic in .modinfo: the kernel refuses it "
+                              "(-ENOEXEC, no message)")
+        if vermagic != expected:
+            raise ModuleError(f"{name}: version magic '{vermagic}' should be '{expected}'")
+        if self.find_module(name) is not None:
+            raise ModuleError(f"{name}: a module of this name is already loaded (-EEXIST)", EEXIST)
+        mod = Module(name, mf, ModuleLayout([], {}), vermagic=vermagic, license=mf.get_modinfo("license") or "")
+        load.module = mod
+        yield LoadStep("check_modinfo", f"module {name}: vermagic '{vermagic}'"
+                       + (f", license {mod.license}" if mod.license else ", no license"))
+
+        # -- layout_sections: .modinfo and __versions are not loaded (their SHF_ALLOC is
+        # cleared in setup_load_info/rewrite_section_headers)
+        skip = frozenset(s.index for s in mf.sections if s.name in (".modinfo", "__versions")
+                         or (s.name == ".data..percpu" and s.flags & SHF_ALLOC))
+        mod.layout = layout_sections(mf, self._layout_rules(), skip)
+        if not mod.layout.regions:
+            raise ModuleError(f"{name}: the module has no section to load")
+        yield LoadStep("layout_sections", ", ".join(f"{r.name} {r.size:#x} bytes" for r in mod.layout.regions))
+
+        # -- move_module: module_alloc each region, zero it, copy the sections in
+        start, end, prot = self.arch.module_alloc(self.spec, self.layout)
+        for region in mod.layout.regions:
+            region.base = self.vmalloc_range(region.size, start, end, prot, caller="module_alloc")
+            self._module_write(region.base, bytes(region.size))
+            yield LoadStep("module_alloc", f"{region.name}: {region.size:#x} bytes at {region.base:#x} ({prot})")
+        for p in sorted(mod.layout.placements.values(), key=lambda p: (p.region.base or 0, p.offset)):
+            if p.address is None:
+                continue  # an empty section of a region with nothing in it (never allocated)
+            if not p.section.nobits and p.section.size:
+                self._module_write(p.address, mf.section_data(p.section))
+            yield LoadStep("move_module", f"{p.section.name or '?'}: {p.section.size:#x} bytes at {p.address:#x}"
+                           + (" (zeroed: SHT_NOBITS)" if p.section.nobits else ""))
+
+        # -- simplify_symbols
+        values = self._simplify_symbols(mod, stub_missing)
+        init = mf.symbol("init_module")
+        exit_ = mf.symbol("cleanup_module")
+        mod.init = values[init.index] if init else None
+        mod.exit = values[exit_.index] if exit_ else None
+        yield LoadStep("simplify_symbols", f"{len(mod.resolved)} kernel symbols resolved"
+                       + (f", {len(mod.stubbed)} stubbed" if mod.stubbed else "")
+                       + f", {len(mod.symbols)} defined")
+
+        # -- apply_relocations: the relocation sections of loaded sections
+        for rel in mf.relocations:
+            target = mod.layout.placements.get(rel.target)
+            if target is None:
+                mod.skipped_relocations += len(rel)
+                continue
+            counts = self._apply_relocations(mod, rel, target, values, table)
+            yield LoadStep("apply_relocate_add" if table.rela else "apply_relocate",
+                           f"{rel.section.name}: {len(rel)} relocations of {target.section.name} ("
+                           + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + ")")
+
+        # -- module_enable_ro / module_enable_nx (set_memory_*): per kind of memory, in the
+        # eras that protect module memory at all
+        mod.state = COMING
+        strict = self.arch.module_strict_rwx(self.spec)
+        if strict:
+            self._set_module_permissions(mod, after_init=False)
+            yield LoadStep("module_enable_ro", "text read-only and executable, rodata read-only, data not "
+                                               "executable")
+
+        # -- do_init_module: (the init function runs in the CPU issue's next part) then
+        # ro_after_init made read-only and the init part freed
+        if strict:
+            self._set_module_permissions(mod, after_init=True)
+        freed = []
+        for region in mod.layout.regions:
+            if region.init:
+                self._module_free(region.base)
+                freed.append(f"{region.name} {region.size:#x} bytes at {region.base:#x}")
+        mod.state = LIVE
+        self.journal.insert(self.modules, 0, mod)
+        yield LoadStep("do_init_module", f"module {name} live" + (f"; init freed: {', '.join(freed)}" if freed else ""))
+
+    def _module_write(self, va: int, data: bytes) -> None:
+        """Write into module memory through the vmalloc area's frames (the loader's memcpy
+        on the module's own mapping)."""
+        area = self.find_vmap_area(va)
+        pages = area.vm.pages
+        base = area.va_start
+        pos = 0
+        while pos < len(data):
+            off = va + pos - base
+            n = min(len(data) - pos, PAGE_SIZE - (off & (PAGE_SIZE - 1)))
+            self.mem.write((pages[off // PAGE_SIZE] << 12) + (off & (PAGE_SIZE - 1)), data[pos:pos + n])
+            pos += n
+        self.code_generation += 1
+
+    def _module_read(self, va: int, n: int) -> bytes:
+        area = self.find_vmap_area(va)
+        off = va - area.va_start
+        out = b""
+        while len(out) < n:
+            take = min(n - len(out), PAGE_SIZE - (off & (PAGE_SIZE - 1)))
+            out += self.mem.read((area.vm.pages[off // PAGE_SIZE] << 12) + (off & (PAGE_SIZE - 1)), take)
+            off += take
+        return out
+
+    def _module_free(self, va: int) -> None:
+        """``module_memfree``: vfree of the region."""
+        self.vfree(va)
+
+    def _simplify_symbols(self, mod: Module, stub_missing: bool) -> list[int]:
+        """``simplify_symbols``: every symbol's final value (by symbol index)."""
+        mf = mod.file
+        values = [0] * len(mf.symbols)
+        ksyms = self.ksymtab
+        placements = mod.layout.placements
+        missing = []
+        for sym in mf.symbols[1:]:
+            if sym.shndx == SHN_COMMON:
+                # kernel/module.c simplify_symbols
+                raise ModuleError(f"{mod.name}: please compile with -fno-common")
+            if sym.shndx == SHN_ABS or sym.shndx == SHN_LIVEPATCH:
+                values[sym.index] = sym.value
+            elif sym.shndx == SHN_UNDEF:
+                addr = ksyms.get(sym.name)
+                if addr is None and sym.name in self._stub_syms:
+                    addr = self._stub_syms[sym.name]
+                if addr is None:
+                    if sym.bind == STB_WEAK:
+                        continue  # an undefined weak symbol is 0
+                    if stub_missing:
+                        addr = self._stub_for(sym.name)
+                        mod.stubbed.append(sym.name)
+                    else:
+                        missing.append(sym.name)
+                        continue
+                values[sym.index] = addr
+                mod.resolved[sym.name] = addr
+            elif sym.shndx < SHN_LORESERVE:
+                p = placements.get(sym.shndx)
+                if p is None:
+                    continue  # a symbol of a section not loaded (debug info): never relocated against
+                values[sym.index] = (p.address or 0) + sym.value  # sh_addr 0: an empty, unallocated region
+                if sym.bind != STB_LOCAL and sym.type != STT_SECTION and sym.name:
+                    mod.symbols[sym.name] = values[sym.index]
+        if missing:
+            # kernel/module.c resolve_symbol_wait / simplify_symbols: "%s: Unknown symbol %s (err %d)"
+            raise ModuleError("\n".join(self.era.module_unknown_symbol.format(module=mod.name, name=n)
+                                        for n in missing), ENOENT)
+        return values
+
+    def _stub_for(self, name: str) -> int:
+        """An address for an undefined symbol bound with ``stub_missing``: after the exports,
+        in the kernel's text."""
+        addr = self._stub_syms.get(name)
+        if addr is None:
+            addr = self._export_base() + 16 * (len(self.ksymtab) + len(self._stub_syms))
+            self.journal.setitem(self._stub_syms, name, addr)
+        return addr
+
+    def _apply_relocations(self, mod: Module, rel, target, values: list[int], table: RelocTable) -> Counter:
+        """One relocation section, in the order of its entries: the target section is read
+        once, relocated in a host buffer, and written back once."""
+        counts: Counter = Counter()
+        base = target.address
+        size = target.section.size
+        buf = bytearray(self._module_read(base, size)) if size else bytearray()
+        types = table.types
+        rela = table.rela
+        addends = rel.addends
+        for i, (off, rtype, symi) in enumerate(zip(rel.offsets, rel.types, rel.symbols)):
+            kind = types.get(rtype)
+            if kind is None:
+                raise ModuleError(table.unknown.format(module=mod.name, type=rtype))
+            width = kind.width
+            if width and off + width > size:
+                raise ModuleError(f"{mod.name}: relocation {i} of {rel.section.name} at offset {off:#x} is outside "
+                                  f"{target.section.name} ({size:#x} bytes)")
+            A = addends[i] if rela else int.from_bytes(buf[off:off + width], "little", signed=True)
+            place = base + off
+            try:
+                width, value = kind.apply(values[symi], A, place)
+            except RelocOverflow as exc:
+                raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
+            if width:
+                if kind.zero_target and any(buf[off:off + width]):
+                    raise ModuleError(table.nonzero.format(type=rtype, place=place, value=value))
+                buf[off:off + width] = value.to_bytes(width, "little")
+            counts[kind.name] += 1
+        if size:
+            self._module_write(base, bytes(buf))
+        mod.relocations.update(counts)
+        return counts
+
+    def _set_module_permissions(self, mod: Module, after_init: bool) -> None:
+        """``module_enable_ro``/``module_enable_nx``/``module_enable_x`` (before init: text
+        RX, rodata RO, ro_after_init and data RW+NX) and, after init, ro_after_init RO.
+        Each change is ``set_memory_*`` on the module's mapping, with its TLB flush."""
+        prots = {TEXT: "PAGE_KERNEL_RX", RODATA: "PAGE_KERNEL_RO", DATA: "PAGE_KERNEL",
+                 RO_AFTER_INIT: "PAGE_KERNEL_RO" if after_init else "PAGE_KERNEL"}
+        for region in mod.layout.regions:
+            if region.init and after_init:
+                continue
+            for span in region.spans:
+                if after_init and span.kind != RO_AFTER_INIT:
+                    continue
+                start = region.base + (span.start & ~(PAGE_SIZE - 1))
+                end = region.base + ((span.end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+                if end > start:
+                    self.pgtable.protect(self.pgd, start, end - start, self.pgprot[prots[span.kind]],
+                                         writer="set_memory_" + {TEXT: "rox", RODATA: "ro", DATA: "nx"}.get(
+                                             span.kind, "ro" if after_init else "nx"))
+                    self.flush_tlb_kernel_range(start, end)
+
+    # -- unloading ----------------------------------------------------------------------
+
+    @operation
+    def delete_module(self, name: str) -> None:
+        """``delete_module(2)``: free every region of the module (its exit function runs in
+        the CPU issue's next part) and drop it from the list."""
+        if not isinstance(name, str):
+            raise MmemuError(f"delete_module: name must be a str, not {type(name).__name__}")
+        mod = self.find_module(name)
+        if mod is None:
+            raise ModuleError(f"delete_module: no module {name!r} is loaded (-ENOENT)", ENOENT)
+        self.journal.set(mod, "state", GOING)
+        for region in mod.layout.regions:
+            if not region.init:
+                self._module_free(region.base)
+        self.journal.remove(self.modules, mod)
+
+
+def _name_from_file(path: str) -> str:
+    """The module's name from its file when .modinfo has no ``name=`` (before 5.3's modpost
+    added it): the file's stem, ``-`` as ``_`` (kbuild's KBUILD_MODNAME)."""
+    stem = path.rsplit("/", 1)[-1]
+    for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko", ".o"):
+        if stem.endswith(ext):
+            stem = stem[:-len(ext)]
+            break
+    return stem.replace("-", "_")

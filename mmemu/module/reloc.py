@@ -1,0 +1,61 @@
+"""Relocation tables: what an arch plugin gives the module loader.
+
+A table maps a relocation type (the number in ``ELF_R_TYPE(r_info)``) to a small function
+that computes what is written at the place, from the psABI's symbols: ``S`` (the symbol's
+address), ``A`` (the addend: ``r_addend`` of a RELA entry, or the word already at the place
+for REL), ``P`` (the place's address). Each function's docstring gives its psABI formula;
+it returns ``(width in bytes, value)`` or raises :class:`RelocOverflow`, and the loader
+writes the value little-endian. The set of types is exactly what the kernel's
+``apply_relocate`` / ``apply_relocate_add`` of that arch and era accepts: any other type
+fails the load with the kernel's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class RelocOverflow(Exception):
+    """Raised by a relocation function: *value* does not fit the place. The loader turns it
+    into a :class:`ModuleError` with the arch's message (``overflow in relocation type``)."""
+
+    def __init__(self, value: int):
+        super().__init__(f"{value:#x}")
+        self.value = value
+
+
+@dataclass(frozen=True)
+class RelocType:
+    """One relocation type: its number, its psABI name, and the function computing it."""
+
+    number: int
+    name: str
+    apply: Callable[[int, int, int], tuple[int, int]]
+    #: the width of the place (bytes) for a REL table, whose addend is read from it
+    width: int = 4
+    #: the kernel refuses to overwrite a place that is not zero (x86_64 5.x+: a
+    #: relocation applied twice); checked by the loader before writing
+    zero_target: bool = False
+
+
+@dataclass(frozen=True)
+class RelocTable:
+    """An arch's relocations for one era.
+
+    ``rela``: the arch uses SHT_RELA (explicit addends; x86_64) or SHT_REL (addend in the
+    place; i386). ``unknown``: the kernel's message for a type not in ``types`` (a
+    format with ``{module}`` and ``{type}``). ``overflow``: its message for a value that
+    does not fit (``{module}``, ``{type}``, ``{value}``). ``nonzero``: its message for a
+    place that is not zero where ``zero_target`` is set (``{type}``, ``{place}``,
+    ``{value}``)."""
+
+    types: dict[int, RelocType]
+    rela: bool
+    unknown: str
+    overflow: str
+    nonzero: str = ""
+
+    def name(self, number: int) -> str:
+        t = self.types.get(number)
+        return t.name if t else f"type {number}"
