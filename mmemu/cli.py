@@ -221,12 +221,15 @@ def cmd_insmod(args) -> int:
     from .render.module import insmod_json, insmod_text
 
     kernel = _boot(args)
-    load = kernel.load_module_steps(_read_module(args.file), args.file, stub_missing=args.stub_missing)
+    first = len(kernel.log)
+    load = kernel.load_module_steps(_read_module(args.file), args.file, stub_missing=args.stub_missing,
+                                    force_vermagic=args.force_vermagic)
     mod = load.run()
+    log = [r.text for r in kernel.log[first:]]
     if args.json:
-        print(json.dumps(insmod_json(kernel, mod, load.steps), indent=2))
+        print(json.dumps(insmod_json(kernel, mod, load.steps, log), indent=2))
     else:
-        sys.stdout.write(insmod_text(kernel, mod, load.steps))
+        sys.stdout.write(insmod_text(kernel, mod, load.steps, log))
     return 0
 
 
@@ -285,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stub-missing", action="store_true",
                    help="bind every symbol the kernel does not export to a stub that stops the module if "
                         "called, instead of failing with 'Unknown symbol'")
+    s.add_argument("--force-vermagic", action="store_true",
+                   help="ignore a version magic that differs from the kernel's, as modprobe --force-vermagic "
+                        "does (the kernel is tainted F)")
     s.add_argument("--json", action="store_true", help="print everything as one JSON object")
     s.set_defaults(func=cmd_insmod)
 

@@ -374,3 +374,26 @@ def test_the_unknown_symbol_line_of_each_era(boot):
         with pytest.raises(ModuleError) as err:
             k.load_module(bad, "s.ko")
         assert str(err.value) == line.replace("kfreX", name)
+
+
+def test_taints_and_the_kernel_log(boot):
+    """check_modinfo's taints: O (no intree=Y in .modinfo) with its message once per boot
+    (4.19+), F for a forced version magic, P for a license that is not GPL-compatible."""
+    k = boot(arch="x86_64", kernel="6.1", ram="1G")
+    hello = obj("x86_64", "6.6", "hello").read_bytes()
+    with pytest.raises(ModuleError, match="version magic"):
+        k.load_module(hello, "hello.o")
+    assert k.taints == set() and "version magic '6.6.0 SMP mod_unload ' should be" in k.dmesg()
+    mod = k.load_module(hello, "hello.o", force_vermagic=True)
+    assert mod.taints == "FO" and k.taints == {"F", "O"}
+    assert "hello: bad vermagic: kernel tainted.\nhello: loading out-of-tree module taints kernel.\n" in k.dmesg()
+    proprietary = obj("x86_64", "6.6", "vbuf").read_bytes().replace(b"license=GPL\0", b"license=BSD\0")
+    mod = k.load_module(proprietary, "vbuf.o", force_vermagic=True)
+    assert mod.taints == "PFO"
+    assert "vbuf: module license 'BSD' taints kernel." in k.dmesg()
+    assert k.dmesg().count("loading out-of-tree module taints kernel.") == 1  # once per boot
+    old = boot(arch="x86_64", kernel="4.0", ram="1G")
+    # the 3.10 object's vermagic made 4.0's, its length kept (a NUL more ends it)
+    data = obj("x86_64", "3.10", "hello").read_bytes().replace(b"3.10.0 SMP mod_unload ", b"4.0.0 SMP mod_unload \0")
+    assert old.load_module(data, "hello.o").taints == "O"
+    assert "taints" not in old.dmesg()  # 4.0 sets O silently

@@ -19,6 +19,7 @@ from .fixmap import FixmapMixin
 from .highmem import HighmemMixin
 from .invariants import InvariantsMixin
 from .module import Module, ModuleLoad, ModuleMixin
+from .printk import LogMixin, LogRecord
 from .process import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -34,12 +35,12 @@ from .process import (
 )
 from .vmalloc import VmallocMixin, VmapArea, VmStruct
 
-__all__ = ["Kernel", "Module", "ModuleLoad", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "VmStruct", "PROT_NONE", "PROT_READ",
+__all__ = ["Kernel", "Module", "ModuleLoad", "LogRecord", "Fault", "FaultResolution", "Process", "Vma", "VmapArea", "VmStruct", "PROT_NONE", "PROT_READ",
            "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS"]
 
 
 class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMixin, FaultMixin, ModuleMixin,
-             InvariantsMixin, KernelBase):
+             LogMixin, InvariantsMixin, KernelBase):
     """A booted machine (see :func:`mmemu.boot`).
 
     Construction is the boot, in order: the spec's arch options validated (with their
@@ -63,6 +64,7 @@ class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMix
             # from now on every operation is a transaction over all of these
             self.mem.journal = self.frames.journal = self.pgtable.journal = self.journal
             self._init_events()
+            self._init_log()
             self._init_direct()
             self._init_fixmap()
             self._init_highmem()

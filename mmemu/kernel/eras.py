@@ -36,6 +36,10 @@ MM = EraTable(
                    "PTR_ERR(ksym), 0 for a symbol that does not exist, in 4.0 (read; from resolve_symbol_wait, "
                    "2.6.36 not verified here); '(err %d)' of PTR_ERR(ksym) ?: -ENOENT in 4.19 (read; the change "
                    "between 4.0 and 4.19 is not dated here)"),
+    Variant("module_oot_taint", [("3.2", "silent"), ("4.19", "warn")], before="",
+            source="kernel/module.c: TAINT_OOT_MODULE (O) for a module without MODULE_INFO(intree, \"Y\") from 3.2 "
+                   "(not in 2.6.32, read; set silently in 4.0, read); '%s: loading out-of-tree module taints "
+                   "kernel.' once per boot in 4.19 (read; the release that added the message is not dated here)"),
     Feature("module_mem_types", since="6.4",
             source="kernel/module/main.c (6.4, 'module: replace module_layout with module_memory'): one "
                    "allocation per mod_mem_type (MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*); "

@@ -86,6 +86,8 @@ class Module:
     skipped_relocations: int = 0
     vermagic: str = ""
     license: str = ""
+    #: the module's taint letters (what ``Modules linked in:`` shows in parentheses)
+    taints: str = ""
 
     def section_address(self, name: str) -> int | None:
         for p in self.layout.placements.values():
@@ -211,30 +213,41 @@ class ModuleMixin:
 
     # -- loading ------------------------------------------------------------------------
 
-    def load_module_steps(self, data: bytes, name: str | None = None, *, stub_missing: bool = False) -> ModuleLoad:
+    def load_module_steps(self, data: bytes, name: str | None = None, *, stub_missing: bool = False,
+                          force_vermagic: bool = False) -> ModuleLoad:
         """A load of the module in *data* (a relocatable ELF object), to run one step at a
         time: iterate the returned :class:`ModuleLoad`. *name*: what messages call the
         file. *stub_missing*: bind every undefined symbol the kernel does not export to a
-        stub (which stops the module if it is ever called) instead of failing the load."""
+        stub (which stops the module if it is ever called) instead of failing the load.
+        *force_vermagic*: ``modprobe --force-vermagic`` (MODULE_INIT_IGNORE_VERMAGIC on a
+        kernel with CONFIG_MODULE_FORCE_LOAD): a version magic that differs is ignored, and
+        the kernel tainted (F)."""
         if self._reloc_table is None:
             raise ModuleError(f"arch {self.arch.name}: mmemu loads no modules on this arch (it supplies no "
                               "relocation table)")
         mf = ModuleFile(data, name or "module")
         load = ModuleLoad(self, None)
-        load._steps = self._load_steps(load, mf, stub_missing)
+        load._steps = self._load_steps(load, mf, stub_missing, force_vermagic)
         return load
 
-    def load_module(self, data: bytes, name: str | None = None, *, stub_missing: bool = False) -> Module:
+    def load_module(self, data: bytes, name: str | None = None, *, stub_missing: bool = False,
+                    force_vermagic: bool = False) -> Module:
         """``init_module(2)``: load the module in *data*, all steps. Raises
-        :class:`ModuleError` (the kernel's message) with the kernel as it was."""
-        return self.load_module_steps(data, name, stub_missing=stub_missing).run()
+        :class:`ModuleError` (the kernel's message, also printed to the kernel log) with
+        the kernel as it was."""
+        load = self.load_module_steps(data, name, stub_missing=stub_missing, force_vermagic=force_vermagic)
+        try:
+            return load.run()
+        except ModuleError as exc:
+            self.printk(str(exc), "err")
+            raise
 
     def _layout_rules(self) -> LayoutRules:
         era = self.era
         return LayoutRules(mem_types=era.module_mem_types, ro_after_init=era.module_ro_after_init,
                            page_aligned=self.arch.module_strict_rwx(self.spec))
 
-    def _load_steps(self, load: ModuleLoad, mf: ModuleFile, stub_missing: bool):
+    def _load_steps(self, load: ModuleLoad, mf: ModuleFile, stub_missing: bool, force_vermagic: bool):
         table = self._reloc_table
         # -- elf_validity_check / elf_header_check: the arch's machine and class
         want_class = 64 if self.paging.bits64 else 32
@@ -249,20 +262,24 @@ class ModuleMixin:
         name = mf.get_modinfo("name") or _name_from_file(mf.name)
         vermagic = mf.get_modinfo("vermagic")
         expected = self.arch.vermagic(self.spec)
-        if vermagic is None:
-            # kernel/module.c check_modinfo: a module without vermagic is refused unless forced
-            # check_modinfo: try_to_force_load(mod, "bad vermagic") fails without
-            # CONFIG_MODULE_FORCE_LOAD, silently
-            raise ModuleError(f"{name}: the module has no vermagic in .modinfo: the kernel refuses it "
-                              "(-ENOEXEC, no message)")
-        if vermagic != expected:
+        forced = ""
+        if vermagic is None or (vermagic != expected and force_vermagic):
+            # kernel/module.c check_modinfo: try_to_force_load(mod, "bad vermagic") fails
+            # silently without CONFIG_MODULE_FORCE_LOAD, taints with it (modprobe --force-vermagic)
+            if not force_vermagic:
+                raise ModuleError(f"{name}: the module has no vermagic in .modinfo: the kernel refuses it "
+                                  "(-ENOEXEC, no message)")
+            forced = "bad vermagic"
+        elif vermagic != expected:
             raise ModuleError(f"{name}: version magic '{vermagic}' should be '{expected}'")
         if self.find_module(name) is not None:
             raise ModuleError(f"{name}: a module of this name is already loaded (-EEXIST)", EEXIST)
-        mod = Module(name, mf, ModuleLayout([], {}), vermagic=vermagic, license=mf.get_modinfo("license") or "")
+        mod = Module(name, mf, ModuleLayout([], {}), vermagic=vermagic or "", license=mf.get_modinfo("license") or "")
         load.module = mod
+        messages = self._module_taints(mod, forced, intree=mf.get_modinfo("intree") == "Y")
         yield LoadStep("check_modinfo", f"module {name}: vermagic '{vermagic}'"
-                       + (f", license {mod.license}" if mod.license else ", no license"))
+                       + (f", license {mod.license}" if mod.license else ", no license")
+                       + (f", taints {mod.taints}" if mod.taints else "") + "".join(f"; {m}" for m in messages))
 
         # -- layout_sections: .modinfo and __versions are not loaded (their SHF_ALLOC is
         # cleared in setup_load_info/rewrite_section_headers)
@@ -329,6 +346,30 @@ class ModuleMixin:
         mod.state = LIVE
         self.journal.insert(self.modules, 0, mod)
         yield LoadStep("do_init_module", f"module {name} live" + (f"; init freed: {', '.join(freed)}" if freed else ""))
+
+    def _module_taints(self, mod: Module, forced: str, intree: bool) -> list[str]:
+        """The taints of check_modinfo / module_augment_kernel_taints and the messages the
+        kernel prints for them (kernel/module.c; kernel/module/main.c from 6.4)."""
+        era = self.era
+        messages = []
+        letters = []
+        if not license_is_gpl_compatible(mod.license or "unspecified"):
+            letters.append("P")
+            messages.append(f"{mod.name}: module license '{mod.license or 'unspecified'}' taints kernel.")
+        if forced:
+            letters.append("F")
+            messages.append(f"{mod.name}: {forced}: kernel tainted.")
+        if era.module_oot_taint and not intree:
+            letters.append("O")
+            if era.module_oot_taint == "warn" and "O" not in self.taints:
+                messages.append(f"{mod.name}: loading out-of-tree module taints kernel.")
+        # taint_flags[] order (kernel/panic.c): P F ... O E
+        mod.taints = "".join(c for c in "PFCOE" if c in letters)
+        for c in letters:
+            self.add_taint(c)
+        for m in messages:
+            self.printk(m, "warn")
+        return messages
 
     def _module_write(self, va: int, data: bytes) -> None:
         """Write into module memory through the vmalloc area's frames (the loader's memcpy
@@ -478,6 +519,14 @@ class ModuleMixin:
             if not region.init:
                 self._module_free(region.base)
         self.journal.remove(self.modules, mod)
+
+
+#: include/linux/license.h license_is_gpl_compatible
+GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL")
+
+
+def license_is_gpl_compatible(license: str) -> bool:
+    return license in GPL_COMPATIBLE
 
 
 def _name_from_file(path: str) -> str:

@@ -38,9 +38,10 @@ def sections(kernel, mod) -> list[dict]:
     return out
 
 
-def insmod_text(kernel, mod, steps) -> str:
+def insmod_text(kernel, mod, steps, log: list[str] = ()) -> str:
     w = 16 if kernel.paging.bits64 else 8
-    out = [f"module {mod.name} ({mod.state}) on {kernel.arch.name} {kernel.spec.kernel}", ""]
+    out = [f"module {mod.name} ({mod.state}) on {kernel.arch.name} {kernel.spec.kernel}"
+           + (f", taints {mod.taints}" if mod.taints else ""), ""]
     out.append("Sections:")
     out.append(f"  {'Idx':>3} {'Name':<24} {'Address':<{w + 2}} {'Size':>8}  {'Perm':<5} Region")
     for s in sections(kernel, mod):
@@ -63,6 +64,8 @@ def insmod_text(kernel, mod, steps) -> str:
                        "exports)")
         if mod.exit is not None:
             out.append(f"cleanup_module {mod.exit:#0{w + 2}x}")
+    if log:
+        out += ["", "Kernel log:"] + [f"  {line}" for line in log]
     out.append("")
     out.append("Steps:")
     for i, step in enumerate(steps, 1):
@@ -73,10 +76,10 @@ def insmod_text(kernel, mod, steps) -> str:
     return "\n".join(out) + "\n"
 
 
-def insmod_json(kernel, mod, steps) -> dict:
+def insmod_json(kernel, mod, steps, log: list[str] = ()) -> dict:
     return {
         "module": mod.name, "state": mod.state, "arch": kernel.arch.name, "kernel": str(kernel.spec.kernel),
-        "vermagic": mod.vermagic, "license": mod.license,
+        "vermagic": mod.vermagic, "license": mod.license, "taints": mod.taints,
         "regions": [{"name": r.name, "address": r.base, "size": r.size, "init": r.init,
                      "spans": [{"kind": s.kind, "start": s.start, "end": s.end} for s in r.spans]}
                     for r in mod.layout.regions],
@@ -91,5 +94,5 @@ def insmod_json(kernel, mod, steps) -> dict:
                    "operations": [{"writer": op.writer, "kind": op.kind, "va": op.va, "size": op.size,
                                    "entries": sum(len(c.old) // c.level.entry_size for c in op.changes)}
                                   for op in s.operations]} for s in steps],
-        "log": [],
+        "log": list(log),
     }
