@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench check-real-modules clean
 
 $(STAMP): pyproject.toml plugins/riscv64/pyproject.toml plugins/arm64/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 ## bench: every benchmark; the last line is one JSON object of figures
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## check-real-modules: load every module of Debian's 6.1 kernels (cloud-amd64, 686, 686-pae; fetched with
+## apt-get download into .cache/real-modules) without running init; opt-in, not part of `make test`
+check-real-modules: $(STAMP)
+	$(BIN)/python tools/check_real_modules.py --force-vermagic $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import ConfigError, MmemuError
+from .errors import ConfigError, MmemuError, Oops
 from .units import KernelVersion, check_ascii, memparse, parse_address, parse_count
 
 EXIT_USAGE = 2
@@ -223,8 +223,13 @@ def cmd_insmod(args) -> int:
     kernel = _boot(args)
     first = len(kernel.log)
     load = kernel.load_module_steps(_read_module(args.file), args.file, stub_missing=args.stub_missing,
-                                    force_vermagic=args.force_vermagic)
-    mod = load.run()
+                                    force_vermagic=args.force_vermagic, run_init=not args.no_init)
+    try:
+        mod = load.run()
+    except Oops:
+        # the kernel's answer, not bad input: what it logged (the oops), and status 1
+        sys.stdout.write("".join(r.text + "\n" for r in kernel.log[first:]))
+        return 1
     log = [r.text for r in kernel.log[first:]]
     if args.json:
         print(json.dumps(insmod_json(kernel, mod, load.steps, log), indent=2))
@@ -291,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force-vermagic", action="store_true",
                    help="ignore a version magic that differs from the kernel's, as modprobe --force-vermagic "
                         "does (the kernel is tainted F)")
+    s.add_argument("--no-init", action="store_true",
+                   help="do not run the module's init function (load, relocate, map and protect only)")
     s.add_argument("--json", action="store_true", help="print everything as one JSON object")
     s.set_defaults(func=cmd_insmod)
 

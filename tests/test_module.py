@@ -83,7 +83,7 @@ def test_examples_load_relocated_as_readelf_and_the_psabi_say(arch, era, boot):
     k = boot(arch=arch, kernel=era, ram="1G")
     for name in MODULES:
         path = obj(arch, era, name)
-        mod = k.load_module(path.read_bytes(), path.name)
+        mod = k.load_module(path.read_bytes(), path.name, run_init=False)  # init would change the data
         assert mod.state == "MODULE_STATE_LIVE" and k.find_module(name) is mod
         checked = 0
         for section, offset, rtype, sym, addend in readelf_relocations(path):
@@ -116,7 +116,7 @@ def test_sections_land_with_their_bytes_and_permissions(arch, era, boot):
     k = boot(arch=arch, kernel=era, ram="1G")
     path = obj(arch, era, "hello")
     data = path.read_bytes()
-    mod = k.load_module(data, path.name)
+    mod = k.load_module(data, path.name, run_init=False)
     nx = arch != "i386"  # 2-level i386 has no NX bit
     relocated = {s.removeprefix(".rela").removeprefix(".rel") for s, *_ in readelf_relocations(path)}
     for p in mod.layout.placements.values():
@@ -161,9 +161,9 @@ def test_rmmod_gives_everything_back(boot):
     k.purge_vmap_area_lazy()
     free_before = k.frames.nr_free_pages() if hasattr(k.frames, "nr_free_pages") else None
     for name in MODULES:
-        k.load_module(obj("i386_pae", "6.6", name).read_bytes(), f"{name}.o")
+        k.load_module(obj("i386_pae", "6.6", name).read_bytes(), f"{name}.o", run_init=False)
     for name in MODULES:
-        k.delete_module(name)
+        k.delete_module(name, run_exit=False)
     k.purge_vmap_area_lazy()
     assert k.modules == []
     lo, hi = k.layout["MODULES_VADDR"], k.layout["MODULES_END"]
@@ -397,3 +397,96 @@ def test_taints_and_the_kernel_log(boot):
     data = obj("x86_64", "3.10", "hello").read_bytes().replace(b"3.10.0 SMP mod_unload ", b"4.0.0 SMP mod_unload \0")
     assert old.load_module(data, "hello.o").taints == "O"
     assert "taints" not in old.dmesg()  # 4.0 sets O silently
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize("arch", ARCHES)
+def test_examples_run_their_init_and_exit_on_the_cpu(arch, era, boot):
+    """init_module runs at kernel privilege: its calls into the kernel (printk, kmalloc,
+    vzalloc, kmap...) make real mappings; rmmod runs cleanup_module and frees everything."""
+    k = boot(arch=arch, kernel=era, ram="1G")
+    for name in ("hello", "vbuf", "highpage", "kmap_nested"):
+        k.load_module(obj(arch, era, name).read_bytes(), f"{name}.o")
+        k.check_invariants()
+    log = k.dmesg()
+    assert "hello: hello from a module" in log
+    vbuf = [line for line in log.splitlines() if line.startswith("vbuf: page ")]
+    assert len(vbuf) == 5
+    for line in vbuf:  # each page's pfn, as the kernel's walk of the vmalloc address says
+        m = re.match(r"vbuf: page \d at ([0-9a-f]+) -> pfn ([0-9a-f]+)", line)
+        assert m, line
+    assert "read back ABC" in log
+    for name in ("kmap_nested", "highpage", "vbuf", "hello"):
+        k.delete_module(name)
+    assert k.modules == []
+    assert "hello: goodbye" in k.dmesg()
+    k.purge_vmap_area_lazy()
+    assert "module_alloc" not in [rec.owner for rec in k.frames.allocated.values()]
+    k.check_invariants()
+
+
+@pytest.mark.parametrize("arch,era,ip", [("x86_64", "6.6", "RIP: 0010:rodata_oops_init+0x"),
+                                        ("i386", "3.10", "EIP is at rodata_oops_init+0x"),
+                                        ("i386_pae", "6.6", "EIP: rodata_oops_init+0x")])
+def test_a_write_to_its_own_rodata_oopses_naming_the_function(arch, era, ip, boot):
+    from mmemu.errors import Oops
+
+    k = boot(arch=arch, kernel=era, ram="1G")
+    with pytest.raises(Oops) as err:
+        k.load_module(obj(arch, era, "rodata_oops").read_bytes(), "rodata_oops.o")
+    report = err.value.report
+    assert ip in report and "[rodata_oops]" in report
+    assert "Modules linked in: rodata_oops(O+)" in report
+    # the kernel leaves the module as the oops left it: listed, COMING, not removable
+    mod = k.find_module("rodata_oops")
+    assert mod is not None and mod.state == "MODULE_STATE_COMING"
+    with pytest.raises(ModuleError, match="not live"):
+        k.delete_module("rodata_oops")
+    assert report in k.dmesg()
+
+
+def test_insmod_of_a_module_that_oopses_prints_the_oops_and_exits_1(capsys):
+    from mmemu.cli import main
+
+    assert main(["insmod", str(obj("i386", "6.6", "rodata_oops")), "--arch", "i386"]) == 1
+    out = capsys.readouterr().out
+    assert "EIP: rodata_oops_init+0x" in out and "Modules linked in: rodata_oops(O+)" in out
+    assert main(["insmod", str(obj("i386", "6.6", "rodata_oops")), "--arch", "i386", "--no-init"]) == 0
+    assert "MODULE_STATE_LIVE" in capsys.readouterr().out
+
+
+def _patch_init(data: bytes, code: bytes) -> bytes:
+    """The x86_64 object with *code* at the start of its init function, the relocations
+    that pointed into those bytes made R_X86_64_NONE."""
+    from mmemu.module.elf import ModuleFile
+
+    mf = ModuleFile(data, "m.o")
+    init = mf.symbol("init_module")
+    text = mf.sections[init.shndx]
+    out = bytearray(data)
+    out[text.offset + init.value:text.offset + init.value + len(code)] = code
+    for rel in mf.relocations:
+        if rel.target != init.shndx:
+            continue
+        for i, off in enumerate(rel.offsets):
+            if init.value - 8 < off < init.value + len(code):
+                entry = rel.section.offset + i * 24 + 8
+                info = struct.unpack_from("<Q", out, entry)[0]
+                struct.pack_into("<Q", out, entry, info & ~0xFFFFFFFF)  # R_X86_64_NONE
+    return bytes(out)
+
+
+def test_a_failing_or_runaway_init_undoes_the_load(boot):
+    """init returning -ENOMEM: do_init_module's fail path frees everything (the load is
+    undone); an init that never returns is stopped by the instruction budget, and undone."""
+    k = boot(arch="x86_64", kernel="6.6", ram="1G")
+    data = obj("x86_64", "6.6", "rodata_oops").read_bytes()
+    before = kernel_state(k)
+    # mov eax, -12; ret
+    with pytest.raises(ModuleError, match=r"init_module returned -12.*Cannot allocate memory") as err:
+        k.load_module(_patch_init(data, bytes.fromhex("b8f4ffffffc3")), "r.o")
+    assert err.value.errno == 12 and kernel_state(k) == before and k.modules == []
+    # jmp $ : forever
+    with pytest.raises(ModuleError, match="did not return") as err:
+        k.load_module(_patch_init(data, b"\xeb\xfe"), "r.o", budget=20_000)
+    assert kernel_state(k) == before and k.modules == []

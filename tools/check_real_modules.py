@@ -178,6 +178,7 @@ def fetch(cache: Path, arch: str, refresh: bool, apts: dict) -> tuple[Path, dict
     deb = next((p for p in debs.glob(f"{package}_*.deb") if version.replace(":", "%3a") in p.name), None)
     if deb is None:
         raise RuntimeError(f"apt-get download {package}={version} left no .deb in {debs}")
+    (cache / "trees").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{package}.", dir=cache / "trees"))
     log(f"{arch}: dpkg-deb -x {deb.name}")
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
@@ -283,10 +284,15 @@ def run_corpus(arch: str, tree: Path, info: dict, args) -> dict:
         f"(kernel {KERNEL}, {ram} RAM)")
     k = mmemu.boot(arch=arch, kernel=KERNEL, ram=ram)
     k.purge_vmap_area_lazy()
-    has_force = "force_vermagic" in inspect.signature(k.load_module).parameters
+    params = inspect.signature(k.load_module).parameters
+    has_force = "force_vermagic" in params
     kwargs = {"stub_missing": True}
     if args.force_vermagic and has_force:
         kwargs["force_vermagic"] = True
+    if "run_init" in params:
+        kwargs["run_init"] = False  # the check loads without running init
+    # ... and unloads without running exit (the stubs of stub_missing would stop it)
+    unload_kwargs = {"run_exit": False} if "run_exit" in inspect.signature(k.delete_module).parameters else {}
 
     results = []
     counts = Counter()
@@ -346,7 +352,7 @@ def run_corpus(arch: str, tree: Path, info: dict, args) -> dict:
         entry.update(status="loaded", name=mod.name, ms=round(ms, 3), relocations=sum(mod.relocations.values()),
                      stubbed=len(mod.stubbed), regions={n: s for n, _b, s in regions})
         try:
-            k.delete_module(mod.name)
+            k.delete_module(mod.name, **unload_kwargs)
         except Exception as exc:  # noqa: BLE001
             frame = last_frame(exc)
             key = ("unload", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", frame)
@@ -494,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache).resolve()
     args.cache = str(cache)
     cache.mkdir(parents=True, exist_ok=True)
+    ignore = cache / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# the check's downloads and results (tools/check_real_modules.py)\n*\n")
     arches = args.arch or list(CORPORA)
 
     trees = {}

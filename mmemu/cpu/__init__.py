@@ -45,7 +45,7 @@ from ..arch import KR, KW, KX, UR, UW, UX
 from ..errors import MmemuError
 from ..faults import Fault
 from ..units import PAGE_SIZE as PAGE
-from .adapter import FAULT, SYSCALL, CpuAdapter, Trap
+from .adapter import FAULT, KCALL, SYSCALL, CpuAdapter, Trap
 
 if TYPE_CHECKING:
     from ..kernel import Kernel, Process
@@ -80,8 +80,9 @@ class RunResult:
 
     ``reason``: ``return`` (a kernel function returned; ``value`` holds the return value),
     ``exit`` (user code called exit; ``value`` is the status), ``oops``, ``sigsegv``,
-    ``oom``, ``exception`` (another CPU exception), ``budget`` (the instruction budget ran
-    out), ``timeout`` (the wall-clock limit). ``faults``: page faults handled and retried;
+    ``oom``, ``exception`` (another CPU exception), ``kcall`` (a kernel function called by
+    the code refused: a stub, a panic, bad arguments; ``report`` says which),
+    ``budget`` (the instruction budget ran out), ``timeout`` (the wall-clock limit). ``faults``: page faults handled and retried;
     ``fault_log``: (address, arch code, action, how) per fault.
     """
 
@@ -214,6 +215,9 @@ class Cpu:
         if trap.kind == SYSCALL:
             self.syscall(trap.nr, trap.args)
             return
+        if trap.kind == KCALL:
+            self._kcall(run, trap)
+            return
         run.stop = RunResult("exception", None, run.faults, f"{trap.description} ip:{trap.ip:x}", trap.ip, run.log)
         uc.emu_stop()
 
@@ -232,6 +236,36 @@ class Cpu:
         run.stop = RunResult(res.action, None, run.faults, res.report, fault.ip or 0, run.log)
         self.uc.emu_stop()
         return False
+
+    def _kcall(self, run: _RunState, trap: Trap) -> None:
+        """Kernel code called an exported kernel function: run its implementation
+        (:mod:`mmemu.module.exports`) on the kernel model with the arguments of the arch's
+        calling convention, and return to the caller. A kernel function mmemu does not
+        implement (a ``stub_missing`` stub), a panic or a refusal ends the run with
+        ``kcall``; an oops in it ends it with ``oops``."""
+        from ..errors import Oops
+        from ..module.exports import function
+
+        k = self.kernel
+        name = k.kernel_symbol_name(trap.ip)
+        fn = function(name)
+        if fn is None:
+            run.stop = RunResult("kcall", None, run.faults, f"the code called {name}, which mmemu does not "
+                                 f"implement (a stub of stub_missing)", trap.ip, run.log)
+            self.uc.emu_stop()
+            return
+        try:
+            args = self.adapter.kcall_args(fn.nargs, fn.varargs, fn.asmlinkage)
+            value = fn.impl(k, args)
+        except Oops as exc:
+            run.stop = RunResult("oops", None, run.faults, exc.report, trap.ip, run.log)
+            self.uc.emu_stop()
+            return
+        except MmemuError as exc:
+            run.stop = RunResult("kcall", None, run.faults, f"{name}: {exc}", trap.ip, run.log)
+            self.uc.emu_stop()
+            return
+        self.adapter.kcall_return(None if value is None else int(value))
 
     def syscall(self, nr: int, args: tuple[int, ...]) -> None:
         """A system call from the code running: exit and exit_group end the run; anything

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 FAULT = "fault"
 SYSCALL = "syscall"
 EXCEPTION = "exception"
+#: code called a kernel function: the trap at its address (``ip``) was reached
+KCALL = "kcall"
 
 
 @dataclass
@@ -38,8 +40,9 @@ class Trap:
 
     ``kind``: :data:`FAULT` (``fault`` is the page fault, its address, access, privilege,
     kind and arch code filled in; ``ip``/``sp`` of the faulting instruction),
-    :data:`SYSCALL` (``nr`` and ``args`` of the call), or :data:`EXCEPTION` (anything else:
-    ``description`` names it as the arch's manuals do)."""
+    :data:`SYSCALL` (``nr`` and ``args`` of the call), :data:`KCALL` (a call reached the
+    trap at a kernel function's address: ``ip`` is that address), or :data:`EXCEPTION`
+    (anything else: ``description`` names it as the arch's manuals do)."""
 
     kind: str
     intno: int = 0
@@ -150,6 +153,20 @@ class CpuAdapter(abc.ABC):
         """The kernel fixed the fault: make the faulting instruction run again when the
         hook returns (RISC-V: Unicorn moved the pc past it). Default: nothing."""
 
+    # -- kernel functions called by kernel code (modules) --------------------------------
+
+    def kcall_args(self, n: int, varargs: bool, asmlinkage: bool = False) -> "KcallArgs":
+        """The arguments of the kernel function whose trap was just reached, in the arch's
+        calling convention for the kernel: the first *n* fixed ones, then (*varargs*) a
+        reader of the variable ones. *asmlinkage*: declared asmlinkage (i386: every
+        argument on the stack). Default: this arch calls no kernel function."""
+        raise MmemuError(f"the {self.kernel.arch.name} CPU adapter cannot call kernel functions")
+
+    def kcall_return(self, value: int | None) -> None:
+        """Return from the kernel function to its caller, with *value* in the return
+        register (None: leave it, as a thunk jumped to instead of called does)."""
+        raise MmemuError(f"the {self.kernel.arch.name} CPU adapter cannot call kernel functions")
+
     @abc.abstractmethod
     def set_syscall_return(self, value: int) -> None:
         """Return *value* from the system call being handled."""
@@ -190,3 +207,16 @@ class CpuAdapter(abc.ABC):
     def kernel_probe_stub(self) -> int:
         """The virtual address of the kernel's copy of :attr:`probe_stub` (placed by
         :meth:`setup`, executable at kernel privilege)."""
+
+
+class KcallArgs:
+    """The arguments of one kernel function call: ``fixed`` (the first n, as integers of the
+    word size) and :meth:`next` for the variable ones (``next(8)`` takes a 64-bit one, two
+    stack slots on a 32-bit arch)."""
+
+    def __init__(self, fixed: list[int], next_vararg):
+        self.fixed = fixed
+        self._next = next_vararg
+
+    def next(self, size: int) -> int:
+        return self._next(size)

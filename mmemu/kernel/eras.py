@@ -40,6 +40,10 @@ MM = EraTable(
             source="kernel/module.c: TAINT_OOT_MODULE (O) for a module without MODULE_INFO(intree, \"Y\") from 3.2 "
                    "(not in 2.6.32, read; set silently in 4.0, read); '%s: loading out-of-tree module taints "
                    "kernel.' once per boot in 4.19 (read; the release that added the message is not dated here)"),
+    Variant("gfp_zero", [("5.0", 0x100)], before=0x8000,
+            source="include/linux/gfp.h: ___GFP_ZERO 0x8000 in 2.6.32, 3.x and 4.19 (read), 0x100 in 5.10 (read; the "
+                   "renumbering release between is not dated here), gfp_types.h in 6.x; __GFP_DMA 0x01, __GFP_HIGHMEM "
+                   "0x02, __GFP_DMA32 0x04 in every era"),
     Feature("module_mem_types", since="6.4",
             source="kernel/module/main.c (6.4, 'module: replace module_layout with module_memory'): one "
                    "allocation per mod_mem_type (MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*); "

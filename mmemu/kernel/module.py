@@ -13,10 +13,11 @@ leaves the kernel exactly as it was before the first.
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..errors import MmemuError, ModuleError
+from ..errors import MmemuError, ModuleError, Oops
 from ..module.elf import (
     SHF_ALLOC,
     SHN_ABS,
@@ -25,6 +26,8 @@ from ..module.elf import (
     SHN_UNDEF,
     STB_LOCAL,
     STB_WEAK,
+    STT_FUNC,
+    STT_OBJECT,
     STT_SECTION,
     ModuleFile,
 )
@@ -40,6 +43,9 @@ from ..module.layout import (
 from ..module.reloc import RelocOverflow, RelocTable
 from ..units import PAGE_SIZE
 from .base import operation
+
+#: the instructions a module's init or exit function may run before it counts as runaway
+MODULE_CODE_BUDGET = 10_000_000
 
 #: linux/module.h: module_state
 UNFORMED, COMING, LIVE, GOING = "MODULE_STATE_UNFORMED", "MODULE_STATE_COMING", "MODULE_STATE_LIVE", \
@@ -88,6 +94,14 @@ class Module:
     license: str = ""
     #: the module's taint letters (what ``Modules linked in:`` shows in parentheses)
     taints: str = ""
+    #: kallsyms: (address, size, name, in the init part) of its functions and objects
+    kallsyms: list = field(default_factory=list)
+
+    def flags(self) -> str:
+        """``module_flags``: the taints, then ``+`` while COMING or ``-`` while GOING, in
+        parentheses when there is any."""
+        f = self.taints + ("+" if self.state == COMING else "-" if self.state == GOING else "")
+        return f"({f})" if f else ""
 
     def section_address(self, name: str) -> int | None:
         for p in self.layout.placements.values():
@@ -136,6 +150,12 @@ class ModuleLoad:
             self.done = True
             j.commit()
             raise
+        except Oops:
+            # the kernel's answer, not a refusal: the module stays where the oops left it
+            k.pgtable.observers.remove(ops.append)
+            self.done = True
+            j.commit()
+            raise
         except BaseException:
             k.pgtable.observers.remove(ops.append)
             self.done = True
@@ -175,38 +195,55 @@ class ModuleMixin:
         #: the loaded modules, newest first (``modules`` list; lsmod's order)
         self.modules: list[Module] = []
         self._reloc_table: RelocTable | None = self.arch.module_relocations(self.spec)
-        self._ksyms: dict[str, int] | None = None
+        #: the exported kernel functions (``__ksymtab``) by name, and by address the
+        #: functions and stubs a call can reach (the CPU's trap at each)
+        self.ksymtab: dict[str, int] = {}
+        self.kcall_addresses: dict[int, str] = {}
         self._stub_syms: dict[str, int] = {}
-
-    # -- the kernel's symbol table -----------------------------------------------------
-
-    @property
-    def ksymtab(self) -> dict[str, int]:
-        """The exported symbols (``__ksymtab``) by name: each at its own address in the
-        kernel's text, where a call will be trapped."""
-        if self._ksyms is None:
+        if self._reloc_table is not None:
             from ..module.exports import export_names
+
             names = export_names(self)
             for extra in self.pm.hook.mmemu_kernel_symbols(kernel=self):
                 names += [n for n in extra if n not in names]
-            base = self._export_base()
-            self._ksyms = {name: base + 16 * i for i, name in enumerate(names)}
-        return self._ksyms
+            for name in names:
+                self._place_kernel_function(self.ksymtab, name)
 
-    def _export_base(self) -> int:
-        """Where the export stubs live: the second page of the kernel's text (the first
-        holds the entry code of some eras' head files in a real image; mmemu keeps it
-        clear)."""
+    def _place_kernel_function(self, table: dict, name: str) -> int:
+        """Give *name* the next 16 bytes of the kernel functions' area (from the second page
+        of the kernel's text: the first holds the head code in a real image) and put the
+        arch's trap there."""
         text = next(s for s in self.layout.image if s.name == "text")
-        return text.virt + PAGE_SIZE
+        addr = text.virt + PAGE_SIZE + 16 * (len(self.ksymtab) + len(self._stub_syms))
+        stub = getattr(self.arch, "kcall_stub", b"")
+        if stub:
+            self.mem.write(text.phys + (addr - text.virt), stub)
+            self.code_generation += 1
+        self.journal.setitem(table, name, addr)
+        self.journal.setitem(self.kcall_addresses, addr, name)
+        return addr
 
     def kernel_symbol_name(self, address: int) -> str | None:
-        """The export or stub at *address*, if any."""
-        for table in (self.ksymtab, self._stub_syms):
-            for name, addr in table.items():
-                if addr == address:
-                    return name
+        """The exported function or stub at *address*, if any."""
+        return self.kcall_addresses.get(address)
+
+    def symbol_at(self, address: int) -> str | None:
+        """``%pS`` of *address* in a module or an exported kernel function: ``name+0xoff/0xsize
+        [module]`` (kallsyms; a module's init symbols only while it is not live), or None."""
+        for mod in self.modules:
+            for start, size, name, init in mod.kallsyms:
+                if init and mod.state == LIVE:
+                    continue
+                if start <= address < start + max(size, 1):
+                    return f"{name}+{address - start:#x}/{size:#x} [{mod.name}]"
+        name = self.kcall_addresses.get(address & ~15)
+        if name is not None:
+            return f"{name}+{address & 15:#x}/0x10"
         return None
+
+    def modules_linked_in(self) -> str:
+        """``print_modules``: ``Modules linked in: hello(O+) ...``."""
+        return "Modules linked in:" + "".join(f" {m.name}{m.flags()}" for m in self.modules)
 
     def find_module(self, name: str) -> Module | None:
         return next((m for m in self.modules if m.name == name), None)
@@ -214,28 +251,31 @@ class ModuleMixin:
     # -- loading ------------------------------------------------------------------------
 
     def load_module_steps(self, data: bytes, name: str | None = None, *, stub_missing: bool = False,
-                          force_vermagic: bool = False) -> ModuleLoad:
+                          force_vermagic: bool = False, run_init: bool = True,
+                          budget: int = MODULE_CODE_BUDGET) -> ModuleLoad:
         """A load of the module in *data* (a relocatable ELF object), to run one step at a
         time: iterate the returned :class:`ModuleLoad`. *name*: what messages call the
         file. *stub_missing*: bind every undefined symbol the kernel does not export to a
         stub (which stops the module if it is ever called) instead of failing the load.
         *force_vermagic*: ``modprobe --force-vermagic`` (MODULE_INIT_IGNORE_VERMAGIC on a
         kernel with CONFIG_MODULE_FORCE_LOAD): a version magic that differs is ignored, and
-        the kernel tainted (F)."""
+        the kernel tainted (F). *run_init*: run the module's init function on the CPU
+        (within an instruction *budget*); without it the module goes live as loaded."""
         if self._reloc_table is None:
             raise ModuleError(f"arch {self.arch.name}: mmemu loads no modules on this arch (it supplies no "
                               "relocation table)")
         mf = ModuleFile(data, name or "module")
         load = ModuleLoad(self, None)
-        load._steps = self._load_steps(load, mf, stub_missing, force_vermagic)
+        load._steps = self._load_steps(load, mf, stub_missing, force_vermagic, run_init, budget)
         return load
 
     def load_module(self, data: bytes, name: str | None = None, *, stub_missing: bool = False,
-                    force_vermagic: bool = False) -> Module:
+                    force_vermagic: bool = False, run_init: bool = True, budget: int = MODULE_CODE_BUDGET) -> Module:
         """``init_module(2)``: load the module in *data*, all steps. Raises
         :class:`ModuleError` (the kernel's message, also printed to the kernel log) with
         the kernel as it was."""
-        load = self.load_module_steps(data, name, stub_missing=stub_missing, force_vermagic=force_vermagic)
+        load = self.load_module_steps(data, name, stub_missing=stub_missing, force_vermagic=force_vermagic,
+                                      run_init=run_init, budget=budget)
         try:
             return load.run()
         except ModuleError as exc:
@@ -247,7 +287,8 @@ class ModuleMixin:
         return LayoutRules(mem_types=era.module_mem_types, ro_after_init=era.module_ro_after_init,
                            page_aligned=self.arch.module_strict_rwx(self.spec))
 
-    def _load_steps(self, load: ModuleLoad, mf: ModuleFile, stub_missing: bool, force_vermagic: bool):
+    def _load_steps(self, load: ModuleLoad, mf: ModuleFile, stub_missing: bool, force_vermagic: bool,
+                    run_init: bool, budget: int):
         table = self._reloc_table
         # -- elf_validity_check / elf_header_check: the arch's machine and class
         want_class = 64 if self.paging.bits64 else 32
@@ -334,8 +375,14 @@ class ModuleMixin:
             yield LoadStep("module_enable_ro", "text read-only and executable, rodata read-only, data not "
                                                "executable")
 
-        # -- do_init_module: (the init function runs in the CPU issue's next part) then
-        # ro_after_init made read-only and the init part freed
+        # -- do_init_module: the init function on the CPU, then ro_after_init read-only and
+        # the init part freed
+        # on the modules list, COMING, while init runs (add_unformed_module put it there
+        # long before: kallsyms and an oops see it)
+        self.journal.insert(self.modules, 0, mod)
+        ran = ""
+        if run_init and mod.init is not None:
+            ran = self._run_module_function(mod, mod.init, "init", budget) + "; "
         if strict:
             self._set_module_permissions(mod, after_init=True)
         freed = []
@@ -344,8 +391,52 @@ class ModuleMixin:
                 self._module_free(region.base)
                 freed.append(f"{region.name} {region.size:#x} bytes at {region.base:#x}")
         mod.state = LIVE
-        self.journal.insert(self.modules, 0, mod)
-        yield LoadStep("do_init_module", f"module {name} live" + (f"; init freed: {', '.join(freed)}" if freed else ""))
+        yield LoadStep("do_init_module", f"{ran}module {name} live"
+                       + (f"; init freed: {', '.join(freed)}" if freed else ""))
+
+    def _module_cpu(self):
+        """The CPU module code runs on: the kernel's first, or one brought up for the call
+        (closed after it; its frames go back)."""
+        if self.cpus:
+            return self.cpus[0], False
+        from ..cpu import Cpu
+
+        return Cpu(self), True
+
+    def _run_module_function(self, mod: Module, func: int, what: str, budget: int) -> str:
+        """Run the module's init (or exit) function at kernel privilege with an instruction
+        budget; return what it did. An oops leaves the module where the kernel leaves it
+        (listed, COMING or GOING: insmod/rmmod was killed) and raises it; any other
+        failure (a negative return, a runaway function, a call of a stub) raises
+        ModuleError, the load undone."""
+        cpu, temporary = self._module_cpu()
+        try:
+            first = len(self.log)
+            res = cpu.call(func, budget=budget, timeout=30.0)
+        finally:
+            if temporary:
+                cpu.close()
+        if res.reason == "return":
+            ret = ctypes.c_int(res.value).value  # init returns an int
+            if what == "exit":
+                return "exit ran"
+            if ret < 0:
+                # do_init_module's fail path: no message of its own; insmod reports the errno
+                raise ModuleError(f"{mod.name}: init_module returned {ret}: the load is undone (insmod: ERROR: "
+                                  f"could not insert module: {_strerror(-ret)})", -ret)
+            if ret > 0:
+                self.printk(f"do_init_module: '{mod.name}'->init suspiciously returned {ret}, it should follow 0/-E "
+                            f"convention\ndo_init_module: loading module anyway...", "warn")
+            logged = len(self.log) - first
+            return f"init returned {ret}" + (f", {logged} lines logged" if logged else "")
+        if res.reason == "oops":
+            self.printk(res.report, "alert")
+            raise Oops(res.report)
+        if res.reason in ("budget", "timeout"):
+            raise ModuleError(f"{mod.name}: the {what} function did not return ({res.report}): stopped, and the load "
+                              "undone" if what == "init" else f"{mod.name}: the exit function did not return "
+                              f"({res.report})")
+        raise ModuleError(f"{mod.name}: the {what} function stopped: {res.report}")
 
     def _module_taints(self, mod: Module, forced: str, intree: bool) -> list[str]:
         """The taints of check_modinfo / module_augment_kernel_taints and the messages the
@@ -434,6 +525,8 @@ class ModuleMixin:
                 values[sym.index] = (p.address or 0) + sym.value  # sh_addr 0: an empty, unallocated region
                 if sym.bind != STB_LOCAL and sym.type != STT_SECTION and sym.name:
                     mod.symbols[sym.name] = values[sym.index]
+                if sym.type in (STT_FUNC, STT_OBJECT) and sym.name and p.address is not None:
+                    mod.kallsyms.append((values[sym.index], sym.size, sym.name, p.region.init))
         if missing:
             # kernel/module.c resolve_symbol_wait / simplify_symbols: "%s: Unknown symbol %s (err %d)"
             raise ModuleError("\n".join(self.era.module_unknown_symbol.format(module=mod.name, name=n)
@@ -442,11 +535,10 @@ class ModuleMixin:
 
     def _stub_for(self, name: str) -> int:
         """An address for an undefined symbol bound with ``stub_missing``: after the exports,
-        in the kernel's text."""
+        in the kernel's text; a call there stops the module, naming the function."""
         addr = self._stub_syms.get(name)
         if addr is None:
-            addr = self._export_base() + 16 * (len(self.ksymtab) + len(self._stub_syms))
-            self.journal.setitem(self._stub_syms, name, addr)
+            addr = self._place_kernel_function(self._stub_syms, name)
         return addr
 
     def _apply_relocations(self, mod: Module, rel, target, values: list[int], table: RelocTable) -> Counter:
@@ -506,19 +598,34 @@ class ModuleMixin:
     # -- unloading ----------------------------------------------------------------------
 
     @operation
-    def delete_module(self, name: str) -> None:
-        """``delete_module(2)``: free every region of the module (its exit function runs in
-        the CPU issue's next part) and drop it from the list."""
+    def delete_module(self, name: str, run_exit: bool = True, budget: int = MODULE_CODE_BUDGET) -> None:
+        """``delete_module(2)``: run the module's exit function on the CPU (*run_exit*),
+        free every region and drop it from the list. A module that is not live (its init
+        oopsed) cannot be removed, as in the kernel (-EBUSY)."""
         if not isinstance(name, str):
             raise MmemuError(f"delete_module: name must be a str, not {type(name).__name__}")
         mod = self.find_module(name)
         if mod is None:
             raise ModuleError(f"delete_module: no module {name!r} is loaded (-ENOENT)", ENOENT)
+        if mod.state != LIVE:
+            raise ModuleError(f"delete_module: module {name} is {mod.state}, not live (-EBUSY)", 16)
         self.journal.set(mod, "state", GOING)
+        if run_exit and mod.exit is not None:
+            self._run_module_function(mod, mod.exit, "exit", budget)
         for region in mod.layout.regions:
             if not region.init:
                 self._module_free(region.base)
         self.journal.remove(self.modules, mod)
+
+
+_ERRNO_NAMES = {1: "Operation not permitted", 2: "No such file or directory", 5: "Input/output error",
+                8: "Exec format error", 12: "Cannot allocate memory", 14: "Bad address", 16: "Device or resource busy",
+                17: "File exists", 19: "No such device", 22: "Invalid argument", 28: "No space left on device"}
+
+
+def _strerror(errno: int) -> str:
+    """strerror() of the errno a failed init returned (what insmod prints)."""
+    return _ERRNO_NAMES.get(errno, f"Unknown error {errno}")
 
 
 #: include/linux/license.h license_is_gpl_compatible

@@ -60,8 +60,7 @@ def insmod_text(kernel, mod, steps, log: list[str] = ()) -> str:
     if mod.init is not None or mod.exit is not None:
         out.append("")
         if mod.init is not None:
-            out.append(f"init_module    {mod.init:#0{w + 2}x} (not run: running module code comes with the CPU "
-                       "exports)")
+            out.append(f"init_module    {mod.init:#0{w + 2}x}")
         if mod.exit is not None:
             out.append(f"cleanup_module {mod.exit:#0{w + 2}x}")
     if log:

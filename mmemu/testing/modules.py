@@ -46,8 +46,9 @@ def synthetic_module(kernel, name: str = "synthetic", text_size: int = PAGE_SIZE
                      seed: int = 1, imports: int = 3) -> bytes:
     """A module for *kernel*'s arch and era: *text_size* bytes of .text carrying
     *relocations* relocations (spread over the arch's usable types, against the module's
-    own sections and *imports* exported kernel functions), an init and an exit function,
-    and a .modinfo that passes check_modinfo. Deterministic for a *seed*."""
+    own sections and *imports* exported kernel functions), an init part, and a .modinfo
+    that passes check_modinfo; no init_module or cleanup_module (nothing runs on the
+    CPU). Deterministic for a *seed*."""
     table = kernel.arch.module_relocations(kernel.spec)
     if table is None:
         raise ValueError(f"arch {kernel.arch.name} loads no modules")
@@ -86,8 +87,10 @@ def synthetic_module(kernel, name: str = "synthetic", text_size: int = PAGE_SIZE
     for sec in (".text", ".rodata", ".data", ".bss", ".init.text"):
         syms.append((0, 0, 0, 3, index[sec]))  # STB_LOCAL, STT_SECTION
     first_global = len(syms)
-    syms.append((string("init_module"), 0, 16, (1 << 4) | 2, index[".init.text"]))
-    syms.append((string("cleanup_module"), 0, 16, (1 << 4) | 2, index[".text"]))
+    # functions of no code (zeros): named so that the loader finds no init_module or
+    # cleanup_module to run, as in a module without module_init/module_exit
+    syms.append((string(f"{name}_init"), 0, 16, (1 << 4) | 2, index[".init.text"]))
+    syms.append((string(f"{name}_exit"), 0, 16, (1 << 4) | 2, index[".text"]))
     imported = []
     for n in names:
         imported.append(len(syms))

@@ -54,7 +54,7 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
+from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
 from mmemu.errors import MmemuError
 from mmemu.units import PAGE_SIZE as PAGE
 
@@ -227,6 +227,10 @@ class X86Adapter(CpuAdapter):
             ip = ctypes.c_uint64.from_address(base + r.ip).value & self._mask
             sp = ctypes.c_uint64.from_address(base + r.sp).value & self._mask
             return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2 & self._mask, error), ip=ip, sp=sp)
+        if intno == 3:
+            at = (self.pc() - 1) & self._mask  # int3 is a trap: the ip is past it
+            if at in self.kernel.kcall_addresses:
+                return Trap(KCALL, intno, ip=at, sp=self.sp())
         if intno == 0x80 and self.bits == 32:
             nr, *args = self.uc.reg_read_batch(self._sys_regs)
             return Trap(SYSCALL, intno, nr=nr, args=tuple(args), ip=self.pc())
@@ -237,6 +241,52 @@ class X86Adapter(CpuAdapter):
 
     def fault_intno(self, fault) -> int:
         return 14  # #PF
+
+    # -- kernel functions ---------------------------------------------------------------------
+
+    def _stack_word(self, sp: int, i: int, word: int) -> int:
+        return int.from_bytes(self.kernel.read(sp + word * i, word), "little")
+
+    def kcall_args(self, n: int, varargs: bool, asmlinkage: bool = False) -> KcallArgs:
+        """x86_64: System V (rdi, rsi, rdx, rcx, r8, r9, then the stack above the return
+        address), variable arguments the same. i386: the kernel is built with
+        -mregparm=3 (eax, edx, ecx, then the stack); a variadic or asmlinkage function takes
+        every argument on the stack."""
+        uc, word = self.uc, self.bits // 8
+        sp = self.sp()
+        if self.bits == 64:
+            in_regs = [uc.reg_read(r) for r in self._arg_regs]
+        elif varargs or asmlinkage:
+            in_regs = []
+        else:
+            in_regs = [uc.reg_read(r) for r in self._arg_regs]
+        pos = [0]
+
+        def arg() -> int:
+            i = pos[0]
+            pos[0] += 1
+            if i < len(in_regs):
+                return in_regs[i]
+            return self._stack_word(sp, 1 + i - len(in_regs), word)  # 1: past the return address
+
+        fixed = [arg() for _ in range(n)]
+
+        def next_vararg(size: int) -> int:
+            if size <= word:
+                return arg()
+            lo = arg()
+            return lo | (arg() << 32)  # a 64-bit value in two 32-bit slots, low first
+        return KcallArgs(fixed, next_vararg)
+
+    def kcall_return(self, value: int | None) -> None:
+        """``ret``: the return address popped from the stack into the ip; *value* in
+        eax/rax."""
+        uc, word = self.uc, self.bits // 8
+        if value is not None:
+            uc.reg_write(self._reg_ax, value & self._mask)
+        sp = self.sp()
+        uc.reg_write(self._reg_sp, (sp + word) & self._mask)
+        uc.reg_write(self._reg_ip, self._stack_word(sp, 0, word))
 
     def _on_syscall_insn(self, uc, user_data) -> None:
         nr, *args = uc.reg_read_batch(self._sys_regs)

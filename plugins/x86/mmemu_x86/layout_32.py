@@ -572,6 +572,11 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
     sym.update(image.symbols)
     sym["max_pfn"] = max_pfn
     sym["max_low_pfn"] = max_low_pfn
+    # FLATMEM's mem_map (mm/page_alloc.c alloc_node_mem_map): max_pfn struct pages of 32
+    # bytes, memblock-allocated top-down below the lowmem limit. Its address is what a
+    # module's struct page pointers are relative to; mmemu keeps no struct page contents
+    # there and does not reserve the frames (see the README's known limits).
+    sym["mem_map"] = page_offset + ((max_low_pfn * PAGE_SIZE - max_pfn * 32) & ~(PAGE_SIZE - 1))
     sym["highstart_pfn"] = highstart_pfn
     sym["highend_pfn"] = highend_pfn
     sym["MAXMEM"] = maxmem

@@ -38,9 +38,6 @@ X86_MM = EraTable(
     Feature("fentry", since="4.19",
             source="arch/x86/kernel/ftrace_64.S, ftrace_32.S: __fentry__ exported; -mfentry is x86_64's from "
                    "3.4 ('ftrace/x86: Add support for -mfentry to x86_64'), i386's from 4.19 (mcount before)"),
-    Feature("retpoline", since="4.15",
-            source="arch/x86/lib/retpoline.S (4.15, 'x86/retpoline: Add initial retpoline support'): "
-                   "__x86_indirect_thunk_<reg> exported"),
     Feature("return_thunk", since="5.19",
             source="arch/x86/lib/retpoline.S (5.19, retbleed: 'x86: Use return-thunk in asm code'): "
                    "__x86_return_thunk exported"),
@@ -93,6 +90,8 @@ class X86Arch(Arch):
     """The methods every x86 arch shares."""
 
     elf_machine = "EM_386"
+    #: int3 at every kernel function's address: a call from a module traps there
+    kcall_stub = b"\xcc"
 
     def _add_reserved(self, layout):
         if BIOS_PAGE not in layout.reserved:
@@ -101,17 +100,15 @@ class X86Arch(Arch):
 
     def exported_symbols(self, kernel) -> list[str]:
         """What an x86 kernel of this era exports for the code the compiler plants in a
-        module (the mmemu_kernel_symbols hook of the x86 plugins): ``__fentry__`` (ftrace
-        with -mfentry), ``__x86_return_thunk`` (return thunks), ``__x86_indirect_thunk_*``
-        (retpolines)."""
+        module (the mmemu_kernel_symbols hook of the x86 plugins; their implementations are
+        mmemu.module.exports.ARCH_FUNCTIONS): ``mcount``, ``__fentry__`` (ftrace), and
+        ``__x86_return_thunk`` (return thunks). The retpoline thunks
+        (``__x86_indirect_thunk_<reg>``, 4.15+) are not exported: mmemu does not run
+        indirect branches through them."""
         era = X86_MM(kernel.spec.kernel)
         names = ["mcount"]
         if era.fentry:
             names.append("__fentry__")
-        if era.retpoline:
-            regs = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13",
-                    "r14", "r15") if kernel.paging.bits64 else ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp")
-            names += [f"__x86_indirect_thunk_{r}" for r in regs]
         if era.return_thunk:
             names.append("__x86_return_thunk")
         return names

@@ -47,6 +47,10 @@ OOPS = EraTable(
                                                   "%d Comm: %.20s' replaces 'Pid: %d, comm: %.20s'"),
     Feature("short_rip", since="4.9", source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:%pS' (4.9)"),
     Feature("short_eip", since="4.15", source="arch/x86/kernel/process_32.c __show_regs: 'EIP: %pS' (4.15)"),
+    Feature("modules_after_regs", since="4.10",
+            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x, after it "
+                   "by 5.0 (read in the die_addr patch: 'show_regs(regs); print_modules();'); the release between "
+                   "is not dated here"),
     Feature("cr2_line", since="2.6.26", source="arch/x86/kernel/dumpstack.c: 'CR2: %016lx' after the oops"),
     Feature("end_trace", since="2.6.26", source="kernel/panic.c print_oops_end_marker: '---[ end trace %016llx ]---'"),
     Feature("segfault_prot_for_kernel_address", since="3.0",
@@ -137,19 +141,26 @@ def task_line(k, fault: Fault) -> str:
     return f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} Not tainted {release(k)} #1"
 
 
+def symbol(k, ip: int) -> str:
+    """%pS: ``hello_init+0x12/0x30 [hello]`` where kallsyms knows the address, else the
+    address (``0x...``)."""
+    return k.symbol_at(ip) or f"0x{ip:x}"
+
+
 def ip_line(k, fault: Fault) -> str:
     ip = _ip(fault)
     era = _era(k)
+    sym = symbol(k, ip)
     # an access made through the API has no instruction: say so where the kernel would
     # name one
     api = "  (no instruction: an access made through mmemu's API)" if fault.ip is None else ""
     if k.paging.bits64:
         if not era.short_rip:
-            return f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}{api}"
-        return f"RIP: 0010:0x{ip:x}{api}"
+            return f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] {sym}{api}"
+        return f"RIP: 0010:{sym}{api}"
     if not era.short_eip:
-        return f"EIP: 0060:[<{ip:08x}>] EFLAGS: 00010246 CPU: {fault.cpu}\nEIP is at 0x{ip:x}{api}"
-    return f"EIP: 0x{ip:x}{api}"
+        return f"EIP: 0060:[<{ip:08x}>] EFLAGS: 00010246 CPU: {fault.cpu}\nEIP is at {sym}{api}"
+    return f"EIP: {sym}{api}"
 
 
 def reason(fault: Fault) -> str:
@@ -189,9 +200,9 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         kind = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
         lines.append(f"BUG: unable to handle kernel {kind} at {addr:0{w}x}")
         if era.ip_line == "long":
-            lines.append(f"IP: [<{ip:0{w}x}>] 0x{ip:x}")
+            lines.append(f"IP: [<{ip:0{w}x}>] {symbol(k, ip)}")
         elif era.ip_line == "short":
-            lines.append(f"IP: 0x{ip:x}")
+            lines.append(f"IP: {symbol(k, ip)}")
         if era.pf_error_line:
             tokens = [t for bit, t in ((X86_PF_PROT, "[PROT]"), (X86_PF_WRITE, "[WRITE]"), (X86_PF_USER, "[USER]"),
                                        (X86_PF_RSVD, "[RSVD]"), (X86_PF_INSTR, "[INSTR]"), (X86_PF_PK, "[PK]"))
@@ -211,9 +222,13 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         lines.append(f"{proc.comm if proc else 'swapper'}: Corrupted page table at address {addr:x}")
         what = "Bad pagetable"
     lines += die_header(k, what, err, die_counter)
+    if k.modules and not era.modules_after_regs:
+        lines.append(k.modules_linked_in())
     if era.cpu_task_line or b64:
         lines.append(task_line(k, fault))
     lines.append(ip_line(k, fault))
+    if k.modules and era.modules_after_regs:
+        lines.append(k.modules_linked_in())
     if era.cr2_line or b64:
         lines.append(f"CR2: {addr:016x}")
     if era.end_trace:
