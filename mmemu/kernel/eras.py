@@ -48,9 +48,12 @@ MM = EraTable(
             source="kernel/module/main.c (6.4, 'module: replace module_layout with module_memory'): one "
                    "allocation per mod_mem_type (MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*); "
                    "before, one core_layout and one init_layout"),
-    Feature("module_ro_after_init", since="4.8",
-            source="kernel/module.c (4.8, 'module: Add support for __ro_after_init data'): "
-                   ".data..ro_after_init gets SHF_RO_AFTER_INIT and its own group, read-only once init ran"),
+    Variant("module_ro_after_init_sections", [("4.8", (".data..ro_after_init",)),
+                                              ("5.0", (".data..ro_after_init", "__jump_table"))], before=(),
+            source="kernel/module.c layout_and_allocate: SHF_RO_AFTER_INIT on .data..ro_after_init (4.8, 'module: "
+                   "Add support for __ro_after_init data'; the only one in 4.19, read) and on __jump_table too (5.10, "
+                   "read; the release between 4.19 and 5.10 is not dated here): their own group, read-only once init "
+                   "ran"),
     Feature("arch_sync_kernel_mappings", since="5.8",
             source="mm/vmalloc.c, include/linux/pgtable.h (5.8): arch_sync_kernel_mappings() after a vmap "
                    "modified top-level entries the arch asks to sync (ARCH_PAGE_TABLE_SYNC_MASK)"),

@@ -284,7 +284,7 @@ class ModuleMixin:
 
     def _layout_rules(self) -> LayoutRules:
         era = self.era
-        return LayoutRules(mem_types=era.module_mem_types, ro_after_init=era.module_ro_after_init,
+        return LayoutRules(mem_types=era.module_mem_types, ro_after_init=era.module_ro_after_init_sections,
                            page_aligned=self.arch.module_strict_rwx(self.spec))
 
     def _load_steps(self, load: ModuleLoad, mf: ModuleFile, stub_missing: bool, force_vermagic: bool,

@@ -43,8 +43,9 @@ class LayoutRules:
 
     #: one allocation per mod_mem_type (6.4+); else one core and one init allocation
     mem_types: bool
-    #: .data..ro_after_init is its own group (4.8+)
-    ro_after_init: bool
+    #: the sections the loader marks SHF_RO_AFTER_INIT, their own group (4.8+:
+    #: .data..ro_after_init; __jump_table too from 5.0); empty before
+    ro_after_init: tuple[str, ...]
     #: the groups start on page boundaries (CONFIG_DEBUG_SET_MODULE_RONX /
     #: CONFIG_STRICT_MODULE_RWX: the permissions are set per page)
     page_aligned: bool
@@ -112,7 +113,7 @@ def layout_sections(mf: ModuleFile, rules: LayoutRules, skip: frozenset[int] = f
         part = None if rules.mem_types else Region("init" if init else "core", init)
         for must, must_not, kind in _MASKS:
             if kind == RO_AFTER_INIT and not rules.ro_after_init:
-                continue
+                continue  # no such group before 4.8
             if rules.mem_types:
                 if init and kind == RO_AFTER_INIT:
                     continue  # no MOD_INIT_RO_AFTER_INIT (init_m_to_mem_type: MOD_INVALID)
@@ -127,8 +128,7 @@ def layout_sections(mf: ModuleFile, rules: LayoutRules, skip: frozenset[int] = f
             for sec in mf.sections:
                 if sec.index in placements or sec.index in skip or not sec.index:
                     continue
-                flags = sec.flags | (SHF_RO_AFTER_INIT if rules.ro_after_init and
-                                     sec.name == ".data..ro_after_init" else 0)
+                flags = sec.flags | (SHF_RO_AFTER_INIT if sec.name in rules.ro_after_init else 0)
                 if (flags & must) != must or flags & must_not or module_init_section(sec.name) != init:
                     continue
                 offset = _align(region.size, sec.align or 1)
