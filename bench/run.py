@@ -195,12 +195,12 @@ def module_load_mean_ms(n: int = 200) -> tuple[float, str]:
     for name, data in items:
         t = time.perf_counter()
         try:
-            mod = k.load_module(data, name, stub_missing=True, force_vermagic=True)
+            mod = k.load_module(data, name, stub_missing=True, force_vermagic=True, run_init=False)
         except mmemu.errors.MmemuError:
             continue  # refused as the kernel refuses it: not a load to time
         total += time.perf_counter() - t
         loaded += 1
-        k.delete_module(mod.name)
+        k.delete_module(mod.name, run_exit=False)
         k.purge_vmap_area_lazy()
     k.close()
     return total / max(loaded, 1) * 1000, f"{what}, {loaded} loaded"

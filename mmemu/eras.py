@@ -98,10 +98,15 @@ class EraTable:
             if rule.name in self.rules:
                 raise ConfigError(f"era rule {rule.name!r} is defined twice")
             self.rules[rule.name] = rule
+        self._eras: dict[KernelVersion, Era] = {}
 
     def __call__(self, version: "str | KernelVersion") -> Era:
+        """The rules evaluated for *version* (once per release: an Era is immutable)."""
         v = KernelVersion.parse(version)
-        return Era(v, {name: rule.value(v) for name, rule in self.rules.items()})
+        era = self._eras.get(v)
+        if era is None:
+            era = self._eras[v] = Era(v, {name: rule.value(v) for name, rule in self.rules.items()})
+        return era
 
     def __iter__(self) -> Iterable["Feature | Variant"]:
         return iter(self.rules.values())

@@ -544,36 +544,39 @@ class ModuleMixin:
     def _apply_relocations(self, mod: Module, rel, target, values: list[int], table: RelocTable) -> Counter:
         """One relocation section, in the order of its entries: the target section is read
         once, relocated in a host buffer, and written back once."""
-        counts: Counter = Counter()
         base = target.address
         size = target.section.size
         buf = bytearray(self._module_read(base, size)) if size else bytearray()
         types = table.types
         rela = table.rela
         addends = rel.addends
+        counts = dict.fromkeys(set(rel.types), 0)
+        zero = bytes(8)
         for i, (off, rtype, symi) in enumerate(zip(rel.offsets, rel.types, rel.symbols)):
             kind = types.get(rtype)
             if kind is None:
                 raise ModuleError(table.unknown.format(module=mod.name, type=rtype))
             width = kind.width
-            if width and off + width > size:
+            end = off + width
+            if end > size and width:
                 raise ModuleError(f"{mod.name}: relocation {i} of {rel.section.name} at offset {off:#x} is outside "
                                   f"{target.section.name} ({size:#x} bytes)")
-            A = addends[i] if rela else int.from_bytes(buf[off:off + width], "little", signed=True)
-            place = base + off
+            A = addends[i] if rela else int.from_bytes(buf[off:end], "little", signed=True)
             try:
-                width, value = kind.apply(values[symi], A, place)
+                width, value = kind.apply(values[symi], A, base + off)
             except RelocOverflow as exc:
                 raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
             if width:
-                if kind.zero_target and any(buf[off:off + width]):
-                    raise ModuleError(table.nonzero.format(type=rtype, place=place, value=value))
-                buf[off:off + width] = value.to_bytes(width, "little")
-            counts[kind.name] += 1
+                end = off + width
+                if kind.zero_target and buf[off:end] != zero[:width]:
+                    raise ModuleError(table.nonzero.format(type=rtype, place=base + off, value=value))
+                buf[off:end] = value.to_bytes(width, "little")
+            counts[rtype] += 1
         if size:
             self._module_write(base, bytes(buf))
-        mod.relocations.update(counts)
-        return counts
+        named = Counter({types[t].name: n for t, n in counts.items()})
+        mod.relocations.update(named)
+        return named
 
     def _set_module_permissions(self, mod: Module, after_init: bool) -> None:
         """``module_enable_ro``/``module_enable_nx``/``module_enable_x`` (before init: text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from dataclasses import dataclass, field
 
 from elftools.common.exceptions import ELFError
@@ -238,27 +239,31 @@ class ModuleFile:
             if sec.link != self.symtab_index:
                 raise ModuleError(f"{self.name}: relocation section {sec.index} ({sec.name}) uses section "
                                   f"{sec.link} as its symbol table, not the symbol table ({self.symtab_index})")
-            if self.elfclass == 32:
-                fmt, esize, shift, mask = ("<IIi", 12, 8, 0xFF) if rela else ("<II", 8, 8, 0xFF)
-            else:
-                fmt, esize, shift, mask = ("<QQq", 24, 32, 0xFFFFFFFF) if rela else ("<QQ", 16, 32, 0xFFFFFFFF)
+            # the table as words (a memoryview cast: no object per field), then the
+            # r_info halves and the addends by slicing
+            word, shift, mask = (4, 8, 0xFF) if self.elfclass == 32 else (8, 32, 0xFFFFFFFF)
+            fields = 3 if rela else 2
+            esize = word * fields
             if sec.size % esize:
                 raise ModuleError(f"{self.name}: relocation section {sec.name}: size {sec.size} is not a multiple "
                                   f"of its entries ({esize} bytes)")
             r = Relocations(sec, sec.info, rela)
             raw = self.section_data(sec)
-            if rela:
-                r.addends = []
-                for off, info, addend in struct.iter_unpack(fmt, raw):
-                    r.offsets.append(off)
-                    r.types.append(info & mask)
-                    r.symbols.append(info >> shift)
-                    r.addends.append(addend)
-            else:
-                for off, info in struct.iter_unpack(fmt, raw):
-                    r.offsets.append(off)
-                    r.types.append(info & mask)
-                    r.symbols.append(info >> shift)
+            if sys.byteorder == "little":
+                words = memoryview(raw).cast("I" if word == 4 else "Q")
+                r.offsets = words[0::fields].tolist()
+                infos = words[1::fields].tolist()
+                if rela:
+                    r.addends = memoryview(raw).cast("i" if word == 4 else "q")[2::fields].tolist()
+            else:  # a big-endian host: the file's little-endian words one by one
+                fmt = "<" + ("I" if word == 4 else "Q") * 2 + (("i" if word == 4 else "q") if rela else "")
+                entries = list(struct.iter_unpack(fmt, raw))
+                r.offsets = [e[0] for e in entries]
+                infos = [e[1] for e in entries]
+                if rela:
+                    r.addends = [e[2] for e in entries]
+            r.types = [i & mask for i in infos]
+            r.symbols = [i >> shift for i in infos]
             bad = next((s for s in r.symbols if s >= nsym), None)
             if bad is not None:
                 raise ModuleError(f"{self.name}: relocation section {sec.name}: symbol index {bad} out of range "
