@@ -618,6 +618,14 @@ class Arch(abc.ABC):
         ro_after_init and data on page boundaries. Default: yes."""
         return True
 
+    def check_wx(self, kernel, wx: list[tuple[int, int]]) -> list[str]:
+        """The kernel's W+X audit (CONFIG_DEBUG_WX: ``debug_checkwx`` after
+        ``mark_rodata_ro``) in the arch's words, given *wx*, the kernel ranges (start, size)
+        that are writable and executable. Default: the arch has no audit (an error)."""
+        from .errors import MmemuError
+
+        raise MmemuError(f"arch {self.name}: no W+X audit")
+
     def vermagic(self, spec: MachineSpec) -> str:
         """The kernel's VERMAGIC_STRING (include/linux/vermagic.h): what a module's
         ``vermagic=`` must equal. Default: ``"<release> SMP mod_unload "``, the release

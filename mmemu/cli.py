@@ -154,6 +154,9 @@ def cmd_ptdump(args) -> int:
     from .render.ptdump import ptdump
 
     kernel = _boot(args)
+    if args.check_wx:
+        sys.stdout.write("".join(line + "\n" for line in kernel.check_wx()))
+        return 0
     sys.stdout.write(ptdump(kernel))
     return 0
 
@@ -269,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ptdump", help="the kernel page tables, as /sys/kernel/debug/page_tables/kernel", description="Boot the machine and dump the kernel page tables in the format of Linux's /sys/kernel/debug/page_tables/kernel.")
     _machine_options(s)
+    s.add_argument("--check-wx", action="store_true",
+                   help="print the kernel's W+X audit (CONFIG_DEBUG_WX) instead of the dump")
     s.set_defaults(func=cmd_ptdump)
 
     s = sub.add_parser("vtop", help="walk one virtual address, as crash's vtop", description="Boot the machine and walk one virtual address through the master kernel page table, in the format of the crash utility's vtop.")

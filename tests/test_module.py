@@ -490,3 +490,44 @@ def test_a_failing_or_runaway_init_undoes_the_load(boot):
     with pytest.raises(ModuleError, match="did not return") as err:
         k.load_module(_patch_init(data, b"\xeb\xfe"), "r.o", budget=20_000)
     assert kernel_state(k) == before and k.modules == []
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_a_module_loaded_where_another_ran_runs_its_own_code(arch, boot):
+    """Unicorn keeps translated code per address and never sees mmemu's writes to RAM: a
+    module loaded where another one ran must still run its own bytes (the CPU drops its
+    translations when the kernel's code generation moves)."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch=arch, kernel="6.6", ram="1G")
+    cpu = Cpu(k)  # one CPU for both loads: its translations would outlive the first module
+    try:
+        first = k.load_module(obj(arch, "6.6", "hello").read_bytes(), "hello.o")
+        text = first.layout.regions[0].base
+        k.delete_module("hello")
+        k.purge_vmap_area_lazy()
+        start = len(k.log)
+        second = k.load_module(obj(arch, "6.6", "vbuf").read_bytes(), "vbuf.o")
+        assert second.layout.regions[0].base == text, "the second module did not land where the first was"
+        log = "".join(r.text + "\n" for r in k.log[start:])
+        assert "vbuf: 5 pages at" in log and "hello from a module" not in log
+    finally:
+        cpu.close()
+
+
+def test_the_w_x_audit(boot, capsys):
+    """debug_checkwx in the kernel's words: a module's memory is never writable and
+    executable once loaded; a vmalloc'd PAGE_KERNEL_EXEC area is, and the audit says so."""
+    from mmemu.cli import main
+
+    k = boot(arch="x86_64", kernel="6.6", ram="1G")
+    k.load_module(obj("x86_64", "6.6", "vbuf").read_bytes(), "vbuf.o")
+    assert k.check_wx() == ["x86/mm: Checked W+X mappings: passed, no W+X pages found."]
+    va = k.vmalloc_range(2 * 4096, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], prot="PAGE_KERNEL_EXEC")
+    assert k.check_wx() == [f"x86/mm: Found insecure W+X mapping at address 0x{va:x}",
+                            "x86/mm: Checked W+X mappings: FAILED, 2 W+X pages found."]
+    assert boot(arch="i386", kernel="6.6", ram="1G").check_wx() == []  # no NX: the kernel checks nothing
+    assert main(["ptdump", "--check-wx", "--arch", "i386_pae"]) == 0
+    assert capsys.readouterr().out == "x86/mm: Checked W+X mappings: passed, no W+X pages found.\n"
+    assert main(["ptdump", "--check-wx", "--kernel", "4.3"]) == 2
+    assert "CONFIG_DEBUG_WX is 4.4+" in capsys.readouterr().err

@@ -241,6 +241,28 @@ class ModuleMixin:
             return f"{name}+{address & 15:#x}/0x10"
         return None
 
+    def wx_ranges(self) -> list[tuple[int, int]]:
+        """The kernel's mappings that are writable and executable (at kernel privilege), as
+        (start, size) runs of the master table's kernel half."""
+        from ..arch import KW, KX
+
+        pt = self.pgtable
+        out: list[list[int]] = []
+        start = self.paging.kernel_half or self.layout["PAGE_OFFSET"]
+        for va, size, _pa, _raw, _li in pt.iter_leaves(self.pgd, start):
+            r = pt.walk(self.pgd, va).rights
+            if r & KW and r & KX:
+                if out and out[-1][0] + out[-1][1] == va:
+                    out[-1][1] += size
+                else:
+                    out.append([va, size])
+        return [(a, n) for a, n in out]
+
+    def check_wx(self) -> list[str]:
+        """The W+X audit the kernel logs at boot and after module loads that change
+        permissions (``debug_checkwx``), in the arch's words."""
+        return self.arch.check_wx(self, self.wx_ranges())
+
     def modules_linked_in(self) -> str:
         """``print_modules``: ``Modules linked in: hello(O+) ...``."""
         return "Modules linked in:" + "".join(f" {m.name}{m.flags()}" for m in self.modules)

@@ -41,6 +41,11 @@ X86_MM = EraTable(
     Feature("return_thunk", since="5.19",
             source="arch/x86/lib/retpoline.S (5.19, retbleed: 'x86: Use return-thunk in asm code'): "
                    "__x86_return_thunk exported"),
+    Feature("debug_wx", since="4.4",
+            source="arch/x86/mm/dump_pagetables.c (4.4, 'x86/mm: Warn on W^X mappings', CONFIG_DEBUG_WX): "
+                   "'x86/mm: Checked W+X mappings: passed, no W+X pages found.' or 'FAILED, %lu W+X pages found.', "
+                   "the first range as 'x86/mm: Found insecure W+X mapping at address %pS' (the 4.4 text printed "
+                   "%p/%pS; the change is not dated here)"),
     Feature("module_ronx", since="2.6.38",
             source="arch/x86/Kconfig.debug CONFIG_DEBUG_SET_MODULE_RONX (2.6.38, 'x86: Add RO/NX protection for "
                    "loadable kernel modules'; default n, set by the distributions' configs), CONFIG_STRICT_MODULE_RWX "
@@ -112,6 +117,23 @@ class X86Arch(Arch):
         if era.return_thunk:
             names.append("__x86_return_thunk")
         return names
+
+    def check_wx(self, kernel, wx):
+        """arch/x86/mm/dump_pagetables.c ptdump_walk_pgd_level_checkwx (4.4+, CONFIG_DEBUG_WX):
+        nothing without NX (no page can be made non-executable); else the first insecure
+        range (a WARN_ONCE) and the count of W+X pages."""
+        from mmemu.errors import MmemuError
+
+        if not X86_MM(kernel.spec.kernel).debug_wx:
+            raise MmemuError(f"kernel {kernel.spec.kernel} has no W+X audit (CONFIG_DEBUG_WX is 4.4+)")
+        if not kernel.codec.nx:
+            return []
+        if not wx:
+            return ["x86/mm: Checked W+X mappings: passed, no W+X pages found."]
+        va = wx[0][0]
+        pages = sum(n for _a, n in wx) // 4096
+        return [f"x86/mm: Found insecure W+X mapping at address {kernel.symbol_at(va) or f'0x{va:x}'}",
+                f"x86/mm: Checked W+X mappings: FAILED, {pages} W+X pages found."]
 
     def module_strict_rwx(self, spec) -> bool:
         return X86_MM(spec.kernel).module_ronx
