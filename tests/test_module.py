@@ -531,3 +531,14 @@ def test_the_w_x_audit(boot, capsys):
     assert capsys.readouterr().out == "x86/mm: Checked W+X mappings: passed, no W+X pages found.\n"
     assert main(["ptdump", "--check-wx", "--kernel", "4.3"]) == 2
     assert "CONFIG_DEBUG_WX is 4.4+" in capsys.readouterr().err
+
+
+def test_lsmod(boot):
+    """kmod's lsmod: ``%-19s %8lu  %d`` of /proc/modules (tools/lsmod.c), newest first."""
+    k = boot(arch="x86_64", kernel="6.6", ram="1G")
+    for name in ("hello", "vbuf"):
+        k.load_module(obj("x86_64", "6.6", name).read_bytes(), f"{name}.o")
+    sizes = {m.name: sum(r.size for r in m.layout.regions if not r.init) for m in k.modules}
+    assert k.lsmod() == ("Module                  Size  Used by\n"
+                         f"vbuf                {sizes['vbuf']:8d}  0\nhello               {sizes['hello']:8d}  0\n")
+    assert sizes["vbuf"] == 3 * 4096  # MOD_TEXT, MOD_RODATA, MOD_DATA: a page each

@@ -263,6 +263,16 @@ class ModuleMixin:
         permissions (``debug_checkwx``), in the arch's words."""
         return self.arch.check_wx(self, self.wx_ranges())
 
+    def lsmod(self) -> str:
+        """What kmod's ``lsmod`` prints from /proc/modules: name, size (the module's core
+        memory: core_layout.size, or its non-init mod_mem regions from 6.4) and users
+        (``%-19s %8lu  %d`` then the users' names)."""
+        lines = ["Module                  Size  Used by"]
+        for m in self.modules:
+            size = sum(r.size for r in m.layout.regions if not r.init)
+            lines.append(f"{m.name:<19} {size:8d}  0")
+        return "\n".join(lines) + "\n"
+
     def modules_linked_in(self) -> str:
         """``print_modules``: ``Modules linked in: hello(O+) ...``."""
         return "Modules linked in:" + "".join(f" {m.name}{m.flags()}" for m in self.modules)
