@@ -74,6 +74,12 @@ class PhysMem:
             self.journal.record(self._restore, pa, self.mem[pa:pa + len(data)])
         self.view[pa:pa + len(data)] = data
 
+    def keep(self, pa: int, n: int) -> None:
+        """Journal *n* bytes at *pa* that something other than mmemu is about to write (code
+        on the CPU storing to RAM): a failed operation puts them back."""
+        if self.journal is not None and self.journal.active and self.is_ram(pa, n):
+            self.journal.record(self._restore, pa, self.mem[pa:pa + n])
+
     def _restore(self, pa: int, old: bytes) -> None:
         self.view[pa:pa + len(old)] = old
 

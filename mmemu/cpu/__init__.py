@@ -125,6 +125,7 @@ class Cpu:
         self.mmu = mmu
         self.index = index
         self._owned: list = []
+        self._stack_lo = 0  # the kernel stack's lowest address (set when the adapter takes it)
         self._run: _RunState | None = None  # set while code runs (faults go to the kernel)
         self.last_trap: Trap | None = None
         self._code_gen = -1  # the kernel's code generation the translated code is from
@@ -157,6 +158,8 @@ class Cpu:
         given back when the CPU is closed."""
         page = self.kernel.alloc_pages(order, "Normal", owner=f"{owner} (cpu {self.index})", zero=True)
         self._owned.append(page)
+        if owner == "kernel stack":  # where journal_stores' guard page is
+            self._stack_lo = self.kernel.phys_to_virt(page.phys)
         return page
 
     def _free_owned(self) -> None:
@@ -266,6 +269,36 @@ class Cpu:
             self.uc.emu_stop()
             return
         self.adapter.kcall_return(None if value is None else int(value))
+
+    def journal_stores(self):
+        """A context in which every store the CPU makes is journaled first (the bytes it
+        replaces), so that a kernel operation that runs code and then fails (a module's
+        init) leaves RAM as it was; and a store made with the stack pointer below this
+        CPU's kernel stack stops the run (``reason`` ``stack``): the stack has no guard page
+        in the direct map, and an overflow would write the frames below it."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def ctx():
+            hook = self.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_store)
+            try:
+                yield
+            finally:
+                self.uc.hook_del(hook)
+        return ctx()
+
+    def _on_store(self, uc, access, address, size, value, user_data) -> None:
+        # Unicorn gives the store's physical address here (the TLB has translated it: the
+        # memory is mapped into Unicorn by physical address)
+        k = self.kernel
+        if self._run is not None and self._run.stop is None:
+            sp = self.adapter.sp()
+            if sp < self._stack_lo:  # the stack pointer left the stack's bottom: an overflow
+                self._run.stop = RunResult("stack", None, self._run.faults,
+                                           f"kernel stack overflow: sp {sp:#x} below the stack at {self._stack_lo:#x}",
+                                           self.adapter.pc(), self._run.log)
+                uc.emu_stop()
+        k.mem.keep(address, size)
 
     def syscall(self, nr: int, args: tuple[int, ...]) -> None:
         """A system call from the code running: exit and exit_group end the run; anything

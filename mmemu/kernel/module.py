@@ -393,6 +393,10 @@ class ModuleMixin:
             if target is None:
                 mod.skipped_relocations += len(rel)
                 continue
+            if rel.rela != table.rela:
+                # kernel/module.c: the __weak apply_relocate/apply_relocate_add of an arch
+                # that has only the other kind
+                raise ModuleError(f"module {mod.name}: {'RELA' if rel.rela else 'REL'} relocation unsupported")
             counts = self._apply_relocations(mod, rel, target, values, table)
             yield LoadStep("apply_relocate_add" if table.rela else "apply_relocate",
                            f"{rel.section.name}: {len(rel)} relocations of {target.section.name} ("
@@ -444,7 +448,8 @@ class ModuleMixin:
         cpu, temporary = self._module_cpu()
         try:
             first = len(self.log)
-            res = cpu.call(func, budget=budget, timeout=30.0)
+            with cpu.journal_stores():  # the module's own stores are undone with a failed load
+                res = cpu.call(func, budget=budget, timeout=30.0)
         finally:
             if temporary:
                 cpu.close()
@@ -464,6 +469,11 @@ class ModuleMixin:
         if res.reason == "oops":
             self.printk(res.report, "alert")
             raise Oops(res.report)
+        if res.reason == "stack":
+            # the kernel would hit its stack's guard page (CONFIG_VMAP_STACK) and die; here
+            # the store is stopped before it lands and the load undone
+            raise ModuleError(f"{mod.name}: the {what} function overflowed the kernel stack ({res.report}): stopped, "
+                              "and the load undone")
         if res.reason in ("budget", "timeout"):
             raise ModuleError(f"{mod.name}: the {what} function did not return ({res.report}): stopped, and the load "
                               "undone" if what == "init" else f"{mod.name}: the exit function did not return "

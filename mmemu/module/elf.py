@@ -105,7 +105,8 @@ class ModuleFile:
             self.sections = self._read_sections()
         except ELFError as exc:
             raise ModuleError(f"{name}: malformed ELF file: {exc}") from None
-        except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        except (struct.error, ValueError, UnicodeDecodeError, OverflowError) as exc:
+            # pyelftools seeks where a header points: an offset beyond any file overflows
             raise ModuleError(f"{name}: malformed ELF file: {exc}") from None
         self.symtab_index = self._find_symtab()
         self.symbols = self._read_symbols()
@@ -146,7 +147,28 @@ class ModuleFile:
             raise ModuleError(f"{self.name}: Invalid ELF section name index: {h['e_shstrndx']} || "
                               f"e_shstrndx ({h['e_shstrndx']}) >= e_shnum ({shnum})")
 
+    def _check_section_bounds(self) -> None:
+        """Every section that occupies the file lies inside it (rewrite_section_headers'
+        "Module len %lu truncated"), checked on the raw headers before pyelftools reads any
+        section's name or contents there."""
+        h = self.elf.header
+        fmt, sz = ("<IIIIIIIIII", 40) if self.elfclass == 32 else ("<IIQQQQIIQQ", 64)
+        size = len(self.data)
+        headers = [struct.unpack_from(fmt, self.data, h["e_shoff"] + i * sz) for i in range(h["e_shnum"])]
+
+        def inside(hdr) -> bool:
+            return hdr[1] == SHT_NOBITS or (hdr[4] <= size and hdr[5] <= size - hdr[4])
+        names = headers[h["e_shstrndx"]]
+        strings = self.data[names[4]:names[4] + names[5]] if inside(names) else b""
+        for i, hdr in enumerate(headers[1:], 1):
+            if not inside(hdr):
+                end = strings.find(b"\0", hdr[0])
+                name = strings[hdr[0]:end].decode("latin-1") + " " if 0 <= hdr[0] < end else ""
+                raise ModuleError(f"{self.name}: Module len {size} truncated (section {i} {name}at "
+                                  f"{hdr[4]:#x}+{hdr[5]:#x})")
+
     def _read_sections(self) -> list[Section]:
+        self._check_section_bounds()
         out = []
         size = len(self.data)
         for i in range(self.elf.num_sections()):
