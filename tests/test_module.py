@@ -542,3 +542,17 @@ def test_lsmod(boot):
     assert k.lsmod() == ("Module                  Size  Used by\n"
                          f"vbuf                {sizes['vbuf']:8d}  0\nhello               {sizes['hello']:8d}  0\n")
     assert sizes["vbuf"] == 3 * 4096  # MOD_TEXT, MOD_RODATA, MOD_DATA: a page each
+
+
+@pytest.mark.parametrize("era", ["2.6.32", "4.19", "5.10", "6.6"])
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_exported_kernel_function_has_an_implementation(arch, era, boot):
+    """A promise of mmemu.module.exports: each name in the kernel's symbol table is a real
+    address whose call runs an implementation (stubs exist only for stub_missing)."""
+    from mmemu.module.exports import function
+
+    k = boot(arch=arch, kernel=era, ram="1G")
+    assert k.ksymtab, "no exports"
+    missing = [name for name in k.ksymtab if function(name) is None]
+    assert not missing, f"exported without an implementation: {missing}"
+    assert all(k.kernel_symbol_name(addr) == name for name, addr in k.ksymtab.items())
