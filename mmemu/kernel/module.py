@@ -41,7 +41,7 @@ from ..module.layout import (
     layout_sections,
 )
 from ..module.reloc import RelocOverflow, RelocTable
-from ..units import PAGE_SIZE
+from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import operation
 
 #: the instructions a module's init or exit function may run before it counts as runaway
@@ -118,9 +118,9 @@ class ModuleLoad:
     until the load ends, by its last step or by :meth:`abandon`, which undoes every step.
     A step that fails undoes every step and raises."""
 
-    def __init__(self, kernel, steps):
+    def __init__(self, kernel):
         self.kernel = kernel
-        self._steps = steps
+        self._steps = None  # the generator of ModuleMixin._load_steps (it needs this object)
         self._held = None
         self.steps: list[LoadStep] = []
         self.module: Module | None = None
@@ -297,7 +297,7 @@ class ModuleMixin:
             raise ModuleError(f"arch {self.arch.name}: mmemu loads no modules on this arch (it supplies no "
                               "relocation table)")
         mf = ModuleFile(data, name or "module")
-        load = ModuleLoad(self, None)
+        load = ModuleLoad(self)
         load._steps = self._load_steps(load, mf, stub_missing, force_vermagic, run_init, budget)
         return load
 
@@ -504,29 +504,28 @@ class ModuleMixin:
             self.printk(m, "warn")
         return messages
 
-    def _module_write(self, va: int, data: bytes) -> None:
-        """Write into module memory through the vmalloc area's frames (the loader's memcpy
-        on the module's own mapping)."""
+    def _module_pieces(self, va: int, n: int):
+        """(physical address, offset in the data, length) of the page-sized pieces of *n*
+        bytes of module memory at *va*: the loader reaches it through the vmalloc area's
+        own frames (its memcpy on the module's mapping)."""
         area = self.find_vmap_area(va)
         pages = area.vm.pages
-        base = area.va_start
+        off = va - area.va_start
         pos = 0
-        while pos < len(data):
-            off = va + pos - base
-            n = min(len(data) - pos, PAGE_SIZE - (off & (PAGE_SIZE - 1)))
-            self.mem.write((pages[off // PAGE_SIZE] << 12) + (off & (PAGE_SIZE - 1)), data[pos:pos + n])
-            pos += n
-        self.code_generation += 1
+        while pos < n:
+            in_page = off & (PAGE_SIZE - 1)
+            take = min(n - pos, PAGE_SIZE - in_page)
+            yield (pages[off >> PAGE_SHIFT] << PAGE_SHIFT) + in_page, pos, take
+            off += take
+            pos += take
+
+    def _module_write(self, va: int, data: bytes) -> None:
+        for pa, pos, take in self._module_pieces(va, len(data)):
+            self.mem.write(pa, data[pos:pos + take])
+        self.code_generation += 1  # code a CPU translated from these bytes is stale
 
     def _module_read(self, va: int, n: int) -> bytes:
-        area = self.find_vmap_area(va)
-        off = va - area.va_start
-        out = b""
-        while len(out) < n:
-            take = min(n - len(out), PAGE_SIZE - (off & (PAGE_SIZE - 1)))
-            out += self.mem.read((area.vm.pages[off // PAGE_SIZE] << 12) + (off & (PAGE_SIZE - 1)), take)
-            off += take
-        return out
+        return b"".join(self.mem.read(pa, take) for pa, _pos, take in self._module_pieces(va, n))
 
     def _module_free(self, va: int) -> None:
         """``module_memfree``: vfree of the region."""
