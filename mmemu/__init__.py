@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .arch import Arch, ArchOption, BootPlan, EntryCodec, EntryFormat, EntryView, Level, PagingMode
+from .arch import Arch, ArchOption, BootPlan, PercpuPlan, EntryCodec, EntryFormat, EntryView, Level, PagingMode
 from .errors import ConfigError, MmemuError
 from .faults import Fault
 from .layout import Layout, MachineSpec
@@ -16,7 +16,7 @@ from .plugins import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["boot", "hookimpl", "Arch", "ArchOption", "BootPlan", "EntryCodec", "EntryFormat", "EntryView", "Level",
+__all__ = ["boot", "hookimpl", "Arch", "ArchOption", "BootPlan", "PercpuPlan", "EntryCodec", "EntryFormat", "EntryView", "Level",
            "PagingMode", "Fault", "Layout", "MachineSpec", "MmemuError", "ConfigError", "__version__"]
 
 #: The modules of mmemu a plugin may import (and what they export without a leading

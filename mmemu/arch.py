@@ -436,6 +436,25 @@ class PagingMode:
 
 
 @dataclass(frozen=True)
+class PercpuPlan:
+    """The per-cpu first chunk of an SMP kernel (``setup_per_cpu_areas`` embedding it in
+    the direct map: mm/percpu.c ``pcpu_embed_first_chunk``): what the arch's vmlinux and
+    its ``setup_per_cpu_areas`` give. The core computes the rest with mm/percpu.c's own
+    formulas (:mod:`mmemu.kernel.percpu`)."""
+
+    #: ``__per_cpu_start``: the link address of vmlinux's ``.data..percpu``, the base of
+    #: every per-cpu pointer (0 on x86_64: zero-based per-cpu, %gs holds the offset)
+    static_start: int
+    #: ``__per_cpu_end - __per_cpu_start``: the kernel's own static per-cpu variables
+    static_size: int
+    #: the allocation atom (``atom_size``: PMD_SIZE on x86_64, PAGE_SIZE on i386)
+    atom_size: int
+    #: the goal of the chunk's memblock allocation, ``__pa(MAX_DMA_ADDRESS)`` (x86: 16 MiB;
+    #: below it only when nothing above fits)
+    alloc_floor: int = 0
+
+
+@dataclass(frozen=True)
 class BootPlan:
     """How the arch's kernel builds its boot-time page tables: data the core's boot reads.
 
@@ -484,6 +503,8 @@ class BootPlan:
     #: them before the pgd (PAE: the CPU loads all four PDPT entries with CR3;
     #: pgd_prepopulate_pmd, PREALLOCATED_PMDS)
     prepopulate_user_pgd: bool = False
+    #: the per-cpu first chunk (SMP kernels); None: a UP kernel, per-cpu data is plain data
+    percpu: PercpuPlan | None = None
 
 
 #: The protections every arch names (the kernel's ``pgprot_t`` names: asm/pgtable_types.h,

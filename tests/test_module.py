@@ -24,7 +24,7 @@ from mmemu.errors import MmemuError, ModuleError
 from mmemu.testing import kernel_state
 
 BUILD = Path(__file__).resolve().parent.parent / "examples" / "modules" / "build"
-MODULES = ("hello", "vbuf", "highpage", "kmap_nested", "rodata_oops")
+MODULES = ("hello", "vbuf", "highpage", "kmap_nested", "rodata_oops", "percpu")
 ERAS = ("3.10", "4.19", "5.10", "6.6")
 ARCHES = ("i386", "i386_pae", "x86_64")
 
@@ -71,6 +71,8 @@ def symbol_address(k, mod, name: str) -> int:
     their section)."""
     if name in mod.resolved:
         return mod.resolved[name]
+    if name == ".data..percpu" and mod.percpu is not None:
+        return mod.percpu  # the per-cpu section of an SMP kernel: a per-cpu pointer
     addr = mod.section_address(name)
     if addr is not None:
         return addr

@@ -282,8 +282,12 @@ def run_corpus(arch: str, tree: Path, info: dict, args) -> dict:
         files = [p for p in files if re.search(args.match, str(p.relative_to(tree)))]
     log(f"{arch}: {total_files} module files in {info['package']} {info['version']}; loading {len(files)} "
         f"(kernel {KERNEL}, {ram} RAM)")
-    k = mmemu.boot(arch=arch, kernel=KERNEL, ram=ram)
+    # Debian's kernels are SMP (686: CONFIG_NR_CPUS=32; cloud-amd64: 8192): two CPUs, so that
+    # every corpus has per-cpu areas and its modules' .data..percpu goes there
+    options = {"NR_CPUS": "32"} if arch.startswith("i386") else {}
+    k = mmemu.boot(arch=arch, kernel=KERNEL, ram=ram, cpus=2, options=options)
     k.purge_vmap_area_lazy()
+    percpu_with = []
     params = inspect.signature(k.load_module).parameters
     has_force = "force_vermagic" in params
     kwargs = {"stub_missing": True}
@@ -370,6 +374,10 @@ def run_corpus(arch: str, tree: Path, info: dict, args) -> dict:
                 if k.walk(va).mapped:
                     still.append(f"{rname} {va:#x}")
                     break
+        if getattr(mod, "percpu", None) is not None:
+            percpu_with.append(rel)
+            if k.pcpu.areas:
+                still.append(f"per-cpu {mod.percpu:#x}")
         if still:
             left_mapped.append(f"{rel}: {', '.join(still)} still mapped after delete_module")
             entry["left_mapped"] = still
@@ -420,6 +428,7 @@ def run_corpus(arch: str, tree: Path, info: dict, args) -> dict:
         "invariants": invariants,
         "relocations": dict(relocs.most_common()),
         "stubbed_symbols": stubbed_total,
+        "percpu_modules": {"count": len(percpu_with), "modules": percpu_with[:5]},
         "load_ms": {"mean": round(statistics.fmean(ms_list), 3) if ms_list else None,
                     "median": round(statistics.median(ms_list), 3) if ms_list else None,
                     "max": round(max(ms_list), 3) if ms_list else None,
@@ -471,6 +480,9 @@ def print_report(s: dict) -> None:
     print(f"   relocations applied: {sum(rel.values())} ("
           + ", ".join(f"{n} {t}" for t, n in rel.items()) + ")")
     print(f"   symbols stubbed: {s['stubbed_symbols']}")
+    pc = s["percpu_modules"]
+    print(f"   modules with per-cpu data (percpu_modalloc): {pc['count']}"
+          + (f" (e.g. {', '.join(Path(m).name for m in pc['modules'][:3])})" if pc["modules"] else ""))
     lm = s["load_ms"]
     if lm["mean"] is not None:
         print(f"   load time per loaded module: mean {lm['mean']:.1f} ms, median {lm['median']:.1f} ms, "

@@ -330,4 +330,26 @@ extern void *memset(void *s, int c, size_t n);
 extern void *memcpy(void *to, const void *from, size_t n);
 extern size_t strlen(const char *s);
 
+/* ---------------------------------------------------------------------------------------
+ * Per-cpu variables of an SMP kernel. include/linux/percpu-defs.h: DEFINE_PER_CPU puts the
+ * variable in section ".data..percpu" (PER_CPU_BASE_SECTION; ".data.percpu" before 2.6.35),
+ * which the loader gives a place in every CPU's per-cpu unit (percpu_modalloc) instead of
+ * the module's memory; the variable's address is then a per-cpu pointer, not an address.
+ * arch/x86/include/asm/percpu.h: this_cpu_read/this_cpu_add address it through the per-cpu
+ * segment, %gs on x86_64 (zero-based: the pointer is the offset in the unit, reached
+ * %rip-relative), %fs on i386 (the segment's base is __per_cpu_offset[cpu]).
+ */
+#ifdef __x86_64__
+#define __percpu_seg		"gs"
+#else
+#define __percpu_seg		"fs"
+#endif
+#define DEFINE_PER_CPU(type, name)	__section(".data..percpu") __typeof__(type) name
+#define this_cpu_read_4(var) ({						\
+	unsigned int __ret;						\
+	asm volatile("movl %%" __percpu_seg ":%1, %0" : "=r" (__ret) : "m" (var)); \
+	__ret; })
+#define this_cpu_add_4(var, val)					\
+	asm volatile("addl %1, %%" __percpu_seg ":%0" : "+m" (var) : "ri" ((unsigned int)(val)))
+
 #endif /* _MMEMU_MODULE_H */

@@ -19,6 +19,7 @@ from .fixmap import FixmapMixin
 from .highmem import HighmemMixin
 from .invariants import InvariantsMixin
 from .module import Module, ModuleLoad, ModuleMixin
+from .percpu import PercpuMixin
 from .printk import LogMixin, LogRecord
 from .process import (
     MAP_ANONYMOUS,
@@ -40,7 +41,7 @@ __all__ = ["Kernel", "Module", "ModuleLoad", "LogRecord", "Fault", "FaultResolut
 
 
 class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMixin, FaultMixin, ModuleMixin,
-             LogMixin, InvariantsMixin, KernelBase):
+             PercpuMixin, LogMixin, InvariantsMixin, KernelBase):
     """A booted machine (see :func:`mmemu.boot`).
 
     Construction is the boot, in order: the spec's arch options validated (with their

@@ -20,6 +20,7 @@ from ..pagetable import PageTables
 from ..physmem import PhysMem
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .eras import MM
+from .percpu import PercpuFirstChunk, place_first_chunk
 
 
 def boot_kernel(arch, spec, pm):
@@ -81,8 +82,19 @@ def setup_memory(k) -> None:
     image_end = max(s.phys + s.size for s in image)
     reserved = [(r.start >> PAGE_SHIFT, (r.end + PAGE_SIZE - 1) >> PAGE_SHIFT, r.type) for r in layout.reserved]
     reserved.append((image_start >> PAGE_SHIFT, (image_end + PAGE_SIZE - 1) >> PAGE_SHIFT, "kernel image"))
+    usable = _usable_pfn_ranges(layout)
+    # the per-cpu first chunk of an SMP kernel, memblock-allocated (setup_per_cpu_areas)
+    k.pcpu = None
+    if k.plan.percpu is not None:
+        info, base_phys = place_first_chunk(k.plan.percpu, spec.cpus, 8 * k.ptr_size, reserved, usable,
+                                            layout.phys_offset + layout.lowmem_bytes)
+        k.pcpu = PercpuFirstChunk(info, base_phys, syms["PAGE_OFFSET"] + base_phys - layout.phys_offset,
+                                  k.plan.percpu.static_start, spec.cpus, (1 << (8 * k.ptr_size)) - 1)
+        for cpu in range(spec.cpus):  # each unit's unused tail goes back (pcpu_fc_free)
+            start = base_phys + k.pcpu.unit_offset(cpu)
+            reserved.append((start >> PAGE_SHIFT, (start + info.size_sum) >> PAGE_SHIFT, f"per-cpu area (cpu {cpu})"))
     frames = FrameAllocator(layout.zones)
-    frames.memblock_init(_usable_pfn_ranges(layout), reserved)
+    frames.memblock_init(usable, reserved)
     k.frames = frames
     # CONFIG_HIGHPTE: user ptes in HighMem (decided now: the table allocator needs it)
     k.highpte = bool(layout.config.get("CONFIG_HIGHPTE")) and "HighMem" in frames.zones

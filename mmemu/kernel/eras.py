@@ -44,6 +44,14 @@ MM = EraTable(
             source="include/linux/gfp.h: ___GFP_ZERO 0x8000 in 2.6.32, 3.x and 4.19 (read), 0x100 in 5.10 (read; the "
                    "renumbering release between is not dated here), gfp_types.h in 6.x; __GFP_DMA 0x01, __GFP_HIGHMEM "
                    "0x02, __GFP_DMA32 0x04 in every era"),
+    Variant("module_percpu_section", [("2.6.35", ".data..percpu")], before=".data.percpu",
+            source="include/asm-generic/percpu.h PER_CPU_BASE_SECTION, kernel/module.c find_pcpusec: "
+                   "'.data.percpu' in 2.6.32 (read), '.data..percpu' in 4.0 and later (read; renamed in 2.6.35, "
+                   "'percpu: use \"..\" in section names', not read here)"),
+    Variant("module_percpu_nomem", [("2.6.37", "{module}: Could not allocate {size} bytes percpu data")],
+            before="Could not allocate {size} bytes percpu data",
+            source="kernel/module.c percpu_modalloc: KERN_WARNING without the module's name in 2.6.32 (read), "
+                   "pr_warn with it in 4.0 and later (read; the release between is not dated here)"),
     Feature("module_mem_types", since="6.4",
             source="kernel/module/main.c (6.4, 'module: replace module_layout with module_memory'): one "
                    "allocation per mod_mem_type (MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*); "

@@ -41,6 +41,28 @@ class InvariantsMixin:
         self._check_vmap_areas()
         self._check_pkmap()
         self._check_kernel_halves()
+        self._check_percpu()
+
+    def _check_percpu(self) -> None:
+        """The reserved region's allocations lie inside it without overlapping, every
+        loaded module's per-cpu data is one of them, and every unit is memblock memory."""
+        pc = self.pcpu
+        if pc is None:
+            return
+        lo, hi = pc.info.static_size, pc.info.static_size + pc.info.reserved_size
+        end = lo
+        for off, size in sorted(pc.areas.items()):
+            if off < end or off + size > hi:
+                raise InvariantError(f"per-cpu reserved allocation {off:#x}+{size:#x} overlaps another or "
+                                     f"leaves the reserved region [{lo:#x}, {hi:#x})")
+            end = off + size
+        for mod in self.modules:
+            if mod.percpu is not None and (mod.percpu - pc.static_start) & pc.mask not in pc.areas:
+                raise InvariantError(f"module {mod.name}: its per-cpu data {mod.percpu:#x} is not allocated")
+        for cpu in range(pc.nr_cpus):
+            pfn = (pc.base_phys + pc.unit_offset(cpu)) >> PAGE_SHIFT
+            if self.frames.page(pfn).state != "reserved":
+                raise InvariantError(f"cpu {cpu}'s per-cpu unit at pfn {pfn:#x} is not memblock memory")
 
     # -- helpers ------------------------------------------------------------------------
 

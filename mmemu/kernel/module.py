@@ -51,7 +51,7 @@ MODULE_CODE_BUDGET = 10_000_000
 UNFORMED, COMING, LIVE, GOING = "MODULE_STATE_UNFORMED", "MODULE_STATE_COMING", "MODULE_STATE_LIVE", \
     "MODULE_STATE_GOING"
 #: include/uapi/asm-generic/errno-base.h
-ENOENT, ENOEXEC, EEXIST = 2, 8, 17
+ENOENT, ENOEXEC, ENOMEM, EEXIST = 2, 8, 12, 17
 #: SHN_LIVEPATCH (include/uapi/linux/elf.h): resolved by the livepatch core, not the loader
 SHN_LIVEPATCH = 0xFF20
 
@@ -96,6 +96,9 @@ class Module:
     taints: str = ""
     #: kallsyms: (address, size, name, in the init part) of its functions and objects
     kallsyms: list = field(default_factory=list)
+    #: ``mod_percpu(mod)``: the per-cpu pointer of its per-cpu section, and its size (0: none)
+    percpu: int | None = None
+    percpu_size: int = 0
 
     def flags(self) -> str:
         """``module_flags``: the taints, then ``+`` while COMING or ``-`` while GOING, in
@@ -356,12 +359,19 @@ class ModuleMixin:
 
         # -- layout_sections: .modinfo and __versions are not loaded (their SHF_ALLOC is
         # cleared in setup_load_info/rewrite_section_headers)
+        # cleared in setup_load_info/rewrite_section_headers), nor is the per-cpu section of
+        # an SMP kernel ("We will do a special allocation for per-cpu sections later.")
+        pcpusec = self._find_pcpusec(mf)
         skip = frozenset(s.index for s in mf.sections if s.name in (".modinfo", "__versions")
-                         or (s.name == ".data..percpu" and s.flags & SHF_ALLOC))
+                         or (pcpusec is not None and s.index == pcpusec.index))
         mod.layout = layout_sections(mf, self._layout_rules(), skip)
         if not mod.layout.regions:
             raise ModuleError(f"{name}: the module has no section to load")
         yield LoadStep("layout_sections", ", ".join(f"{r.name} {r.size:#x} bytes" for r in mod.layout.regions))
+
+        # -- percpu_modalloc: the per-cpu section in the first chunk's reserved region
+        if pcpusec is not None:
+            yield LoadStep("percpu_modalloc", self._percpu_modalloc(mod, pcpusec))
 
         # -- move_module: module_alloc each region, zero it, copy the sections in
         start, end, prot = self.arch.module_alloc(self.spec, self.layout)
@@ -378,7 +388,7 @@ class ModuleMixin:
                            + (" (zeroed: SHT_NOBITS)" if p.section.nobits else ""))
 
         # -- simplify_symbols
-        values = self._simplify_symbols(mod, stub_missing)
+        values = self._simplify_symbols(mod, stub_missing, pcpusec)
         init = mf.symbol("init_module")
         exit_ = mf.symbol("cleanup_module")
         mod.init = values[init.index] if init else None
@@ -401,6 +411,10 @@ class ModuleMixin:
             yield LoadStep("apply_relocate_add" if table.rela else "apply_relocate",
                            f"{rel.section.name}: {len(rel)} relocations of {target.section.name} ("
                            + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + ")")
+
+        # -- post_relocation: percpu_modcopy, the section's initial image into every CPU's copy
+        if pcpusec is not None and mod.percpu_size:
+            yield LoadStep("percpu_modcopy", self._percpu_modcopy(mod, pcpusec))
 
         # -- module_enable_ro / module_enable_nx (set_memory_*): per kind of memory, in the
         # eras that protect module memory at all
@@ -531,8 +545,45 @@ class ModuleMixin:
         """``module_memfree``: vfree of the region."""
         self.vfree(va)
 
-    def _simplify_symbols(self, mod: Module, stub_missing: bool) -> list[int]:
-        """``simplify_symbols``: every symbol's final value (by symbol index)."""
+    def _find_pcpusec(self, mf: ModuleFile):
+        """``find_pcpusec``: the module's per-cpu section on an SMP kernel (a UP kernel has no
+        per-cpu areas: there the section, if any, is ordinary data)."""
+        if self.pcpu is None:
+            return None
+        name = self.era.module_percpu_section
+        return next((s for s in mf.sections if s.name == name and s.flags & SHF_ALLOC), None)
+
+    def _percpu_modalloc(self, mod: Module, sec) -> str:
+        """kernel/module.c ``percpu_modalloc``: the section's size from the reserved region,
+        its alignment capped at a page."""
+        if not sec.size:
+            return f"{sec.name}: empty, nothing allocated"
+        align = sec.align or 1
+        warning = ""
+        if align > PAGE_SIZE:
+            warning = f"{mod.name}: per-cpu alignment {align} > {PAGE_SIZE}"
+            self.printk(warning, 4)
+            align = PAGE_SIZE
+        ptr = self.alloc_reserved_percpu(sec.size, align)
+        if ptr is None:
+            raise ModuleError(self.era.module_percpu_nomem.format(module=mod.name, size=sec.size), ENOMEM)
+        mod.percpu, mod.percpu_size = ptr, sec.size
+        return (f"{sec.name}: {sec.size:#x} bytes at per-cpu {ptr:#x} (cpu 0: "
+                f"{self.per_cpu_ptr(ptr, 0):#x})" + (f"; {warning}" if warning else ""))
+
+    def _percpu_modcopy(self, mod: Module, sec) -> str:
+        """``percpu_modcopy``: for every possible CPU, memcpy of the section's image (as in
+        the file: relocations of the per-cpu section itself are never applied, its SHF_ALLOC
+        was cleared) to ``per_cpu_ptr(mod->percpu, cpu)``."""
+        data = bytes(sec.size) if sec.nobits else mod.file.section_data(sec)
+        copies = self.percpu_copies(mod.percpu)
+        for phys in copies:
+            self.mem.write(phys, data)
+        return f"{sec.size:#x} bytes to the {len(copies)} CPU(s)' copies"
+
+    def _simplify_symbols(self, mod: Module, stub_missing: bool, pcpusec=None) -> list[int]:
+        """``simplify_symbols``: every symbol's final value (by symbol index). A symbol of
+        the per-cpu section is ``mod_percpu(mod) + st_value``: a per-cpu pointer."""
         mf = mod.file
         values = [0] * len(mf.symbols)
         ksyms = self.ksymtab
@@ -559,6 +610,10 @@ class ModuleMixin:
                         continue
                 values[sym.index] = addr
                 mod.resolved[sym.name] = addr
+            elif pcpusec is not None and sym.shndx == pcpusec.index:
+                values[sym.index] = (mod.percpu + sym.value) & self.pcpu.mask
+                if sym.bind != STB_LOCAL and sym.type != STT_SECTION and sym.name:
+                    mod.symbols[sym.name] = values[sym.index]
             elif sym.shndx < SHN_LORESERVE:
                 p = placements.get(sym.shndx)
                 if p is None:
@@ -659,6 +714,8 @@ class ModuleMixin:
         for region in mod.layout.regions:
             if not region.init:
                 self._module_free(region.base)
+        if mod.percpu is not None:
+            self.free_percpu(mod.percpu)  # free_module: percpu_modfree
         self.journal.remove(self.modules, mod)
 
 

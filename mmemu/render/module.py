@@ -38,6 +38,32 @@ def sections(kernel, mod) -> list[dict]:
     return out
 
 
+#: the sections listing code the kernel patches after relocation (module_finalize,
+#: ftrace_module_init, jump_label_apply_nops...): ftrace call sites, alternatives,
+#: paravirt calls, jump labels, static calls, retpoline and return-thunk sites
+PATCH_SECTIONS = ("__mcount_loc", ".altinstructions", ".parainstructions", "__jump_table",
+                  ".static_call_sites", ".retpoline_sites", ".return_sites", ".call_sites", ".ibt_endbr_seal")
+
+
+def code_patching(mod) -> dict:
+    """What the kernel would patch in this module and mmemu does not: the patch-site
+    sections present, with their sizes. mmemu runs a module's code as compiled (calls to
+    ``__fentry__`` stay calls, to an implementation that returns; ``jmp
+    __x86_return_thunk`` stays a jump to one that returns)."""
+    return {s.name: s.size for s in mod.file.sections if s.name in PATCH_SECTIONS and s.size}
+
+
+def percpu_row(kernel, mod) -> dict | None:
+    """The per-cpu section of an SMP kernel: not in the module's memory but at a per-cpu
+    pointer, one copy per CPU (the addresses of the copies in the direct map)."""
+    if mod.percpu is None:
+        return None
+    name = kernel.era.module_percpu_section
+    index = next(s.index for s in mod.file.sections if s.name == name)
+    return {"index": index, "name": name, "pointer": mod.percpu, "size": mod.percpu_size,
+            "copies": [kernel.per_cpu_ptr(mod.percpu, cpu) for cpu in range(kernel.pcpu.nr_cpus)]}
+
+
 def insmod_text(kernel, mod, steps, log: list[str] = ()) -> str:
     w = 16 if kernel.paging.bits64 else 8
     out = [f"module {mod.name} ({mod.state}) on {kernel.arch.name} {kernel.spec.kernel}"
@@ -48,7 +74,15 @@ def insmod_text(kernel, mod, steps, log: list[str] = ()) -> str:
         addr = "-" if s["address"] is None else f"{s['address']:#0{w + 2}x}"
         out.append(f"  {s['index']:>3} {s['name']:<24} {addr:<{w + 2}} {s['size']:>#8x}  "
                    f"{s['permissions']:<5} {s['region']}")
+    pc = percpu_row(kernel, mod)
+    if pc is not None:
+        out.append(f"  {pc['index']:>3} {pc['name']:<24} {pc['pointer']:<#{w + 2}x} {pc['size']:>#8x}  "
+                   "rw-   per-cpu pointer; copies: " + ", ".join(f"cpu{i} {a:#x}" for i, a in enumerate(pc["copies"])))
     out.append("")
+    patch = code_patching(mod)
+    out.append("Code patching: none by mmemu; the code runs as compiled"
+               + (" (the kernel would patch: " + ", ".join(f"{n} {sz:#x} bytes" for n, sz in patch.items()) + ")"
+                  if patch else ""))
     out.append("Relocations applied: " + (", ".join(f"{n} {t}" for t, n in sorted(mod.relocations.items()))
                                           or "none"))
     if mod.skipped_relocations:
@@ -88,6 +122,8 @@ def insmod_json(kernel, mod, steps, log: list[str] = ()) -> dict:
         "resolved": dict(sorted(mod.resolved.items())),
         "stubbed": sorted(mod.stubbed),
         "symbols": dict(sorted(mod.symbols.items())),
+        "percpu": percpu_row(kernel, mod),
+        "code_patching": {"applied": False, "sites": code_patching(mod)},
         "init": mod.init, "exit": mod.exit,
         "steps": [{"function": s.function, "what": s.what,
                    "operations": [{"writer": op.writer, "kind": op.kind, "va": op.va, "size": op.size,

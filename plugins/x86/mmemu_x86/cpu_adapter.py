@@ -39,7 +39,9 @@ from unicorn.x86_const import (
     UC_X86_REG_ES,
     UC_X86_REG_ESI,
     UC_X86_REG_ESP,
+    UC_X86_REG_FS,
     UC_X86_REG_GDTR,
+    UC_X86_REG_GS_BASE,
     UC_X86_REG_R8,
     UC_X86_REG_R9,
     UC_X86_REG_R10,
@@ -122,7 +124,13 @@ class X86Adapter(CpuAdapter):
         s = self.setup_regs
         gdt_page = self.cpu.alloc_pages(0, "gdt_page")
         stack = self.cpu.alloc_pages(KERNEL_STACK_ORDER, "kernel stack")
-        gdt = guest.build_gdt(self.bits, s.kernel_cs, s.kernel_ds, s.user_cs, s.user_ds, s.gdt_entries)
+        gdt = bytearray(guest.build_gdt(self.bits, s.kernel_cs, s.kernel_ds, s.user_cs, s.user_ds, s.gdt_entries))
+        if k.pcpu is not None and s.kernel_percpu:
+            # arch/x86/kernel/cpu/common.c: the GDT entry of __KERNEL_PERCPU has the CPU's
+            # __per_cpu_offset as its base (i386 %fs)
+            i = s.kernel_percpu >> 3
+            gdt[8 * i:8 * i + 8] = guest.segment_descriptor(guest.KERNEL_DATA, guest.FLAGS_32,
+                                                            base=k.per_cpu_offset(self.cpu.index))
         k.mem.write(gdt_page.phys, gdt)
         self.gdt_va = k.phys_to_virt(gdt_page.phys)
         self.gdt_size = len(gdt)
@@ -160,6 +168,13 @@ class X86Adapter(CpuAdapter):
         # to user mode keeps them valid; 64-bit mode ignores them.
         uc.reg_write(UC_X86_REG_DS, s.user_ds)
         uc.reg_write(UC_X86_REG_ES, s.user_ds)
+        if self.kernel.pcpu is not None:
+            # the per-cpu base: i386 loads __KERNEL_PERCPU into %fs on kernel entry;
+            # x86_64's MSR_GS_BASE holds __per_cpu_offset (cpu_kernelmode_gs_base)
+            if self.bits == 32 and s.kernel_percpu:
+                uc.reg_write(UC_X86_REG_FS, s.kernel_percpu)
+            elif self.bits == 64:
+                uc.reg_write(UC_X86_REG_GS_BASE, self.kernel.per_cpu_offset(self.cpu.index))
         uc.reg_write(self._reg_sp, self.stack_top)
         self._kernel_ctx = uc.context_save()
         self._user_ctx.clear()

@@ -81,6 +81,10 @@ X86_MM = EraTable(
             source="arch/x86/kernel/module.c: printk(KERN_ERR \"module %s: ...\") in 2.6.12-2.6.3x (read); "
                    "pr_err with pr_fmt KBUILD_MODNAME \": \" (\"module: \") in 4.19 (read), from Joe Perches' "
                    "conversion of arch/x86 printks to pr_<level> (3.7 not verified here)"),
+    Feature("percpu_zero_based_64", since="2.6.30",
+            source="arch/x86/kernel/vmlinux.lds.S: x86_64 SMP links .data..percpu at 0 (PERCPU_VADDR(0)); "
+                   "%gs holds __per_cpu_offset (the PDA went away in the 2.6.30 percpu rework); "
+                   "the embed first chunk (setup_percpu.c pcpu_embed_first_chunk) is of the same release"),
     Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],
             before="/sys/kernel/debug/kernel_page_tables",
             source="arch/x86/mm/debug_pagetables.c (4.15): the page_tables directory replaces kernel_page_tables"),
@@ -102,6 +106,30 @@ class X86Arch(Arch):
         if BIOS_PAGE not in layout.reserved:
             layout.reserved.append(BIOS_PAGE)
         return layout
+
+    def percpu_plan(self, spec, layout, bits: int):
+        """arch/x86/kernel/setup_percpu.c setup_per_cpu_areas: the first chunk embedded in
+        the direct map with ``atom_size`` PMD_SIZE on 64-bit, PAGE_SIZE on 32-bit ("vmalloc
+        space is highly contended"), for an SMP kernel only. The static size is the size of
+        ``.data..percpu`` in Debian 6.1's vmlinux (cloud-amd64 0x34000, 686 0x19394, 686-pae
+        0x19754, read from the images' section headers); it only moves where module per-cpu
+        data starts. x86_64 links the section at 0 (zero-based per-cpu, 2.6.30+); i386 (and
+        x86_64 before) at its place in the image, here the end of the image's data."""
+        from mmemu import PercpuPlan
+
+        if not layout.config.get("CONFIG_SMP"):
+            return None
+        if bits == 64:
+            static_size, atom = 0x34000, 2 << 20
+        else:
+            static_size, atom = (0x19754 if spec.arch == "i386_pae" else 0x19394), 4096
+        if bits == 64 and X86_MM(spec.kernel).percpu_zero_based_64:
+            start = 0
+        else:
+            data = next(sec for sec in layout.image if sec.name == "data")
+            start = (data.virt + data.size - static_size) & ~0xFFF
+        # arch/x86/include/asm/dma.h: MAX_DMA_ADDRESS is PAGE_OFFSET + 16 MiB
+        return PercpuPlan(static_start=start, static_size=static_size, atom_size=atom, alloc_floor=16 << 20)
 
     def exported_symbols(self, kernel) -> list[str]:
         """What an x86 kernel of this era exports for the code the compiler plants in a

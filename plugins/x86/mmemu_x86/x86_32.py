@@ -60,7 +60,7 @@ class X86_32Arch(X86Arch):
         return BootPlan(root_symbol="swapper_pg_dir", root_section="bss",
                         direct_map_writer="kernel_physical_mapping_init", image_writer="mark_rodata_ro",
                         fixmap_writer="early_ioremap_page_table_range_init", direct_map_first=((0, 1 * MiB),),
-                        prepopulate_user_pgd=self.pae)
+                        prepopulate_user_pgd=self.pae, percpu=self.percpu_plan(spec, layout, 32))
 
     def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
         cr4 = X86_CR4_PSE | X86_CR4_PGE | (X86_CR4_PAE if self.pae else 0)

@@ -89,7 +89,8 @@ class X86_64Arch(X86Arch):
         return BootPlan(root_symbol=era.root_symbol_64, root_section="data",
                         direct_map_writer="kernel_physical_mapping_init", image_writer="__startup_64",
                         fixmap_writer="__startup_64", direct_map_first=((0, 1 * MiB),), populate=populate,
-                        direct_map_ranges=direct_map_ranges(era.direct_map_64, layout))
+                        direct_map_ranges=direct_map_ranges(era.direct_map_64, layout),
+                        percpu=self.percpu_plan(spec, layout, 64))
 
     def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
         """arch/x86/mm/fault.c fault_in_kernel_space(): at or above TASK_SIZE_MAX, except the
