@@ -374,6 +374,10 @@ def run_corpus(arch: str, tree: Path, info: dict, args) -> dict:
                 if k.walk(va).mapped:
                     still.append(f"{rname} {va:#x}")
                     break
+        # mod->init read from the relocated struct module must be the module's init_module
+        for field_, sym in (("init", "init_module"), ("exit", "cleanup_module")):
+            if sym in mod.symbols and getattr(mod, field_) != mod.symbols[sym]:
+                still.append(f"mod->{field_} {getattr(mod, field_)!r} is not {sym} {mod.symbols[sym]:#x}")
         if getattr(mod, "percpu", None) is not None:
             percpu_with.append(rel)
             if k.pcpu.areas:

@@ -412,6 +412,11 @@ class ModuleMixin:
                            f"{rel.section.name}: {len(rel)} relocations of {target.section.name} ("
                            + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + ")")
 
+        # -- the entry points as the kernel reads them: mod->init and mod->exit of the
+        # relocated struct module in .gnu.linkonce.this_module (modpost's .mod.c sets them to
+        # init_module and cleanup_module); a bare object has no struct: its symbols name them
+        self._entry_points_from_this_module(mod)
+
         # -- post_relocation: percpu_modcopy, the section's initial image into every CPU's copy
         if pcpusec is not None and mod.percpu_size:
             yield LoadStep("percpu_modcopy", self._percpu_modcopy(mod, pcpusec))
@@ -544,6 +549,24 @@ class ModuleMixin:
     def _module_free(self, va: int) -> None:
         """``module_memfree``: vfree of the region."""
         self.vfree(va)
+
+    def _entry_points_from_this_module(self, mod: Module) -> None:
+        """Read ``.init``/``.exit`` from the relocated ``__this_module``: the fields are
+        found by the relocations that fill them (the struct's layout changes with the
+        config), and read back from the module's memory."""
+        mf = mod.file
+        this = mf.section_by_name(".gnu.linkonce.this_module")
+        placement = mod.layout.placements.get(this.index) if this is not None else None
+        if placement is None or placement.address is None:
+            return
+        for rel in mf.relocations:
+            if rel.target != this.index:
+                continue
+            for offset, sym in zip(rel.offsets, rel.symbols):
+                name = mf.symbols[sym].name if sym < len(mf.symbols) else ""
+                if name in ("init_module", "cleanup_module") and offset + self.ptr_size <= this.size:
+                    value = int.from_bytes(self._module_read(placement.address + offset, self.ptr_size), "little")
+                    setattr(mod, "init" if name == "init_module" else "exit", value)
 
     def _find_pcpusec(self, mf: ModuleFile):
         """``find_pcpusec``: the module's per-cpu section on an SMP kernel (a UP kernel has no
