@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, MmemuError, Oops
@@ -78,14 +79,19 @@ class _Output:
         return getattr(self._stream, name)
 
 
-def _machine_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("machine")
-    g.add_argument("--arch", default="x86_64", help="architecture (see `mmemu arches`; default x86_64)")
-    g.add_argument("--kernel", default="6.6", metavar="VERSION",
+def _machine_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """The machine options; without *defaults* an option not given is None (``mmemu run``:
+    the scenario's machine holds unless an option overrides it)."""
+    g = p.add_argument_group("machine" if defaults else "machine (overrides the scenario's)")
+
+    def d(value):
+        return value if defaults else None
+    g.add_argument("--arch", default=d("x86_64"), help="architecture (see `mmemu arches`; default x86_64)")
+    g.add_argument("--kernel", default=d("6.6"), metavar="VERSION",
                    help="kernel version whose memory layout rules apply, e.g. 2.6.12, 3.10, 4.14, 5.1, 6.6 (default 6.6)")
-    g.add_argument("--ram", default="1G", metavar="SIZE", help="RAM size, e.g. 512M, 4G, 64G (default 1G)")
-    g.add_argument("--cpus", default="1", metavar="N", help="number of CPUs (default 1)")
-    g.add_argument("--cmdline", default="", metavar="TEXT",
+    g.add_argument("--ram", default=d("1G"), metavar="SIZE", help="RAM size, e.g. 512M, 4G, 64G (default 1G)")
+    g.add_argument("--cpus", default=d("1"), metavar="N", help="number of CPUs (default 1)")
+    g.add_argument("--cmdline", default=d(""), metavar="TEXT",
                    help='kernel command line, e.g. "vmalloc=256M mem=768M nopse nogbpages"')
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="arch option, e.g. levels=5 on x86_64 (repeatable)")
@@ -241,6 +247,68 @@ def cmd_insmod(args) -> int:
     return 0
 
 
+#: the built-in scenarios (the tour of each arch is the default of `mmemu run`)
+SCENARIOS = Path(__file__).resolve().parent.parent / "examples" / "scenarios"
+
+
+def cmd_run(args) -> int:
+    """Run a scenario headless: each step and what it changed, then a summary; 0 when every
+    expectation holds, 1 when one fails or a step fails, 2 for a scenario that cannot run."""
+    from .render.scenario import step_lines, summary
+    from .scenario import OPS, ScenarioRun, load
+
+    if args.list_ops:
+        w = max(len(n) for n in OPS)
+        for name, op in OPS.items():
+            print(f"{name:<{w}}  {op.doc}")
+            fields = ", ".join(f"{f}{'' if spec.required else '?'}" for f, spec in op.fields.items())
+            print(f"{'':<{w}}  fields: {fields or '-'}")
+        return 0
+    path = args.scenario
+    if path is None:
+        arch = args.arch or "x86_64"
+        path = SCENARIOS / f"tour-{arch}.toml"
+        if not path.is_file():
+            raise MmemuError(f"no built-in tour for arch {arch!r} ({path.name}); give a scenario file")
+    scenario = load(path)
+    overrides = {"arch": args.arch, "kernel": args.kernel, "ram": args.ram, "cpus": args.cpus,
+                 "cmdline": args.cmdline, "options": _options(args.option)}
+    run = ScenarioRun(scenario, overrides)
+    trace = None
+    try:
+        if args.trace:
+            try:
+                trace = open(args.trace, "w", encoding="utf-8")
+            except OSError as exc:
+                raise MmemuError(f"cannot write the trace {args.trace}: {exc.strerror or exc}") from None
+        m = run.machine
+        if not args.json:
+            print(f"scenario {scenario.file}" + (f": {scenario.title}" if scenario.title else ""))
+            print(f"machine: {m['arch']} {m['kernel']}, {m['ram']} RAM, {m['cpus']} CPU(s)"
+                  + (f", cmdline {m['cmdline']!r}" if m["cmdline"] else "")
+                  + "".join(f", {k}={v}" for k, v in m["options"].items()))
+        width = 2 * run.k.ptr_size
+        for rec in run.run():
+            line = json.dumps(rec.to_json())
+            if trace is not None:
+                trace.write(line + "\n")
+            if args.json:
+                print(line)
+            else:
+                print("\n".join(step_lines(rec, width)))
+        end = {"summary": {"ok": run.ok, "steps": len(run.records), "expectations": run.expectations,
+                           "failed": [r.step for r in run.failed],
+                           "stopped": run.stopped.step if run.stopped else None, "machine": m}}
+        if trace is not None:
+            trace.write(json.dumps(end) + "\n")
+        print(json.dumps(end) if args.json else summary(run))
+    finally:
+        if trace is not None:
+            trace.close()
+        run.close()
+    return 0 if run.ok else 1
+
+
 def cmd_demo(args) -> int:
     """A headless tour of the mappings (mmemu.demo)."""
     from .demo import run
@@ -306,6 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print everything as one JSON object")
     s.set_defaults(func=cmd_insmod)
 
+    s = sub.add_parser("run", help="run a scenario headless and check its expectations",
+                       description="Run a scenario (TOML: a machine and steps, each a kernel operation or an "
+                                   "expectation) headless: print each step and what it changed, then a summary. "
+                                   "Exit status 0 when every expectation holds, 1 when one fails, 2 when the "
+                                   "scenario cannot run as written. Without SCENARIO: the built-in tour of --arch.")
+    s.add_argument("scenario", nargs="?", help="the scenario file (default: examples/scenarios/tour-ARCH.toml)")
+    _machine_options(s, defaults=False)
+    s.add_argument("--json", action="store_true", help="one JSON object a step (JSON Lines), then a summary object")
+    s.add_argument("--trace", metavar="FILE", help="also write the JSON Lines to FILE")
+    s.add_argument("--list-ops", action="store_true", help="list the operations a step can name, and exit")
+    s.set_defaults(func=cmd_run)
+
     s = sub.add_parser("demo", help="a headless tour of the kernel's mappings", description="Boot an i386 machine with HighMem and an x86_64 one (or the arches named with --arch), make each kind of kernel mapping, run user code that faults its pages in, fork, and oops; print what each step looks like in the kernel's own formats.")
     s.add_argument("--arch", action="append", default=[], help="tour this arch instead (repeatable)")
     s.add_argument("--kernel", default="6.6", metavar="VERSION", help="kernel version of the --arch tours (default 6.6)")
@@ -318,15 +398,20 @@ def _check_args(args) -> None:
     """Refuse a malformed machine option before anything is computed or booted, each with
     a ConfigError naming the option and its text. ASCII only: Python's int() and str.split()
     would take other scripts' digits (``٣``, ``４``) and blanks (U+00A0), the kernel would not."""
-    if hasattr(args, "cpus"):
-        check_ascii(args.arch, "arch (--arch)", example="x86_64")
-        KernelVersion.parse(args.kernel)
-        memparse(args.ram, what="RAM size")
-        args.cpus = parse_count(args.cpus, what="CPU count")
-        if args.cpus < 1:
-            raise ConfigError(f"CPU count must be at least 1, not {args.cpus}")
+    if hasattr(args, "cpus"):  # (None: not given to `mmemu run`, the scenario's value holds)
+        if args.arch is not None:
+            check_ascii(args.arch, "arch (--arch)", example="x86_64")
+        if args.kernel is not None:
+            KernelVersion.parse(args.kernel)
+        if args.ram is not None:
+            memparse(args.ram, what="RAM size")
+        if args.cpus is not None:
+            args.cpus = parse_count(args.cpus, what="CPU count")
+            if args.cpus < 1:
+                raise ConfigError(f"CPU count must be at least 1, not {args.cpus}")
         # words are split on ASCII blanks, as the kernel's next_arg() does with isspace()
-        check_ascii(args.cmdline, "kernel command line (--cmdline)", example='"vmalloc=256M nopse"')
+        if args.cmdline is not None:
+            check_ascii(args.cmdline, "kernel command line (--cmdline)", example='"vmalloc=256M nopse"')
         _options(args.option)
     if getattr(args, "address", None) is not None:
         parse_address(args.address, what="virtual address")  # before booting: fail fast

@@ -97,11 +97,13 @@ def test_the_core_holds_no_address_of_any_arch():
     exceptions: the demo's example physical address (the README's __va(0x123456)), and two
     constants of the ELF format the module loader reads, the same on every arch
     (ELF64_R_TYPE's mask 0xffffffff, include/uapi/linux/elf.h; SHF_RO_AFTER_INIT, the flag
-    include/linux/module.h gives .data..ro_after_init), and the instruction budget of module
-    code (a count)."""
+    include/linux/module.h gives .data..ro_after_init), and counts: the instruction budgets
+    of module code and of a scenario's user code, the largest hex field of a scenario."""
     elf_format = {0xFFFFFFFF, 0x00200000}
     # an instruction count, not an address: module code's budget (mmemu/kernel/module.py)
-    counts = {("module.py", 10_000_000)}
+    counts = {("module.py", 10_000_000),
+              # a scenario's user code budget (instructions) and its largest hex field (bytes)
+              ("ops.py", 1_000_000), ("fields.py", 65536)}
     import io
     import tokenize
 

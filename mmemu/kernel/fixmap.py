@@ -7,7 +7,7 @@ The enum of each era and config comes from the arch's layout.
 
 from __future__ import annotations
 
-from ..errors import MmemuError
+from ..errors import ConfigError, MmemuError
 from ..units import PAGE_SHIFT
 from .base import operation
 
@@ -29,7 +29,9 @@ class FixmapMixin:
                 idx = self.fixed_addresses[idx]
             except KeyError:
                 near = ", ".join(n for n in self.fixed_addresses if not n.startswith("__"))
-                raise MmemuError(f"no fixmap slot {idx!r} on kernel {self.spec.kernel}; slots: {near}") from None
+                # a slot this arch and era do not have: the machine, not the kernel, says no
+                raise ConfigError(f"no fixmap slot {idx!r} on {self.arch.name} {self.spec.kernel}; slots: {near}") \
+                    from None
         if isinstance(idx, bool) or not isinstance(idx, int):
             raise MmemuError(f"a fixmap index is an int or a slot name, not {type(idx).__name__} ({idx!r})")
         if not 0 <= idx < self.end_of_fixed_addresses:
