@@ -244,8 +244,34 @@ class FrameAllocator:
         return True
 
     def _release(self, rec: Page) -> None:
+        zone = self.zones[rec.zone]
+        j = self.journal
+        if j is not None and j.undo is not None:
+            # only while an undoable commit runs (Journal.keep): a merge can be undone
+            # exactly by restoring the free lists it touched, in their order
+            j.undo.append((self._unrelease, (rec, zone, self._free_lists_touched(zone, rec.pfn, rec.order),
+                                             zone.nr_free)))
         del self.allocated[rec.pfn]
-        self._free_one(self.zones[rec.zone], rec.pfn, rec.order)
+        self._free_one(zone, rec.pfn, rec.order)
+
+    def _free_lists_touched(self, zone: Zone, pfn: int, order: int) -> list[tuple[int, list[int]]]:
+        """The free lists _free_one will change for this block, each as it is now."""
+        touched = []
+        fa = zone.free_area
+        while order < NR_ORDERS - 1 and (pfn ^ (1 << order)) in fa[order]:
+            touched.append(order)
+            pfn &= ~(1 << order)
+            order += 1
+        touched.append(order)
+        return [(o, list(fa[o])) for o in touched]
+
+    def _unrelease(self, rec: Page, zone: Zone, lists: list, nr_free: int) -> None:
+        for order, pfns in lists:
+            fa = zone.free_area[order]
+            fa.clear()
+            fa.update(dict.fromkeys(pfns))
+        zone.nr_free = nr_free
+        self.allocated[rec.pfn] = rec
 
     def get_page(self, pfn: int) -> Page:
         """Take a reference on the allocated block whose head is *pfn*."""

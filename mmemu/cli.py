@@ -79,22 +79,45 @@ class _Output:
         return getattr(self._stream, name)
 
 
-def _machine_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
-    """The machine options; without *defaults* an option not given is None (``mmemu run``:
-    the scenario's machine holds unless an option overrides it)."""
-    g = p.add_argument_group("machine" if defaults else "machine (overrides the scenario's)")
+#: the machine when neither an option nor a scenario says otherwise
+MACHINE_DEFAULTS = {"arch": "x86_64", "kernel": "6.6", "ram": "1G", "cpus": 1, "cmdline": ""}
 
-    def d(value):
-        return value if defaults else None
-    g.add_argument("--arch", default=d("x86_64"), help="architecture (see `mmemu arches`; default x86_64)")
-    g.add_argument("--kernel", default=d("6.6"), metavar="VERSION",
+
+def _machine_options(p: argparse.ArgumentParser, scenario: bool = False) -> None:
+    """The machine options. An option not given is None: the default applies, or with a
+    scenario (*scenario*: ``--scenario FILE [--step N]``) the scenario's machine."""
+    g = p.add_argument_group("machine")
+    g.add_argument("--arch", help="architecture (see `mmemu arches`; default x86_64)")
+    g.add_argument("--kernel", metavar="VERSION",
                    help="kernel version whose memory layout rules apply, e.g. 2.6.12, 3.10, 4.14, 5.1, 6.6 (default 6.6)")
-    g.add_argument("--ram", default=d("1G"), metavar="SIZE", help="RAM size, e.g. 512M, 4G, 64G (default 1G)")
-    g.add_argument("--cpus", default=d("1"), metavar="N", help="number of CPUs (default 1)")
-    g.add_argument("--cmdline", default=d(""), metavar="TEXT",
+    g.add_argument("--ram", metavar="SIZE", help="RAM size, e.g. 512M, 4G, 64G (default 1G)")
+    g.add_argument("--cpus", metavar="N", help="number of CPUs (default 1)")
+    g.add_argument("--cmdline", metavar="TEXT",
                    help='kernel command line, e.g. "vmalloc=256M mem=768M nopse nogbpages"')
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="arch option, e.g. levels=5 on x86_64 (repeatable)")
+    if scenario:
+        g.add_argument("--scenario", metavar="FILE",
+                       help="show the machine after running this scenario (its [machine], overridden by the "
+                            "options above)")
+        g.add_argument("--step", metavar="N", help="... after its step N only (default: every step)")
+
+
+def _overrides(args) -> dict:
+    return {"arch": args.arch, "kernel": args.kernel, "ram": args.ram, "cpus": args.cpus,
+            "cmdline": args.cmdline, "options": _options(args.option)}
+
+
+def _machine(args) -> dict:
+    """The machine the options describe: the defaults, or the scenario's machine, with the
+    options given on top."""
+    if getattr(args, "scenario", None):
+        from .scenario import load, machine_of
+
+        return machine_of(load(args.scenario), _overrides(args))
+    m = dict(MACHINE_DEFAULTS, options=_options(args.option))
+    m.update({k: v for k, v in _overrides(args).items() if v is not None and k != "options"})
+    return m
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -113,17 +136,40 @@ def _spec(args):
     from .plugins import default
 
     _, registry = default()
-    arch = registry.get(args.arch)
-    spec = MachineSpec.make(arch=args.arch, kernel=args.kernel, ram=args.ram, cpus=args.cpus,
-                            cmdline=args.cmdline, options=_options(args.option))
+    m = _machine(args)
+    arch = registry.get(m["arch"])
+    spec = MachineSpec.make(**m)
     return arch, spec
 
 
 def _boot(args):
     from . import boot
 
-    return boot(arch=args.arch, kernel=args.kernel, ram=args.ram, cpus=args.cpus, cmdline=args.cmdline,
-                options=_options(args.option))
+    if getattr(args, "scenario", None):
+        return _after_scenario(args)
+    return boot(**_machine(args))
+
+
+def _after_scenario(args):
+    """The kernel after the scenario's steps (up to --step): the inspection commands show it."""
+    from .scenario import ScenarioRun, load
+
+    scenario = load(args.scenario)
+    last = len(scenario.steps)
+    if args.step is not None:
+        last = parse_count(args.step, what="--step")
+        if not 1 <= last <= len(scenario.steps):
+            raise ConfigError(f"--step {last}: {args.scenario} has steps 1 to {len(scenario.steps)}")
+    run = ScenarioRun(scenario, _overrides(args))
+    for spec in scenario.steps[:last]:
+        for _ in run.run_step(spec):
+            pass
+        if run.stopped is not None:
+            run.close()
+            raise MmemuError(f"{args.scenario}: step {run.stopped.step} ({run.stopped.op}) failed before step {last}: "
+                             f"{run.stopped.text}")
+    run.k.scenario_run = run  # (the names its steps bound: vtop takes them as addresses)
+    return run.k
 
 
 def cmd_arches(args) -> int:
@@ -171,13 +217,32 @@ def cmd_vtop(args) -> int:
     from .render.vtop import vtop
 
     kernel = _boot(args)
-    va = parse_address(args.address, what="virtual address")
+    va = _address(args, kernel)
     kernel.pgtable.check_va(va)
     if args.json:
         print(json.dumps(walk_json(kernel, va), indent=2))
     else:
         sys.stdout.write(vtop(kernel, va))
     return 0
+
+
+def _address(args, kernel) -> int:
+    """The address argument: hexadecimal, or after a scenario an expression over the names
+    its steps bound (``buf + 0x1000``)."""
+    run = getattr(kernel, "scenario_run", None)
+    if run is None:
+        return parse_address(args.address, what="virtual address")
+    from .scenario import ExprError, parse
+
+    try:
+        return parse_address(args.address, what="virtual address")
+    except ConfigError:
+        pass
+    try:
+        return parse(args.address).evaluate(run.values)
+    except ExprError as exc:
+        raise ConfigError(f"address {args.address!r}: not hexadecimal, and as an expression over the scenario's "
+                          f"names: {exc}") from None
 
 
 def walk_json(kernel, va: int) -> dict:
@@ -271,9 +336,7 @@ def cmd_run(args) -> int:
         if not path.is_file():
             raise MmemuError(f"no built-in tour for arch {arch!r} ({path.name}); give a scenario file")
     scenario = load(path)
-    overrides = {"arch": args.arch, "kernel": args.kernel, "ram": args.ram, "cpus": args.cpus,
-                 "cmdline": args.cmdline, "options": _options(args.option)}
-    run = ScenarioRun(scenario, overrides)
+    run = ScenarioRun(scenario, _overrides(args))
     trace = None
     try:
         if args.trace:
@@ -334,19 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_arches)
 
     s = sub.add_parser("layout", help="the kernel's virtual memory layout", description="Print the kernel's virtual memory layout (mm.rst style table and symbols) for a machine.")
-    _machine_options(s)
+    _machine_options(s, scenario=True)
     s.add_argument("--json", action="store_true", help='one JSON object: {"arch", "kernel", "symbols", "regions", ...}')
     s.set_defaults(func=cmd_layout)
 
     s = sub.add_parser("ptdump", help="the kernel page tables, as /sys/kernel/debug/page_tables/kernel", description="Boot the machine and dump the kernel page tables in the format of Linux's /sys/kernel/debug/page_tables/kernel.")
-    _machine_options(s)
+    _machine_options(s, scenario=True)
     s.add_argument("--check-wx", action="store_true",
                    help="print the kernel's W+X audit (CONFIG_DEBUG_WX) instead of the dump")
     s.set_defaults(func=cmd_ptdump)
 
     s = sub.add_parser("vtop", help="walk one virtual address, as crash's vtop", description="Boot the machine and walk one virtual address through the master kernel page table, in the format of the crash utility's vtop.")
     s.add_argument("address", help="virtual address (hexadecimal, 0x optional)")
-    _machine_options(s)
+    _machine_options(s, scenario=True)
     s.add_argument("--json", action="store_true", help="print the walk as JSON")
     s.set_defaults(func=cmd_vtop)
 
@@ -380,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit status 0 when every expectation holds, 1 when one fails, 2 when the "
                                    "scenario cannot run as written. Without SCENARIO: the built-in tour of --arch.")
     s.add_argument("scenario", nargs="?", help="the scenario file (default: examples/scenarios/tour-ARCH.toml)")
-    _machine_options(s, defaults=False)
+    _machine_options(s)
     s.add_argument("--json", action="store_true", help="one JSON object a step (JSON Lines), then a summary object")
     s.add_argument("--trace", metavar="FILE", help="also write the JSON Lines to FILE")
     s.add_argument("--list-ops", action="store_true", help="list the operations a step can name, and exit")
@@ -413,7 +476,9 @@ def _check_args(args) -> None:
         if args.cmdline is not None:
             check_ascii(args.cmdline, "kernel command line (--cmdline)", example='"vmalloc=256M nopse"')
         _options(args.option)
-    if getattr(args, "address", None) is not None:
+    if getattr(args, "step", None) is not None and not getattr(args, "scenario", None):
+        raise ConfigError("--step needs --scenario FILE: the step of which scenario?")
+    if getattr(args, "address", None) is not None and not getattr(args, "scenario", None):
         parse_address(args.address, what="virtual address")  # before booting: fail fast
 
 

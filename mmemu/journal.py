@@ -43,7 +43,7 @@ class FaultInjection:
 class Journal:
     """The undo log of the operation running now (None: no operation)."""
 
-    __slots__ = ("undo", "commit_actions", "injection", "held")
+    __slots__ = ("undo", "commit_actions", "injection", "held", "keep")
 
     def __init__(self):
         self.undo: list | None = None
@@ -52,6 +52,10 @@ class Journal:
         #: what holds an unfinished transaction between its steps (a module load run step
         #: by step): no other operation may start until it resumes and ends
         self.held: str | None = None
+        #: while not None, committed operations stay undoable: their undo records, those of
+        #: what the commit itself does (the deferred frees) included, are appended here
+        #: (a scenario step: :meth:`undo_kept` takes it back later)
+        self.keep: list | None = None
 
     @property
     def active(self) -> bool:
@@ -66,9 +70,27 @@ class Journal:
 
     def commit(self) -> None:
         actions = self.commit_actions
+        if self.keep is not None:
+            # the deferred actions run while the log still records, so that they can be
+            # undone too (a free records how to restore the free lists it merged into)
+            self.commit_actions = []
+            while actions:
+                for fn, args in actions:
+                    fn(*args)
+                actions, self.commit_actions = self.commit_actions, []
+            self.keep.extend(self.undo)
+            self.undo = None
+            return
         self.undo = None
         self.commit_actions = []
         for fn, args in actions:
+            fn(*args)
+
+    @staticmethod
+    def undo_kept(records: list) -> None:
+        """Undo the operations whose records :attr:`keep` collected, newest first (outside
+        any operation)."""
+        for fn, args in reversed(records):
             fn(*args)
 
     def rollback(self) -> None:

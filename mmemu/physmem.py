@@ -70,15 +70,25 @@ class PhysMem:
 
     def write(self, pa: int, data: bytes) -> None:
         self._check(pa, len(data))
-        if self.journal is not None and self.journal.active:
-            self.journal.record(self._restore, pa, self.mem[pa:pa + len(data)])
+        j = self.journal
+        if j is not None and (j.undo is not None or j.keep is not None):
+            self._journal(pa, len(data))
         self.view[pa:pa + len(data)] = data
 
     def keep(self, pa: int, n: int) -> None:
         """Journal *n* bytes at *pa* that something other than mmemu is about to write (code
         on the CPU storing to RAM): a failed operation puts them back."""
-        if self.journal is not None and self.journal.active and self.is_ram(pa, n):
-            self.journal.record(self._restore, pa, self.mem[pa:pa + n])
+        if self.journal is not None and self.is_ram(pa, n):
+            self._journal(pa, n)
+
+    def _journal(self, pa: int, n: int) -> None:
+        """Record the *n* bytes at *pa* for undo: in the running operation's log, or between
+        operations of an undoable scenario step (Journal.keep) in the step's."""
+        j = self.journal
+        if j.undo is not None:
+            j.undo.append((self._restore, (pa, self.mem[pa:pa + n])))
+        elif j.keep is not None:
+            j.keep.append((self._restore, (pa, self.mem[pa:pa + n])))
 
     def _restore(self, pa: int, old: bytes) -> None:
         self.view[pa:pa + len(old)] = old
@@ -87,8 +97,9 @@ class PhysMem:
 
     def zero(self, pa: int, n: int) -> None:
         self._check(pa, n)
-        if self.journal is not None and self.journal.active:
-            self.journal.record(self._restore, pa, self.mem[pa:pa + n])
+        j = self.journal
+        if j is not None and (j.undo is not None or j.keep is not None):
+            self._journal(pa, n)
         self.view[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
 
     def close(self) -> None:

@@ -179,3 +179,23 @@ def test_the_reader_raises_nothing_but_its_own_error(pieces, noise):
         loads(text, "fuzz.toml")
     except ScenarioError as exc:
         assert str(exc).startswith("fuzz.toml")
+
+
+def test_inspection_commands_show_the_machine_after_a_step(capsys):
+    """ptdump, vtop and layout take --scenario FILE [--step N]; vtop's address may then be
+    an expression over the names the steps bound."""
+    tour = str(SCENARIOS / "tour-i386.toml")
+    assert main(["vtop", "buf + 0x3000", "--scenario", tour, "--step", "14"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[1] != "(not" and "PAGE:" in out
+    assert main(["vtop", "0xf7bfe000", "--scenario", tour, "--step", "13"]) == 0
+    assert "(not mapped)" in capsys.readouterr().out.splitlines()[1]
+    assert main(["ptdump", "--scenario", tour, "--step", "14"]) == 0
+    dump = capsys.readouterr().out
+    vm = dump[dump.index("---[ vmalloc() Area ]---"):dump.index("---[ vmalloc() End ]---")]
+    assert "16K     RW" in vm  # the four pages of step 14's vmalloc
+    assert main(["layout", "--scenario", tour]) == 0
+    assert capsys.readouterr().out.startswith("i386 2-level, kernel 6.6")
+    assert main(["vtop", "0", "--scenario", tour, "--step", "99"]) == 2
+    assert "--step 99: " in capsys.readouterr().err
+    assert main(["vtop", "0", "--step", "3"]) == 2

@@ -270,17 +270,18 @@ class Cpu:
             return
         self.adapter.kcall_return(None if value is None else int(value))
 
-    def journal_stores(self):
+    def journal_stores(self, kernel_stack: bool = True):
         """A context in which every store the CPU makes is journaled first (the bytes it
         replaces), so that a kernel operation that runs code and then fails (a module's
-        init) leaves RAM as it was; and a store made with the stack pointer below this
+        init) leaves RAM as it was, and a scenario step that ran code can be taken back;
+        with *kernel_stack* (kernel code), a store made with the stack pointer below this
         CPU's kernel stack stops the run (``reason`` ``stack``): the stack has no guard page
         in the direct map, and an overflow would write the frames below it."""
         from contextlib import contextmanager
 
         @contextmanager
         def ctx():
-            hook = self.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_store)
+            hook = self.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_store if kernel_stack else self._on_user_store)
             try:
                 yield
             finally:
@@ -299,6 +300,9 @@ class Cpu:
                                            self.adapter.pc(), self._run.log)
                 uc.emu_stop()
         k.mem.keep(address, size)
+
+    def _on_user_store(self, uc, access, address, size, value, user_data) -> None:
+        self.kernel.mem.keep(address, size)
 
     def syscall(self, nr: int, args: tuple[int, ...]) -> None:
         """A system call from the code running: exit and exit_group end the run; anything

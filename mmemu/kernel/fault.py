@@ -238,14 +238,18 @@ class FaultMixin:
 
     def bad_area(self, fault: Fault, code: str) -> FaultResolution:
         if fault.user:
-            return FaultResolution("sigsegv", code, self.segfault_report(fault, code))
+            # show_signal_msg: the line goes to the kernel log (show_unhandled_signals is 1)
+            report = self.segfault_report(fault, code)
+            self.printk(report, "info")
+            return FaultResolution("sigsegv", code, report)
         return self.no_context(fault)
 
     def no_context(self, fault: Fault, why: str = "") -> FaultResolution:
         """No fixup: the oops, in the arch's words."""
         self.journal.set(self, "die_counter", self.die_counter + 1)
-        return FaultResolution("oops", why or "page_fault_oops",
-                               self.arch.oops_report(self, fault, self.die_counter, why))
+        report = self.arch.oops_report(self, fault, self.die_counter, why)
+        self.printk(report, "alert")  # the oops is in the kernel log (dmesg), as __die prints it
+        return FaultResolution("oops", why or "page_fault_oops", report)
 
     def segfault_report(self, fault: Fault, code: str) -> str:
         """The line the kernel logs for a user SIGSEGV (show_signal_msg), in the arch's words."""

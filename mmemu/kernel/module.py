@@ -485,8 +485,7 @@ class ModuleMixin:
                             f"convention\ndo_init_module: loading module anyway...", "warn")
             logged = len(self.log) - first
             return f"init returned {ret}" + (f", {logged} lines logged" if logged else "")
-        if res.reason == "oops":
-            self.printk(res.report, "alert")
+        if res.reason == "oops":  # (the fault path logged it)
             raise Oops(res.report)
         if res.reason == "stack":
             # the kernel would hit its stack's guard page (CONFIG_VMAP_STACK) and die; here

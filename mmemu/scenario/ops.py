@@ -335,7 +335,8 @@ def _run_user(run, a):
     proc = a["process"]
     text = k.mmap(proc, max(len(code), 1), PROT_READ | PROT_EXEC)
     k.install_user_pages(proc, text, code)
-    r = cpu.run_user(proc, text, budget=a["budget"])
+    with cpu.journal_stores(kernel_stack=False):  # the step can be taken back, RAM included
+        r = cpu.run_user(proc, text, budget=a["budget"])
     res = Result(r.value if r.value is not None else 0, {"faults": r.faults}, None,
                  f"{r.reason} {r.value if r.value is not None else ''} after {r.faults} page faults")
     if not r.ok:

@@ -46,6 +46,30 @@ class StepRecord:
                 "vmap_areas": {"before": self.vmap_areas[0], "after": self.vmap_areas[1]}, "log": self.log}
 
 
+#: the operations that run code on the CPU (its Cpu is made before their step)
+CPU_OPS = ("run_user", "insmod", "rmmod")
+
+
+@dataclass
+class _Saved:
+    """What undoing one step restores besides the kernel's own undo log: the lengths of the
+    append-only logs, the bound names, the counts of the run."""
+
+    records: int
+    log: int
+    event_seq: int
+    recent: int
+    failed: int
+    expectations: int
+    spec: StepSpec
+    undo: list = field(default_factory=list)
+    #: the names the step bound: (table, name, what it held before or _UNBOUND)
+    bound: list = field(default_factory=list)
+
+
+_UNBOUND = object()
+
+
 def machine_of(scenario: Scenario, overrides: dict | None = None) -> dict:
     """The machine to boot: the file's, with every override that is not None on top."""
     m = {"arch": "x86_64", "kernel": "6.6", "ram": "1G", "cpus": 1, "cmdline": "", "options": {}}
@@ -73,6 +97,10 @@ class ScenarioRun:
         self.records: list[StepRecord] = []
         self._cpu = None
         self.failed: list[StepRecord] = []  # expectations that did not hold
+        #: one entry a step run, newest last: what step_back needs to undo it
+        self.history: list[_Saved] = []
+        self._saved: _Saved | None = None
+        self._areas, self._areas_at = 0, -1
         self.stopped: StepRecord | None = None  # the step that ended the run
         self.expectations = 0
 
@@ -112,6 +140,50 @@ class ScenarioRun:
                 return
 
     def run_step(self, spec: StepSpec):
+        """Run one step (a generator of its records: more than one for a stepwise insmod),
+        undoably: :meth:`step_back` takes it back."""
+        if spec.op.name in CPU_OPS:
+            self.cpu()  # made before the step's undo log opens: the CPU outlives steps
+        k = self.k
+        saved = _Saved(len(self.records), len(k.log), k.event_seq, len(k.recent_events), len(self.failed),
+                       self.expectations, spec)
+        self._saved = saved
+        k.journal.keep = []
+        try:
+            yield from self._run_step(spec)
+        finally:
+            saved.undo, k.journal.keep = k.journal.keep, None
+            self.history.append(saved)
+
+    def step_back(self) -> StepSpec:
+        """Undo the last step run: physical memory, page tables, frames, vmap areas,
+        processes, modules, the kernel log and the names it bound are as before it; the
+        CPUs' TLBs are flushed (what they cached may be gone). Returns the step undone."""
+        if not self.history:
+            raise MmemuError("no step to take back: the scenario is at its start")
+        k = self.k
+        if k.journal.undo is not None or k.journal.held is not None:
+            raise MmemuError("a step is still running; it cannot be taken back now")
+        saved = self.history.pop()
+        k.journal.undo_kept(saved.undo)
+        del k.log[saved.log:]
+        k.event_seq = saved.event_seq
+        while len(k.recent_events) > saved.recent and k.recent_events[-1].seq > saved.event_seq:
+            k.recent_events.pop()
+        for table, key, old in reversed(saved.bound):
+            if old is _UNBOUND:
+                del table[key]
+            else:
+                table[key] = old
+        del self.records[saved.records:]
+        del self.failed[saved.failed:]
+        self.expectations = saved.expectations
+        self.stopped = None
+        self._areas_at = -1  # the event numbers will be given again
+        k._after_rollback()
+        return saved.spec
+
+    def _run_step(self, spec: StepSpec):
         k = self.k
         try:
             args = {key: spec.op.fields[key].value(v, self) for key, v in spec.loaded.items()}
@@ -172,19 +244,36 @@ class ScenarioRun:
             yield rec
             return
         if spec.bind:
-            self.objects[spec.bind] = ("module", mod)
+            self._bind(self.objects, spec.bind, ("module", mod))
+
+    def _bind(self, table: dict, key: str, value) -> None:
+        self._saved.bound.append((table, key, table.get(key, _UNBOUND)))
+        table[key] = value
 
     def _mark(self) -> tuple:
         k = self.k
-        return (k.event_seq, {z: zone.nr_free for z, zone in k.frames.zones.items()},
-                sum(1 for va in k.vmap_areas if not va.lazy), len(k.log))
+        return (k.event_seq, {z: zone.nr_free for z, zone in k.frames.zones.items()}, self._busy_areas(), len(k.log))
+
+    def _busy_areas(self) -> int:
+        """The busy vmap areas (what kmem -v lists), counted again only when the kernel made
+        a mapping event since the last count (no event, no change of the areas)."""
+        k = self.k
+        if self._areas_at != k.event_seq:
+            self._areas = sum(1 for va in k.vmap_areas if not va.lazy)
+            self._areas_at = k.event_seq
+        return self._areas
 
     def _finish(self, rec: StepRecord, mark: tuple) -> None:
         k = self.k
         seq, free, areas, logged = mark
-        rec.events = [_event(e.op, e.seq, e.context) for e in k.recent_events if e.seq > seq]
+        new = []
+        for e in reversed(k.recent_events):  # the step's events are the newest ones
+            if e.seq <= seq:
+                break
+            new.append(e)
+        rec.events = [_event(e.op, e.seq, e.context) for e in reversed(new)]
         rec.free_pages = {z: (free[z], zone.nr_free) for z, zone in k.frames.zones.items() if zone.nr_free != free[z]}
-        rec.vmap_areas = (areas, sum(1 for va in k.vmap_areas if not va.lazy))
+        rec.vmap_areas = (areas, self._busy_areas())
         rec.log = [r.text for r in k.log[logged:]]
 
     def _error(self, rec: StepRecord, spec: StepSpec, exc: MmemuError) -> None:
@@ -215,11 +304,11 @@ class ScenarioRun:
                 self.failed.append(rec)
         if spec.bind:
             if result.value is not None:
-                self.values[spec.bind] = result.value
+                self._bind(self.values, spec.bind, result.value)
             for key, v in result.fields.items():
-                self.values[f"{spec.bind}.{key}"] = v
+                self._bind(self.values, f"{spec.bind}.{key}", v)
             if result.obj is not None:
-                self.objects[spec.bind] = result.obj
+                self._bind(self.objects, spec.bind, result.obj)
         self.records.append(rec)
 
     @property
