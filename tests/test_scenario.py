@@ -37,11 +37,23 @@ page_size = 4096
 """
 
 
-@pytest.mark.parametrize("path", TOURS, ids=[p.stem for p in TOURS])
-def test_every_built_in_tour_runs_with_every_expectation_met(path, capsys):
-    assert main(["run", str(path)]) == 0, capsys.readouterr().out[-3000:]
+BUILT_IN = [(path, arch) for path in sorted(SCENARIOS.glob("*.toml")) for arch in
+            __import__("mmemu.scenario", fromlist=["load"]).load(path).arches]
+
+
+@pytest.mark.parametrize("path,arch", BUILT_IN, ids=[f"{p.stem}-{a}" for p, a in BUILT_IN])
+def test_every_built_in_scenario_runs_on_its_arches_with_every_expectation_met(path, arch, capsys):
+    assert main(["run", str(path), "--arch", arch]) == 0, capsys.readouterr().out[-3000:]
     out = capsys.readouterr().out
     assert out.splitlines()[-1].startswith("ok: ")
+
+
+def test_there_is_a_tour_for_every_arch_and_the_classic_topics():
+    from mmemu.plugins import default
+
+    names = {p.stem for p in SCENARIOS.glob("*.toml")}
+    assert {f"tour-{arch.name}" for arch in default()[1]} <= names
+    assert {"pkmap-wrap-i386", "vmalloc-fault-i386", "module-oops", "cow", "highpte-i386"} <= names
 
 
 def test_the_tours_cover_the_kinds_of_mapping():

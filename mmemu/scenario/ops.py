@@ -53,6 +53,7 @@ OPS: dict[str, Op] = {}
 
 #: fields every step may have
 COMMON = {"op": Str(required=True), "as": Name(help="bind the result to this name"),
+          "repeat": Int(help="run the operation this many times; i counts 0, 1, ... in its fields"),
           "expect_error": Str(help="the step must fail with a message containing this text"),
           "note": Str(help="a comment shown with the step")}
 
@@ -483,3 +484,25 @@ def _expect_log(run, a):
     """A line of the kernel log contains this text."""
     hit = next((r.text for r in run.k.log if a["contains"] in r.text), None)
     return _check(hit is not None, f"no kernel log line contains {a['contains']!r}", hit or "")
+
+
+@op("expect_event", writer=Str(required=True), kind=Str(), step=Int(help="the step's number (default: the last "
+                                                                      "step that was not an expectation)"))
+def _expect_event(run, a):
+    """A step (the last one that changed something, by default) made a page-table operation
+    of this kernel function (writer: do_anonymous_page, vmalloc_fault, kmap_atomic...)."""
+    recs = [r for r in run.records if not r.op.startswith("expect_")]
+    if a["step"] is not None:
+        recs = [r for r in recs if r.step.split(".")[0] == str(a["step"])]
+    elif recs:
+        last = recs[-1].step.split(".")[0]
+        recs = [r for r in recs if r.step.split(".")[0] == last]
+    if not recs:
+        return _check(False, "no step to look at")
+    events = [e for r in recs for e in r.events]
+    hit = next((e for e in events if e["writer"] == a["writer"] and (a["kind"] is None or e["kind"] == a["kind"])),
+               None)
+    writers = sorted({e["writer"] for e in events})
+    return _check(hit is not None, f"step {recs[0].step.split('.')[0]} made no {a['kind'] or ''} operation of "
+                                   f"{a['writer']} (it made: {', '.join(writers) or 'none'})",
+                  f"{a['writer']}: {hit['kind']} {hit['va']:#x}" if hit else "")

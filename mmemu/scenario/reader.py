@@ -7,6 +7,7 @@ The format::
 
     title = "vmalloc on i386"                 # optional
     description = "..."                       # optional
+    arches = ["i386", "i386_pae"]             # optional: where its expectations hold (tests run it there)
 
     [machine]                                 # every key optional; the CLI's options override
     arch = "i386"
@@ -38,7 +39,7 @@ from .fields import FieldError
 from .ops import COMMON, OPS, Op
 
 MACHINE_KEYS = ("arch", "kernel", "ram", "cpus", "cmdline", "options")
-TOP_KEYS = ("title", "description", "machine", "step")
+TOP_KEYS = ("title", "description", "arches", "machine", "step")
 #: a scenario file larger than this is refused before parsing
 MAX_FILE = 4 << 20
 
@@ -68,6 +69,8 @@ class StepSpec:
     expect_error: str | None = None
     note: str = ""
     raw: dict = field(default_factory=dict)
+    #: run the operation this many times (``i`` is 0, 1, ... in its expressions)
+    repeat: int | None = None
 
 
 @dataclass
@@ -77,6 +80,9 @@ class Scenario:
     description: str
     machine: dict
     steps: list[StepSpec]
+    #: the arches the scenario is written for (its expectations hold there): its
+    #: ``arches`` list, or its machine's arch
+    arches: list[str] = field(default_factory=list)
 
 
 def load(path: "str | Path") -> Scenario:
@@ -109,6 +115,9 @@ def loads(text: str, file: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"unknown key {key!r}: a scenario has {', '.join(TOP_KEYS)}", file)
     title = _text(doc.get("title", ""), file, "title")
     description = _text(doc.get("description", ""), file, "description")
+    arches = doc.get("arches", [])
+    if not isinstance(arches, list) or not all(isinstance(a, str) for a in arches):
+        raise ScenarioError('arches is a list of arch names, e.g. ["x86_64", "riscv64"]', file, field_="arches")
     machine = doc.get("machine", {})
     if not isinstance(machine, dict):
         raise ScenarioError("[machine] must be a table", file)
@@ -130,8 +139,16 @@ def loads(text: str, file: str = "<scenario>") -> Scenario:
     if not raw_steps:
         raise ScenarioError("no [[step]]: nothing to run", file)
     bound: dict[str, str] = {}  # name -> what it holds ("number" or an object kind)
-    steps = [_read_step(i, raw, file, bound) for i, raw in enumerate(raw_steps, 1)]
-    return Scenario(file, title, description, dict(machine), steps)
+    steps = []
+    for i, raw in enumerate(raw_steps, 1):
+        step = _read_step(i, raw, file, bound)
+        if step.bind is not None:
+            if step.op.is_expect:
+                raise ScenarioError("an expectation binds nothing", file, i, "as")
+            bound[step.bind] = step.op.binds or "number"
+        steps.append(step)
+    return Scenario(file, title, description, dict(machine), steps,
+                    arches or [machine.get("arch", "x86_64")])
 
 
 def _text(value, file: str, key: str) -> str:
@@ -150,7 +167,16 @@ def _read_step(number: int, raw: dict, file: str, bound: dict[str, str]) -> Step
                                                              "; `mmemu run --list-ops` lists them"), file, number, "op")
     op = OPS[name]
     loaded = {}
+    repeat = raw.get("repeat")
+    if repeat is not None:
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 100_000:
+            raise ScenarioError(f"repeat is a count from 1 to 100000, not {repeat!r}", file, number, "repeat")
+        if op.is_expect or name == "insmod":
+            raise ScenarioError(f"{name} cannot be repeated", file, number, "repeat")
+        bound = dict(bound, i="number")  # (this step's own view: i is bound while it repeats)
     for key, value in raw.items():
+        if key == "repeat":
+            continue
         spec = op.fields.get(key) or COMMON.get(key)
         if spec is None:
             known = ", ".join(sorted(set(op.fields) | set(COMMON)))
@@ -171,10 +197,5 @@ def _read_step(number: int, raw: dict, file: str, bound: dict[str, str]) -> Step
     for key, spec in op.fields.items():
         if spec.required and key not in loaded:
             raise ScenarioError(f"{name} needs {key}" + (f" ({spec.help})" if spec.help else ""), file, number, key)
-    bind = loaded.get("as")
-    if bind is not None:
-        if op.is_expect:
-            raise ScenarioError("an expectation binds nothing", file, number, "as")
-        bound[bind] = op.binds or "number"
-    return StepSpec(number, op, {k: v for k, v in loaded.items() if k in op.fields}, bind,
-                    loaded.get("expect_error"), loaded.get("note", ""), raw)
+    return StepSpec(number, op, {k: v for k, v in loaded.items() if k in op.fields}, loaded.get("as"),
+                    loaded.get("expect_error"), loaded.get("note", ""), raw, repeat)

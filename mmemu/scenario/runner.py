@@ -183,20 +183,42 @@ class ScenarioRun:
         k._after_rollback()
         return saved.spec
 
-    def _run_step(self, spec: StepSpec):
-        k = self.k
+    def _args(self, spec: StepSpec) -> dict:
         try:
             args = {key: spec.op.fields[key].value(v, self) for key, v in spec.loaded.items()}
-            for key, f in spec.op.fields.items():
-                args.setdefault(key, f.default)
         except FieldError as exc:
             raise ScenarioError(str(exc), self.scenario.file, spec.number,
                                 _field_of(spec, str(exc))) from None
-        shown = {key: _jsonable(v) for key, v in args.items() if key in spec.loaded}
+        for key, f in spec.op.fields.items():
+            args.setdefault(key, f.default)
+        return args
+
+    def _call(self, spec: StepSpec):
+        """The operation, *repeat* times (the name ``i`` counting 0, 1, ...): the last
+        result."""
+        if spec.repeat is None:
+            return spec.op.fn(self, self._args(spec))
+        result = None
+        for i in range(spec.repeat):
+            self.values["i"] = i
+            try:
+                result = spec.op.fn(self, self._args(spec))
+            finally:
+                del self.values["i"]
+        if result is not None:
+            result.text = f"{result.text} (the last of {spec.repeat})"
+        return result
+
+    def _run_step(self, spec: StepSpec):
+        if spec.repeat is None:
+            shown = {key: _jsonable(v) for key, v in self._args(spec).items() if key in spec.loaded}
+        else:
+            shown = {key: getattr(v, "text", v) for key, v in spec.loaded.items()}
+            shown["repeat"] = spec.repeat
         rec = StepRecord(str(spec.number), spec.op.name, shown, bind=spec.bind, note=spec.note)
         mark = self._mark()
         try:
-            result = spec.op.fn(self, args)
+            result = self._call(spec)
         except FieldError as exc:
             raise ScenarioError(str(exc), self.scenario.file, spec.number) from None
         except ConfigError as exc:
