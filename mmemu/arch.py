@@ -693,6 +693,11 @@ class Arch(abc.ABC):
         """The kernel's oops text for a kernel-mode fault nothing fixes."""
         raise ConfigError(f"arch {self.name} has no oops format")
 
+    def qemu_monitor(self, kernel, command: str, root: int) -> str:
+        """What QEMU's monitor prints for ``info tlb`` or ``info mem`` (*command*) with the
+        page table at *root* loaded (the arch's target/<arch>/monitor.c)."""
+        raise ConfigError(f"arch {self.name} has no QEMU 'info {command}' format")
+
     def segfault_report(self, kernel, fault: Fault) -> str:
         """The line a user SIGSEGV leaves in the kernel log (``show_signal_msg``)."""
         proc = fault.process

@@ -213,6 +213,46 @@ def cmd_ptdump(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    """QEMU's monitor: ``info tlb`` / ``info mem`` of the kernel's page table, or of the
+    process --pid after a scenario."""
+    from .render.qemu import qemu_info
+
+    kernel = _boot(args)
+    sys.stdout.write(qemu_info(kernel, args.what, _process_arg(kernel, args)))
+    return 0
+
+
+def _process_arg(kernel, args):
+    if args.pid is None:
+        return None
+    pid = parse_count(args.pid, what="--pid")
+    process = kernel.processes.get(pid)
+    if process is None or not process.alive:
+        raise ConfigError(f"--pid {pid}: no such live process"
+                          + ("" if args.scenario else " (processes come from a --scenario)"))
+    return process
+
+
+#: the kernel's own views of its state, each as the kernel prints it
+VIEWS = {
+    "maps": ("/proc/PID/maps of a process (--pid, after a --scenario)", lambda k, p: k.proc_maps(p)),
+    "buddyinfo": ("/proc/buddyinfo: free blocks per zone and order", lambda k, p: k.frames.buddyinfo()),
+    "kmem-v": ("crash's kmem -v: the vmalloc areas", lambda k, p: k.kmem_v()),
+    "dmesg": ("the kernel log, as dmesg prints it with timestamps off", lambda k, p: k.dmesg()),
+}
+
+
+def cmd_view(args) -> int:
+    kernel = _boot(args)
+    process = _process_arg(kernel, args)
+    if args.view == "maps" and process is None:
+        raise ConfigError("maps needs --pid PID: the process whose mappings to print")
+    text = VIEWS[args.view][1](kernel, process)
+    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    return 0
+
+
 def cmd_vtop(args) -> int:
     from .render.vtop import vtop
 
@@ -406,6 +446,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--check-wx", action="store_true",
                    help="print the kernel's W+X audit (CONFIG_DEBUG_WX) instead of the dump")
     s.set_defaults(func=cmd_ptdump)
+
+    s = sub.add_parser("info", help="QEMU's monitor: info tlb, info mem",
+                       description="Print what QEMU's monitor prints for 'info tlb' (every present leaf: "
+                                   "address, frame, flags) or 'info mem' (runs of equal rights) with the "
+                                   "kernel's page table loaded, or a process's (--pid, after --scenario).")
+    s.add_argument("what", choices=("tlb", "mem"), help="the monitor command")
+    _machine_options(s, scenario=True)
+    s.add_argument("--pid", metavar="PID", help="the page table of this process (from the scenario)")
+    s.set_defaults(func=cmd_info)
+
+    for view, (what, _fn) in VIEWS.items():
+        s = sub.add_parser(view, help=what, description=f"Print {what}, for the booted machine or after a "
+                                                          "scenario's steps.")
+        _machine_options(s, scenario=True)
+        s.add_argument("--pid", metavar="PID", help="the process (from the scenario)")
+        s.set_defaults(func=cmd_view, view=view)
 
     s = sub.add_parser("vtop", help="walk one virtual address, as crash's vtop", description="Boot the machine and walk one virtual address through the master kernel page table, in the format of the crash utility's vtop.")
     s.add_argument("address", help="virtual address (hexadecimal, 0x optional)")

@@ -211,3 +211,25 @@ def test_inspection_commands_show_the_machine_after_a_step(capsys):
     assert main(["vtop", "0", "--scenario", tour, "--step", "99"]) == 2
     assert "--step 99: " in capsys.readouterr().err
     assert main(["vtop", "0", "--step", "3"]) == 2
+
+
+def test_the_kernel_views_after_a_scenario(capsys):
+    """maps, buddyinfo, kmem-v and dmesg show the state after --scenario [--step]."""
+    cow = str(SCENARIOS / "cow.toml")
+    assert main(["maps", "--scenario", cow, "--pid", "2"]) == 0
+    maps = capsys.readouterr().out.splitlines()
+    assert maps[-1].endswith("[stack]") and re_match(r"^[0-9a-f]+-[0-9a-f]+ rw-p 00000000 00:00 0", maps[0])
+    assert main(["maps", "--arch", "i386"]) == 2
+    assert "maps needs --pid" in capsys.readouterr().err
+    assert main(["kmem-v", "--scenario", str(SCENARIOS / "tour-i386.toml"), "--step", "14"]) == 0
+    assert capsys.readouterr().out.split()[:4] == ["VMAP_AREA", "VM_STRUCT", "ADDRESS", "RANGE"]
+    assert main(["dmesg", "--scenario", str(SCENARIOS / "module-oops.toml")]) == 0
+    assert "BUG: unable to handle page fault for address: ffffffffa00020c0" in capsys.readouterr().out
+    assert main(["buddyinfo", "--arch", "i386"]) == 0
+    assert [line.split()[3] for line in capsys.readouterr().out.splitlines()] == ["DMA", "Normal", "HighMem"]
+
+
+def re_match(pattern: str, text: str):
+    import re
+
+    return re.match(pattern, text)

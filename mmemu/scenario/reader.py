@@ -42,6 +42,8 @@ MACHINE_KEYS = ("arch", "kernel", "ram", "cpus", "cmdline", "options")
 TOP_KEYS = ("title", "description", "arches", "machine", "step")
 #: a scenario file larger than this is refused before parsing
 MAX_FILE = 4 << 20
+#: the most times one step may repeat (a count, kept small enough to stay interactive)
+MAX_REPEAT = 10000
 
 
 class ScenarioError(MmemuError):
@@ -169,8 +171,8 @@ def _read_step(number: int, raw: dict, file: str, bound: dict[str, str]) -> Step
     loaded = {}
     repeat = raw.get("repeat")
     if repeat is not None:
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 100_000:
-            raise ScenarioError(f"repeat is a count from 1 to 100000, not {repeat!r}", file, number, "repeat")
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+            raise ScenarioError(f"repeat is a count from 1 to {MAX_REPEAT}, not {repeat!r}", file, number, "repeat")
         if op.is_expect or name == "insmod":
             raise ScenarioError(f"{name} cannot be repeated", file, number, "repeat")
         bound = dict(bound, i="number")  # (this step's own view: i is bound while it repeats)

@@ -212,5 +212,11 @@ class X86Arch(Arch):
     def oops_report(self, kernel, fault, die_counter: int, why: str = "") -> str:
         return _oops.oops_report(kernel, fault, die_counter, why)
 
+    def qemu_monitor(self, kernel, command: str, root: int) -> str:
+        """qemu/qemu target/i386/monitor.c hmp_info_tlb / hmp_info_mem (mmemu_x86.qemu)."""
+        from . import qemu
+
+        return (qemu.info_tlb if command == "tlb" else qemu.info_mem)(kernel, root)
+
     def segfault_report(self, kernel, fault) -> str:
         return _oops.segfault_line(kernel, fault)
