@@ -19,6 +19,8 @@ from pathlib import Path
 import mmemu
 import mmemu.errors
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/floors.py
+
 
 def best(fn, repeat: int) -> float:
     times = []
@@ -291,6 +293,18 @@ def main() -> None:
     print(f"module load (no init), mean:             {figures['module_load_mean_ms']:8.2f} ms  (target < 10 ms; {sample})")
     figures["module_load_1mib_s"] = module_load_1mib_s()
     print(f"module of 1 MiB, 50,000 relocations:     {figures['module_load_1mib_s']:8.3f} s   (target < 0.5 s)")
+    from floors import vmalloc_floor, walk_floor
+
+    for arch, suffix in (("x86_64", ""), ("riscv64", "_riscv64"), ("arm64", "_arm64")):
+        r = walk_floor(arch)
+        figures[f"walk_floor_ratio{suffix}"] = r["ratio_median"]
+        figures[f"walk_floor_ratio{suffix}_best"] = r["ratio_best"]
+        print(f"walk vs a bare Python walk, {arch:8}  {r['ratio_median']:8.2f} median, {r['ratio_best']:.2f} best "
+              f"({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s; target >= 0.7)")
+    r = vmalloc_floor()
+    figures["vmalloc_floor_ratio"], figures["vmalloc_floor_ratio_best"] = r["ratio_median"], r["ratio_best"]
+    print(f"vmalloc+vfree vs buddy frame + one pte: {r['ratio_median']:8.3f} median, {r['ratio_best']:.3f} best "
+          f"({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s; target >= 0.2)")
     figures["scenario_10k_steps_s"], figures["step_back_ms"] = scenario_10k()
     print(f"scenario of 10,000 steps, trace on:      {figures['scenario_10k_steps_s']:8.2f} s   (target < 10 s)")
     print(f"one step back at its end (median of 100): {figures['step_back_ms']:7.3f} ms  (target < 10 ms)")
