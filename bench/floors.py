@@ -164,3 +164,130 @@ def vmalloc_floor() -> dict:
     k.check_invariants()
     k.close()
     return out
+
+
+# -- demand faults --------------------------------------------------------------------------
+
+#: loop: mov [rbx], al; add rbx, 4096; dec rcx; jnz loop; (then the stop address)
+TOUCH_X86_64 = bytes.fromhex("8803" "4881c300100000" "48ffc9" "75f2")
+
+
+class _BareFaults:
+    """Raw Unicorn, x86_64 long mode with 4-level tables built by hand: code touching fresh
+    pages at CPL 0; a UC_HOOK_INTR handler that resets the pending-exception state as
+    mmemu's adapter does (Unicorn issue #1883), reads CR2, takes the next frame and writes
+    one pte. The least Python can do per demand fault on Unicorn."""
+
+    RAM = 256 << 20
+    PML4, PDPT, PD, PT0 = 0x10000, 0x11000, 0x12000, 0x20000
+    CODE = 0x1000
+    DATA = 1 << 30  # the touched range, at 1 GiB (PDPT index 1)
+    FRAMES = 32 << 20
+
+    def __init__(self, max_pages: int):
+        from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc
+        from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4
+
+        from mmemu_x86.faultstate import find_offsets
+
+        self.max_pages = max_pages
+        uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.mem_map(0, self.RAM)
+        pml4 = bytearray(4096)
+        pdpt = bytearray(4096)
+        struct.pack_into("<Q", pml4, 0, self.PDPT | 3)
+        struct.pack_into("<Q", pdpt, 0, 0x83)  # the first GiB identity mapped: code and tables
+        struct.pack_into("<Q", pdpt, 8, self.PD | 3)
+        n_pt = -(-max_pages // 512)
+        pd = bytearray(4096)
+        for i in range(n_pt):
+            struct.pack_into("<Q", pd, i * 8, (self.PT0 + i * 4096) | 3)
+        uc.mem_write(self.PML4, bytes(pml4))
+        uc.mem_write(self.PDPT, bytes(pdpt))
+        uc.mem_write(self.PD, bytes(pd))
+        uc.mem_write(self.CODE, TOUCH_X86_64)
+        uc.reg_write(UC_X86_REG_CR3, self.PML4)
+        uc.reg_write(UC_X86_REG_CR4, 0x20 | 0x80)  # PAE | PGE
+        uc.msr_write(0xC0000080, (1 << 8) | (1 << 10))  # EFER: LME | LMA
+        uc.reg_write(UC_X86_REG_CR0, 0x80010001)  # PG | WP | PE
+        self.offsets = find_offsets()
+        self.ctx = uc.context_save()
+        import ctypes
+        self.base = ctypes.cast(self.ctx.context, ctypes.c_void_p).value
+        self.c_int32 = ctypes.c_int32
+        self.next_frame = self.FRAMES
+        self.faults = 0
+        uc.hook_add(UC_HOOK_INTR, self._on_fault)
+        self.pt_clear = bytes(n_pt * 4096)
+
+    def _on_fault(self, uc, intno, user_data):
+        from unicorn.x86_const import UC_X86_REG_CR2
+
+        ctx = self.ctx
+        uc.context_update(ctx)  # old_exception = -1, as mmemu's adapter resets it
+        self.c_int32.from_address(self.base + self.offsets.old_exception).value = -1
+        uc.context_restore(ctx)
+        va = uc.reg_read(UC_X86_REG_CR2)
+        pte = self.PT0 + ((va - self.DATA) >> 12) * 8
+        uc.mem_write(pte, struct.pack("<Q", self.next_frame | 3))
+        self.next_frame += 4096
+        self.faults += 1
+
+    def run(self, n: int) -> None:
+        from unicorn.x86_const import UC_X86_REG_RBX, UC_X86_REG_RCX
+
+        uc = self.uc
+        uc.mem_write(self.PT0, self.pt_clear)  # every page fresh again
+        from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.next_frame, self.faults = self.FRAMES, 0
+        uc.reg_write(UC_X86_REG_RBX, self.DATA)
+        uc.reg_write(UC_X86_REG_RCX, n)
+        uc.emu_start(self.CODE, self.CODE + len(TOUCH_X86_64))
+        assert self.faults == n, (self.faults, n)
+
+
+def demand_fault_floor(max_pages: int = 20_000) -> dict:
+    """Demand faults of user code on mmemu's CPU (x86_64, cpu MMU mode: the kernel's fault
+    path, a VMA, a zeroed frame, the pte) against :class:`_BareFaults`."""
+    from mmemu.cpu import Cpu
+    from mmemu.kernel import PROT_EXEC, PROT_READ
+
+    k = mmemu.boot(arch="x86_64", kernel="6.6", ram="2G")
+    cpu = Cpu(k)
+    bare = _BareFaults(max_pages)
+
+    def subject(count):
+        count = min(count, max_pages)
+        p = k.create_process("toucher")
+        data = k.mmap(p, count * 4096)
+        text = k.mmap(p, 4096, PROT_READ | PROT_EXEC)
+        k.install_user_pages(p, text, cpu.adapter.program_touch_pages(data, count))
+        r = cpu.run_user(p, text, timeout=120)
+        assert r.reason == "exit" and r.faults == count, r
+        k.switch_to(None)
+        k.exit_mm(p)
+
+    def floor(count):
+        bare.run(min(count, max_pages))
+
+    out = _interleaved_capped(subject, floor, max_pages)
+    k.close()
+    return out
+
+
+def _interleaved_capped(subject, floor, cap: int, reps: int = 5) -> dict:
+    """interleaved() for work that cannot grow past *cap* operations a call."""
+    sub, flo, ratios = [], [], []
+    n = min(cap, 4000)
+    subject(n // 4)
+    floor(n // 4)
+    for _ in range(reps):
+        s = _rate(lambda c: subject(c), n)
+        f = _rate(lambda c: floor(c), n)
+        sub.append(s)
+        flo.append(f)
+        ratios.append(s / f)
+    return {"subject_per_s": statistics.median(sub), "floor_per_s": statistics.median(flo),
+            "ratio_best": max(ratios), "ratio_median": statistics.median(ratios)}

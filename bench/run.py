@@ -130,26 +130,33 @@ def paged_vs_flat_ips_ratio(iterations: int = 3_000_000) -> float:
     text = k.vmalloc_range(4096, vs, ve, prot="PAGE_KERNEL_EXEC", caller="module_alloc")
     k.write(text, code)
     buf = k.vmalloc(16 * 4096)
-    paged = []
-    for _ in range(3):
-        t = time.perf_counter()
-        r = cpu.call(text, buf, timeout=60)
-        paged.append(time.perf_counter() - t)
-        assert r.reason == "return", r
-    k.close()
-
     uc = Uc(UC_ARCH_X86, UC_MODE_64)  # long mode, paging off: addresses are physical
     uc.mem_map(0, 1 << 20)
     uc.mem_write(0x1000, code)
     uc.mem_write(0x80000, (0x1000 + len(code) - 1).to_bytes(8, "little"))  # return address
-    flat = []
-    for _ in range(3):
+
+    def paged_run():
+        t = time.perf_counter()
+        r = cpu.call(text, buf, timeout=60)
+        assert r.reason == "return", r
+        return time.perf_counter() - t
+
+    def flat_run():
         uc.reg_write(UC_X86_REG_RSP, 0x80000)
         uc.reg_write(UC_X86_REG_RDI, 0x40000)
         t = time.perf_counter()
         uc.emu_start(0x1000, 0x1000 + len(code) - 1)
-        flat.append(time.perf_counter() - t)
-    return min(flat) / min(paged)
+        return time.perf_counter() - t
+
+    paged_run(), flat_run()  # warm up: translation, TLB
+    ratios = []
+    for _ in range(5):  # interleaved: each ratio from two runs a moment apart
+        p = paged_run()
+        ratios.append(flat_run() / p)
+    k.close()
+    import statistics
+
+    return statistics.median(ratios), max(ratios)
 
 
 def vmalloc_vfree_pairs_per_s(n: int = 20_000) -> float:
@@ -285,15 +292,21 @@ def main() -> None:
         print(f"boot arm64 48-bit, 8 GiB:                {figures['boot_arm64_48_8g_s'] * 1000:8.1f} ms  (target < 200 ms)")
         figures["demand_faults_per_s_arm64"] = demand_faults_per_s(**a64, ram="2G")
         print(f"demand faults on the CPU, arm64:         {figures['demand_faults_per_s_arm64']:8.0f} /s  (target >= 30000)")
-    figures["paged_vs_flat_ips_ratio"] = paged_vs_flat_ips_ratio()
-    print(f"kernel loop, paged vs flat Unicorn:      {figures['paged_vs_flat_ips_ratio']:8.2f}     (target >= 0.8)")
+    figures["paged_vs_flat_ips_ratio"], figures["paged_vs_flat_ips_ratio_best"] = paged_vs_flat_ips_ratio()
+    print(f"kernel loop, paged vs flat Unicorn:      {figures['paged_vs_flat_ips_ratio']:8.2f} median, "
+          f"{figures['paged_vs_flat_ips_ratio_best']:.2f} best (target >= 0.9 in the median)")
     figures["vmalloc_vfree_pairs_per_s"] = vmalloc_vfree_pairs_per_s()
     print(f"vmalloc(4096) + vfree pairs:             {figures['vmalloc_vfree_pairs_per_s']:8.0f} /s  (target >= 10000)")
     figures["module_load_mean_ms"], sample = module_load_mean_ms()
     print(f"module load (no init), mean:             {figures['module_load_mean_ms']:8.2f} ms  (target < 10 ms; {sample})")
     figures["module_load_1mib_s"] = module_load_1mib_s()
     print(f"module of 1 MiB, 50,000 relocations:     {figures['module_load_1mib_s']:8.3f} s   (target < 0.5 s)")
-    from floors import vmalloc_floor, walk_floor
+    from floors import demand_fault_floor, vmalloc_floor, walk_floor
+
+    r = demand_fault_floor()
+    figures["demand_fault_floor_ratio"], figures["demand_fault_floor_ratio_best"] = r["ratio_median"], r["ratio_best"]
+    print(f"demand faults vs raw Unicorn + one pte:  {r['ratio_median']:8.2f} median, {r['ratio_best']:.2f} best "
+          f"({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s; target >= 0.5)")
 
     for arch, suffix in (("x86_64", ""), ("riscv64", "_riscv64"), ("arm64", "_arm64")):
         r = walk_floor(arch)
