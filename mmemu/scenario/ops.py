@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..arch import KR, KW, KX, UR, UW, UX
 from ..errors import MmemuError
 from ..units import PAGE_SHIFT
+from .checks import Check, check_fault, check_log, check_translation
 from .fields import Bool, FieldError, Hex, Int, IntOrStr, Name, Ref, RefList, Str
 
 ZONES = ("DMA", "DMA32", "Normal", "HighMem")
@@ -370,12 +370,13 @@ def _rmmod(run, a):
 
 # -- expectations --------------------------------------------------------------------------
 
-def _rights(r: int, bits) -> str:
-    return "".join(c if r & b else "-" for c, b in zip("rwx", bits))
-
-
 def _check(ok: bool, why: str, text: str = "") -> Result:
     return Result(ok=ok, why="" if ok else why, text=text or ("holds" if ok else why))
+
+
+def _held(c: Check) -> Result:
+    """A check of mmemu.scenario.checks as an expectation's result."""
+    return _check(c.ok, c.why, c.text)
 
 
 @op("expect_translation", addr=Int(required=True), process=OPT_PROCESS, phys=Int(), page_size=Int(),
@@ -383,21 +384,8 @@ def _check(ok: bool, why: str, text: str = "") -> Result:
     mapped=Bool(default=True))
 def _expect_translation(run, a):
     """The walk of addr (in the process's tables, or the kernel's) ends as said."""
-    k = run.k
-    w = k.walk_mm(a["addr"], a["process"]) if a["process"] is not None else k.walk(a["addr"])
-    if not a["mapped"]:
-        return _check(not w.mapped, f"{a['addr']:#x} is mapped to {w.phys or 0:#x}", f"{a['addr']:#x} not mapped")
-    if not w.mapped:
-        return _check(False, f"{a['addr']:#x} is not mapped ({w.missing})")
-    got = {"phys": w.phys, "page_size": w.page_size, "kernel": _rights(w.rights, (KR, KW, KX)),
-           "user": _rights(w.rights, (UR, UW, UX))}
-    for key in ("phys", "page_size", "kernel", "user"):
-        want = a[key]
-        if want is not None and want != got[key]:
-            show = (lambda v: f"{v:#x}") if key in ("phys", "page_size") else repr
-            return _check(False, f"{key} of {a['addr']:#x} is {show(got[key])}, expected {show(want)}")
-    return _check(True, "", f"{a['addr']:#x} -> {w.phys:#x} ({got['kernel']} kernel, {got['user']} user, "
-                           f"{w.page_size:#x} page)")
+    return _held(check_translation(run.k, a["addr"], process=a["process"], phys=a["phys"], page_size=a["page_size"],
+                                   kernel=a["kernel"], user=a["user"], mapped=a["mapped"]))
 
 
 @op("expect_fault", addr=Int(required=True), access=Str(default="read", choices=ACCESSES),
@@ -405,16 +393,8 @@ def _expect_translation(run, a):
 def _expect_fault(run, a):
     """An access to addr raises a page fault (with the arch's code, e.g. the x86 error code);
     nothing is handled."""
-    k = run.k
-    w = k.walk_mm(a["addr"], a["process"]) if a["process"] is not None else k.walk(a["addr"])
-    f = w.fault(a["access"], a["user"])
-    if f is None:
-        return _check(False, f"a {a['access']} of {a['addr']:#x} does not fault (phys {w.phys:#x})")
-    if a["code"] is not None and f.code != a["code"]:
-        return _check(False, f"the fault's code is {f.code:#x}, expected {a['code']:#x}")
-    if a["kind"] is not None and f.kind != a["kind"]:
-        return _check(False, f"the fault is {f.kind}, expected {a['kind']}")
-    return _check(True, "", f"{a['access']} of {a['addr']:#x} faults: {f.kind}, code {f.code:#x}")
+    return _held(check_fault(run.k, a["addr"], a["access"], a["user"], process=a["process"], code=a["code"],
+                             kind=a["kind"]))
 
 
 @op("expect_bytes", addr=Int(required=True), bytes=Hex(required=True), process=OPT_PROCESS)
@@ -482,8 +462,7 @@ def _expect_module(run, a):
 @op("expect_log", contains=Str(required=True))
 def _expect_log(run, a):
     """A line of the kernel log contains this text."""
-    hit = next((r.text for r in run.k.log if a["contains"] in r.text), None)
-    return _check(hit is not None, f"no kernel log line contains {a['contains']!r}", hit or "")
+    return _held(check_log(run.k, a["contains"]))
 
 
 @op("expect_event", writer=Str(required=True), kind=Str(), step=Int(help="the step's number (default: the last "

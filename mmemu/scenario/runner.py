@@ -124,7 +124,7 @@ class ScenarioRun:
             else Path.cwd()
         path = (base / name)
         if not path.is_file() and "/" not in name and not name.endswith((".o", ".ko")):
-            path = _example_module(self.k, name)
+            path = example_module(self.k, name)
         try:
             return path.read_bytes(), path.name
         except OSError as exc:
@@ -344,7 +344,7 @@ def _event(op, seq: int, context: str) -> dict:
             "entries": sum(len(c.old) // c.level.entry_size for c in op.changes), "context": context}
 
 
-def _example_module(k, name: str) -> Path:
+def example_module(k, name: str) -> Path:
     """examples/modules/build/<arch>-<era>/<name>.o for the era nearest below the machine's
     kernel (3.10, 4.19, 5.10, 6.6; the oldest for older kernels)."""
     arch = "x86_64" if k.arch.name == "x86_64" else "i386" if k.arch.name.startswith("i386") else k.arch.name
