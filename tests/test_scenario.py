@@ -233,3 +233,39 @@ def re_match(pattern: str, text: str):
     import re
 
     return re.match(pattern, text)
+
+
+BUILT_IN_TEXTS = [p.read_text() for p in sorted(SCENARIOS.glob("*.toml"))]
+
+
+@st.composite
+def mutated_scenarios(draw):
+    """A built-in scenario with a few random edits: characters replaced, slices deleted or
+    repeated, lines swapped."""
+    text = draw(st.sampled_from(BUILT_IN_TEXTS))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["replace", "delete", "repeat", "swap"]))
+        i = draw(st.integers(0, max(0, len(text) - 1)))
+        j = min(len(text), i + draw(st.integers(1, 40)))
+        if kind == "replace":
+            text = text[:i] + draw(st.sampled_from(['"', "=", "[", "]", "\n", "0x", "-", "as", "x", "\\", "{", "9" * 30,
+                                                    "\x00", "é"])) + text[i + 1:]
+        elif kind == "delete":
+            text = text[:i] + text[j:]
+        elif kind == "repeat":
+            text = text[:j] + text[i:j] + text[j:]
+        else:
+            lines = text.split("\n")
+            a, b = draw(st.integers(0, len(lines) - 1)), draw(st.integers(0, len(lines) - 1))
+            lines[a], lines[b] = lines[b], lines[a]
+            text = "\n".join(lines)
+    return text
+
+
+@given(mutated_scenarios())
+@settings(max_examples=int(__import__("os").environ.get("MMEMU_SCENARIO_FUZZ", "400")), deadline=None)
+def test_mutated_built_in_scenarios_load_or_fail_with_the_readers_error(text):
+    try:
+        loads(text, "mutant.toml")
+    except ScenarioError as exc:
+        assert str(exc).startswith("mutant.toml")
