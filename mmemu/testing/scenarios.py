@@ -13,7 +13,6 @@ def random_scenario(seed: int, steps: int, arch: str = "x86_64", kernel: str = "
     out = [f'title = "random scenario {seed}"', "", "[machine]", f'arch = "{arch}"', f'kernel = "{kernel}"',
            f'ram = "{ram}"', ""]
     live = {"page": [], "kmalloc": [], "vmalloc": [], "vmap": [], "process": [], "mmap": [], "fix": []}
-    pages_free_to_vmap: list[str] = []
     n = 0
 
     def step(op: str, **fields) -> None:
@@ -62,17 +61,14 @@ def random_scenario(seed: int, steps: int, arch: str = "x86_64", kernel: str = "
             pages = []
             for _ in range(rnd.randint(1, 3)):
                 nm = name("vp") + f"_{len(pages)}"
-                n_before = n
                 step("alloc_pages", **{"as": nm})
                 pages.append(nm)
-                del n_before
             nm = name("vmap")
             step("vmap", pages=pages, **{"as": nm})
             live["vmap"].append((nm, pages))
         elif choice < 0.65 and live["vmap"]:
             nm, pages = live["vmap"].pop(rnd.randrange(len(live["vmap"])))
             step("vunmap", addr=nm)
-            pages_free_to_vmap.extend(pages)
             for pg in pages:
                 step("__free_pages", page=pg)
         elif choice < 0.70 and len(live["process"]) < 4:
