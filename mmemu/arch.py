@@ -698,6 +698,12 @@ class Arch(abc.ABC):
         page table at *root* loaded (the arch's target/<arch>/monitor.c)."""
         raise ConfigError(f"arch {self.name} has no QEMU 'info {command}' format")
 
+    def vmcoreinfo(self, kernel) -> list[str] | None:
+        """The arch's lines of a vmcore's VMCOREINFO note (``KEY=VALUE``, the kernel's
+        ``arch_crash_save_vmcoreinfo()``), with what a reader needs to walk the arch's page
+        tables (:mod:`mmemu.vmcore`). Default: None, mmemu writes no vmcore for the arch."""
+        return None
+
     def segfault_report(self, kernel, fault: Fault) -> str:
         """The line a user SIGSEGV leaves in the kernel log (``show_signal_msg``)."""
         proc = fault.process

@@ -412,6 +412,28 @@ def cmd_run(args) -> int:
     return 0 if run.ok else 1
 
 
+def cmd_vmcore(args) -> int:
+    """The machine (after --scenario's steps) as a kdump-style ELF core (mmemu.vmcore), then
+    what the file holds: its segments and the VMCOREINFO note."""
+    from .units import format_size
+    from .vmcore import write_vmcore
+
+    kernel = _boot(args)
+    try:
+        core = write_vmcore(kernel, args.output)
+    except OSError as exc:
+        raise OutputError(OSError(exc.errno, f"{args.output}: {exc.strerror or exc}")) from exc
+    print(f"{args.output}: ELF64 core ({core.machine}), {core.size} bytes")
+    print(f"PT_NOTE  VMCOREINFO, {len(core.vmcoreinfo)} bytes")
+    width = 2 * kernel.ptr_size
+    for seg in core.segments:
+        virt = f"{seg.vaddr:#0{width + 2}x}" if seg.vaddr is not None else "-"
+        print(f"PT_LOAD  phys {seg.paddr:#x}-{seg.paddr + seg.size - 1:#x}  virt {virt}  "
+              f"({format_size(seg.size)})")
+    sys.stdout.write(core.vmcoreinfo)
+    return 0
+
+
 def cmd_demo(args) -> int:
     """A headless tour of the mappings (mmemu.demo)."""
     from .demo import run
@@ -504,6 +526,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", metavar="FILE", help="also write the JSON Lines to FILE")
     s.add_argument("--list-ops", action="store_true", help="list the operations a step can name, and exit")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("vmcore", help="write the machine as a kdump-style ELF core (vmcore) for drgn",
+                       description="Boot the machine (or run --scenario up to --step) and write its state as "
+                                   "an ELF core like /proc/vmcore: a VMCOREINFO note and one PT_LOAD segment "
+                                   "per range of physical memory. drgn opens it without a vmlinux and reads "
+                                   "kernel addresses through the machine's page tables (x86_64 and arm64: the "
+                                   "arches drgn walks).")
+    _machine_options(s, scenario=True)
+    s.add_argument("-o", "--output", required=True, metavar="FILE", help="the core file to write")
+    s.set_defaults(func=cmd_vmcore)
 
     s = sub.add_parser("demo", help="a headless tour of the kernel's mappings", description="Boot an i386 machine with HighMem and an x86_64 one (or the arches named with --arch), make each kind of kernel mapping, run user code that faults its pages in, fork, and oops; print what each step looks like in the kernel's own formats.")
     s.add_argument("--arch", action="append", default=[], help="tour this arch instead (repeatable)")

@@ -155,6 +155,22 @@ class Arm64Arch(Arch):
         before 5.4 ``addr >= VA_START``, the same bound."""
         return address >= (1 << 64) - (1 << layout.symbols["VA_BITS"])
 
+    def vmcoreinfo(self, kernel) -> list[str]:
+        """arch/arm64/kernel/crash_core.c arch_crash_save_vmcoreinfo(), as 6.x writes it
+        (whatever the era). drgn (libdrgn/arch_aarch64.c) reads swapper_pg_dir at its physical
+        address ``SYMBOL(swapper_pg_dir) - kimage_voffset`` and sizes its walk from
+        ``64 - TCR_EL1_T1SZ`` (VA_BITS before 5.9): the levels, and the kernel half it
+        translates. Before 4.6 the image lies in the linear map and has no kimage_voffset: drgn
+        then reads swapper_pg_dir through the direct map's segment. KASLR and pointer
+        authentication are not modelled."""
+        s = kernel.layout.symbols
+        va_bits = s["VA_BITS"]
+        ranges = ("MODULES_VADDR", "MODULES_END", "VMALLOC_START", "VMALLOC_END", "VMEMMAP_START", "VMEMMAP_END")
+        image = [f"NUMBER(kimage_voffset)={s['kimage_voffset']:#x}"] if "kimage_voffset" in s else []
+        return ([f"NUMBER(VA_BITS)={va_bits}"] + [f"NUMBER({name})={s[name]:#x}" for name in ranges if name in s]
+                + image + [f"NUMBER(PHYS_OFFSET)={kernel.PHYS_OFFSET:#x}", f"NUMBER(TCR_EL1_T1SZ)={64 - va_bits:#x}",
+                           "KERNELOFFSET=0", "NUMBER(KERNELPACMASK)=0x0"])
+
     # -- output formats ------------------------------------------------------------------------
 
     def ptdump_format(self, layout: Layout):

@@ -111,6 +111,23 @@ class X86_64Arch(X86Arch):
         return [dict(kernel="6.6", ram="4G"), dict(kernel="4.14", ram="2G", cmdline="nogbpages"),
                 dict(kernel="6.6", ram="1G", options={"levels": "5"}), dict(kernel="2.6.32", ram="1G", cmdline="nopse")]
 
+    def vmcoreinfo(self, kernel) -> list[str]:
+        """arch/x86/kernel/crash_core_64.c arch_crash_save_vmcoreinfo(), as 6.x writes it
+        (whatever the era: before 4.10, commit 401721ecd1dc, phys_base was a SYMBOL), without
+        CONFIG_NUMA's node_data. drgn reads the root table at its physical address
+        ``SYMBOL(swapper_pg_dir) - __START_KERNEL_map + phys_base`` and walks 5 levels when
+        pgtable_l5_enabled is 1 (libdrgn/arch_x86_64.c). The root is named as the era names
+        it (init_top_pgt, init_level4_pgt before 4.14); KASLR and SME are not modelled."""
+        s = kernel.layout.symbols
+        text = s["_text"]
+        phys_base = kernel.image_phys(text) - (text - s["__START_KERNEL_map"])  # __pa_symbol(x) - (x - map)
+        return [f"NUMBER(phys_base)={phys_base}",
+                f"SYMBOL({kernel.pgd_symbol})={kernel.pgd_va:x}",
+                f"NUMBER(pgtable_l5_enabled)={int(kernel.paging is PAGING_5LEVEL)}",
+                "KERNELOFFSET=0",
+                f"NUMBER(KERNEL_IMAGE_SIZE)={s['KERNEL_IMAGE_SIZE']}",
+                "NUMBER(sme_mask)=0"]
+
     def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
         return X86PtdumpFormat(markers=self.ptdump_markers(layout), ranges=self.ptdump_ranges(layout), width=16,
                                debugfs=X86_MM(layout.kernel).ptdump_file)
