@@ -54,6 +54,17 @@ def interleaved(subject, floor, reps: int = 7, target: float = 0.15) -> dict:
 
 # -- the walk -----------------------------------------------------------------------------
 
+def mapped_addresses(k, n: int, seed: int = 1) -> list[int]:
+    """*n* random addresses inside the kernel's mapped leaves (the same for every run)."""
+    rng = random.Random(seed)
+    leaves = list(k.pgtable.iter_leaves(k.pgd))
+    addrs = []
+    for _ in range(n):
+        va, size, *_ = leaves[rng.randrange(len(leaves))]
+        addrs.append(va + rng.randrange(size))
+    return addrs
+
+
 def _bare_walk_x86_64(mem, root: int, va: int) -> int | None:
     """x86_64 4-level: present bit 0, PSE bit 7 at the PUD and PMD levels."""
     table = root
@@ -112,12 +123,7 @@ def walk_floor(arch: str, n: int = 50_000) -> dict:
     to land where mmemu's does."""
     machine, bare = WALK_FLOORS[arch]
     k = mmemu.boot(**machine)
-    rng = random.Random(1)
-    leaves = list(k.pgtable.iter_leaves(k.pgd))
-    addrs = []
-    for _ in range(n):
-        va, size, *_ = leaves[rng.randrange(len(leaves))]
-        addrs.append(va + rng.randrange(size))
+    addrs = mapped_addresses(k, n)
     walk, root, mem = k.pgtable.walk, k.pgd, k.mem.view
     for va in addrs[:2000]:  # the floor does the same work: same answers
         assert bare(mem, root, va) == walk(root, va).phys, hex(va)

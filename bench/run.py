@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -46,12 +45,9 @@ def walks_per_s(n: int = 200_000, **machine) -> float:
     goes down to the last level)."""
     machine = machine or dict(arch="x86_64", kernel="6.6", ram="8G", cmdline="nogbpages")
     k = mmemu.boot(**machine)
-    rng = random.Random(1)
-    leaves = list(k.pgtable.iter_leaves(k.pgd))
-    addrs = []
-    for _ in range(n):
-        va, size, *_ = leaves[rng.randrange(len(leaves))]
-        addrs.append(va + rng.randrange(size))
+    from floors import mapped_addresses
+
+    addrs = mapped_addresses(k, n)
     walk, root = k.pgtable.walk, k.pgd
     t = time.perf_counter()
     for va in addrs:
