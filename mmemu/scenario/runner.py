@@ -37,6 +37,11 @@ class StepRecord:
     free_pages: dict = field(default_factory=dict)  # zone -> (before, after), changed zones only
     vmap_areas: tuple = (0, 0)
     log: list = field(default_factory=list)
+    #: the page-table operations (:class:`mmemu.pagetable.Operation`) of a loader step of a
+    #: stepwise insmod (its mapping events come only when the load ends); not in the JSON
+    operations: list = field(default_factory=list, repr=False)
+    #: the kernel's mapping events of the step (:class:`mmemu.events.MappingEvent`); not in the JSON
+    mapping_events: list = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
         return {"step": self.step, "op": self.op, "args": self.args, "status": self.status, "text": self.text,
@@ -254,10 +259,15 @@ class ScenarioRun:
             # the load's transaction is held open between its steps, so the kernel's mapping
             # events come at its end: each step's own page-table operations say what it did
             sub.events = [_event(op, 0, "") for op in step.operations]
+            sub.operations = step.operations
             sub.text = f"{step.function}: {step.what}"
             mark = self._mark()
             self.records.append(sub)
-            yield sub
+            try:
+                yield sub
+            except GeneratorExit:  # the caller stops here (stepping back inside the load)
+                load.abandon()
+                raise
         mod = load.module
         if spec.expect_error is not None:
             rec.status, rec.error = "failed", f"expected an error containing {spec.expect_error!r}; the load succeeded"
@@ -293,7 +303,9 @@ class ScenarioRun:
             if e.seq <= seq:
                 break
             new.append(e)
-        rec.events = [_event(e.op, e.seq, e.context) for e in reversed(new)]
+        new.reverse()
+        rec.mapping_events = new
+        rec.events = [_event(e.op, e.seq, e.context) for e in new]
         rec.free_pages = {z: (free[z], zone.nr_free) for z, zone in k.frames.zones.items() if zone.nr_free != free[z]}
         rec.vmap_areas = (areas, self._busy_areas())
         rec.log = [r.text for r in k.log[logged:]]
