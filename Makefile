@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml plugins/riscv64/pyproject.toml plugins/arm64/pyproject.
 	$(BIN)/pip install --quiet -e '.[test]' -e plugins/riscv64 -e plugins/arm64
 	touch $(STAMP)
 
-## run: the built-in demo (headless: it prints what each mapping looks like)
+## run: the UI on the built-in tour in a terminal; the headless tour (mmemu run) where there is none
 run: $(STAMP)
-	$(BIN)/mmemu demo
+	$(BIN)/mmemu
 
 ## test: every test
 test: $(STAMP)

@@ -356,6 +356,35 @@ def cmd_insmod(args) -> int:
 SCENARIOS = Path(__file__).resolve().parent.parent / "examples" / "scenarios"
 
 
+def _scenario_path(args) -> Path:
+    """The scenario a command names, or the built-in tour of its arch."""
+    if args.scenario is not None:
+        return Path(args.scenario)
+    arch = args.arch or "x86_64"
+    path = SCENARIOS / f"tour-{arch}.toml"
+    if not path.is_file():
+        raise MmemuError(f"no built-in tour for arch {arch!r} ({path.name}); give a scenario file")
+    return path
+
+
+def cmd_tui(args) -> int:
+    """The terminal UI (mmemu.tui) on a scenario; a scenario that cannot run is refused here,
+    before the screen is taken."""
+    from .scenario import ScenarioError, ScenarioRun, load
+
+    path = _scenario_path(args)
+    if args.open_at < 0:
+        raise MmemuError(f"--step must be 0 or more, not {args.open_at}")
+    try:  # read and boot it once here: its errors go to the terminal, not into the UI
+        ScenarioRun(load(path), _overrides(args)).close()
+    except ScenarioError as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    from .tui import run_tui
+
+    return run_tui(path, _overrides(args), args.open_at)
+
+
 def cmd_run(args) -> int:
     """Run a scenario headless: each step and what it changed, then a summary; 0 when every
     expectation holds, 1 when one fails or a step fails, 2 for a scenario that cannot run."""
@@ -369,13 +398,7 @@ def cmd_run(args) -> int:
             fields = ", ".join(f"{f}{'' if spec.required else '?'}" for f, spec in op.fields.items())
             print(f"{'':<{w}}  fields: {fields or '-'}")
         return 0
-    path = args.scenario
-    if path is None:
-        arch = args.arch or "x86_64"
-        path = SCENARIOS / f"tour-{arch}.toml"
-        if not path.is_file():
-            raise MmemuError(f"no built-in tour for arch {arch!r} ({path.name}); give a scenario file")
-    scenario = load(path)
+    scenario = load(_scenario_path(args))
     run = ScenarioRun(scenario, _overrides(args))
     trace = None
     try:
@@ -452,7 +475,6 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mmemu", description="Emulate and inspect how the Linux kernel maps memory.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
 
     s = sub.add_parser("arches", help="list the registered architectures", description="List the registered architectures, their plugin package and version.")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -526,6 +548,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", metavar="FILE", help="also write the JSON Lines to FILE")
     s.add_argument("--list-ops", action="store_true", help="list the operations a step can name, and exit")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("tui", help="step through a scenario's mappings in a terminal UI",
+                       description="Open the terminal UI on a scenario (default: the built-in tour of --arch): "
+                                   "the address-space map, the page-table tree, the walk of an address, the "
+                                   "frames and their aliases, a module's loader steps and code, the logs; step "
+                                   "forwards and backwards (n, p; ? lists every key). `mmemu` alone opens it on "
+                                   "the tour when it runs in a terminal.")
+    s.add_argument("scenario", nargs="?", help="the scenario file (default: examples/scenarios/tour-ARCH.toml)")
+    _machine_options(s)
+    s.add_argument("--step", dest="open_at", type=int, default=0, metavar="N",
+                   help="open at step N (0: as booted)")
+    s.set_defaults(func=cmd_tui)
 
     s = sub.add_parser("vmcore", help="write the machine as a kdump-style ELF core (vmcore) for drgn",
                        description="Boot the machine (or run --scenario up to --step) and write its state as "
@@ -609,6 +643,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:  # --help (argparse exits after printing it)
             sys.stdout.flush()
             return exc.code if isinstance(exc.code, int) else 0
+        if args.command is None:
+            # `mmemu` alone: the UI on the built-in tour in a terminal, the headless tour
+            # (`mmemu run`) where there is none (a pipe, CI)
+            interactive = sys.stdin.isatty() and stdout is not None and stdout.isatty()
+            args = build_parser().parse_args(["tui" if interactive else "run"])
         _check_args(args)
         code = args.func(args)
         sys.stdout.flush()  # here, not at interpreter shutdown, where an error is only "ignored"

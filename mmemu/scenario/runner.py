@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import ConfigError, MmemuError
 from .fields import FieldError
@@ -107,9 +108,18 @@ class ScenarioRun:
         self._saved: _Saved | None = None
         self._areas, self._areas_at = 0, -1
         self.stopped: StepRecord | None = None  # the step that ended the run
+        #: the module load (mmemu.kernel.module.ModuleLoad) of a stepwise insmod between two
+        #: of its loader steps, else None
+        self.loading = None
         self.expectations = 0
+        if any(spec.op.name in CPU_OPS for spec in scenario.steps):
+            # the CPU's boot-time frames (its stacks, GDT) are taken before any step: made
+            # in the middle, they would sit under the undo log of the steps before
+            # (stepping back past them could not give their frames back)
+            self.cpu()
 
     def close(self) -> None:
+        """Release the machine and its CPU."""
         if self._cpu is not None:
             self._cpu.close()
         self.k.close()
@@ -137,14 +147,14 @@ class ScenarioRun:
 
     # -- running -----------------------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> Iterator[StepRecord]:
         """Run every step; yield each :class:`StepRecord` as it is made."""
         for spec in self.scenario.steps:
             yield from self.run_step(spec)
             if self.stopped is not None:
                 return
 
-    def run_step(self, spec: StepSpec):
+    def run_step(self, spec: StepSpec) -> Iterator[StepRecord]:
         """Run one step (a generator of its records: more than one for a stepwise insmod),
         undoably: :meth:`step_back` takes it back."""
         if spec.op.name in CPU_OPS:
@@ -242,6 +252,13 @@ class ScenarioRun:
         yield rec
 
     def _stepwise(self, spec, rec, load, mark):
+        self.loading = load
+        try:
+            yield from self._loader_steps(spec, rec, load, mark)
+        finally:
+            self.loading = None
+
+    def _loader_steps(self, spec, rec, load, mark):
         n = 0
         while True:
             n += 1

@@ -41,6 +41,10 @@ class Stepper:
         self._next_spec = 0  # index of the next step to start
         self._gen = None  # the records of the step in progress (a stepwise insmod)
         self._gen_made = 0  # records it made so far
+        #: called with (index, record) for every record made, forwards or in a replay
+        self.listeners: list = []
+        #: called with each record taken back
+        self.undo_listeners: list = []
 
     @property
     def records(self) -> list[StepRecord]:
@@ -80,6 +84,7 @@ class Stepper:
                 self._gen = None
                 continue
             self._gen_made += 1
+            self._made(rec)
             return rec
         return None
 
@@ -95,7 +100,7 @@ class Stepper:
             # load is abandoned, every loader step undone) and files it for step_back
             self._gen.close()
             self._gen = None
-        run.step_back()
+        self._step_back()
         self._next_spec -= 1
         self._replay(before - len(run.records) - 1)  # the step's records but its last
         if self._gen is None and run.history and len(run.records) - run.history[-1].records > 1:
@@ -103,7 +108,7 @@ class Stepper:
             # was still suspended there (a module load held open, its commit not yet made);
             # make it again so, to be in the very state that was seen
             made = len(run.records) - run.history[-1].records
-            run.step_back()
+            self._step_back()
             self._next_spec -= 1
             self._replay(made)
         return last
@@ -117,8 +122,27 @@ class Stepper:
         self._next_spec += 1
         self._gen_made = 0
         for _ in range(n):
-            next(self._gen)
+            self._made(next(self._gen))
             self._gen_made += 1
+
+    def _step_back(self) -> None:
+        run = self.run
+        undone = run.records[run.history[-1].records:] if run.history else []
+        run.step_back()
+        for rec in undone:
+            for fn in self.undo_listeners:
+                fn(rec)
+
+    def _made(self, rec: StepRecord) -> None:
+        for fn in self.listeners:
+            fn(len(self.run.records) - 1, rec)
+
+    def close(self) -> None:
+        """End a step left half made (a held module load is abandoned), then the run."""
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+        self.run.close()
 
     def goto(self, position: int) -> None:
         """Forward or back to *position* records (clamped to what the scenario makes)."""
