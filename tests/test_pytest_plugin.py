@@ -24,7 +24,9 @@ SECTION = README.split("### Testing a module with pytest\n", 1)[1].split("\n## "
 def _run(pytester, *args):
     """pytest in the pytester's directory, without the cache and pytest-asyncio (unconfigured
     there, it warns)."""
-    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", *args)
+    # (and without the snapshot plugin, whose session end removes a directory the outer
+    # session still needs)
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:textual-snapshot", *args)
 
 
 def _lines(result) -> list[str]:
