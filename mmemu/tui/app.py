@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from threading import Event
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -213,10 +214,13 @@ class MmemuApp(App):
         total = len(m.run.scenario.steps)
         cur = st.current
         where = "as booted" if cur is None else f"step {cur.step} of {total}: {cur.op} · {cur.text.splitlines()[0] if cur.text else ''}"
-        status = f" {where}"
+        status = Text(f" {where}", no_wrap=True, overflow="ellipsis")
         if st.at_end:
-            ok = m.run.ok
-            status += f"   [{'every expectation held' if ok else 'stopped: ' + (m.run.stopped.text if m.run.stopped else 'an expectation failed')}]"
+            if m.run.ok:
+                status.append("   ✓ every expectation held", style="green")
+            else:
+                why = m.run.stopped.text if m.run.stopped else f"{len(m.run.failed)} expectation(s) failed"
+                status.append(f"   ✗ stopped: {why}", style="bold red")
         self.query_one("#status", Static).update(status)
         self._draw_tab(self.query_one("#tabs", TabbedContent).active)
         if self.screen.has_class("-wide") or self.has_class("-wide"):

@@ -74,6 +74,11 @@ class MapView(Static):
                 if va < row.end and va + sz > row.start:
                     lo, hi = max(va, row.start), min(va + sz, row.end)
                     ext = (min(lo, ext[0]), max(hi, ext[1])) if ext else (lo, hi)
+            page = m.k.pgtable.mode.page_size
+            if ext is not None and ext[1] - ext[0] < cells * page:
+                # at most a page a cell: a few pages show where they are among their neighbours
+                hi = min(row.end, ext[0] + cells * page)
+                ext = (max(row.start, hi - cells * page), hi)
             if ext is not None and (ext[0], ext[1]) != (row.start, row.end):
                 window = RegionRow(row.name, ext[0], ext[1], row.kind, row.layout_kind)
             occ = m.occupancy(window, cells)
@@ -120,7 +125,7 @@ class StepsView(OptionList):
         for spec in m.run.scenario.steps:
             if str(spec.number) in done:
                 continue
-            t = Text(f"  {spec.number:>5} {spec.op.name} " + " ".join(f"{k}={getattr(v, 'text', v)}"
+            t = Text(f"· {spec.number:>5} {spec.op.name} " + " ".join(f"{k}={getattr(v, 'text', v)}"
                                                                   for k, v in spec.loaded.items()),
                      style="dim", no_wrap=True, overflow="ellipsis")
             opts.append(Option(t, id=f"s{spec.number}"))
@@ -468,7 +473,7 @@ class LogView(VerticalScroll):
         self.model = model
 
     def compose(self):
-        yield Static(id="log-out")
+        yield Static(id=f"{self.id}-out")
 
     def refresh_from(self) -> None:
         m = self.model
@@ -485,7 +490,7 @@ class LogView(VerticalScroll):
             t.append(f"  step {step:>5}  {f.address:#x}  {f.text}"
                      + (f"  ip {f.ip:#x}" if f.ip is not None else "") + "\n",
                      style="yellow" if not f.user else "")
-        self.query_one("#log-out", Static).update(t)
+        self.query_one(f"#{self.id}-out", Static).update(t)
 
 
 def _arg(v) -> str:
