@@ -317,6 +317,12 @@ def main() -> None:
     figures["scenario_10k_steps_s"], figures["step_back_ms"] = scenario_10k()
     print(f"scenario of 10,000 steps, trace on:      {figures['scenario_10k_steps_s']:8.2f} s   (target < 10 s)")
     print(f"one step back at its end (median of 100): {figures['step_back_ms']:7.3f} ms  (target < 10 ms)")
+    from tui import tui_first_screen_s, tui_step_redraw_ms
+
+    figures["tui_first_screen_s"] = tui_first_screen_s()
+    print(f"TUI, process start to first screen:      {figures['tui_first_screen_s']:8.2f} s   (target < 1.5 s)")
+    figures["tui_step_redraw_ms"] = tui_step_redraw_ms()
+    print(f"TUI, a step redrawn at step 1,000:       {figures['tui_step_redraw_ms']:8.1f} ms  (target < 100 ms, median of 50)")
     print(json.dumps({k: round(v, 6) for k, v in figures.items()}))
 
 

@@ -217,18 +217,17 @@ async def test_help_theme_palette_and_quit():
     assert app.return_code == 0
 
 
-async def test_selecting_a_step_in_the_list_goes_there():
+async def test_clicking_a_step_in_the_list_goes_there():
     app = app_for("x86_64", step=6)
     async with app.run_test(size=(120, 40)) as pilot:
         steps = app.query_one("#steps-list")
-        steps.focus()
-        steps.highlighted = 1  # the second record
-        await pilot.press("enter")
+        await pilot.pause()
+        y = steps._lines.index(("r", 1))  # the second record
+        await pilot.click("#steps-list", offset=(8, y))
         await pilot.pause()
         assert app.model.stepper.position == 2
-        opt = next(i for i in range(steps.option_count) if steps.get_option_at_index(i).id == "s9")
-        steps.highlighted = opt  # a step not made yet: run to its end
-        await pilot.press("enter")
+        y = steps._lines.index(("s", 9))  # a step not made yet: run to its end
+        await pilot.click("#steps-list", offset=(8, y))
         await pilot.pause()
         assert app.model.stepper.current.step == "9"
 

@@ -209,8 +209,10 @@ class MmemuApp(App):
         panes on screen (a hidden tab is drawn when it is shown)."""
         m = self.model
         st = m.stepper
-        self.sub_title = f"{m.title} · {self.scenario_path.name}"
-        self.query_one("#map", MapView).refresh()
+        title = f"{m.title} · {self.scenario_path.name}"
+        if self.sub_title != title:
+            self.sub_title = title
+        self.query_one("#map", MapView).refresh_from()
         total = len(m.run.scenario.steps)
         cur = st.current
         where = "as booted" if cur is None else f"step {cur.step} of {total}: {cur.op} · {cur.text.splitlines()[0] if cur.text else ''}"
@@ -224,13 +226,13 @@ class MmemuApp(App):
         self.query_one("#status", Static).update(status)
         self._draw_tab(self.query_one("#tabs", TabbedContent).active)
         if self.screen.has_class("-wide") or self.has_class("-wide"):
-            self.query_one("#side-details", StepDetails).refresh(layout=True)
+            self.query_one("#side-details", StepDetails).refresh_from()
             self.query_one("#side-log", LogView).refresh_from()
 
     def _draw_tab(self, tab: str) -> None:
         if tab == "steps":
             self.query_one("#steps-list", StepsView).refresh_from()
-            self.query_one("#details", StepDetails).refresh(layout=True)
+            self.query_one("#details", StepDetails).refresh_from()
         elif tab == "tables":
             self.query_one("#tree", TablesView).refresh_from()
         elif tab == "walk":
@@ -353,15 +355,14 @@ class MmemuApp(App):
         self._move(go)
         self.redraw()
 
-    @on(OptionList.OptionSelected, "#steps-list")
-    def step_selected(self, event: OptionList.OptionSelected) -> None:
-        oid = event.option.id or ""
-        if oid.startswith("r"):
-            target = int(oid[1:]) + 1
+    @on(StepsView.Selected)
+    def step_selected(self, event: StepsView.Selected) -> None:
+        if event.record is not None:
+            target = event.record + 1
             self._move(lambda st: st.goto(target))
             self.redraw()
-        elif oid.startswith("s"):
-            self._goto_step(int(oid[1:]))
+        elif event.step is not None:
+            self._goto_step(event.step)
 
     def action_address(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "walk"

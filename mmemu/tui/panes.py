@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Input, OptionList, Static, Tree
-from textual.widgets.option_list import Option
+from textual.message import Message
+from textual.widgets import Input, Static, Tree
 
 from ..scenario.stepper import record_faulted
 from .model import Model, RegionRow, size_text
@@ -16,6 +16,15 @@ from .palette import KINDS, color
 BAR_BG = "#202020"
 
 STATUS_STYLE = {"ok": "", "error-expected": "yellow", "expectation-failed": "bold red", "failed": "bold red"}
+
+
+def show(widget: Static, text: Text) -> None:
+    """Put *text* in *widget*; the screen is laid out again only when its height changes
+    (a layout pass costs more than the repaint of everything on screen)."""
+    lines = text.plain.count("\n")
+    old = getattr(widget, "_mmemu_lines", None)
+    widget._mmemu_lines = lines
+    widget.update(text, layout=old != lines)
 
 
 def legend(kinds) -> Text:
@@ -41,10 +50,23 @@ class MapView(Static):
     def __init__(self, model: Model, **kw):
         super().__init__(**kw)
         self.model = model
+        self._drawn: Text | None = None
 
-    def render(self) -> Text:
+    def refresh_from(self) -> None:
+        """Draw the map again; a step that changed nothing on it costs no repaint."""
+        if not self.size.width:
+            return
+        t = self.build(self.size.width)
+        if self._drawn is None or t != self._drawn:
+            self._drawn = t
+            show(self, t)
+
+    def on_resize(self, _event) -> None:
+        self.refresh_from()
+
+    def build(self, columns: int) -> Text:
         m = self.model
-        width = max(10, self.size.width - 1)
+        width = max(10, columns - 1)
         digits = 2 * m.k.ptr_size
         touched = []
         cur = m.stepper.current
@@ -85,54 +107,92 @@ class MapView(Static):
             cell = window.size / cells
             t.append("▐", style=c)
             rel = [(va - window.start, sz) for va, sz in touched]  # (floats near 2**64 are coarse)
-            for i, frac in enumerate(occ):
-                lo, hi = i * cell, (i + 1) * cell
-                here = any(va < hi and va + size_ > lo for va, size_ in rel)
+            bar_style, hit_style = f"{c} on {BAR_BG}", f"reverse {c}"
+            run, run_style = [], None
+            for i, frac in enumerate(occ):  # runs of one style: one append each
                 ch = _shade(frac)
-                if here:
-                    t.append(ch if ch != " " else "·", style=f"reverse {c}")
+                lo, hi = i * cell, (i + 1) * cell
+                if rel and any(va < hi and va + size_ > lo for va, size_ in rel):
+                    style, ch = hit_style, (ch if ch != " " else "·")
                 else:
-                    t.append(ch, style=f"{c} on {BAR_BG}")
+                    style = bar_style
+                if style is not run_style and run:
+                    t.append("".join(run), style=run_style)
+                    run = []
+                run_style = style
+                run.append(ch)
+            if run:
+                t.append("".join(run), style=run_style)
             if window is not row:
                 t.append(f"\n {window.start:#x} +{size_text(window.size)}"[: width + 1], style="dim")
             t.append("\n")
         return t
 
 
-class StepsView(OptionList):
+class StepsView(Static, can_focus=True):
     """The scenario's steps: those made (with their status), the current one marked, then
-    those still to come, dimmed. Selecting one goes there."""
+    those still to come, dimmed: a window around the current one, drawn as lines (a step's
+    redraw costs the same at step 10 and at step 10,000). A click on a line goes there."""
+
+    class Selected(Message):
+        """A line was clicked: ``record`` (an index into the records) or ``step`` (a step
+        number not reached yet)."""
+
+        def __init__(self, record: int | None = None, step: int | None = None):
+            super().__init__()
+            self.record = record
+            self.step = step
 
     def __init__(self, model: Model, **kw):
         super().__init__(**kw)
         self.model = model
+        self._lines: list = []  # per line drawn: ("r", index) or ("s", number) or None
 
     def refresh_from(self) -> None:
+        self.refresh()
+
+    def render(self) -> Text:
         m = self.model
         st = m.stepper
-        opts = []
-        for i, rec in enumerate(st.records):
-            t = Text(no_wrap=True, overflow="ellipsis")
-            mark = "▶ " if i == st.position - 1 else "  "
-            t.append(mark, style="bold")
-            t.append(f"{rec.step:>5} ", style="bold" if i == st.position - 1 else "dim")
-            t.append(f"{rec.op} ", style="bold")
+        height = max(3, self.size.height or 20)
+        before = max(1, height // 3)
+        first = max(0, st.position - before)
+        lines: list = []
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if first:
+            t.append(f"  … {first} earlier records (g: jump to a step)\n", style="dim")
+            lines.append(None)
+        for i in range(first, st.position):
+            rec = st.records[i]
+            here = i == st.position - 1
+            t.append("▶ " if here else "  ", style="bold")
+            t.append(f"{rec.step:>5} ", style="bold" if here else "dim")
+            t.append(f"{rec.op} ", style="bold reverse" if here else "bold")
             t.append(rec.text.splitlines()[0] if rec.text else "", style=STATUS_STYLE.get(rec.status, ""))
             if record_faulted(rec):
                 t.append(" ⚡", style="yellow")
-            opts.append(Option(t, id=f"r{i}"))
-        done = {r.step.split(".")[0] for r in st.records}
-        for spec in m.run.scenario.steps:
-            if str(spec.number) in done:
-                continue
-            t = Text(f"· {spec.number:>5} {spec.op.name} " + " ".join(f"{k}={getattr(v, 'text', v)}"
-                                                                  for k, v in spec.loaded.items()),
-                     style="dim", no_wrap=True, overflow="ellipsis")
-            opts.append(Option(t, id=f"s{spec.number}"))
-        self.clear_options()
-        self.add_options(opts)
-        if st.position:
-            self.highlighted = st.position - 1
+            t.append("\n")
+            lines.append(("r", i))
+        started = int(st.current.step.split(".")[0]) if st.current is not None else 0
+        room = max(0, height - len(lines) - 1)
+        upcoming = [spec for spec in m.run.scenario.steps if spec.number > started][:room]
+        for spec in upcoming:
+            t.append(f"· {spec.number:>5} {spec.op.name} " + " ".join(f"{k}={getattr(v, 'text', v)}"
+                                                                  for k, v in spec.loaded.items()) + "\n",
+                     style="dim")
+            lines.append(("s", spec.number))
+        left = len(m.run.scenario.steps) - started - len(upcoming)
+        if left > 0:
+            t.append(f"  … {left} more steps\n", style="dim")
+            lines.append(None)
+        self._lines = lines
+        return t
+
+    def on_click(self, event) -> None:
+        y = event.y
+        if 0 <= y < len(self._lines) and self._lines[y] is not None:
+            kind, n = self._lines[y]
+            self.post_message(self.Selected(record=n) if kind == "r" else self.Selected(step=n))
 
 
 class StepDetails(Static):
@@ -143,7 +203,13 @@ class StepDetails(Static):
         super().__init__(**kw)
         self.model = model
 
-    def render(self) -> Text:
+    def on_mount(self) -> None:
+        self.refresh_from()
+
+    def refresh_from(self) -> None:
+        show(self, self.build())
+
+    def build(self) -> Text:
         m = self.model
         st = m.stepper
         rec = st.current
@@ -354,7 +420,7 @@ class WalkView(Vertical):
                 style = {"title": "bold", "error": "bold red", "fault": "yellow", "table": "",
                          "leaf": "green", "none": "dim"}.get(kind)
                 t.append(line + "\n", style=style if style is not None else color(kind))
-        out.update(t)
+        show(out, t)
 
 
 class FramesView(Vertical):
@@ -391,7 +457,7 @@ class FramesView(Vertical):
                               "free"]))
         t.append("\n\n/proc/buddyinfo\n", style="bold")
         t.append(m.buddyinfo())
-        self.query_one("#frames-grid", Static).update(t)
+        show(self.query_one("#frames-grid", Static), t)
         pfn = self.pfn
         if pfn is None:
             cur = m.stepper.current
@@ -407,7 +473,7 @@ class FramesView(Vertical):
                 info.append(line + "\n", style="bold" if kind == "title" else color(kind))
         else:
             info.append("Type a pfn to see its record and every address that maps it (its aliases).", style="dim")
-        self.query_one("#frame-info", Static).update(info)
+        show(self.query_one("#frame-info", Static), info)
 
 
 class ModuleView(VerticalScroll):
@@ -461,7 +527,7 @@ class ModuleView(VerticalScroll):
             for a, hexb, insn, here in rows:
                 t.append(("=> " if here else "   ") + f"{a:#x}  {hexb:<24} {insn}\n",
                          style="bold reverse" if here else "")
-        self.query_one("#module-out", Static).update(t)
+        show(self.query_one("#module-out", Static), t)
 
 
 class LogView(VerticalScroll):
@@ -475,22 +541,31 @@ class LogView(VerticalScroll):
     def compose(self):
         yield Static(id=f"{self.id}-out")
 
+    #: the newest lines shown (the rest: `mmemu dmesg --scenario FILE --step N`)
+    LINES = 60
+
     def refresh_from(self) -> None:
         m = self.model
-        t = Text()
-        t.append("kernel log\n", style="bold")
         lines = m.kernel_log()
-        for line in lines[-200:]:
+        key = (id(m), len(lines), lines[-1] if lines else "", len(m.faults),
+               (m.faults[-1].record, m.faults[-1].address) if m.faults else None)
+        if key == getattr(self, "_drawn", None):
+            return
+        self._drawn = key
+        t = Text()
+        t.append("kernel log" + (f" (the last {self.LINES} of {len(lines)} lines)" if len(lines) > self.LINES else "")
+                 + "\n", style="bold")
+        for line in lines[-self.LINES:]:
             bad = any(w in line for w in ("BUG", "Oops", "WARNING", "segfault", "unable to handle"))
             t.append(line + "\n", style="bold red" if bad else "")
         t.append(f"\nfault log ({len(m.faults)} faults)\n", style="bold")
         recs = m.stepper.records
-        for f in m.faults[-200:]:
+        for f in m.faults[-self.LINES:]:
             step = recs[f.record].step if f.record < len(recs) else "?"
             t.append(f"  step {step:>5}  {f.address:#x}  {f.text}"
                      + (f"  ip {f.ip:#x}" if f.ip is not None else "") + "\n",
                      style="yellow" if not f.user else "")
-        self.query_one(f"#{self.id}-out", Static).update(t)
+        show(self.query_one(f"#{self.id}-out", Static), t)
 
 
 def _arg(v) -> str:
