@@ -254,15 +254,168 @@ class _BareFaults:
         assert self.faults == n, (self.faults, n)
 
 
-def demand_fault_floor(max_pages: int = 20_000) -> dict:
-    """Demand faults of user code on mmemu's CPU (x86_64, cpu MMU mode: the kernel's fault
-    path, a VMA, a zeroed frame, the pte) against :class:`_BareFaults`."""
+#: loop: sb t2, 0(t0); add t0, t0, t3; addi t1, t1, -1; bnez t1, loop (llvm-mc -triple=riscv64)
+TOUCH_RISCV64 = bytes.fromhex("23807200" "b382c201" "1303f3ff" "e31a03fe")
+#: loop: strb w2, [x0]; add x0, x0, x3; subs x1, x1, #1; b.ne loop (llvm-mc -triple=aarch64)
+TOUCH_ARM64 = bytes.fromhex("02000039" "0000038b" "210400f1" "a1ffff54")
+
+
+class _BareFaultsRiscv64:
+    """Raw Unicorn, riscv64 Sv39 in S-mode with tables built by hand: code touching fresh
+    pages; a UC_HOOK_INTR handler for the store page fault (intno 15) that does what Unicorn
+    leaves to the host on this arch (README A2, X3: no stval, the pc 4 bytes past the
+    store): reads the pc and the store's base register, writes one pte, puts the pc back.
+    The least Python can do per demand fault on Unicorn's RISC-V."""
+
+    RAM_BASE = 0x80000000
+    RAM = 256 << 20
+    ROOT, L1 = RAM_BASE + 0x10000, RAM_BASE + 0x11000
+    PT0 = RAM_BASE + 0x20000
+    CODE = RAM_BASE + 0x1000
+    DATA = 1 << 30  # the touched range, at 1 GiB (root index 1)
+    FRAMES = RAM_BASE + (32 << 20)
+    V, R, W, A, D = 1, 2, 4, 0x40, 0x80
+
+    def __init__(self, max_pages: int):
+        from unicorn import UC_ARCH_RISCV, UC_HOOK_INTR, UC_MODE_RISCV64, Uc
+        from unicorn import riscv_const as rc
+
+        self.rc = rc
+        self.max_pages = max_pages
+        uc = self.uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
+        uc.mem_map(self.RAM_BASE, self.RAM)
+        root = bytearray(4096)
+        # 2 GiB..3 GiB: one gigapage, identity mapped, RWX (code and tables); 1 GiB: the data
+        struct.pack_into("<Q", root, 2 * 8, ((self.RAM_BASE >> 12) << 10) | 0xCF)  # V R W X A D
+        struct.pack_into("<Q", root, 1 * 8, ((self.L1 >> 12) << 10) | self.V)
+        n_pt = -(-max_pages // 512)
+        l1 = bytearray(4096)
+        for i in range(n_pt):
+            struct.pack_into("<Q", l1, i * 8, (((self.PT0 + i * 4096) >> 12) << 10) | self.V)
+        uc.mem_write(self.ROOT, bytes(root))
+        uc.mem_write(self.L1, bytes(l1))
+        uc.mem_write(self.CODE, TOUCH_RISCV64)
+        uc.reg_write_batch([(rc.UC_RISCV_REG_PRIV, 3), (rc.UC_RISCV_REG_MSTATUS, 0),
+                            (rc.UC_RISCV_REG_SATP, (8 << 60) | (self.ROOT >> 12)), (rc.UC_RISCV_REG_PRIV, 1)])
+        self.leaf = self.V | self.R | self.W | self.A | self.D
+        self.next_frame = self.FRAMES
+        self.faults = 0
+        self.regs = [rc.UC_RISCV_REG_PC, rc.UC_RISCV_REG_T0]
+        uc.hook_add(UC_HOOK_INTR, self._on_fault)
+        self.pt_clear = bytes(n_pt * 4096)
+
+    def _on_fault(self, uc, intno, user_data):
+        pc, va = uc.reg_read_batch(self.regs)
+        pte = self.PT0 + ((va - self.DATA) >> 12) * 8
+        uc.mem_write(pte, struct.pack("<Q", ((self.next_frame >> 12) << 10) | self.leaf))
+        uc.reg_write(self.rc.UC_RISCV_REG_PC, pc - 4)
+        self.next_frame += 4096
+        self.faults += 1
+
+    def run(self, n: int) -> None:
+        from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+
+        rc, uc = self.rc, self.uc
+        uc.mem_write(self.PT0, self.pt_clear)
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.next_frame, self.faults = self.FRAMES, 0
+        uc.reg_write_batch([(rc.UC_RISCV_REG_T0, self.DATA), (rc.UC_RISCV_REG_T1, n),
+                            (rc.UC_RISCV_REG_T2, 0x5A), (rc.UC_RISCV_REG_T3, 4096)])
+        uc.emu_start(self.CODE, self.CODE + len(TOUCH_RISCV64))
+        assert self.faults == n, (self.faults, n)
+
+
+class _BareFaultsArm64:
+    """Raw Unicorn, arm64 at EL1 with 4 KiB-granule 48-bit tables built by hand (TTBR0):
+    code touching fresh pages; a UC_HOOK_INTR handler for the data abort (intno 4; README
+    B2: no FAR, the pc at the store) that reads the store's base register and writes one
+    page descriptor; the store is retried. The least Python can do per demand fault on
+    Unicorn's AArch64."""
+
+    RAM_BASE = 0x40000000
+    RAM = 256 << 20
+    L0, L1, L2 = RAM_BASE + 0x10000, RAM_BASE + 0x11000, RAM_BASE + 0x12000
+    PT0 = RAM_BASE + 0x20000
+    CODE = RAM_BASE + 0x1000
+    DATA = 2 << 30  # the touched range, at 2 GiB (L1 index 2)
+    FRAMES = RAM_BASE + (32 << 20)
+    #: a page: valid | page | AttrIndx 0 | SH inner | AF | AP EL1 RW | UXN
+    PAGE_ATTRS = 3 | (3 << 8) | (1 << 10) | (1 << 54)
+
+    def __init__(self, max_pages: int):
+        from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, Uc
+        from unicorn import arm64_const as ac
+        from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+
+        self.ac = ac
+        self.max_pages = max_pages
+        uc = self.uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+        uc.mem_map(self.RAM_BASE, self.RAM)
+        l0, l1, l2 = bytearray(4096), bytearray(4096), bytearray(4096)
+        struct.pack_into("<Q", l0, 0, self.L1 | 3)
+        # 1 GiB..2 GiB: one block, identity mapped (code and tables): valid, SH, AF, EL1 RW
+        struct.pack_into("<Q", l1, 8, self.RAM_BASE | 1 | (3 << 8) | (1 << 10))
+        struct.pack_into("<Q", l1, 16, self.L2 | 3)
+        n_pt = -(-max_pages // 512)
+        for i in range(n_pt):
+            struct.pack_into("<Q", l2, i * 8, (self.PT0 + i * 4096) | 3)
+        uc.mem_write(self.L0, bytes(l0))
+        uc.mem_write(self.L1, bytes(l1))
+        uc.mem_write(self.L2, bytes(l2))
+        uc.mem_write(self.CODE, TOUCH_ARM64)
+        uc.cpr_write(3, 6, 1, 1, 0, 1 << 10)  # SCR_EL3.RW (README B1)
+        uc.cpr_write(3, 0, 10, 2, 0, 0xFF)  # MAIR_EL1: attr0 normal write-back
+        tcr = (16 | (1 << 8) | (1 << 10) | (3 << 12) | (16 << 16) | (1 << 24) | (1 << 26) | (3 << 28)
+               | (2 << 30) | (2 << 32))
+        uc.cpr_write(3, 0, 2, 0, 2, tcr)  # TCR_EL1: 4 KiB granules, 48-bit VAs
+        uc.cpr_write(3, 0, 2, 0, 0, self.L0)  # TTBR0_EL1
+        uc.cpr_write(3, 0, 1, 0, 0, uc.cpr_read(3, 0, 1, 0, 0) | 0x1005)  # SCTLR_EL1: M, C, I
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.next_frame = self.FRAMES
+        self.faults = 0
+        uc.hook_add(UC_HOOK_INTR, self._on_fault)
+        self.pt_clear = bytes(n_pt * 4096)
+
+    def _on_fault(self, uc, intno, user_data):
+        va = uc.reg_read(self.ac.UC_ARM64_REG_X0)
+        pte = self.PT0 + ((va - self.DATA) >> 12) * 8
+        uc.mem_write(pte, struct.pack("<Q", self.next_frame | self.PAGE_ATTRS))
+        self.next_frame += 4096
+        self.faults += 1
+
+    def run(self, n: int) -> None:
+        from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+
+        ac, uc = self.ac, self.uc
+        uc.mem_write(self.PT0, self.pt_clear)
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.next_frame, self.faults = self.FRAMES, 0
+        uc.reg_write_batch([(ac.UC_ARM64_REG_X0, self.DATA), (ac.UC_ARM64_REG_X1, n),
+                            (ac.UC_ARM64_REG_X2, 0x5A), (ac.UC_ARM64_REG_X3, 4096)])
+        uc.emu_start(self.CODE, self.CODE + len(TOUCH_ARM64))
+        assert self.faults == n, (self.faults, n)
+
+
+#: the machine of each arch's subject, and its floor
+FAULT_FLOORS = {
+    "x86_64": (dict(arch="x86_64", kernel="6.6", ram="2G"), _BareFaults),
+    "riscv64": (dict(arch="riscv64", kernel="6.6", ram="2G", options={"mmu": "sv39"}), _BareFaultsRiscv64),
+    "arm64": (dict(arch="arm64", kernel="6.6", ram="2G", options={"va_bits": "48"}), _BareFaultsArm64),
+}
+
+
+def demand_fault_floor(arch: str = "x86_64", max_pages: int = 20_000) -> dict:
+    """Demand faults of user code on mmemu's CPU (cpu MMU mode: the kernel's fault path, a
+    VMA, a zeroed frame, the pte; then the process's exit, which gives the frames back)
+    against the arch's bare floor (:class:`_BareFaults`, :class:`_BareFaultsRiscv64`,
+    :class:`_BareFaultsArm64`)."""
     from mmemu.cpu import Cpu
     from mmemu.kernel import PROT_EXEC, PROT_READ
 
-    k = mmemu.boot(arch="x86_64", kernel="6.6", ram="2G")
+    machine, bare_class = FAULT_FLOORS[arch]
+    k = mmemu.boot(**machine)
     cpu = Cpu(k)
-    bare = _BareFaults(max_pages)
+    bare = bare_class(max_pages)
 
     def subject(count):
         count = min(count, max_pages)
