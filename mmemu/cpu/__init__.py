@@ -21,6 +21,7 @@ differs by arch is the :class:`~mmemu.cpu.adapter.CpuAdapter` the arch plugin su
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -112,6 +113,58 @@ class _RunState:
         self.exit_fill = False
         #: with a budget: instructions run so far (each fault may end emu_start)
         self.executed = 0
+
+
+class _Watchdog:
+    """The wall-clock limit of runs, kept by one sleeping thread for every CPU of the process.
+
+    Unicorn's own limit (``emu_start(timeout=...)``) starts a thread for each call that
+    polls every couple of microseconds until the call ends: about 170 us to start and join
+    on every ``emu_start`` (a run that stops at each fault, the plugin MMU's, restarts it at
+    each one) and part of the second core for as long as the code runs. Here a run is
+    armed once with its deadline; the thread sleeps until the soonest deadline and stops
+    that engine (``uc.emu_stop``), then again every 10 ms until the run is disarmed (a stop
+    that falls between two ``emu_start`` calls is lost: each call clears it). The run loop
+    decides from the clock, as before, whether a stop was the limit."""
+
+    RETRY = 0.01
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, object]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, uc, deadline: float) -> int:
+        with self._cond:
+            self._next += 1
+            token = self._next
+            self._armed[token] = (deadline, uc)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="mmemu-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                wait = None
+                now = time.monotonic()
+                for deadline, uc in list(self._armed.values()):
+                    left = deadline - now
+                    if left <= 0:
+                        uc.emu_stop()
+                        left = self.RETRY
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+
+_watchdog = _Watchdog()
 
 
 class Cpu:
@@ -361,7 +414,7 @@ class Cpu:
 
     # -- running code -------------------------------------------------------------------
 
-    def _start(self, pc: int, until: int, timeout_us: int, count: int) -> None:
+    def _start(self, pc: int, until: int, count: int) -> None:
         # Unicorn counts instructions with code it plants when it translates a block: code
         # translated without a count is never counted, and the other way round. Translate
         # again whenever the run counts and the last one did not (or the reverse).
@@ -369,7 +422,8 @@ class Cpu:
         if counted != self._counted:
             self.uc.ctl_flush_tb()
             self._counted = counted
-        self.uc.emu_start(pc, until, timeout=timeout_us, count=count)
+        # no timeout here: the wall-clock limit is the watchdog's (_Watchdog)
+        self.uc.emu_start(pc, until, count=count)
 
     def _execute(self, begin: int, until: int, budget: int | None, timeout: float | None) -> RunResult:
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
@@ -390,15 +444,12 @@ class Cpu:
             def count(uc, address, size, user_data):
                 run.executed += 1
             counter = self.uc.hook_add(UC_HOOK_CODE, count)
+        guard = None if deadline is None else _watchdog.arm(self.uc, deadline)
         try:
             while True:
-                left_us = 0
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return RunResult("timeout", None, run.faults, f"wall-clock limit of {timeout} s reached at "
-                                         f"ip {pc:#x}", pc, run.log)
-                    left_us = max(1, int(left * 1e6))
+                if deadline is not None and deadline - time.monotonic() <= 0:
+                    return RunResult("timeout", None, run.faults, f"wall-clock limit of {timeout} s reached at "
+                                     f"ip {pc:#x}", pc, run.log)
                 left_count = 0
                 if budget:
                     left_count = budget - run.executed
@@ -406,7 +457,7 @@ class Cpu:
                         return RunResult("budget", None, run.faults, f"instruction budget of {budget} exhausted at "
                                          f"ip {pc:#x}", pc, run.log)
                 try:
-                    self._start(pc, until, left_us, left_count)
+                    self._start(pc, until, left_count)
                 except UcError as exc:
                     pc = self.adapter.pc()
                     if run.stop is not None:  # exit/oops decided in a hook; the rest is Unicorn's way out
@@ -438,6 +489,8 @@ class Cpu:
                     continue  # a stop with budget left (Unicorn ends a count early at a fault): go on
                 return RunResult("exception", None, run.faults, f"the CPU stopped at ip {pc:#x}", pc, run.log)
         finally:
+            if guard is not None:
+                _watchdog.disarm(guard)
             self._run = None
             if counter is not None:
                 self.uc.hook_del(counter)
@@ -475,7 +528,7 @@ class Cpu:
         self.last_trap = None
         self._sync_code()
         try:
-            self._start(begin, until, 0, 0)
+            self._start(begin, until, 0)
         except UcError:
             if self.last_trap is None:  # plugin MMU: a refused fill without a record
                 raise
