@@ -243,6 +243,38 @@ class FrameAllocator:
         self._release(rec)
         return True
 
+    def free_pages_many(self, pfns) -> None:
+        """:meth:`free_pages` of each of *pfns* (order 0 or the block's own), as one step: the
+        references dropped in one pass, one undo record and one commit action for them all
+        (``release_pages`` / ``free_pages_and_swap_cache`` of an unmap: thousands of pages)."""
+        allocated = self.allocated
+        j = self.journal
+        inside = j is not None and j.active
+        dropped: list[Page] = []
+        released: list[Page] = []
+        try:
+            for pfn in pfns:
+                rec = allocated.get(pfn)
+                if rec is None or rec.refcount <= 0 or type(pfn) is not int:
+                    self.free_pages(pfn)  # raises the error free_pages gives (or frees an odd one)
+                    continue
+                rec.refcount -= 1
+                dropped.append(rec)
+                if rec.refcount == 0:
+                    if inside:
+                        released.append(rec)
+                    else:
+                        self._release(rec)
+        finally:
+            if inside and dropped:
+                j.undo.append((_restore_refcounts, (dropped,)))
+        if released:
+            j.on_commit(self._release_many, released)
+
+    def _release_many(self, recs: list[Page]) -> None:
+        for rec in recs:
+            self._release(rec)
+
     def _release(self, rec: Page) -> None:
         zone = self.zones[rec.zone]
         j = self.journal
@@ -345,3 +377,9 @@ class FrameAllocator:
         for (s1, e1, k1), (s2, e2, k2) in zip(seen, seen[1:]):
             if s2 < e1:
                 raise MmemuError(f"{k1} pfns {s1:#x}-{e1:#x} overlap {k2} pfns {s2:#x}-{e2:#x}")
+
+
+def _restore_refcounts(recs: list) -> None:
+    """Undo of :meth:`FrameAllocator.free_pages_many`: one reference back on each."""
+    for rec in recs:
+        rec.refcount += 1

@@ -326,6 +326,8 @@ class PageTables:
             self._decode.append(decode)
             walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, decode, lv.span - 1))
         self._walk_plan = tuple(walk_plan)
+        #: protections _check_map_prot has accepted
+        self._prots_ok: set[int] = set()
         # the walk of every software translation and fault: the loop of walk() unrolled
         # for this mode's levels (the method stays the readable reference)
         self.walk = _unrolled_walk(self)
@@ -524,9 +526,13 @@ class PageTables:
                                "address space")
 
     def _check_map_prot(self, prot: int) -> None:
+        if prot in self._prots_ok:  # checked before: the codec's verdict is a function of prot
+            return
         self.codec.check_prot(prot)
         if self._decode[self._last](self.codec.mk_leaf(self._last, 0, prot))[0] != LEAF:
             raise MappingError(f"protection {prot:#x} maps nothing: its entries would not be valid for the MMU")
+        if type(prot) is int and len(self._prots_ok) < 256:
+            self._prots_ok.add(prot)
 
     def _sizes(self, page_sizes) -> frozenset[int]:
         allowed = set(self.mode.leaf_sizes()) if page_sizes is None else set(page_sizes)
@@ -750,16 +756,18 @@ class PageTables:
         if wid is None:
             wid = self.writer_id(writer)
         writers = self.tables[table].writers
-        if self.journal is not None and self.journal.active:
-            self.journal.record(self._undo_one, s, epa, old, writers, idx, writers[idx])
+        j = self.journal
+        if j is not None and j.undo is not None:
+            j.undo.append((self._undo_one, (s, epa, old, writers, idx, writers[idx])))
         writers[idx] = wid
         if self.observers:
             op = Operation(writer, kind, va, lv.span, self.mode)
             op.changes.append(Change(table, lv, li, idx, s.pack(old), s.pack(value), writer))
-            decode = self._decode[li]
-            old_kind, old_addr, _ = decode(old)
-            if old_kind == LEAF and decode(value)[0] != LEAF:
-                op.unmapped.append((va, old_addr, lv.span))
+            if old:  # an empty entry maps nothing (every codec decodes 0 as NONE)
+                decode = self._decode[li]
+                old_kind, old_addr, _ = decode(old)
+                if old_kind == LEAF and decode(value)[0] != LEAF:
+                    op.unmapped.append((va, old_addr, lv.span))
             for observer in self.observers:
                 observer(op)
         return old
@@ -788,6 +796,9 @@ class PageTables:
         return self._run(op, lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
 
     def _unmap(self, txn, table, li, va, end, wid, free_tables) -> None:
+        if li == self._last:
+            self._unmap_last(txn, table, li, va, end, wid)
+            return
         lv = self.levels[li]
         span = lv.span
         decode = self._decode[li]
@@ -812,6 +823,36 @@ class PageTables:
                 txn.defer_free.append(child)
                 txn.op.tables_freed.append(child)
             va = stop
+
+    def _unmap_last(self, txn, table, li, va, end, wid) -> None:
+        """The last level of :meth:`_unmap`: the entries of ``[va, end)`` read at once, each
+        run of leaves cleared with one write (a VMA's pages, a vmalloc area: one run per
+        table, not one write per page); entries the MMU does not use stay."""
+        lv = self.levels[li]
+        shift, esz, span = lv.shift, lv.entry_size, lv.span
+        first = (va >> shift) & (lv.entries - 1)
+        n = (end - va + span - 1) >> shift
+        start = table + first * esz
+        row = array("I" if esz == 4 else "Q")
+        row.frombytes(self._buf[start:start + n * esz])
+        decode = self._decode[li]
+        unmapped = txn.op.unmapped
+        run = -1  # where the run of leaves being collected starts (index into row)
+        for k, raw in enumerate(row):
+            if raw:
+                kind, addr, _ = decode(raw)
+                if kind == LEAF:
+                    unmapped.append((va + (k << shift), addr, span))
+                    if run < 0:
+                        run = k
+                    continue
+            if run >= 0:
+                self._write(txn, table, li, first + run, array(row.typecode, bytes((k - run) * esz)), wid,
+                            row[run:k].tobytes())
+                run = -1
+        if run >= 0:
+            self._write(txn, table, li, first + run, array(row.typecode, bytes((n - run) * esz)), wid,
+                        row[run:].tobytes())
 
     def protect(self, root: int, va: int, size: int, prot: int, *, writer: str) -> Operation:
         """Give every present leaf in ``[va, va+size)`` the protection *prot*

@@ -39,6 +39,9 @@ class KmemCache:
     order: int
     slabs: dict[int, list[int]] = field(default_factory=dict)  # slab pfn -> free object addresses
     partial: list[int] = field(default_factory=list)  # slab pfns with free objects
+    #: every free object of every slab (what the free lists hold, as a set: kfree's double
+    #: free check in O(1), not a scan of a 512-object list)
+    free_objs: set[int] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def objects_per_slab(self) -> int:
@@ -162,11 +165,15 @@ class DirectMapMixin:
             page = self.alloc_pages(cache.order, "Normal", owner=f"slab ({cache.name})")
             base = self.lowmem_page_address(page)
             # objects handed out lowest address first, as a fresh SLUB slab's freelist does
-            j.setitem(cache.slabs, page.pfn, [base + i * cache.size for i in reversed(range(cache.objects_per_slab))])
+            objs = [base + i * cache.size for i in reversed(range(cache.objects_per_slab))]
+            j.setitem(cache.slabs, page.pfn, objs)
+            j.record(cache.free_objs.difference_update, objs)
+            cache.free_objs.update(objs)
             j.append(cache.partial, page.pfn)
             j.setitem(self._slab_of, page.pfn, cache)
         slab = cache.partial[-1]
         obj = j.pop(cache.slabs[slab])
+        j.discard(cache.free_objs, obj)
         if not cache.slabs[slab]:
             j.pop(cache.partial)
         if zero:
@@ -188,13 +195,18 @@ class DirectMapMixin:
             pfn = self.virt_to_page(addr)
         except AddressError:
             raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
-        info = self.frames.page(pfn)
-        if info.state == "free":
-            # a freed kmalloc_large block (or any free page): __free_pages on a page whose
-            # refcount is already 0, the kernel's "BUG: Bad page state"
-            raise KernelBug(f"BUG: Bad page state: kfree({addr:#x}) of pfn {pfn:#x}, which is already free "
-                            "(double free?)")
-        head = info.head if info.state == "allocated" else None
+        rec = self.frames.allocated.get(pfn)
+        if rec is not None:  # the first frame of an allocated block (every order-0 slab)
+            head, state, owner = pfn, "allocated", rec.owner
+        else:
+            info = self.frames.page(pfn)
+            if info.state == "free":
+                # a freed kmalloc_large block (or any free page): __free_pages on a page whose
+                # refcount is already 0, the kernel's "BUG: Bad page state"
+                raise KernelBug(f"BUG: Bad page state: kfree({addr:#x}) of pfn {pfn:#x}, which is already free "
+                                "(double free?)")
+            state, owner = info.state, info.owner
+            head = info.head if state == "allocated" else None
         j = self.journal
         if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
             j.discard(self._kmalloc_large, head)
@@ -202,15 +214,16 @@ class DirectMapMixin:
             return
         cache = self._slab_of.get(head) if head is not None else None
         if cache is None:
-            raise MmemuError(f"kfree({addr:#x}): the page is not a slab page (it is {info.state}"
-                             f"{': ' + info.owner if info.owner else ''})")
+            raise MmemuError(f"kfree({addr:#x}): the page is not a slab page (it is {state}"
+                             f"{': ' + owner if owner else ''})")
         base = self.lowmem_page_address(head)
         if (addr - base) % cache.size:
             raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
         free = cache.slabs[head]
-        if addr in free:
+        if addr in cache.free_objs:
             raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
         j.append(free, addr)
+        j.add(cache.free_objs, addr)
         if len(free) == 1:
             j.append(cache.partial, head)
         if len(free) == cache.objects_per_slab:
@@ -218,6 +231,8 @@ class DirectMapMixin:
             empty = sum(1 for pfn in cache.partial if len(cache.slabs[pfn]) == cache.objects_per_slab)
             if empty > MIN_PARTIAL:
                 j.remove(cache.partial, head)
+                j.record(cache.free_objs.update, list(free))
+                cache.free_objs.difference_update(free)
                 j.delitem(cache.slabs, head)
                 j.delitem(self._slab_of, head)
                 self.frames.free_pages(head)

@@ -25,7 +25,7 @@ from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Proces
 RLIMIT_STACK = 8 << 20
 
 
-@dataclass
+@dataclass(slots=True)
 class FaultResolution:
     """What the fault path decided: ``retry`` (the tables now allow the access), ``oops``
     or ``sigsegv`` (with the kernel's report)."""

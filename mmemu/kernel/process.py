@@ -15,6 +15,7 @@ the kernel reads or writes one it maps it through the atomic kmap slot for page 
 from __future__ import annotations
 
 import bisect
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -77,9 +78,10 @@ class Process:
     pmds: list[int] = field(default_factory=list)  # PAE: the preallocated user pmds
     alive: bool = True
 
-    @property
+    @functools.cached_property
     def anon_owner(self) -> str:
-        """How the frame records name this process's anonymous pages."""
+        """How the frame records name this process's anonymous pages (a process's comm and
+        pid never change: computed once, on the fault path)."""
         return f"anon ({self.comm}[{self.pid}])"
 
     def find_vma(self, addr: int) -> Vma | None:
@@ -450,25 +452,35 @@ class ProcessMixin:
         mapped = self.codec.pte_present
         decode = self.pgtable.decode
         entries = self.pgtable.entries
-
-        def walk(table: int, li: int, base: int):
-            lv = levels[li]
-            span = lv.span
-            row = entries(table, li)
-            for idx in range(max(0, (start - base) // span), lv.entries):
-                va = base + idx * span
-                if va >= end:
-                    return
+        # the page tables reaching into [start, end), level by level (as (table, base va)),
+        # then their entries: one generator, not one per level (each pte passed up through
+        # every level's frame)
+        tables = [(proc.pgd, 0)]
+        for li in range(last):
+            span = levels[li].span
+            below = []
+            for table, base in tables:
+                row = entries(table, li)
+                for idx in range(max(0, (start - base) // span), levels[li].entries):
+                    va = base + idx * span
+                    if va >= end:
+                        break
+                    raw = row[idx]
+                    if raw:
+                        kind, addr, _ = decode(li, raw)
+                        if kind == TABLE:
+                            below.append((addr, va))
+            tables = below
+        span = levels[last].span
+        n = levels[last].entries
+        for table, base in tables:
+            row = entries(table, last)
+            first = max(0, (start - base) // span)
+            stop = min(n, -(-(end - base) // span))
+            for idx in range(first, stop):
                 raw = row[idx]
-                if li == last:
-                    if raw and mapped(raw):
-                        yield va, raw
-                elif raw:
-                    kind, addr, _ = decode(li, raw)
-                    if kind == TABLE:
-                        yield from walk(addr, li + 1, va)
-
-        yield from walk(proc.pgd, 0, 0)
+                if raw and mapped(raw):
+                    yield base + idx * span, raw
 
     def zap_page_range(self, proc: Process, start: int, end: int, writer: str) -> int:
         """Clear the ptes of [start, end) and drop the page references (the zero page has
@@ -481,10 +493,9 @@ class ProcessMixin:
             if self.pte_pfn(raw) != self.zero_pfn:
                 self.frames.free_pages(self.pte_pfn(raw))
         op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer, free_tables=True)
-        for va, phys, size in op.unmapped:
-            pfn = phys >> PAGE_SHIFT
-            if pfn != self.zero_pfn:
-                self.frames.free_pages(pfn)
+        zero = self.zero_pfn
+        self.frames.free_pages_many([pfn for pfn in (phys >> PAGE_SHIFT for _, phys, _ in op.unmapped)
+                                     if pfn != zero])
         return len(op.unmapped) + len(protnone)
 
     @operation

@@ -19,6 +19,7 @@ GDT's mapping is checked before every load.
 from __future__ import annotations
 
 import ctypes
+import struct
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc
 from unicorn.x86_const import (
@@ -113,6 +114,18 @@ class X86Adapter(CpuAdapter):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if self.bits == 64 else UC_MODE_32)
         self._scratch_ctx = self.uc.context_save()
         self._ctx_base = ctypes.cast(self._scratch_ctx.context, ctypes.c_void_p).value
+        # the saved context as a buffer: the fault hook reads the error code, CR2, ip and sp
+        # with one unpack (fields in offset order, the gaps skipped) and resets old_exception
+        # with one pack
+        self._ctx_view = memoryview((ctypes.c_char * self._scratch_ctx.size).from_address(self._ctx_base)).cast("B")
+        fields = sorted([(self._offsets.error_code, "I", 0), (self._regs.cr2, "Q", 1), (self._regs.ip, "Q", 2),
+                         (self._regs.sp, "Q", 3)])
+        fmt, pos = "<", 0
+        for off, code, _ in fields:
+            fmt += f"{off - pos}x{code}"
+            pos = off + struct.calcsize(code)
+        self._fault_fields = struct.Struct(fmt)
+        self._fault_order = tuple(i for _, _, i in fields)
         return self.uc
 
     def install_hooks(self) -> None:
@@ -234,14 +247,21 @@ class X86Adapter(CpuAdapter):
         return error
 
     def decode_interrupt(self, intno: int) -> Trap:
-        error = self._read_and_forget_fault()
         if intno == 14:
-            # CR2, ip and sp from the context just saved (cheaper than reading registers)
-            base, r = self._ctx_base, self._regs
-            cr2 = ctypes.c_uint64.from_address(base + r.cr2).value
-            ip = ctypes.c_uint64.from_address(base + r.ip).value & self._mask
-            sp = ctypes.c_uint64.from_address(base + r.sp).value & self._mask
-            return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2 & self._mask, error), ip=ip, sp=sp)
+            # the error code, CR2, ip and sp from the context saved to reset old_exception
+            # (one copy, one unpack: cheaper than reading registers)
+            uc, ctx, view = self.uc, self._scratch_ctx, self._ctx_view
+            uc.context_update(ctx)
+            raw = self._fault_fields.unpack_from(view)
+            struct.pack_into("<i", view, self._offsets.old_exception, -1)
+            uc.context_restore(ctx)
+            values = [0, 0, 0, 0]
+            for i, v in zip(self._fault_order, raw):
+                values[i] = v
+            error, cr2, ip, sp = values
+            mask = self._mask
+            return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2 & mask, error), ip=ip & mask, sp=sp & mask)
+        error = self._read_and_forget_fault()
         if intno == 3:
             at = (self.pc() - 1) & self._mask  # int3 is a trap: the ip is past it
             if at in self.kernel.kcall_addresses:
