@@ -704,6 +704,12 @@ class Arch(abc.ABC):
         tables (:mod:`mmemu.vmcore`). Default: None, mmemu writes no vmcore for the arch."""
         return None
 
+    def gate_vma(self, kernel) -> tuple[int, int, str, str] | None:
+        """``get_gate_vma()``: the area every process's ``/proc/PID/maps`` lists after its
+        own VMAs (fs/proc/task_mmu.c m_start: ``priv->tail_vma``), as (start, end, perms,
+        name), e.g. x86_64's ``[vsyscall]`` page. Default: None, the arch has none."""
+        return None
+
     def segfault_report(self, kernel, fault: Fault) -> str:
         """The line a user SIGSEGV leaves in the kernel log (``show_signal_msg``)."""
         proc = fault.process

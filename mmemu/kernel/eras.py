@@ -92,6 +92,22 @@ MM = EraTable(
     Feature("vmalloc_map_fail_message", since="5.13",
             source="mm/vmalloc.c __vmalloc_area_node (5.13): 'vmalloc error: size %lu, failed to map pages' "
                    "when vmap_pages_range() fails"),
+    Variant("taint_flags", [("2.6.21", "PFSRMBU"), ("2.6.22", "PFSRMBUD"), ("2.6.25", "PFSRMBUDA"),
+                            ("2.6.26", "PFSRMBUDAW"), ("2.6.28", "PFSRMBUDAWC"), ("2.6.39", "PFSRMBUDAWCI"),
+                            ("3.2", "PFSRMBUDAWCIO"), ("3.15", "PFSRMBUDAWCIOE"), ("3.17", "PFSRMBUDAWCIOEL"),
+                            ("4.0", "PFSRMBUDAWCIOELK"), ("4.15", "PFSRMBUDAWCIOELKX"),
+                            ("4.19", "PFSRMBUDAWCIOELKXT"), ("6.0", "PFSRMBUDAWCIOELKXTN")],
+            before="PFSRMB",
+            source="kernel/panic.c taint_flags[] / print_tainted(): one column per flag, in TAINT_* order. Real "
+                   "'Tainted: G           O      ' lines with 18 columns in 5.4, 5.6, 5.10 and 5.19 and 19 (N, "
+                   "TAINT_TEST) in 6.1, 6.2 and 6.8 (kernel logs quoted in tests/golden/SOURCES.md); O is 3.2 "
+                   "(TAINT_OOT_MODULE), E 3.15, L 3.17, K 4.0 (livepatch), X 4.15 (TAINT_AUX); the releases of U, D, "
+                   "A, W, C, I and T (TAINT_RANDSTRUCT) are not verified here"),
+    Variant("maps_anon_offset", [("2.6.32", "zero")], before="vm_pgoff",
+            source="fs/proc/task_mmu.c show_map: the offset column is vma->vm_pgoff << PAGE_SHIFT for every "
+                   "mapping in 2.6.2x (read: the maps_protect-era source; real 2.6.24 and 2.6.28 logs show an "
+                   "anonymous mapping's own start there), 0 unless the mapping has a file later (2.6.32 logs and "
+                   "every later source); the release between 2.6.28 and 2.6.32 is not dated here"),
     Variant("vunmap_nonexistent", [("2.6.12", "vfree"), ("6.3", "vunmap")],
             source="mm/vmalloc.c: vunmap() warns 'Trying to vunmap() nonexistent vm area' since 6.3 "
                    "(remove_vm_area rework); before, both warn as vfree()"),

@@ -500,26 +500,38 @@ class ModuleMixin:
 
     def _module_taints(self, mod: Module, forced: str, intree: bool) -> list[str]:
         """The taints of check_modinfo / module_augment_kernel_taints and the messages the
-        kernel prints for them (kernel/module.c; kernel/module/main.c from 6.4)."""
+        kernel prints for them (kernel/module.c; kernel/module/main.c from 6.4), in the
+        kernel's order: the forced load (try_to_force_load), then the out-of-tree module,
+        then the licence (set_license, at the end of check_modinfo). Each message only
+        while the kernel is not yet tainted with that flag (``if (!test_taint(...))``), and
+        kernel/panic.c add_taint's ``Disabling lock debugging due to kernel taint`` after the
+        first taint that makes lockdep unreliable (LOCKDEP_NOW_UNRELIABLE: F and P) -- the
+        order a real log shows, e.g. ``mhal: loading out-of-tree module taints kernel.`` /
+        ``mhal: module license 'PROPRIETARY' taints kernel.`` / ``Disabling lock debugging
+        due to kernel taint`` (tests/golden/dmesg_module_taints.txt)."""
         era = self.era
-        messages = []
-        letters = []
-        if not license_is_gpl_compatible(mod.license or "unspecified"):
-            letters.append("P")
-            messages.append(f"{mod.name}: module license '{mod.license or 'unspecified'}' taints kernel.")
+        messages: list[str] = []
+        letters: list[str] = []
+
+        def taint(letter: str, message: str | None) -> None:
+            if message and letter not in self.taints:
+                messages.append(message)
+                self.printk(message, "warn")
+            if letter in "PF" and not self.taints & {"P", "F"}:  # __debug_locks_off() was still 1
+                messages.append("Disabling lock debugging due to kernel taint")
+                self.printk(messages[-1], "warn")
+            letters.append(letter)
+            self.add_taint(letter)
+
         if forced:
-            letters.append("F")
-            messages.append(f"{mod.name}: {forced}: kernel tainted.")
+            taint("F", f"{mod.name}: {forced}: kernel tainted.")
         if era.module_oot_taint and not intree:
-            letters.append("O")
-            if era.module_oot_taint == "warn" and "O" not in self.taints:
-                messages.append(f"{mod.name}: loading out-of-tree module taints kernel.")
+            taint("O", f"{mod.name}: loading out-of-tree module taints kernel."
+                  if era.module_oot_taint == "warn" else None)
+        if not license_is_gpl_compatible(mod.license or "unspecified"):
+            taint("P", f"{mod.name}: module license '{mod.license or 'unspecified'}' taints kernel.")
         # taint_flags[] order (kernel/panic.c): P F ... O E
         mod.taints = "".join(c for c in "PFCOE" if c in letters)
-        for c in letters:
-            self.add_taint(c)
-        for m in messages:
-            self.printk(m, "warn")
         return messages
 
     def _module_pieces(self, va: int, n: int):

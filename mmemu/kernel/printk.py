@@ -39,6 +39,16 @@ class LogMixin:
         """The log as ``dmesg`` prints it with timestamps off (``printk.time=0``)."""
         return "".join(r.text + "\n" for r in self.log)
 
+    def print_tainted(self) -> str:
+        """kernel/panic.c ``print_tainted()``: ``Not tainted``, or ``Tainted: `` and one
+        character per flag of the era's ``taint_flags[]`` -- its letter when set, else a
+        blank (``G`` for a clear P) -- as the oops's ``CPU: 0 PID: 1666 Comm: insmod
+        Tainted: G           O      5.19.0`` line shows (tests/golden/oops_x86_64_5.19.txt)."""
+        if not self.taints:
+            return "Not tainted"
+        return "Tainted: " + "".join(c if c in self.taints else ("G" if c == "P" else " ")
+                                     for c in self.era.taint_flags)
+
     def add_taint(self, letter: str) -> None:
         """``add_taint``: set one taint flag (journaled: a failed operation sets none)."""
         if letter not in self.taints:

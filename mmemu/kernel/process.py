@@ -691,14 +691,31 @@ class ProcessMixin:
 
     def proc_maps(self, proc: Process) -> str:
         """``/proc/PID/maps``: start-end perms offset dev inode name (fs/proc/task_mmu.c
-        show_map_vma: ``%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu `` and, for a named
-        mapping, spaces up to column ``25 + sizeof(void *) * 6`` before the name; an
-        anonymous mapping without a name keeps the trailing blank)."""
+        show_map_vma / show_vma_header_prefix: ``%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu ``
+        and, for a named mapping, blanks up to column ``25 + sizeof(void *) * 6`` (seq_setwidth
+        then seq_pad; pad_len_spaces in 2.6) before the name; an anonymous mapping without a
+        name keeps the trailing blank), then the arch's gate area (``get_gate_vma``: x86_64's
+        ``[vsyscall]``). Every mapping here is anonymous: device 00:00, inode 0, and offset 0
+        -- or, before 2.6.32 (era ``maps_anon_offset``), ``vm_pgoff << PAGE_SHIFT``, which for
+        anonymous memory is its own start (mmap_region/do_brk/insert_vm_struct set vm_pgoff =
+        vm_start >> PAGE_SHIFT, and splits, merges and stack growth keep it linear), except
+        for the stack: exec builds it below STACK_TOP_MAX and shift_arg_pages moves the VMA,
+        not its pgoff, so it reads STACK_TOP_MAX - size (``bfa6d000-bfa82000 rw-p bffeb000``
+        in a real 2.6.24 log; tests/golden/proc_maps_i386_2.6.24.txt)."""
         pad = 25 + self.ptr_size * 6 - 1  # seq_setwidth(); seq_pad() adds one more
+        by_pgoff = self.era.maps_anon_offset == "vm_pgoff"
+
+        def line(start: int, end: int, perms: str, offset: int, name: str) -> str:
+            text = f"{start:08x}-{end:08x} {perms} {offset:08x} 00:00 0 "
+            return text.ljust(pad) + " " + name if name else text
+
         lines = []
         for v in proc.vmas:
-            line = f"{v.vm_start:08x}-{v.vm_end:08x} {v.perms()} 00000000 00:00 0 "
-            if v.name:
-                line = line.ljust(pad) + " " + v.name
-            lines.append(line)
+            offset = 0
+            if by_pgoff:
+                offset = self.stack_top - (v.vm_end - v.vm_start) if v.name == "[stack]" else v.vm_start
+            lines.append(line(v.vm_start, v.vm_end, v.perms(), offset, v.name))
+        gate = self.arch.gate_vma(self)
+        if gate is not None:
+            lines.append(line(gate[0], gate[1], gate[2], 0, gate[3]))
         return "\n".join(lines) + ("\n" if lines else "")

@@ -43,12 +43,13 @@ def _usable_types(kernel) -> list:
 
 
 def synthetic_module(kernel, name: str = "synthetic", text_size: int = PAGE_SIZE, relocations: int = 32,
-                     seed: int = 1, imports: int = 3) -> bytes:
+                     seed: int = 1, imports: int = 3, license: str = "GPL") -> bytes:
     """A module for *kernel*'s arch and era: *text_size* bytes of .text carrying
     *relocations* relocations (spread over the arch's usable types, against the module's
     own sections and *imports* exported kernel functions), an init part, and a .modinfo
     that passes check_modinfo; no init_module or cleanup_module (nothing runs on the
-    CPU). Deterministic for a *seed*."""
+    CPU). Deterministic for a *seed*. *license*: its ``MODULE_LICENSE`` (``.modinfo``
+    ``license=``)."""
     table = kernel.arch.module_relocations(kernel.spec)
     if table is None:
         raise ValueError(f"arch {kernel.arch.name} loads no modules")
@@ -59,7 +60,7 @@ def synthetic_module(kernel, name: str = "synthetic", text_size: int = PAGE_SIZE
     text_size = max(text_size, relocations * stride + 16)
 
     # -- sections' contents
-    modinfo = b"".join(f"{k}={v}\0".encode() for k, v in (("license", "GPL"), ("name", name),
+    modinfo = b"".join(f"{k}={v}\0".encode() for k, v in (("license", license), ("name", name),
                                                            ("vermagic", kernel.arch.vermagic(kernel.spec))))
     contents = {
         ".text": bytearray(text_size),

@@ -44,8 +44,7 @@ X86_MM = EraTable(
     Feature("debug_wx", since="4.4",
             source="arch/x86/mm/dump_pagetables.c (4.4, 'x86/mm: Warn on W^X mappings', CONFIG_DEBUG_WX): "
                    "'x86/mm: Checked W+X mappings: passed, no W+X pages found.' or 'FAILED, %lu W+X pages found.', "
-                   "the first range as 'x86/mm: Found insecure W+X mapping at address %pS' (the 4.4 text printed "
-                   "%p/%pS; the change is not dated here)"),
+                   "the first range as 'x86/mm: Found insecure W+X mapping at address ...' (its wording: wx_found)"),
     Feature("module_ronx", since="2.6.38",
             source="arch/x86/Kconfig.debug CONFIG_DEBUG_SET_MODULE_RONX (2.6.38, 'x86: Add RO/NX protection for "
                    "loadable kernel modules'; default n, set by the distributions' configs), CONFIG_STRICT_MODULE_RWX "
@@ -85,6 +84,18 @@ X86_MM = EraTable(
             source="arch/x86/kernel/vmlinux.lds.S: x86_64 SMP links .data..percpu at 0 (PERCPU_VADDR(0)); "
                    "%gs holds __per_cpu_offset (the PDA went away in the 2.6.30 percpu rework); "
                    "the embed first chunk (setup_percpu.c pcpu_embed_first_chunk) is of the same release"),
+    Variant("vsyscall_gate_perms", [("5.3", "--xp")], before="r-xp",
+            source="arch/x86/entry/vsyscall/vsyscall_64.c gate_vma: VM_READ | VM_EXEC in vsyscall=emulate mode, "
+                   "VM_EXEC alone with vsyscall=xonly, the default from 5.3 (CONFIG_LEGACY_VSYSCALL_XONLY); "
+                   "tools/testing/selftests/proc/proc-pid-vm.c expects 'ffffffffff600000-ffffffffff601000 r-xp "
+                   "00000000 00:00 0                  [vsyscall]' or the same line with --xp; 2.6-era kernels "
+                   "(an 8 MiB ---p gate area) are not modelled"),
+    Variant("wx_found", [("4.15", "ptrval_pS"), ("5.1", "pS")], before="p_pS",
+            source="arch/x86/mm/dump_pagetables.c note_page: WARN_ONCE 'x86/mm: Found insecure W+X mapping at "
+                   "address %p/%pS' (4.4, linuxkit issue 685's 4.4.30 log: 'ffff880000080000/0xffff880000080000'; "
+                   "still in the 5.0 source, read); %p hashed from 4.15, '(ptrval)' before the hash key is "
+                   "ready, as at mark_rodata_ro (the 4.19-rc report 'x86/mm: Found insecure W+X mapping at address "
+                   "(ptrval)/0xc00a0000'); note_wx() prints '%pS' alone (the April 2019 fixes, 5.1 not verified)"),
     Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],
             before="/sys/kernel/debug/kernel_page_tables",
             source="arch/x86/mm/debug_pagetables.c (4.15): the page_tables directory replaces kernel_page_tables"),
@@ -160,7 +171,10 @@ class X86Arch(Arch):
             return ["x86/mm: Checked W+X mappings: passed, no W+X pages found."]
         va = wx[0][0]
         pages = sum(n for _a, n in wx) // 4096
-        return [f"x86/mm: Found insecure W+X mapping at address {kernel.symbol_at(va) or f'0x{va:x}'}",
+        sym = kernel.symbol_at(va) or f"0x{va:x}"  # %pS: the raw address when no symbol covers it
+        where = {"p_pS": f"{va:0{2 * kernel.ptr_size}x}/{sym}", "ptrval_pS": f"(ptrval)/{sym}",
+                 "pS": sym}[X86_MM(kernel.spec.kernel).wx_found]
+        return [f"x86/mm: Found insecure W+X mapping at address {where}",
                 f"x86/mm: Checked W+X mappings: FAILED, {pages} W+X pages found."]
 
     def module_strict_rwx(self, spec) -> bool:

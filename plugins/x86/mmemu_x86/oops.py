@@ -137,8 +137,9 @@ def task_line(k, fault: Fault) -> str:
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
     if not _era(k).cpu_task_line:
-        return f"Pid: {pid}, comm: {comm[:20]} Not tainted {release(k)} #1"
-    return f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} Not tainted {release(k)} #1"
+        return f"Pid: {pid}, comm: {comm[:20]} {k.print_tainted()} {release(k)} #1"
+    # lib/dump_stack.c dump_stack_print_info: "CPU: %d PID: %d Comm: %.20s %s%s %s %.*s"
+    return f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} {k.print_tainted()} {release(k)} #1"
 
 
 def symbol(k, ip: int) -> str:

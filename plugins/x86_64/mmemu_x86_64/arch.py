@@ -100,6 +100,11 @@ class X86_64Arch(X86Arch):
             return False
         return super().fault_in_kernel_space(layout, address)
 
+    def gate_vma(self, kernel) -> tuple[int, int, str, str] | None:
+        """The vsyscall page, listed last in every /proc/PID/maps (X86_MM ``vsyscall_gate_perms``)."""
+        va = kernel.layout.symbols["VSYSCALL_ADDR"]
+        return va, va + 4096, X86_MM(kernel.spec.kernel).vsyscall_gate_perms, "[vsyscall]"
+
     def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
         cr4 = X86_CR4_PSE | X86_CR4_PAE | X86_CR4_PGE
         if self.paging(spec) is PAGING_5LEVEL:
