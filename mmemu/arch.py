@@ -28,7 +28,7 @@ import abc
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -121,16 +121,17 @@ class Level:
     leaf: EntryFormat | None = None
     folds: tuple[str, ...] = ()
 
-    @property
+    # computed once (the level is frozen): the page-table engine reads them in every loop
+    @cached_property
     def entries(self) -> int:
         return 1 << self.bits
 
-    @property
+    @cached_property
     def span(self) -> int:
         """Bytes mapped by one entry (the page size if it is a leaf)."""
         return 1 << self.shift
 
-    @property
+    @cached_property
     def table_size(self) -> int:
         return self.entry_size << self.bits
 
@@ -359,11 +360,11 @@ class PagingMode:
                               f"over {self.levels[-1].shift}-bit pages, not {self.va_bits}")
         object.__setattr__(self.codec, "mode", self)
 
-    @property
+    @cached_property
     def page_shift(self) -> int:
         return self.levels[-1].shift
 
-    @property
+    @cached_property
     def page_size(self) -> int:
         return 1 << self.page_shift
 
@@ -377,7 +378,7 @@ class PagingMode:
         """One past the highest virtual address (2**32 or 2**64)."""
         return 1 << (64 if self.bits64 else self.va_bits)
 
-    @property
+    @cached_property
     def kernel_half(self) -> int:
         """The first address of the kernel half of a sign-extended or split space."""
         if self.form == SIGN_EXTENDED:

@@ -85,7 +85,14 @@ class Walk:
     @property
     def steps(self) -> list[Step]:
         lv = self._mode.levels
-        return [Step(lv[li], li, t, (e - t) // lv[li].entry_size, e, r) for li, t, e, r in self._raw_steps]
+        raw = self._raw_steps  # flat: table, entry address, entry of each level read, top-down
+        return [Step(lv[li], li, raw[3 * li], (raw[3 * li + 1] - raw[3 * li]) // lv[li].entry_size,
+                     raw[3 * li + 1], raw[3 * li + 2]) for li in range(len(raw) // 3)]
+
+    @property
+    def last_level(self) -> int:
+        """The level index of the last entry the walk read."""
+        return len(self._raw_steps) // 3 - 1
 
     @property
     def mapped(self) -> bool:
@@ -134,7 +141,7 @@ class Walk:
             kind = PROTECTION
         else:
             return None
-        f = Fault(self.va, access, bool(user), kind, level=self._raw_steps[-1][0], source="walk",
+        f = Fault(self.va, access, bool(user), kind, level=len(self._raw_steps) // 3 - 1, source="walk",
                   uaccess=uaccess)
         f.code = self._mode.codec.fault_code(f)
         return f
@@ -146,7 +153,7 @@ class Walk:
 
     def __repr__(self) -> str:
         if self.phys is None:
-            return f"<Walk {self.va:#x} {self.missing} at {self._mode.levels[self._raw_steps[-1][0]].name}>"
+            return f"<Walk {self.va:#x} {self.missing} at {self._mode.levels[self.last_level].name}>"
         r = self.rights
         perms = "".join(c if r & b else "-" for c, b in (("r", KR), ("w", KW), ("x", KX))) + "/" + \
             "".join(c if r & b else "-" for c, b in (("r", UR), ("w", UW), ("x", UX)))
@@ -241,7 +248,7 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     src += ["    buf = pt._buf", "    t0 = root", "    rights = ALL"]
     for i, (li, shift, imask, esz, unpack, decode, offmask) in enumerate(pt._walk_plan):
         ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
-        steps = "[" + ", ".join(f"({j}, t{j}, e{j}, r{j})" for j in range(i + 1)) + "]"
+        steps = "(" + ", ".join(f"t{j}, e{j}, r{j}" for j in range(i + 1)) + ")"
         src += [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
                 f"    r{i} = U{i}(buf, e{i})[0]",
                 f"    k, a, r = D{i}(r{i})",
@@ -485,21 +492,20 @@ class PageTables:
         buf = self._buf
         table = root
         steps = []
-        append = steps.append
         rights = ALL_RIGHTS
         for li, shift, imask, esz, unpack, decode, offmask in self._walk_plan:
             epa = table + ((va >> shift) & imask) * esz
             raw = unpack(buf, epa)[0]
-            append((li, table, epa, raw))
+            steps += (table, epa, raw)
             kind, addr, r = decode(raw)
             if kind == 1:  # TABLE
                 rights &= r
                 table = addr
                 continue
             if kind == 2:  # LEAF
-                return Walk(va, steps, self.mode, addr | (va & offmask), offmask + 1, (rights & r) | (r & AF_FAULT),
-                            None)
-            return Walk(va, steps, self.mode, None, 0, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
+                return Walk(va, tuple(steps), self.mode, addr | (va & offmask), offmask + 1,
+                            (rights & r) | (r & AF_FAULT), None)
+            return Walk(va, tuple(steps), self.mode, None, 0, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
         self._ran_past(va)
 
     def _ran_past(self, va: int) -> None:
