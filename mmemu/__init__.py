@@ -6,13 +6,18 @@ The public API: :func:`boot` a machine, :data:`hookimpl` to write plugins, and t
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .arch import Arch, ArchOption, BootPlan, PercpuPlan, EntryCodec, EntryFormat, EntryView, Level, PagingMode
 from .errors import ConfigError, MmemuError
 from .faults import Fault
 from .layout import Layout, MachineSpec
 from .plugins import hookimpl
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from .kernel import Kernel
 
 __version__ = "0.1.0"
 
@@ -28,13 +33,15 @@ PUBLIC_MODULES = ("mmemu", "mmemu.arch", "mmemu.layout", "mmemu.faults", "mmemu.
 
 
 def boot(arch: str = "x86_64", kernel: str = "6.6", ram: "str | int" = "1G", cmdline: str = "", cpus: int = 1,
-         options: "Mapping[str, str] | None" = None, plugin_manager=None):
+         options: "Mapping[str, str] | None" = None,
+         plugin_manager: "pluggy.PluginManager | None" = None) -> "Kernel":
     """Boot an emulated machine and return its :class:`mmemu.kernel.Kernel`.
 
     ``arch`` is a registered arch name (``mmemu arches``), ``kernel`` the kernel version
     whose layout rules apply, ``ram`` a size (``"512M"``, ``"4G"``) or a byte count,
     ``cmdline`` the boot command line (``"vmalloc=256M mem=768M"``), ``options`` arch
-    options (``{"levels": "5"}``). Raises :class:`ConfigError` naming what is wrong.
+    options (``{"levels": "5"}``), ``plugin_manager`` the pluggy manager whose arches to use
+    (None: the installed plugins). Raises :class:`ConfigError` naming what is wrong.
     """
     from .kernel.boot import boot_kernel
     from .plugins import ArchRegistry, default

@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -37,6 +38,12 @@ from .errors import ConfigError
 from .scenario.checks import check_fault, check_log, check_translation
 from .scenario.reader import MACHINE_KEYS
 from .scenario.runner import example_module
+
+if TYPE_CHECKING:
+    from .faults import Fault
+    from .kernel.module import Module
+    from .kernel.process import Process
+    from .pagetable import Walk
 
 #: the keys the command line parametrises (``--mmemu-KEY A,B,...``), with what their values are
 CLI_KEYS = {"arch": ("ARCH", "arches (mmemu arches lists them)"), "kernel": ("VERSION", "kernel versions")}
@@ -196,7 +203,7 @@ class KernelFixture:
 
     # -- modules ----------------------------------------------------------------------------
 
-    def insmod(self, module, **kw):
+    def insmod(self, module: "str | Path", **kw: Any) -> "Module":
         """Load a module and return its :class:`mmemu.kernel.module.Module`: *module* is a
         path (as given, else relative to the test file's directory) or the name of an
         example module (``"hello"``: examples/modules/build/<arch>-<era>/hello.o for this
@@ -211,7 +218,7 @@ class KernelFixture:
             return self.k.load_module(path.read_bytes(), path.name, **kw)
         raise FileNotFoundError(f"insmod: no module file {str(module)!r} (nor {str(self._here / path)!r})")
 
-    def rmmod(self, module, **kw) -> None:
+    def rmmod(self, module: "str | Module", **kw: Any) -> None:
         """``delete_module``: *module* is a name or a Module; *kw* go to
         ``Kernel.delete_module`` (``run_exit``, ``budget``)."""
         self.k.delete_module(getattr(module, "name", module), **kw)
@@ -227,7 +234,8 @@ class KernelFixture:
                              f"crash's vtop prints it:\n{vtop(self.k, addr, process=process).rstrip()}")
 
     def assert_translation(self, addr: int, phys: int | None = None, page_size: int | None = None,
-                           kernel: str | None = None, user: str | None = None, process=None):
+                           kernel: str | None = None, user: str | None = None,
+                           process: "Process | None" = None) -> "Walk":
         """*addr* is mapped (in *process*'s address space, or the kernel's page table) to
         *phys*, by a page of *page_size*, with these *kernel* and *user* rights (``"rw-"``,
         ``"r-x"``, ``"---"``); None is "any". Returns the :class:`mmemu.pagetable.Walk`."""
@@ -238,7 +246,7 @@ class KernelFixture:
                        c.why, addr, process)
         return c.found
 
-    def assert_not_mapped(self, addr: int, process=None) -> None:
+    def assert_not_mapped(self, addr: int, process: "Process | None" = None) -> None:
         """The walk of *addr* reaches no page."""
         __tracebackhide__ = True
         c = check_translation(self.k, addr, process=process, mapped=False)
@@ -246,7 +254,7 @@ class KernelFixture:
             self._fail(_call("assert_not_mapped", addr), c.why, addr, process)
 
     def assert_fault(self, addr: int, access: str = "read", user: bool = False, code: int | None = None,
-                     kind: str | None = None, process=None):
+                     kind: str | None = None, process: "Process | None" = None) -> "Fault":
         """An *access* (``"read"``, ``"write"``, ``"exec"``; at user privilege if *user*) to
         *addr* page-faults, with the arch's *code* (the x86 error code...) and of this *kind*
         (``"not-present"``, ``"protection"``...) if given; nothing is handled. Returns the

@@ -221,6 +221,7 @@ class Cpu:
         self._owned = []
 
     def close(self) -> None:
+        """Release the Unicorn engine (the kernel stays as it is)."""
         self._free_owned()
         if self in self.kernel.cpus:
             self.kernel.cpus.remove(self)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..layout import Layout, MachineSpec
     from ..pagetable import PageTables, Walk
     from ..physmem import PhysMem
+    from .process import Process
 
 
 
@@ -163,7 +164,7 @@ class KernelBase:
         """Walk *va* in the master kernel page table (or the table at *root*)."""
         return self.pgtable.walk(self.pgd if root is None else root, va)
 
-    def walk_mm(self, va: int, process=None) -> "Walk":
+    def walk_mm(self, va: int, process: "Process | None" = None) -> "Walk":
         """Walk *va* as the MMU does in *process*'s address space (None: init_mm)."""
         return self.pgtable.walk(self.root_for(va, process), va)
 
@@ -218,6 +219,7 @@ class KernelBase:
         return self.journal.injection
 
     def stop_injecting(self) -> None:
+        """End the failure injection :meth:`inject_failures` started."""
         self.journal.injection = None
 
     # -- TLB ----------------------------------------------------------------------------

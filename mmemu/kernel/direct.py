@@ -181,6 +181,7 @@ class DirectMapMixin:
         return obj
 
     def kzalloc(self, size: int) -> int:
+        """``kzalloc(size, GFP_KERNEL)``: kmalloc, zeroed."""
         return self.kmalloc(size, zero=True)
 
     @operation

@@ -281,6 +281,7 @@ class ModuleMixin:
         return "Modules linked in:" + "".join(f" {m.name}{m.flags()}" for m in self.modules)
 
     def find_module(self, name: str) -> Module | None:
+        """``find_module``: the loaded module of this name, or None."""
         return next((m for m in self.modules if m.name == name), None)
 
     # -- loading ------------------------------------------------------------------------

@@ -200,6 +200,7 @@ class ProcessMixin:
         return proc
 
     def process(self, pid: int) -> Process:
+        """``find_task_by_vpid``: the live process of this pid (an error if there is none)."""
         try:
             proc = self.processes[pid]
         except KeyError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from ..buddy import Page
 from ..errors import KernelWarning, MmemuError, OutOfMemory
@@ -311,8 +312,9 @@ class VmallocMixin:
                                          flags=0 if guard else VM_NO_GUARD)
 
     @operation
-    def vmap(self, pages, prot: str = "PAGE_KERNEL", guard: bool = True) -> int:
-        """``vmap(pages, count, VM_MAP, prot)``: map existing pages contiguously."""
+    def vmap(self, pages: Iterable[Page | int], prot: str = "PAGE_KERNEL", guard: bool = True) -> int:
+        """``vmap(pages, count, VM_MAP, prot)``: map existing pages (each a Page or a pfn)
+        contiguously in vmalloc space, a guard page after them unless *guard* is False."""
         pgprot = self._pgprot(prot, "vmap")
         pfns = []
         for p in pages:

@@ -35,6 +35,8 @@ def layout_table(layout: "Layout", width: int) -> str:
 
 
 def layout_json(layout: "Layout", extra_symbols: dict[str, int] | None = None) -> str:
+    """The layout as JSON (``mmemu layout --json``): the regions and the symbols, *extra_symbols*
+    added."""
     symbols = dict(layout.symbols)
     symbols.update(extra_symbols or {})
     doc = {

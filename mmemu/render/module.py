@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 from ..arch import KR, KW, KX
+from typing import TYPE_CHECKING, Iterable
+
 from ..kernel.module import LIVE
 
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+    from ..kernel.module import LoadStep, Module
+    from ..module.elf import ModuleFile
 
-def modinfo_text(mf, filename: str) -> str:
+
+def modinfo_text(mf: "ModuleFile", filename: str) -> str:
     """kmod's modinfo: ``filename:`` then each field of .modinfo in file order, the field
     name and its colon left-aligned in 16 columns (tools/modinfo.c: ``%-16s%s``)."""
     lines = [f"{'filename:':<16}{filename}"]
@@ -64,7 +71,9 @@ def percpu_row(kernel, mod) -> dict | None:
             "copies": [kernel.per_cpu_ptr(mod.percpu, cpu) for cpu in range(kernel.pcpu.nr_cpus)]}
 
 
-def insmod_text(kernel, mod, steps, log: list[str] = ()) -> str:
+def insmod_text(kernel: "Kernel", mod: "Module", steps: "Iterable[LoadStep]", log: Iterable[str] = ()) -> str:
+    """What ``mmemu insmod`` prints: the module's sections (where each landed, its size and
+    permissions), its memory regions, the loader's steps and the lines it logged."""
     w = 16 if kernel.paging.bits64 else 8
     out = [f"module {mod.name} ({mod.state}) on {kernel.arch.name} {kernel.spec.kernel}"
            + (f", taints {mod.taints}" if mod.taints else ""), ""]
@@ -109,7 +118,8 @@ def insmod_text(kernel, mod, steps, log: list[str] = ()) -> str:
     return "\n".join(out) + "\n"
 
 
-def insmod_json(kernel, mod, steps, log: list[str] = ()) -> dict:
+def insmod_json(kernel: "Kernel", mod: "Module", steps: "Iterable[LoadStep]", log: Iterable[str] = ()) -> dict:
+    """``mmemu insmod --json``: the same as :func:`insmod_text`, as one JSON object."""
     return {
         "module": mod.name, "state": mod.state, "arch": kernel.arch.name, "kernel": str(kernel.spec.kernel),
         "vermagic": mod.vermagic, "license": mod.license, "taints": mod.taints,

@@ -4,6 +4,11 @@ made each, the free frames per zone, the busy vmap areas, the lines it logged)."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..scenario.runner import ScenarioRun, StepRecord
+
 STATUS = {"ok": "", "error-expected": "", "expectation-failed": "  FAILED", "failed": "  FAILED"}
 
 
@@ -31,7 +36,9 @@ def _runs(events: list) -> list[list]:
     return runs
 
 
-def step_lines(rec, width: int = 16) -> list[str]:
+def step_lines(rec: "StepRecord", width: int = 16) -> list[str]:
+    """One step as ``mmemu run`` prints it: ``[N] op args``, what it bound, and what it
+    changed, indented; addresses in *width* hex digits."""
     head = f"[{rec.step}] {rec.op}"
     if rec.args and "." not in rec.step:
         head += " " + _args(rec.args)
@@ -64,7 +71,9 @@ def step_lines(rec, width: int = 16) -> list[str]:
     return out
 
 
-def summary(run) -> str:
+def summary(run: "ScenarioRun") -> str:
+    """The last line of ``mmemu run``: how many steps ran and expectations held, or where
+    the run stopped and why."""
     steps = len(run.scenario.steps)
     if run.stopped is not None:
         return (f"STOPPED at step {run.stopped.step} ({run.stopped.op}): {run.stopped.text or run.stopped.error}; "

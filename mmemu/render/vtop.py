@@ -14,9 +14,10 @@ from .text import page_line
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
+    from ..kernel.process import Process
 
 
-def vtop(kernel: "Kernel", va: int, root: int | None = None, process=None) -> str:
+def vtop(kernel: "Kernel", va: int, root: int | None = None, process: "Process | None" = None) -> str:
     """crash's ``vtop``: a kernel address through the master table (or *root*), a user
     address through *process*'s page directory, followed by its VMA, as ``vtop -u``."""
     user = process is not None and va < kernel.task_size
