@@ -134,7 +134,9 @@ CATALOGUE = [
     (["vtop", "ｃ0000000", "--arch", "i386"], ["virtual address 'ｃ0000000'", "U+FF43"]),
     (["vtop", "c000\x000000", "--arch", "i386"], ["virtual address 'c000\\x000000'", "control character"]),
     # -- the command line itself: options without values, unknown options and commands
-    ([], ["required: COMMAND"]),
+    (["tui", "--step", "-1"], ["--step must be 0 or more, not -1"]),
+    (["tui", "no-such-scenario.toml"], ["no-such-scenario.toml: cannot read it"]),
+    (["tui", "--arch", "nope"], ["no built-in tour for arch 'nope'"]),
     (["bogus"], ["invalid choice: 'bogus'"]),
     (["vtop"], ["required: address"]),
     (["layout", "--ram"], ["argument --ram: expected one argument"]),
@@ -149,6 +151,15 @@ CATALOGUE = [
     (["arches", "--ram", "1G"], ["unrecognized arguments: --ram 1G"]),
     (["ptdump", "--json"], ["unrecognized arguments: --json"]),
 ]
+
+
+def test_mmemu_alone_without_a_terminal_runs_the_tour_headless(capsys):
+    """`mmemu` with no command opens the UI in a terminal; here (no terminal) it runs the
+    built-in tour as `mmemu run` does."""
+    code, out, err = run(capsys, [])
+    assert code == 0, err
+    assert out.startswith("scenario ") and "tour-x86_64.toml" in out.splitlines()[0]
+    assert out.rstrip().splitlines()[-1].startswith("ok: ")
 
 
 @pytest.mark.parametrize("argv,needles", CATALOGUE, ids=[repr(a)[:60] for a, _ in CATALOGUE])

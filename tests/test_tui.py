@@ -259,3 +259,24 @@ def test_snapshot_main_screen(snap_compare, arch, size):
 @pytest.mark.parametrize("tab", ["2", "3", "4", "5"], ids=["tables", "walk", "frames", "module"])
 def test_snapshot_panes(snap_compare, tab):
     assert snap_compare(app_for("x86_64", step=10), press=[tab], terminal_size=(160, 50))
+
+
+@pytest.mark.parametrize("arch,insmod_step", [("i386", 17), ("x86_64", 10)])
+async def test_stepping_through_a_stepwise_module_load_with_every_pane(arch, insmod_step):
+    """Through every loader step of the tour's stepwise insmod with the map and the module
+    pane drawn at each (a section not placed yet has no address), then back."""
+    app = app_for(arch, step=insmod_step - 1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        st = app.model.stepper
+        await pilot.press("5")
+        start = st.position
+        while True:
+            before = st.position
+            await pilot.press("n")
+            assert st.position == before + 1, f"stuck at {st.current.step}"
+            if "." not in st.current.step:
+                break
+        assert "module" in text_of(app, "#module-out")
+        while st.position > start:
+            await pilot.press("p")
+        assert st.position == start

@@ -382,8 +382,9 @@ class MmemuApp(App):
         except ValueError:
             self.notify(f"not a number: {text!r}", severity="error")
             return
-        fv.pfn = n >> 12 if n > 0xFFFFFFF or text.lower().startswith("0x") and n >= 1 << 20 and n & 0xFFF == 0 \
-            else n
+        # a pfn, or a physical address: a number past the last frame of the machine
+        last_pfn = max(z.end_pfn for z in self.model.k.frames.zones.values())
+        fv.pfn = n if n < last_pfn else n >> 12
         fv.refresh_from()
 
     def action_toggle_table(self) -> None:

@@ -74,6 +74,7 @@ class MapView(Static):
             from .model import touched as touched_of
             touched = touched_of(cur)
         t = Text(no_wrap=True, overflow="ellipsis")
+        mods = m.modules()
         for row in m.regions():
             hit = any(va < row.end and va + size > row.start for va, size in touched)
             c = color(row.kind)
@@ -123,6 +124,13 @@ class MapView(Static):
                 run.append(ch)
             if run:
                 t.append("".join(run), style=run_style)
+            for mod in mods:
+                places = [p for p in (mod.layout.placements.values() if mod.layout is not None else ())
+                          if p.address is not None and row.start <= p.address < row.end and p.section.size]
+                if places:
+                    names = " ".join(p.section.name for p in sorted(places, key=lambda p: p.address))
+                    t.append(f"\n ▸ {mod.name}: ", style="bold " + color("module"))
+                    t.append(names[: max(0, width - len(mod.name) - 5)], style=color("module"))
             if window is not row:
                 t.append(f"\n {window.start:#x} +{size_text(window.size)}"[: width + 1], style="dim")
             t.append("\n")
@@ -319,7 +327,8 @@ class TablesView(Tree):
             label = Text(no_wrap=True)
             mark = row.changed is not None
             label.append("● " if mark else "  ", style="bold yellow")
-            label.append(f"[{row.index:3d}] {row.va:0{digits}x} ", style="bold" if mark else "")
+            label.append(f"{levels[li].name}[{row.index}] ", style="bold" if mark else "")
+            label.append(f"{row.va:0{digits}x} ", style="bold" if mark else "")
             label.append(f"{row.kind}", style="bold")
             if row.addr is not None:
                 label.append(f"→{row.addr:#x}")
@@ -435,7 +444,7 @@ class FramesView(Vertical):
     def compose(self):
         with VerticalScroll(id="frames-scroll"):
             yield Static(id="frames-grid")
-            yield Input(placeholder="pfn or physical address (0x...), Enter", id="frame-input")
+            yield Input(placeholder="a pfn (or a physical address past the last pfn), Enter", id="frame-input")
             yield Static(id="frame-info")
 
     def refresh_from(self) -> None:
@@ -515,7 +524,8 @@ class ModuleView(VerticalScroll):
             if mod.init is not None:
                 t.append(f"  init {mod.init:#x}")
             t.append("\n")
-            placements = mod.layout.placements.values() if mod.layout is not None else ()
+            placements = [p for p in (mod.layout.placements.values() if mod.layout is not None else ())
+                          if p.address is not None]  # (placed: the loader's move_module has run)
             for p in sorted(placements, key=lambda p: p.address):
                 t.append(f"  {p.address:#x} {p.section.name:<24} {p.section.size:#x} bytes\n")
         addr = m.code_address()
