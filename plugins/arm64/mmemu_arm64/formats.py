@@ -310,14 +310,20 @@ class Arm64Codec(EntryCodec):
             return LEAF, raw & mask, r
 
         if last:
-            def decode(raw: int):  # leaf() inline: the hot path of every walk
+            # leaf() inline: the hot path of every walk. The usual page (valid, a page, no
+            # high bit, AF set) passes one test; the rest are told apart after it.
+            check, page, leaf_kind, af, af_fault = 3 | high | PTE_AF, 3 | PTE_AF, LEAF, PTE_AF, AF_FAULT
+
+            def decode(raw: int):
+                if raw & check == page:
+                    return leaf_kind, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)]
                 if raw & 3 != 3:  # invalid, or the reserved 0b01 at level 3
                     return none
                 if raw & high:
                     return reserved
-                if raw & PTE_AF:
-                    return LEAF, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)]
-                return LEAF, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)] | AF_FAULT
+                if raw & af:
+                    return leaf_kind, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)]
+                return leaf_kind, raw & oa, leaf_rights_t[((raw >> 4) & 12) | ((raw >> 53) & 3)] | af_fault
             return decode
         if block_mask:
             def decode(raw: int):
