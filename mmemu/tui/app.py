@@ -200,7 +200,11 @@ class MmemuApp(App):
         self.sub_title = f"{self.model.title} · {self.scenario_path.name}"
         if self._start_step:
             self._goto_step(self._start_step)
-        self.redraw()
+        # drawn once every widget has its size (the map's bars are as wide as their column)
+        self.call_after_refresh(self.redraw)
+
+    def on_resize(self, _event) -> None:
+        self.call_after_refresh(self.redraw)
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -225,9 +229,10 @@ class MmemuApp(App):
                 status.append(f"   ✗ stopped: {why}", style="bold red")
         self.query_one("#status", Static).update(status)
         self._draw_tab(self.query_one("#tabs", TabbedContent).active)
-        if self.screen.has_class("-wide") or self.has_class("-wide"):
-            self.query_one("#side-details", StepDetails).refresh_from()
-            self.query_one("#side-log", LogView).refresh_from()
+        # the side column (shown in a wide terminal), drawn whatever the width: the width
+        # classes may come after this redraw
+        self.query_one("#side-details", StepDetails).refresh_from()
+        self.query_one("#side-log", LogView).refresh_from()
 
     def _draw_tab(self, tab: str) -> None:
         if tab == "steps":

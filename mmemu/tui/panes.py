@@ -21,10 +21,11 @@ STATUS_STYLE = {"ok": "", "error-expected": "yellow", "expectation-failed": "bol
 def show(widget: Static, text: Text) -> None:
     """Put *text* in *widget*; the screen is laid out again only when its height changes
     (a layout pass costs more than the repaint of everything on screen)."""
-    lines = text.plain.count("\n")
+    lines = text.plain.rstrip("\n").count("\n") + 1
     old = getattr(widget, "_mmemu_lines", None)
     widget._mmemu_lines = lines
-    widget.update(text, layout=old != lines)
+    # (a layout asked for while one is being made can be lost: the size says if it was)
+    widget.update(text, layout=old != lines or widget.size.height < lines)
 
 
 def legend(kinds) -> Text:
@@ -62,7 +63,7 @@ class MapView(Static):
             show(self, t)
 
     def on_resize(self, _event) -> None:
-        self.refresh_from()
+        self.call_after_refresh(self.refresh_from)
 
     def build(self, columns: int) -> Text:
         m = self.model
@@ -210,9 +211,6 @@ class StepDetails(Static):
     def __init__(self, model: Model, **kw):
         super().__init__(**kw)
         self.model = model
-
-    def on_mount(self) -> None:
-        self.refresh_from()
 
     def refresh_from(self) -> None:
         show(self, self.build())
