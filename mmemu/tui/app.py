@@ -200,6 +200,7 @@ class MmemuApp(App):
         self.sub_title = f"{self.model.title} · {self.scenario_path.name}"
         if self._start_step:
             self._goto_step(self._start_step)
+        self._draw_status()  # needs no sizes: on screen from the first frame
         # drawn once every widget has its size (the map's bars are as wide as their column)
         self.call_after_refresh(self.redraw)
 
@@ -208,15 +209,10 @@ class MmemuApp(App):
 
     # -- drawing ------------------------------------------------------------------------------
 
-    def redraw(self) -> None:
-        """Draw what the current step changed: the map, the status line, the steps and the
-        panes on screen (a hidden tab is drawn when it is shown)."""
+    def _draw_status(self) -> None:
+        """The status line: where the stepper stands and, at the end, how the run ended."""
         m = self.model
         st = m.stepper
-        title = f"{m.title} · {self.scenario_path.name}"
-        if self.sub_title != title:
-            self.sub_title = title
-        self.query_one("#map", MapView).refresh_from()
         total = len(m.run.scenario.steps)
         cur = st.current
         where = "as booted" if cur is None else f"step {cur.step} of {total}: {cur.op} · {cur.text.splitlines()[0] if cur.text else ''}"
@@ -228,6 +224,16 @@ class MmemuApp(App):
                 why = m.run.stopped.text if m.run.stopped else f"{len(m.run.failed)} expectation(s) failed"
                 status.append(f"   ✗ stopped: {why}", style="bold red")
         self.query_one("#status", Static).update(status)
+
+    def redraw(self) -> None:
+        """Draw what the current step changed: the map, the status line, the steps and the
+        panes on screen (a hidden tab is drawn when it is shown)."""
+        m = self.model
+        title = f"{m.title} · {self.scenario_path.name}"
+        if self.sub_title != title:
+            self.sub_title = title
+        self.query_one("#map", MapView).refresh_from()
+        self._draw_status()
         self._draw_tab(self.query_one("#tabs", TabbedContent).active)
         # the side column (shown in a wide terminal), drawn whatever the width: the width
         # classes may come after this redraw
