@@ -1,21 +1,23 @@
 """The oops a kernel-mode page fault ends in, and the segfault line of a user one, in the
 kernel's words for the era (arch/x86/mm/fault.c ``show_fault_oops``/``no_context``/
 ``dump_pagetable``/``show_signal_msg``; arch/x86/kernel/dumpstack.c ``__die``;
-lib/dump_stack.c). The eras, from the sources read (2.6.12, 3.10, 5.10; 4.14 and 6.6
-bounded by excerpts and patches):
+lib/dump_stack.c). The eras, each from the source (or the real output) named in its rule:
 
-- before 2.6.26: ``Unable to handle kernel paging request at virtual address ...``
-  (i386, then ``printing eip:``) or ``... at ... RIP:`` (x86_64); i386 dumps ``*pde``
-  and ``*pte``, x86_64 ``PGD PUD PMD PTE``; ``Oops: 0002 [#1]`` (x86_64: ``[1]``).
-- 2.6.26 to 4.14: ``BUG: unable to handle kernel paging request at ...`` and an ``IP:``
-  line; 4.15 to 5.1 without the ``IP:`` line, 5.0 and 5.1 with ``#PF error: [WRITE]``.
+- i386 before 2.6.17: ``Unable to handle kernel paging request at virtual address ...``,
+  ``printing eip:`` and the eip on lines of their own, one line per ``*pde``/``*pte``;
+  2.6.17 to 2.6.23 the same with ``BUG: unable to handle kernel``; 2.6.24 and 2.6.25
+  ``printing eip: %08lx *pde = ... *pte = ...`` on one line (``printing ip:`` in 2.6.25).
+- x86_64 before 2.6.26: ``Unable to handle kernel paging request at ... RIP:`` and the
+  address on the next line, then ``PGD PUD PMD PTE``.
+- 2.6.26 to 5.1: ``BUG: unable to handle kernel paging request at ...`` and an ``IP:``
+  line (4.15 to 5.1 without it, 5.0 and 5.1 with ``#PF error: [WRITE]``).
 - since 5.2: ``BUG: unable to handle page fault for address: ...``, ``#PF: supervisor
   write access in kernel mode``, ``#PF: error_code(0x0002) - not-present page``.
 
-The page-table line: i386 ``*pdpt = ...`` (PAE, since 2.6.2x), ``*pde = ...``, and
-``*pte = ...`` only when the page table is in lowmem; x86_64 ``PGD ... P4D ... PUD ...
-PMD ... PTE ...`` (P4D since 4.12). There are no symbols here: where the kernel prints
-``func+0x12/0x40`` mmemu prints the address.
+Before 2.6.26 the i386 page-table line is what the kernel reads through ``__va(cr3)``
+itself (:func:`dump_pagetable_32`), word for word; from 2.6.26 ``dump_pagetable`` walks
+the levels. Where the kernel prints ``func+0x12/0x40`` mmemu prints the symbol kallsyms
+(and the loaded modules) know, else the address.
 """
 
 from __future__ import annotations
@@ -38,7 +40,42 @@ OOPS = EraTable(
     Feature("pf_error_line", since="5.0", source="arch/x86/mm/fault.c (5.0): '#PF error: [WRITE]' tokens"),
     Feature("p4d", since="4.12", source="arch/x86/mm/fault.c dump_pagetable prints P4D since 5-level "
                                        "support (4.12)"),
-    Feature("pdpt_line", since="2.6.26", source="arch/x86/mm/fault.c dump_pagetable (32-bit PAE): '*pdpt = '"),
+    Variant("header_32", [("2.6.17", "bug_printing_eip"), ("2.6.24", "eip_line"), ("2.6.26", "bug_unable"),
+                          ("5.2", "pf")], before="unable",
+            source="arch/i386/mm/fault.c do_page_fault: 'Unable to handle kernel NULL pointer dereference' and "
+                   "' printing eip:' lines (2.6.12 read; a vanilla 2.6.16 oops on LKML, 'EFLAGS: 00010286 "
+                   "(2.6.16 #1)', prints 'Unable'); 'BUG: unable to handle kernel' (a 2.6.17-rc1 git oops on "
+                   "LKML prints it; 2.6.18, 2.6.20, 2.6.21, 2.6.22 read); arch/x86/mm/fault_32.c (2.6.24 read): "
+                   "printk(KERN_ALERT \"printing eip: %08lx \", regs->eip) then '*pde = %08lx ' on the same line; "
+                   "show_fault_oops from 2.6.26 (2.6.27 read)"),
+    Variant("eip_word", [("2.6.25", "ip")], before="eip",
+            source="arch/x86/mm/fault_32.c: 'printing eip: %08lx ' (2.6.24), 'printing ip: %08lx ' after the "
+                   "regs->eip -> regs->ip rename of the 2.6.25 merge window (torvalds/linux fault_32.c at "
+                   "03252919b79891063cf99145612360efbdf9500b, read)"),
+    Feature("pdpt_line", since="2.6.22",
+            source="arch/i386/mm/fault.c (2.6.22 read, ut-osa/txos): '*pdpt = %016Lx' for PAE, then '*pde = "
+                   "%016Lx' read through __va() when the pdpt entry is a present lowmem page; 2.6.21 (read) reads "
+                   "one unsigned long at __va(cr3)[address >> 22] whatever the paging mode"),
+    Variant("pte_rule", [("2.6.22", "lowmem"), ("2.6.24", "lowmem_nopse")], before="no_highpte",
+            source="arch/i386/mm/fault.c: '#ifndef CONFIG_HIGHPTE if (page & 1)' (2.6.12 .. 2.6.21 read); "
+                   "'(page >> PAGE_SHIFT) < max_low_pfn && (page & _PAGE_PRESENT)' (2.6.22 read), '&& !(page & "
+                   "_PAGE_PSE)' added (arch/x86/mm/fault_32.c 2.6.24 read)"),
+    Variant("segfault_32", [("2.6.23", "eip"), ("2.6.25", "ip_08lx"), ("2.6.27", "ip_p")], before=None,
+            source="arch/i386/mm/fault.c: no line before show_unhandled_signals (2.6.20, 2.6.21, 2.6.22 read); "
+                   "'%s[%d]: segfault at %08lx eip %08lx esp %08lx error %lx' (2.6.23: a grsecurity tree with "
+                   "tsk->pid read; arch/x86/mm/fault_32.c 2.6.24 read); 'segfault at %lx ip %08lx sp %08lx error "
+                   "%lx' + print_vma_addr (torvalds/linux fault_64.c at 03252919, 2.6.25 merge window, read); "
+                   "'segfault at %lx ip %p sp %p error %lx' (arch/x86/mm/fault.c 2.6.27 read; 2.6.26 not read)"),
+    Variant("segfault_64", [("2.6.23", "rip_lx"), ("2.6.25", "ip_lx"), ("2.6.27", "ip_p")], before="rip_016lx",
+            source="arch/x86_64/mm/fault.c: 'segfault at %016lx rip %016lx rsp %016lx error %lx' (2.6.12; still "
+                   "in 2.6.22-rc2, the printk_ratelimit patch of linux-mm, read); 'segfault at %lx rip %lx rsp "
+                   "%lx error %lx' with show_unhandled_signals (arch/x86/mm/fault_64.c 2.6.24 read); 'at %lx ip "
+                   "%lx sp %lx' (2.6.25 merge window, read); '%p' (2.6.27 read)"),
+    Variant("die_header_32", [("2.6.24", "trailing"), ("4.14", "leading")], before="classic",
+            source="arch/i386/kernel/traps.c die(): 'printk(KERN_EMERG \"%s: %04lx [#%d]\\n\"' and the flags on "
+                   "a line of their own (2.6.12 .. 2.6.21 read, with report_bug(regs->eip)); arch/x86/kernel/"
+                   "traps_32.c die() (2.6.24 read): '%s: %04lx [#%d] ' and each flag followed by a blank on the "
+                   "same line (2.6.22 and 2.6.23 not read)"),
     Feature("nopti", since="4.15", source="arch/x86/kernel/dumpstack.c __die_header: ' NOPTI' (4.15, PTI)"),
     Variant("die_header", [("2.6.26", "trailing"), ("4.14", "leading")], before="classic",
             source="arch/x86/kernel/dumpstack*.c die(): 'Oops: %04lx [#%d] ' with each flag followed by a "
@@ -70,6 +107,12 @@ def _era(k):
     return OOPS(k.spec.kernel)
 
 
+def _header(k) -> str:
+    """The era's wording of the first lines (``header`` for x86_64, ``header_32`` for i386)."""
+    era = _era(k)
+    return era.header if k.paging.bits64 else era.header_32
+
+
 def dump_pagetable(k, root: int, address: int) -> str:
     """The page-table line of the oops (dump_pagetable of the era)."""
     steps = k.pgtable.walk(root, address).steps
@@ -84,24 +127,80 @@ def dump_pagetable(k, root: int, address: int) -> str:
                 parts.append(f"{name} {s.raw:x}")
         # each printed level ends with a blank, except the PTE ("PTE %lx")
         return " ".join(parts) + ("" if steps[-1].level.name == "pte" else " ")
+    # 2.6.26 and later (show_fault_oops -> dump_pagetable, arch/x86/mm/fault.c)
     pae = k.paging.levels[0].entry_size == 8
     width = 16 if pae else 8
     parts = []
-    if pae and era.pdpt_line:
+    if pae:
         parts.append(f"*pdpt = {steps[0].raw:016x}")
         if k.pgtable.decode(0, steps[0].raw)[0] == 0:
             return " ".join(parts) + " "
     pde = steps[1] if pae and len(steps) > 1 else steps[0]
     parts.append(f"*pde = {pde.raw:0{width}x}")
     pte = steps[-1] if steps[-1].level.name == "pte" else None
-    if pte is not None:
-        zone = k.frames.zone_of(pte.table >> 12)
-        lowmem = zone is not None and zone.name != "HighMem"
-        if lowmem and not (era.header == "unable" and k.highpte):  # !low_pfn(): no kmap in an oops
-            parts.append(f"*pte = {pte.raw:0{width}x}")
-    if era.header == "unable":  # one printk(KERN_ALERT "*pde = %08lx\n") per entry
-        return "\n".join(parts)
+    if pte is not None and _lowmem(k, pte.table >> 12):  # !low_pfn(): no kmap in an oops
+        parts.append(f"*pte = {pte.raw:0{width}x}")
     return " ".join(parts) + " "
+
+
+#: (unsigned long)~(PAGE_SIZE - 1): promoted to 64 bits for a PAE entry it clears NX and
+#: every bit above 4 GiB
+_PAGE_MASK_32 = 0xFFFFF000
+_PAGE_PRESENT, _PAGE_PSE, _PAGE_NX = 1, 0x80, 1 << 63
+
+
+def _lowmem(k, pfn: int) -> bool:
+    """``pfn < max_low_pfn``: the frame is RAM the direct map covers."""
+    zone = k.frames.zone_of(pfn)
+    return zone is not None and zone.name != "HighMem"
+
+
+def _word(k, pa: int, size: int) -> int | None:
+    """What ``*(u32/u64 *)__va(pa)`` reads (None beyond RAM: the kernel would fault again)."""
+    if not k.mem.is_ram(pa, size):
+        return None
+    return int.from_bytes(k.mem.read(pa, size), "little")
+
+
+def dump_pagetable_32(k, root: int, address: int) -> list[str]:
+    """The entries i386's do_page_fault prints before 2.6.26, read word by word through
+    ``__va(read_cr3())`` as the kernel reads them (the pgd never goes through the generic
+    walker there):
+
+    - 2.6.12 .. 2.6.21 (arch/i386/mm/fault.c): ``((unsigned long *)__va(cr3))[address >> 22]``
+      as ``*pde`` -- on a PAE kernel too, where that word is not an entry of the 4-entry
+      pdpt -- and, without CONFIG_HIGHPTE, when bit 0 is set, ``*pte`` from the page it
+      points to at ``(address & 0x003ff000) >> PAGE_SHIFT``;
+    - 2.6.22 .. 2.6.25: ``*pdpt`` (PAE) then ``*pde`` from a present lowmem pdpt entry, and
+      ``*pte`` from a present lowmem page table (2.6.24: not below a PSE pde)."""
+    era = _era(k)
+    parts: list[str] = []
+    if not era.pdpt_line:
+        page = _word(k, root + 4 * (address >> 22), 4)
+        parts.append(f"*pde = {page:08x}")
+        if page & 1 and not k.layout.config.get("CONFIG_HIGHPTE"):
+            pte = _word(k, (page & _PAGE_MASK_32) + 4 * ((address & 0x003FF000) >> 12), 4)
+            if pte is not None:
+                parts.append(f"*pte = {pte:08x}")
+        return parts
+    size = k.paging.levels[0].entry_size
+    page = _word(k, root + size * (address >> k.paging.levels[0].shift), size)  # [address >> PGDIR_SHIFT]
+    if size == 8:
+        parts.append(f"*pdpt = {page:016x}")
+        if _lowmem(k, page >> 12) and page & _PAGE_PRESENT:
+            page = _word(k, (page & _PAGE_MASK_32) + 8 * ((address >> 21) & 511), 8)
+            if page is None:
+                return parts
+            parts.append(f"*pde = {page:016x}")
+            page &= ~_PAGE_NX
+    else:
+        parts.append(f"*pde = {page:08x}")
+    pse = era.pte_rule == "lowmem_nopse" and page & _PAGE_PSE
+    if _lowmem(k, page >> 12) and page & _PAGE_PRESENT and not pse:
+        pte = _word(k, (page & _PAGE_MASK_32) + size * ((address >> 12) & (4096 // size - 1)), size)
+        if pte is not None:
+            parts.append(f"*pte = {pte:0{2 * size}x}")
+    return parts
 
 
 def _ip(fault: Fault) -> int:
@@ -122,7 +221,7 @@ def _die_flags(k) -> list[str]:
 
 def die_header(k, what: str, err: int, counter: int) -> list[str]:
     """``__die``'s first line(s): ``Oops: 0002 [#1] SMP`` in the era's layout."""
-    style = _era(k).die_header
+    style = _era(k).die_header if k.paging.bits64 else _era(k).die_header_32
     flags = _die_flags(k)
     if style == "classic":
         if k.paging.bits64:
@@ -188,17 +287,23 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         walk = k.pgtable.walk(k.fault_pgd(fault), addr)
         if walk.mapped and walk.nx:
             lines.append("kernel tried to execute NX-protected page - exploit attempt? (uid: 0)")
-    if era.header == "unable":
-        kind = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
-        if b64:
-            lines.append(f"Unable to handle kernel {kind} at {addr:016x} RIP: ")
-            lines.append(f"[<{ip:016x}>]")
-        else:
-            lines.append(f"Unable to handle kernel {kind} at virtual address {addr:08x}")
-            lines.append(" printing eip:")
-            lines.append(f"{ip:08x}")
-    elif era.header == "bug_unable":
-        kind = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
+    header = _header(k)
+    kind = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
+    dumped = False
+    if header == "unable" and b64:
+        lines.append(f"Unable to handle kernel {kind} at {addr:016x} RIP: ")
+        lines.append(f"[<{ip:016x}>]")
+    elif header in ("unable", "bug_printing_eip", "eip_line"):
+        # arch/i386/mm/fault.c do_page_fault (2.6.12 .. 2.6.23), arch/x86/mm/fault_32.c (2.6.24, 2.6.25)
+        bug = "Unable" if header == "unable" else "BUG: unable"
+        lines.append(f"{bug} to handle kernel {kind} at virtual address {addr:08x}")
+        entries = dump_pagetable_32(k, k.fault_pgd(fault), addr)
+        if header == "eip_line":  # one line: "printing eip: %08lx " "*pde = %08lx " ... "\n"
+            lines.append(f"printing {era.eip_word}: {ip:08x} " + "".join(f"{e} " for e in entries))
+        else:  # " printing eip:\n" "%08lx\n", then one KERN_ALERT line per entry
+            lines += [" printing eip:", f"{ip:08x}"] + entries
+        dumped = True
+    elif header == "bug_unable":
         lines.append(f"BUG: unable to handle kernel {kind} at {addr:0{w}x}")
         if era.ip_line == "long":
             lines.append(f"IP: [<{ip:0{w}x}>] {symbol(k, ip)}")
@@ -216,7 +321,8 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
             lines.append(f"BUG: unable to handle page fault for address: {addr:0{w}x}")
         lines.append(f"#PF: {fault.describe()}")
         lines.append(f"#PF: error_code(0x{err:04x}) - {reason(fault)}")
-    lines.append(dump_pagetable(k, k.fault_pgd(fault), addr))  # read_cr3() at the fault
+    if not dumped:
+        lines.append(dump_pagetable(k, k.fault_pgd(fault), addr))  # read_cr3() at the fault
     what = "Oops"
     if why == "Bad pagetable":
         proc = fault.process
@@ -238,7 +344,9 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
 
 
 def segfault_line(k, fault: Fault) -> str:
-    """``show_signal_msg``: the line a user SIGSEGV leaves in the log (none in 2.6.12 i386)."""
+    """``show_signal_msg`` (``do_page_fault`` before 2.6.28): the line a user SIGSEGV leaves
+    in the log, in the era's format (rules ``segfault_32``/``segfault_64``); an i386 kernel
+    before 2.6.23 logs none."""
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
     era = _era(k)
@@ -246,13 +354,24 @@ def segfault_line(k, fault: Fault) -> str:
     sp = fault.sp
     if era.segfault_prot_for_kernel_address and fault.address >= k.task_size:
         err |= X86_PF_PROT  # a user access to a kernel address is reported as a protection fault
-    ip = _ip(fault)
+    ip, addr = _ip(fault), fault.address
     w = 16 if k.paging.bits64 else 8
-    if era.header == "unable":
-        if not k.paging.bits64:
-            return f"{comm}[{pid}]: SIGSEGV at {fault.address:08x} (this kernel logs no segfault line)"
-        return f"{comm}[{pid}]: segfault at {fault.address:016x} rip {ip:016x} rsp {sp:016x} error {err:x}"
-    line = f"{comm}[{pid}]: segfault at {fault.address:x} ip {ip:0{w}x} sp {sp:0{w}x} error {err:x}"
+    style = era.segfault_64 if k.paging.bits64 else era.segfault_32
+    head = f"{comm}[{pid}]: segfault at"
+    if style is None:
+        return f"{comm}[{pid}]: SIGSEGV at {addr:08x} (this kernel logs no segfault line)"
+    if style == "rip_016lx":  # "segfault at %016lx rip %016lx rsp %016lx error %lx"
+        return f"{head} {addr:016x} rip {ip:016x} rsp {sp:016x} error {err:x}"
+    if style == "rip_lx":  # "segfault at %lx rip %lx rsp %lx error %lx"
+        return f"{head} {addr:x} rip {ip:x} rsp {sp:x} error {err:x}"
+    if style == "eip":  # "segfault at %08lx eip %08lx esp %08lx error %lx"
+        return f"{head} {addr:08x} eip {ip:08x} esp {sp:08x} error {err:x}"
+    if style == "ip_lx":  # "segfault at %lx ip %lx sp %lx error %lx"
+        return f"{head} {addr:x} ip {ip:x} sp {sp:x} error {err:x}"
+    if style == "ip_08lx":  # "segfault at %lx ip %08lx sp %08lx error %lx"
+        return f"{head} {addr:x} ip {ip:08x} sp {sp:08x} error {err:x}"
+    # "segfault at %lx ip %p sp %p error %lx" (%px from 4.15): the pointer's width, zero-padded
+    line = f"{head} {addr:x} ip {ip:0{w}x} sp {sp:0{w}x} error {err:x}"
     if era.segfault_likely_cpu:
         line += f" likely on CPU {fault.cpu} (core 0, socket 0)"
     return line
