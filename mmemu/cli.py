@@ -485,7 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help='one JSON object: {"arch", "kernel", "symbols", "regions", ...}')
     s.set_defaults(func=cmd_layout)
 
-    s = sub.add_parser("ptdump", help="the kernel page tables, as /sys/kernel/debug/page_tables/kernel", description="Boot the machine and dump the kernel page tables in the format of Linux's /sys/kernel/debug/page_tables/kernel.")
+    s = sub.add_parser("ptdump", help="the kernel page tables, as /sys/kernel/debug/page_tables/kernel",
+                       description="Boot the machine and dump the kernel page tables in the format of the "
+                                   "kernel's own dump of that era: on x86 /sys/kernel/debug/page_tables/kernel "
+                                   "(4.15 and later; /sys/kernel/debug/kernel_page_tables from 2.6.25 to 4.14, "
+                                   "none before), on riscv64 and arm64 /sys/kernel/debug/kernel_page_tables.")
     _machine_options(s, scenario=True)
     s.add_argument("--check-wx", action="store_true",
                    help="print the kernel's W+X audit (CONFIG_DEBUG_WX) instead of the dump")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import boot
+from .errors import ConfigError
 from .kernel import PROT_EXEC, PROT_READ
 from .render.layout import layout_table
 from .render.ptdump import ptdump
@@ -96,9 +97,14 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
 
         _section(out, "ptdump: the vmalloc area now")
         start, end = k.layout["VMALLOC_START"], v + 16 * 4096
-        lines = [line for line in ptdump(k).splitlines()
-                 if line.startswith("0x") and start <= int(line[2:line.index("-")], 16) < end]
-        out("\n".join(lines[:12]))
+        try:
+            dump = ptdump(k)
+        except ConfigError as exc:  # an era without a dump (x86 before 2.6.25) says so
+            out(f"({exc})")
+        else:
+            lines = [line for line in dump.splitlines()
+                     if line.startswith("0x") and start <= int(line[2:line.index("-")], 16) < end]
+            out("\n".join(lines[:12]))
         k.check_invariants()
     finally:
         k.close()

@@ -6,8 +6,10 @@ visits each entry with its level (0 pgd, 1 p4d, 2 pud, 3 pmd, 4 pte) and value, 
 arch's ``note_page()`` prints a line whenever the protection, the level or the address
 marker changes. Empty entries are noted at the level where the walker finds them, which is
 the lowest of the folded levels (asm-generic pgtable-nop4d.h & co make the folded
-``*_none()`` constant false). The final flush is noted at address 0, as the kernel does, so
-the last range ends at ``0x0...0``.
+``*_none()`` constant false); the arch walkers that came before mm/ptdump.c (x86's
+dump_pagetables.c until 5.5) note them at the level their own walk function stands for, the
+first of the folded names (``fold = "own"``). The final flush is noted at address 0, as the
+kernel does, so the last range ends at ``0x0...0``.
 
 What differs by arch is a :class:`PtdumpFormat`: the markers, the ranges walked, which
 bits of an entry count as its protection, the effective protection (x86 combines the
@@ -53,6 +55,9 @@ class PtdumpFormat:
     level_names: tuple[str, ...] = ("pgd", "p4d", "pud", "pmd", "pte")
     #: the debugfs file the dump is read from (shown in help texts)
     debugfs: str = "/sys/kernel/debug/kernel_page_tables"
+    #: which of a level's folded names an entry is noted at: "lowest" (mm/ptdump.c's walker) or
+    #: "own", the level's own name (an arch walker: x86's walk_pgd_level notes ``pgd``)
+    fold: str = "lowest"
     #: pass every marker an address has reached at once (arm64 and RISC-V note_page loop
     #: ``while (addr >= st->marker[1].start_address)``); x86 moves one marker per note
     marker_loop: bool = False
@@ -153,8 +158,9 @@ def ptdump(kernel: "Kernel", root: int | None = None) -> str:
     levels = mode.levels
     codec = mode.codec
     decoders = [codec.decoder(li) for li in range(len(levels))]
-    # the kernel's level number of each real level: its lowest folded name
-    depth = [max(LEVEL_NUMBERS[n] for n in lv.display_names) for lv in levels]
+    # the kernel's level number of each real level: its lowest folded name, or its own
+    depth = [LEVEL_NUMBERS[lv.name] if fmt.fold == "own" else max(LEVEL_NUMBERS[n] for n in lv.display_names)
+             for lv in levels]
     last = len(levels) - 1
     kernel_root = pt.is_kernel_root(root)
 

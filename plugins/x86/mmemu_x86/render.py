@@ -1,4 +1,4 @@
-"""x86's output formats: crash's ``vtop`` walk lines and Linux's ptdump columns.
+"""x86's output formats: crash's ``vtop`` walk lines (the ptdump is mmemu_x86.ptdump).
 
 crash prints, per machine type (x86.c ``x86_kvtop``/``x86_kvtop_PAE``, x86_64.c
 ``x86_64_kvtop``):
@@ -15,13 +15,11 @@ crash prints, per machine type (x86.c ``x86_kvtop``/``x86_kvtop_PAE``, x86_64.c
 
 from __future__ import annotations
 
-from mmemu.render.ptdump import PtdumpFormat, size_text
 from mmemu.render.text import center, page_size_suffix, table_va
 
 from .pgtable_types import (
     _PAGE_GLOBAL,
     _PAGE_NX,
-    _PAGE_PAT_LARGE,
     _PAGE_PCD,
     _PAGE_PRESENT,
     _PAGE_PSE,
@@ -29,9 +27,6 @@ from .pgtable_types import (
     _PAGE_RW,
     _PAGE_USER,
 )
-
-#: arch/x86/include/asm/pgtable_types.h PTE_FLAGS_MASK: the bits that are not the frame
-_ADDR_40 = ((1 << 40) - 1) & ~0xFFF
 
 
 def translate_pte(kernel, raw: int) -> list[str]:
@@ -96,37 +91,3 @@ def vtop_lines_x86_64(kernel, walk, root: int, process=None) -> list[str]:
         first = steps[0]
         out = [f"   PGD: {first.entry_addr:x} => {first.raw:x}"] + out[2:]
     return out
-
-
-class X86PtdumpFormat(PtdumpFormat):
-    """arch/x86/mm/dump_pagetables.c (6.x): ``printk_prot`` columns and effective_prot."""
-
-    def prot(self, level: int, val: int) -> int:
-        # PTE_FLAGS_MASK: everything but the frame (bits 12..MAXPHYADDR-1)
-        return val & ~_ADDR_40
-
-    def effective(self, level: int, val: int, higher: int | None) -> int:
-        prot = self.prot(level, val)
-        if higher is None:
-            return prot
-        keep = _PAGE_USER | _PAGE_RW
-        return (higher & prot & keep) | ((higher | prot) & _PAGE_NX)
-
-    def line(self, start: int, end: int, size: int, start_pa: int, prot: int, level: int) -> str:
-        w = self.width
-        return f"0x{start:0{w}x}-0x{end:0{w}x}   {size_text(size)} " + self.prot_text(prot, level)
-
-    def prot_text(self, pr: int, level: int) -> str:
-        """printk_prot(): fixed-width flag columns, then the level name."""
-        name = self.level_names[level]
-        if not pr & _PAGE_PRESENT:
-            return " " * 30 + name
-        s = "USR " if pr & _PAGE_USER else "    "
-        s += "RW " if pr & _PAGE_RW else "ro "
-        s += "PWT " if pr & _PAGE_PWT else "    "
-        s += "PCD " if pr & _PAGE_PCD else "    "
-        s += "PSE " if level <= 3 and pr & _PAGE_PSE else "    "
-        s += "PAT " if (level == 4 and pr & _PAGE_PSE) or (level in (2, 3) and pr & _PAGE_PAT_LARGE) else "    "
-        s += "GLB " if pr & _PAGE_GLOBAL else "    "
-        s += "NX " if pr & _PAGE_NX else "x  "
-        return s + name

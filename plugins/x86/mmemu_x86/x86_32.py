@@ -12,7 +12,8 @@ from .cpu import CR0_KERNEL, EFER_NXE, SEGMENTS_32, X86_CR4_PAE, X86_CR4_PGE, X8
 from .layout_32 import compute_layout_32
 from .mm import X86_MM, X86Arch
 from .pgtable_types import pgprots
-from .render import X86PtdumpFormat
+from .ptdump import X86PtdumpFormat, x86_ptdump_format
+from .ptdump_eras import X86_PTDUMP
 
 NR_CPUS_OPTION = ArchOption("NR_CPUS", "CONFIG_NR_CPUS the kernel was built with (default: --cpus); sizes the "
                                        "per-CPU fixmap slots")
@@ -84,22 +85,24 @@ class X86_32Arch(X86Arch):
         return [dict(kernel="6.6", ram="768M"), dict(kernel="2.6.32", ram="1G", cmdline="nopse")]
 
     def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
-        return X86PtdumpFormat(markers=self.ptdump_markers(layout), width=8,
-                               debugfs=X86_MM(layout.kernel).ptdump_file)
+        return x86_ptdump_format(layout, self.ptdump_markers(layout), [(0, None)], width=8, pae=self.pae)
 
     def ptdump_markers(self, layout: Layout) -> list[tuple[int, str, int]]:
         """arch/x86/mm/dump_pagetables.c, CONFIG_X86_32: address_markers[] as pt_dump_init()
-        fills them in (the LDT and cpu_entry_area markers where the era has those areas)."""
+        fills them in, with the era's names (mmemu_x86.ptdump_eras: the kernel's own
+        "Persisent kmap() Area" until 4.4, "Fixmap Area" until 4.15, then "Fixmap area"), and
+        the LDT and cpu_entry_area markers where the era has those areas."""
+        era = X86_PTDUMP(layout.kernel)
         s = layout.symbols
         markers = [(0, "User Space", 0), (s["PAGE_OFFSET"], "Kernel Mapping", 0),
                    (s["VMALLOC_START"], "vmalloc() Area", 0), (s["VMALLOC_END"], "vmalloc() End", 0)]
         if "PKMAP_BASE" in s:
-            markers.append((s["PKMAP_BASE"], "Persistent kmap() Area", 0))
+            markers.append((s["PKMAP_BASE"], era.pkmap_marker, 0))
         if "LDT_BASE_ADDR" in s:
             markers.append((s["LDT_BASE_ADDR"], "LDT remap", 0))
         if "CPU_ENTRY_AREA_BASE" in s:
             markers.append((s["CPU_ENTRY_AREA_BASE"], "CPU entry area", 0))
-        markers.append((s["FIXADDR_START"], "Fixmap area", 0))
+        markers.append((s["FIXADDR_START"], era.fixmap_marker_32, 0))
         return markers
 
     @property

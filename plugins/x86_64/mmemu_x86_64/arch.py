@@ -16,7 +16,8 @@ from mmemu_x86.cpu import (
 )
 from mmemu_x86.mm import X86_MM, X86Arch
 from mmemu_x86.pgtable_types import pgprots
-from mmemu_x86.render import X86PtdumpFormat
+from mmemu_x86.ptdump import X86PtdumpFormat, x86_ptdump_format
+from mmemu_x86.ptdump_eras import X86_PTDUMP
 from mmemu_x86.x86_32 import NR_CPUS_OPTION, no_large_pages
 
 from mmemu.arch import ArchOption, BootPlan, PagingMode
@@ -134,14 +135,19 @@ class X86_64Arch(X86Arch):
                 "NUMBER(sme_mask)=0"]
 
     def ptdump_format(self, layout: Layout) -> X86PtdumpFormat:
-        return X86PtdumpFormat(markers=self.ptdump_markers(layout), ranges=self.ptdump_ranges(layout), width=16,
-                               debugfs=X86_MM(layout.kernel).ptdump_file)
+        return x86_ptdump_format(layout, self.ptdump_markers(layout), self.ptdump_ranges(layout), width=16)
 
     def ptdump_markers(self, layout: Layout) -> list[tuple[int, str, int]]:
-        """arch/x86/mm/dump_pagetables.c, CONFIG_X86_64 (6.x): address_markers[] as
-        pt_dump_init() fills them in, for the areas this era has (no KASAN)."""
+        """arch/x86/mm/dump_pagetables.c, CONFIG_X86_64: address_markers[] as pt_dump_init()
+        fills them in, for the areas this era has (no KASAN): "Kernel Space" at 1UL << 63 while
+        the file walks every pgd entry (until 5.5), the "EFI Runtime Services" marker from 4.4
+        and "Fixmap Area" from 4.15 (mmemu_x86.ptdump_eras)."""
+        era = X86_PTDUMP(layout.kernel)
         s = layout.symbols
-        kernel_space = 0xFF00000000000000 if layout.paging == "5-level" else 0xFFFF800000000000
+        if era.walker == "arch":
+            kernel_space = 1 << 63
+        else:
+            kernel_space = 0xFF00000000000000 if layout.paging == "5-level" else 0xFFFF800000000000
         markers = [(0, "User Space", 0), (kernel_space, "Kernel Space", 0)]
         if "LDT_BASE_ADDR" in s:
             markers.append((s["LDT_BASE_ADDR"], "LDT remap", 0))
@@ -152,16 +158,21 @@ class X86_64Arch(X86Arch):
             markers.append((s["CPU_ENTRY_AREA_BASE"], "CPU entry Area", 0))
         if "ESPFIX_BASE_ADDR" in s:
             markers.append((s["ESPFIX_BASE_ADDR"], "ESPfix Area", 16))
-        if "EFI_VA_END" in s:
+        if "EFI_VA_END" in s and era.efi_marker:
             markers.append((s["EFI_VA_END"], "EFI Runtime Services", 0))
         markers += [(s["__START_KERNEL_map"], "High Kernel Mapping", 0), (s["MODULES_VADDR"], "Modules", 0),
-                    (s["MODULES_END"], "End Modules", 0), (s["FIXADDR_START"], "Fixmap Area", 0)]
+                    (s["MODULES_END"], "End Modules", 0)]
+        if era.fixmap_marker_64:
+            markers.append((s["FIXADDR_START"], "Fixmap Area", 0))
         return sorted(markers)
 
     def ptdump_ranges(self, layout: Layout) -> list[tuple[int, int | None]]:
-        """ptdump_walk_pgd_level_core(): the user half, then the kernel half from the end of
-        the hypervisor guard hole (GUARD_HOLE_END_ADDR: 16 PGD entries from the start of the
+        """Until 5.5 ptdump_walk_pgd_level_core() walks every pgd entry (the hypervisor's guard
+        hole noted empty); from 5.6 ptdump_ranges[]: the user half, then the kernel half from
+        the end of the guard hole (GUARD_HOLE_END_ADDR: 16 PGD entries from the start of the
         kernel half, arch/x86/include/asm/pgtable_64_types.h)."""
+        if X86_PTDUMP(layout.kernel).walker == "arch":
+            return [(0, None)]
         five = layout.paging == "5-level"
         pgdir_shift = 48 if five else 39
         kernel_space = 0xFF00000000000000 if five else 0xFFFF800000000000
