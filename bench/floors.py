@@ -420,8 +420,8 @@ def demand_fault_floor(arch: str = "x86_64", max_pages: int = 20_000) -> dict:
     def subject(count):
         count = min(count, max_pages)
         p = k.create_process("toucher")
-        data = k.mmap(p, count * 4096)
-        text = k.mmap(p, 4096, PROT_READ | PROT_EXEC)
+        data = k.mmap(p, None, count * 4096)
+        text = k.mmap(p, None, 4096, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, text, cpu.adapter.program_touch_pages(data, count))
         r = cpu.run_user(p, text, timeout=120)
         assert r.reason == "exit" and r.faults == count, r

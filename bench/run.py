@@ -90,8 +90,8 @@ def demand_faults_per_s(n: int = 40_000, **machine) -> float:
     best_rate = 0.0
     for _ in range(3):
         p = k.create_process("toucher")
-        data = k.mmap(p, n * 4096)
-        text = k.mmap(p, 4096, PROT_READ | PROT_EXEC)
+        data = k.mmap(p, None, n * 4096)
+        text = k.mmap(p, None, 4096, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, text, cpu.adapter.program_touch_pages(data, n))
         t = time.perf_counter()
         r = cpu.run_user(p, text, timeout=120)

@@ -64,8 +64,8 @@ def tour(arch: str, kernel: str, ram: str, out: Callable[[str], None] = print) -
         _section(out, "a process: VMAs, and pages that exist only once touched (demand paging on the CPU)")
         p = k.create_process("demo")
         n = 64
-        data = k.mmap(p, n * 4096)
-        text = k.mmap(p, 4096, PROT_READ | PROT_EXEC)
+        data = k.mmap(p, None, n * 4096)
+        text = k.mmap(p, None, 4096, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, text, ad.program_touch_pages(data, n))
         out(f"$ cat /proc/{p.pid}/maps   (before)")
         out(k.proc_maps(p).rstrip())

@@ -103,7 +103,7 @@ def kernel_text(k, code: bytes) -> int:
 
 
 def user_text(k, p, code: bytes, addr: int = 0x08048000) -> int:
-    text = k.mmap(p, PAGE, PROT_READ | PROT_EXEC, addr=addr, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    text = k.mmap(p, addr, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     k.install_user_pages(p, text, code)
     return text
 
@@ -160,7 +160,7 @@ def test_kernel_code_faulting_on_user_pages_is_demand_paged(machine):
         code = "c60041" + "c68000100000" + "42" + "c68000200000" + "43" + "c3"
     fn = kernel_text(k, bytes.fromhex(code))
     p = k.create_process("a.out")
-    a = k.mmap(p, 3 * PAGE)
+    a = k.mmap(p, None, 3 * PAGE)
     r = cpu.call(fn, a)
     assert (r.reason, r.faults) == ("return", 3)
     assert [(addr, how) for addr, err, action, how in r.fault_log] == [
@@ -201,7 +201,7 @@ def test_user_code_touching_fresh_pages_faults_once_per_page(machine):
     k, cpu = machine
     n = 64
     p = k.create_process("toucher")
-    data = k.mmap(p, n * PAGE)
+    data = k.mmap(p, None, n * PAGE)
     text = user_text(k, p, touch_program(bits_of(k), data, n))
     free0 = k.frames.nr_free_pages()
     r = cpu.run_user(p, text)
@@ -240,7 +240,7 @@ def test_three_faults_in_a_row_arrive_as_page_faults(machine):
     seen = []
     cpu.uc.hook_add(UC_HOOK_INTR, lambda uc, intno, ud: seen.append(intno))
     p = k.create_process("three")
-    data = k.mmap(p, 3 * PAGE)
+    data = k.mmap(p, None, 3 * PAGE)
     text = user_text(k, p, touch_program(bits_of(k), data, 3))
     r = cpu.run_user(p, text)
     assert (r.reason, r.value, r.faults) == ("exit", 0, 3)
@@ -250,7 +250,7 @@ def test_three_faults_in_a_row_arrive_as_page_faults(machine):
     else:
         assert 8 not in seen and 14 not in seen  # refused TLB fills, not exceptions
     # and again, many times over
-    data2 = k.mmap(p, 300 * PAGE)
+    data2 = k.mmap(p, None, 300 * PAGE)
     text2 = user_text(k, p, touch_program(bits_of(k), data2, 300), addr=0x08050000)
     r = cpu.run_user(p, text2)
     assert (r.reason, r.faults) == ("exit", 300)
@@ -260,7 +260,7 @@ def test_three_faults_in_a_row_arrive_as_page_faults(machine):
 def test_write_after_fork_breaks_cow_on_the_cpu(machine):
     k, cpu = machine
     parent = k.create_process("parent")
-    data = k.mmap(parent, PAGE)
+    data = k.mmap(parent, None, PAGE)
     k.write(data, b"P", user=True)
     code, _ = store_program(bits_of(k), data, ord("C"))
     text = user_text(k, parent, code)
@@ -299,7 +299,7 @@ def test_user_code_touching_an_address_outside_its_vmas_gets_sigsegv(machine):
                         "error 6 likely on CPU 0 (core 0, socket 0)")
     assert r.fault_log[-1][2:] == ("sigsegv", "SEGV_MAPERR")
     # a write into a read-only VMA: SEGV_ACCERR
-    ro = k.mmap(p, PAGE, PROT_READ, addr=bad, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    ro = k.mmap(p, bad, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     assert ro == bad
     r = cpu.run_user(p, text, sp=sp)
     assert r.reason == "sigsegv" and r.fault_log[-1][2:] == ("sigsegv", "SEGV_ACCERR")
@@ -342,12 +342,12 @@ def test_runaway_user_code_stops(mmu):
         assert r.reason == "timeout" and "wall-clock limit" in r.report
         # code that keeps faulting runs out of the budget too (each fault restarts the
         # CPU; the budget is for the whole run)
-        many = k.mmap(p, 1000 * PAGE)
+        many = k.mmap(p, None, 1000 * PAGE)
         toucher = user_text(k, p, touch_program(64, many, 1000), addr=0x08060000)
         r = cpu.run_user(p, toucher, budget=100)
         assert r.reason == "budget" and 10 <= r.faults <= 25, (r.reason, r.faults)  # 4 instructions a page
         # the next program runs normally
-        data = k.mmap(p, 2 * PAGE)
+        data = k.mmap(p, None, 2 * PAGE)
         good = user_text(k, p, touch_program(64, data, 2, status=3), addr=0x08050000)
         r = cpu.run_user(p, good)
         assert (r.reason, r.value, r.faults) == ("exit", 3, 2)
@@ -383,7 +383,7 @@ def test_the_kernel_flushes_where_it_changes_user_entries(machine):
     CPU, which had the old translation cached, must see the new state."""
     k, cpu = machine
     p = k.create_process("p")
-    a = k.mmap(p, 2 * PAGE)
+    a = k.mmap(p, None, 2 * PAGE)
     k.write(a, b"x" * (2 * PAGE), user=True)
     assert not cpu.probe(a, "write").faulted  # cached writable (the kernel may write user pages)
     c = k.fork(p)
@@ -413,7 +413,7 @@ def test_user_probe_sees_user_permissions():
         cpu = Cpu(k)
         p = k.create_process("u")
         stub = user_text(k, p, PROBE_STUB)
-        a = k.mmap(p, PAGE, PROT_READ)
+        a = k.mmap(p, None, PAGE, PROT_READ)
         k.read(a, 1, user=True)  # the zero page, read-only
         assert not cpu.probe(a, "read", user=True, user_stub_va=stub).faulted
         probe = cpu.probe(a, "write", user=True, user_stub_va=stub)
@@ -432,7 +432,7 @@ def test_plugin_and_cpu_mmu_agree_on_a_run():
         try:
             cpu = Cpu(k, mmu=mmu)
             p = k.create_process("same")
-            data = k.mmap(p, 8 * PAGE)
+            data = k.mmap(p, None, 8 * PAGE)
             k.read(data + 3 * PAGE, 1, user=True)  # one page already on the zero page
             text = user_text(k, p, touch_program(32, data, 8))
             r = cpu.run_user(p, text)
@@ -484,7 +484,7 @@ def test_new_code_in_a_reused_frame_runs(machine):
     data_addr = 0x10000000
     for status in (7, 9):  # the same address, the same frame (freed and reallocated: LIFO)
         p = k.create_process(f"prog{status}")
-        k.mmap(p, PAGE, PROT_READ | PROT_WRITE, addr=data_addr, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        k.mmap(p, data_addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
         text = user_text(k, p, touch_program(bits, data_addr, 1, status=status))
         r = cpu.run_user(p, text)
         assert (r.reason, r.value) == ("exit", status), r
@@ -492,7 +492,7 @@ def test_new_code_in_a_reused_frame_runs(machine):
         k.exit_mm(p)
     # munmap + mmap + install over the same address in one process
     p = k.create_process("remap")
-    k.mmap(p, PAGE, PROT_READ | PROT_WRITE, addr=data_addr, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    k.mmap(p, data_addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     text = user_text(k, p, touch_program(bits, data_addr, 1, status=1))
     assert cpu.run_user(p, text).value == 1
     k.munmap(p, text, PAGE)

@@ -219,7 +219,7 @@ def test_fixmap_events(boot, arch, kv, ram):
 def test_demand_paging_events_name_the_process_work(boot, arch, kv, ram):
     k, rec = boot(arch=arch, kernel=kv, ram=ram)
     p = k.create_process("t")
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     with Watch(k, rec) as w:
         k.access(a, "write", user=True)
     events = w.check()
@@ -320,7 +320,7 @@ def test_event_names_the_frames_and_what_it_was_done_for():
     k = mmemu.boot(arch="x86_64", kernel="6.6", ram="512M")
     try:
         p = k.create_process("ctx")
-        a = k.mmap(p, 4096)
+        a = k.mmap(p, None, 4096)
         k.access(a, "write", user=True)
         ev = next(e for e in reversed(k.recent_events) if e.writer == "do_anonymous_page")
         pfn = k.walk(a, p.pgd).phys >> 12

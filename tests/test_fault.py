@@ -161,7 +161,7 @@ def test_write_to_a_read_only_vma_is_segv_accerr(arch):
     k = boot(arch, "6.6")
     try:
         p = k.create_process("a.out")
-        ro = k.mmap(p, 2 * PAGE, PROT_READ)
+        ro = k.mmap(p, None, 2 * PAGE, PROT_READ)
         # not present yet: the error code is user|write (6)
         res = k.handle_page_fault(x86_fault(k, ro, PF_USER | PF_WRITE, p))
         assert (res.action, res.how) == ("sigsegv", "SEGV_ACCERR")
@@ -282,7 +282,7 @@ def test_null_pointer_wording(arch, kernel):
         check_oops(k, exc.value.report, 0x10, k.pgd, err=0)
         # in a process: the same (the address is in no VMA)
         p = k.create_process("a.out")
-        k.mmap(p, PAGE)
+        k.mmap(p, None, PAGE)
         with pytest.raises(Oops) as exc:
             k.write(0x20, b"\0", process=p)
         assert exc.value.report.splitlines()[0] == expected_head(k, 0x20)[0]
@@ -528,7 +528,7 @@ def test_fault_hook_sees_every_fault():
     k = mmemu.boot(arch="x86_64", kernel="6.6", ram="1G", plugin_manager=pm)
     try:
         p = k.create_process("a.out")
-        a = k.mmap(p, 2 * PAGE)
+        a = k.mmap(p, None, 2 * PAGE)
         k.read(a, 1, user=True)  # not present: 4
         k.write(a, b"x", user=True)  # the zero page, read-only: 7
         k.write(a + PAGE, b"y", user=True)  # not present: 6
@@ -553,7 +553,7 @@ def test_fault_hook_first_result_wins():
     k = mmemu.boot(arch="i386", kernel="6.6", ram="1G", plugin_manager=pm)
     try:
         p = k.create_process("a.out")
-        a = k.mmap(p, PAGE)
+        a = k.mmap(p, None, PAGE)
         with pytest.raises(Oops) as exc:
             k.read(a, 1, user=True)  # the kernel would have mapped the zero page
         assert exc.value.report == "Oops from the plugin called first"
@@ -568,7 +568,7 @@ def test_fault_hook_can_resolve_faults_itself():
     k = mmemu.boot(arch="i386_pae", kernel="6.6", ram="1G", plugin_manager=pm)
     try:
         p = k.create_process("a.out")
-        a = k.mmap(p, PAGE)
+        a = k.mmap(p, None, PAGE)
         seq = k.event_seq
         assert k.read(a, 7, user=True) == b"plugin!"
         writers = [e.writer for e in k.recent_events if e.seq > seq]
@@ -601,7 +601,7 @@ def test_api_access_that_keeps_faulting_stops():
     k = mmemu.boot(arch="x86_64", kernel="6.6", ram="1G", plugin_manager=pm)
     try:
         p = k.create_process("a.out")
-        a = k.mmap(p, PAGE)
+        a = k.mmap(p, None, PAGE)
         with pytest.raises(MmemuError, match="still faults"):
             k.read(a, 1, user=True)
     finally:
@@ -614,7 +614,7 @@ def test_exec_mapping_fault_on_fetch(arch):
     k = boot(arch, "6.6")
     try:
         p = k.create_process("a.out")
-        x = k.mmap(p, PAGE, PROT_READ | PROT_EXEC, addr=0x08048000, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        x = k.mmap(p, 0x08048000, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
         k.access(x, "exec", user=True, process=p)
         w = k.walk(x, p.pgd)
         assert w.mapped and not w.nx and not w.writable

@@ -87,8 +87,7 @@ def process_like(k, lines: list[re.Match], comm: str = "golden"):
             p.start_brk = p.brk = start  # binfmt_elf's set_brk (randomized: the real one's)
             assert k.brk(p, end) == end
         else:
-            k.mmap(p, end - start, _prot(m["perms"]), addr=start, flags=MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
-                   name=name)
+            k.mmap(p, start, end - start, _prot(m["perms"]), MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, name=name)
     return p
 
 
@@ -181,7 +180,8 @@ def _kmem_v_of(rows: list[list[str]], ptr_size: int) -> str:
     """mmemu's renderer fed the real areas (VMAP_AREA, VM_STRUCT, start, end)."""
     areas = [SimpleNamespace(lazy=False, kaddr=int(a, 16), vm=SimpleNamespace(kaddr=int(v, 16)), va_start=int(s, 16),
                              va_end=int(e, 16)) for a, v, s, _dash, e, _size in rows]
-    return Kernel.kmem_v(SimpleNamespace(ptr_size=ptr_size, vmap_areas=areas))
+    # both quotations are of kernels with vmap_area_list (2.6.28+: crash's dump_vmap_area layout)
+    return Kernel.kmem_v(SimpleNamespace(ptr_size=ptr_size, vmap_areas=areas, era=SimpleNamespace(vmap_area_list=True)))
 
 
 @pytest.mark.parametrize("name,ptr_size", [("kmem_v_i386.txt", 4), ("kmem_v_x86_64.txt", 8)])
@@ -283,12 +283,11 @@ def test_segfault_line_of_a_write_to_null(boot):
     k._next_pid = 47133
     p = k.create_process("hy_dir_demo")
     ip, sp = 0x55eb5823c4df, 0x7ffc98b714f0
-    k.mmap(p, 2 * PAGE, PROT_READ | PROT_EXEC, addr=0x55eb5823b000, flags=MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS)
+    k.mmap(p, 0x55eb5823b000, 2 * PAGE, PROT_READ | PROT_EXEC, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS)
     k.install_user_pages(p, ip - 3, bytes.fromhex("4831c0" "c60001"))  # xor %rax,%rax; movb $0x1,(%rax)
     stack = p.vmas[-1]
     k.munmap(p, stack.vm_start, stack.vm_end - stack.vm_start)
-    k.mmap(p, 0x21000, PROT_READ | PROT_WRITE, addr=0x7ffc98b52000, flags=MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
-           name="[stack]")
+    k.mmap(p, 0x7ffc98b52000, 0x21000, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, name="[stack]")
     cpu = Cpu(k)
     try:
         result = cpu.run_user(p, ip - 3, sp=sp)

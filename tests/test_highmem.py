@@ -418,7 +418,7 @@ def test_kmap_local_does_not_exist_before_5_11(boot):
 def test_highpte_user_page_tables_are_reached_through_the_pte_kmap_slot(boot, arch, kv, ram):
     k = boot(arch=arch, kernel=kv, ram=ram)
     p = k.create_process("t")
-    a = k.mmap(p, 4096)
+    a = k.mmap(p, None, 4096)
     seq = k.event_seq
     k.access(a, "write", user=True)
     events = [e for e in k.recent_events if e.seq > seq]
@@ -456,7 +456,7 @@ def test_highpte_user_page_tables_are_reached_through_the_pte_kmap_slot(boot, ar
     k.check_invariants()
     # a second page in the same page table goes through the same slot again
     seq = k.event_seq
-    b = k.mmap(p, 4096)
+    b = k.mmap(p, None, 4096)
     if k.pgtable.walk(p.pgd, b).steps[-1].table == pte_table:
         k.access(b, "write", user=True)
         again = [e for e in k.recent_events if e.seq > seq and e.writer == "kmap_atomic"]
@@ -469,7 +469,7 @@ def test_highpte_user_page_tables_are_reached_through_the_pte_kmap_slot(boot, ar
 def test_without_highpte_page_tables_stay_in_lowmem_and_need_no_kmap(boot, arch, kv, ram, options):
     k = boot(arch=arch, kernel=kv, ram=ram, options=options)
     p = k.create_process("t")
-    a = k.mmap(p, 4096)
+    a = k.mmap(p, None, 4096)
     seq = k.event_seq
     k.access(a, "write", user=True)
     events = [e for e in k.recent_events if e.seq > seq]

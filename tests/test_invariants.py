@@ -40,7 +40,7 @@ def test_a_leaked_anonymous_page(k):
 
 def test_a_user_page_mapped_twice_and_counted_once(k):
     p = k.create_process("twice")
-    a = k.mmap(p, 2 * PAGE)
+    a = k.mmap(p, None, 2 * PAGE)
     k.write(a, b"x", user=True, process=p)
     pte = k.pgtable.read_pte(p.pgd, a)
     k.write(a + PAGE, b"y", user=True, process=p)

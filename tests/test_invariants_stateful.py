@@ -247,7 +247,7 @@ class UserRules(Base):
         """Every run starts with a process that has some memory written."""
         self.create_process()
         p = self.procs[0]
-        a = self.k.mmap(p, n * PAGE)
+        a = self.k.mmap(p, None, n * PAGE)
         for va in range(a, a + n * PAGE, PAGE):
             self.pages[p.pid][va] = PROT_READ | PROT_WRITE
         for off in range(0, n * PAGE, 3 * PAGE // 2):
@@ -280,12 +280,12 @@ class UserRules(Base):
         p = self.proc(i)
         pages = self.pages[p.pid]
         if fixed is None:
-            a = self.k.mmap(p, n * PAGE, prot)
+            a = self.k.mmap(p, None, n * PAGE, prot)
             assert a % PAGE == 0 and a + n * PAGE <= p.mmap_base
             assert not any(va in pages for va in range(a, a + n * PAGE)), "mmap returned a range in use"
         else:
             a = FIXED_ZONE + fixed * PAGE
-            assert self.k.mmap(p, n * PAGE, prot, addr=a, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) == a
+            assert self.k.mmap(p, a, n * PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) == a
             self._forget(p.pid, a, a + n * PAGE)
         for va in range(a, a + n * PAGE, PAGE):
             pages[va] = prot

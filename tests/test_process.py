@@ -164,7 +164,7 @@ def test_pae_preallocates_the_user_pmds_and_frees_them_on_exit():
         p = k.create_process()
         # the pdpt page + PREALLOCATED_PMDS = KERNEL_PGD_BOUNDARY (= 2 with a 2G split)
         assert free0 - k.frames.nr_free_pages() == 1 + 2
-        a = k.mmap(p, PAGE)
+        a = k.mmap(p, None, PAGE)
         k.write(a, b"x", user=True)
         # a user page in the first GiB goes under the preallocated pmd: no new pmd, one pte table
         assert free0 - k.frames.nr_free_pages() == 1 + 2 + 1 + 1
@@ -182,18 +182,18 @@ def test_mmap_is_top_down_below_mmap_base(k):
     p = k.create_process()
     task = TASK_SIZE[k.spec.arch]
     base = (task - MIN_GAP) & ~(PAGE - 1)  # mmap_base(): PAGE_ALIGN(TASK_SIZE - gap), gap = MIN_GAP
-    a = k.mmap(p, 3 * PAGE)
+    a = k.mmap(p, None, 3 * PAGE)
     assert a == base - 3 * PAGE
-    b = k.mmap(p, 5000)  # rounded up to two pages, right below
+    b = k.mmap(p, None, 5000)  # rounded up to two pages, right below
     assert b == a - 2 * PAGE
-    c = k.mmap(p, PAGE, PROT_READ)
+    c = k.mmap(p, None, PAGE, PROT_READ)
     assert c == b - PAGE
     # a hole opens where a was; the highest gap that fits is used first
     k.munmap(p, a, 3 * PAGE)
-    assert k.mmap(p, PAGE) == base - PAGE
-    assert k.mmap(p, 2 * PAGE) == base - 3 * PAGE
+    assert k.mmap(p, None, PAGE) == base - PAGE
+    assert k.mmap(p, None, 2 * PAGE) == base - 3 * PAGE
     # a request that no longer fits above goes below everything
-    assert k.mmap(p, 4 * PAGE) == c - 4 * PAGE
+    assert k.mmap(p, None, 4 * PAGE) == c - 4 * PAGE
     # nothing is mapped until touched
     for v in p.vmas:
         if v.name != "[stack]":
@@ -206,19 +206,19 @@ def test_mmap_is_top_down_below_mmap_base(k):
 def test_mmap_fixed_and_hint(k):
     p = k.create_process()
     fixed = 0x10000000
-    a = k.mmap(p, 4 * PAGE, addr=fixed, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    a = k.mmap(p, fixed, 4 * PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     assert a == fixed
     assert [(v.vm_start, v.vm_end) for v in p.vmas if v.vm_start == fixed] == [(fixed, fixed + 4 * PAGE)]
     # a hint without MAP_FIXED is taken where the range is free ...
     hint = 0x20000000
-    assert k.mmap(p, PAGE, addr=hint) == hint
+    assert k.mmap(p, hint, PAGE) == hint
     # ... and ignored where it is not: the top-down search decides
     base = (TASK_SIZE[k.spec.arch] - MIN_GAP) & ~(PAGE - 1)
-    assert k.mmap(p, PAGE, addr=fixed + PAGE) == base - PAGE
+    assert k.mmap(p, fixed + PAGE, PAGE) == base - PAGE
     # MAP_FIXED over pages in use: they are unmapped and freed, the new range is empty
     k.write(fixed, b"A" * (4 * PAGE), user=True)
     free_before = k.frames.nr_free_pages()
-    k.mmap(p, 2 * PAGE, PROT_READ, addr=fixed + PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    k.mmap(p, fixed + PAGE, 2 * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     assert k.frames.nr_free_pages() == free_before + 2
     spans = sorted((v.vm_start, v.vm_end, v.perms()) for v in p.vmas if fixed <= v.vm_start < fixed + 4 * PAGE)
     assert spans == [(fixed, fixed + PAGE, "rw-p"), (fixed + PAGE, fixed + 3 * PAGE, "r--p"),
@@ -232,13 +232,13 @@ def test_mmap_bad_arguments(k):
     p = k.create_process()
     before = [(v.vm_start, v.vm_end) for v in p.vmas]
     with pytest.raises(MmemuError):
-        k.mmap(p, PAGE, addr=0x10000001, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)  # -EINVAL
+        k.mmap(p, 0x10000001, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)  # -EINVAL
     with pytest.raises(MmemuError):
-        k.mmap(p, PAGE, addr=TASK_SIZE[k.spec.arch], flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        k.mmap(p, TASK_SIZE[k.spec.arch], PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     with pytest.raises(MmemuError):
-        k.mmap(p, PAGE, flags=MAP_ANONYMOUS)  # neither MAP_SHARED nor MAP_PRIVATE
+        k.mmap(p, None, PAGE, flags=MAP_ANONYMOUS)  # neither MAP_SHARED nor MAP_PRIVATE
     with pytest.raises(MmemuError):
-        k.mmap(p, 0)
+        k.mmap(p, None, 0)
     assert [(v.vm_start, v.vm_end) for v in p.vmas] == before
 
 
@@ -247,7 +247,7 @@ def test_mmap_bad_arguments(k):
 
 def test_munmap_splits_vmas_and_frees_pages_and_empty_tables(k):
     p = k.create_process()
-    a = k.mmap(p, 4 * PAGE)
+    a = k.mmap(p, None, 4 * PAGE)
     k.write(a, bytes(range(256)) * 64, user=True)  # all four pages
     table = pte_table(k, p, a)
     assert table is not None
@@ -275,7 +275,7 @@ def test_munmap_splits_vmas_and_frees_pages_and_empty_tables(k):
 
 def test_munmap_of_a_range_without_vma_is_an_error_and_changes_nothing(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     k.write(a, b"z", user=True)
     before = [(v.vm_start, v.vm_end, v.vm_flags) for v in p.vmas]
     free0 = k.frames.nr_free_pages()
@@ -293,7 +293,7 @@ def test_munmap_of_a_range_without_vma_is_an_error_and_changes_nothing(k):
 
 def test_mprotect_changes_vmas_and_ptes(k):
     p = k.create_process()
-    a = k.mmap(p, 4 * PAGE)
+    a = k.mmap(p, None, 4 * PAGE)
     k.write(a, b"1" * (4 * PAGE), user=True)
     for va in range(a, a + 4 * PAGE, PAGE):
         assert user_pte(k, p, va) & (P | RW | US) == P | RW | US
@@ -323,7 +323,7 @@ def test_mprotect_changes_vmas_and_ptes(k):
 
 def test_mprotect_none_keeps_the_page_and_its_data(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     k.write(a, b"secret", user=True)
     pfn = pfn_of(k, user_pte(k, p, a))
     k.mprotect(p, a, PAGE, PROT_NONE)
@@ -341,8 +341,8 @@ def test_mprotect_none_keeps_the_page_and_its_data(k):
 
 def test_mprotect_on_a_hole_is_enomem_and_changes_nothing(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE, addr=0x30000000, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
-    b = k.mmap(p, PAGE, addr=0x30002000, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    a = k.mmap(p, 0x30000000, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    b = k.mmap(p, 0x30002000, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     k.write(a, b"a", user=True)
     before = [(v.vm_start, v.vm_end, v.vm_flags) for v in p.vmas]
     pte = user_pte(k, p, a)
@@ -355,7 +355,7 @@ def test_mprotect_on_a_hole_is_enomem_and_changes_nothing(k):
 
 def test_mprotect_keeps_a_cow_shared_page_read_only(k):
     p = k.create_process()
-    a = k.mmap(p, 2 * PAGE)
+    a = k.mmap(p, None, 2 * PAGE)
     k.write(a, b"P" * (2 * PAGE), user=True)
     c = k.fork(p)
     shared = pfn_of(k, user_pte(k, p, a))
@@ -401,7 +401,7 @@ def test_brk_keeps_a_page_away_from_the_next_mapping(k):
     p = k.create_process()
     start = p.start_brk
     other = start + 4 * PAGE
-    k.mmap(p, PAGE, addr=other, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    k.mmap(p, other, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     # mm/mmap.c brk: find_vma_intersection(mm, oldbrk, newbrk + PAGE_SIZE) refuses
     assert k.brk(p, other) == start
     assert k.brk(p, other - PAGE + 1) == start
@@ -427,8 +427,8 @@ def _dirty_free_frames(k, n=64):
 def test_first_read_maps_the_zero_page_read_only(k):
     p = k.create_process()
     q = k.create_process()
-    a = k.mmap(p, 2 * PAGE)
-    b = k.mmap(q, PAGE)
+    a = k.mmap(p, None, 2 * PAGE)
+    b = k.mmap(q, None, PAGE)
     free0 = k.frames.nr_free_pages()
     assert k.read(a, 16, user=True) == bytes(16)
     assert k.read(a + PAGE, 16, user=True) == bytes(16)
@@ -451,7 +451,7 @@ def test_first_read_maps_the_zero_page_read_only(k):
 
 def test_first_write_maps_a_fresh_zeroed_page(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     dirty = _dirty_free_frames(k)
     k.write(a + 100, b"!", user=True)
     pte = user_pte(k, p, a)
@@ -470,7 +470,7 @@ def test_first_write_maps_a_fresh_zeroed_page(k):
 
 def test_write_after_read_copies_from_the_zero_page(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     count = k.fault_count
     k.read(a, 1, user=True)
     k.write(a, b"w", user=True)
@@ -490,8 +490,8 @@ def test_zero_page_by_era(kernel, zero_page):
     k = mmemu.boot(arch="i386", kernel=kernel, ram="1G")
     try:
         p = k.create_process()
-        a = k.mmap(p, PAGE)
-        ro = k.mmap(p, PAGE, PROT_READ)
+        a = k.mmap(p, None, PAGE)
+        ro = k.mmap(p, None, PAGE, PROT_READ)
         free0 = k.frames.nr_free_pages()
         count = k.fault_count
         assert k.read(a, 8, user=True) == bytes(8)
@@ -529,7 +529,7 @@ def test_access_to_the_stack_below_its_vma_grows_it(k):
 
 def test_fork_shares_pages_copy_on_write(k):
     p = k.create_process("parent")
-    a = k.mmap(p, 3 * PAGE)
+    a = k.mmap(p, None, 3 * PAGE)
     k.write(a, b"A" * PAGE + b"B" * PAGE, user=True)  # two private pages
     k.read(a + 2 * PAGE, 1, user=True)  # the third maps the zero page
     pfns = [pfn_of(k, user_pte(k, p, a + i * PAGE)) for i in range(3)]
@@ -571,7 +571,7 @@ def test_fork_shares_pages_copy_on_write(k):
 
 def test_fork_keeps_shared_mappings_shared(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE, flags=MAP_SHARED | MAP_ANONYMOUS)
+    a = k.mmap(p, None, PAGE, flags=MAP_SHARED | MAP_ANONYMOUS)
     k.write(a, b"s", user=True)
     c = k.fork(p)
     pte_p, pte_c = user_pte(k, p, a), user_pte(k, c, a)
@@ -586,14 +586,14 @@ def test_shared_anonymous_memory_never_maps_the_zero_page(k):
     (shmem_fault), mapped PAGE_SHARED. Writing through a writable pte of the zero page
     would change what every process reads from untouched memory."""
     p = k.create_process()
-    s = k.mmap(p, PAGE, flags=MAP_SHARED | MAP_ANONYMOUS)
+    s = k.mmap(p, None, PAGE, flags=MAP_SHARED | MAP_ANONYMOUS)
     assert k.read(s, 4, user=True) == bytes(4)
     pte = user_pte(k, p, s)
     assert pfn_of(k, pte) != k.zero_pfn and pte & RW
     k.write(s, b"shm", user=True)
     assert k.mem.read(k.zero_pfn << 12, PAGE) == bytes(PAGE)
     other = k.create_process()
-    a = k.mmap(other, PAGE)
+    a = k.mmap(other, None, PAGE)
     assert k.read(a, 3, user=True, process=other) == bytes(3)
     k.check_invariants()
 
@@ -602,10 +602,10 @@ def test_shared_anonymous_memory_never_maps_the_zero_page(k):
 
 
 def _populate(k, p):
-    a = k.mmap(p, 8 * PAGE)
+    a = k.mmap(p, None, 8 * PAGE)
     k.write(a, b"x" * (5 * PAGE), user=True)
     k.read(a + 6 * PAGE, 1, user=True)
-    b = k.mmap(p, PAGE, addr=0x08000000, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    b = k.mmap(p, 0x08000000, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     k.write(b, b"y", user=True)
     k.brk(p, p.start_brk + 3 * PAGE)
     k.write(p.start_brk, b"h", user=True)
@@ -670,7 +670,7 @@ def test_exit_frees_everything_with_classic_highpte(kernel):
 
 def test_user_page_tables_live_in_highmem_with_highpte(k):
     p = k.create_process()
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     k.write(a, b"x", user=True)
     table = pte_table(k, p, a)
     highpte = k.spec.arch != "x86_64" and k.spec.options.get("HIGHPTE", "y") == "y"
@@ -693,9 +693,9 @@ def test_user_page_tables_live_in_highmem_with_highpte(k):
 def test_proc_maps_text(k):
     p = k.create_process()
     k.brk(p, p.start_brk + 2 * PAGE)
-    a = k.mmap(p, 2 * PAGE, PROT_READ | PROT_EXEC)
-    b = k.mmap(p, PAGE, PROT_READ | PROT_WRITE, flags=MAP_SHARED | MAP_ANONYMOUS)
-    c = k.mmap(p, PAGE, PROT_NONE)
+    a = k.mmap(p, None, 2 * PAGE, PROT_READ | PROT_EXEC)
+    b = k.mmap(p, None, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
+    c = k.mmap(p, None, PAGE, PROT_NONE)
     b64 = k.spec.arch == "x86_64"
     # fs/proc/task_mmu.c: "%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu " then, for a named
     # mapping, blanks up to column 25 + sizeof(void *) * 6 and the name
@@ -737,8 +737,8 @@ def test_switch_to_sets_cr3_on_every_attached_cpu(arch, mmu):
         for cpu in cpus:
             assert cpu.uc.reg_read(UC_X86_REG_CR3) & mask == k.pgd
         p, q = k.create_process("p"), k.create_process("q")
-        a = k.mmap(p, PAGE, addr=0x40000000, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
-        k.mmap(q, PAGE, addr=a, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        a = k.mmap(p, 0x40000000, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        k.mmap(q, a, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
         k.write(a, b"p", user=True, process=p)
         k.write(a, b"q", user=True, process=q)
         for proc in (q, p, None, q):

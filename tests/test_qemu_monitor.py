@@ -34,7 +34,7 @@ def _machine(boot, **kw):
     buf = k.vmalloc(5 * 4096)
     k.vfree(k.vmalloc(4096))
     p = k.create_process("q")
-    data = k.mmap(p, 3 * 4096)
+    data = k.mmap(p, None, 3 * 4096)
     k.access(data + 4096, "write", user=True, process=p)
     return k, p, buf
 

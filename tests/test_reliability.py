@@ -45,7 +45,7 @@ def test_failed_vmallocs_leave_nothing(k64):
 def test_install_user_pages_is_all_or_nothing(k64, exhaust):
     k = k64
     p = k.create_process("loader")
-    a = k.mmap(p, 2 * PAGE, PROT_READ)
+    a = k.mmap(p, None, 2 * PAGE, PROT_READ)
     unchanged(k, lambda: k.install_user_pages(p, a, b"x" * (3 * PAGE)), MmemuError, "is in no VMA")
     top = k.task_size - PAGE
     unchanged(k, lambda: k.install_user_pages(p, top, b"x" * (2 * PAGE)), MmemuError, "TASK_SIZE")
@@ -59,7 +59,7 @@ def test_install_user_pages_is_all_or_nothing(k64, exhaust):
 def test_fork_failing_for_memory_undoes_everything(k64, exhaust):
     k = k64
     p = k.create_process("parent")
-    a = k.mmap(p, 4 * PAGE)
+    a = k.mmap(p, None, 4 * PAGE)
     k.write(a, b"y" * (4 * PAGE), user=True, process=p)
     held = exhaust(k)
     for _ in range(3):
@@ -102,7 +102,7 @@ def test_free_pages_with_a_float_changes_nothing(k64):
 def test_a_bug_in_the_fault_path_keeps_nothing(k64):
     k = k64
     p = k.create_process("bug")
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
 
     class Buggy:
         @mmemu.hookimpl
@@ -122,9 +122,9 @@ def test_a_bug_in_the_fault_path_keeps_nothing(k64):
 def test_an_exited_process_is_refused(k64):
     k = k64
     p = k.create_process("gone")
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     k.exit_mm(p)
-    for call in (lambda: k.fork(p), lambda: k.mmap(p, PAGE), lambda: k.brk(p, p.brk + PAGE),
+    for call in (lambda: k.fork(p), lambda: k.mmap(p, None, PAGE), lambda: k.brk(p, p.brk + PAGE),
                  lambda: k.access(a, "read", user=True, process=p), lambda: k.munmap(p, a, PAGE),
                  lambda: k.mprotect(p, a, PAGE, PROT_READ), lambda: k.exit_mm(p), lambda: k.switch_to(p)):
         unchanged(k, call, MmemuError, "has exited")
@@ -134,10 +134,10 @@ def test_an_exited_process_is_refused(k64):
 def test_wild_user_ranges_are_refused(k64):
     k = k64
     p = k.create_process("wild")
-    unchanged(k, lambda: k.mmap(p, PAGE, addr=-PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | 0x10), MmemuError, "negative")
+    unchanged(k, lambda: k.mmap(p, -PAGE, PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | 0x10), MmemuError, "negative")
     unchanged(k, lambda: k.munmap(p, -PAGE, PAGE), MmemuError, "negative")
     unchanged(k, lambda: k.mprotect(p, k.task_size, PAGE, PROT_READ), MmemuError, "TASK_SIZE")
-    unchanged(k, lambda: k.mmap(p, 1 << 60), OutOfMemory, "more than the user address space")
+    unchanged(k, lambda: k.mmap(p, None, 1 << 60), OutOfMemory, "more than the user address space")
     unchanged(k, lambda: k.munmap(p, 0, -PAGE), MmemuError, "length must be positive")
     k.exit_mm(p)  # the process can still exit
     k.check_invariants()
@@ -147,17 +147,17 @@ def test_wild_user_ranges_are_refused(k64):
 def test_malformed_arguments_get_mmemu_errors(k64, boot):
     k = k64
     p = k.create_process("bad")
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     unchanged(k, lambda: k.mprotect(p, a, PAGE, 0x40), MmemuError, "unknown protection bits 0x40")
     unchanged(k, lambda: k.access(a, "rw", user=True, process=p), MmemuError, "access must be")
     unchanged(k, lambda: k.vmalloc("4096"), MmemuError, "size must be an int, not str")
-    unchanged(k, lambda: k.mmap(p, PAGE, prot="rw"), MmemuError, "prot must be an int, not str")
+    unchanged(k, lambda: k.mmap(p, None, PAGE, prot="rw"), MmemuError, "prot must be an int, not str")
     unchanged(k, lambda: k.kmalloc(None), MmemuError, "size must be an int, not NoneType")
     both = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS
     old = boot(arch="x86_64", kernel="4.14", ram="128M")
     q = old.create_process("old")
-    unchanged(old, lambda: old.mmap(q, PAGE, PROT_READ | PROT_WRITE, flags=both), MmemuError, "-EINVAL before")
-    shared = k.mmap(p, PAGE, flags=both)  # 4.15+: MAP_SHARED_VALIDATE, a shared mapping
+    unchanged(old, lambda: old.mmap(q, None, PAGE, PROT_READ | PROT_WRITE, both), MmemuError, "-EINVAL before")
+    shared = k.mmap(p, None, PAGE, flags=both)  # 4.15+: MAP_SHARED_VALIDATE, a shared mapping
     assert p.vma_at(shared).perms().endswith("s")
 
 
@@ -217,7 +217,7 @@ def test_a_fault_that_finds_no_memory_is_answered_and_keeps_the_kernel_consisten
     invariants hold; the same fault then succeeds."""
     k = k64
     p = k.create_process("oom")
-    a = k.mmap(p, PAGE)
+    a = k.mmap(p, None, PAGE)
     fault = k.pgtable.walk(p.pgd, a).fault("write", True)
     fault.process = p
     for n in (1, 2):  # the page table, then the page

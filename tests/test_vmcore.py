@@ -57,7 +57,7 @@ def busy_machine(name: str):
     obj = k.kmalloc(200)
     k.write(obj, rng.randbytes(200))
     p = k.create_process("sh")
-    a = k.mmap(p, 8 * PAGE)
+    a = k.mmap(p, None, 8 * PAGE)
     for i in range(8):
         k.write(a + i * PAGE, rng.randbytes(64), user=True, process=p)
     k.set_fixmap("FIX_EARLYCON_MEM_BASE", k.alloc_pages().pfn * PAGE)

@@ -383,16 +383,21 @@ class ProcessMixin:
         return addr, end
 
     @operation
-    def mmap(self, proc: Process, length: int, prot: int = PROT_READ | PROT_WRITE, addr: int | None = None,
+    def mmap(self, proc: Process, addr: int | None, length: int, prot: int = PROT_READ | PROT_WRITE,
              flags: int = MAP_PRIVATE | MAP_ANONYMOUS, name: str = "") -> int:
-        """Anonymous ``mmap``: a new VMA, no page yet (pages come with the first faults).
-        With *addr* and MAP_FIXED the range replaces whatever was there."""
+        """Anonymous ``mmap`` in *proc*, its arguments in mmap(2)'s order (``addr, length,
+        prot, flags``; no fd and offset: every mapping here is anonymous): a new VMA, no
+        page yet (pages come with the first faults). *addr* None or 0 (NULL) lets the
+        kernel choose; another address is a hint, or with MAP_FIXED the place, replacing
+        whatever was there. Returns the start of the mapping."""
         self._live(proc, "mmap")
         need_int(length, "mmap: length")
         need_int(prot, "mmap: prot")
         need_int(flags, "mmap: flags")
         if addr is not None:
             need_int(addr, "mmap: addr")
+            if addr == 0 and not flags & MAP_FIXED:
+                addr = None  # mmap(NULL, ...): the kernel chooses
         if not isinstance(name, str):
             raise MmemuError(f"mmap: name must be a str, not {type(name).__name__}")
         if prot & ~PROT_MASK:
@@ -402,6 +407,8 @@ class ProcessMixin:
                              "MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS)")
         if not flags & MAP_ANONYMOUS:
             raise MmemuError("mmap: only anonymous mappings exist here (MAP_ANONYMOUS)")
+        if flags & MAP_FIXED and addr is None:
+            raise MmemuError("mmap: MAP_FIXED needs an address (at NULL it is below mmap_min_addr: -EPERM)")
         map_type = flags & (MAP_SHARED | MAP_PRIVATE)
         if map_type == MAP_SHARED | MAP_PRIVATE and not self.era.map_shared_validate:
             raise MmemuError("mmap: MAP_SHARED and MAP_PRIVATE together (-EINVAL before MAP_SHARED_VALIDATE, 4.15)")

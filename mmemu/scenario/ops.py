@@ -274,7 +274,7 @@ def _mmap(run, a):
     from ..kernel import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED
 
     flags = (MAP_SHARED if a["shared"] else MAP_PRIVATE) | MAP_ANONYMOUS | (MAP_FIXED if a["addr"] is not None else 0)
-    return _addr(run.k.mmap(a["process"], a["length"], _prot(a["prot"]), a["addr"], flags, a["name"]))
+    return _addr(run.k.mmap(a["process"], a["addr"], a["length"], _prot(a["prot"]), flags, name=a["name"]))
 
 
 @op("munmap", process=PROCESS, addr=Int(required=True), length=Int(required=True))
@@ -334,7 +334,7 @@ def _run_user(run, a):
     else:
         code = a["code"]
     proc = a["process"]
-    text = k.mmap(proc, max(len(code), 1), PROT_READ | PROT_EXEC)
+    text = k.mmap(proc, None, max(len(code), 1), PROT_READ | PROT_EXEC)
     k.install_user_pages(proc, text, code)
     with cpu.journal_stores(kernel_stack=False):  # the step can be taken back, RAM included
         r = cpu.run_user(proc, text, budget=a["budget"])

@@ -320,7 +320,7 @@ def check_vmalloc(k) -> None:
 
 def check_processes(k) -> None:
     p = k.create_process("conformance")
-    a = k.mmap(p, 4 * PAGE)
+    a = k.mmap(p, None, 4 * PAGE)
     # nothing is mapped until touched
     assert not k.walk_mm(a, p).mapped, "mmap mapped a page before any access"
     pa = k.access(a, "read", user=True, process=p)
@@ -389,8 +389,8 @@ def check_runs(k, mmu: str) -> None:
         assert (r.reason, r.value & 0xFF) == ("return", 0x5A), f"a kernel call: {r}"
         n = 12
         p = k.create_process("toucher")
-        data = k.mmap(p, n * PAGE)
-        text = k.mmap(p, PAGE, PROT_READ | PROT_EXEC)
+        data = k.mmap(p, None, n * PAGE)
+        text = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, text, ad.program_touch_pages(data, n))
         r = cpu.run_user(p, text)
         assert (r.reason, r.value, r.faults) == ("exit", 0, n), f"user code touching {n} pages: {r}"
@@ -399,7 +399,7 @@ def check_runs(k, mmu: str) -> None:
             assert k.walk_mm(data + i * PAGE, p).mapped
         # runaway code stops: by the clock, then by the budget (on code that ran before
         # without one: the budget must hold on every run)
-        loop = k.mmap(p, PAGE, PROT_READ | PROT_EXEC)
+        loop = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, loop, ad.program_loop())
         r = cpu.run_user(p, loop, budget=None, timeout=0.2)
         assert r.reason == "timeout", f"a runaway program: {r}"
@@ -423,11 +423,11 @@ def check_agreement(k, rng: random.Random, n: int) -> None:
     try:
         ad = cpu.adapter
         p = k.create_process("prober")
-        stub = k.mmap(p, PAGE, PROT_READ | PROT_EXEC)
+        stub = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, stub, ad.probe_stub)
         user = []
         for prot in (PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC, PROT_READ | PROT_WRITE | PROT_EXEC, 0):
-            a = k.mmap(p, 4 * PAGE, prot)
+            a = k.mmap(p, None, 4 * PAGE, prot)
             for i in range(3):  # three of four pages present
                 if prot:
                     k.access(a + i * PAGE, "write" if prot & PROT_WRITE else "read", user=True, process=p)
@@ -559,13 +559,13 @@ def failure_operations(k) -> list:
         p = next((p for p in k.processes.values() if p.comm == "safety"), None)
         if p is None:
             p = k.create_process("safety")
-            a = k.mmap(p, 8 * PAGE)
+            a = k.mmap(p, None, 8 * PAGE)
             k.write(a, b"x" * (3 * PAGE), user=True, process=p)
         return p
 
     def mapped(k):  # a fresh mapping of 3 pages, all present
         p = proc(k)
-        a = k.mmap(p, 3 * PAGE)
+        a = k.mmap(p, None, 3 * PAGE)
         k.write(a, b"y" * (3 * PAGE), user=True, process=p)
         return p, a
 
@@ -602,21 +602,21 @@ def failure_operations(k) -> list:
         ("switch_to", proc, lambda k, p: k.switch_to(p)),
         ("fork", proc, lambda k, p: k.fork(p)),
         ("exit_mm", lambda k: k.fork(proc(k)), lambda k, c: k.exit_mm(c)),
-        ("mmap", proc, lambda k, p: k.mmap(p, 4 * PAGE)),
+        ("mmap", proc, lambda k, p: k.mmap(p, None, 4 * PAGE)),
         ("mmap MAP_FIXED over a mapping", mapped,
-         lambda k, pa: k.mmap(pa[0], 2 * PAGE, addr=pa[1] + PAGE, flags=0x32)),
+         lambda k, pa: k.mmap(pa[0], pa[1] + PAGE, 2 * PAGE, flags=0x32)),
         ("munmap", mapped, lambda k, pa: k.munmap(pa[0], pa[1] + PAGE, PAGE)),
         ("mprotect", mapped, lambda k, pa: k.mprotect(pa[0], pa[1], 2 * PAGE, PROT_READ)),
         ("brk", proc, lambda k, p: k.brk(p, p.brk + 5 * PAGE)),
-        ("install_user_pages", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE, PROT_READ | PROT_EXEC)),
+        ("install_user_pages", lambda k: (proc(k), k.mmap(proc(k), None, 3 * PAGE, PROT_READ | PROT_EXEC)),
          lambda k, pa: k.install_user_pages(pa[0], pa[1], b"\x90" * (2 * PAGE + 10))),
-        ("demand fault (write)", lambda k: (proc(k), k.mmap(proc(k), 2 * PAGE)),
+        ("demand fault (write)", lambda k: (proc(k), k.mmap(proc(k), None, 2 * PAGE)),
          lambda k, pa: k.access(pa[1], "write", user=True, process=pa[0])),
         ("copy-on-write fault", lambda k: (k.fork(proc(k)), proc(k).vmas[0].vm_start),
          lambda k, ca: k.access(ca[1], "write", user=True, process=ca[0])),
-        ("write across pages", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE)),
+        ("write across pages", lambda k: (proc(k), k.mmap(proc(k), None, 3 * PAGE)),
          lambda k, pa: k.write(pa[1] + PAGE - 3, b"abcdefgh" * 600, user=True, process=pa[0])),
-        ("read (demand faults)", lambda k: (proc(k), k.mmap(proc(k), 3 * PAGE)),
+        ("read (demand faults)", lambda k: (proc(k), k.mmap(proc(k), None, 3 * PAGE)),
          lambda k, pa: k.read(pa[1], 3 * PAGE, user=True, process=pa[0])),
     ]
     if k.arch.module_relocations(k.spec) is not None:

@@ -90,7 +90,7 @@ def kernel_text(k, code: bytes) -> int:
 
 
 def user_text(k, p, code: bytes) -> int:
-    text = k.mmap(p, PAGE, PROT_READ | PROT_EXEC)
+    text = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
     k.install_user_pages(p, text, code)
     return text
 
@@ -125,7 +125,7 @@ def test_kernel_code_stores_to_three_fresh_user_pages(mmu):
         cpu = Cpu(k, mmu=mmu)
         fn = kernel_text(k, STORE_3_PAGES)
         p = k.create_process("writer")
-        data = k.mmap(p, 3 * PAGE)
+        data = k.mmap(p, None, 3 * PAGE)
         k.switch_to(p)  # the kernel works in the current process's address space (TTBR0)
         r = cpu.call(fn, data, 0xA5)
         assert (r.reason, r.value, r.faults) == ("return", 3, 3), r
@@ -151,7 +151,7 @@ def test_user_code_demand_faults_its_pages_then_exits(mmu, kernel, va):
         cpu = Cpu(k, mmu=mmu)
         n = 24
         p = k.create_process("toucher")
-        data = k.mmap(p, n * PAGE)
+        data = k.mmap(p, None, n * PAGE)
         text = user_text(k, p, TOUCH)
         r = run_user(cpu, p, text, x0=data, x1=0x5A, x3=n)
         assert (r.reason, r.value, r.faults) == ("exit", 0, n), r
@@ -189,7 +189,7 @@ def test_fork_then_a_user_write_breaks_copy_on_write(mmu):
     try:
         cpu = Cpu(k, mmu=mmu)
         p = k.create_process("parent")
-        data = k.mmap(p, 2 * PAGE)
+        data = k.mmap(p, None, 2 * PAGE)
         k.write(data, b"parent", user=True, process=p)
         k.write(data + PAGE, b"second", user=True, process=p)
         text = user_text(k, p, TOUCH)
@@ -214,7 +214,7 @@ def test_an_old_user_page_is_made_young_and_the_access_retried(mmu):
     try:
         cpu = Cpu(k, mmu=mmu)
         p = k.create_process("aging")
-        data = k.mmap(p, PAGE)
+        data = k.mmap(p, None, PAGE)
         k.write(data, b"\x11" * 8, user=True, process=p)
         pte = k.read_user_pte(p, data)
         k.set_user_pte(p, data, pte & ~PTE_AF, "ptep_test_and_clear_young")
@@ -237,7 +237,7 @@ def test_a_pair_crossing_into_a_fresh_page_faults_on_the_second(mmu):
     try:
         cpu = Cpu(k, mmu=mmu)
         p = k.create_process("pair")
-        data = k.mmap(p, 2 * PAGE)
+        data = k.mmap(p, None, 2 * PAGE)
         k.write(data + PAGE - 8, struct.pack("<Q", 77), user=True, process=p)
         text = user_text(k, p, LDP)
         r = run_user(cpu, p, text, x0=data + PAGE - 8)
@@ -319,7 +319,7 @@ def test_an_unaligned_exclusive_is_an_alignment_fault_not_a_page_fault(mmu):
     try:
         cpu = Cpu(k, mmu=mmu)
         p = k.create_process("unaligned")
-        data = k.mmap(p, PAGE)
+        data = k.mmap(p, None, PAGE)
         k.write(data, b"\0" * 16, user=True, process=p)
         r = run_user(cpu, p, user_text(k, p, LDXR), x0=data + 1, timeout=5)
         assert r.reason == "exception" and "Alignment fault" in r.report and r.faults == 0, r
@@ -360,7 +360,7 @@ def test_a_kernel_thread_has_no_user_address_space():
     try:
         cpu = Cpu(k, mmu="cpu")
         p = k.create_process("gone")
-        data = k.mmap(p, PAGE)
+        data = k.mmap(p, None, PAGE)
         k.write(data, b"x", user=True, process=p)
         k.switch_to(None)
         r = cpu.call(kernel_text(k, READ_BYTE), data)
@@ -438,12 +438,12 @@ def test_the_cpu_agrees_with_the_walker(kernel, va, cmdline):
         ad = cpu.adapter
         rng = random.Random(int(va) * 1000 + len(kernel))
         p = k.create_process("prober")
-        stub = k.mmap(p, PAGE, PROT_READ | PROT_EXEC)
+        stub = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
         k.install_user_pages(p, stub, ad.probe_stub)
         user = []
         for prot in (PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC, PROT_READ | PROT_WRITE | PROT_EXEC,
                      PROT_EXEC, PROT_NONE):
-            a = k.mmap(p, 4 * PAGE, prot)
+            a = k.mmap(p, None, 4 * PAGE, prot)
             if prot:
                 k.mprotect(p, a, 4 * PAGE, prot | PROT_READ | (PROT_WRITE if prot & PROT_WRITE else 0))
                 for i in range(3):

@@ -107,7 +107,7 @@ def kernel_text(k, code: bytes) -> int:
 
 
 def user_text(k, p, code: bytes, addr: int = 0x10000) -> int:
-    text = k.mmap(p, PAGE, PROT_READ | PROT_EXEC, addr=addr, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    text = k.mmap(p, addr, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     k.install_user_pages(p, text, code)
     return text
 
@@ -143,7 +143,7 @@ def test_kernel_stores_into_three_fresh_user_pages(machine):
     k, cpu = machine
     fn = kernel_text(k, KSTORE3)
     p = k.create_process("a.out")
-    a = k.mmap(p, 3 * PAGE)
+    a = k.mmap(p, None, 3 * PAGE)
     k.switch_to(p)
     r = cpu.call(fn, a)
     assert (r.reason, r.faults) == ("return", 3), r.report
@@ -239,7 +239,7 @@ def test_user_code_touching_fresh_pages_faults_once_per_page(machine):
     k, cpu = machine
     n = 64
     p = k.create_process("toucher")
-    data = k.mmap(p, n * PAGE)
+    data = k.mmap(p, None, n * PAGE)
     text = user_text(k, p, cpu.adapter.program_touch_pages(data, n))
     free0 = k.frames.nr_free_pages()
     r = cpu.run_user(p, text)
@@ -270,7 +270,7 @@ def test_exit_status_and_unknown_system_calls(machine):
 def test_write_after_fork_breaks_cow_on_the_cpu(machine):
     k, cpu = machine
     parent = k.create_process("parent")
-    data = k.mmap(parent, PAGE)
+    data = k.mmap(parent, None, PAGE)
     k.write(data, b"P", user=True)
     text = user_text(k, parent, with_literal(USTORE, data))
     child = k.fork(parent, "child")
@@ -302,7 +302,7 @@ def test_user_access_outside_any_vma_gets_sigsegv(machine):
     assert r.report == f"crasher[{p.pid}]: unhandled signal 11 code 0x1 at 0x{bad:016x}"
     assert r.ip == text + USTORE_AT
     assert r.fault_log[-1] == (bad, 15, "sigsegv", "SEGV_MAPERR")
-    ro = k.mmap(p, PAGE, PROT_READ, addr=bad, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    ro = k.mmap(p, bad, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     r = cpu.run_user(p, text, sp=sp)
     assert r.reason == "sigsegv" and r.fault_log[-1][2:] == ("sigsegv", "SEGV_ACCERR")
     assert r.report == f"crasher[{p.pid}]: unhandled signal 11 code 0x2 at 0x{bad:016x}"
@@ -315,7 +315,7 @@ def test_user_access_outside_any_vma_gets_sigsegv(machine):
 def test_a_misaligned_store_across_a_page_end_faults_on_the_second_page(machine):
     k, cpu = machine
     p = k.create_process("straddle")
-    data = k.mmap(p, 2 * PAGE)
+    data = k.mmap(p, None, 2 * PAGE)
     k.write(data, b"x", user=True)  # the first page is there, the second is not
     r = cpu.run_user(p, user_text(k, p, with_literal(USTORE8, data + PAGE - 4)))
     assert (r.reason, r.faults) == ("exit", 1), r.report
@@ -331,7 +331,7 @@ def test_instruction_fetch_faults(machine):
     into a page without PROT_EXEC: SIGSEGV, SEGV_ACCERR."""
     k, cpu = machine
     p = k.create_process("jumper")
-    code = k.mmap(p, PAGE, PROT_READ | PROT_EXEC)
+    code = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
     jump = user_text(k, p, with_literal(JUMP, code))
     if cpu.mmu == "plugin":
         # the core's TLB fill is asked for the page before the zeros (unmapped), refuses it and
@@ -343,7 +343,7 @@ def test_instruction_fetch_faults(machine):
         r = cpu.run_user(p, jump)
         assert r.fault_log[0][:2] == (code, 12)
         assert r.reason == "exception" and r.report.startswith("Illegal instruction"), r.report
-    data = k.mmap(p, PAGE, PROT_READ | PROT_WRITE)
+    data = k.mmap(p, None, PAGE, PROT_READ | PROT_WRITE)
     k.write(data, b"\x01\xa0", user=True)  # a valid instruction, on a non-executable page
     r = cpu.run_user(p, user_text(k, p, with_literal(JUMP, data), addr=0x20000))
     assert r.reason == "sigsegv" and r.fault_log[-1][:3] == (data, 12, "sigsegv")
@@ -358,7 +358,7 @@ def test_a_permission_upgrade_needs_no_flush_on_unicorn():
     try:
         cpu = Cpu(k)
         p = k.create_process("upgrade")
-        data = k.mmap(p, PAGE)
+        data = k.mmap(p, None, PAGE)
         k.write(data, b"x", user=True)
         k.switch_to(p)
         cpu.set_cr3(p.pgd)
@@ -388,7 +388,7 @@ def test_a_fault_the_walker_would_allow_is_a_protection_fault():
     try:
         cpu = Cpu(k)
         p = k.create_process("stale")
-        data = k.mmap(p, PAGE)
+        data = k.mmap(p, None, PAGE)
         k.write(data, b"x", user=True)
         text = user_text(k, p, with_literal(USTORE, data))
         k.switch_to(p)
@@ -438,10 +438,10 @@ def test_runaway_user_code_stops(machine):
     r = cpu.run_user(p, text, budget=10_000)
     assert r.reason == "budget" and r.ip == text
     # code that keeps faulting runs out of the budget too (7 instructions per page)
-    many = k.mmap(p, 1000 * PAGE)
+    many = k.mmap(p, None, 1000 * PAGE)
     r = cpu.run_user(p, user_text(k, p, cpu.adapter.program_touch_pages(many, 1000), addr=0x20000), budget=100)
     assert r.reason == "budget" and 10 <= r.faults <= 25, (r.reason, r.faults)
-    data = k.mmap(p, 2 * PAGE)  # the next program runs normally (with a budget: see the test below)
+    data = k.mmap(p, None, 2 * PAGE)  # the next program runs normally (with a budget: see the test below)
     r = cpu.run_user(p, user_text(k, p, cpu.adapter.program_touch_pages(data, 2), addr=0x30000), budget=10_000)
     assert (r.reason, r.value, r.faults) == ("exit", 0, 2)
 
@@ -529,7 +529,7 @@ def probe_addresses(k, p, rng: random.Random) -> list[int]:
     out.append(L["high_memory"] + 0x123)
     # user pages of every protection, touched (present) and not
     for prot in USER_PROTS:
-        a = k.mmap(p, 4 * PAGE, prot)
+        a = k.mmap(p, None, 4 * PAGE, prot)
         for i in range(2):
             try:
                 k.access(a + i * PAGE, "write" if prot & PROT_WRITE else "read", user=True, process=p)
@@ -604,7 +604,7 @@ def test_kernel_store_into_user_memory_without_sum_oopses(machine):
     k, cpu = machine
     fn = kernel_text(k, STORE_ONE)
     p = k.create_process("a.out")
-    a = k.mmap(p, 2 * PAGE)
+    a = k.mmap(p, None, 2 * PAGE)
     k.write(a + PAGE, b"\x07", user=True)  # the second page is there
     k.switch_to(p)
     for va in (a, a + PAGE):
@@ -627,7 +627,7 @@ def test_api_kernel_access_to_user_memory_needs_uaccess():
     for kernel in ("5.12", "5.10"):
         k = boot(kernel=kernel)
         p = k.create_process("a.out")
-        a = k.mmap(p, PAGE)
+        a = k.mmap(p, None, PAGE)
         k.switch_to(p)
         with pytest.raises(MmemuError) as exc:
             k.write(a, b"x")

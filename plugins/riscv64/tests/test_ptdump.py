@@ -128,7 +128,7 @@ def test_a_process_root_dumps_the_same_kernel_half():
     k = mmemu.boot(arch="riscv64", kernel="6.6", ram="1G")
     try:
         p = k.create_process("sh")
-        a = k.mmap(p, 4096, PROT_READ)
+        a = k.mmap(p, None, 4096, PROT_READ)
         k.read(a, 1, user=True)
         assert ptdump(k, p.pgd) == ptdump(k)  # the walk starts at KERN_VIRT_START: user pages not shown
     finally:
