@@ -222,3 +222,22 @@ def test_every_arch_still_renders(capsys):
         assert main(["ptdump", "--arch", name, "--ram", "1G"]) == 0, name
         out = capsys.readouterr().out
         assert out.startswith("---[ ") and "0x" in out, name
+
+
+@pytest.mark.parametrize("kernel,split", [("4.16", False), ("4.17", True)])
+def test_a_read_only_pmd_splits_the_dump_from_4_17(kernel, split):
+    """From 4.17 a range ends where the effective rights change although the ptes are alike:
+    clear RW in the PAE pmd above a run of direct-map ptes and the 4.17 dump breaks at both of
+    its ends (its ptes, still "RW" themselves, are read-only through it); 4.16 prints one range.
+    The PDPTE above counts as USR|RW (CONFIG_X86_PAE in ptdump_walk_pgd_level_core), and the
+    folded p4d/pud hand that value down unchanged (walk_p4d_level/walk_pud_level)."""
+    k = mmemu.boot(arch="i386_pae", kernel=kernel, ram="1G", cmdline="nopse")
+    try:
+        va = k.layout["PAGE_OFFSET"] + (256 << 20)
+        pmd = k.walk(va).steps[1]
+        assert pmd.level.name == "pmd" and pmd.raw & 0x2
+        k.pgtable.set_entry(pmd.table, 1, pmd.index, pmd.raw & ~0x2, writer="test")
+        starts = {line.split("-")[0] for line in ptdump(k).splitlines() if line.startswith("0x")}
+    finally:
+        k.close()
+    assert (f"0x{va:08x}" in starts and f"0x{va + (2 << 20):08x}" in starts) == split

@@ -184,9 +184,13 @@ def ptdump(kernel: "Kernel", root: int | None = None) -> str:
             if raw == 0:  # *_none(): a hole, noted at the lowest folded level
                 st.note(va, depth[li], 0)
                 continue
-            # the walker visits the entry once per folded level name
-            for name in lv.display_names:
-                st.effective(LEVEL_NUMBERS[name], raw)
+            if fmt.fold == "own":  # an arch walker takes it once and hands it down the folded levels
+                st.effective(depth[li], raw)
+                for name in lv.folds:
+                    st.prot_levels[LEVEL_NUMBERS[name]] = st.prot_levels[depth[li]]
+            else:  # mm/ptdump.c's walker visits the entry once per folded level name
+                for name in lv.display_names:
+                    st.effective(LEVEL_NUMBERS[name], raw)
             kind, addr, _ = decode(raw)
             if kind != TABLE:
                 st.note(va, depth[li], raw, addr if kind == LEAF else 0)
