@@ -17,7 +17,8 @@ The texts below are the kernel's, read in (mmemu_x86.ptdump_eras has the full li
   4.4.186 (eurekadevelopment/Eureka-Kernel-Exynos7885-Q-R-S at 3c5abbea): ``PAT ``, 30 blanks,
   "Persistent kmap() Area", "EFI Runtime Services", still "Fixmap Area" on i386 and none on
   x86_64.
-- a 4.20..5.5-era text (code index file id 8282932669): level names { "cr3", "pgd", "p4d",
+- a 4.20..5.5-era text (code index file id 8282932669) and the 5.4-series
+  Inkypen79/android_kernel_qcom_sm8350-xiaomi at 9be71c9c: level names { "cr3", "pgd", "p4d",
   "pud", "pmd", "pte" } with the top still noted at level 1 ("pgd"), 32-bit "Fixmap area" and
   "CPU entry area", x86_64 "Fixmap Area", ``!(pr & _PAGE_PRESENT)``, effective_prot().
 - 5.6+: mm/ptdump.c's walker (holes at the lowest folded level, the guard hole skipped), the

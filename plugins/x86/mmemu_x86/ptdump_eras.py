@@ -24,7 +24,9 @@ read in; "read" names a tree whose Makefile gives the release):
   the releases in between are not read: both are taken from 4.4.
 - 4.15: the markers become designated initializers (``[FIXADDR_START_NR] = { ...,
   "Fixmap area" }`` on 32-bit, "CPU entry area"; x86_64 gains "Fixmap Area", "CPU entry
-  Area", "LDT remap"), read in a 4.20..5.5-era text (code index file id 8282932669); x86_64's
+  Area", "LDT remap"), read in a 4.20..5.5-era text (code index file id 8282932669) and in
+  Inkypen79/android_kernel_qcom_sm8350-xiaomi at 9be71c9c (an sm8350 tree, the 5.4 series;
+  its Makefile is not stored); x86_64's
   "Fixmap Area" is in the real 4.18 dump of REFERENCE-OUTPUTS.md B.2 and absent from 4.4.186.
   printk_prot tests ``!(pr & _PAGE_PRESENT)`` instead of ``!pgprot_val(prot)`` ("x86/mm/
   dump_pagetables: Check PAGE_PRESENT for real", Thomas Gleixner, the 4.15 PTI series).
@@ -83,7 +85,8 @@ X86_PTDUMP = EraTable(
     Feature("effective_prot", since="4.17",
             source="note_page(new_prot, new_eff): 'prot != cur || new_eff != eff || ...' and effective_prot() "
                    "(Jan Beulich, 'x86/mm: Consider effective protection attributes in W+X check'; absent from "
-                   "4.4.186, read in a 5.x-era text; the release 4.17 is not verified here); CONFIG_X86_PAE's pgd "
+                   "4.4.186, read in 5.4-series text (Inkypen79/android_kernel_qcom_sm8350-xiaomi 9be71c9c); the "
+                   "release 4.17 is not verified here); CONFIG_X86_PAE's pgd "
                    "counts as _PAGE_USER | _PAGE_RW"),
     Variant("walker", [("2.6.25", "arch"), ("5.6", "generic")],
             source="until 5.5 walk_pgd_level()/ptdump_walk_pgd_level_core() of dump_pagetables.c: the top level is "
