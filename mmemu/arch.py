@@ -685,6 +685,25 @@ class Arch(abc.ABC):
 
         return PtdumpFormat.generic(self, layout)
 
+    def vtop_paddr(self, kernel, walk, user: bool) -> int | None:
+        """The physical address crash's ``uvtop``/``kvtop`` (not verbose) finds for
+        ``walk.va``, or None where crash says ``(not mapped)``. Default: a kernel address
+        crash does not take for a vmalloc one is ``VTOP()``'d without a walk, whatever the
+        tables say (riscv64.c riscv64_kvtop ``if (!IS_VMALLOC_ADDR(kvaddr)) { *paddr =
+        VTOP(kvaddr); if (!verbose) return TRUE; }``, as read; arm64 is given the same rule,
+        arm64.c not read here): the direct map and
+        the kernel image's mapping (``kernel.virt_to_phys``); else the walk's page, when the
+        MMU would translate it. An arch with other rules (x86's PROT_NONE ptes, its VTOP
+        ranges) overrides it."""
+        from .errors import MmemuError
+
+        if not user:
+            try:
+                return kernel.virt_to_phys(walk.va)
+            except MmemuError:
+                pass
+        return walk.phys if walk.mapped else None
+
     def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
         """The walk part of crash's ``vtop`` for this arch (after the VIRTUAL/PHYSICAL
         header): the table lines, the PAGE line and the PTE/PHYSICAL/FLAGS table."""

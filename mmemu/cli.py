@@ -257,12 +257,13 @@ def cmd_vtop(args) -> int:
     from .render.vtop import vtop
 
     kernel = _boot(args)
+    process = _process_arg(kernel, args)
     va = _address(args, kernel)
     kernel.pgtable.check_va(va)
     if args.json:
         print(json.dumps(walk_json(kernel, va), indent=2))
     else:
-        sys.stdout.write(vtop(kernel, va))
+        sys.stdout.write(vtop(kernel, va, process=process))
     return 0
 
 
@@ -515,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("address", help="virtual address (hexadecimal, 0x optional)")
     _machine_options(s, scenario=True)
     s.add_argument("--json", action="store_true", help="print the walk as JSON")
+    s.add_argument("--pid", metavar="PID", help="a user address in this process (from the scenario), as crash's "
+                                                "vtop -c PID; without it a user address is not accessible, as for "
+                                                "crash in a kernel thread's context")
     s.set_defaults(func=cmd_vtop)
 
     s = sub.add_parser("modinfo", help="the .modinfo fields of a module file, as modinfo prints them",

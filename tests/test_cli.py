@@ -82,9 +82,9 @@ def test_vtop_x86_64_direct_map(capsys):
     code, out, _ = run(capsys, "vtop", "0xffff888000123456", "--arch", "x86_64", "--ram", "4G")
     assert code == 0
     lines = out.splitlines()
-    # crash pads with mkstring(LJUST) and "%-8lx": trailing blanks included
+    # crash memory.c do_vtop pads both with mkstring(VADDR_PRLEN, LJUST): trailing blanks included
     assert lines[0] == "VIRTUAL           PHYSICAL        "
-    assert lines[1] == "ffff888000123456  123456  "
+    assert lines[1] == "ffff888000123456  123456          "
     assert lines[3].startswith("PGD DIRECTORY: ")
     assert lines[4].startswith("PAGE DIRECTORY: ")
     assert [l.split(":")[0].strip() for l in lines[5:8]] == ["PUD", "PMD", "PTE"]

@@ -359,7 +359,8 @@ def test_vmalloc_to_page_and_find_vm_area(boot, arch, kv, ram):
 ROW = re.compile(r"^\s*([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+) - ([0-9a-f]+)\s+(\d+)$")
 
 
-@pytest.mark.parametrize("arch,kv,ram", ARCHES)
+# crash reads vmap_area_list from 2.6.28; the vmlist layout of older kernels: tests/test_vtop_crash.py
+@pytest.mark.parametrize("arch,kv,ram", [a for a in ARCHES if a[1] != "2.6.12"])
 def test_kmem_v_lists_busy_areas_like_crash(boot, arch, kv, ram):
     k = boot(arch=arch, kernel=kv, ram=ram)
     a = k.vmalloc(2 * PAGE)

@@ -111,4 +111,18 @@ MM = EraTable(
     Variant("vunmap_nonexistent", [("2.6.12", "vfree"), ("6.3", "vunmap")],
             source="mm/vmalloc.c: vunmap() warns 'Trying to vunmap() nonexistent vm area' since 6.3 "
                    "(remove_vm_area rework); before, both warn as vfree()"),
+    Feature("vmap_area_list", since="2.6.28",
+            source="mm/vmalloc.c: 'mm: rewrite vmap layer' (2.6.28) adds vmap_area_list; crash memory.c vm_init "
+                   "sets USE_VMAP_AREA only when that symbol exists, and dump_vmlist walks the old vmlist of "
+                   "vm_structs otherwise (crash-utility/crash memory.c, read at commit 004218c5)"),
+    Variant("pageflags", [("4.20", (("slab", 9), ("reserved", 12))), ("6.6", (("slab", 11), ("reserved", 14)))],
+            before=(("slab", 7), ("reserved", 10)),
+            source="include/linux/page-flags.h enum pageflags, the bits mmemu's frames have (PG_slab, PG_reserved): "
+                   "PG_locked, PG_error, PG_referenced, PG_uptodate, PG_dirty, PG_lru, PG_active, PG_slab (7), "
+                   "PG_owner_priv_1, PG_arch_1, PG_reserved (10) in 3.x (read, torvalds/linux at 00170fdd; the same "
+                   "first eleven as 2.6); PG_workingset (4.20) and PG_waiters (bit 7) before PG_error: PG_slab 9, "
+                   "PG_reserved 12 (read, 4.20-5.x copies); PG_writeback moved to bit 1 and PG_head to bit 6: PG_slab "
+                   "11, PG_reserved 14 (read, a 6.x copy that still has PG_error and PG_slab). Not dated here: the "
+                   "4.10 placing of PG_waiters (4.10-4.19 use the 3.x bits) and the 6.x reordering (before 6.6 the "
+                   "4.20 bits); names as crash prints them (mm/debug.c pageflag_names, or the enum without PG_)"),
 )

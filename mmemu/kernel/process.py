@@ -35,6 +35,16 @@ MAP_MODELLED = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS
 # include/linux/mm.h
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 VM_GROWSDOWN = 0x100
+# include/linux/mm.h, the same values from 2.6 to 6.x (crash memory.c do_vm_flags keeps a copy):
+# the mprotect() limits mmap sets on every mapping, VM_MAYSHARE with MAP_SHARED, and VM_ACCOUNT
+# on what is charged against the overcommit limit (private writable memory)
+VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE = 0x10, 0x20, 0x40, 0x80
+VM_ACCOUNT = 1 << 20  # 0x00100000: a flag bit, not an address
+#: VM_DATA_DEFAULT_FLAGS without READ_IMPLIES_EXEC (x86 page_types.h VM_DATA_FLAGS_TSK_EXEC,
+#: riscv page.h VM_DATA_FLAGS_NON_EXEC): the heap's flags (do_brk adds VM_ACCOUNT) and the
+#: stack's (mm.h VM_STACK_FLAGS = VM_GROWSDOWN | VM_STACK_DEFAULT_FLAGS | VM_ACCOUNT)
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+VM_STACK_FLAGS = VM_GROWSDOWN | VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT
 
 EINVAL, ENOMEM = 22, 12
 
@@ -180,7 +190,7 @@ class ProcessMixin:
         proc = Process(pid, comm, pgd, pmds=pmds)
         proc.mmap_base = self.mmap_base_default
         proc.start_stack = self.stack_top
-        proc.vmas.append(Vma(self.stack_top - INITIAL_STACK, self.stack_top, VM_READ | VM_WRITE | VM_GROWSDOWN,
+        proc.vmas.append(Vma(self.stack_top - INITIAL_STACK, self.stack_top, VM_STACK_FLAGS,
                              "[stack]"))
         proc.start_brk = proc.brk = self.elf_base + (16 << 20)
         self.journal.setitem(self.processes, pid, proc)
@@ -433,7 +443,10 @@ class ProcessMixin:
                 start = self.get_unmapped_area(proc, length)
             end = start + length
         # MAP_SHARED_VALIDATE (MAP_SHARED | MAP_PRIVATE, 4.15+) is a shared mapping
-        vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
+        # do_mmap: calc_vm_prot_bits | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, MAP_SHARED adds
+        # VM_SHARED | VM_MAYSHARE; mmap_region: accountable_mapping() (private and writable) VM_ACCOUNT
+        vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+        vm_flags |= VM_SHARED | VM_MAYSHARE if flags & MAP_SHARED else (VM_ACCOUNT if vm_flags & VM_WRITE else 0)
         self._insert_vma(proc, Vma(start, end, vm_flags, name))
         return start
 
@@ -528,7 +541,11 @@ class ProcessMixin:
             raise MmemuError(f"mprotect({start:#x}, {end - start:#x}): {pos:#x} is not mapped (-ENOMEM)")
         new_flags = calc_vm_prot_bits(prot)
         for v in self._split_vmas(proc, start, end):
-            self.journal.set(v, "vm_flags", (v.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | new_flags)
+            newflags = (v.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | new_flags
+            # mprotect_fixup: a private mapping made writable is charged (VM_ACCOUNT), and stays so
+            if newflags & VM_WRITE and not v.vm_flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED):
+                newflags |= VM_ACCOUNT
+            self.journal.set(v, "vm_flags", newflags)
             self.change_protection(proc, v)
         self._merge_vmas(proc)
         self._flush_user_range(proc, start, end)
@@ -570,7 +587,7 @@ class ProcessMixin:
             if any(v.vm_start < new_end + PAGE_SIZE and old_end < v.vm_end and v.name != "[heap]"
                    for v in proc.vmas):
                 return proc.brk  # would run into another mapping
-            self._insert_vma(proc, Vma(old_end, new_end, VM_READ | VM_WRITE, "[heap]"))
+            self._insert_vma(proc, Vma(old_end, new_end, VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT, "[heap]"))
         self.journal.set(proc, "brk", new_brk)
         return new_brk
 

@@ -425,19 +425,29 @@ class VmallocMixin:
     # -- looking ------------------------------------------------------------------------
 
     def kmem_v(self) -> str:
-        """The crash utility's ``kmem -v``: one row per busy area, in crash's columns (its
-        help text: ``VMAP_AREA  VM_STRUCT     ADDRESS RANGE        SIZE`` over
-        ``f7048e00   f7048e40   f7dfe000 - f7e00000     8192``): the two structure
-        addresses centred in max(VADDR_PRLEN, 9) columns, the range centred in
-        2 * VADDR_PRLEN + 3, the size (end - start, guard page included) right-aligned
-        under SIZE."""
+        """The crash utility's ``kmem -v`` (memory.c dump_vmlist/dump_vmap_area, read at
+        commit 004218c5). From 2.6.28 (the kernel has vmap_area_list) one row per busy
+        vmap_area: ``VMAP_AREA  VM_STRUCT     ADDRESS RANGE        SIZE`` over
+        ``f7048e00   f7048e40   f7dfe000 - f7e00000     8192`` (its help text): the two
+        structure addresses centred in max(VADDR_PRLEN, 9) columns, the range centred in
+        2 * VADDR_PRLEN + 3, ``%7ld`` of va_end - va_start (guard page included) under
+        ``     SIZE``. Before, crash walks the vmlist of vm_structs: ``VM_STRUCT`` centred in
+        max(VADDR_PRLEN, 9), ``ADDRESS RANGE``, ``    SIZE``; rows ``%s%s  %s - %s  %6ld``
+        of the vm_struct centred in VADDR_PRLEN and space(MINSPACE - 1), addr right-justified,
+        addr + size left-justified, and vm_struct.size. A size wider than its column widens
+        its own row only (printf)."""
         w = 2 * self.ptr_size
         cw, rw = max(w, len("VMAP_AREA")), 2 * w + 3
         busy = [a for a in self.vmap_areas if not a.lazy and a.vm is not None]
-        sw = max([7] + [len(str(a.va_end - a.va_start)) for a in busy])
-        # str.format centres with the odd column on the right, as crash's mkstring(CENTER)
-        rows = [f"{'VMAP_AREA':^{cw}}  {'VM_STRUCT':^{cw}}  {'ADDRESS RANGE':^{rw}}  {'SIZE':>{sw}}"]
+        # str.format centres with the odd column on the right, as crash's mkstring(CENTER|LJUST)
+        if not self.era.vmap_area_list:
+            rows = [f"{'VM_STRUCT':^{max(w, len('VM_STRUCT'))}}  {'ADDRESS RANGE':^{rw}}    SIZE"]
+            for a in busy:
+                vm = a.vm
+                rows.append(f"{vm.kaddr:^{w}x}   {vm.addr:>{w}x} - {vm.addr + vm.size:<{w}x}  {vm.size:6d}")
+            return "\n".join(rows) + "\n"
+        rows = [f"{'VMAP_AREA':^{cw}}  {'VM_STRUCT':^{cw}}  {'ADDRESS RANGE':^{rw}}  {'SIZE':>7}"]
         for a in busy:
             rng = f"{a.va_start:0{w}x} - {a.va_end:0{w}x}"
-            rows.append(f"{a.kaddr:^{cw}x}  {a.vm.kaddr:^{cw}x}  {rng:^{rw}}  {a.va_end - a.va_start:>{sw}d}")
+            rows.append(f"{a.kaddr:^{cw}x}  {a.vm.kaddr:^{cw}x}  {rng:^{rw}}  {a.va_end - a.va_start:>7d}")
         return "\n".join(rows) + "\n"

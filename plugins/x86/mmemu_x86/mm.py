@@ -9,7 +9,7 @@ from mmemu.eras import EraTable, Feature, Variant
 from mmemu.layout import MemoryRange
 
 from . import oops as _oops
-from .render import vtop_lines_x86, vtop_lines_x86_64
+from .render import vtop_lines_x86, vtop_lines_x86_64, vtop_paddr
 
 #: x86's own era rules (arch/x86/mm/*.c)
 X86_MM = EraTable(
@@ -217,6 +217,9 @@ class X86Arch(Arch):
         from .cpu_adapter import X86Adapter  # Unicorn is loaded only when code runs
 
         return X86Adapter(kernel, mmu, self.cpu_setup(kernel.spec))
+
+    def vtop_paddr(self, kernel, walk, user: bool) -> int | None:
+        return vtop_paddr(kernel, walk, user)
 
     def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
         if kernel.paging.bits64:

@@ -18,45 +18,112 @@ from __future__ import annotations
 from mmemu.render.text import center, page_size_suffix, table_va
 
 from .pgtable_types import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
     _PAGE_GLOBAL,
     _PAGE_NX,
     _PAGE_PCD,
     _PAGE_PRESENT,
+    _PAGE_PROTNONE,
     _PAGE_PSE,
     _PAGE_PWT,
     _PAGE_RW,
     _PAGE_USER,
 )
 
+# crash defs.h: PHYSICAL_PAGE_MASK (x86_64, ~(PAGESIZE()-1) & __PHYSICAL_MASK, 52 bits at most),
+# PAE_PAGEBASE (i386 PAE) and NONPAE_PAGEBASE (i386): the frame of an entry as crash takes it
+_PHYSICAL_PAGE_MASK = ((1 << 52) - 1) & ~0xFFF
+_NONPAE_PAGEBASE = 0xFFFFF000
+
+
+def _frame_mask(kernel) -> int:
+    return _PHYSICAL_PAGE_MASK if kernel.paging.levels[0].entry_size == 8 else _NONPAE_PAGEBASE
+
+
+def vtop_paddr(kernel, walk, user: bool) -> int | None:
+    """What crash's x86 uvtop/kvtop find: the walk's page, or a last-level entry that is not
+    present for the CPU but is ``_PAGE_PRESENT | _PAGE_PROTNONE`` (a PROT_NONE page, present
+    for the kernel): x86.c x86_uvtop/x86_kvtop/x86_uvtop_PAE/x86_kvtop_PAE test the pte
+    against both bits, x86_64.c x86_64_uvtop_level4 too, but x86_64_kvtop against
+    _PAGE_PRESENT alone (crash-utility/crash x86.c, x86_64.c as read). crash takes the
+    PROTNONE bit as _PAGE_GLOBAL from 2.6.28 and _PAGE_PSE before (x86_64_init/x86_init
+    page_protnone); mmemu's PAGE_NONE has the global bit in every era, and that is the bit
+    read here.
+
+    A kernel address crash does not take for a vmalloc one gets ``VTOP()`` without a walk,
+    whatever the tables say (x86_64_kvtop, x86_kvtop: ``if (!IS_VMALLOC_ADDR(kvaddr)) {
+    *paddr = VTOP(kvaddr); if (!verbose) return TRUE; }``): on x86_64 the direct map up to
+    VMALLOC_START (``vaddr - PAGE_OFFSET``) and the kernel text mapping from
+    __START_KERNEL_map up to the modules (``vaddr - __START_KERNEL_map + phys_base``,
+    x86_64_VTOP); on i386 everything from PAGE_OFFSET up to vmalloc_start."""
+    if not user:
+        s = kernel.layout.symbols
+        va = walk.va
+        if s["PAGE_OFFSET"] <= va < s["VMALLOC_START"]:
+            return va - s["PAGE_OFFSET"] + kernel.PHYS_OFFSET
+        if kernel.paging.bits64 and s["__START_KERNEL_map"] <= va < s["MODULES_VADDR"]:
+            text = s["__START_KERNEL"]  # _text: phys_base + (_text - __START_KERNEL_map) is its __pa
+            return va - text + kernel.image_phys(text)
+    return _walk_paddr(kernel, walk, user)
+
+
+def _walk_paddr(kernel, walk, user: bool) -> int | None:
+    """The page crash's verbose walk reaches (PROT_NONE ptes included), or None."""
+    if walk.mapped:
+        return walk.phys
+    steps = walk.steps
+    if not steps:
+        return None
+    raw = steps[-1].raw
+    if steps[-1].level.name != "pte" or raw & _PAGE_PRESENT or not raw & _PAGE_PROTNONE:
+        return None
+    if kernel.paging.bits64 and not user:
+        return None
+    return (raw & _frame_mask(kernel)) + (walk.va & 0xFFF)
+
 
 def translate_pte(kernel, raw: int) -> list[str]:
-    """x86_translate_pte / x86_64_translate_pte: the PTE / PHYSICAL / FLAGS table."""
-    codec = kernel.codec
-    last = len(kernel.paging.levels) - 1
-    paddr = raw & codec.bits[-1].addr_mask
+    """x86_64_translate_pte (x86_64.c) / x86_translate_pte (x86.c): the PTE / PHYSICAL /
+    FLAGS table, crash's flag words in crash's order. x86_64: PRESENT RW USER PWT PCD
+    ACCESSED DIRTY, PSE if also _PAGE_PRESENT, PROTNONE if _PAGE_PROTNONE without
+    _PAGE_PRESENT, GLOBAL, NX (the PROTNONE bit is the global bit: a PROT_NONE pte shows
+    both). i386 tests ``(pte && _PAGE_PRESENT)``, a logical and that is true for any entry:
+    PSE whenever the bit is set, GLOBAL, and never PROTNONE; NX only with PAE."""
+    bits64 = kernel.paging.bits64
+    paddr = raw & _frame_mask(kernel)
     ptebuf, physbuf = f"{raw:x}", f"{paddr:x}"
-    len1 = max(len(ptebuf), 3)
+    len1 = max(len(ptebuf), len("PTE"))
     len2 = max(len(physbuf), len("PHYSICAL"))
     header = f"{center('PTE', len1)}  {center('PHYSICAL', len2)}  FLAGS"
     names = []
     if raw:
         present = bool(raw & _PAGE_PRESENT)
-        for name in codec.flag_names(last, raw):
-            if name == "PSE" and not present:
-                continue
-            names.append(name)
-        if not present and raw & _PAGE_GLOBAL:  # _PAGE_PROTNONE is the global bit when not present
-            names = [n for n in names if n != "GLOBAL"] + ["PROTNONE"]
+        for bit, name in ((_PAGE_PRESENT, "PRESENT"), (_PAGE_RW, "RW"), (_PAGE_USER, "USER"), (_PAGE_PWT, "PWT"),
+                          (_PAGE_PCD, "PCD"), (_PAGE_ACCESSED, "ACCESSED"), (_PAGE_DIRTY, "DIRTY")):
+            if raw & bit:
+                names.append(name)
+        if raw & _PAGE_PSE and (present or not bits64):
+            names.append("PSE")
+        if bits64 and raw & _PAGE_PROTNONE and not present:
+            names.append("PROTNONE")
+        if raw & _PAGE_GLOBAL:
+            names.append("GLOBAL")
+        if raw & _PAGE_NX and kernel.paging.levels[0].entry_size == 8:
+            names.append("NX")
     flags = "|".join(names) if raw else "no mapping"
     return [header, f"{center(ptebuf, len1, True)}  {center(physbuf, len2, True)}  ({flags})"]
 
 
-def _leaf_lines(kernel, walk, page_fmt: str) -> list[str]:
-    """The PAGE line (with the large-page size) and the PTE/PHYSICAL/FLAGS table; for an
-    entry that is not present but not empty (a swap entry, PROT_NONE) the table alone."""
+def _leaf_lines(kernel, walk, page_fmt: str, user: bool) -> list[str]:
+    """The PAGE line (with the large-page size) and the PTE/PHYSICAL/FLAGS table, for a page
+    crash finds (PROT_NONE ones too); for an entry that is not present but not empty the
+    table alone, after a blank line. crash prints the entry's own frame
+    (``PAGEBASE(pte) & PHYSICAL_PAGE_MASK``, NONPAE_PAGEBASE/PAE_PAGEBASE on i386)."""
     last = walk.steps[-1]
-    if walk.mapped:
-        return [page_fmt.format(walk.phys & ~(walk.page_size - 1)) + page_size_suffix(walk.page_size), ""] + \
+    if _walk_paddr(kernel, walk, user) is not None:
+        size = walk.page_size if walk.mapped else 4096
+        return [page_fmt.format(last.raw & _frame_mask(kernel)) + page_size_suffix(size), ""] + \
             translate_pte(kernel, last.raw)
     if last.raw and last.level.name == "pte":
         return [""] + translate_pte(kernel, last.raw)
@@ -64,6 +131,11 @@ def _leaf_lines(kernel, walk, page_fmt: str) -> list[str]:
 
 
 def vtop_lines_x86(kernel, walk, root: int, process=None) -> list[str]:
+    """x86.c x86_kvtop/x86_uvtop (2-level) and x86_kvtop_PAE/x86_uvtop_PAE: ``PAGE
+    DIRECTORY: %lx`` (the pgd's kernel address), ``  PGD: %s => %lx`` with the entry's
+    address right-justified in VADDR_PRLEN (the pgd's virtual address plus the index; the
+    same entry again as ``PMD`` in 2-level, where the pmd is folded), ``  PMD``/``  PTE`` at
+    the tables' physical addresses, `` PAGE: %s`` right-justified in VADDR_PRLEN."""
     pae = kernel.paging.levels[0].entry_size == 8
     base_va = table_va(kernel, root)
     out = [f"PAGE DIRECTORY: {base_va:x}"]
@@ -77,15 +149,20 @@ def vtop_lines_x86(kernel, walk, root: int, process=None) -> list[str]:
         else:
             label = "PMD" if step.level.name == "pmd" else "PTE"
             out.append(f"  {label}: {step.entry_addr:>8x} => {step.raw:x}")
-    return out + _leaf_lines(kernel, walk, " PAGE: {:>8x}")
+    return out + _leaf_lines(kernel, walk, " PAGE: {:>8x}", process is not None)
 
 
 def vtop_lines_x86_64(kernel, walk, root: int, process=None) -> list[str]:
+    """x86_64.c x86_64_kvtop (x86_64_kpgd_offset: ``PGD DIRECTORY: %lx`` the kernel pgd's
+    address, ``PAGE DIRECTORY: %lx`` the entry) or x86_64_uvtop_level4 (x86_64_upgd_offset:
+    ``   PGD: %lx => %lx`` at the entry's physical address), then ``   P4D``/``   PUD``/
+    ``   PMD``/``   PTE: %lx => %lx`` at physical addresses and ``  PAGE: %lx`` with
+    ``  (1GB)``/``  (2MB)``."""
     steps = walk.steps
     out = [f"PGD DIRECTORY: {table_va(kernel, root):x}", f"PAGE DIRECTORY: {steps[0].raw:x}"]
     for step in steps[1:]:
         out.append(f"   {step.level.name.upper()}: {step.entry_addr:x} => {step.raw:x}")
-    out += _leaf_lines(kernel, walk, "  PAGE: {:x}")
+    out += _leaf_lines(kernel, walk, "  PAGE: {:x}", process is not None)
     if process is not None:
         # x86_64_uvtop_level4: the user walk starts at the PGD entry, with its address
         first = steps[0]
