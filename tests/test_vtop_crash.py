@@ -95,6 +95,19 @@ def test_kernel_text_mapping_is_vtopd_from_phys_base_as_in_crash_issue_107(boot)
     assert lines[-2].startswith(f"{s['VMEMMAP_START'] + (phys_base >> 12) * 64:x}  ")
 
 
+def test_only_x86_64_is_vmalloc_addrs_ranges_are_walked_for_their_physical_address(boot):
+    # x86_64_IS_VMALLOC_ADDR: vmalloc, vmemmap, modules, vsyscall, cpu_entry_area; anything
+    # else of the kernel half goes through x86_64_VTOP, the fixmap too (a number, no page)
+    k = boot(arch="x86_64", kernel="6.6", ram="512M")
+    s = k.layout.symbols
+    phys_base = k.image_phys(s["__START_KERNEL"]) - (s["__START_KERNEL"] - s["__START_KERNEL_map"])
+    fix = s["FIXADDR_START"] + PAGE
+    assert vtop(k, fix).split("\n")[1] == f"{fix:x}  " + f"{fix - s['__START_KERNEL_map'] + phys_base:x}".ljust(16)
+    assert not vtop(k, fix).rstrip("\n").endswith("reserved")
+    for va in (s["MODULES_VADDR"], 0xFFFFFFFFFF600000, s["CPU_ENTRY_AREA_BASE"] + (1 << 38)):
+        assert vtop(k, va).split("\n")[1] == f"{va:x}  (not mapped)", hex(va)
+
+
 # -- user addresses ------------------------------------------------------------------------------------------
 
 def test_a_user_address_without_a_process_is_not_accessible(boot, capsys):

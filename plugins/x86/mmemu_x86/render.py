@@ -53,19 +53,55 @@ def vtop_paddr(kernel, walk, user: bool) -> int | None:
 
     A kernel address crash does not take for a vmalloc one gets ``VTOP()`` without a walk,
     whatever the tables say (x86_64_kvtop, x86_kvtop: ``if (!IS_VMALLOC_ADDR(kvaddr)) {
-    *paddr = VTOP(kvaddr); if (!verbose) return TRUE; }``): on x86_64 the direct map up to
-    VMALLOC_START (``vaddr - PAGE_OFFSET``) and the kernel text mapping from
-    __START_KERNEL_map up to the modules (``vaddr - __START_KERNEL_map + phys_base``,
-    x86_64_VTOP); on i386 everything from PAGE_OFFSET up to vmalloc_start."""
+    *paddr = VTOP(kvaddr); if (!verbose) return TRUE; }``): on i386 everything from
+    PAGE_OFFSET up to vmalloc_start (``vaddr - PAGE_OFFSET``); on x86_64 all but
+    x86_64_IS_VMALLOC_ADDR's ranges, through x86_64_VTOP (below)."""
     if not user:
         s = kernel.layout.symbols
         va = walk.va
-        if s["PAGE_OFFSET"] <= va < s["VMALLOC_START"]:
-            return va - s["PAGE_OFFSET"] + kernel.PHYS_OFFSET
-        if kernel.paging.bits64 and s["__START_KERNEL_map"] <= va < s["MODULES_VADDR"]:
-            text = s["__START_KERNEL"]  # _text: phys_base + (_text - __START_KERNEL_map) is its __pa
-            return va - text + kernel.image_phys(text)
+        if not kernel.paging.bits64:
+            if s["PAGE_OFFSET"] <= va < s["VMALLOC_START"]:
+                return va - s["PAGE_OFFSET"] + kernel.PHYS_OFFSET
+        elif va >= s["PAGE_OFFSET"] and not _x86_64_is_vmalloc_addr(kernel, va):  # x86_64_is_kvaddr
+            return _x86_64_vtop(kernel, va)
     return _walk_paddr(kernel, walk, user)
+
+
+#: VSYSCALL_START (-10UL << 20) and VSYSCALL_END (-2UL << 20) of 2.6 arch/x86_64 vsyscall.h, the
+#: constants crash keeps for the vsyscall range x86_64_IS_VMALLOC_ADDR leaves to the walk
+_VSYSCALL_START, _VSYSCALL_END = 0xFFFFFFFFFF600000, 0xFFFFFFFFFFE00000
+
+
+def _x86_64_is_vmalloc_addr(kernel, va: int) -> bool:
+    """crash x86_64.c x86_64_IS_VMALLOC_ADDR (read in the current source): vmalloc space,
+    the vmemmap (kernels that have one, 2.6.24+), the modules, the vsyscall range, the
+    cpu_entry_area, and with 5-level paging the hole between VMALLOC_END and the vmemmap.
+    The vmemmap and cpu_entry_area ends are mm.rst's (Documentation/arch/x86/x86_64/mm.rst:
+    1 TB of vmemmap with 4 levels, 0.5 PB with 5; a 0.5 TB cpu_entry_area slot)."""
+    s = kernel.layout.symbols
+    five = len(kernel.paging.levels) == 5
+    if s["VMALLOC_START"] <= va <= s["VMALLOC_END"] or s["MODULES_VADDR"] <= va <= s["MODULES_END"]:
+        return True
+    if _VSYSCALL_START <= va < _VSYSCALL_END:
+        return True
+    vmemmap = s.get("VMEMMAP_START")
+    if vmemmap is not None and vmemmap <= va < vmemmap + (1 << (49 if five else 40)):
+        return True
+    cea = s.get("CPU_ENTRY_AREA_BASE")
+    if cea is not None and cea <= va < cea + (1 << 39):
+        return True
+    return five and vmemmap is not None and s["VMALLOC_END"] < va < vmemmap
+
+
+def _x86_64_vtop(kernel, va: int) -> int:
+    """crash x86_64.c x86_64_VTOP: ``vaddr - __START_KERNEL_map + phys_base`` from
+    __START_KERNEL_map up, ``vaddr - PAGE_OFFSET`` below: for any address it is given, which
+    for an address of neither mapping (the fixmap, ESPfix) is a number and no page."""
+    s = kernel.layout.symbols
+    if va >= s["__START_KERNEL_map"]:
+        text = s["__START_KERNEL"]  # _text: its __pa is phys_base + (_text - __START_KERNEL_map)
+        return va - text + kernel.image_phys(text)
+    return va - s["PAGE_OFFSET"]
 
 
 def _walk_paddr(kernel, walk, user: bool) -> int | None:
