@@ -292,6 +292,22 @@ class EntryCodec(abc.ABC):
     @abc.abstractmethod
     def pte_mkyoung(self, raw: int) -> int: ...
 
+    @abc.abstractmethod
+    def pte_mkold(self, raw: int) -> int:
+        """``pte_mkold``: the accessed (young) bit cleared (fork's copies are made old)."""
+
+    @abc.abstractmethod
+    def pte_dirty(self, raw: int) -> bool:
+        """``pte_dirty``: the page was written through this entry."""
+
+    @abc.abstractmethod
+    def pte_mkspecial(self, raw: int) -> int:
+        """``pte_mkspecial``: the entry maps a page without a reference to count (the zero
+        page): the arch's _PAGE_SPECIAL software bit."""
+
+    @abc.abstractmethod
+    def pte_special(self, raw: int) -> bool: ...
+
     def pte_none(self, raw: int) -> bool:
         return raw == 0
 

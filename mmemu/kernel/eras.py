@@ -17,6 +17,20 @@ MM = EraTable(
     Variant("anon_zero_page", [("2.6.24", False), ("2.6.32", True)], before=True,
             source="mm/memory.c do_anonymous_page: 'mm: remove ZERO_PAGE' (2.6.24) and 'mm: reinstate ZERO_PAGE' "
                    "(2.6.32): read faults of anonymous memory map the shared zero page"),
+    Feature("zero_page_special", since="2.6.32",
+            source="mm/memory.c do_anonymous_page: the reinstated zero page is mapped with "
+                   "pte_mkspecial(pfn_pte(my_zero_pfn(address), vma->vm_page_prot)) (2.6.32; read in a 2.6.3x "
+                   "copy, the pte_lockptr form, and in 3.x); up to 2.6.23 it was mk_pte(ZERO_PAGE(address)) with a reference taken "
+                   "(page_cache_get), before pte_special existed (x86's: 2.6.26)"),
+    Variant("mprotect_write_upgrade", [("6.0", "dirty"), ("6.2", "exclusive")], before=None,
+            source="mm/mprotect.c change_pte_range: before 6.0 pte_modify() with the private mapping's "
+                   "read-only vm_page_prot (PAGE_COPY) drops write access and the next write takes a wp fault "
+                   "(dirty_accountable is for shared file mappings only); 6.0, 64fe24a3e05e 'mm/mprotect: try "
+                   "avoiding write faults for exclusive anonymous pages when changing protection' (v2 on "
+                   "5.19-rc1): can_change_pte_writable() makes a dirty PageAnonExclusive pte writable at once; "
+                   "6.2, d84887739d5c 'mm/mprotect: allow clean exclusive anon pages to be writable': dirty or "
+                   "not (torvalds/linux mm/mprotect.c read: 'return page && PageAnon(page) && "
+                   "PageAnonExclusive(page)')"),
     Variant("kmap_atomic", [("2.6.37", "stack"), ("5.11", "kmap_local")], before="km_type",
             source="include/linux/highmem.h: named KM_* slots until 2.6.36; 'mm: highmem: stack based "
                    "kmap_atomic()' (2.6.37); kmap_local_page() with a per-task stack (5.11, mm/highmem.c)"),

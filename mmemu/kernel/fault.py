@@ -18,7 +18,8 @@ from ..errors import MmemuError, OutOfMemory
 from ..faults import Fault
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import need_int, operation
-from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
+from .lifetimes import new_anon_vma
+from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, Process, Vma
 
 #: the default stack limit (include/uapi/linux/resource.h _STK_LIM, 8 MiB), which
 #: acct_stack_growth() holds a growing stack VMA to
@@ -194,13 +195,21 @@ class FaultMixin:
 
     def do_anonymous_page(self, proc: Process, vma: Vma, va: int, write: bool, slot) -> str:
         prot = self.vm_page_prot(vma.vm_flags)
-        # Shared anonymous memory is shmem in the kernel (shmem_fault): never the zero page,
-        # which a shared writable pte (PAGE_SHARED) would let the process write into.
-        if not write and self.anon_zero_page and not vma.vm_flags & VM_SHARED:
-            # the shared zero page, read-only (pte_mkspecial; no reference taken)
-            self.write_slot(slot, va, self.mk_pte(self.zero_pfn, prot), "do_anonymous_page")
+        if vma.shm is not None:
+            return self.shmem_fault(vma, va, write, slot, prot)
+        if not write and self.anon_zero_page:
+            # the shared zero page, read-only, no reference taken: pte_mkspecial(pfn_pte(
+            # my_zero_pfn(address), vma->vm_page_prot)) since its return in 2.6.32 (the era's
+            # zero_page_special); no anon_vma either, so fork leaves it to fault
+            entry = self.mk_pte(self.zero_pfn, prot)
+            if self.era.zero_page_special:
+                entry = self.codec.pte_mkspecial(entry)
+            self.write_slot(slot, va, entry, "do_anonymous_page")
             return "do_anonymous_page (zero page)"
+        if vma.anon_vma is None:
+            self.journal.set(vma, "anon_vma", new_anon_vma())  # anon_vma_prepare
         page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
+        self.journal.add(self.anon_exclusive, page.pfn)  # page_add_new_anon_rmap: exclusive
         codec = self.codec
         entry = self.mk_pte(page.pfn, prot)
         # maybe_mkwrite(pte_mkdirty(...)): the page is private to this process, so a read
@@ -213,6 +222,30 @@ class FaultMixin:
         self.write_slot(slot, va, entry, "do_anonymous_page")
         return "do_anonymous_page"
 
+    def shmem_fault(self, vma: Vma, va: int, write: bool, slot, prot: int) -> str:
+        """A fault in shared anonymous memory (mm/shmem.c shmem_fault, then finish_fault's
+        do_set_pte): the object's page at this offset, allocated zeroed the first time
+        (never the zero page: PAGE_SHARED is writable); the pte takes a reference of its
+        own besides the object's. Whoever shares the object (a forked child) finds the
+        same page."""
+        obj = vma.shm
+        pgoff = vma.pgoff + ((va - vma.vm_start) >> PAGE_SHIFT)
+        pfn = obj.pages.get(pgoff)
+        if pfn is None:
+            page = self.alloc_pages(0, "HighMem", owner=f"shmem (/dev/zero inode {obj.ino})", zero=True)
+            pfn = page.pfn
+            pages = dict(obj.pages)
+            pages[pgoff] = pfn
+            self.journal.set(obj, "pages", pages)  # the page cache's reference
+        self.frames.get_page(pfn)  # the pte's
+        entry = self.mk_pte(pfn, prot)
+        if write:  # maybe_mkwrite(pte_mkdirty(entry), vma)
+            entry = self.codec.pte_mkdirty(entry)
+            if vma.vm_flags & VM_WRITE:
+                entry = self.codec.pte_mkwrite(entry)
+        self.write_slot(slot, va, entry, "shmem_fault")
+        return "shmem_fault"
+
     def do_wp_page(self, proc: Process, vma: Vma, va: int, pte: int, slot) -> str:
         """A write to a present read-only page of a writable VMA: reuse the page if this
         process holds the only reference, else copy it (and from the zero page: a fresh
@@ -221,10 +254,14 @@ class FaultMixin:
         pfn = self.pte_pfn(pte)
         prot = self.vm_page_prot(vma.vm_flags)
         if pfn != self.zero_pfn and self._exclusive(pfn):
+            self.journal.add(self.anon_exclusive, pfn)  # page_move_anon_rmap: exclusive again
             self.write_slot(slot, va, codec.pte_mkyoung(codec.pte_mkdirty(codec.pte_mkwrite(pte))), "wp_page_reuse")
             self.flush_tlb_one_kernel(va)
             return "do_wp_page (reuse)"
+        if vma.anon_vma is None:
+            self.journal.set(vma, "anon_vma", new_anon_vma())  # anon_vma_prepare (wp_page_copy)
         new = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=pfn == self.zero_pfn)
+        self.journal.add(self.anon_exclusive, new.pfn)
         if pfn != self.zero_pfn:
             self.mem.write(new.phys, self.mem.read(pfn << PAGE_SHIFT, PAGE_SIZE))  # copy_user_highpage
         self.write_slot(slot, va, 0, "ptep_clear_flush")

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..arch import LEAF, TABLE
+from .lifetimes import live_shmem
 from ..errors import MmemuError
 from ..units import PAGE_SHIFT
 
@@ -173,6 +174,10 @@ class InvariantsMixin:
                                          f"which is {state}")
                 if pfn != self.zero_pfn:
                     user_refs[pfn] += 1
+        # the shmem objects' own references (their page cache: mmemu.kernel.lifetimes)
+        for obj in live_shmem(self):
+            for pfn in obj.pages.values():
+                user_refs[pfn] += 1
         for pfn, n in user_refs.items():
             rec = self.frames.allocated.get(pfn)
             if rec is None or rec.refcount != n:

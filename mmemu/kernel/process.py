@@ -15,6 +15,7 @@ the kernel reads or writes one it maps it through the atomic kmap slot for page 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import operator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from ..arch import LEAF, TABLE
 from ..errors import MmemuError, OutOfMemory
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import need_int, operation
+from .lifetimes import ShmemObject, free_pgtables, new_anon_vma, release_shmem
 
 # include/uapi/asm-generic/mman-common.h, mman.h
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0x0, 0x1, 0x2, 0x4
@@ -62,6 +64,27 @@ class Vma:
     vm_end: int
     vm_flags: int
     name: str = ""  # "[heap]", "[stack]", or "" for anonymous memory
+    #: ``anon_vma``: set once a page of the VMA's own was allocated (anon_vma_prepare);
+    #: fork copies the ptes of such a VMA only (copy_page_range)
+    anon_vma: int | None = None
+    #: shared anonymous memory: the shmem object behind it (shmem_zero_setup), and the
+    #: page offset of vm_start in it (vm_pgoff)
+    shm: ShmemObject | None = None
+    pgoff: int = 0
+
+    def piece(self, start: int, end: int) -> "Vma":
+        """The part [start, end) of this VMA (a split: __split_vma), its pgoff moved along."""
+        return dataclasses.replace(self, vm_start=start, vm_end=end,
+                                   pgoff=self.pgoff + ((start - self.vm_start) >> PAGE_SHIFT))
+
+    def mergeable(self, nxt: "Vma") -> bool:
+        """vma_merge's tests for *nxt* right after this VMA: the same flags and name, the
+        same shmem object at the next page offset (or none), anon_vmas that agree
+        (is_mergeable_anon_vma: one of them none, or the same)."""
+        return (self.vm_end == nxt.vm_start and self.vm_flags == nxt.vm_flags and self.name == nxt.name
+                and self.shm is nxt.shm
+                and (self.shm is None or nxt.pgoff == self.pgoff + ((self.vm_end - self.vm_start) >> PAGE_SHIFT))
+                and (self.anon_vma is None or nxt.anon_vma is None or self.anon_vma == nxt.anon_vma))
 
     def perms(self) -> str:
         f = self.vm_flags
@@ -120,6 +143,9 @@ class ProcessMixin:
         self.current: Process | None = None
         self._next_pid = 1
         self._protection_map = [self._vm_page_prot(f) for f in range(16)]
+        #: pfns of anonymous pages with PageAnonExclusive (5.19+: mapped by one process
+        #: alone, so that a write may reuse them; a fork clears it)
+        self.anon_exclusive: set[int] = set()
         syms = self.layout.symbols
         #: where a new process's stack ends (STACK_TOP) and mmap's top-down search starts
         #: (mm/util.c mmap_base(): PAGE_ALIGN(STACK_TOP - gap), the gap at least MIN_GAP)
@@ -327,8 +353,8 @@ class ProcessMixin:
         """vma_merge: adjacent anonymous VMAs with the same flags become one."""
         out: list[Vma] = []
         for v in proc.vmas if vmas is None else vmas:
-            if out and out[-1].vm_end == v.vm_start and out[-1].vm_flags == v.vm_flags and out[-1].name == v.name:
-                out[-1] = Vma(out[-1].vm_start, v.vm_end, v.vm_flags, v.name)
+            if out and out[-1].mergeable(v):
+                out[-1] = dataclasses.replace(out[-1], vm_end=v.vm_end, anon_vma=out[-1].anon_vma or v.anon_vma)
             else:
                 out.append(v)
         self.journal.set(proc, "vmas", out)
@@ -342,7 +368,7 @@ class ProcessMixin:
                 nxt = []
                 for p in pieces:
                     if p.vm_start < cut < p.vm_end:
-                        nxt += [Vma(p.vm_start, cut, p.vm_flags, p.name), Vma(cut, p.vm_end, p.vm_flags, p.name)]
+                        nxt += [p.piece(p.vm_start, cut), p.piece(cut, p.vm_end)]
                     else:
                         nxt.append(p)
                 pieces = nxt
@@ -447,7 +473,10 @@ class ProcessMixin:
         # VM_SHARED | VM_MAYSHARE; mmap_region: accountable_mapping() (private and writable) VM_ACCOUNT
         vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
         vm_flags |= VM_SHARED | VM_MAYSHARE if flags & MAP_SHARED else (VM_ACCOUNT if vm_flags & VM_WRITE else 0)
-        self._insert_vma(proc, Vma(start, end, vm_flags, name))
+        # mm/mmap.c: a shared anonymous mapping is a shmem file ("dev/zero", shmem_zero_setup),
+        # its pages found by offset in it, whoever faults (a forked child included)
+        shm = ShmemObject(end - start) if flags & MAP_SHARED else None
+        self._insert_vma(proc, Vma(start, end, vm_flags, name, shm=shm))
         return start
 
     @operation
@@ -464,6 +493,14 @@ class ProcessMixin:
         for v in inside:
             self.zap_page_range(proc, v.vm_start, v.vm_end, "zap_pte_range")
         self.journal.set(proc, "vmas", [v for v in proc.vmas if v not in inside])
+        release_shmem(self, [v.shm for v in inside])
+        # unmap_region: free_pgtables(tlb, vma, prev ? prev->vm_end : FIRST_USER_ADDRESS,
+        # next ? next->vm_start : USER_PGTABLES_CEILING) -- both 0 on x86, RISC-V, arm64
+        i = bisect.bisect_right(proc.vmas, start, key=_vm_end)  # the VMAs before end at or below start
+        floor = proc.vmas[i - 1].vm_end if i else 0
+        following = proc.find_vma(start)
+        ceiling = following.vm_start if following is not None else 0
+        free_pgtables(self, proc, [(v.vm_start, v.vm_end) for v in inside], floor, ceiling)
         self._flush_user_range(proc, start, end)
 
     def user_ptes(self, proc: Process, start: int, end: int):
@@ -506,7 +543,8 @@ class ProcessMixin:
 
     def zap_page_range(self, proc: Process, start: int, end: int, writer: str) -> int:
         """Clear the ptes of [start, end) and drop the page references (the zero page has
-        none); page tables emptied are freed. Returns how many pages were mapped."""
+        none); the page tables stay (munmap frees them afterwards as free_pgtables does,
+        :mod:`mmemu.kernel.lifetimes`). Returns how many pages were mapped."""
         # PROT_NONE ptes first: the engine's unmap sees present entries only
         last = len(self.paging.levels) - 1
         protnone = [(va, raw) for va, raw in self.user_ptes(proc, start, end) if self.pgtable.decode(last, raw)[0] != LEAF]
@@ -514,10 +552,14 @@ class ProcessMixin:
             self.set_user_pte(proc, va, 0, writer)
             if self.pte_pfn(raw) != self.zero_pfn:
                 self.frames.free_pages(self.pte_pfn(raw))
-        op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer, free_tables=True)
+        op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer)
         zero = self.zero_pfn
-        self.frames.free_pages_many([pfn for pfn in (phys >> PAGE_SHIFT for _, phys, _ in op.unmapped)
-                                     if pfn != zero])
+        pfns = [pfn for pfn in (phys >> PAGE_SHIFT for _, phys, _ in op.unmapped) if pfn != zero]
+        exclusive, allocated = self.anon_exclusive, self.frames.allocated
+        for pfn in pfns + [self.pte_pfn(raw) for _, raw in protnone]:
+            if pfn in exclusive and allocated[pfn].refcount == 1:  # the page goes: so does its flag
+                self.journal.discard(exclusive, pfn)
+        self.frames.free_pages_many(pfns)
         return len(op.unmapped) + len(protnone)
 
     @operation
@@ -540,28 +582,50 @@ class ProcessMixin:
         if pos < end:
             raise MmemuError(f"mprotect({start:#x}, {end - start:#x}): {pos:#x} is not mapped (-ENOMEM)")
         new_flags = calc_vm_prot_bits(prot)
-        for v in self._split_vmas(proc, start, end):
+        inside = self._split_vmas(proc, start, end)
+        old_flags = [v.vm_flags for v in inside]
+        for v, old in zip(inside, old_flags):
             newflags = (v.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | new_flags
             # mprotect_fixup: a private mapping made writable is charged (VM_ACCOUNT), and stays so
             if newflags & VM_WRITE and not v.vm_flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED):
                 newflags |= VM_ACCOUNT
             self.journal.set(v, "vm_flags", newflags)
-            self.change_protection(proc, v)
+            if v.vm_flags != old:  # mprotect_fixup: "if (newflags == oldflags)" nothing changes
+                self.change_protection(proc, v)
         self._merge_vmas(proc)
         self._flush_user_range(proc, start, end)
 
     def change_protection(self, proc: Process, vma: Vma) -> None:
+        """mm/mprotect.c change_pte_range: every pte of the VMA gets its new vm_page_prot
+        (pte_modify: the frame, accessed and dirty stay). A private writable mapping's
+        vm_page_prot is read-only (copy-on-write), so its ptes lose write access, and the
+        next write takes a wp fault -- except, from 6.0, an exclusive anonymous page
+        (PageAnonExclusive) that can_change_pte_writable() makes writable at once (6.0-6.1:
+        only a dirty one), era ``mprotect_write_upgrade``."""
         prot = self.vm_page_prot(vma.vm_flags)
-        write_ok = vma.vm_flags & VM_WRITE
         codec = self.codec
         last = len(self.paging.levels) - 1
+        # MM_CP_TRY_CHANGE_WRITABLE: vma_wants_manual_pte_write_upgrade() is VM_WRITE for a
+        # private mapping (a shared anonymous one's PAGE_SHARED is writable already)
+        upgrade = self.era.mprotect_write_upgrade if vma.vm_flags & VM_WRITE and not vma.vm_flags & VM_SHARED \
+            else None
         for va, raw in list(self.user_ptes(proc, vma.vm_start, vma.vm_end)):
-            pfn = self.pte_pfn(raw)
             new = codec.modify(last, raw, prot)  # pte_modify: accessed and dirty stay
-            if write_ok and self._exclusive(pfn) and codec.pte_write(raw):
-                new = codec.pte_mkwrite(new)  # a page this process alone holds keeps its write access
+            if upgrade and not codec.pte_write(new) and self.can_change_pte_writable(new, upgrade):
+                new = codec.pte_mkwrite(new)
             if new != raw:
                 self.set_user_pte(proc, va, new, "change_protection")
+
+    def can_change_pte_writable(self, pte: int, rule: str) -> bool:
+        """mm/mprotect.c can_change_pte_writable() for a private writable VMA: not PROT_NONE,
+        dirty (6.0-6.1, *rule* ``"dirty"``), and a normal page (not the zero page) that is
+        anonymous and PageAnonExclusive."""
+        if self.pgtable.decode(len(self.paging.levels) - 1, pte)[0] != LEAF:
+            return False  # pte_protnone: not valid for the MMU
+        if rule == "dirty" and not self.codec.pte_dirty(pte):
+            return False
+        pfn = self.pte_pfn(pte)
+        return pfn != self.zero_pfn and pfn in self.anon_exclusive
 
     def _exclusive(self, pfn: int) -> bool:
         rec = self.frames.allocated.get(pfn)
@@ -600,30 +664,43 @@ class ProcessMixin:
 
     @operation
     def fork(self, parent: Process, comm: str | None = None) -> Process:
-        """``dup_mmap``: the VMAs copied; every present pte copied (``copy_pte_range``): in a
-        private writable VMA both sides become read-only and share the page
-        (copy-on-write), each page gaining a reference. The parent's TLB is flushed."""
+        """``dup_mmap``: the VMAs copied, a shared one still on its shmem object; the ptes
+        copied only where a fault could not bring them back (``copy_page_range``: a VMA
+        with an anon_vma, :mod:`mmemu.kernel.lifetimes`). A copied pte is made old
+        (``pte_mkold``), and in a private mapping both sides lose write access and share
+        the page (copy-on-write), each page gaining a reference and losing
+        PageAnonExclusive. The parent's TLB is flushed."""
         self._live(parent, "fork")
         if comm is not None and (not isinstance(comm, str) or not comm):
             raise MmemuError(f"fork: comm must be a non-empty str, not {comm!r}")
         child = self.create_process(comm or parent.comm)
-        child.vmas = [Vma(v.vm_start, v.vm_end, v.vm_flags, v.name) for v in parent.vmas]
+        # anon_vma_fork: the child's VMA gets an anon_vma of its own where the parent's has one
+        child.vmas = [dataclasses.replace(v, anon_vma=new_anon_vma() if v.anon_vma is not None else None)
+                      for v in parent.vmas]
         child.start_brk, child.brk, child.mmap_base = parent.start_brk, parent.brk, parent.mmap_base
         child.parent = parent.pid
         codec = self.codec
         # all or nothing with the operation: a failure undoes the child, the references
         # taken and the parent's write-protected entries
         for v in parent.vmas:
-            cow = v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED
+            if v.anon_vma is None:
+                # mm/memory.c copy_page_range: "Don't copy ptes where a page fault will fill
+                # them correctly" (2.6.12: !vma->anon_vma; 6.x vma_needs_copy: the same)
+                continue
+            # is_cow_mapping(): (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE, and every
+            # anonymous mapping may be written (VM_MAYWRITE): any private one
+            cow = not v.vm_flags & VM_SHARED
             for va, raw in list(self.user_ptes(parent, v.vm_start, v.vm_end)):
                 pfn = self.pte_pfn(raw)
                 pte = raw
                 if cow and codec.pte_write(raw):
-                    pte = codec.pte_wrprotect(raw)
+                    pte = codec.pte_wrprotect(raw)  # ptep_set_wrprotect on the parent's too
                     self.set_user_pte(parent, va, pte, "copy_present_pte")
                 if pfn != self.zero_pfn:
                     self.frames.get_page(pfn)
-                self.set_user_pte(child, va, pte, "copy_present_pte")
+                    self.journal.discard(self.anon_exclusive, pfn)  # page_try_dup_anon_rmap
+                # copy_present_pte (copy_one_pte before 5.10): "pte = pte_mkold(pte)" in every era
+                self.set_user_pte(child, va, codec.pte_mkold(pte), "copy_present_pte")
         if self.current is parent:
             self.flush_tlb_all()
         return child
@@ -634,9 +711,11 @@ class ProcessMixin:
         page directory freed."""
         self._live(proc, "exit_mm")
         j = self.journal
+        vmas = proc.vmas
         for v in list(proc.vmas):
             self.zap_page_range(proc, v.vm_start, v.vm_end, "unmap_vmas")
         j.set(proc, "vmas", [])
+        release_shmem(self, [v.shm for v in vmas])
         pt = self.pgtable
         self._free_user_tables(proc)  # free_pgtables: whatever the unmapping left
         for phys in proc.pmds:
@@ -708,7 +787,19 @@ class ProcessMixin:
                 raise MmemuError(f"install_user_pages: {va:#x} is already mapped")
         for va in range(start, end, PAGE_SIZE):
             vma = proc.vma_at(va)
-            page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
+            if vma.shm is not None:  # into the shmem object, as a fault there would put it
+                page = self.alloc_pages(0, "HighMem", owner=f"shmem (/dev/zero inode {vma.shm.ino})", zero=True)
+                pages = dict(vma.shm.pages)
+                pages[vma.pgoff + ((va - vma.vm_start) >> PAGE_SHIFT)] = page.pfn
+                self.journal.set(vma.shm, "pages", pages)
+                self.frames.get_page(page.pfn)  # the pte's reference besides the object's
+            else:
+                # anonymous pages here (mmemu has no files): the VMA gets its anon_vma, so
+                # that fork copies them as it copies any page of the process's own
+                if vma.anon_vma is None:
+                    self.journal.set(vma, "anon_vma", new_anon_vma())
+                page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
+                self.journal.add(self.anon_exclusive, page.pfn)
             lo, hi = max(addr, va), min(addr + len(data), va + PAGE_SIZE)
             self.mem.write(page.phys + (lo - va), data[lo - addr:hi - addr])
             self.set_user_pte(proc, va, self.mk_pte(page.pfn, self.vm_page_prot(vma.vm_flags)), writer)

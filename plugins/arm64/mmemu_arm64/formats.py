@@ -517,6 +517,20 @@ class Arm64Codec(EntryCodec):
     def pte_mkyoung(self, raw: int) -> int:
         return raw | PTE_AF
 
+    def pte_mkold(self, raw: int) -> int:  # PTE_BIT_FUNC(mkold, &= ~PTE_AF)
+        return raw & ~PTE_AF
+
+    def pte_dirty(self, raw: int) -> bool:
+        """pte_sw_dirty() || pte_hw_dirty(): PTE_DIRTY, or writable (DBM) and not read-only."""
+        w = self.rules.write
+        return bool(raw & PTE_DIRTY) or bool(w and raw & w and not raw & PTE_RDONLY)
+
+    def pte_mkspecial(self, raw: int) -> int:  # arch/arm64/include/asm/pgtable.h: PTE_SPECIAL
+        return raw | PTE_SPECIAL
+
+    def pte_special(self, raw: int) -> bool:
+        return bool(raw & PTE_SPECIAL)
+
     # -- description --------------------------------------------------------------------------
 
     def describe(self, li: int, raw: int) -> EntryView:

@@ -41,6 +41,7 @@ from .pgtable_bits import (_PAGE_ACCESSED, _PAGE_CHG_MASK, _PAGE_DIRTY, _PAGE_EX
                            _PAGE_NAPOT, _PAGE_NOCACHE_SVPBMT, _PAGE_PFN_MASK, _PAGE_PFN_SHIFT, _PAGE_PRESENT,
                            _PAGE_READ, _PAGE_RESERVED_HIGH, _PAGE_SOFT, _PAGE_TABLE, _PAGE_USER, _PAGE_WRITE,
                            CRASH_FLAGS, PPN_BITS)
+from .pgtable_bits import _PAGE_SPECIAL
 
 #: QEMU target/riscv/cpu-param.h (riscv64): TARGET_PHYS_ADDR_SPACE_BITS 56 ("44-bit PPN"; from
 #: recollection), which is also what a 44-bit PPN of 4 KiB pages spans
@@ -206,6 +207,18 @@ class RiscvCodec(EntryCodec):
 
     def pte_mkyoung(self, raw: int) -> int:
         return raw | _PAGE_ACCESSED
+
+    def pte_mkold(self, raw: int) -> int:
+        return raw & ~_PAGE_ACCESSED
+
+    def pte_dirty(self, raw: int) -> bool:
+        return bool(raw & _PAGE_DIRTY)
+
+    def pte_mkspecial(self, raw: int) -> int:  # arch/riscv/include/asm/pgtable.h: _PAGE_SPECIAL
+        return raw | _PAGE_SPECIAL
+
+    def pte_special(self, raw: int) -> bool:
+        return bool(raw & _PAGE_SPECIAL)
 
     # -- description ------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from .pgtable_types import (
     _PAGE_PSE,
     _PAGE_PWT,
     _PAGE_RW,
+    _PAGE_SPECIAL,
     _PAGE_TABLE,
     _PAGE_USER,
 )
@@ -231,6 +232,18 @@ class X86Codec(EntryCodec):
 
     def pte_mkyoung(self, raw: int) -> int:
         return raw | _PAGE_ACCESSED
+
+    def pte_mkold(self, raw: int) -> int:
+        return raw & ~_PAGE_ACCESSED
+
+    def pte_dirty(self, raw: int) -> bool:
+        return bool(raw & _PAGE_DIRTY)
+
+    def pte_mkspecial(self, raw: int) -> int:
+        return raw | _PAGE_SPECIAL
+
+    def pte_special(self, raw: int) -> bool:
+        return bool(raw & _PAGE_SPECIAL)
 
     # -- description ----------------------------------------------------------------------
 

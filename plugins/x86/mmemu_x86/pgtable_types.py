@@ -22,6 +22,9 @@ _PAGE_PAT_LARGE = 1 << 12
 _PAGE_NX = 1 << 63
 #: _PAGE_BIT_PROTNONE = _PAGE_BIT_GLOBAL: only meaningful when _PAGE_PRESENT is clear
 _PAGE_PROTNONE = _PAGE_GLOBAL
+#: _PAGE_BIT_SPECIAL = _PAGE_BIT_SOFTW1 (bit 9), x86's pte_special() since 2.6.26 ("x86:
+#: implement pte_special"); the zero page's user ptes carry it (mm/memory.c do_anonymous_page)
+_PAGE_SPECIAL = 1 << 9
 
 #: flag names in the order crash's x86_translate_pte / x86_64_translate_pte prints them
 FLAG_NAMES_32 = (("PRESENT", _PAGE_PRESENT), ("RW", _PAGE_RW), ("USER", _PAGE_USER), ("PWT", _PAGE_PWT),
