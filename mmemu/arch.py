@@ -720,6 +720,16 @@ class Arch(abc.ABC):
                 pass
         return walk.phys if walk.mapped else None
 
+    def layout_text(self, layout: Layout, fmt: str) -> str:
+        """The kernel's own text about *layout* for ``mmemu layout --format FMT``: ``mm.rst``
+        (the table of the arch's layout document in the era's form: x86_64's
+        Documentation/arch/x86/x86_64/mm.rst) or ``dmesg`` (the layout block the kernel
+        prints at boot: i386's ``virtual kernel memory layout:``). Raise ConfigError saying
+        why the arch or its era has no such text. Default: the arch has none."""
+        raise ConfigError(f"--format {fmt}: arch {self.name} has no such text in mmemu (mm.rst is the table of "
+                          f"x86_64's Documentation/arch/x86/x86_64/mm.rst, dmesg the layout block i386 printed "
+                          f"at boot); `mmemu layout` without --format shows its layout")
+
     def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
         """The walk part of crash's ``vtop`` for this arch (after the VIRTUAL/PHYSICAL
         header): the table lines, the PAGE line and the PTE/PHYSICAL/FLAGS table."""

@@ -192,13 +192,16 @@ def cmd_arches(args) -> int:
 
 
 def cmd_layout(args) -> int:
-    from .render.layout import layout_json, layout_table
+    from .render.layout import layout_text
 
+    fmt = args.format or ("json" if args.json else "table")
+    if args.json and fmt != "json":
+        raise ConfigError(f"--json and --format {fmt} ask for two formats: give one")
     arch, spec = _spec(args)
     layout = arch.layout(spec)
     layout.check()
     width = 16 if arch.paging(spec).bits64 else 8
-    print(layout_json(layout) if args.json else layout_table(layout, width), end="" if not args.json else "\n")
+    sys.stdout.write(layout_text(arch, layout, fmt, width))
     return 0
 
 
@@ -481,9 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_arches)
 
+    from .render.layout import LAYOUT_FORMATS
+
     s = sub.add_parser("layout", help="the kernel's virtual memory layout", description="Print the kernel's virtual memory layout (mm.rst style table and symbols) for a machine.")
     _machine_options(s, scenario=True)
-    s.add_argument("--json", action="store_true", help='one JSON object: {"arch", "kernel", "symbols", "regions", ...}')
+    s.add_argument("--json", action="store_true", help='one JSON object: {"arch", "kernel", "symbols", "regions", ...} '
+                                                       '(the same as --format json)')
+    s.add_argument("--format", choices=LAYOUT_FORMATS, metavar="FORMAT",
+                   help="table (mmemu's, the default), json, mm.rst (the table of the kernel's "
+                        "Documentation/arch/x86/x86_64/mm.rst, or the era's mm.txt: x86_64) or dmesg (the 'virtual "
+                        "kernel memory layout:' block i386 printed at boot, 2.6.19-5.6)")
     s.set_defaults(func=cmd_layout)
 
     s = sub.add_parser("ptdump", help="the kernel page tables, as /sys/kernel/debug/page_tables/kernel",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..units import human_size
 
 if TYPE_CHECKING:
+    from ..arch import Arch
     from ..layout import Layout
 
 
@@ -51,3 +52,23 @@ def layout_json(layout: "Layout", extra_symbols: dict[str, int] | None = None) -
         "config": {k: v for k, v in layout.config.items()},
     }
     return json.dumps(doc, indent=2, default=str)
+
+
+#: ``mmemu layout --format``: mmemu's table, JSON, and the kernel's own texts of the era, which
+#: the arch plugin writes (:meth:`mmemu.Arch.layout_text`): the arch's layout document
+#: (``mm.rst``: Documentation/arch/x86/x86_64/mm.rst's table on x86_64) and the layout block
+#: the kernel prints at boot (``dmesg``: i386's ``virtual kernel memory layout:``).
+LAYOUT_FORMATS = ("table", "json", "mm.rst", "dmesg")
+
+
+def layout_text(arch: "Arch", layout: "Layout", fmt: str, width: int) -> str:
+    """The layout in format *fmt* (one of :data:`LAYOUT_FORMATS`), ending with a newline."""
+    if fmt == "table":
+        return layout_table(layout, width)
+    if fmt == "json":
+        return layout_json(layout) + "\n"
+    if fmt not in LAYOUT_FORMATS:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown layout format {fmt!r}: one of {', '.join(LAYOUT_FORMATS)}")
+    return arch.layout_text(layout, fmt)

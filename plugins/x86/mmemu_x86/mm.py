@@ -9,6 +9,7 @@ from mmemu.eras import EraTable, Feature, Variant
 from mmemu.layout import MemoryRange
 
 from . import oops as _oops
+from .layout_docs import layout_text_x86
 from .render import vtop_lines_x86, vtop_lines_x86_64, vtop_paddr
 
 #: x86's own era rules (arch/x86/mm/*.c)
@@ -220,6 +221,9 @@ class X86Arch(Arch):
 
     def vtop_paddr(self, kernel, walk, user: bool) -> int | None:
         return vtop_paddr(kernel, walk, user)
+
+    def layout_text(self, layout, fmt: str) -> str:
+        return layout_text_x86(self.name, layout, fmt)
 
     def vtop_lines(self, kernel, walk, root: int, process=None) -> list[str]:
         if kernel.paging.bits64:
