@@ -251,6 +251,19 @@ def test_mm_txt_list_of_4_14():
     assert out == expected
 
 
+def test_mm_txt_list_of_4_15_pti():
+    lines = text("mm.rst", kernel="4.15").splitlines()
+    # Documentation/x86/x86_64/mm.txt with PTI (4.15; read in a 4.14.y tree with the PTI backport,
+    # RobGries/96b_4.14_kernel, and in a 4.19 tree, realme_Smart_TV_80CM-kernel-source): these
+    # four lines, in this order, after the "... unused hole ..." that follows vmemmap
+    doc = ["\t\t\t\t    vaddr_end for KASLR",
+           "fffffe0000000000 - fffffe7fffffffff (=39 bits) cpu_entry_area mapping",
+           "fffffe8000000000 - fffffeffffffffff (=39 bits) LDT remap for PTI",
+           "ffffff0000000000 - ffffff7fffffffff (=39 bits) %esp fixup stacks"]
+    i = lines.index(doc[0])
+    assert lines[i - 1] == "... unused hole ..." and lines[i:i + 4] == doc
+
+
 def test_mm_txt_list_of_4_14_5level_header():
     out = text("mm.rst", kernel="4.14", levels="5")
     lines = out.splitlines()

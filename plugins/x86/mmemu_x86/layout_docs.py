@@ -19,12 +19,16 @@ its source. Where a document is stale or approximate for the release (it was wri
 mmemu prints the machine's values in the document's form; tests/test_layout_formats.py lists
 those places.
 
-Choices written down: riscv64 and arm64 have no such text here. Their kernels document the
-layout in Documentation/riscv/vm-layout.rst and Documentation/arm64/memory.rst; the default
-``mmemu layout`` table of riscv64 already follows vm-layout.rst's rows, and both arches'
-boot-time ``Virtual kernel memory layout:`` blocks (arch/riscv/mm/init.c print_vm_layout,
-arch/arm64/mm/init.c until 071929dbdd86 "arm64: Stop printing the virtual memory layout")
-are not modelled: ``--format`` names the arch and the format it lacks.
+Choices written down: riscv64 and arm64 have no such text here (``--format`` says so, naming
+the arch). Documentation/arch/riscv/vm-layout.rst (5.12+, read in its 6.11+ form) copies
+mm.rst's table but rounds its offsets by hand and without "~" (its fixmap at ffffffc4fea00000
+is "-236 GB", as are the two rows after it) and draws each paging mode a little differently
+(the column of the Sv57 offsets); reproducing it would be a table of its own per era, and the
+default ``mmemu layout`` table of riscv64 already lists vm-layout.rst's rows with its words.
+arm64's Documentation/arm64/memory.rst (a Start/End/Size/Use table, not read here) is not
+modelled either, nor the boot-time ``Virtual kernel memory layout:`` blocks of riscv64
+(arch/riscv/mm/init.c print_vm_layout, CONFIG_DEBUG_VM) and arm64 (arch/arm64/mm/init.c, until
+071929dbdd86 "arm64: Stop printing the virtual memory layout").
 """
 
 from __future__ import annotations
@@ -353,6 +357,10 @@ def mm_list_64(layout: Layout) -> list[str]:
             words = _LIST_WORDS.get(r.kind, r.name)
         if r.kind == "kernel-text":
             size = size.ljust(10)
+        if r.kind == "cpu-entry-area":
+            # mm.txt (4.15 .. 4.19, "x86/kaslr: Fix the vaddr_end mess"; read in a 4.14.y tree with the
+            # PTI backport and in a 4.19 tree): the end of KASLR's range, CPU_ENTRY_AREA_BASE
+            lines.append("\t\t\t\t    vaddr_end for KASLR")
         lines.append(f"{r.start:016x} - {r.end - 1:016x} {size} {words}")
     return lines
 
