@@ -706,8 +706,8 @@ class Arch(abc.ABC):
         ``walk.va``, or None where crash says ``(not mapped)``. Default: a kernel address
         crash does not take for a vmalloc one is ``VTOP()``'d without a walk, whatever the
         tables say (riscv64.c riscv64_kvtop ``if (!IS_VMALLOC_ADDR(kvaddr)) { *paddr =
-        VTOP(kvaddr); if (!verbose) return TRUE; }``, as read; arm64 is given the same rule,
-        arm64.c not read here): the direct map and
+        VTOP(kvaddr); if (!verbose) return TRUE; }``, arm64.c arm64_kvtop the same, both
+        read): the direct map and
         the kernel image's mapping (``kernel.virt_to_phys``); else the walk's page, when the
         MMU would translate it. An arch with other rules (x86's PROT_NONE ptes, its VTOP
         ranges) overrides it."""
