@@ -486,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .render.layout import LAYOUT_FORMATS
 
-    s = sub.add_parser("layout", help="the kernel's virtual memory layout", description="Print the kernel's virtual memory layout (mm.rst style table and symbols) for a machine.")
+    s = sub.add_parser("layout", help="the kernel's virtual memory layout", description="Print the kernel's virtual memory layout for a machine: mmemu's table (mm.rst style) and the "
+                       "kernel's symbols, or JSON, or the kernel's own texts of the era (--format mm.rst, dmesg).")
     _machine_options(s, scenario=True)
     s.add_argument("--json", action="store_true", help='one JSON object: {"arch", "kernel", "symbols", "regions", ...} '
                                                        '(the same as --format json)')

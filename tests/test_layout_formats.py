@@ -359,7 +359,10 @@ def test_dmesg_is_mem_init_printk(arch, kernel, ram):
 def test_dmesg_of_a_3x_machine_with_1g():
     out = text("dmesg", "i386", "3.10", "1G").splitlines()
     # sizes truncated as the kernel does (>> 20): high_memory - PAGE_OFFSET is 0x377fe000,
-    # 887.99 MB, printed 887; the same three lines as real 3.x i386 boot logs with 1 GiB or more
+    # 887.99 MB, printed 887. The vmalloc and lowmem lines are those of the real boot log quoted
+    # in https://unix.stackexchange.com/questions/5124 (a PAE kernel with 2 GiB whose pkmap area
+    # also starts at 0xff800000: "vmalloc : 0xf7ffe000 - 0xff7fe000   ( 120 MB)", "lowmem  :
+    # 0xc0000000 - 0xf77fe000   ( 887 MB)")
     assert out[2:5] == ["    pkmap   : 0xff800000 - 0xffc00000   (4096 kB)",
                         "    vmalloc : 0xf7ffe000 - 0xff7fe000   ( 120 MB)",
                         "    lowmem  : 0xc0000000 - 0xf77fe000   ( 887 MB)"]
