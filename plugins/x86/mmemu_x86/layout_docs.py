@@ -317,7 +317,10 @@ _LIST_WORDS = {
 def mm_list_64(layout: Layout) -> list[str]:
     """The plain list of mm.txt before 4.20: "start - end (=size) description" lines, the
     sign-extension hole as a line of words, the holes around the direct map and vmalloc as
-    ranged "hole" lines, the others as "... unused hole ...", the top 2 MB as "unused hole"."""
+    ranged "hole" lines, the others as "... unused hole ...", the top 2 MB as "unused hole";
+    nothing between the module area and FIXADDR_START, nor between the vsyscall page and
+    the top 2 MB (mm.txt of 4.14: "ffffffffa0000000 - [fixmap start]", then the fixmap, then
+    "legacy vsyscall ABI" and the last 2 MB)."""
     era = LAYOUT_DOCS(layout.kernel)
     l5 = layout.paging == "5-level"
     kregions, user_top, _ = _kernel_regions(layout)
@@ -330,16 +333,22 @@ def mm_list_64(layout: Layout) -> list[str]:
         lines += [user, sign]
     vmemmap_end = max((r.end for r in kregions if r.kind in ("vmemmap", "vmalloc")), default=0)
     fixaddr_start = layout.symbols["FIXADDR_START"]
+    modules_end = min(layout.symbols["MODULES_END"], fixaddr_start)
+    vsyscall_done = False
     for r in kregions:
-        boot_slots = r.kind == "fixmap" and r.start < fixaddr_start
         size = _list_size(r.size, r.kind, era, l5)
         if r.kind == "hole" and r.end == SPACE:
             lines.append(f"{r.start:016x} - {r.end - 1:016x} {size} unused hole")
             continue
+        # as in the table: the lists go from the modules to the fixmap and from the vsyscall
+        # page to the top 2 MB with no line between (the boot-time fixmap slots are the fixmap's)
+        if modules_end <= r.start < fixaddr_start or (vsyscall_done and r.kind == "hole"):
+            continue
+        vsyscall_done = vsyscall_done or r.kind == "vsyscall"
         if r.kind == "hole" and r.end <= vmemmap_end:
             lines.append(f"{r.start:016x} - {r.end - 1:016x} {size} hole")
             continue
-        if r.kind == "hole" or boot_slots:
+        if r.kind == "hole":
             if lines[-1] != "... unused hole ...":
                 lines.append("... unused hole ...")
             continue
