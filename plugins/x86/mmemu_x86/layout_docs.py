@@ -41,8 +41,9 @@ LAYOUT_DOCS = EraTable(
     Feature("mem_init_layout_32", since="2.6.19", until="5.7",
             source="arch/i386/mm/init.c mem_init(): the '#if 1 /* double-sanity-check paranoia */' "
                    "printk(\"virtual kernel memory layout:\\n\" ...) is absent from 2.6.18 (2.6.18.8, read) and "
-                   "present in 2.6.23 (read) and 2.6.24 (arch/x86/mm/init_32.c, read); 2.6.19 is taken as its "
-                   "first release (not verified). Removed by 'x86/mm/init_32: Stop printing the virtual memory "
+                   "present in a 2.6.21/2.6.22 tree (pierre/tuxonice-fastboot: struct kmem_cache, kmem_cache_create "
+                   "still with a destructor argument), 2.6.23 (read) and 2.6.24 (arch/x86/mm/init_32.c, read); "
+                   "2.6.19 is taken as its first release (not verified). Removed by 'x86/mm/init_32: Stop printing the virtual memory "
                    "layout' (Arvind Sankar, 2020-02-29, for 5.7); present in 5.4 (read)"),
     Feature("mem_init_cpu_entry_32", since="4.15",
             source="arch/x86/mm/init_32.c mem_init() (4.15, 'x86/cpu_entry_area: Move it out of the fixmap'): "
