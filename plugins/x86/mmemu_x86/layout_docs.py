@@ -25,7 +25,9 @@ mm.rst's table but rounds its offsets by hand and without "~" (its fixmap at fff
 is "-236 GB", as are the two rows after it) and draws each paging mode a little differently
 (the column of the Sv57 offsets); reproducing it would be a table of its own per era, and the
 default ``mmemu layout`` table of riscv64 already lists vm-layout.rst's rows with its words.
-arm64's Documentation/arm64/memory.rst (a Start/End/Size/Use table, not read here) is not
+arm64's Documentation/arch/arm64/memory.rst (read in its 6.x form) is a tab-separated
+Start/End/Size/Use list for 4 KB pages with 48-bit VAs and 64 KB pages with 52-bit ones only
+(nothing for the 39-bit default of mmemu's arm64), rewritten with each layout change; it is not
 modelled either, nor the boot-time ``Virtual kernel memory layout:`` blocks of riscv64
 (arch/riscv/mm/init.c print_vm_layout, CONFIG_DEBUG_VM) and arm64 (arch/arm64/mm/init.c, until
 071929dbdd86 "arm64: Stop printing the virtual memory layout").
