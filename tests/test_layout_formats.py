@@ -190,6 +190,16 @@ def test_mm_txt_of_4_20_is_the_table_unindented():
     assert out.split("\n", 4)[4] == expected
 
 
+def test_mm_txt_of_4_20_5level():
+    out = text("mm.rst", kernel="4.20", levels="5").splitlines()
+    assert out[:3] == ["=" * 52, "Complete virtual memory map with 5-level page tables", "=" * 52]
+    # 4.20's mm.txt had this row as "0000800000000000 |  +64    PB | ffff7fffffffffff | ~16K PB",
+    # a mistake 89502a019790 ("x86/mm: Fix the 56-bit addresses memory map in
+    # Documentation/x86/x86_64/mm.txt", 5.2-rc) corrected to what the 56-bit map is:
+    assert (" 0100000000000000 |  +64    PB | feffffffffffffff | ~16K PB | ... huge, still almost 64 bits "
+            "wide hole of non-canonical") in out
+
+
 @pytest.mark.parametrize("kernel,form", [("5.2", "mm.txt"), ("5.3", "mm.rst"), ("6.6", "mm.rst")])
 def test_the_file_form_of_the_era(kernel, form):
     out = text("mm.rst", kernel=kernel)

@@ -5,8 +5,10 @@
   Documentation/x86/x86_64/mm.txt up to 4.19, the table Ingo Molnar's "x86/mm: Fix and
   clean up the x86-64 memory map documentation" introduced in 4.20 (mm.txt, not indented),
   the same table as a literal block of reStructuredText (indented by two) once the file
-  became mm.rst ("Documentation: x86: convert x86_64/mm.txt to reST"; mm.rst in 5.4, read;
-  mm.txt in 4.20, read; the conversion is taken as 5.3, not verified).
+  became mm.rst (b88679d2f2b9 "Documentation: x86: convert x86_64/mm.txt to reST", Changbin
+  Du, in the docs tree for 5.3: linux-next's merge of it conflicted with 89502a019790 "x86/mm:
+  Fix the 56-bit addresses memory map in Documentation/x86/x86_64/mm.txt" of 5.2-rc, both
+  read in the list archives; mm.txt in 4.20 and mm.rst in 5.4 read).
 - ``dmesg``: the ``virtual kernel memory layout:`` block i386's ``mem_init()`` prints at
   boot (arch/i386/mm/init.c, arch/x86/mm/init_32.c from 2.6.24), until "x86/mm/init_32:
   Stop printing the virtual memory layout" (Arvind Sankar, posted 2020-02-29; 5.7). Since
@@ -53,8 +55,8 @@ LAYOUT_DOCS = EraTable(
     Variant("mm_doc_64", [("2.6.24", "list"), ("4.20", "table"), ("5.3", "rst")], before="list-2.6.11",
             source="Documentation/x86_64/mm.txt (2.6.11: '(=47bits)', the sign-extension hole on the user line; "
                    "2.6.24: '(=47 bits)', a line of its own), Documentation/x86/x86_64/mm.txt (3.x, 4.14: lists), "
-                   "mm.txt of 4.20 (the table, read), Documentation/x86/x86_64/mm.rst (5.4, read: the same table "
-                   "indented as a literal block)"),
+                   "mm.txt of 4.20 (the table, read), Documentation/x86/x86_64/mm.rst (b88679d2f2b9, for 5.3; "
+                   "5.4 read: the same table indented as a literal block)"),
     Variant("mm_txt_sign_bits", [("4.14", "[47:63]")], before="[48:63]",
             source="Documentation/x86/x86_64/mm.txt: 'hole caused by [48:63] sign extension' (2.6.24, 3.10 read), "
                    "'[47:63]' in the 4.14 file that adds the 5-level map (read)"),
