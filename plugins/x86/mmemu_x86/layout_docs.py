@@ -11,7 +11,7 @@
   read in the list archives; mm.txt in 4.20 and mm.rst in 5.4 read).
 - ``dmesg``: the ``virtual kernel memory layout:`` block i386's ``mem_init()`` prints at
   boot (arch/i386/mm/init.c, arch/x86/mm/init_32.c from 2.6.24), until "x86/mm/init_32:
-  Stop printing the virtual memory layout" (Arvind Sankar, posted 2020-02-29; 5.7). Since
+  Stop printing the virtual memory layout" (Arvind Sankar, v3 posted 2020-03-05; 5.7). Since
   then the kernel prints no layout: the place to look is the page-table dump
   (CONFIG_PTDUMP_DEBUGFS, ``mmemu ptdump``).
 
@@ -48,7 +48,8 @@ LAYOUT_DOCS = EraTable(
                    "present in a 2.6.21/2.6.22 tree (pierre/tuxonice-fastboot: struct kmem_cache, kmem_cache_create "
                    "still with a destructor argument), 2.6.23 (read) and 2.6.24 (arch/x86/mm/init_32.c, read); "
                    "2.6.19 is taken as its first release (not verified). Removed by 'x86/mm/init_32: Stop printing the virtual memory "
-                   "layout' (Arvind Sankar, 2020-02-29, for 5.7); present in 5.4 (read)"),
+                   "layout' (Arvind Sankar; v3 posted 2020-03-05 on the kernel-hardening list, read: after 5.6's merge "
+                   "window, so 5.7 at the earliest, the release taken here); present in 5.4 (read)"),
     Feature("mem_init_cpu_entry_32", since="4.15",
             source="arch/x86/mm/init_32.c mem_init() (4.15, 'x86/cpu_entry_area: Move it out of the fixmap'): "
                    "the line \"  cpu_entry : 0x%08lx - 0x%08lx   (%4ld kB)\\n\" after fixmap (4.19, 5.4 read)"),
