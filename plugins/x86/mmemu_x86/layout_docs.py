@@ -96,8 +96,8 @@ def dmesg_layout_32(layout: Layout) -> str:
     era = LAYOUT_DOCS(layout.kernel)
     if not era.mem_init_layout_32:
         if layout.kernel < "2.6.19":
-            why = (f"the block came after 2.6.18 (arch/i386/mm/init.c mem_init() of 2.6.18 prints only the "
-                   f"'Memory: ...k/...k available' line)")
+            why = ("the block came after 2.6.18 (arch/i386/mm/init.c mem_init() of 2.6.18 prints only the "
+                   "'Memory: ...k/...k available' line)")
         else:
             why = ("'x86/mm/init_32: Stop printing the virtual memory layout' removed it in 5.7; the kernel's "
                    "layout is in its page-table dump now (CONFIG_PTDUMP_DEBUGFS: mmemu ptdump)")
