@@ -528,6 +528,11 @@ class BootPlan:
 #: arch/riscv/include/asm/pgtable.h, arch/arm64/include/asm/pgtable-prot.h). The kernel
 #: model maps with them: the direct map and vmalloc with PAGE_KERNEL, the image with
 #: PAGE_KERNEL_RO / PAGE_KERNEL_RX, module text with PAGE_KERNEL_EXEC, user pages through
+    #: memblock allocations the arch's setup makes before the per-cpu areas, each top-down
+    #: in the direct-mapped memory at or above its floor (x86_64's struct page array,
+    #: sparse_init's sparse buffer): (size, align, floor, owner). The frames stay reserved
+    #: under *owner*; ``kernel.memblock_allocs[owner]`` is the physical address each got.
+    memblock_allocs: tuple[tuple[int, int, int, str], ...] = ()
 #: protection_map[] (``PAGE_NONE`` must include the arch's PROT_NONE marker so that the
 #: entry stays ``pte_present`` while no access is allowed).
 REQUIRED_PGPROTS = ("PAGE_NONE", "PAGE_KERNEL", "PAGE_KERNEL_RO", "PAGE_KERNEL_EXEC", "PAGE_KERNEL_RX",
@@ -635,6 +640,16 @@ class Arch(abc.ABC):
         """Whether a new top-level kernel entry is copied into every page directory as soon
         as it is made (``arch_sync_kernel_mappings``/``sync_global_pgds``). Default: no."""
         return False
+    def boot_mappings(self, kernel) -> None:
+        """The arch's own boot-time mappings, made at the end of the core's boot (after the
+        direct map, the image and the fixmap and pkmap tables; before any service starts,
+        so they are part of the booted machine, not events): x86_64's vmemmap, ESPfix,
+        cpu_entry_area and device fixmap slots. Map through ``kernel.pgtable`` with the
+        writing kernel function as writer; take frames from ``kernel.frames`` (with an
+        owner) or the plan's ``memblock_allocs``. A table deliberately pointed at by several
+        entries goes in ``kernel.shared_tables``, and the virtual ranges that only repeat
+        mappings made elsewhere (their clones) in ``kernel.alias_ranges``. Default: nothing."""
+
 
     # -- kernel modules ------------------------------------------------------------------
 

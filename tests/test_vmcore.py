@@ -107,8 +107,8 @@ def mmemu_view(k, va: int, rng: random.Random) -> tuple[int, int] | None:
         w = k.walk(va)
     except AddressError:
         return None
-    if not w.mapped:
-        return None
+    if not w.mapped or not k.mem.is_ram(w.phys):
+        return None  # a device's page (the APIC's, mapped at boot) has no bytes in a core: drgn faults
     return w.phys, min(rng.randrange(1, 65), w.page_size - (va & (w.page_size - 1)))
 
 

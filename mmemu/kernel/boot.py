@@ -20,7 +20,7 @@ from ..pagetable import PageTables
 from ..physmem import PhysMem
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .eras import MM
-from .percpu import PercpuFirstChunk, place_first_chunk
+from .percpu import PercpuFirstChunk, memblock_find_top_down, place_first_chunk
 
 
 def boot_kernel(arch, spec, pm):
@@ -83,11 +83,21 @@ def setup_memory(k) -> None:
     reserved = [(r.start >> PAGE_SHIFT, (r.end + PAGE_SIZE - 1) >> PAGE_SHIFT, r.type) for r in layout.reserved]
     reserved.append((image_start >> PAGE_SHIFT, (image_end + PAGE_SIZE - 1) >> PAGE_SHIFT, "kernel image"))
     usable = _usable_pfn_ranges(layout)
+    lowmem_end = layout.phys_offset + layout.lowmem_bytes
+    # what the arch's setup takes from memblock before the per-cpu areas (setup_arch runs
+    # before setup_per_cpu_areas): x86_64's struct page array
+    k.memblock_allocs = {}
+    for size, align, floor, owner in k.plan.memblock_allocs:
+        phys = memblock_find_top_down(size, align, reserved, usable, floor, lowmem_end)
+        if phys is None:
+            raise ConfigError(f"no room in memory for the {owner} ({size:#x} bytes aligned to {align:#x})")
+        k.memblock_allocs[owner] = phys
+        reserved.append((phys >> PAGE_SHIFT, (phys + size) >> PAGE_SHIFT, owner))
     # the per-cpu first chunk of an SMP kernel, memblock-allocated (setup_per_cpu_areas)
     k.pcpu = None
     if k.plan.percpu is not None:
         info, base_phys = place_first_chunk(k.plan.percpu, spec.cpus, 8 * k.ptr_size, reserved, usable,
-                                            layout.phys_offset + layout.lowmem_bytes)
+                                            lowmem_end)
         k.pcpu = PercpuFirstChunk(info, base_phys, syms["PAGE_OFFSET"] + base_phys - layout.phys_offset,
                                   k.plan.percpu.static_start, spec.cpus, (1 << (8 * k.ptr_size)) - 1)
         for cpu in range(spec.cpus):  # each unit's unused tail goes back (pcpu_fc_free)
@@ -211,3 +221,9 @@ def build_tables(k) -> None:
     # what the arch preallocates (x86_64 5.8+ preallocate_vmalloc_pages...)
     for start, end, down_to, writer in plan.populate:
         pt.populate(k.pgd, start, end - start, writer=writer, down_to=down_to)
+
+    # the arch's own boot mappings (x86_64: vmemmap, ESPfix, cpu_entry_area, device fixmaps)
+    k.shared_tables = set()  # tables several entries point at by design
+    k.alias_ranges = []  # virtual ranges that repeat mappings made elsewhere (their clones)
+    k.image_page = image_page  # (phys, virt) of the next free page of an image section
+    arch.boot_mappings(k)

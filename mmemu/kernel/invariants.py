@@ -20,6 +20,7 @@ operation of randomised sequences).
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 
 from ..arch import LEAF, TABLE
@@ -88,6 +89,13 @@ class InvariantsMixin:
                 allowed.add(self.fix_to_virt(idx))
         return allowed
 
+    def _block_end(self, info) -> int:
+        """The pfn after the allocated block or memblock-reserved range *info* is part of."""
+        if info.state == "allocated":
+            return info.head + (1 << info.order)
+        i = bisect.bisect_right(self.frames.reserved, (info.head, float("inf"), "")) - 1
+        return self.frames.reserved[i][1]
+
     # -- the checks ---------------------------------------------------------------------
 
     def _check_tables(self) -> None:
@@ -111,7 +119,7 @@ class InvariantsMixin:
             raise InvariantError(f"page tables no directory reaches: {sorted(hex(t) for t in known - reached)[:8]}")
         if reached - known:
             raise InvariantError(f"tables in use the engine does not know: {sorted(hex(t) for t in reached - known)[:8]}")
-        shared = [hex(t) for t, n in seen.items() if n > 1]
+        shared = [hex(t) for t, n in seen.items() if n > 1 and t not in self.shared_tables]
         if shared:
             raise InvariantError(f"page tables reached twice: {shared[:8]}")
         for pfn, rec in self.frames.allocated.items():
@@ -120,8 +128,8 @@ class InvariantsMixin:
 
     def _count_subtree(self, table: int, li: int, seen: Counter, last: int) -> None:
         seen[table] += 1
-        if li == last:
-            return
+        if li == last or (seen[table] > 1 and table in self.shared_tables):
+            return  # a table several entries point at by design (ESPfix's clones): its subtree once
         decode = self.pgtable.decode
         for raw in self.pgtable.entries(table, li):
             if raw:
@@ -135,8 +143,9 @@ class InvariantsMixin:
         user_refs: Counter[int] = Counter()
         # the leaves outside the identity ranges only: the direct map's (262,144 of them for a
         # GiB in 4 KiB pages) are not even visited
+        # ... nor the clones of mappings made elsewhere (ESPfix's 65,536 views of one page)
         gaps, pos = [], 0
-        for s, e in sorted(identity):
+        for s, e in sorted(identity + self.alias_ranges):
             if s > pos:
                 gaps.append((pos, s))
             pos = max(pos, e)
@@ -148,16 +157,23 @@ class InvariantsMixin:
             for va, size, phys, raw, li in leaves:
                 if any(s <= va < e for s, e in identity):
                     continue
-                for pfn in range(phys >> PAGE_SHIFT, (phys + size) >> PAGE_SHIFT):
+                pfn, end_pfn = phys >> PAGE_SHIFT, (phys + size) >> PAGE_SHIFT
+                while pfn < end_pfn:
                     if not self.frames.is_ram(pfn):
+                        pfn += 1
                         continue  # MMIO (APIC, ...)
-                    state = self.frames.page(pfn).state
+                    info = self.frames.page(pfn)
+                    state = info.state
                     if state in ("free", "hole") and va not in stale:
                         raise InvariantError(f"{va:#x} maps pfn {pfn:#x}, which is {state}")
+                    if not user and state in ("allocated", "reserved"):  # the rest of its block at once
+                        pfn = max(pfn + 1, self._block_end(info))
+                        continue
                     if user and pfn != self.zero_pfn:
                         user_refs[pfn] += 1
                     elif user and self.codec.pte_write(raw):
                         raise InvariantError(f"{va:#x} maps the zero page writable")
+                    pfn += 1
         if any(self.mem.read(self.zero_pfn << PAGE_SHIFT, 4096)):
             raise InvariantError("the zero page is not zero any more")
         # PROT_NONE ptes: not present for the CPU (the walk above skips them), but they

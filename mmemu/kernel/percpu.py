@@ -117,6 +117,24 @@ class PercpuFirstChunk:
         return (self.base - self.static_start + self.unit_offset(cpu)) & self.mask
 
 
+def memblock_find_top_down(size: int, align: int, reserved: list, usable: list, floor: int,
+                           limit: int) -> int | None:
+    """mm/memblock.c ``memblock_find_in_range_node`` top-down (the default since 3.13's
+    memblock_set_bottom_up(false); x86 memblock since 2.6.35): the highest *align*-ed
+    address where *size* bytes of usable memory (pfn ranges *usable*) lie in [*floor*,
+    *limit*) clear of every *reserved* (start_pfn, end_pfn, owner) range; None if none fits."""
+    for start, end in sorted(usable, reverse=True):
+        s, e = max(start << PAGE_SHIFT, floor), min(end << PAGE_SHIFT, limit)
+        cand = (e - size) & ~(align - 1)
+        while cand >= s:
+            clash = [rs << PAGE_SHIFT for rs, re_, _ in reserved
+                     if rs << PAGE_SHIFT < cand + size and re_ << PAGE_SHIFT > cand]
+            if not clash:
+                return cand
+            cand = (min(clash) - size) & ~(align - 1)
+    return None
+
+
 def place_first_chunk(plan, nr_cpus: int, bits: int, reserved: list, usable: list,
                       lowmem_end: int) -> tuple[PcpuAllocInfo, int]:
     """Where ``pcpu_embed_first_chunk`` puts the first chunk: ``pcpu_fc_alloc`` is a top-down
@@ -128,15 +146,9 @@ def place_first_chunk(plan, nr_cpus: int, bits: int, reserved: list, usable: lis
                                  plan.atom_size, nr_cpus)
     size, align = info.nr_units * info.unit_size, info.atom_size
     for floor in dict.fromkeys((plan.alloc_floor, 0)):
-        for start, end in sorted(usable, reverse=True):
-            s, e = max(start << PAGE_SHIFT, floor), min(end << PAGE_SHIFT, lowmem_end)
-            cand = (e - size) & ~(align - 1)
-            while cand >= s:
-                clash = [rs << PAGE_SHIFT for rs, re_, _ in reserved
-                         if rs << PAGE_SHIFT < cand + size and re_ << PAGE_SHIFT > cand]
-                if not clash:
-                    return info, cand
-                cand = (min(clash) - size) & ~(align - 1)
+        base = memblock_find_top_down(size, align, reserved, usable, floor, lowmem_end)
+        if base is not None:
+            return info, base
     raise ConfigError(f"no room in low memory for the per-cpu first chunk of {nr_cpus} CPU(s) "
                       f"({size:#x} bytes aligned to {align:#x}): more RAM or fewer --cpus")
 

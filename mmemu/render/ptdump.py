@@ -164,6 +164,30 @@ def ptdump(kernel: "Kernel", root: int | None = None) -> str:
     last = len(levels) - 1
     kernel_root = pt.is_kernel_root(root)
 
+    def last_level(entries, first: int, stop: int, va0: int, span: int, d: int, decode) -> None:
+        """The entries [first, stop) of a last-level table (entry i at va0 + i * span), each
+        noted as the kernel's walker notes it; a run of empty entries is noted at its first
+        entry and where a marker falls inside it: the notes in between change nothing (the
+        same empty range at the same level), and are skipped (ESPfix's 2,048 visits of its
+        one pte page, 32 entries used of 512, would take seconds otherwise)."""
+        markers = st.markers
+        i = first
+        for j in [n for n in range(first, stop) if entries[n]] + [stop]:
+            if i < j:
+                st.note(va0 + i * span, d, 0)
+                while markers[st.marker + 1][1] is not None:
+                    at = max(i + 1, -(-(markers[st.marker + 1][0] - va0) // span))
+                    if at >= j:
+                        break
+                    st.note(va0 + at * span, d, 0)
+                    i = at
+            if j < stop:
+                raw = entries[j]
+                st.effective(d, raw)
+                kind, addr, _ = decode(raw)
+                st.note(va0 + j * span, d, raw, addr if kind == LEAF else 0)
+            i = j + 1
+
     def walk(table: int, li: int, base: int, start: int, end: int) -> None:
         # base/start/end are offsets into the span of the top-level table
         lv = levels[li]
@@ -172,15 +196,14 @@ def ptdump(kernel: "Kernel", root: int | None = None) -> str:
         first = max(0, (start - base) >> lv.shift)
         stop = min(lv.entries, (end - base + span - 1) >> lv.shift)
         decode = decoders[li]
+        if li == last:
+            last_level(entries, first, stop, mode.va_of(base + first * span, kernel_root) - first * span, span,
+                       depth[li], decode)
+            return
         for idx in range(first, stop):
             raw = entries[idx]
             offset = base + idx * span
             va = mode.va_of(offset, kernel_root)
-            if li == last:
-                st.effective(depth[li], raw)
-                kind, addr, _ = decode(raw)
-                st.note(va, depth[li], raw, addr if kind == LEAF else 0)
-                continue
             if raw == 0:  # *_none(): a hole, noted at the lowest folded level
                 st.note(va, depth[li], 0)
                 continue

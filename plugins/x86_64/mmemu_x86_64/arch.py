@@ -25,6 +25,8 @@ from mmemu.errors import ConfigError
 from mmemu.layout import Layout, MachineSpec
 from mmemu.units import GiB, KiB, MiB, format_size
 
+from . import boot_areas
+from .boot_areas import vmemmap_alloc
 from .formats import PA_BITS, PAGING_4LEVEL, PAGING_5LEVEL
 from .layout import compute_layout_64
 
@@ -91,7 +93,18 @@ class X86_64Arch(X86Arch):
                         direct_map_writer="kernel_physical_mapping_init", image_writer="__startup_64",
                         fixmap_writer="__startup_64", direct_map_first=((0, 1 * MiB),), populate=populate,
                         direct_map_ranges=direct_map_ranges(era.direct_map_64, layout),
-                        percpu=self.percpu_plan(spec, layout, 64))
+                        percpu=self.percpu_plan(spec, layout, 64), memblock_allocs=vmemmap_alloc(layout))
+
+    def boot_mappings(self, kernel) -> None:
+        """What setup_arch and the boot after it map besides the direct map and the image
+        (mmemu_x86_64.boot_areas): the struct page array (sparse_init), the device fixmap
+        slots (init_apic_mappings, io_apic_init_mappings), the vsyscall page (map_vsyscall),
+        the ESPfix ministacks (init_espfix_bsp/ap), the cpu_entry_area (setup_cpu_entry_areas)."""
+        boot_areas.map_vmemmap(kernel)
+        boot_areas.map_cpu_entry_area(kernel)
+        boot_areas.map_device_fixmaps(kernel)
+        boot_areas.map_vsyscall(kernel)
+        boot_areas.map_espfix(kernel)
 
     def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
         """arch/x86/mm/fault.c fault_in_kernel_space(): at or above TASK_SIZE_MAX, except the

@@ -1,0 +1,333 @@
+"""The mappings an x86_64 kernel makes at boot besides the direct map and the image: the
+struct page array (vmemmap), the ESPfix ministacks, the cpu_entry_area and the fixmap slots
+of the PC's devices (local APIC, IO-APIC, the vsyscall page).
+
+Each function below is what the named kernel function does, with the numbers of its source;
+they run at the end of the core's boot (``X86_64Arch.boot_mappings``), before any service,
+so that a freshly booted machine's ``ptdump`` shows these regions as a real one does.
+What is left to chance in a real kernel is fixed here, as with KASLR off: ESPfix's
+``page_random``/``slot_random`` are 0.
+"""
+
+from __future__ import annotations
+
+from mmemu_x86.mm import X86_MM
+from mmemu_x86.pgtable_types import _KERNPG_TABLE, _PAGE_NX, _PAGE_RW, _PAGE_USER
+
+from mmemu.layout import Layout
+from mmemu.units import MiB
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PMD_SIZE = 2 * MiB
+
+# ---- vmemmap ------------------------------------------------------------------------------
+#: arch/x86/include/asm/sparsemem.h (x86_64, every era with SPARSEMEM):
+#: "# define SECTION_SIZE_BITS 27 /* matt - 128 is convenient right now */"
+SECTION_SIZE_BITS = 27
+PAGES_PER_SECTION = 1 << (SECTION_SIZE_BITS - PAGE_SHIFT)
+#: sizeof(struct page) on x86_64 (include/linux/mm_types.h; the 64 bytes mmemu's struct page
+#: addresses assume, mmemu.module.exports)
+STRUCT_PAGE_SIZE = 64
+#: mm/sparse.c section_map_size() (CONFIG_SPARSEMEM_VMEMMAP):
+#: ALIGN(sizeof(struct page) * PAGES_PER_SECTION, PMD_SIZE)
+SECTION_MAP_SIZE = -(-STRUCT_PAGE_SIZE * PAGES_PER_SECTION // PMD_SIZE) * PMD_SIZE
+#: arch/x86/include/asm/dma.h: MAX_DMA_ADDRESS is PAGE_OFFSET + 16 MiB, the floor of
+#: sparse_buffer_init's memblock_alloc_exact_nid_raw(..., __pa(MAX_DMA_ADDRESS), ...)
+MAX_DMA_PHYS = 16 * MiB
+VMEMMAP_OWNER = "struct pages (vmemmap)"
+
+# ---- ESPfix: arch/x86/kernel/espfix_64.c (3.16+) -------------------------------------------
+ESPFIX_STACK_SIZE = 8 * 8  # "#define ESPFIX_STACK_SIZE (8*8UL)"
+ESPFIX_STACKS_PER_PAGE = PAGE_SIZE // ESPFIX_STACK_SIZE  # (PAGE_SIZE/ESPFIX_STACK_SIZE)
+PTE_STRIDE = 65536 // PAGE_SIZE  # "#define PTE_STRIDE (65536/PAGE_SIZE)"
+ESPFIX_PTE_CLONES = 512 // PTE_STRIDE  # (PTRS_PER_PTE/PTE_STRIDE)
+ESPFIX_PMD_CLONES = 512  # PTRS_PER_PMD
+ESPFIX_PUD_CLONES = 65536 // (ESPFIX_PTE_CLONES * ESPFIX_PMD_CLONES)
+#: "#define PGTABLE_PROT ((_KERNPG_TABLE & ~_PAGE_RW) | _PAGE_NX)": read-only, no-exec tables
+ESPFIX_PGTABLE_PROT = (_KERNPG_TABLE & ~_PAGE_RW) | _PAGE_NX
+
+# ---- the PC's devices ----------------------------------------------------------------------
+#: arch/x86/include/asm/apicdef.h: APIC_DEFAULT_PHYS_BASE 0xfee00000, IO_APIC_DEFAULT_PHYS_BASE
+#: 0xfec00000 (where QEMU's pc machine puts them too: hw/i386/pc.c, hw/intc/ioapic.c)
+APIC_DEFAULT_PHYS_BASE = 0xFEE00000
+IO_APIC_DEFAULT_PHYS_BASE = 0xFEC00000
+
+
+def present_sections(layout: Layout) -> list[int]:
+    """The memory sections with RAM in them (mm/sparse.c memblocks_present() ->
+    memory_present() for every memblock.memory range, which x86 fills with the e820 RAM)."""
+    secs: set[int] = set()
+    for r in layout.memory_map:
+        if r.type == "usable" and r.end > r.start:
+            secs.update(range(r.start >> SECTION_SIZE_BITS, ((r.end - 1) >> SECTION_SIZE_BITS) + 1))
+    return sorted(secs)
+
+
+def vmemmap_alloc(layout: Layout) -> tuple[tuple[int, int, int, str], ...]:
+    """The memblock allocation of the struct page array (BootPlan.memblock_allocs): mm/sparse.c
+    sparse_init_nid() (4.19+, 'mm/sparse: abstract sparse buffer allocations'):
+    sparse_buffer_init(map_count * section_map_size(), nid), one top-down block for the
+    node's present sections, aligned to section_map_size(), above __pa(MAX_DMA_ADDRESS).
+    (Before 4.19 the node's maps were allocated one block per node too, through
+    sparse_mem_maps_populate_node's vmemmap_buf; 2.6.24-2.6.3x bootmem allocated bottom-up:
+    the amount is the same, the place is modelled as 4.19+.) Nothing without
+    CONFIG_SPARSEMEM_VMEMMAP (before 2.6.24: mem_map in the direct map)."""
+    if not layout.config.get("CONFIG_SPARSEMEM_VMEMMAP"):
+        return ()
+    n = len(present_sections(layout))
+    return ((n * SECTION_MAP_SIZE, SECTION_MAP_SIZE, MAX_DMA_PHYS, VMEMMAP_OWNER),) if n else ()
+
+
+def map_vmemmap(k) -> None:
+    """mm/sparse-vmemmap.c __populate_section_memmap() -> arch/x86/mm/init_64.c
+    vmemmap_populate() for each present section, in order, taking its map from the sparse
+    buffer: vmemmap_populate_hugepages() with X86_FEATURE_PSE (vmemmap_set_pmd():
+    ``pfn_pte(__pa(p) >> PAGE_SHIFT, PAGE_KERNEL_LARGE)`` in a pmd), else (``nopse``)
+    vmemmap_populate_basepages(), 4 KiB ptes over the same buffer."""
+    base = k.memblock_allocs.get(VMEMMAP_OWNER)
+    if base is None:
+        return
+    vmemmap = k.layout.symbols["VMEMMAP_START"]
+    large = PMD_SIZE in k.direct_map_page_sizes
+    sizes = (PMD_SIZE,) if large else (PAGE_SIZE,)
+    prot = k.pgprot["PAGE_KERNEL"]  # PAGE_KERNEL_LARGE: PAGE_KERNEL with PSE, which a pmd leaf gets
+    runs: list[list[int]] = []
+    for sec in present_sections(k.layout):
+        if runs and runs[-1][1] == sec:
+            runs[-1][1] = sec + 1
+        else:
+            runs.append([sec, sec + 1])
+    phys = base
+    for first, end in runs:
+        size = (end - first) * SECTION_MAP_SIZE
+        va = vmemmap + first * PAGES_PER_SECTION * STRUCT_PAGE_SIZE
+        k.pgtable.map(k.pgd, va, phys, size, prot, writer="vmemmap_populate", page_sizes=sizes)
+        phys += size
+
+
+def _espfix_base_addr(k, cpu: int) -> int:
+    """espfix_base_addr(cpu) with page_random = slot_random = 0 (init_espfix_random's
+    get_random_long(), fixed here)."""
+    page, slot = cpu // ESPFIX_STACKS_PER_PAGE, cpu % ESPFIX_STACKS_PER_PAGE
+    addr = (page << PAGE_SHIFT) + slot * ESPFIX_STACK_SIZE
+    addr = (addr & 0xFFFF) | ((addr & ~0xFFFF) << 16)
+    return addr + k.layout.symbols["ESPFIX_BASE_ADDR"]
+
+
+def _new_table(k, li: int) -> int:
+    """alloc_pages_node(node, PGALLOC_GFP, 0) for a page table: zeroed, known to the engine."""
+    name = k.paging.levels[li].name
+    page = k.frames.alloc_pages(0, "Normal", owner=f"page table ({name})")
+    k.mem.zero(page.phys, PAGE_SIZE)
+    k.pgtable.adopt_table(page.phys, li, f"page table ({name})")
+    return page.phys
+
+
+def map_espfix(k) -> None:
+    """init_espfix_bsp() then init_espfix_ap(cpu) for each CPU (arch/x86/kernel/espfix_64.c,
+    3.16+, CONFIG_X86_ESPFIX64): the pud page ``espfix_pud_page`` (page-aligned bss) is
+    installed in the top-level table (p4d_populate / pgd_populate: _PAGE_TABLE); each page
+    of ESPFIX_STACKS_PER_PAGE CPUs' ministacks gets, where missing, a pmd page set in
+    ESPFIX_PUD_CLONES pud entries and a pte page set in all ESPFIX_PMD_CLONES pmd entries
+    (both PGTABLE_PROT: read-only, NX), and its stack page in ESPFIX_PTE_CLONES ptes
+    PTE_STRIDE apart (__PAGE_KERNEL_RO, global): each ministack is mapped 2^16 times, 64K
+    apart."""
+    s = k.layout.symbols
+    if "ESPFIX_BASE_ADDR" not in s:
+        return
+    pt, codec = k.pgtable, k.codec
+    levels = k.paging.levels
+    pud_li = next(i for i, lv in enumerate(levels) if lv.name == "pud")
+    pmd_li, pte_li = pud_li + 1, pud_li + 2
+    base = s["ESPFIX_BASE_ADDR"]
+    pud_page, _ = k.image_page("bss")  # static __page_aligned_bss pud_t espfix_pud_page[PTRS_PER_PUD]
+    k.mem.zero(pud_page, PAGE_SIZE)
+    pt.adopt_table(pud_page, pud_li, "espfix_pud_page")
+    # the entries above it: the pgd's (4-level, p4d folded), or (5-level) the p4d table
+    # p4d_alloc finds under the pgd entry or allocates
+    table = k.pgd
+    for li in range(pud_li - 1):
+        idx = (base >> levels[li].shift) & (levels[li].entries - 1)
+        raw = pt.read_entry(table, idx, li)
+        if raw:
+            table = raw & codec.bits[li].addr_mask
+            continue
+        child = _new_table(k, li + 1)
+        pt.set_entry(table, li, idx, codec.mk_table(li, child, True), writer="init_espfix_bsp")
+        table = child
+    li = pud_li - 1
+    pt.set_entry(table, li, (base >> levels[li].shift) & 511, codec.mk_table(li, pud_page, True),
+                 writer="init_espfix_bsp")
+    # what lies beyond the first pmd entry's 2 MiB repeats it (the pmd and pud clones)
+    k.alias_ranges.append((base + (1 << levels[pmd_li].shift), base + ESPFIX_PUD_CLONES * (1 << levels[pud_li].shift)))
+    stack_prot = k.pgprot["PAGE_KERNEL_RO"]
+    for page in range(-(-k.spec.cpus // ESPFIX_STACKS_PER_PAGE)):
+        addr = _espfix_base_addr(k, page * ESPFIX_STACKS_PER_PAGE)
+        pmd_page = _espfix_table(k, pud_page, pud_li, addr, ESPFIX_PUD_CLONES)
+        pte_page = _espfix_table(k, pmd_page, pmd_li, addr, ESPFIX_PMD_CLONES)
+        stack = k.frames.alloc_pages(0, "Normal", owner="espfix ministacks")
+        k.mem.zero(stack.phys, PAGE_SIZE)
+        pte = codec.pfn_pte(stack.pfn, stack_prot)
+        pte_idx = (addr >> PAGE_SHIFT) & 511
+        for n in range(ESPFIX_PTE_CLONES):
+            pt.set_entry(pte_page, pte_li, pte_idx + n * PTE_STRIDE, pte, writer="init_espfix_ap")
+
+
+def _espfix_table(k, table: int, li: int, addr: int, clones: int) -> int:
+    """init_espfix_ap(): the table below *table*'s entry for *addr*; where that entry is not
+    present, a new page (PGALLOC_GFP) goes in it and the *clones* - 1 entries after it
+    (``set_pud(&pud_p[n], pud)`` / ``set_pmd(&pmd_p[n], pmd)``), with PGTABLE_PROT."""
+    pt = k.pgtable
+    idx = (addr >> k.paging.levels[li].shift) & 511
+    raw = pt.read_entry(table, idx, li)
+    if not raw:
+        child = _new_table(k, li + 1)
+        k.shared_tables.add(child)
+        raw = child | ESPFIX_PGTABLE_PROT
+        for n in range(min(clones, 512 - idx)):
+            pt.set_entry(table, li, idx + n, raw, writer="init_espfix_ap")
+    return raw & k.codec.bits[li].addr_mask
+
+
+def _fix_va(k, name: str) -> int | None:
+    idx = dict(k.layout.fixmap).get(name)
+    return None if idx is None else k.layout.symbols["FIXADDR_TOP"] - (idx << PAGE_SHIFT)
+
+
+def map_device_fixmaps(k) -> None:
+    """The fixmap slots a booted PC has filled: the local APIC (arch/x86/kernel/apic/apic.c
+    init_apic_mappings / register_lapic_address: ``set_fixmap_nocache(FIX_APIC_BASE,
+    address)``, xAPIC mode: QEMU's qemu64 CPU has no x2APIC) and the IO-APIC
+    (arch/x86/kernel/apic/io_apic.c io_apic_init_mappings: ``set_fixmap_nocache(idx,
+    ioapic_phys)`` from FIX_IO_APIC_BASE_0, one per IO-APIC: the PC has one).
+    set_fixmap_nocache maps with FIXMAP_PAGE_NOCACHE (PAGE_KERNEL_IO_NOCACHE, cache mode UC:
+    PCD|PWT with the kernel's PAT table; PAGE_KERNEL_NOCACHE in the 2.6 eras)."""
+    prot = k.pgprot["PAGE_KERNEL_NOCACHE"]
+    for name, phys, writer in (("FIX_APIC_BASE", APIC_DEFAULT_PHYS_BASE, "init_apic_mappings"),
+                               ("FIX_IO_APIC_BASE_0", IO_APIC_DEFAULT_PHYS_BASE, "io_apic_init_mappings")):
+        va = _fix_va(k, name)
+        if va is not None:
+            k.pgtable.set_pte(k.pgd, va, k.codec.pfn_pte(phys >> PAGE_SHIFT, prot), writer=writer)
+
+
+def map_vsyscall(k) -> None:
+    """arch/x86/entry/vsyscall/vsyscall_64.c map_vsyscall() (3.16+: VSYSCALL_PAGE): in
+    vsyscall=emulate mode, the default until 5.3 (X86_MM ``vsyscall_mode``),
+    ``__set_fixmap(VSYSCALL_PAGE, __pa_symbol(&__vsyscall_page), PAGE_KERNEL_VVAR)``
+    (__PAGE_KERNEL_RO | _PAGE_USER: user-readable, NX) and _PAGE_USER in every entry above
+    it (4.15+ set_vsyscall_pgtable_user_bits(swapper_pg_dir); before, head_64.S's
+    level3_kernel_pgt and level2_fixmap_pgt entries were _PAGE_TABLE already). In xonly
+    mode (5.3+) "there is no PTE at all backing the vsyscall page". ``__vsyscall_page`` is a
+    page of the kernel's text (vsyscall_emu_64.S); mmemu's image sizes being representative,
+    it is taken as text's last page."""
+    if X86_MM(k.spec.kernel).vsyscall_mode != "emulate" or not k.layout.config.get(
+            "CONFIG_X86_VSYSCALL_EMULATION", True):
+        return
+    va = _fix_va(k, "VSYSCALL_PAGE")
+    if va is None:
+        return
+    text = next(sec for sec in k.layout.image if sec.name == "text")
+    page_phys = (text.phys + text.size - PAGE_SIZE) & ~(PAGE_SIZE - 1)
+    prot = k.pgprot["PAGE_KERNEL_RO"] | _PAGE_USER
+    k.pgtable.set_pte(k.pgd, va, k.codec.pfn_pte(page_phys >> PAGE_SHIFT, prot), writer="map_vsyscall")
+    walk = k.pgtable.walk(k.pgd, va)
+    for step in walk.steps[:-1]:
+        if not step.raw & _PAGE_USER:
+            k.pgtable.set_entry(step.table, step.li, step.index, step.raw | _PAGE_USER, writer="map_vsyscall")
+
+
+# ---- cpu_entry_area: arch/x86/mm/cpu_entry_area.c, arch/x86/include/asm/cpu_entry_area.h ---
+
+def _cea_layout(k) -> tuple[list[tuple[str, int, str | None]], int]:
+    """``struct cpu_entry_area`` of the era, as (member, pages, what maps it) in order, and its
+    size in pages (CPU_ENTRY_AREA_SIZE). What maps a member: a pgprot name for the per-cpu
+    pages cea_map_percpu_pages() maps, "RX" for the entry trampoline, None for what stays
+    unmapped on this machine (guard pages; #VC stacks without SEV-ES; the Intel debug store,
+    percpu_setup_debug_store() returning early on QEMU's qemu64 CPU, vendor AuthenticAMD).
+
+    - 4.15 (read): gdt, entry_stack_page, tss, entry_trampoline (PAGE_KERNEL_RX, until
+      'x86/entry/64: Remove the SYSCALL64 entry trampoline', taken as 4.19, not verified),
+      exception_stacks[(N_EXCEPTION_STACKS - 1) * EXCEPTION_STKSZ + DEBUG_STKSZ] (3 x 4 KiB +
+      8 KiB, page_64_types.h EXCEPTION_STACK_ORDER 0, DEBUG_STACK_ORDER 1), cpu_debug_store
+      (one page), cpu_debug_buffers (BTS_BUFFER_SIZE + PEBS_BUFFER_SIZE, PAGE_SIZE << 4 each,
+      asm/intel_ds.h).
+    - 5.2: struct cea_exception_stacks ESTACKS_MEMBERS(PAGE_SIZE, EXCEPTION_STKSZ): a guard
+      page before DF, NMI, DB2 (a hole, "not mapped"), DB1, DB, MCE and one on top; 5.9 drops
+      DB2/DB1 ('x86/entry: Remove DBn stacks'); 5.10 adds VC and VC2 (read from 5.10.13).
+    - tss_struct: x86_hw_tss (0x68 bytes) + io_bitmap[IO_BITMAP_LONGS + 1], page aligned: 3
+      pages; from 5.5 (the io bitmap rework) x86_hw_tss + struct x86_io_bitmap (bitmap and
+      mapall): 5 pages (processor.h of 5.10.13, read)."""
+    kv = k.spec.kernel
+    tss = 5 if kv >= "5.5" else 3
+    members: list[tuple[str, int, str | None]] = [("gdt", 1, "PAGE_KERNEL_RO"), ("entry_stack_page", 1, "PAGE_KERNEL"),
+                                                  ("tss", tss, "PAGE_KERNEL_RO")]
+    if kv < "4.19":
+        members.append(("entry_trampoline", 1, "RX"))
+    if kv < "5.2":
+        members.append(("exception_stacks", 5, "PAGE_KERNEL"))
+    else:
+        stacks = ["DF", "NMI", "DB2", "DB1", "DB", "MCE"] if kv < "5.9" else ["DF", "NMI", "DB", "MCE"]
+        if kv >= "5.10":
+            stacks += ["VC", "VC2"]
+        for name in stacks:
+            members.append((f"{name}_stack_guard", 1, None))
+            members.append((f"{name}_stack", 1, None if name in ("DB2", "VC", "VC2") else "PAGE_KERNEL"))
+        members.append(("IST_top_guard", 1, None))
+    members += [("cpu_debug_store", 1, None), ("cpu_debug_buffers", 32, None)]
+    return members, sum(n for _m, n, _p in members)
+
+
+def _percpu_page_offsets(k, members) -> dict[str, int]:
+    """Offsets from ``__per_cpu_start`` of the per-cpu variables the entry area maps: the
+    page-aligned ones (DEFINE_PER_CPU_PAGE_ALIGNED, .data..percpu..page_aligned) follow
+    .data..percpu..first (include/asm-generic/vmlinux.lds.h PERCPU_INPUT), which holds
+    fixed_percpu_data (48 bytes) from 5.2 and irq_stack_union (IRQ_STACK_SIZE, 16 KiB) before;
+    taken in the order gdt_page, cpu_tss_rw, entry_stack_storage, exception_stacks (the link
+    order's, approximately: a real vmlinux's System.map has the exact offsets). The storage of
+    the exception stacks has no guard pages (ESTACKS_MEMBERS(0, 0))."""
+    off = PAGE_SIZE if k.spec.kernel >= "5.2" else 4 * PAGE_SIZE
+    out = {}
+    sizes = {"gdt": 1, "tss": next(n for m, n, _p in members if m == "tss"), "entry_stack_page": 1}
+    for name in ("gdt", "tss", "entry_stack_page"):
+        out[name] = off
+        off += sizes[name] * PAGE_SIZE
+    for name, _n, prot in members:
+        if name == "exception_stacks" or (name.endswith("_stack") and prot is not None):
+            out[name] = off
+            off += (5 if name == "exception_stacks" else 1) * PAGE_SIZE
+    return out
+
+
+def map_cpu_entry_area(k) -> None:
+    """setup_cpu_entry_areas() (4.15+, from trap_init): for each possible CPU,
+    setup_cpu_entry_area() maps its GDT (PAGE_KERNEL_RO on 64-bit), entry stack (PAGE_KERNEL),
+    TSS (PAGE_KERNEL_RO) and exception stacks (PAGE_KERNEL) at get_cpu_entry_area(cpu) =
+    CPU_ENTRY_AREA_PER_CPU + cea_offset(cpu) * CPU_ENTRY_AREA_SIZE (cea_offset(cpu) = cpu
+    without KASLR, 6.2+ init_cea_offsets), through cea_set_pte() -> set_pte_vaddr(), which
+    allocates the tables above; the pages are the CPU's per-cpu copies
+    (per_cpu_ptr_to_phys). Then trap_init / idt_map_in_cea() maps the IDT (idt_table,
+    page-aligned bss) read-only at CPU_ENTRY_AREA_RO_IDT, the area's first page."""
+    s = k.layout.symbols
+    if "CPU_ENTRY_AREA_BASE" not in s or k.pcpu is None:
+        return
+    base = s["CPU_ENTRY_AREA_BASE"]
+    members, size = _cea_layout(k)
+    offsets = _percpu_page_offsets(k, members)
+    pc, pt, codec = k.pcpu, k.pgtable, k.codec
+    text = next(sec for sec in k.layout.image if sec.name == "text")
+    for cpu in range(pc.nr_cpus):
+        unit = pc.base_phys + pc.unit_offset(cpu)
+        va = base + PAGE_SIZE + cpu * size * PAGE_SIZE  # CPU_ENTRY_AREA_PER_CPU + cpu * CPU_ENTRY_AREA_SIZE
+        for name, pages, prot in members:
+            if prot == "RX":  # __pa_symbol(_entry_trampoline): a page of the kernel's text
+                pte = codec.pfn_pte((text.phys + text.size - 2 * PAGE_SIZE) >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RX"])
+                pt.set_pte(k.pgd, va, pte, writer="setup_cpu_entry_areas")
+            elif prot is not None:
+                for i in range(pages):
+                    pfn = (unit + offsets[name] + i * PAGE_SIZE) >> PAGE_SHIFT
+                    pt.set_pte(k.pgd, va + i * PAGE_SIZE, codec.pfn_pte(pfn, k.pgprot[prot]),
+                               writer="setup_cpu_entry_areas")
+            va += pages * PAGE_SIZE
+    idt, _ = k.image_page("bss")  # gate_desc idt_table[IDT_ENTRIES] __page_aligned_bss
+    pt.set_pte(k.pgd, base, codec.pfn_pte(idt >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RO"]), writer="trap_init")
