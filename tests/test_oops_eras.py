@@ -18,6 +18,8 @@ against mmemu's walker where both name the same entry.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mmemu.cpu import Cpu
@@ -201,3 +203,175 @@ def test_i386_before_2_6_23_logs_no_segfault_line(kernel, boot):
     with pytest.raises(SegmentationFault) as exc:
         k.read(0x1000, 1, user=True, process=p)
     assert "segfault at" not in exc.value.report
+
+
+# -- the rest of the oops: the register dump, Code:, Call Trace, the end marker ------------------------------------
+
+BUILD = Path(__file__).resolve().parent.parent / "examples" / "modules" / "build"
+
+
+def module_oops(k, arch: str, era: str) -> list[str]:
+    """The oops of examples/modules/rodata_oops.c: its init stores a byte into its own
+    read-only .rodata (movb $0x54,(%rax) on x86_64, (%eax) on i386), on the CPU."""
+    data = (BUILD / f"{'x86_64' if arch == 'x86_64' else 'i386'}-{era}" / "rodata_oops.o").read_bytes()
+    with pytest.raises(Oops) as exc:
+        k.load_module(data, "rodata_oops.o")
+    return exc.value.report.splitlines()
+
+
+def field(lines: list[str], prefix: str) -> str:
+    return next(line for line in lines if line.startswith(prefix))
+
+
+def test_x86_64_6_6_oops_of_module_code_dumps_the_cpus_registers(boot):
+    """arch/x86/kernel/dumpstack.c and process_64.c (5.10 read; 6.6 the same): after 'CPU:'
+    (no 'Hardware name:': the machine has no DMI tables), show_ip's 'RIP: %04x:%pS', then
+    show_opcodes' 'Code:' -- 42 bytes, the faulting one in <>, 21 more, as decodecode reads
+    them -- 'RSP: %04x:%016lx EFLAGS: %08lx', the general registers three a line, FS/GS,
+    CS/DS/ES/CR0, CR2/CR3/CR4; then 'Call Trace:' inside <TASK> </TASK> (5.16+),
+    print_modules, 'CR2: %016lx', the end marker (0 since 5.17) and oops_end's executive
+    summary: the same registers again. The values are the emulated CPU's: the store is
+    movb $0x54,(%rax), so RAX holds the address that faulted."""
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    lines = module_oops(k, "x86_64", "6.6")
+    cr2 = int(field(lines, "CR2: ").split()[1], 16)
+    assert lines[5] == "CPU: 0 PID: 0 Comm: swapper/0 Tainted: G           O       6.6.0 #1"
+    rip = lines[6]
+    assert rip.startswith("RIP: 0010:rodata_oops_init+0x") and rip.endswith(" [rodata_oops]")
+    name, off_size = rip.split(":", 2)[2].split(" ")[0].split("+")
+    code = lines[7]
+    assert code.startswith("Code: ") and "<c6> 00 54" in code  # movb $0x54,(%rax)
+    before, after = code[len("Code: "):].split(" <c6> ")
+    assert len(before.split()) == 42 and len(after.split()) == 21
+    # the bytes are the module's text, read back through the page tables
+    off = int(off_size.split("/")[0], 16)
+    start = next(s for s, size, n, init in k.find_module("rodata_oops").kallsyms if n == name)
+    ip = start + off
+    assert bytes.fromhex(before + " c6 " + after) == k.read(ip - 42, 64)
+    assert lines[8].startswith("RSP: 0018:") and " EFLAGS: " in lines[8]
+    assert lines[9].startswith(f"RAX: {cr2:016x} RBX: ")
+    assert [line[:4] for line in lines[9:14]] == ["RAX:", "RDX:", "RBP:", "R10:", "R13:"]
+    assert lines[14].startswith("FS:  ") and " knlGS:" in lines[14]
+    assert lines[15].startswith("CS:  0010 DS: 0000 ES: 0000 CR0: ")
+    assert lines[16].startswith(f"CR2: {cr2:016x} CR3: ")
+    assert lines[17:20] == ["Call Trace:", " <TASK>", " </TASK>"]
+    assert lines[20] == "Modules linked in: rodata_oops(O+)"
+    assert lines[21] == f"CR2: {cr2:016x}"
+    assert lines[22] == "---[ end trace 0000000000000000 ]---"
+    assert lines[23:] == lines[6:17]  # oops_end: __show_regs(&exec_summary_regs, SHOW_REGS_ALL)
+
+
+def test_i386_6_6_oops_of_module_code(boot):
+    """process_32.c (5.10 read): 'EIP: %pS', Code:, 'EAX: %08lx EBX: ...', 'ESI: ...',
+    'DS: %04x ES: ... SS: %04x EFLAGS: %08lx', 'CR0: ...'; no <TASK> markers on 32-bit. The
+    init function starts a page, so 42 bytes before the ip are not mapped: show_opcodes
+    says so with the prologue's address. init_idle names the idle task 'swapper/0' only
+    on SMP (NR_CPUS=1 here: 'swapper')."""
+    k = boot(arch="i386", kernel="6.6", ram="256M")
+    lines = module_oops(k, "i386", "6.6")
+    cr2 = int(field(lines, "CR2: ").split()[1], 16)
+    assert "Comm: swapper Tainted:" in lines[5]
+    assert lines[6].startswith("EIP: rodata_oops_init+0x")
+    mod = k.find_module("rodata_oops")
+    name, rest = lines[6][len("EIP: "):].split("+")
+    ip = next(s for s, size, n, init in mod.kallsyms if n == name) + int(rest.split("/")[0], 16)
+    if k.walk(ip - 42).mapped:
+        assert lines[7].startswith("Code: ") and "<" in lines[7]
+    else:
+        assert lines[7] == f"Code: Unable to access opcode bytes at RIP 0x{ip - 42:x}."
+    assert lines[8].startswith(f"EAX: {cr2 & 0xFFFFFFFF:08x} EBX: ")
+    assert lines[9].startswith("ESI: ") and " ESP: " in lines[9]
+    assert lines[10].startswith("DS: 007b ES: 007b FS: ") and " SS: 0068 EFLAGS: " in lines[10]
+    assert lines[11].startswith("CR0: ") and f" CR2: {cr2 & 0xFFFFFFFF:08x} " in lines[11]
+    assert lines[12] == "Call Trace:" and lines[13] == "Modules linked in: rodata_oops(O+)"
+    k = boot(arch="i386", kernel="6.6", ram="256M", options={"NR_CPUS": "2"})
+    assert "Comm: swapper/0 Tainted:" in module_oops(k, "i386", "6.6")[5]
+
+
+def test_an_exported_function_that_faults_is_the_rip_and_the_summary_is_the_first_oopses(boot):
+    """A kernel function mmemu implements (memset) called from code faults on its
+    argument: the RIP line names it (its entry: mmemu runs no instruction inside it), the
+    registers are those the caller passed (RDI the address, RDX the length) and CR2 the
+    address. oops_end prints exec_summary_regs, saved by the first oops of the boot only
+    (__die_header: 'if (!die_counter)'), so a second oops ends with the first one's."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    cpu = Cpu(k)
+    try:
+        first = cpu.call(k.ksymtab["memset"], 0x10, 0, 16).report.splitlines()
+        second = cpu.call(k.ksymtab["memset"], 0x30, 0, 8).report.splitlines()
+    finally:
+        cpu.close()
+    assert first[6] == "RIP: 0010:memset+0x0/0x10"
+    assert field(first, "RDX: ") == "RDX: 0000000000000010 RSI: 0000000000000000 RDI: 0000000000000010"
+    assert field(first, "CR2: 0000000000000010 CR3: ")
+    assert second[0] == "BUG: kernel NULL pointer dereference, address: 0000000000000030"
+    assert second[4] == "Oops: 0002 [#2] SMP NOPTI"
+    assert field(second, "RDX: ").endswith("RDI: 0000000000000030")
+    end = second.index("---[ end trace 0000000000000000 ]---")
+    assert second[end + 1:] == first[first.index("---[ end trace 0000000000000000 ]---") + 1:]
+
+
+def test_end_trace_id_by_era(boot):
+    """kernel/panic.c: a random u64 per boot in 2.6.24 .. 5.16 (get_random_bytes; mmemu
+    draws it from the machine's description, so the same machine gets the same id), 0ULL
+    from 5.17 ('panic: Remove oops_id.'); the same for every oops of the boot here."""
+    ids = {}
+    for kernel in ("2.6.24", "4.19", "5.16", "5.17", "6.6"):
+        for _ in range(2):
+            k = boot(arch="x86_64", kernel=kernel, ram="256M")
+            marks = [line for n in (1, 2) for line in oops_of(k, 0x10 * n, "read") if line.startswith("---[ end")]
+            assert len(marks) == 2 and marks[0] == marks[1]
+            ids.setdefault(kernel, set()).add(marks[0])
+    assert all(len(v) == 1 for v in ids.values())  # the same machine, the same id
+    assert ids["5.17"] == ids["6.6"] == {"---[ end trace 0000000000000000 ]---"}
+    for kernel in ("2.6.24", "4.19", "5.16"):
+        (mark,) = ids[kernel]
+        assert mark != "---[ end trace 0000000000000000 ]---" and len(mark) == len("---[ end trace  ]---") + 16
+
+
+@pytest.mark.parametrize("kernel,comm", [("3.1", "swapper"), ("3.2", "swapper/0"), ("6.6", "swapper/0")])
+def test_the_idle_tasks_comm(kernel, comm, boot):
+    """init_idle: 'swapper/%d' on SMP kernels from 3.2 (kernel/sched/core.c), INIT_TASK_COMM
+    'swapper' before; an access made with no process is the idle task's (pid 0)."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    line = next(line for line in oops_of(k, 0x10, "read") if "comm: " in line.lower())
+    assert f"{comm} " in line and ("PID: 0 " in line or "Pid: 0," in line)
+
+
+def test_modules_linked_in_is_printed_with_no_module_loaded(boot):
+    """kernel/module.c print_modules: 'Modules linked in:' is printed whatever is loaded."""
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    assert "Modules linked in:" in oops_of(k, 0x10, "read")
+
+
+def shape(line: str) -> str:
+    """The line with every hex digit run made 'h' (what the printf formats fix)."""
+    import re
+
+    return re.sub(r"[0-9a-f]+", "h", line)
+
+
+def test_register_lines_have_the_shape_of_a_real_5_19_oops(boot):
+    """tests/golden/oops_x86_64_5.19.txt (a real 5.19 oops, Ubuntu 22.04 under QEMU): each
+    register line mmemu prints for a fault of code on its CPU has the real line's shape --
+    the same words, widths and separators, only the values differ (the machine's)."""
+    import re
+
+    real = [re.sub(r"^\[[ \d.]+\] ", "", line)
+            for line in (Path(__file__).parent / "golden" / "oops_x86_64_5.19.txt").read_text().splitlines()]
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    mine = module_oops(k, "x86_64", "6.6")
+    for prefix in ("RSP: ", "RAX: ", "RDX: ", "RBP: ", "R10: ", "R13: ", "FS:  ", "CS:  ", "CR2: ffff"):
+        assert shape(field(mine, prefix)) == shape(field(real, prefix)), prefix
+    # the Code: line of the real oops's user-mode block (its kernel one could not be read)
+    real_code = next(line for line in real if line.startswith("Code: ") and "<" in line)
+    assert shape(field(mine, "Code: ")) == shape(real_code)
+    assert field(real, "Code: Unable") == "Code: Unable to access opcode bytes at RIP 0xffffffffc06e6fe1."
+    for marker in ("Call Trace:", " <TASK>", " </TASK>"):
+        assert marker in real and marker in mine
+    # the order: registers, trace, modules, CR2, end marker
+    order = [next(i for i, line in enumerate(lines) if line.startswith(p))
+             for lines in (real, mine) for p in ("RIP: 0010:", "Call Trace:", "Modules linked in:", "---[ end")]
+    assert order[:4] == sorted(order[:4]) and order[4:] == sorted(order[4:])

@@ -206,6 +206,12 @@ class Cpu:
 
     # -- what the CPU takes from the kernel ---------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Code runs on this CPU now: a fault or a kernel call is being handled in its
+        interrupt hook (the registers are those of the code that trapped)."""
+        return self._run is not None
+
     def alloc_pages(self, order: int, owner: str):
         """A block of lowmem frames for this CPU (its kernel stack, its GDT...), zeroed,
         given back when the CPU is closed."""

@@ -153,6 +153,13 @@ class CpuAdapter(abc.ABC):
         """The kernel fixed the fault: make the faulting instruction run again when the
         hook returns (RISC-V: Unicorn moved the pc past it). Default: nothing."""
 
+    def registers(self) -> dict[str, int]:
+        """The CPU's registers now, by the names the arch's oops prints them with (x86:
+        ``ax``, ``bx`` ... ``flags``, ``cs``, ``cr0`` ...), for the register dump of an oops
+        raised by code on this CPU (read in the interrupt hook, where they are those of
+        the faulting instruction). Default: none known (the oops prints no dump)."""
+        return {}
+
     # -- kernel functions called by kernel code (modules) --------------------------------
 
     def kcall_args(self, n: int, varargs: bool, asmlinkage: bool = False) -> "KcallArgs":

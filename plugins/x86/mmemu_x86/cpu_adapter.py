@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc, x86_const
 from unicorn.x86_const import (
     UC_X86_INS_SYSCALL,
     UC_X86_REG_AL,
@@ -178,9 +178,11 @@ class X86Adapter(CpuAdapter):
             uc.reg_write(UC_X86_REG_CS, s.kernel_cs)
         uc.reg_write(UC_X86_REG_SS, s.kernel_ds)
         # i386 Linux runs the kernel with __USER_DS in DS/ES (entry_32.S), so that an iret
-        # to user mode keeps them valid; 64-bit mode ignores them.
-        uc.reg_write(UC_X86_REG_DS, s.user_ds)
-        uc.reg_write(UC_X86_REG_ES, s.user_ds)
+        # to user mode keeps them valid; 64-bit mode ignores them, and x86_64 Linux leaves
+        # them 0 (a kernel thread's oops shows 'DS: 0000 ES: 0000').
+        if self.bits == 32:
+            uc.reg_write(UC_X86_REG_DS, s.user_ds)
+            uc.reg_write(UC_X86_REG_ES, s.user_ds)
         if self.kernel.pcpu is not None:
             # the per-cpu base: i386 loads __KERNEL_PERCPU into %fs on kernel entry;
             # x86_64's MSR_GS_BASE holds __per_cpu_offset (cpu_kernelmode_gs_base)
@@ -276,6 +278,32 @@ class X86Adapter(CpuAdapter):
 
     def fault_intno(self, fault) -> int:
         return 14  # #PF
+
+    def registers(self) -> dict[str, int]:
+        """pt_regs and the control registers as __show_regs prints them (arch/x86/kernel/
+        process_32.c, process_64.c): the general registers (``ax`` ... ``r15``), ``ip``,
+        ``sp``, ``flags``, the selectors, FS/GS bases and KERNEL_GS_BASE (64-bit), CR0-4 and
+        the debug registers, read from the engine in the interrupt hook."""
+        uc, b64 = self.uc, self.bits == 64
+        names = (("ax", "RAX", "EAX"), ("bx", "RBX", "EBX"), ("cx", "RCX", "ECX"), ("dx", "RDX", "EDX"),
+                 ("si", "RSI", "ESI"), ("di", "RDI", "EDI"), ("bp", "RBP", "EBP"), ("sp", "RSP", "ESP"),
+                 ("ip", "RIP", "EIP"), ("flags", "EFLAGS", "EFLAGS"))
+        regs = {name: uc.reg_read(getattr(x86_const, f"UC_X86_REG_{r64 if b64 else r32}")) & self._mask
+                for name, r64, r32 in names}
+        if b64:
+            for i in range(8, 16):
+                regs[f"r{i}"] = uc.reg_read(getattr(x86_const, f"UC_X86_REG_R{i}"))
+            regs["fs_base"] = uc.reg_read(x86_const.UC_X86_REG_FS_BASE)
+            regs["gs_base"] = uc.reg_read(x86_const.UC_X86_REG_GS_BASE)
+            regs["kernel_gs_base"] = uc.msr_read(0xC0000102)  # MSR_KERNEL_GS_BASE
+        for name in ("cs", "ss", "ds", "es", "fs", "gs", "cr0", "cr2", "cr3", "cr4", "dr0", "dr1", "dr2", "dr3",
+                     "dr6", "dr7"):
+            regs[name] = uc.reg_read(getattr(x86_const, f"UC_X86_REG_{name.upper()}"))
+        if b64 and regs["cs"] == 0 and not self.user_mode():
+            # long mode runs with the CS the adapter never loads (Unicorn keeps 0 there): the
+            # kernel's code segment is the GDT's __KERNEL_CS, which the CPU's frame would hold
+            regs["cs"] = self.setup_regs.kernel_cs
+        return regs
 
     # -- kernel functions ---------------------------------------------------------------------
 

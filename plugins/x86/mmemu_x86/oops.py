@@ -22,6 +22,8 @@ the levels. Where the kernel prints ``func+0x12/0x40`` mmemu prints the symbol k
 
 from __future__ import annotations
 
+import random
+
 from mmemu.eras import EraTable, Feature, Variant
 from mmemu.faults import Fault
 from mmemu.units import PAGE_SIZE
@@ -88,8 +90,32 @@ OOPS = EraTable(
             source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x, after it "
                    "by 5.0 (read in the die_addr patch: 'show_regs(regs); print_modules();'); the release between "
                    "is not dated here"),
+    Feature("idle_comm_cpu", since="3.2",
+            source="kernel/sched/core.c init_idle (4.4 .. 6.x read): '#ifdef CONFIG_SMP sprintf(idle->comm, "
+                   "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
+                   "the rename is after 3.2-rc2 (an LKML boot log where pid 1 still inherits 'swapper') and in "
+                   "Ubuntu's 3.2.0-23 ('Pid: 1, comm: swapper/0')"),
+    Variant("show_regs", [("5.10", "show_ip")], before=None,
+            source="arch/x86/kernel/dumpstack.c and process_32.c/process_64.c (5.10 read): show_regs -> "
+                   "__show_regs -> show_iret_regs/show_ip ('RIP: %04x:%pS' or 'EIP: %pS', then show_opcodes "
+                   "'Code: ' 42 bytes '<%02x>' 21 bytes, or 'Code: Unable to access opcode bytes at RIP "
+                   "0x%lx.'), 'RSP: %04x:%016lx EFLAGS: %08lx', the general registers, 'FS:  ...', 'CS:  ...', "
+                   "'CR2: ...' (x86_64) / 'EAX: ...' 'ESI: ...' 'DS: ... EFLAGS: %08lx' 'CR0: ...' (i386), "
+                   "then show_trace_log_lvl 'Call Trace:' and one ' %s%pB' line per text address on the "
+                   "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
+                   "again after the end marker (exec_summary_regs). The register dumps of earlier releases "
+                   "are not modelled: they print their IP line alone"),
+    Feature("task_stack_marker", since="5.16",
+            source="arch/x86/kernel/dumpstack_64.c stack_type_name: 'if (type == STACK_TYPE_TASK) return "
+                   "\"TASK\";' (Peter Zijlstra's stack guard patch, Sep 2021, merged for 5.16; a 5.17-rc7 "
+                   "report and the 5.19 golden show ' <TASK>' ... ' </TASK>'); x86_64 only"),
+    Variant("oops_id", [("2.6.24", "random"), ("5.17", "zero")], before=None,
+            source="kernel/panic.c oops_exit (2.6.24 read): '---[ end trace %016llx ]---' of oops_id, a random "
+                   "u64 (get_random_bytes once, late_initcall); 'panic: Remove oops_id.' (Sebastian Andrzej "
+                   "Siewior, Dec 2021, in linux-next 20220113 via akpm, merged for 5.17) prints 0ULL; the 'else "
+                   "oops_id++' of later 2.6/3.x releases (its first release not dated here) is not modelled: "
+                   "every oops of a boot shows the boot's id"),
     Feature("cr2_line", since="2.6.26", source="arch/x86/kernel/dumpstack.c: 'CR2: %016lx' after the oops"),
-    Feature("end_trace", since="2.6.26", source="kernel/panic.c print_oops_end_marker: '---[ end trace %016llx ]---'"),
     Feature("segfault_prot_for_kernel_address", since="3.0",
             source="arch/x86/mm/fault.c __bad_area_nosemaphore: a user access to a kernel address is "
                    "reported with X86_PF_PROT set"),
@@ -232,9 +258,17 @@ def die_header(k, what: str, err: int, counter: int) -> list[str]:
     return [f"{what}: {err & 0xFFFF:04x} [#{counter}]" + "".join(f" {f}" for f in flags)]
 
 
+def idle_comm(k, cpu: int) -> str:
+    """The comm of the idle task (pid 0) of *cpu*: INIT_TASK_COMM, ``swapper/N`` on an SMP
+    kernel of the releases whose init_idle names it so (rule ``idle_comm_cpu``)."""
+    if _era(k).idle_comm_cpu and k.layout.config.get("CONFIG_SMP", True):
+        return f"swapper/{cpu}"
+    return "swapper"
+
+
 def task_line(k, fault: Fault) -> str:
     proc = fault.process
-    comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
+    comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
     if not _era(k).cpu_task_line:
         return f"Pid: {pid}, comm: {comm[:20]} {k.print_tainted()} {release(k)} #1"
     # lib/dump_stack.c dump_stack_print_info: "CPU: %d PID: %d Comm: %.20s %s%s %s %.*s"
@@ -282,6 +316,7 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
     addr = fault.address
     err = fault.code
     ip = _ip(fault)
+    root = k.fault_pgd(fault)  # read_cr3() at the fault
     lines: list[str] = []
     if fault.instr and fault.protection and not fault.user and k.codec.nx:
         walk = k.pgtable.walk(k.fault_pgd(fault), addr)
@@ -329,18 +364,174 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         lines.append(f"{proc.comm if proc else 'swapper'}: Corrupted page table at address {addr:x}")
         what = "Bad pagetable"
     lines += die_header(k, what, err, die_counter)
-    if k.modules and not era.modules_after_regs:
+    regs = cpu_registers(k, fault)
+    if era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
+        state = _oops_state(k)
+        if "summary" not in state:  # __die_header: the first oops's regs, for oops_end
+            k.journal.setitem(state, "summary", regs)
+        lines.append(task_line(k, fault))  # (no "Hardware name:": the machine has no DMI tables)
+        lines += show_regs(k, regs, root)
+        lines += call_trace(k, regs, root)
         lines.append(k.modules_linked_in())
-    if era.cpu_task_line or b64:
-        lines.append(task_line(k, fault))
-    lines.append(ip_line(k, fault))
-    if k.modules and era.modules_after_regs:
-        lines.append(k.modules_linked_in())
+    else:
+        if not era.modules_after_regs:
+            lines.append(k.modules_linked_in())
+        if era.cpu_task_line or b64:
+            lines.append(task_line(k, fault))
+        lines.append(ip_line(k, fault))
+        if era.modules_after_regs:
+            lines.append(k.modules_linked_in())
     if era.cr2_line or b64:
         lines.append(f"CR2: {addr:016x}")
-    if era.end_trace:
-        lines.append("---[ end trace 0000000000000000 ]---")
+    if era.oops_id is not None:  # oops_exit -> print_oops_end_marker
+        lines.append(f"---[ end trace {oops_id(k):016x} ]---")
+    summary = _oops_state(k).get("summary")
+    if era.show_regs and summary is not None:  # oops_end: __show_regs(&exec_summary_regs, SHOW_REGS_ALL)
+        lines += show_regs(k, summary, root)
     return "\n".join(lines)
+
+
+def _oops_state(k) -> dict:
+    """What the oops path keeps between oopses of one boot (journaled like the rest)."""
+    return k.__dict__.setdefault("_x86_oops_state", {})
+
+
+def oops_id(k) -> int:
+    """kernel/panic.c's oops_id: 0 from 5.17; before, a random u64 drawn once per boot
+    (get_random_bytes), here drawn from the machine's description so that a boot's id is
+    the same every time it is made again."""
+    if _era(k).oops_id == "zero":
+        return 0
+    return random.Random(f"oops_id {k.spec!r}").getrandbits(64)
+
+
+def cpu_registers(k, fault: Fault) -> dict[str, int] | None:
+    """The registers of the CPU whose code faulted (read in its interrupt hook), or of the
+    CPU inside an exported kernel function whose implementation made the faulting access
+    (its ip is that function's entry), or None: an access made through the API has none."""
+    for cpu in k.cpus:
+        if not cpu.running or (fault.source == "cpu" and cpu.index != fault.cpu):
+            continue
+        regs = cpu.adapter.registers()
+        if not regs:
+            return None
+        if fault.source == "cpu":
+            regs["ip"], regs["sp"] = fault.ip, fault.sp
+            return regs
+        at = (regs["ip"] - 1) & ((1 << (64 if k.paging.bits64 else 32)) - 1)
+        if at in k.kcall_addresses:  # stopped at the trap (int3) of a kernel function
+            regs["ip"] = at
+            regs["cr2"] = fault.address  # the function's own access is what faulted
+            return regs
+    return None
+
+
+def read_nofault(k, root: int, va: int, n: int) -> bytes | None:
+    """``copy_from_kernel_nofault``: *n* bytes at *va* through the tables at *root*, or None
+    if a page of them is not mapped (no fault is taken)."""
+    out = bytearray()
+    while n > 0:
+        walk = k.pgtable.walk(root, va)
+        if not walk.mapped:
+            return None
+        take = min(n, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+        out += k.mem.read(walk.phys, take)
+        va, n = va + take, n - take
+    return bytes(out)
+
+
+#: arch/x86/kernel/dumpstack.c show_opcodes: PROLOGUE_SIZE, EPILOGUE_SIZE (5.10)
+PROLOGUE_SIZE, EPILOGUE_SIZE = 42, 21
+
+
+def code_line(k, ip: int, root: int) -> str:
+    """show_opcodes: ``Code: `` the 42 bytes before ip, ``<%02x>`` the byte at ip, the 21
+    after (``%ph``: two hex digits each, blank-separated), read as scripts/decodecode reads
+    them back; ``Code: Unable to access opcode bytes at RIP 0x%lx.`` (the prologue's
+    address) when a page of them is not mapped."""
+    mask = (1 << (64 if k.paging.bits64 else 32)) - 1
+    prologue = (ip - PROLOGUE_SIZE) & mask
+    data = read_nofault(k, root, prologue, PROLOGUE_SIZE + 1 + EPILOGUE_SIZE)
+    if data is None:
+        return f"Code: Unable to access opcode bytes at RIP 0x{prologue:x}."
+    return (f"Code: {data[:PROLOGUE_SIZE].hex(' ')} <{data[PROLOGUE_SIZE]:02x}> "
+            f"{data[PROLOGUE_SIZE + 1:].hex(' ')}")
+
+
+#: DR6_RESERVED and DR7's reset value: __show_regs prints the debug registers only when
+#: they differ from these (process_32.c/process_64.c, 5.10)
+_DR6_RESERVED, _DR7_DEFAULT = 0xFFFF0FF0, 0x400
+_X86_CR4_OSPKE = 1 << 22
+
+
+def show_regs(k, r: dict[str, int], root: int) -> list[str]:
+    """__show_regs(regs, SHOW_REGS_ALL) of 5.10 (process_64.c / process_32.c), from the
+    emulated CPU's registers."""
+    if k.paging.bits64:
+        lines = [f"RIP: {r['cs']:04x}:{symbol(k, r['ip'])}", code_line(k, r["ip"], root),
+                 f"RSP: {r['ss']:04x}:{r['sp']:016x} EFLAGS: {r['flags']:08x}"]  # orig_ax -1: no ORIG_RAX
+        names = ["ax", "bx", "cx", "dx", "si", "di", "bp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]
+        for i in range(0, 15, 3):
+            lines.append(" ".join(f"{'R' + n.upper() if len(n) == 2 and not n[1].isdigit() else n.upper()}: "
+                                  f"{r[n]:016x}" for n in names[i:i + 3]).replace("R8:", "R08:")
+                         .replace("R9:", "R09:"))
+        lines.append(f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
+                     f"knlGS:{r['kernel_gs_base']:016x}")
+        lines.append(f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}")
+        lines.append(f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}")
+        w = 16
+    else:
+        lines = [f"EIP: {symbol(k, r['ip'])}", code_line(k, r["ip"], root),
+                 f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+                 f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {r['sp']:08x}",
+                 f"DS: {r['ds']:04x} ES: {r['es']:04x} FS: {r['fs']:04x} GS: {r['gs']:04x} SS: {r['ss']:04x} "
+                 f"EFLAGS: {r['flags']:08x}",
+                 f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
+        w = 8
+    if (r["dr0"], r["dr1"], r["dr2"], r["dr3"], r["dr6"], r["dr7"]) != (0, 0, 0, 0, _DR6_RESERVED, _DR7_DEFAULT):
+        if k.paging.bits64:
+            lines += [f"DR0: {r['dr0']:016x} DR1: {r['dr1']:016x} DR2: {r['dr2']:016x}",
+                      f"DR3: {r['dr3']:016x} DR6: {r['dr6']:016x} DR7: {r['dr7']:016x}"]
+        else:
+            lines += [f"DR0: {r['dr0']:0{w}x} DR1: {r['dr1']:0{w}x} DR2: {r['dr2']:0{w}x} DR3: {r['dr3']:0{w}x}",
+                      f"DR6: {r['dr6']:0{w}x} DR7: {r['dr7']:0{w}x}"]
+    if k.paging.bits64 and r["cr4"] & _X86_CR4_OSPKE:
+        lines.append("PKRU: 00000000")  # the emulated CPU has no protection keys set
+    return lines
+
+
+def backtrace_symbol(k, address: int) -> str | None:
+    """%pB: the symbol of a return address, looked up at address - 1 (a call that ends a
+    function returns past it) and printed with the return address's own offset."""
+    sym = k.symbol_at(address - 1)
+    if sym is None:
+        return None
+    name, rest = sym.split("+", 1)
+    off, tail = rest.split("/", 1)
+    return f"{name}+{int(off, 16) + 1:#x}/{tail}"
+
+
+def call_trace(k, r: dict[str, int], root: int) -> list[str]:
+    """show_trace_log_lvl: ``Call Trace:``, then each word of the kernel stack, from the
+    stack pointer to the top of the stack, that is the address of code kallsyms knows (the
+    loaded modules' functions, the exported kernel functions), as ``%pB``. mmemu runs no
+    unwinder, so every one is marked ``? `` as the kernel marks the addresses its unwinder
+    did not vouch for; x86_64 from 5.16 brackets the task stack with <TASK> </TASK>."""
+    lines = ["Call Trace:"]
+    marker = k.paging.bits64 and _era(k).task_stack_marker
+    if marker:
+        lines.append(" <TASK>")
+    word = 8 if k.paging.bits64 else 4
+    top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > r["sp"]), None)
+    if top is not None and top - r["sp"] <= 1 << 16:
+        stack = read_nofault(k, root, r["sp"], top - r["sp"]) or b""
+        for i in range(0, len(stack) - word + 1, word):
+            sym = backtrace_symbol(k, int.from_bytes(stack[i:i + word], "little"))
+            if sym is not None:
+                lines.append(f" ? {sym}")
+    if marker:
+        lines.append(" </TASK>")
+    return lines
 
 
 def segfault_line(k, fault: Fault) -> str:
