@@ -375,3 +375,48 @@ def test_register_lines_have_the_shape_of_a_real_5_19_oops(boot):
     order = [next(i for i, line in enumerate(lines) if line.startswith(p))
              for lines in (real, mine) for p in ("RIP: 0010:", "Call Trace:", "Modules linked in:", "---[ end")]
     assert order[:4] == sorted(order[:4]) and order[4:] == sorted(order[4:])
+
+
+def test_2_6_24_i386_die_body_from_the_cpu(boot):
+    """arch/x86/kernel/traps_32.c die()/show_registers and process_32.c __show_registers
+    (2.6.24): kernel code (xor %eax,%eax; movb $1,(%eax); ret, in a PAGE_KERNEL_EXEC
+    vmalloc area, no symbol: print_symbol prints the address) faults on the CPU. The
+    registers are the CPU's (EAX 0 from the xor); 'Stack:' shows the words from the
+    stack pointer, 8 a line; 'Code:' the 64 bytes from eip - 43 with the faulting one in
+    <>, each followed by a blank; the summary line, then oops_exit's marker with the
+    boot's random oops_id."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch="i386", kernel="2.6.24", ram="256M")
+    area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
+    fn = area + 0x100
+    k.write(fn, bytes.fromhex("31c0" "c60001" "c3"))
+    cpu = Cpu(k)
+    try:
+        res = cpu.call(fn)
+    finally:
+        cpu.close()
+    lines = res.report.splitlines()
+    ip = fn + 2
+    sp = int(field(lines, "ESI: ").split("ESP: ")[1], 16)
+    assert lines[1] == f"printing eip: {ip:08x} *pde = {word(k, k.pgd + 4 * 0, 4):08x} "
+    assert lines[2:6] == ["Oops: 0002 [#1] ", "Modules linked in:", "", "Pid: 0, comm: swapper Not tainted (2.6.24 #1)"]
+    assert lines[6].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ") and lines[6].endswith(" CPU: 0")
+    assert lines[7] == f"EIP is at 0x{ip:x}"
+    assert lines[8].startswith("EAX: 00000000 EBX: ")
+    assert lines[10].startswith(" DS: 007b ES: 007b FS: ") and lines[10].endswith(" SS: 0068")
+    ti = sp & ~0x1FFF
+    assert lines[11] == f"Process swapper (pid: 0, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})"
+    stack = lines[12:lines.index("Call Trace:")]
+    words = " ".join(row.strip().removeprefix("Stack:") for row in stack).split()
+    assert stack[0].startswith("Stack: ") and all(row.startswith("       ") for row in stack[1:])
+    assert all(len(row.split()) <= 8 + (row is stack[0]) for row in stack)
+    assert [int(w, 16) for w in words] == [word(k, k.virt_to_phys(sp + 4 * i), 4) for i in range(len(words))]
+    trace_end = lines.index(" =======================")
+    code = lines[trace_end + 1]
+    assert code == "Code: " + "".join(f"<{b:02x}> " if a == ip else f"{b:02x} "
+                                      for a, b in zip(range(ip - 43, ip + 21), k.read(ip - 43, 64)))
+    assert "31 c0 <c6> 00 01 c3 " in code
+    assert lines[trace_end + 2] == f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}"
+    assert lines[trace_end + 3].startswith("---[ end trace ") and lines[trace_end + 3] != \
+        "---[ end trace 0000000000000000 ]---"

@@ -105,6 +105,14 @@ OOPS = EraTable(
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
                    "again after the end marker (exec_summary_regs). The register dumps of earlier releases "
                    "are not modelled: they print their IP line alone"),
+    Variant("show_registers_32", [("2.6.24", "traps_32"), ("2.6.25", None)], before=None,
+            source="arch/x86/kernel/traps_32.c show_registers and die(), process_32.c __show_registers (2.6.24 "
+                   "read): print_modules, a blank line, 'Pid: %d, comm: %s %s (%s %.*s)', 'EIP: %04x:[<%08lx>] "
+                   "EFLAGS: %08lx CPU: %d', 'EIP is at %s', 'EAX: ...', 'ESI: ...', ' DS: ... SS: %04x', "
+                   "'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)', 'Stack: ' (kstack_depth_to_print 24 "
+                   "words, 8 a line), 'Call Trace:' ' [<%08lx>] %s' per text address on the stack, ' "
+                   "=======================', 'Code: ' (code_bytes 64 from eip - 43, '<%02x> ' at eip, ' Bad EIP "
+                   "value.' at an unreadable byte), then 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx'; 2.6.25 not read"),
     Feature("task_stack_marker", since="5.16",
             source="arch/x86/kernel/dumpstack_64.c stack_type_name: 'if (type == STACK_TYPE_TASK) return "
                    "\"TASK\";' (Peter Zijlstra's stack guard patch, Sep 2021, merged for 5.16; a 5.17-rc7 "
@@ -281,19 +289,24 @@ def symbol(k, ip: int) -> str:
     return k.symbol_at(ip) or f"0x{ip:x}"
 
 
-def ip_line(k, fault: Fault) -> str:
-    ip = _ip(fault)
+def ip_line(k, fault: Fault, regs: dict[str, int] | None = None) -> str:
+    """The IP line(s) of __show_regs before the register dump mmemu models (rule
+    ``show_regs``): from the CPU's registers when code faulted (*regs*), else from what an
+    access through the API has -- no instruction, which the line says."""
+    ip = regs["ip"] if regs is not None else _ip(fault)
     era = _era(k)
     sym = symbol(k, ip)
     # an access made through the API has no instruction: say so where the kernel would
     # name one
-    api = "  (no instruction: an access made through mmemu's API)" if fault.ip is None else ""
+    api = "  (no instruction: an access made through mmemu's API)" if regs is None and fault.ip is None else ""
+    cs = regs["cs"] if regs is not None else (0x10 if k.paging.bits64 else 0x60)
     if k.paging.bits64:
         if not era.short_rip:
-            return f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] {sym}{api}"
-        return f"RIP: 0010:{sym}{api}"
+            return f"RIP: {cs:04x}:[<{ip:016x}>]  [<{ip:016x}>] {sym}{api}"
+        return f"RIP: {cs:04x}:{sym}{api}"
     if not era.short_eip:
-        return f"EIP: 0060:[<{ip:08x}>] EFLAGS: 00010246 CPU: {fault.cpu}\nEIP is at {sym}{api}"
+        flags = regs["flags"] if regs is not None else 0x10246
+        return f"EIP: {cs:04x}:[<{ip:08x}>] EFLAGS: {flags:08x} CPU: {fault.cpu}\nEIP is at {sym}{api}"
     return f"EIP: {sym}{api}"
 
 
@@ -315,7 +328,8 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
     w = 16 if b64 else 8
     addr = fault.address
     err = fault.code
-    ip = _ip(fault)
+    regs = cpu_registers(k, fault)  # None for an access made through the API
+    ip = regs["ip"] if regs is not None else _ip(fault)
     root = k.fault_pgd(fault)  # read_cr3() at the fault
     lines: list[str] = []
     if fault.instr and fault.protection and not fault.user and k.codec.nx:
@@ -364,8 +378,9 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         lines.append(f"{proc.comm if proc else 'swapper'}: Corrupted page table at address {addr:x}")
         what = "Bad pagetable"
     lines += die_header(k, what, err, die_counter)
-    regs = cpu_registers(k, fault)
-    if era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
+    if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.24)
+        lines += show_registers_2_6_24(k, fault, regs, root)
+    elif era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
         state = _oops_state(k)
         if "summary" not in state:  # __die_header: the first oops's regs, for oops_end
             k.journal.setitem(state, "summary", regs)
@@ -378,7 +393,7 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
             lines.append(k.modules_linked_in())
         if era.cpu_task_line or b64:
             lines.append(task_line(k, fault))
-        lines.append(ip_line(k, fault))
+        lines.append(ip_line(k, fault, regs))
         if era.modules_after_regs:
             lines.append(k.modules_linked_in())
     if era.cr2_line or b64:
@@ -389,6 +404,59 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
     if era.show_regs and summary is not None:  # oops_end: __show_regs(&exec_summary_regs, SHOW_REGS_ALL)
         lines += show_regs(k, summary, root)
     return "\n".join(lines)
+
+
+#: arch/x86/kernel/traps_32.c (2.6.24): kstack_depth_to_print, code_bytes; THREAD_SIZE (8 KiB)
+_KSTACK_DEPTH, _CODE_BYTES, _THREAD_SIZE_32 = 24, 64, 8192
+
+
+def show_registers_2_6_24(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
+    """die()'s body in 2.6.24 i386 (traps_32.c show_registers, process_32.c
+    __show_registers), from the emulated CPU's registers; ``ti`` is the thread_info at the
+    base of the 8 KiB stack (current_thread_info(): esp & ~(THREAD_SIZE - 1)); mmemu has no
+    task_struct, which the ``task=`` field says."""
+    proc = fault.process
+    comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
+    ip, sp = r["ip"], r["sp"]
+    ti = sp & ~(_THREAD_SIZE_32 - 1)
+    lines = [k.modules_linked_in(), "",  # print_modules; __show_registers' printk("\n")
+             f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1)",
+             f"EIP: {r['cs'] & 0xFFFF:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
+             f"EIP is at {symbol(k, ip)}",
+             f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+             f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
+             f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
+             f"GS: {r['gs']:04x} SS: {r['ss']:04x}",
+             f"Process {comm} (pid: {pid}, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})"]
+    top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > sp), sp)
+    n = max(0, min(_KSTACK_DEPTH, (top - sp) // 4))  # kstack_end(): the top of the stack
+    stack = read_nofault(k, root, sp, 4 * n) or b""
+    words = [int.from_bytes(stack[i:i + 4], "little") for i in range(0, len(stack), 4)]
+    rows = [" ".join(f"{w:08x}" for w in words[i:i + 8]) + " " for i in range(0, len(words), 8)] or [""]
+    lines += ["Stack: " + rows[0]] + ["       " + row for row in rows[1:]]
+    lines.append("Call Trace:")
+    scan = read_nofault(k, root, sp, max(0, min(top - sp, 1 << 16))) or b""
+    for i in range(0, len(scan) - 3, 4):
+        addr = int.from_bytes(scan[i:i + 4], "little")
+        sym = k.symbol_at(addr)
+        if sym is not None:  # __kernel_text_address(addr): print_trace_address
+            lines.append(f" [<{addr:08x}>] {sym}")
+    lines.append(" =======================")
+    prologue = _CODE_BYTES * 43 // 64
+    start, length = ip - prologue, _CODE_BYTES
+    page_offset = k.layout["PAGE_OFFSET"]
+    if start < page_offset or read_nofault(k, root, start, 1) is None:  # try starting at EIP
+        start, length = ip, _CODE_BYTES - prologue + 1
+    code = "Code: "
+    for a in range(start, start + length):
+        byte = read_nofault(k, root, a, 1) if a >= page_offset else None
+        if byte is None:
+            code += " Bad EIP value."
+            break
+        code += f"<{byte[0]:02x}> " if a == ip else f"{byte[0]:02x} "
+    lines.append(code)
+    lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss']:04x}:{sp:08x}")  # die()'s summary
+    return lines
 
 
 def _oops_state(k) -> dict:
