@@ -420,3 +420,13 @@ def test_2_6_24_i386_die_body_from_the_cpu(boot):
     assert lines[trace_end + 2] == f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}"
     assert lines[trace_end + 3].startswith("---[ end trace ") and lines[trace_end + 3] != \
         "---[ end trace 0000000000000000 ]---"
+
+
+@pytest.mark.parametrize("kernel,header", [
+    ("3.10", "Oops: 0000 [#1] SMP "),       # dumpstack.c __die (3.x): '%s: %04lx [#%d] ' then 'SMP '
+    ("4.8", "Oops: 0000 [#1] SMP"),         # 4.8 (read): '%s: %04lx [#%d]%s%s%s%s\n', ' SMP'
+    ("5.10", "Oops: 0000 [#1] SMP NOPTI"),  # 5.10 (read): PAGE_TABLE_ISOLATION set, PTI off
+])
+def test_die_header_of_x86_64_by_era(kernel, header, boot):
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    assert header in oops_of(k, 0x10, "read")

@@ -79,17 +79,21 @@ OOPS = EraTable(
                    "traps_32.c die() (2.6.24 read): '%s: %04lx [#%d] ' and each flag followed by a blank on the "
                    "same line (2.6.22 and 2.6.23 not read)"),
     Feature("nopti", since="4.15", source="arch/x86/kernel/dumpstack.c __die_header: ' NOPTI' (4.15, PTI)"),
-    Variant("die_header", [("2.6.26", "trailing"), ("4.14", "leading")], before="classic",
+    Variant("die_header", [("2.6.26", "trailing"), ("4.8", "leading")], before="classic",
             source="arch/x86/kernel/dumpstack*.c die(): 'Oops: %04lx [#%d] ' with each flag followed by a "
-                   "blank; 4.14: each flag preceded by one"),
+                   "blank (2.6.2x, 3.x); arch/x86/kernel/dumpstack.c __die of 4.8 (read, WindRiver-Labs/kernel-4.8.x) "
+                   "'%s: %04lx [#%d]%s%s%s%s\\n' with ' PREEMPT' ' SMP' ' DEBUG_PAGEALLOC' ' KASAN', each flag "
+                   "preceded by a blank (a v4.9.227 merge shows the same against an older tree's trailing form); "
+                   "the first release with it, after 3.10, is not dated here: 4.8 is the first read"),
     Feature("cpu_task_line", since="3.10", source="lib/dump_stack.c dump_stack_print_info (3.10): 'CPU: %d PID: "
                                                   "%d Comm: %.20s' replaces 'Pid: %d, comm: %.20s'"),
     Feature("short_rip", since="4.9", source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:%pS' (4.9)"),
     Feature("short_eip", since="4.15", source="arch/x86/kernel/process_32.c __show_regs: 'EIP: %pS' (4.15)"),
     Feature("modules_after_regs", since="4.10",
-            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x, after it "
-                   "by 5.0 (read in the die_addr patch: 'show_regs(regs); print_modules();'); the release between "
-                   "is not dated here"),
+            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x and in "
+                   "4.8 (read, WindRiver-Labs/kernel-4.8.x), after it by 5.0 (read in the die_addr patch: "
+                   "'show_regs(regs); print_modules();') and in 5.10 (read: __die_body); the release between 4.8 "
+                   "and 5.0 is not dated here"),
     Feature("idle_comm_cpu", since="3.2",
             source="kernel/sched/core.c init_idle (4.4 .. 6.x read): '#ifdef CONFIG_SMP sprintf(idle->comm, "
                    "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
