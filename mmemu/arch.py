@@ -308,6 +308,12 @@ class EntryCodec(abc.ABC):
     @abc.abstractmethod
     def pte_special(self, raw: int) -> bool: ...
 
+    def protnone_invert(self, raw: int) -> int:
+        """The arch's L1TF guard of a not-present entry (x86 4.18+: the frame bits inverted,
+        pgtable-invert.h), its own inverse; the kernel applies it where the arch asks
+        (:meth:`Arch.protnone_inverted`). Default: none."""
+        return raw
+
     def pte_none(self, raw: int) -> bool:
         return raw == 0
 
@@ -758,6 +764,17 @@ class Arch(abc.ABC):
         """What QEMU's monitor prints for ``info tlb`` or ``info mem`` (*command*) with the
         page table at *root* loaded (the arch's target/<arch>/monitor.c)."""
         raise ConfigError(f"arch {self.name} has no QEMU 'info {command}' format")
+
+    def user_pmds_freed(self, spec: MachineSpec) -> bool:
+        """Whether the tables a page directory is given at its birth (BootPlan's
+        ``prepopulate_user_pgd``: the PAE pmds) may be freed by munmap's free_pgtables, or
+        live as long as the directory. Default: freed."""
+        return True
+
+    def protnone_inverted(self, spec: MachineSpec) -> bool:
+        """Whether this spec's kernel inverts the frame of its PROT_NONE ptes
+        (:meth:`EntryCodec.protnone_invert`). Default: no."""
+        return False
 
     def vmcoreinfo(self, kernel) -> list[str] | None:
         """The arch's lines of a vmcore's VMCOREINFO note (``KEY=VALUE``, the kernel's

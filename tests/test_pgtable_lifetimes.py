@@ -29,6 +29,7 @@ SPECIAL = 1 << 9  # _PAGE_SPECIAL = _PAGE_BIT_SOFTW1
 FIXED = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
 #: (shift, entries, entry size) per level, top down; the frame bits of an entry
 LEVELS = {"i386": ([(22, 1024, 4), (12, 1024, 4)], 0xFFFFF000),
+          "i386_pae": ([(30, 4, 8), (21, 512, 8), (12, 512, 8)], 0x000FFFFFFFFFF000),
           "x86_64": ([(39, 512, 8), (30, 512, 8), (21, 512, 8), (12, 512, 8)], 0x000FFFFFFFFFF000)}
 
 
@@ -79,6 +80,29 @@ def test_munmap_keeps_a_page_table_another_vma_still_covers(boot, arch):
     assert len(top) == 1 and top[0][1] == 0  # the pgd entry itself is cleared
     assert k.frames.page(table >> 12).state == "free"
     assert k.frames.nr_free_pages() == free0 + 1 + {"i386": 1, "x86_64": 3}[arch]
+    k.check_invariants()
+
+
+@pytest.mark.parametrize("kernel, freed", [("2.6.24", False), ("6.6", True)])
+def test_pae_user_pmd_freed_by_munmap_from_2_6_25(boot, kernel, freed):
+    """PAE: pgd_alloc preallocates the user pmds; 2.6.24 frees them with the pgd only
+    (pgalloc_32.h: empty __pmd_free_tlb), later kernels free one whose GiB no VMA reaches
+    (free_pmd_range's pud_clear + pmd_free_tlb; pgtable.c pgd_mop_up_pmds), and the next
+    fault there allocates a new one (pud_populate: the PDPT entry is _PAGE_PRESENT alone)."""
+    k = boot(arch="i386_pae", kernel=kernel, ram="256M")
+    p = k.create_process()
+    pmd0 = walk(k, p, 0x10000000)[0][1]
+    assert pmd0 & P  # prepopulated
+    a = k.mmap(p, 0x10000000, PAGE, PROT_READ | PROT_WRITE, FIXED)  # alone in the first GiB
+    k.write(a, b"x", user=True, process=p)
+    k.munmap(p, a, PAGE)
+    assert (walk(k, p, a)[0][1] == 0) == freed
+    assert k.frames.page((pmd0 & LEVELS["i386_pae"][1]) >> 12).state == ("free" if freed else "allocated")
+    a = k.mmap(p, 0x10000000, PAGE, PROT_READ | PROT_WRITE, FIXED)
+    assert k.read(a, 1, user=True, process=p) == b"\0"
+    assert walk(k, p, a)[0][1] & 0xFFF == P  # present again; nothing else at this level
+    k.check_invariants()
+    k.exit_mm(p)
     k.check_invariants()
 
 
@@ -195,3 +219,44 @@ def test_zero_page_is_mapped_special_from_2_6_32(boot, kernel, special):
     raw = pte(k, p, a)
     assert pfn(k, raw) == k.zero_pfn and bool(raw & SPECIAL) == special
     k.check_invariants()
+
+
+# -- L1TF: the frame of a PROT_NONE pte inverted (x86_64 and PAE, 4.18+) --------------------
+
+PFN_MASK_52 = ((1 << 52) - 1) & ~0xFFF  # PTE_PFN_MASK, __PHYSICAL_MASK_SHIFT 52
+
+
+@pytest.mark.parametrize("arch, kernel, inverted", [("x86_64", "4.17", False), ("x86_64", "4.18", True),
+                                                    ("x86_64", "6.6", True), ("i386_pae", "6.6", True),
+                                                    ("i386", "6.6", False)])
+def test_prot_none_pte_frame_inverted_from_4_18(boot, arch, kernel, inverted):
+    """arch/x86/include/asm/pgtable-invert.h: pfn_pte() of PAGE_NONE XORs the frame with
+    PTE_PFN_MASK (protnone_mask), pte_pfn() undoes it, pte_modify() flips it back when the
+    pte becomes accessible again (flip_protnone_guard); 2-level i386 has no inversion."""
+    k = boot(arch=arch, kernel=kernel, ram="256M")
+    p = k.create_process()
+    a = k.mmap(p, None, PAGE)
+    k.write(a, b"data", user=True, process=p)
+    frame = pte(k, p, a) & LEVELS[arch][1]
+    k.mprotect(p, a, PAGE, 0)  # PROT_NONE
+    raw = int.from_bytes(k.mem.read(_pte_address(k, p, a), LEVELS[arch][0][-1][2]), "little")
+    assert not raw & P  # not present for the MMU either way (Unicorn sees a non-present entry)
+    if inverted:
+        assert raw & PFN_MASK_52 == frame ^ PFN_MASK_52
+    else:
+        assert raw & PFN_MASK_52 == frame
+    assert k.pte_pfn(raw) == frame >> 12  # the kernel's pte_pfn undoes it
+    assert k.codec.describe(len(k.paging.levels) - 1, raw).addr == frame  # so do mmemu's views
+    k.check_invariants()  # the page is still counted as mapped (pte_present)
+    k.mprotect(p, a, PAGE, PROT_READ | PROT_WRITE)
+    assert pte(k, p, a) & LEVELS[arch][1] == frame  # present again: the frame as it was
+    assert k.read(a, 4, user=True, process=p) == b"data"
+    k.munmap(p, a, PAGE)  # zap finds the right page to free
+    k.check_invariants()
+
+
+def _pte_address(k, proc, va):
+    levels, _mask = LEVELS[k.spec.arch]
+    table = walk(k, proc, va)[-1][0]
+    shift, n, size = levels[-1]
+    return table + ((va >> shift) & (n - 1)) * size

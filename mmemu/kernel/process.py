@@ -146,6 +146,8 @@ class ProcessMixin:
         #: pfns of anonymous pages with PageAnonExclusive (5.19+: mapped by one process
         #: alone, so that a write may reuse them; a fork clears it)
         self.anon_exclusive: set[int] = set()
+        #: the arch inverts the frame of PROT_NONE ptes (x86 L1TF, 4.18+)
+        self.l1tf_invert = self.arch.protnone_inverted(self.spec)
         syms = self.layout.symbols
         #: where a new process's stack ends (STACK_TOP) and mmap's top-down search starts
         #: (mm/util.c mmap_base(): PAGE_ALIGN(STACK_TOP - gap), the gap at least MIN_GAP)
@@ -184,7 +186,7 @@ class ProcessMixin:
             for i in range(self.KERNEL_PGD_BOUNDARY):
                 page = self.alloc_pages(0, "Normal", owner=f"page table ({name})", zero=True)
                 pmds.append(page.phys)
-                pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=True)
+                pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=not self.arch.user_pmds_freed(self.spec))
                 self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
         return root, pmds
 
@@ -331,10 +333,23 @@ class ProcessMixin:
         return p["PAGE_READONLY_EXEC" if x else "PAGE_READONLY"]
 
     def mk_pte(self, pfn: int, prot: int) -> int:
-        return self.codec.pfn_pte(pfn, prot)
+        """``pfn_pte``: with the arch's L1TF inversion of a PROT_NONE pte where the era has
+        it (x86_64 and PAE from 4.18: ``pfn ^= protnone_mask(pgprot_val(pgprot))``)."""
+        pte = self.codec.pfn_pte(pfn, prot)
+        return self.codec.protnone_invert(pte) if self.l1tf_invert else pte
 
     def pte_pfn(self, pte: int) -> int:
-        return self.codec.pte_pfn(pte)
+        """``pte_pfn``: the inversion undone (``pfn ^= protnone_mask(pfn)``)."""
+        return self.codec.pte_pfn(self.codec.protnone_invert(pte) if self.l1tf_invert else pte)
+
+    def pte_modify(self, pte: int, prot: int) -> int:
+        """``pte_modify``: the page with a new protection; the frame inverted or not as the
+        new entry needs (flip_protnone_guard: inverted again when PROT_NONE comes or goes)."""
+        last = len(self.paging.levels) - 1
+        if not self.l1tf_invert:
+            return self.codec.modify(last, pte, prot)
+        invert = self.codec.protnone_invert
+        return invert(self.codec.modify(last, invert(pte), prot))
 
     def pte_present(self, pte: int) -> bool:
         """pte_present(): present, or PROT_NONE (not valid for the MMU, the page still mapped)."""
@@ -610,7 +625,7 @@ class ProcessMixin:
         upgrade = self.era.mprotect_write_upgrade if vma.vm_flags & VM_WRITE and not vma.vm_flags & VM_SHARED \
             else None
         for va, raw in list(self.user_ptes(proc, vma.vm_start, vma.vm_end)):
-            new = codec.modify(last, raw, prot)  # pte_modify: accessed and dirty stay
+            new = self.pte_modify(raw, prot)  # accessed and dirty stay
             if upgrade and not codec.pte_write(new) and self.can_change_pte_writable(new, upgrade):
                 new = codec.pte_mkwrite(new)
             if new != raw:

@@ -61,6 +61,12 @@ X86_PF_RSVD = 1 << 3
 X86_PF_INSTR = 1 << 4
 X86_PF_PK = 1 << 5
 
+#: PTE_PFN_MASK of x86_64 and PAE (__PHYSICAL_MASK_SHIFT 52): what the L1TF inversion flips
+PTE_PFN_MASK = ((1 << 52) - 1) & ~0xFFF
+#: bits 40..51 of an entry: above the emulated CPU's MAXPHYADDR (40), so zero in every
+#: entry made for a frame of this machine, and all set in one whose frame was inverted
+_INVERTED_HIGH = ((1 << 52) - 1) & ~((1 << 40) - 1)
+
 #: arch/x86/include/asm/pgtable_types.h _PAGE_CHG_MASK: what pte_modify() keeps (the
 #: frame, the cache bits, accessed, dirty; _PAGE_SPECIAL & co are not modelled)
 _PAGE_CHG_MASK = _PAGE_PCD | _PAGE_PWT | _PAGE_ACCESSED | _PAGE_DIRTY
@@ -245,6 +251,13 @@ class X86Codec(EntryCodec):
     def pte_special(self, raw: int) -> bool:
         return bool(raw & _PAGE_SPECIAL)
 
+    def protnone_invert(self, raw: int) -> int:
+        """arch/x86/include/asm/pgtable-invert.h (4.18, L1TF): an entry that is not zero and
+        not present (__pte_needs_invert) has its frame bits inverted (protnone_mask, XOR
+        with PTE_PFN_MASK: bits 12..51, __PHYSICAL_MASK_SHIFT 52 on x86_64 and, for this
+        very reason, on PAE too: page_32_types.h); its own inverse."""
+        return raw ^ PTE_PFN_MASK if raw and not raw & _PAGE_PRESENT else raw
+
     # -- description ----------------------------------------------------------------------
 
     def describe(self, li: int, raw: int) -> EntryView:
@@ -270,7 +283,11 @@ class X86Codec(EntryCodec):
             attrs["pse"] = bool(raw & _PAGE_PSE)
             attrs["pat"] = bool(large_form and raw & _PAGE_PAT_LARGE)
         if kind not in (TABLE, LEAF):
-            addr = raw & (b.large_addr_mask if large_form else b.addr_mask)
+            if last and raw & _INVERTED_HIGH == _INVERTED_HIGH:
+                raw_frame = raw ^ PTE_PFN_MASK  # an L1TF-inverted PROT_NONE pte: pte_pfn undoes it
+            else:
+                raw_frame = raw
+            addr = raw_frame & (b.large_addr_mask if large_form else b.addr_mask)
         return EntryView(kind, addr, attrs)
 
     def flag_names(self, li: int, raw: int) -> list[str]:

@@ -102,6 +102,20 @@ X86_MM = EraTable(
                    "still in the 5.0 source, read); %p hashed from 4.15, '(ptrval)' before the hash key is "
                    "ready, as at mark_rodata_ro (the 4.19-rc report 'x86/mm: Found insecure W+X mapping at address "
                    "(ptrval)/0xc00a0000'); note_wx() prints '%pS' alone (the April 2019 fixes, 5.1 not verified)"),
+    Feature("pae_pmd_free", since="2.6.25",
+            source="include/asm-x86/pgalloc_32.h of 2.6.24 (read): 'In the PAE case we free the pmds as part of "
+                   "the pgd' (__pmd_free_tlb and pmd_free empty, pud_populate a BUG); the unified "
+                   "include/asm-x86/pgalloc.h after it (read, torvalds/linux 0e2f65ee) has a real __pmd_free_tlb "
+                   "and PAE's pud_populate, and arch/x86/mm/pgtable.c pgd_mop_up_pmds says the preallocated pmds "
+                   "'will be freed by munmap/exit_mmap' (6.x, read): free_pgtables frees a user pmd whose GiB no "
+                   "VMA reaches; the release, 2.6.25 (the x86 pgalloc unification), is not verified here"),
+    Feature("l1tf_protnone_invert", since="4.18",
+            source="arch/x86/include/asm/pgtable-invert.h (4.18, 'x86/speculation/l1tf: Protect PROT_NONE PTEs "
+                   "against speculation'): pfn_pte, pte_pfn and pte_modify invert the frame of a not-present "
+                   "non-zero pte (protnone_mask, flip_protnone_guard), included by pgtable_64.h and "
+                   "pgtable-3level.h; pgtable-2level.h: 'No inverted PFNs on 2 level page tables'. PAE's "
+                   "__PHYSICAL_MASK_SHIFT is 52 for it ('we need the full mask to make sure inverted PROT_NONE "
+                   "entries have all the host bits set', page_32_types.h)"),
     Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],
             before="/sys/kernel/debug/kernel_page_tables",
             source="arch/x86/mm/debug_pagetables.c (4.15): the page_tables directory replaces kernel_page_tables"),
@@ -201,6 +215,15 @@ class X86Arch(Arch):
 
     def syncs_kernel_mappings(self, spec) -> bool:
         return X86_MM(spec.kernel).sync_kernel_mappings
+
+    def user_pmds_freed(self, spec) -> bool:
+        """PAE: the pmds pgd_alloc preallocates are freed by free_pgtables (2.6.25+), or only
+        with the pgd (2.6.24 and before)."""
+        return X86_MM(spec.kernel).pae_pmd_free
+
+    def protnone_inverted(self, spec) -> bool:
+        """L1TF (4.18+): x86_64 and PAE invert a PROT_NONE pte's frame; 2-level i386 does not."""
+        return X86_MM(spec.kernel).l1tf_protnone_invert and len(self.paging(spec).levels) > 2
 
     def kernel_fault_fixup(self, kernel, fault):
         """``vmalloc_fault``: copy the master's top-level entry (the pde on i386, the pgd
