@@ -430,3 +430,16 @@ def test_2_6_24_i386_die_body_from_the_cpu(boot):
 def test_die_header_of_x86_64_by_era(kernel, header, boot):
     k = boot(arch="x86_64", kernel=kernel, ram="256M")
     assert header in oops_of(k, 0x10, "read")
+
+
+@pytest.mark.parametrize("kernel,oops,cpu", [
+    ("6.9", "Oops: 0000 [#1] SMP NOPTI", "CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.9.0 #1"),
+    # 'x86/dumpstack: Use uniform "Oops: " prefix for die() messages' (6.10): __die("Oops") -> 'Oops: Oops:'
+    ("6.10", "Oops: Oops: 0000 [#1] SMP NOPTI", "CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.10.0 #1"),
+    # lib/dump_stack.c (6.11): 'CPU: %d UID: %u PID: %d Comm: %.20s ...'
+    ("6.11", "Oops: Oops: 0000 [#1] SMP NOPTI", "CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.11.0 #1"),
+])
+def test_late_6_x_header_and_task_line(kernel, oops, cpu, boot):
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines = oops_of(k, 0x10, "read")
+    assert lines[4:6] == [oops, cpu]

@@ -73,11 +73,20 @@ OOPS = EraTable(
                    "in 2.6.22-rc2, the printk_ratelimit patch of linux-mm, read); 'segfault at %lx rip %lx rsp "
                    "%lx error %lx' with show_unhandled_signals (arch/x86/mm/fault_64.c 2.6.24 read); 'at %lx ip "
                    "%lx sp %lx' (2.6.25 merge window, read); '%p' (2.6.27 read)"),
-    Variant("die_header_32", [("2.6.24", "trailing"), ("4.14", "leading")], before="classic",
+    Variant("die_header_32", [("2.6.24", "trailing"), ("4.8", "leading")], before="classic",
             source="arch/i386/kernel/traps.c die(): 'printk(KERN_EMERG \"%s: %04lx [#%d]\\n\"' and the flags on "
                    "a line of their own (2.6.12 .. 2.6.21 read, with report_bug(regs->eip)); arch/x86/kernel/"
                    "traps_32.c die() (2.6.24 read): '%s: %04lx [#%d] ' and each flag followed by a blank on the "
-                   "same line (2.6.22 and 2.6.23 not read)"),
+                   "same line (2.6.22 and 2.6.23 not read); from 4.8 the shared dumpstack.c __die (rule "
+                   "die_header)"),
+    Feature("die_oops_prefix", since="6.10",
+            source="arch/x86/kernel/dumpstack.c __die_header: 'Oops: %s: %04lx [#%d]...' ('x86/dumpstack: Use "
+                   "uniform \"Oops: \" prefix for die() messages', Alex Shi, tip x86-bugs-2024-05-13 for 6.10): "
+                   "a page fault's __die(\"Oops\") reads 'Oops: Oops: 0002 [#1] ...'"),
+    Feature("task_line_uid", since="6.11",
+            source="lib/dump_stack.c dump_stack_print_info: 'CPU: %d UID: %u PID: %d Comm: %.20s ...' "
+                   "(__kuid_val(current_real_cred()->euid); Suren Baghdasaryan, June 2024, in linux-next "
+                   "20240624, merged for 6.11); mmemu's tasks have no credentials: they run as root (0)"),
     Feature("nopti", since="4.15", source="arch/x86/kernel/dumpstack.c __die_header: ' NOPTI' (4.15, PTI)"),
     Variant("die_header", [("2.6.26", "trailing"), ("4.8", "leading")], before="classic",
             source="arch/x86/kernel/dumpstack*.c die(): 'Oops: %04lx [#%d] ' with each flag followed by a "
@@ -267,7 +276,8 @@ def die_header(k, what: str, err: int, counter: int) -> list[str]:
         return [f"{what}: {err & 0xFFFF:04x} [#{counter}]"] + (["".join(f"{f} " for f in flags)] if flags else [])
     if style == "trailing":
         return [f"{what}: {err & 0xFFFF:04x} [#{counter}] " + "".join(f"{f} " for f in flags)]
-    return [f"{what}: {err & 0xFFFF:04x} [#{counter}]" + "".join(f" {f}" for f in flags)]
+    prefix = "Oops: " if _era(k).die_oops_prefix else ""
+    return [f"{prefix}{what}: {err & 0xFFFF:04x} [#{counter}]" + "".join(f" {f}" for f in flags)]
 
 
 def idle_comm(k, cpu: int) -> str:
@@ -283,8 +293,9 @@ def task_line(k, fault: Fault) -> str:
     comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
     if not _era(k).cpu_task_line:
         return f"Pid: {pid}, comm: {comm[:20]} {k.print_tainted()} {release(k)} #1"
-    # lib/dump_stack.c dump_stack_print_info: "CPU: %d PID: %d Comm: %.20s %s%s %s %.*s"
-    return f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} {k.print_tainted()} {release(k)} #1"
+    # lib/dump_stack.c dump_stack_print_info: "CPU: %d [UID: %u ]PID: %d Comm: %.20s %s%s %s %.*s"
+    uid = "UID: 0 " if _era(k).task_line_uid else ""
+    return f"CPU: {fault.cpu} {uid}PID: {pid} Comm: {comm[:20]} {k.print_tainted()} {release(k)} #1"
 
 
 def symbol(k, ip: int) -> str:
