@@ -443,3 +443,30 @@ def test_late_6_x_header_and_task_line(kernel, oops, cpu, boot):
     k = boot(arch="x86_64", kernel=kernel, ram="256M")
     lines = oops_of(k, 0x10, "read")
     assert lines[4:6] == [oops, cpu]
+
+
+def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_function(boot):
+    """show_trace_log_lvl (5.10 read) prints every kernel-text address it finds on the
+    stack as ' %s%pB' ('? ' where no unwinder vouches for it; %pB looks the return address
+    up at address - 1 and prints its own offset). hello.o's exit function is patched in RAM
+    (as a debugger would) to call memset(0x10, 0, 16): the oops names memset as the RIP and
+    hello_exit, whose call pushed the return address, in the trace."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    k.load_module((BUILD / "x86_64-6.6" / "hello.o").read_bytes(), "hello.o", run_init=False)
+    start, size = next((s, n) for s, n, name, init in k.find_module("hello").kallsyms if name == "hello_exit")
+    call_at = start + 7 + 2 + 5
+    rel = (k.ksymtab["memset"] - (call_at + 5)) & 0xFFFFFFFF
+    # mov $0x10,%rdi; xor %esi,%esi; mov $16,%edx; call memset; ret
+    code = bytes.fromhex("48c7c710000000" "31f6" "ba10000000" "e8") + rel.to_bytes(4, "little") + b"\xc3"
+    k.mem.write(k.walk(start).phys, code)
+    k.code_generation += 1
+    cpu = Cpu(k)
+    try:
+        lines = cpu.call(start).report.splitlines()
+    finally:
+        cpu.close()
+    assert field(lines, "RIP: ") == "RIP: 0010:memset+0x0/0x10"
+    trace = lines[lines.index("Call Trace:") + 1:lines.index(" </TASK>")]
+    assert trace == [" <TASK>", f" ? hello_exit+{call_at + 5 - start:#x}/{size:#x} [hello]"]

@@ -18,6 +18,13 @@ Before 2.6.26 the i386 page-table line is what the kernel reads through ``__va(c
 itself (:func:`dump_pagetable_32`), word for word; from 2.6.26 ``dump_pagetable`` walks
 the levels. Where the kernel prints ``func+0x12/0x40`` mmemu prints the symbol kallsyms
 (and the loaded modules) know, else the address.
+
+The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trace:``,
+``Modules linked in:``, the end marker and the executive summary -- comes from the
+emulated CPU's registers when code on it faulted (or called an exported kernel function
+whose implementation faulted: that function is the RIP), in the words of the releases whose
+dumpstack/process sources were read (2.6.24 i386, 5.10 and later); an access made through
+the API has no registers, and its oops says so on its IP line.
 """
 
 from __future__ import annotations
