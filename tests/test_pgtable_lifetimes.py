@@ -260,3 +260,27 @@ def _pte_address(k, proc, va):
     table = walk(k, proc, va)[-1][0]
     shift, n, size = levels[-1]
     return table + ((va >> shift) & (n - 1)) * size
+
+
+@pytest.mark.parametrize("kernel", ["4.17", "6.6"])
+def test_unicorn_sees_an_inverted_prot_none_pte_as_not_present(boot, kernel):
+    """The inversion only touches the frame bits of an entry whose P bit is clear: the
+    CPU's walk (Unicorn's MMU, reading the process's tables) stops there either way, with
+    the same #PF error code as mmemu's walker."""
+    from mmemu.cpu import Cpu
+    from mmemu.kernel import PROT_EXEC
+
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    p = k.create_process()
+    k.switch_to(p)
+    cpu = Cpu(k)
+    stub = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
+    k.install_user_pages(p, stub, cpu.adapter.probe_stub)
+    a = k.mmap(p, None, PAGE)
+    k.write(a, b"z", user=True, process=p)
+    k.mprotect(p, a, PAGE, 0)
+    assert bool(pte(k, p, a) & (1 << 51)) == (kernel == "6.6")  # inverted: the top frame bit set
+    for access in ("read", "write"):
+        expected = k.walk_mm(a, p).code(access, True)
+        probe = cpu.probe(a, access, user=True, user_stub_va=stub)
+        assert probe.trap == 14 and probe.fault.code == expected == (0x4 if access == "read" else 0x6)

@@ -237,6 +237,15 @@ def check_codec(mode, prots: dict, rng: random.Random, n: int) -> None:
         assert codec.pte_write(codec.pte_mkwrite(pte)) and not codec.pte_write(codec.pte_wrprotect(pte)), \
             f"pte_mkwrite/pte_wrprotect/pte_write on {name}"
         assert codec.pte_pfn(codec.pte_mkdirty(codec.pte_mkyoung(pte))) == 0x1234
+        assert codec.pte_dirty(codec.pte_mkdirty(pte)), f"pte_mkdirty/pte_dirty on {name}"
+        # fork's copies are old (mm/memory.c copy_present_pte: pte_mkold); young again with pte_mkyoung
+        assert codec.pte_mkyoung(codec.pte_mkold(codec.pte_mkyoung(pte))) == codec.pte_mkyoung(pte), \
+            f"pte_mkold/pte_mkyoung on {name}"
+        assert codec.pte_mkold(pte) != codec.pte_mkyoung(pte), f"pte_mkold changes nothing on {name}"
+        # the zero page's pte (do_anonymous_page: pte_mkspecial): the same page, marked
+        special = codec.pte_mkspecial(pte)
+        assert codec.pte_special(special) and not codec.pte_special(pte) and codec.pte_pfn(special) == 0x1234 \
+            and codec.decoder(last)(special)[:2] == codec.decoder(last)(pte)[:2], f"pte_mkspecial on {name}"
         assert list(codec.leaves_for_frames(last, [5, 0x77], prot)) == [codec.pfn_pte(5, prot), codec.pfn_pte(0x77, prot)]
     none = codec.pfn_pte(0x1234, prots["PAGE_NONE"])
     assert codec.pte_present(none) and codec.decoder(last)(none)[0] == NONE and codec.pte_pfn(none) == 0x1234, \
