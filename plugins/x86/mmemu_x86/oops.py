@@ -551,7 +551,10 @@ def code_line(k, ip: int, root: int) -> str:
 #: DR6_RESERVED and DR7's reset value: __show_regs prints the debug registers only when
 #: they differ from these (process_32.c/process_64.c, 5.10)
 _DR6_RESERVED, _DR7_DEFAULT = 0xFFFF0FF0, 0x400
-_X86_CR4_OSPKE = 1 << 22
+#: process_64.c __show_regs: the general registers, three a line
+_GPR_LINES_64 = ((("RAX", "ax"), ("RBX", "bx"), ("RCX", "cx")), (("RDX", "dx"), ("RSI", "si"), ("RDI", "di")),
+                 (("RBP", "bp"), ("R08", "r8"), ("R09", "r9")), (("R10", "r10"), ("R11", "r11"), ("R12", "r12")),
+                 (("R13", "r13"), ("R14", "r14"), ("R15", "r15")))
 
 
 def show_regs(k, r: dict[str, int], root: int) -> list[str]:
@@ -560,16 +563,12 @@ def show_regs(k, r: dict[str, int], root: int) -> list[str]:
     if k.paging.bits64:
         lines = [f"RIP: {r['cs']:04x}:{symbol(k, r['ip'])}", code_line(k, r["ip"], root),
                  f"RSP: {r['ss']:04x}:{r['sp']:016x} EFLAGS: {r['flags']:08x}"]  # orig_ax -1: no ORIG_RAX
-        names = ["ax", "bx", "cx", "dx", "si", "di", "bp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]
-        for i in range(0, 15, 3):
-            lines.append(" ".join(f"{'R' + n.upper() if len(n) == 2 and not n[1].isdigit() else n.upper()}: "
-                                  f"{r[n]:016x}" for n in names[i:i + 3]).replace("R8:", "R08:")
-                         .replace("R9:", "R09:"))
+        for row in _GPR_LINES_64:
+            lines.append(" ".join(f"{label}: {r[name]:016x}" for label, name in row))
         lines.append(f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
                      f"knlGS:{r['kernel_gs_base']:016x}")
         lines.append(f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}")
         lines.append(f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}")
-        w = 16
     else:
         lines = [f"EIP: {symbol(k, r['ip'])}", code_line(k, r["ip"], root),
                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
@@ -577,16 +576,14 @@ def show_regs(k, r: dict[str, int], root: int) -> list[str]:
                  f"DS: {r['ds']:04x} ES: {r['es']:04x} FS: {r['fs']:04x} GS: {r['gs']:04x} SS: {r['ss']:04x} "
                  f"EFLAGS: {r['flags']:08x}",
                  f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
-        w = 8
     if (r["dr0"], r["dr1"], r["dr2"], r["dr3"], r["dr6"], r["dr7"]) != (0, 0, 0, 0, _DR6_RESERVED, _DR7_DEFAULT):
         if k.paging.bits64:
             lines += [f"DR0: {r['dr0']:016x} DR1: {r['dr1']:016x} DR2: {r['dr2']:016x}",
                       f"DR3: {r['dr3']:016x} DR6: {r['dr6']:016x} DR7: {r['dr7']:016x}"]
         else:
-            lines += [f"DR0: {r['dr0']:0{w}x} DR1: {r['dr1']:0{w}x} DR2: {r['dr2']:0{w}x} DR3: {r['dr3']:0{w}x}",
-                      f"DR6: {r['dr6']:0{w}x} DR7: {r['dr7']:0{w}x}"]
-    if k.paging.bits64 and r["cr4"] & _X86_CR4_OSPKE:
-        lines.append("PKRU: 00000000")  # the emulated CPU has no protection keys set
+            lines += [f"DR0: {r['dr0']:08x} DR1: {r['dr1']:08x} DR2: {r['dr2']:08x} DR3: {r['dr3']:08x}",
+                      f"DR6: {r['dr6']:08x} DR7: {r['dr7']:08x}"]
+    # ("PKRU: %08x" follows when CR4.OSPKE is set: the emulated CPU never sets it)
     return lines
 
 
