@@ -30,7 +30,8 @@ MM = EraTable(
                    "5.19-rc1): can_change_pte_writable() makes a dirty PageAnonExclusive pte writable at once; "
                    "6.2, d84887739d5c 'mm/mprotect: allow clean exclusive anon pages to be writable': dirty or "
                    "not (torvalds/linux mm/mprotect.c read: 'return page && PageAnon(page) && "
-                   "PageAnonExclusive(page)')"),
+                   "PageAnonExclusive(page)'). The releases are the commits' merge windows (v2 of the first "
+                   "posted on 5.19-rc1, the second in November 2022), not read in tagged trees"),
     Variant("kmap_atomic", [("2.6.37", "stack"), ("5.11", "kmap_local")], before="km_type",
             source="include/linux/highmem.h: named KM_* slots until 2.6.36; 'mm: highmem: stack based "
                    "kmap_atomic()' (2.6.37); kmap_local_page() with a per-task stack (5.11, mm/highmem.c)"),
