@@ -284,3 +284,17 @@ def test_unicorn_sees_an_inverted_prot_none_pte_as_not_present(boot, kernel):
         expected = k.walk_mm(a, p).code(access, True)
         probe = cpu.probe(a, access, user=True, user_stub_va=stub)
         assert probe.trap == 14 and probe.fault.code == expected == (0x4 if access == "read" else 0x6)
+
+
+def test_a_shmem_page_no_object_holds_is_a_leak(boot):
+    from mmemu.kernel.invariants import InvariantError
+
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    p = k.create_process()
+    s = k.mmap(p, None, PAGE, flags=MAP_SHARED | MAP_ANONYMOUS)
+    k.write(s, b"s", user=True, process=p)
+    k.munmap(p, s, PAGE)  # the only VMA on the object: its page goes with it
+    k.check_invariants()
+    k.alloc_pages(0, "HighMem", owner="shmem (/dev/zero inode 99)")  # one nobody holds
+    with pytest.raises(InvariantError, match="leaked"):
+        k.check_invariants()

@@ -199,6 +199,11 @@ class InvariantsMixin:
             if rec is None or rec.refcount != n:
                 raise InvariantError(f"user page {pfn:#x} is mapped {n} times but has refcount "
                                      f"{rec.refcount if rec else 'none (not a block head)'}")
+        # a shmem page belongs to a shmem object some VMA still maps (release_shmem frees the rest)
+        held = {pfn for obj in live_shmem(self) for pfn in obj.pages.values()}
+        for pfn, rec in self.frames.allocated.items():
+            if rec.owner.startswith("shmem (") and pfn not in held:
+                raise InvariantError(f"shmem page {pfn:#x} ({rec.owner}) belongs to no object a VMA maps: leaked")
         # and the other way round: an anonymous page that no pte maps any more has leaked
         for pfn, rec in self.frames.allocated.items():
             if rec.owner.startswith("anon (") and pfn not in user_refs:
