@@ -147,6 +147,40 @@ def test_vsyscall_page_emulate_until_5_2_xonly_after(boot):
     assert not boot(arch="x86_64", kernel="6.6", ram="1G").walk(0xFFFFFFFFFF600000).mapped
 
 
+@pytest.mark.parametrize("arch", ["i386", "i386_pae"])
+def test_i386_cpu_entry_area_and_device_fixmaps(boot, arch):
+    """cpu_entry_area.c on 32-bit: setup_cpu_entry_area_ptes() populates the area's tables;
+    the GDT and the TSS are writable ("our double fault handler uses a task gate"); 5.5+
+    ('x86/doublefault/32: Move #DF stack and TSS to cpu_entry_area'): gdt, guard, entry stack,
+    guard, #DF stack, the 5-page TSS, the debug store: 43 pages, CPU_ENTRY_AREA_PAGES of
+    pgtable_32_areas.h. The APIC and IO-APIC slots as on 64-bit."""
+    k = boot(arch=arch, kernel="6.6", ram="1G", cpus=2)
+    base = k.layout.symbols["CPU_ENTRY_AREA_BASE"]
+    assert not k.walk(base).writable and k.walk(base).mapped
+    for cpu in (0, 1):
+        area = base + 4096 + cpu * 43 * 4096
+        assert [k.walk(area + i * 4096).mapped for i in range(11)] == [True, False, True, False] + [True] * 6 + [False]
+        assert all(k.walk(area + i * 4096).writable for i in (0, 2, 4, 5, 9))
+        unit = k.pcpu.base_phys + k.pcpu.unit_offset(cpu)
+        assert unit <= k.walk(area).phys < unit + k.pcpu.info.unit_size
+    assert k.walk(k.fix_to_virt("FIX_APIC_BASE")).phys == 0xFEE00000
+    assert k.walk(k.fix_to_virt("FIX_IO_APIC_BASE_0")).phys == 0xFEC00000
+    k.check_invariants()
+
+
+def test_i386_up_kernel_maps_its_per_cpu_data_from_the_image(boot):
+    """A UP kernel's per-cpu variables are plain .data (percpu-defs.h): 4.19's area is gdt,
+    entry stack and the 3-page TSS (38 pages with the debug store)."""
+    k = boot(arch="i386_pae", kernel="4.19", ram="1G")
+    area = k.layout.symbols["CPU_ENTRY_AREA_BASE"] + 4096
+    data = next(sec for sec in k.layout.image if sec.name == "data")
+    for i in range(5):
+        w = k.walk(area + i * 4096)
+        assert w.writable and data.phys <= w.phys < data.phys + data.size
+    assert not k.walk(area + 5 * 4096).mapped
+    k.check_invariants()
+
+
 def test_i386_struct_pages_are_in_lowmem(boot):
     """i386 is FLATMEM: mem_map lies in the direct map (nothing to map)."""
     k = boot(arch="i386", kernel="6.6", ram="1G")

@@ -8,6 +8,7 @@ from mmemu.arch import ArchOption, BootPlan, PagingMode
 from mmemu.layout import Layout, MachineSpec
 from mmemu.units import GiB, KiB, MiB
 
+from . import boot_maps
 from .cpu import CR0_KERNEL, EFER_NXE, SEGMENTS_32, X86_CR4_PAE, X86_CR4_PGE, X86_CR4_PSE, CpuSetup
 from .layout_32 import compute_layout_32
 from .mm import X86_MM, X86Arch
@@ -62,6 +63,14 @@ class X86_32Arch(X86Arch):
                         direct_map_writer="kernel_physical_mapping_init", image_writer="mark_rodata_ro",
                         fixmap_writer="early_ioremap_page_table_range_init", direct_map_first=((0, 1 * MiB),),
                         prepopulate_user_pgd=self.pae, percpu=self.percpu_plan(spec, layout, 32))
+
+    def boot_mappings(self, kernel) -> None:
+        """What the boot maps besides the direct map and the image (mmemu_x86.boot_maps): the
+        cpu_entry_area (setup_cpu_entry_areas, 4.15+) and the device fixmap slots
+        (init_apic_mappings, io_apic_init_mappings). FLATMEM's mem_map lies in the direct
+        map: nothing to map for it."""
+        boot_maps.map_cpu_entry_area(kernel)
+        boot_maps.map_device_fixmaps(kernel)
 
     def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
         cr4 = X86_CR4_PSE | X86_CR4_PGE | (X86_CR4_PAE if self.pae else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mmemu_x86 import boot_maps
 from mmemu_x86.cpu import (
     CR0_KERNEL,
     EFER_LMA,
@@ -97,12 +98,12 @@ class X86_64Arch(X86Arch):
 
     def boot_mappings(self, kernel) -> None:
         """What setup_arch and the boot after it map besides the direct map and the image
-        (mmemu_x86_64.boot_areas): the struct page array (sparse_init), the device fixmap
+        (mmemu_x86_64.boot_areas, mmemu_x86.boot_maps): the struct page array (sparse_init), the device fixmap
         slots (init_apic_mappings, io_apic_init_mappings), the vsyscall page (map_vsyscall),
         the ESPfix ministacks (init_espfix_bsp/ap), the cpu_entry_area (setup_cpu_entry_areas)."""
         boot_areas.map_vmemmap(kernel)
-        boot_areas.map_cpu_entry_area(kernel)
-        boot_areas.map_device_fixmaps(kernel)
+        boot_maps.map_cpu_entry_area(kernel)
+        boot_maps.map_device_fixmaps(kernel)
         boot_areas.map_vsyscall(kernel)
         boot_areas.map_espfix(kernel)
 

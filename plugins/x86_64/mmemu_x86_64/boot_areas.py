@@ -1,6 +1,6 @@
 """The mappings an x86_64 kernel makes at boot besides the direct map and the image: the
-struct page array (vmemmap), the ESPfix ministacks, the cpu_entry_area and the fixmap slots
-of the PC's devices (local APIC, IO-APIC, the vsyscall page).
+struct page array (vmemmap), the ESPfix ministacks and the vsyscall page (the cpu_entry_area
+and the device fixmap slots, which i386 has too, are in mmemu_x86.boot_maps).
 
 Each function below is what the named kernel function does, with the numbers of its source;
 they run at the end of the core's boot (``X86_64Arch.boot_mappings``), before any service,
@@ -11,6 +11,7 @@ What is left to chance in a real kernel is fixed here, as with KASLR off: ESPfix
 
 from __future__ import annotations
 
+from mmemu_x86.boot_maps import fix_va
 from mmemu_x86.mm import X86_MM
 from mmemu_x86.pgtable_types import _KERNPG_TABLE, _PAGE_NX, _PAGE_RW, _PAGE_USER
 
@@ -46,12 +47,6 @@ ESPFIX_PMD_CLONES = 512  # PTRS_PER_PMD
 ESPFIX_PUD_CLONES = 65536 // (ESPFIX_PTE_CLONES * ESPFIX_PMD_CLONES)
 #: "#define PGTABLE_PROT ((_KERNPG_TABLE & ~_PAGE_RW) | _PAGE_NX)": read-only, no-exec tables
 ESPFIX_PGTABLE_PROT = (_KERNPG_TABLE & ~_PAGE_RW) | _PAGE_NX
-
-# ---- the PC's devices ----------------------------------------------------------------------
-#: arch/x86/include/asm/apicdef.h: APIC_DEFAULT_PHYS_BASE 0xfee00000, IO_APIC_DEFAULT_PHYS_BASE
-#: 0xfec00000 (where QEMU's pc machine puts them too: hw/i386/pc.c, hw/intc/ioapic.c)
-APIC_DEFAULT_PHYS_BASE = 0xFEE00000
-IO_APIC_DEFAULT_PHYS_BASE = 0xFEC00000
 
 
 def present_sections(layout: Layout) -> list[int]:
@@ -190,27 +185,6 @@ def _espfix_table(k, table: int, li: int, addr: int, clones: int) -> int:
     return raw & k.codec.bits[li].addr_mask
 
 
-def _fix_va(k, name: str) -> int | None:
-    idx = dict(k.layout.fixmap).get(name)
-    return None if idx is None else k.layout.symbols["FIXADDR_TOP"] - (idx << PAGE_SHIFT)
-
-
-def map_device_fixmaps(k) -> None:
-    """The fixmap slots a booted PC has filled: the local APIC (arch/x86/kernel/apic/apic.c
-    init_apic_mappings / register_lapic_address: ``set_fixmap_nocache(FIX_APIC_BASE,
-    address)``, xAPIC mode: QEMU's qemu64 CPU has no x2APIC) and the IO-APIC
-    (arch/x86/kernel/apic/io_apic.c io_apic_init_mappings: ``set_fixmap_nocache(idx,
-    ioapic_phys)`` from FIX_IO_APIC_BASE_0, one per IO-APIC: the PC has one).
-    set_fixmap_nocache maps with FIXMAP_PAGE_NOCACHE (PAGE_KERNEL_IO_NOCACHE, cache mode UC:
-    PCD|PWT with the kernel's PAT table; PAGE_KERNEL_NOCACHE in the 2.6 eras)."""
-    prot = k.pgprot["PAGE_KERNEL_NOCACHE"]
-    for name, phys, writer in (("FIX_APIC_BASE", APIC_DEFAULT_PHYS_BASE, "init_apic_mappings"),
-                               ("FIX_IO_APIC_BASE_0", IO_APIC_DEFAULT_PHYS_BASE, "io_apic_init_mappings")):
-        va = _fix_va(k, name)
-        if va is not None:
-            k.pgtable.set_pte(k.pgd, va, k.codec.pfn_pte(phys >> PAGE_SHIFT, prot), writer=writer)
-
-
 def map_vsyscall(k) -> None:
     """arch/x86/entry/vsyscall/vsyscall_64.c map_vsyscall() (3.16+: VSYSCALL_PAGE): in
     vsyscall=emulate mode, the default until 5.3 (X86_MM ``vsyscall_mode``),
@@ -224,7 +198,7 @@ def map_vsyscall(k) -> None:
     if X86_MM(k.spec.kernel).vsyscall_mode != "emulate" or not k.layout.config.get(
             "CONFIG_X86_VSYSCALL_EMULATION", True):
         return
-    va = _fix_va(k, "VSYSCALL_PAGE")
+    va = fix_va(k, "VSYSCALL_PAGE")
     if va is None:
         return
     text = next(sec for sec in k.layout.image if sec.name == "text")
@@ -235,99 +209,3 @@ def map_vsyscall(k) -> None:
     for step in walk.steps[:-1]:
         if not step.raw & _PAGE_USER:
             k.pgtable.set_entry(step.table, step.li, step.index, step.raw | _PAGE_USER, writer="map_vsyscall")
-
-
-# ---- cpu_entry_area: arch/x86/mm/cpu_entry_area.c, arch/x86/include/asm/cpu_entry_area.h ---
-
-def _cea_layout(k) -> tuple[list[tuple[str, int, str | None]], int]:
-    """``struct cpu_entry_area`` of the era, as (member, pages, what maps it) in order, and its
-    size in pages (CPU_ENTRY_AREA_SIZE). What maps a member: a pgprot name for the per-cpu
-    pages cea_map_percpu_pages() maps, "RX" for the entry trampoline, None for what stays
-    unmapped on this machine (guard pages; #VC stacks without SEV-ES; the Intel debug store,
-    percpu_setup_debug_store() returning early on QEMU's qemu64 CPU, vendor AuthenticAMD).
-
-    - 4.15 (read): gdt, entry_stack_page, tss, entry_trampoline (PAGE_KERNEL_RX, until
-      'x86/entry/64: Remove the SYSCALL64 entry trampoline', taken as 4.19, not verified),
-      exception_stacks[(N_EXCEPTION_STACKS - 1) * EXCEPTION_STKSZ + DEBUG_STKSZ] (3 x 4 KiB +
-      8 KiB, page_64_types.h EXCEPTION_STACK_ORDER 0, DEBUG_STACK_ORDER 1), cpu_debug_store
-      (one page), cpu_debug_buffers (BTS_BUFFER_SIZE + PEBS_BUFFER_SIZE, PAGE_SIZE << 4 each,
-      asm/intel_ds.h).
-    - 5.2: struct cea_exception_stacks ESTACKS_MEMBERS(PAGE_SIZE, EXCEPTION_STKSZ): a guard
-      page before DF, NMI, DB2 (a hole, "not mapped"), DB1, DB, MCE and one on top; 5.9 drops
-      DB2/DB1 ('x86/entry: Remove DBn stacks'); 5.10 adds VC and VC2 (read from 5.10.13).
-    - tss_struct: x86_hw_tss (0x68 bytes) + io_bitmap[IO_BITMAP_LONGS + 1], page aligned: 3
-      pages; from 5.5 (the io bitmap rework) x86_hw_tss + struct x86_io_bitmap (bitmap and
-      mapall): 5 pages (processor.h of 5.10.13, read)."""
-    kv = k.spec.kernel
-    tss = 5 if kv >= "5.5" else 3
-    members: list[tuple[str, int, str | None]] = [("gdt", 1, "PAGE_KERNEL_RO"), ("entry_stack_page", 1, "PAGE_KERNEL"),
-                                                  ("tss", tss, "PAGE_KERNEL_RO")]
-    if kv < "4.19":
-        members.append(("entry_trampoline", 1, "RX"))
-    if kv < "5.2":
-        members.append(("exception_stacks", 5, "PAGE_KERNEL"))
-    else:
-        stacks = ["DF", "NMI", "DB2", "DB1", "DB", "MCE"] if kv < "5.9" else ["DF", "NMI", "DB", "MCE"]
-        if kv >= "5.10":
-            stacks += ["VC", "VC2"]
-        for name in stacks:
-            members.append((f"{name}_stack_guard", 1, None))
-            members.append((f"{name}_stack", 1, None if name in ("DB2", "VC", "VC2") else "PAGE_KERNEL"))
-        members.append(("IST_top_guard", 1, None))
-    members += [("cpu_debug_store", 1, None), ("cpu_debug_buffers", 32, None)]
-    return members, sum(n for _m, n, _p in members)
-
-
-def _percpu_page_offsets(k, members) -> dict[str, int]:
-    """Offsets from ``__per_cpu_start`` of the per-cpu variables the entry area maps: the
-    page-aligned ones (DEFINE_PER_CPU_PAGE_ALIGNED, .data..percpu..page_aligned) follow
-    .data..percpu..first (include/asm-generic/vmlinux.lds.h PERCPU_INPUT), which holds
-    fixed_percpu_data (48 bytes) from 5.2 and irq_stack_union (IRQ_STACK_SIZE, 16 KiB) before;
-    taken in the order gdt_page, cpu_tss_rw, entry_stack_storage, exception_stacks (the link
-    order's, approximately: a real vmlinux's System.map has the exact offsets). The storage of
-    the exception stacks has no guard pages (ESTACKS_MEMBERS(0, 0))."""
-    off = PAGE_SIZE if k.spec.kernel >= "5.2" else 4 * PAGE_SIZE
-    out = {}
-    sizes = {"gdt": 1, "tss": next(n for m, n, _p in members if m == "tss"), "entry_stack_page": 1}
-    for name in ("gdt", "tss", "entry_stack_page"):
-        out[name] = off
-        off += sizes[name] * PAGE_SIZE
-    for name, _n, prot in members:
-        if name == "exception_stacks" or (name.endswith("_stack") and prot is not None):
-            out[name] = off
-            off += (5 if name == "exception_stacks" else 1) * PAGE_SIZE
-    return out
-
-
-def map_cpu_entry_area(k) -> None:
-    """setup_cpu_entry_areas() (4.15+, from trap_init): for each possible CPU,
-    setup_cpu_entry_area() maps its GDT (PAGE_KERNEL_RO on 64-bit), entry stack (PAGE_KERNEL),
-    TSS (PAGE_KERNEL_RO) and exception stacks (PAGE_KERNEL) at get_cpu_entry_area(cpu) =
-    CPU_ENTRY_AREA_PER_CPU + cea_offset(cpu) * CPU_ENTRY_AREA_SIZE (cea_offset(cpu) = cpu
-    without KASLR, 6.2+ init_cea_offsets), through cea_set_pte() -> set_pte_vaddr(), which
-    allocates the tables above; the pages are the CPU's per-cpu copies
-    (per_cpu_ptr_to_phys). Then trap_init / idt_map_in_cea() maps the IDT (idt_table,
-    page-aligned bss) read-only at CPU_ENTRY_AREA_RO_IDT, the area's first page."""
-    s = k.layout.symbols
-    if "CPU_ENTRY_AREA_BASE" not in s or k.pcpu is None:
-        return
-    base = s["CPU_ENTRY_AREA_BASE"]
-    members, size = _cea_layout(k)
-    offsets = _percpu_page_offsets(k, members)
-    pc, pt, codec = k.pcpu, k.pgtable, k.codec
-    text = next(sec for sec in k.layout.image if sec.name == "text")
-    for cpu in range(pc.nr_cpus):
-        unit = pc.base_phys + pc.unit_offset(cpu)
-        va = base + PAGE_SIZE + cpu * size * PAGE_SIZE  # CPU_ENTRY_AREA_PER_CPU + cpu * CPU_ENTRY_AREA_SIZE
-        for name, pages, prot in members:
-            if prot == "RX":  # __pa_symbol(_entry_trampoline): a page of the kernel's text
-                pte = codec.pfn_pte((text.phys + text.size - 2 * PAGE_SIZE) >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RX"])
-                pt.set_pte(k.pgd, va, pte, writer="setup_cpu_entry_areas")
-            elif prot is not None:
-                for i in range(pages):
-                    pfn = (unit + offsets[name] + i * PAGE_SIZE) >> PAGE_SHIFT
-                    pt.set_pte(k.pgd, va + i * PAGE_SIZE, codec.pfn_pte(pfn, k.pgprot[prot]),
-                               writer="setup_cpu_entry_areas")
-            va += pages * PAGE_SIZE
-    idt, _ = k.image_page("bss")  # gate_desc idt_table[IDT_ENTRIES] __page_aligned_bss
-    pt.set_pte(k.pgd, base, codec.pfn_pte(idt >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RO"]), writer="trap_init")
