@@ -223,7 +223,9 @@ def test_oops_of_a_kernel_read_of_an_unmapped_address(boot):
     #44~22.04.1-Ubuntu), CONFIG_PREEMPT (mmemu's kernel is not preemptible), the module's '+'
     (the real module was still in its init) -- and the RIP line, which has the format of
     %pS (an access made through the API has no instruction). What mmemu does not print: the
-    Hardware name, the Code and register lines, the call trace."""
+    Hardware name (the machine has no DMI tables), and, for an access made through the API
+    (no registers), the Code and register lines and the call trace -- a fault of code on the
+    CPU has them, in the shape of this file's lines (tests/test_oops_eras.py)."""
     real = [untimed(line) for line in golden("oops_x86_64_5.19.txt").splitlines()]
     k = boot(arch="x86_64", kernel="5.19", ram="256M")
     k.load_module(synthetic_module(k, name="oops"), "oops.ko")
@@ -273,28 +275,32 @@ def test_print_tainted_has_the_eras_columns(kernel, columns, boot):
 # -- the segfault line (arch/x86/mm/fault.c show_signal_msg) -------------------------------------------------------
 
 def test_segfault_line_of_a_write_to_null(boot):
-    """A real 5.4 line for `movb $1,(%rax)` with rax = 0, made again: the same process (comm,
-    pid), the instruction at the same ip, the stack pointer where it was. Byte for byte up
-    to print_vma_addr's " in hy_dir_demo[55eb5823b000+2000]", which names the file the ip is
-    in (mmemu's mappings are anonymous: the kernel prints nothing there for them). The Code:
-    line that follows (show_opcodes) is not printed by mmemu."""
-    line = untimed(golden("segfault_x86_64_5.4.txt").splitlines()[0])
+    """A real 5.4 line for `movb $1,(%rax)` with rax = 0, and the Code: line show_opcodes
+    prints after it (4.18+), made again: the same process (comm, pid), the 64 code bytes of
+    the real Code: line at the same ip (the process starts there, rax 0 as exec leaves it),
+    the stack pointer where it was. Byte for byte up to print_vma_addr's " in
+    hy_dir_demo[55eb5823b000+2000]", which names the file the ip is in (mmemu's mappings
+    are anonymous: the kernel prints nothing there for them); the Code: line byte for byte,
+    read back from the process's pages with the faulting byte in <>."""
+    line, code = (untimed(x) for x in golden("segfault_x86_64_5.4.txt").splitlines())
     k = boot(arch="x86_64", kernel="5.4", ram="256M")
     k._next_pid = 47133
     p = k.create_process("hy_dir_demo")
     ip, sp = 0x55eb5823c4df, 0x7ffc98b714f0
     k.mmap(p, 0x55eb5823b000, 2 * PAGE, PROT_READ | PROT_EXEC, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS)
-    k.install_user_pages(p, ip - 3, bytes.fromhex("4831c0" "c60001"))  # xor %rax,%rax; movb $0x1,(%rax)
+    k.install_user_pages(p, ip - 42, bytes.fromhex(code[len("Code: "):].replace("<", "").replace(">", "")))
     stack = p.vmas[-1]
     k.munmap(p, stack.vm_start, stack.vm_end - stack.vm_start)
     k.mmap(p, 0x7ffc98b52000, 0x21000, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, name="[stack]")
     cpu = Cpu(k)
     try:
-        result = cpu.run_user(p, ip - 3, sp=sp)
+        result = cpu.run_user(p, ip, sp=sp)  # c6 00 01: movb $0x1,(%rax)
     finally:
         cpu.close()
     assert result.reason == "sigsegv"
-    assert line == result.report + " in hy_dir_demo[55eb5823b000+2000]"
+    first, second = result.report.splitlines()
+    assert line == first + " in hy_dir_demo[55eb5823b000+2000]"
+    assert second == code
     assert k.dmesg() == result.report + "\n"
 
 

@@ -470,3 +470,17 @@ def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_fu
     assert field(lines, "RIP: ") == "RIP: 0010:memset+0x0/0x10"
     trace = lines[lines.index("Call Trace:") + 1:lines.index(" </TASK>")]
     assert trace == [" <TASK>", f" ? hello_exit+{call_at + 5 - start:#x}/{size:#x} [hello]"]
+
+
+def test_segfault_code_line_from_4_18(boot):
+    """show_signal_msg: show_opcodes after the line from 4.18 (x86/fault: Dump user opcode
+    bytes on fatal faults): the user code around the ip, read from the process's pages;
+    42 bytes before the ip are not mapped here (the code starts its page), so the kernel's
+    copy fails and says so with the prologue's address. 4.17 prints the line alone."""
+    for kernel, lines in (("4.17", 1), ("4.18", 2)):
+        k = boot(arch="x86_64", kernel=kernel, ram="256M")
+        p, base, sp, report = run_null_write(k, "segv", NULL_WRITE)
+        assert len(report.splitlines()) == lines
+        assert report.splitlines()[0] == f"segv[{p.pid}]: segfault at 0 ip {base + 2:016x} sp {sp:016x} error 6"
+    assert report.splitlines()[1] == f"Code: Unable to access opcode bytes at RIP 0x{base + 2 - 42:x}."
+    assert k.dmesg().splitlines()[-2:] == report.splitlines()

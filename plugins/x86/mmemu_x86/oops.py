@@ -147,6 +147,12 @@ OOPS = EraTable(
     Feature("segfault_prot_for_kernel_address", since="3.0",
             source="arch/x86/mm/fault.c __bad_area_nosemaphore: a user access to a kernel address is "
                    "reported with X86_PF_PROT set"),
+    Feature("segfault_code_line", since="4.18",
+            source="arch/x86/mm/fault.c show_signal_msg: show_opcodes(regs, loglvl) after the segfault line "
+                   "('x86/fault: Dump user opcode bytes on fatal faults', ba54d856a9d8, x86/dumpstack of the 4.18 "
+                   "merge window, not read in a tagged tree; the 5.4 golden log shows the line; dumpstack.c's "
+                   "copy_code reads the user side with copy_from_user_nmi, refusing ranges past TASK_SIZE_MAX, "
+                   "5.10 read)"),
     Feature("segfault_likely_cpu", since="6.1", source="arch/x86/mm/fault.c show_signal_msg (6.1): "
                                                        "' likely on CPU %d (core %d, socket %d)'"),
 )
@@ -534,14 +540,16 @@ def read_nofault(k, root: int, va: int, n: int) -> bytes | None:
 PROLOGUE_SIZE, EPILOGUE_SIZE = 42, 21
 
 
-def code_line(k, ip: int, root: int) -> str:
+def code_line(k, ip: int, root: int, user: bool = False) -> str:
     """show_opcodes: ``Code: `` the 42 bytes before ip, ``<%02x>`` the byte at ip, the 21
     after (``%ph``: two hex digits each, blank-separated), read as scripts/decodecode reads
     them back; ``Code: Unable to access opcode bytes at RIP 0x%lx.`` (the prologue's
-    address) when a page of them is not mapped."""
+    address) when a page of them is not mapped. *user*: copy_code's user side, which also
+    refuses a range reaching past TASK_SIZE_MAX."""
     mask = (1 << (64 if k.paging.bits64 else 32)) - 1
     prologue = (ip - PROLOGUE_SIZE) & mask
-    data = read_nofault(k, root, prologue, PROLOGUE_SIZE + 1 + EPILOGUE_SIZE)
+    size = PROLOGUE_SIZE + 1 + EPILOGUE_SIZE
+    data = None if user and prologue + size > k.task_size else read_nofault(k, root, prologue, size)
     if data is None:
         return f"Code: Unable to access opcode bytes at RIP 0x{prologue:x}."
     return (f"Code: {data[:PROLOGUE_SIZE].hex(' ')} <{data[PROLOGUE_SIZE]:02x}> "
@@ -652,4 +660,7 @@ def segfault_line(k, fault: Fault) -> str:
     line = f"{head} {addr:x} ip {ip:0{w}x} sp {sp:0{w}x} error {err:x}"
     if era.segfault_likely_cpu:
         line += f" likely on CPU {fault.cpu} (core 0, socket 0)"
+    if era.segfault_code_line and fault.source == "cpu" and fault.ip is not None:
+        # show_signal_msg -> show_opcodes(regs, loglvl): the user code at the faulting ip
+        line += "\n" + code_line(k, fault.ip, k.fault_pgd(fault), user=True)
     return line
