@@ -275,9 +275,15 @@ class FaultMixin:
 
     def bad_area(self, fault: Fault, code: str) -> FaultResolution:
         if fault.user:
-            # show_signal_msg: the line goes to the kernel log (show_unhandled_signals is 1)
+            # show_signal_msg: the line goes to the kernel log (show_unhandled_signals is 1);
+            # an arch whose kernel of this era logs none says so with an empty report
             report = self.segfault_report(fault, code)
-            self.printk(report, "info")
+            if report:
+                self.printk(report, "info")
+            else:
+                proc = fault.process
+                who = f"{proc.comm}[{proc.pid}]" if proc is not None else "swapper[0]"
+                report = f"{who}: SIGSEGV at {fault.address:#x} (this kernel logs no segfault line)"
             return FaultResolution("sigsegv", code, report)
         return self.no_context(fault)
 

@@ -632,7 +632,7 @@ def call_trace(k, r: dict[str, int], root: int) -> list[str]:
 def segfault_line(k, fault: Fault) -> str:
     """``show_signal_msg`` (``do_page_fault`` before 2.6.28): the line a user SIGSEGV leaves
     in the log, in the era's format (rules ``segfault_32``/``segfault_64``); an i386 kernel
-    before 2.6.23 logs none."""
+    before 2.6.23 logs none: the report is empty, which the fault path logs as nothing."""
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper", 0)
     era = _era(k)
@@ -645,7 +645,7 @@ def segfault_line(k, fault: Fault) -> str:
     style = era.segfault_64 if k.paging.bits64 else era.segfault_32
     head = f"{comm}[{pid}]: segfault at"
     if style is None:
-        return f"{comm}[{pid}]: SIGSEGV at {addr:08x} (this kernel logs no segfault line)"
+        return ""  # bad_area_nosemaphore sends the signal and prints nothing
     if style == "rip_016lx":  # "segfault at %016lx rip %016lx rsp %016lx error %lx"
         return f"{head} {addr:016x} rip {ip:016x} rsp {sp:016x} error {err:x}"
     if style == "rip_lx":  # "segfault at %lx rip %lx rsp %lx error %lx"
