@@ -147,6 +147,25 @@ def test_vsyscall_page_emulate_until_5_2_xonly_after(boot):
     assert not boot(arch="x86_64", kernel="6.6", ram="1G").walk(0xFFFFFFFFFF600000).mapped
 
 
+def test_vsyscall_page_of_the_8_mib_area(boot):
+    """Before 3.16 the page is VSYSCALL_FIRST_PAGE of the 8 MiB vsyscall area: 2.6's native
+    vsyscalls (arch/x86_64/kernel/vsyscall.c map_vsyscall: PAGE_KERNEL_VSYSCALL, user and
+    executable); 3.x emulates them (vsyscall_64.c: PAGE_KERNEL_VVAR) and maps the vvar page,
+    VVAR_PAGE, just below, the same way."""
+    old = boot(arch="x86_64", kernel="2.6.32", ram="1G")
+    w = old.walk(0xFFFFFFFFFF600000)
+    assert w.mapped and w.user and not w.writable and not w.nx
+    old.check_invariants()
+    k = boot(arch="x86_64", kernel="3.10", ram="1G")
+    vsys, vvar = k.walk(0xFFFFFFFFFF600000), k.walk(k.fix_to_virt("VVAR_PAGE"))
+    assert k.fix_to_virt("VVAR_PAGE") == 0xFFFFFFFFFF5FF000
+    for w in (vsys, vvar):
+        assert w.mapped and w.user and not w.writable and w.nx
+    data = next(sec for sec in k.layout.image if sec.name == "data")
+    assert data.phys <= vvar.phys < data.phys + data.size
+    k.check_invariants()
+
+
 @pytest.mark.parametrize("arch", ["i386", "i386_pae"])
 def test_i386_cpu_entry_area_and_device_fixmaps(boot, arch):
     """cpu_entry_area.c on 32-bit: setup_cpu_entry_area_ptes() populates the area's tables;

@@ -91,11 +91,14 @@ X86_MM = EraTable(
                    "tools/testing/selftests/proc/proc-pid-vm.c expects 'ffffffffff600000-ffffffffff601000 r-xp "
                    "00000000 00:00 0                  [vsyscall]' or the same line with --xp; 2.6-era kernels "
                    "(an 8 MiB ---p gate area) are not modelled"),
-    Variant("vsyscall_mode", [("3.16", "emulate"), ("5.3", "xonly")], before="not modelled",
-            source="arch/x86/entry/vsyscall/vsyscall_64.c: vsyscall_mode defaults to EMULATE (3.16 .. 5.2: "
-                   "map_vsyscall() maps VSYSCALL_PAGE, PAGE_KERNEL_VVAR) and to XONLY from 5.3 "
-                   "(CONFIG_LEGACY_VSYSCALL_XONLY: 'there is no PTE at all backing the vsyscall page'); the "
-                   "8 MiB vsyscall area of 2.6.12 .. 3.15 (VSYSCALL_FIRST_PAGE, VVAR_PAGE) is not mapped here"),
+    Variant("vsyscall_mode", [("3.1", "emulate"), ("5.3", "xonly")], before="native",
+            source="arch/x86_64/kernel/vsyscall.c (2.6.12, read) map_vsyscall: VSYSCALL_FIRST_PAGE with "
+                   "PAGE_KERNEL_VSYSCALL (user, executable); arch/x86/kernel/vsyscall_64.c (3.x, read): "
+                   "'vsyscall_mode = EMULATE', VSYSCALL_FIRST_PAGE with PAGE_KERNEL_VVAR (user, read-only, NX) and "
+                   "VVAR_PAGE with PAGE_KERNEL_VVAR (the emulation and the vvar page came in 3.1, 'x86-64: Emulate "
+                   "legacy vsyscalls'; the release is not verified here); arch/x86/entry/vsyscall/vsyscall_64.c: "
+                   "VSYSCALL_PAGE (3.16+), EMULATE until 5.2, XONLY from 5.3 (CONFIG_LEGACY_VSYSCALL_XONLY: 'there "
+                   "is no PTE at all backing the vsyscall page')"),
     Variant("wx_found", [("4.15", "ptrval_pS"), ("5.1", "pS")], before="p_pS",
             source="arch/x86/mm/dump_pagetables.c note_page: WARN_ONCE 'x86/mm: Found insecure W+X mapping at "
                    "address %p/%pS' (4.4, linuxkit issue 685's 4.4.30 log: 'ffff880000080000/0xffff880000080000'; "

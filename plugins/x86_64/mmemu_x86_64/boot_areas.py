@@ -186,26 +186,33 @@ def _espfix_table(k, table: int, li: int, addr: int, clones: int) -> int:
 
 
 def map_vsyscall(k) -> None:
-    """arch/x86/entry/vsyscall/vsyscall_64.c map_vsyscall() (3.16+: VSYSCALL_PAGE): in
-    vsyscall=emulate mode, the default until 5.3 (X86_MM ``vsyscall_mode``),
-    ``__set_fixmap(VSYSCALL_PAGE, __pa_symbol(&__vsyscall_page), PAGE_KERNEL_VVAR)``
-    (__PAGE_KERNEL_RO | _PAGE_USER: user-readable, NX) and _PAGE_USER in every entry above
-    it (4.15+ set_vsyscall_pgtable_user_bits(swapper_pg_dir); before, head_64.S's
-    level3_kernel_pgt and level2_fixmap_pgt entries were _PAGE_TABLE already). In xonly
-    mode (5.3+) "there is no PTE at all backing the vsyscall page". ``__vsyscall_page`` is a
-    page of the kernel's text (vsyscall_emu_64.S); mmemu's image sizes being representative,
-    it is taken as text's last page."""
-    if X86_MM(k.spec.kernel).vsyscall_mode != "emulate" or not k.layout.config.get(
-            "CONFIG_X86_VSYSCALL_EMULATION", True):
+    """map_vsyscall() of the era (X86_MM ``vsyscall_mode``): the vsyscall page at
+    0xffffffffff600000 (VSYSCALL_FIRST_PAGE of the 8 MiB area until 3.15, VSYSCALL_PAGE
+    from 3.16). Native mode (2.6.12 .. 3.0): PAGE_KERNEL_VSYSCALL (__PAGE_KERNEL_RX |
+    _PAGE_USER: user-executable). Emulate mode (3.1 .. 5.2): PAGE_KERNEL_VVAR
+    (__PAGE_KERNEL_RO | _PAGE_USER: user-readable, NX), and until 3.15 the vvar page
+    (VVAR_PAGE, ``__vvar_page`` in the image's data) the same way. Either way _PAGE_USER is
+    in every entry above it (head_64.S's level3_kernel_pgt and level2_fixmap_pgt entries are
+    _PAGE_TABLE until 4.14; 4.15+ set_vsyscall_pgtable_user_bits(swapper_pg_dir)). XONLY
+    (5.3+): "there is no PTE at all backing the vsyscall page". ``__vsyscall_page``
+    (``__vsyscall_0`` in 2.6) is a page of the kernel's text; mmemu's image sizes being
+    representative, it is taken as text's last page."""
+    mode = X86_MM(k.spec.kernel).vsyscall_mode
+    if mode == "xonly" or not k.layout.config.get("CONFIG_X86_VSYSCALL_EMULATION", True):
         return
     va = fix_va(k, "VSYSCALL_PAGE")
     if va is None:
+        va = fix_va(k, "VSYSCALL_FIRST_PAGE")
+    if va is None:
         return
     text = next(sec for sec in k.layout.image if sec.name == "text")
-    page_phys = (text.phys + text.size - PAGE_SIZE) & ~(PAGE_SIZE - 1)
-    prot = k.pgprot["PAGE_KERNEL_RO"] | _PAGE_USER
-    k.pgtable.set_pte(k.pgd, va, k.codec.pfn_pte(page_phys >> PAGE_SHIFT, prot), writer="map_vsyscall")
-    walk = k.pgtable.walk(k.pgd, va)
-    for step in walk.steps[:-1]:
-        if not step.raw & _PAGE_USER:
-            k.pgtable.set_entry(step.table, step.li, step.index, step.raw | _PAGE_USER, writer="map_vsyscall")
+    pages = [(va, (text.phys + text.size - PAGE_SIZE) & ~(PAGE_SIZE - 1))]
+    vvar = fix_va(k, "VVAR_PAGE")
+    if vvar is not None:
+        pages.append((vvar, k.image_page("data")[0]))  # __vvar_page: page-aligned kernel data
+    prot = k.pgprot["PAGE_KERNEL_RX" if mode == "native" else "PAGE_KERNEL_RO"] | _PAGE_USER
+    for at, phys in pages:
+        k.pgtable.set_pte(k.pgd, at, k.codec.pfn_pte(phys >> PAGE_SHIFT, prot), writer="map_vsyscall")
+        for step in k.pgtable.walk(k.pgd, at).steps[:-1]:
+            if not step.raw & _PAGE_USER:
+                k.pgtable.set_entry(step.table, step.li, step.index, step.raw | _PAGE_USER, writer="map_vsyscall")
