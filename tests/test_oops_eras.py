@@ -486,3 +486,21 @@ def test_segfault_code_line_from_4_18(boot):
         assert report.splitlines()[0] == f"segv[{p.pid}]: segfault at 0 ip {base + 2:016x} sp {sp:016x} error 6"
     assert report.splitlines()[1] == f"Code: Unable to access opcode bytes at RIP 0x{base + 2 - 42:x}."
     assert k.dmesg().splitlines()[-2:] == report.splitlines()
+
+
+@pytest.mark.parametrize("kernel,dumped", [("4.18", False), ("4.19", True)])
+def test_register_dump_from_4_19(kernel, dumped, boot):
+    """A real 4.19.0-rc3 oops (linux-mm, Sep 2018) has the RIP / Code: / RSP / registers
+    block the 5.10 sources print; for earlier releases mmemu prints the IP line alone (their
+    register dumps are not modelled)."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    cpu = Cpu(k)
+    try:
+        lines = cpu.call(k.ksymtab["memset"], 0x10, 0, 16).report.splitlines()
+    finally:
+        cpu.close()
+    rip = next(i for i, line in enumerate(lines) if line.startswith("RIP: 0010:"))
+    assert lines[rip + 1].startswith("Code: ") == dumped
+    assert ("RSP: 0018:" in "\n".join(lines)) == dumped

@@ -23,7 +23,7 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases whose
-dumpstack/process sources were read (2.6.24 i386, 5.10 and later); an access made through
+dumpstack/process sources were read (2.6.24 i386, 4.19 and later); an access made through
 the API has no registers, and its oops says so on its IP line.
 """
 
@@ -115,8 +115,12 @@ OOPS = EraTable(
                    "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
                    "the rename is after 3.2-rc2 (an LKML boot log where pid 1 still inherits 'swapper') and in "
                    "Ubuntu's 3.2.0-23 ('Pid: 1, comm: swapper/0')"),
-    Variant("show_regs", [("5.10", "show_ip")], before=None,
-            source="arch/x86/kernel/dumpstack.c and process_32.c/process_64.c (5.10 read): show_regs -> "
+    Variant("show_regs", [("4.19", "show_ip")], before=None,
+            source="a real 4.19.0-rc3 oops (linux-mm, Sep 2018: 'Oops: 0000 [#1] SMP DEBUG_PAGEALLOC', 'CPU: 1 PID: "
+                   "121 Comm: modprobe', 'RIP: 0010:exit_mmap+0x122/0x1f0', 'Code: ... <48> 8b 52 08 ...', 'RSP: "
+                   "0018:ffffc90000897de0 EFLAGS: 00010246', 'RAX: ...', 'FS:  ...', 'CS:  0010 DS: 0000 ES: 0000 "
+                   "CR0: ...') shows the layout; "
+                   "arch/x86/kernel/dumpstack.c and process_32.c/process_64.c (5.10 read): show_regs -> "
                    "__show_regs -> show_iret_regs/show_ip ('RIP: %04x:%pS' or 'EIP: %pS', then show_opcodes "
                    "'Code: ' 42 bytes '<%02x>' 21 bytes, or 'Code: Unable to access opcode bytes at RIP "
                    "0x%lx.'), 'RSP: %04x:%016lx EFLAGS: %08lx', the general registers, 'FS:  ...', 'CS:  ...', "
