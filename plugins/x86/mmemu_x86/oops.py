@@ -530,6 +530,8 @@ def read_nofault(k, root: int, va: int, n: int) -> bytes | None:
     """``copy_from_kernel_nofault``: *n* bytes at *va* through the tables at *root*, or None
     if a page of them is not mapped (no fault is taken)."""
     out = bytearray()
+    if n > 0 and not (k.paging.is_valid(va) and k.paging.is_valid(va + n - 1)):
+        return None  # wraps past the top, or a non-canonical address: the copy faults
     while n > 0:
         walk = k.pgtable.walk(root, va)
         if not walk.mapped:
