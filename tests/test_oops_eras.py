@@ -379,17 +379,11 @@ def test_register_lines_have_the_shape_of_a_real_5_19_oops(boot):
     assert order[:4] == sorted(order[:4]) and order[4:] == sorted(order[4:])
 
 
-def test_2_6_24_i386_die_body_from_the_cpu(boot):
-    """arch/x86/kernel/traps_32.c die()/show_registers and process_32.c __show_registers
-    (2.6.24): kernel code (xor %eax,%eax; movb $1,(%eax); ret, in a PAGE_KERNEL_EXEC
-    vmalloc area, no symbol: print_symbol prints the address) faults on the CPU. The
-    registers are the CPU's (EAX 0 from the xor); 'Stack:' shows the words from the
-    stack pointer, 8 a line; 'Code:' the 64 bytes from eip - 43 with the faulting one in
-    <>, each followed by a blank; the summary line, then oops_exit's marker with the
-    boot's random oops_id."""
+def kernel_null_write(k) -> tuple[list[str], int]:
+    """Kernel code (xor %eax,%eax; movb $1,(%eax); ret) in a PAGE_KERNEL_EXEC vmalloc area,
+    run on the CPU: its oops, and the ip of the faulting store."""
     from mmemu.cpu import Cpu
 
-    k = boot(arch="i386", kernel="2.6.24", ram="256M")
     area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
     fn = area + 0x100
     k.write(fn, bytes.fromhex("31c0" "c60001" "c3"))
@@ -398,8 +392,38 @@ def test_2_6_24_i386_die_body_from_the_cpu(boot):
         res = cpu.call(fn)
     finally:
         cpu.close()
-    lines = res.report.splitlines()
-    ip = fn + 2
+    return res.report.splitlines(), fn + 2
+
+
+def test_2_6_22_i386_die_body_from_the_cpu(boot):
+    """arch/i386/kernel/traps.c show_registers (2.6.22): 'CPU:    %d', 'EIP:    %04x:[<%08lx>]
+    %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', the registers in lower case three
+    blanks apart, 'ds: %04x   es: %04x   fs: %04x  gs: %04x  ss: %04x', then the Process,
+    Stack, Call Trace, Code and summary lines 2.6.24 kept; no end marker yet."""
+    k = boot(arch="i386", kernel="2.6.22", ram="256M")
+    lines, ip = kernel_null_write(k)
+    start = lines.index("Oops: 0002 [#1]")
+    assert lines[start + 1:start + 6] == ["Modules linked in:", "CPU:    0",
+                                          f"EIP:    0060:[<{ip:08x}>]    Not tainted VLI",
+                                          lines[start + 4], f"EIP is at 0x{ip:x}"]
+    assert lines[start + 4].startswith("EFLAGS: ") and lines[start + 4].endswith("   (2.6.22 #1)")
+    assert lines[start + 6].startswith("eax: 00000000   ebx: ")
+    sp = int(lines[start + 7].split("esp: ")[1], 16)
+    assert lines[start + 8].startswith("ds: 007b   es: 007b   fs: ") and lines[start + 8].endswith("  ss: 0068")
+    assert lines[start + 9].startswith("Process swapper (pid: 0, ti=")
+    assert lines[-1] == f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}"
+
+
+def test_2_6_24_i386_die_body_from_the_cpu(boot):
+    """arch/x86/kernel/traps_32.c die()/show_registers and process_32.c __show_registers
+    (2.6.24): kernel code (xor %eax,%eax; movb $1,(%eax); ret, in a PAGE_KERNEL_EXEC
+    vmalloc area, no symbol: print_symbol prints the address) faults on the CPU. The
+    registers are the CPU's (EAX 0 from the xor); 'Stack:' shows the words from the
+    stack pointer, 8 a line; 'Code:' the 64 bytes from eip - 43 with the faulting one in
+    <>, each followed by a blank; the summary line, then oops_exit's marker with the
+    boot's random oops_id."""
+    k = boot(arch="i386", kernel="2.6.24", ram="256M")
+    lines, ip = kernel_null_write(k)
     sp = int(field(lines, "ESI: ").split("ESP: ")[1], 16)
     assert lines[1] == f"printing eip: {ip:08x} *pde = {word(k, k.pgd + 4 * 0, 4):08x} "
     assert lines[2:6] == ["Oops: 0002 [#1] ", "Modules linked in:", "", "Pid: 0, comm: swapper Not tainted (2.6.24 #1)"]

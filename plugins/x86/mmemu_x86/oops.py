@@ -23,7 +23,7 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases whose
-dumpstack/process sources were read (2.6.24 i386, 4.19 and later); an access made through
+traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24, 4.19 and later); an access made through
 the API has no registers, and its oops says so on its IP line.
 """
 
@@ -129,8 +129,14 @@ OOPS = EraTable(
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
                    "again after the end marker (exec_summary_regs). The register dumps of earlier releases "
                    "are not modelled: they print their IP line alone"),
-    Variant("show_registers_32", [("2.6.24", "traps_32"), ("2.6.25", None)], before=None,
-            source="arch/x86/kernel/traps_32.c show_registers and die(), process_32.c __show_registers (2.6.24 "
+    Variant("show_registers_32", [("2.6.20", "classic"), ("2.6.24", "traps_32"), ("2.6.25", None)], before=None,
+            source="arch/i386/kernel/traps.c show_registers (2.6.22 read, ut-osa/txos): print_modules, 'CPU:    %d', "
+                   "'EIP:    %04x:[<%08lx>]    %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', 'eax: %08lx   "
+                   "ebx: ...', 'esi: ...', 'ds: %04x   es: %04x   fs: %04x  gs: %04x  ss: %04x' (fs and gs from "
+                   "Jeremy Fitzhardinge's 'Convert i386 PDA code to use %fs', Nov 2006, for 2.6.20: a real 2.6.19.2 "
+                   "oops still prints 'ds: 007b   es: 007b   ss: 0068'), then the same Process/Stack/Call Trace/"
+                   "Code/summary lines as 2.6.24; 2.6.21 and 2.6.23 not read; "
+                   "arch/x86/kernel/traps_32.c show_registers and die(), process_32.c __show_registers (2.6.24 "
                    "read): print_modules, a blank line, 'Pid: %d, comm: %s %s (%s %.*s)', 'EIP: %04x:[<%08lx>] "
                    "EFLAGS: %08lx CPU: %d', 'EIP is at %s', 'EAX: ...', 'ESI: ...', ' DS: ... SS: %04x', "
                    "'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)', 'Stack: ' (kstack_depth_to_print 24 "
@@ -410,8 +416,8 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         lines.append(f"{proc.comm if proc else 'swapper'}: Corrupted page table at address {addr:x}")
         what = "Bad pagetable"
     lines += die_header(k, what, err, die_counter)
-    if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.24)
-        lines += show_registers_2_6_24(k, fault, regs, root)
+    if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.20 .. 2.6.24)
+        lines += show_registers_32(k, fault, regs, root)
     elif era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
         state = _oops_state(k)
         if "summary" not in state:  # __die_header: the first oops's regs, for oops_end
@@ -442,24 +448,35 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
 _KSTACK_DEPTH, _CODE_BYTES, _THREAD_SIZE_32 = 24, 64, 8192
 
 
-def show_registers_2_6_24(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
-    """die()'s body in 2.6.24 i386 (traps_32.c show_registers, process_32.c
-    __show_registers), from the emulated CPU's registers; ``ti`` is the thread_info at the
-    base of the 8 KiB stack (current_thread_info(): esp & ~(THREAD_SIZE - 1)); mmemu has no
-    task_struct, which the ``task=`` field says."""
+def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
+    """die()'s body on i386 (rule ``show_registers_32``): arch/i386/kernel/traps.c
+    show_registers of 2.6.20 .. 2.6.23 (``classic``) or arch/x86/kernel/traps_32.c
+    show_registers with process_32.c __show_registers of 2.6.24, from the emulated CPU's
+    registers; ``ti`` is the thread_info at the base of the 8 KiB stack
+    (current_thread_info(): esp & ~(THREAD_SIZE - 1)); mmemu has no task_struct, which the
+    ``task=`` field says."""
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
     ip, sp = r["ip"], r["sp"]
     ti = sp & ~(_THREAD_SIZE_32 - 1)
-    lines = [k.modules_linked_in(), "",  # print_modules; __show_registers' printk("\n")
-             f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1)",
-             f"EIP: {r['cs'] & 0xFFFF:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
-             f"EIP is at {symbol(k, ip)}",
-             f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
-             f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
-             f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
-             f"GS: {r['gs']:04x} SS: {r['ss']:04x}",
-             f"Process {comm} (pid: {pid}, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})"]
+    cs, ds, es, fs = (r[n] & 0xFFFF for n in ("cs", "ds", "es", "fs"))
+    if _era(k).show_registers_32 == "classic":
+        lines = [k.modules_linked_in(), f"CPU:    {fault.cpu}",
+                 f"EIP:    {cs:04x}:[<{ip:08x}>]    {k.print_tainted()} VLI",
+                 f"EFLAGS: {r['flags']:08x}   ({release(k)} #1)",
+                 f"EIP is at {symbol(k, ip)}",
+                 f"eax: {r['ax']:08x}   ebx: {r['bx']:08x}   ecx: {r['cx']:08x}   edx: {r['dx']:08x}",
+                 f"esi: {r['si']:08x}   edi: {r['di']:08x}   ebp: {r['bp']:08x}   esp: {sp:08x}",
+                 f"ds: {ds:04x}   es: {es:04x}   fs: {fs:04x}  gs: {r['gs']:04x}  ss: {r['ss']:04x}"]
+    else:
+        lines = [k.modules_linked_in(), "",  # print_modules; __show_registers' printk("\n")
+                 f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1)",
+                 f"EIP: {cs:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
+                 f"EIP is at {symbol(k, ip)}",
+                 f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+                 f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
+                 f" DS: {ds:04x} ES: {es:04x} FS: {fs:04x} GS: {r['gs']:04x} SS: {r['ss']:04x}"]
+    lines.append(f"Process {comm} (pid: {pid}, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})")
     top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > sp), sp)
     n = max(0, min(_KSTACK_DEPTH, (top - sp) // 4))  # kstack_end(): the top of the stack
     stack = read_nofault(k, root, sp, 4 * n) or b""
