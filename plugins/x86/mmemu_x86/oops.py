@@ -22,9 +22,10 @@ the levels. Where the kernel prints ``func+0x12/0x40`` mmemu prints the symbol k
 The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trace:``,
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
-whose implementation faulted: that function is the RIP), in the words of the releases whose
-traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24, 4.19 and later); an access made through
-the API has no registers, and its oops says so on its IP line.
+whose implementation faulted: that function is the RIP), in the words of the releases
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24, 4.19 and later);
+an access made through the API has no registers, and its oops says so on its IP line.
+Elsewhere the register dump is not modelled: those releases print their IP line alone.
 """
 
 from __future__ import annotations
