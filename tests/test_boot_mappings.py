@@ -200,12 +200,25 @@ def test_i386_up_kernel_maps_its_per_cpu_data_from_the_image(boot):
     k.check_invariants()
 
 
-def test_i386_struct_pages_are_in_lowmem(boot):
-    """i386 is FLATMEM: mem_map lies in the direct map (nothing to map)."""
-    k = boot(arch="i386", kernel="6.6", ram="1G")
-    assert "VMEMMAP_START" not in k.layout.symbols and k.memblock_allocs == {}
-    va = struct_page(k, 0x1000)
-    assert k.PAGE_OFFSET <= va < k.high_memory and k.walk(va).mapped
+@pytest.mark.parametrize("arch, cpus", [("i386", 1), ("i386_pae", 2)])
+def test_i386_struct_pages_are_memblock_memory_in_lowmem(boot, arch, cpus):
+    """i386 is FLATMEM: mm/page_alloc.c alloc_node_mem_map takes max_pfn struct pages of 32
+    bytes from memblock at the top of lowmem (the layout's mem_map), in the direct map:
+    nothing to map, but the frames are reserved, and setup_per_cpu_areas (after paging_init)
+    puts the per-cpu chunk below them."""
+    k = boot(arch=arch, kernel="6.6", ram="1G", cpus=cpus)
+    s = k.layout.symbols
+    assert "VMEMMAP_START" not in s
+    base = k.memblock_allocs["struct pages (mem_map)"]
+    assert base == s["mem_map"] - k.PAGE_OFFSET
+    assert k.high_memory - s["mem_map"] >= s["max_pfn"] * 32
+    last = struct_page(k, s["max_pfn"] - 1)
+    assert s["mem_map"] <= last < k.high_memory and k.walk(last).mapped
+    info = k.frames.page(k.walk(last).phys >> 12)
+    assert info.state == "reserved" and info.owner == "struct pages (mem_map)"
+    if k.pcpu is not None:
+        assert k.pcpu.base_phys + k.pcpu.nr_cpus * k.pcpu.info.unit_size <= base
+    k.check_invariants()
 
 
 def test_cpu_entry_area_of_each_cpu(boot):

@@ -16,6 +16,23 @@ APIC_DEFAULT_PHYS_BASE = 0xFEE00000
 IO_APIC_DEFAULT_PHYS_BASE = 0xFEC00000
 
 
+#: the owner of the frames of i386's struct page array (FLATMEM)
+MEM_MAP_OWNER = "struct pages (mem_map)"
+
+
+def mem_map_alloc(layout) -> tuple[tuple[int, int, int, str], ...]:
+    """i386's FLATMEM struct page array as a memblock allocation (BootPlan.memblock_allocs):
+    mm/page_alloc.c alloc_node_mem_map, ``max_pfn`` struct pages of 32 bytes, top-down below
+    the lowmem limit (the layout's ``mem_map`` symbol: mmemu_x86.layout_32). Made in
+    paging_init, before setup_per_cpu_areas: the per-cpu chunk goes below it. Lowmem frames
+    only: the array is in the direct map, nothing is mapped for it."""
+    s = layout.symbols
+    if "mem_map" not in s:
+        return ()
+    start = s["mem_map"] - s["PAGE_OFFSET"] + layout.phys_offset
+    return ((layout.phys_offset + layout.lowmem_bytes - start, PAGE_SIZE, 0, MEM_MAP_OWNER),)
+
+
 def fix_va(k, name: str) -> int | None:
     """``__fix_to_virt`` of the era's enum entry *name*, None if the enum has no such entry."""
     idx = dict(k.layout.fixmap).get(name)

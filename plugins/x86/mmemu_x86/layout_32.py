@@ -575,7 +575,7 @@ def compute_layout_32(spec: MachineSpec, pae: bool) -> Layout:
     # FLATMEM's mem_map (mm/page_alloc.c alloc_node_mem_map): max_pfn struct pages of 32
     # bytes, memblock-allocated top-down below the lowmem limit. Its address is what a
     # module's struct page pointers are relative to; mmemu keeps no struct page contents
-    # there and does not reserve the frames (see the README's known limits).
+    # there; the boot reserves the frames (mmemu_x86.boot_maps.mem_map_alloc).
     sym["mem_map"] = page_offset + ((max_low_pfn * PAGE_SIZE - max_pfn * 32) & ~(PAGE_SIZE - 1))
     sym["highstart_pfn"] = highstart_pfn
     sym["highend_pfn"] = highend_pfn

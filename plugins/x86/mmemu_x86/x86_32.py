@@ -58,11 +58,13 @@ class X86_32Arch(X86Arch):
     def boot_plan(self, spec: MachineSpec, layout: Layout) -> BootPlan:
         """arch/x86/kernel/head_32.S: swapper_pg_dir in the bss; arch/x86/mm/init.c
         init_mem_mapping maps [0, 1M) first; init_32.c mark_rodata_ro; PAE's pgd_alloc
-        preallocates the user pmds (arch/x86/mm/pgtable.c pgd_prepopulate_pmd)."""
+        preallocates the user pmds (arch/x86/mm/pgtable.c pgd_prepopulate_pmd); the struct
+        page array (FLATMEM mem_map) is memblock memory at the top of lowmem."""
         return BootPlan(root_symbol="swapper_pg_dir", root_section="bss",
                         direct_map_writer="kernel_physical_mapping_init", image_writer="mark_rodata_ro",
                         fixmap_writer="early_ioremap_page_table_range_init", direct_map_first=((0, 1 * MiB),),
-                        prepopulate_user_pgd=self.pae, percpu=self.percpu_plan(spec, layout, 32))
+                        prepopulate_user_pgd=self.pae, percpu=self.percpu_plan(spec, layout, 32),
+                        memblock_allocs=boot_maps.mem_map_alloc(layout))
 
     def boot_mappings(self, kernel) -> None:
         """What the boot maps besides the direct map and the image (mmemu_x86.boot_maps): the
