@@ -761,6 +761,22 @@ class PageTables:
         wid = self._writer_ids.get(writer)
         if wid is None:
             wid = self.writer_id(writer)
+    def set_entries(self, table: int, level_index: int, index: int, values, *, writer: str,
+                    va: int = 0) -> Operation:
+        """Write *values* into consecutive entries of a table the engine knows, from *index*
+        (entries pointing at tables or pages the caller chose: x86_64's ESPfix sets 512 pmd
+        entries to one pte page). One operation, reported to the observers."""
+        info = self.tables.get(table)
+        lv = self.levels[level_index]
+        if info is None or info.level_index != level_index:
+            raise MappingError(f"{table:#x} is not a known {lv.name} table")
+        values = list(values)
+        if not 0 <= index or index + len(values) > lv.entries:
+            raise MappingError(f"entries {index}..{index + len(values) - 1} are outside a {lv.name} table")
+        wid = self.writer_id(writer)
+        op = Operation(writer, "set_entries", va, len(values) * lv.span)
+        return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
+
         writers = self.tables[table].writers
         j = self.journal
         if j is not None and j.undo is not None:

@@ -269,3 +269,25 @@ def test_cpu_entry_area_eras(boot, kernel, pages, tss):
         assert tramp.mapped and not tramp.nx and not tramp.writable
     k.check_invariants()
     assert "CPU_ENTRY_AREA_BASE" not in boot(arch="x86_64", kernel="4.14", ram="1G").layout.symbols
+
+
+def test_set_entries_writes_a_run_of_one_table_or_refuses(boot):
+    """PageTables.set_entries, the engine's write of ESPfix's clones: one operation with the
+    writer recorded per entry; a run past the table's end or a table the engine does not know
+    is refused, nothing written."""
+    from mmemu.errors import MappingError
+
+    k = boot(arch="x86_64", kernel="6.6", ram="1G")
+    pt = k.pgtable
+    w = k.walk(k.layout.symbols["ESPFIX_BASE_ADDR"])
+    pmd = w.steps[2]
+    assert pt.writer_of(pmd.table + 511 * 8) == "init_espfix_ap"
+    before = pt.entries(pmd.table, pmd.li)
+    with pytest.raises(MappingError, match="outside a pmd table"):
+        pt.set_entries(pmd.table, pmd.li, 510, [0, 0, 0], writer="test")
+    with pytest.raises(MappingError, match="not a known pmd table"):
+        pt.set_entries(w.phys, pmd.li, 0, [0], writer="test")
+    assert pt.entries(pmd.table, pmd.li) == before
+    op = pt.set_entries(pmd.table, pmd.li, 510, [0, 0], writer="test")
+    assert [i for i, _old, _new in op.changes[0].entries()] == [510, 511]
+    assert pt.writer_of(pmd.table + 511 * 8) == "test" and not k.walk(w.va + (511 << 21)).mapped

@@ -165,8 +165,9 @@ def map_espfix(k) -> None:
         k.mem.zero(stack.phys, PAGE_SIZE)
         pte = codec.pfn_pte(stack.pfn, stack_prot)
         pte_idx = (addr >> PAGE_SHIFT) & 511
-        for n in range(ESPFIX_PTE_CLONES):
-            pt.set_entry(pte_page, pte_li, pte_idx + n * PTE_STRIDE, pte, writer="init_espfix_ap")
+        run = list(pt.entries(pte_page, pte_li)[pte_idx:])  # set_pte(&pte_p[n*PTE_STRIDE], pte)
+        run[::PTE_STRIDE] = [pte] * len(run[::PTE_STRIDE])
+        pt.set_entries(pte_page, pte_li, pte_idx, run, writer="init_espfix_ap")
 
 
 def _espfix_table(k, table: int, li: int, addr: int, clones: int) -> int:
@@ -180,8 +181,7 @@ def _espfix_table(k, table: int, li: int, addr: int, clones: int) -> int:
         child = _new_table(k, li + 1)
         k.shared_tables.add(child)
         raw = child | ESPFIX_PGTABLE_PROT
-        for n in range(min(clones, 512 - idx)):
-            pt.set_entry(table, li, idx + n, raw, writer="init_espfix_ap")
+        pt.set_entries(table, li, idx, [raw] * min(clones, 512 - idx), writer="init_espfix_ap")
     return raw & k.codec.bits[li].addr_mask
 
 
