@@ -528,17 +528,17 @@ class BootPlan:
     prepopulate_user_pgd: bool = False
     #: the per-cpu first chunk (SMP kernels); None: a UP kernel, per-cpu data is plain data
     percpu: PercpuPlan | None = None
+    #: memblock allocations the arch's setup makes before the per-cpu areas, each top-down
+    #: in the direct-mapped memory at or above its floor (x86_64's struct page array,
+    #: sparse_init's sparse buffer): (size, align, floor, owner). The frames stay reserved
+    #: under *owner*; ``kernel.memblock_allocs[owner]`` is the physical address each got.
+    memblock_allocs: tuple[tuple[int, int, int, str], ...] = ()
 
 
 #: The protections every arch names (the kernel's ``pgprot_t`` names: asm/pgtable_types.h,
 #: arch/riscv/include/asm/pgtable.h, arch/arm64/include/asm/pgtable-prot.h). The kernel
 #: model maps with them: the direct map and vmalloc with PAGE_KERNEL, the image with
 #: PAGE_KERNEL_RO / PAGE_KERNEL_RX, module text with PAGE_KERNEL_EXEC, user pages through
-    #: memblock allocations the arch's setup makes before the per-cpu areas, each top-down
-    #: in the direct-mapped memory at or above its floor (x86_64's struct page array,
-    #: sparse_init's sparse buffer): (size, align, floor, owner). The frames stay reserved
-    #: under *owner*; ``kernel.memblock_allocs[owner]`` is the physical address each got.
-    memblock_allocs: tuple[tuple[int, int, int, str], ...] = ()
 #: protection_map[] (``PAGE_NONE`` must include the arch's PROT_NONE marker so that the
 #: entry stays ``pte_present`` while no access is allowed).
 REQUIRED_PGPROTS = ("PAGE_NONE", "PAGE_KERNEL", "PAGE_KERNEL_RO", "PAGE_KERNEL_EXEC", "PAGE_KERNEL_RX",
@@ -640,12 +640,6 @@ class Arch(abc.ABC):
         paging modes and page sizes. Default: one machine with the defaults."""
         return [{}]
 
-    # -- era rules of the arch ---------------------------------------------------------
-
-    def syncs_kernel_mappings(self, spec: MachineSpec) -> bool:
-        """Whether a new top-level kernel entry is copied into every page directory as soon
-        as it is made (``arch_sync_kernel_mappings``/``sync_global_pgds``). Default: no."""
-        return False
     def boot_mappings(self, kernel) -> None:
         """The arch's own boot-time mappings, made at the end of the core's boot (after the
         direct map, the image and the fixmap and pkmap tables; before any service starts,
@@ -656,6 +650,12 @@ class Arch(abc.ABC):
         entries goes in ``kernel.shared_tables``, and the virtual ranges that only repeat
         mappings made elsewhere (their clones) in ``kernel.alias_ranges``. Default: nothing."""
 
+    # -- era rules of the arch ---------------------------------------------------------
+
+    def syncs_kernel_mappings(self, spec: MachineSpec) -> bool:
+        """Whether a new top-level kernel entry is copied into every page directory as soon
+        as it is made (``arch_sync_kernel_mappings``/``sync_global_pgds``). Default: no."""
+        return False
 
     # -- kernel modules ------------------------------------------------------------------
 

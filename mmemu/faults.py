@@ -5,7 +5,9 @@ and stval, arm64's ESR and FAR), but it always says the same things: which addre
 access (read, write, instruction fetch), from which privilege, and why it failed: the
 translation does not exist (``not-present``), it forbids the access (``protection``), an
 entry is malformed (``reserved``), or the access flag is clear where the hardware does not
-set it (``access-flag``, arm64). :class:`Fault` carries these, with the arch's own encoding
+set it (``access-flag``, arm64), or the address is not one the MMU translates at all
+(``non-canonical``: x86_64 raises #GP(0) instead of a #PF, RISC-V a page fault, arm64 a
+level-0 translation fault). :class:`Fault` carries these, with the arch's own encoding
 in :attr:`Fault.code` (filled in by the arch's codec), and what the fault path needs to
 report it: where it happened and in which process.
 """
@@ -19,7 +21,8 @@ NOT_PRESENT = "not-present"
 PROTECTION = "protection"
 RESERVED = "reserved"
 ACCESS_FLAG = "access-flag"
-KINDS = (NOT_PRESENT, PROTECTION, RESERVED, ACCESS_FLAG)
+NON_CANONICAL = "non-canonical"
+KINDS = (NOT_PRESENT, PROTECTION, RESERVED, ACCESS_FLAG, NON_CANONICAL)
 
 
 @dataclass

@@ -45,7 +45,7 @@ from .arch import (
     PagingMode,
 )
 from .errors import AddressError, MappingError
-from .faults import ACCESS_FLAG, NOT_PRESENT, PROTECTION, Fault
+from .faults import ACCESS_FLAG, NON_CANONICAL, NOT_PRESENT, PROTECTION, Fault
 from .faults import RESERVED as RESERVED_FAULT
 
 
@@ -141,7 +141,7 @@ class Walk:
             kind = PROTECTION
         else:
             return None
-        f = Fault(self.va, access, bool(user), kind, level=len(self._raw_steps) // 3 - 1, source="walk",
+        f = Fault(self.va, access, bool(user), kind, level=max(0, len(self._raw_steps) // 3 - 1), source="walk",
                   uaccess=uaccess)
         f.code = self._mode.codec.fault_code(f)
         return f
@@ -153,6 +153,8 @@ class Walk:
 
     def __repr__(self) -> str:
         if self.phys is None:
+            if not self._raw_steps:
+                return f"<Walk {self.va:#x} {self.missing}>"
             return f"<Walk {self.va:#x} {self.missing} at {self._mode.levels[self.last_level].name}>"
         r = self.rights
         perms = "".join(c if r & b else "-" for c, b in (("r", KR), ("w", KW), ("x", KX))) + "/" + \
@@ -480,8 +482,15 @@ class PageTables:
             raise AddressError(f"{va:#x} is translated by the {'kernel' if kernel else 'user'} root "
                                f"({'TTBR1' if kernel else 'TTBR0'}), not by the table at {root:#x}")
 
+    def untranslated(self, va: int) -> Walk:
+        """The walk of an address the MMU does not translate (:meth:`check_va` refuses it):
+        no entry read, ``missing`` is ``non-canonical``; its :meth:`Walk.fault` is what the
+        CPU raises there (the arch's codec encodes it: #GP(0) on x86_64)."""
+        return Walk(va, (), self.mode, None, 0, 0, NON_CANONICAL)
+
     def walk(self, root: int, va: int) -> Walk:
-        """Walk *va* from the top-level table at *root*, as the MMU would."""
+        """Walk *va* from the top-level table at *root*, as the MMU would (an address
+        outside the translated space is refused: AddressError; :meth:`untranslated`)."""
         # the address-space check inline (the hot path): the bits above the translated
         # ones must be all 0 (or all 1 where the mode has a kernel half)
         top = va >> self._valid_shift
@@ -752,15 +761,6 @@ class PageTables:
             raise MappingError(f"index {index} is outside a {self.levels[level_index].name} table")
         return self._set_one(table, level_index, index, value, writer, kind, va)
 
-    def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
-        lv = self.levels[li]
-        s = self._unpack[li]
-        epa = table + idx * lv.entry_size
-        old = s.unpack_from(self._buf, epa)[0]
-        s.pack_into(self._buf, epa, value)
-        wid = self._writer_ids.get(writer)
-        if wid is None:
-            wid = self.writer_id(writer)
     def set_entries(self, table: int, level_index: int, index: int, values, *, writer: str,
                     va: int = 0) -> Operation:
         """Write *values* into consecutive entries of a table the engine knows, from *index*
@@ -777,6 +777,15 @@ class PageTables:
         op = Operation(writer, "set_entries", va, len(values) * lv.span)
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
+    def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
+        lv = self.levels[li]
+        s = self._unpack[li]
+        epa = table + idx * lv.entry_size
+        old = s.unpack_from(self._buf, epa)[0]
+        s.pack_into(self._buf, epa, value)
+        wid = self._writer_ids.get(writer)
+        if wid is None:
+            wid = self.writer_id(writer)
         writers = self.tables[table].writers
         j = self.journal
         if j is not None and j.undo is not None:

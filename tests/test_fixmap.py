@@ -82,7 +82,7 @@ def test_set_fixmap_maps_the_page_and_clear_fixmap_clears_it(boot, arch, kv, ram
     k.mem.write(page.phys + 0x120, b"fixmap!")
     idx = dict(k.layout.fixmap)["FIX_IO_APIC_BASE_0"]
     free0 = k.frames.nr_free_pages()
-    va = k.set_fixmap(idx, page.phys + 0x123)
+    va = k.set_fixmap_offset(idx, page.phys + 0x123)
     assert va == top - idx * PAGE + 0x123  # the slot's address plus the offset in the page
     w = k.walk(va)
     assert w.mapped and w.phys == page.phys + 0x123 and w.page_size == PAGE
@@ -94,13 +94,13 @@ def test_set_fixmap_maps_the_page_and_clear_fixmap_clears_it(boot, arch, kv, ram
     assert not k.walk(top - idx * PAGE).mapped
     k.check_invariants()
     # by name too, read-only and uncached
-    va = k.set_fixmap("FIX_APIC_BASE", 0xFEE00000, "PAGE_KERNEL_NOCACHE")
+    va = k.set_fixmap_offset("FIX_APIC_BASE", 0xFEE00000, "PAGE_KERNEL_NOCACHE")
     assert va == top - dict(k.layout.fixmap)["FIX_APIC_BASE"] * PAGE
     w = k.walk(va)
     assert w.phys == 0xFEE00000
     pcd = 0x10
     assert w.steps[-1].raw & pcd
-    ro = k.set_fixmap(idx, page.phys, "PAGE_KERNEL_RO")
+    ro = k.set_fixmap_offset(idx, page.phys, "PAGE_KERNEL_RO")
     assert not k.walk(ro).writable
     k.clear_fixmap("FIX_APIC_BASE")
     k.clear_fixmap(idx)
@@ -175,7 +175,7 @@ def test_set_and_clear_fixmap_flush_the_tlb(boot, arch, kv, ram):
     cpu = Cpu(k)
     a, b = k.alloc_pages(0, "Normal"), k.alloc_pages(0, "Normal")
     idx = dict(k.layout.fixmap)["FIX_IO_APIC_BASE_0"]
-    va = k.set_fixmap(idx, a.phys)
+    va = k.set_fixmap_offset(idx, a.phys)
     assert cpu.probe(va, "read").phys == a.phys
     k.set_fixmap(idx, b.phys)
     assert cpu.probe(va, "read").phys == b.phys

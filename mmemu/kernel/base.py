@@ -161,12 +161,20 @@ class KernelBase:
         return process.pgd
 
     def walk(self, va: int, root: int | None = None) -> "Walk":
-        """Walk *va* in the master kernel page table (or the table at *root*)."""
-        return self.pgtable.walk(self.pgd if root is None else root, va)
+        """Walk *va* in the master kernel page table (or the table at *root*). An address
+        the MMU does not translate (non-canonical on x86_64) gives a faulting walk, as the
+        CPU faults there (#GP on x86_64): ``missing == "non-canonical"``, no steps."""
+        try:
+            return self.pgtable.walk(self.pgd if root is None else root, va)
+        except AddressError:
+            if self.paging.is_valid(va):  # a wrong root (TTBR0 vs TTBR1): the caller's mistake
+                raise
+            return self.pgtable.untranslated(va)
 
     def walk_mm(self, va: int, process: "Process | None" = None) -> "Walk":
-        """Walk *va* as the MMU does in *process*'s address space (None: init_mm)."""
-        return self.pgtable.walk(self.root_for(va, process), va)
+        """Walk *va* as the MMU does in *process*'s address space (None: init_mm); a
+        non-canonical address gives a faulting walk, as :meth:`walk`."""
+        return self.walk(va, self.root_for(va, process))
 
     # -- events -----------------------------------------------------------------------
 

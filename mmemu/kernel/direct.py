@@ -89,6 +89,27 @@ class DirectMapMixin:
             return self.lowmem_page_address(pfn)
         return self.page_address_map.get(pfn)
 
+    def page_count(self, page: "Page | int") -> int:
+        """``page_count``: the reference count of the block the frame belongs to (0 for a
+        free frame)."""
+        return self.frames.page(_pfn(page)).refcount
+
+    def page_mapcount(self, page: "Page | int") -> int:
+        """``page_mapcount``: how many user page-table entries map the frame, PROT_NONE
+        ones included (pte_present). The zero page counts none: its entries are special
+        (vm_normal_page() skips them, so no rmap counts them). mmemu keeps no reverse map:
+        this walks every process's page tables."""
+        pfn = _pfn(page)
+        if pfn == self.zero_pfn:
+            return 0
+        return sum(1 for proc in self.pgd_list for _, raw in self.user_ptes(proc, 0, self.task_size)
+                   if self.pte_pfn(raw) == pfn)
+
+    def ZERO_PAGE(self, vaddr: int = 0) -> int:
+        """``ZERO_PAGE(vaddr)``: the pfn of empty_zero_page, which every read fault of
+        anonymous memory maps (one page whatever *vaddr*, as on x86, RISC-V and arm64)."""
+        return self.zero_pfn
+
     def virt_to_page(self, va: int) -> int:
         """``virt_to_page``: the pfn behind a direct-mapped address. Any other address (a
         vmalloc one, say) is the bug it is in the kernel: use vmalloc_to_page."""

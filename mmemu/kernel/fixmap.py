@@ -51,9 +51,17 @@ class FixmapMixin:
         return (self.FIXADDR_TOP - (vaddr & ~0xFFF)) >> PAGE_SHIFT
 
     @operation
-    def set_fixmap(self, idx: "int | str", phys: int, prot: str = "PAGE_KERNEL") -> int:
+    def set_fixmap(self, idx: "int | str", phys: int, prot: str = "PAGE_KERNEL") -> None:
         """``set_fixmap(idx, phys)`` (``__set_fixmap`` with a named protection): map the
-        page holding *phys* at the slot; returns the slot's address."""
+        page holding *phys* at the slot. Like the kernel's, it returns nothing: the slot's
+        address is ``fix_to_virt(idx)``, or use :meth:`set_fixmap_offset`."""
+        self.set_fixmap_offset(idx, phys, prot)
+
+    @operation
+    def set_fixmap_offset(self, idx: "int | str", phys: int, prot: str = "PAGE_KERNEL") -> int:
+        """``set_fixmap_offset(idx, phys)`` (include/asm-generic/fixmap.h: ``__set_fixmap``
+        then ``fix_to_virt(idx) + (phys & (PAGE_SIZE - 1))``): map the page holding *phys*
+        at the slot and return the address of *phys* through it."""
         i = self.fix_index(idx)
         if prot not in self.pgprot:
             raise MmemuError(f"unknown protection {prot!r}; known: {', '.join(self.pgprot)}")

@@ -225,7 +225,7 @@ def _kunmap_local(run, a):
 @op("set_fixmap", idx=IntOrStr(required=True), phys=Int(required=True), prot=Str(default="PAGE_KERNEL"))
 def _set_fixmap(run, a):
     """set_fixmap(idx, phys): a compile-time address for a physical page."""
-    return _addr(run.k.set_fixmap(a["idx"], a["phys"], a["prot"]))
+    return _addr(run.k.set_fixmap_offset(a["idx"], a["phys"], a["prot"]))
 
 
 @op("clear_fixmap", idx=IntOrStr(required=True))

@@ -648,6 +648,8 @@ def failure_operations(k) -> list:
         slot = fixslots[len(fixslots) // 2]
         ops += [("set_fixmap", lambda k: k.alloc_pages(0, "Normal", owner="safety"),
                  lambda k, page: k.set_fixmap(slot, page.phys)),
+                ("set_fixmap_offset", lambda k: k.alloc_pages(0, "Normal", owner="safety"),
+                 lambda k, page: k.set_fixmap_offset(slot, page.phys + 0x10)),
                 ("clear_fixmap", lambda k: k.set_fixmap(slot, k.alloc_pages(0, "Normal", owner="safety").phys),
                  lambda k, _: k.clear_fixmap(slot))]
     return ops

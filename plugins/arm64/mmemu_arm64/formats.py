@@ -74,7 +74,7 @@ from mmemu.arch import (
     entry_struct,
 )
 from mmemu.errors import MappingError
-from mmemu.faults import ACCESS_FLAG, NOT_PRESENT, PROTECTION
+from mmemu.faults import ACCESS_FLAG, NON_CANONICAL, NOT_PRESENT, PROTECTION
 from mmemu.faults import RESERVED as RESERVED_FAULT
 
 # ---- arch/arm64/include/asm/pgtable-hwdef.h ------------------------------------------------
@@ -441,8 +441,10 @@ class Arm64Codec(EntryCodec):
         else:
             ec = ESR_ELx_EC_DABT_LOW if fault.user else ESR_ELx_EC_DABT_CUR
         level = fault.level + self.level_offset
+        if fault.kind == NON_CANONICAL:  # outside both TTBRs' ranges: a level-0 translation fault
+            level = 0
         base = {NOT_PRESENT: ESR_ELx_FSC_FAULT, ACCESS_FLAG: ESR_ELx_FSC_ACCESS, PROTECTION: ESR_ELx_FSC_PERM,
-                RESERVED_FAULT: ESR_ELx_FSC_ADDRSZ}[fault.kind]
+                RESERVED_FAULT: ESR_ELx_FSC_ADDRSZ, NON_CANONICAL: ESR_ELx_FSC_FAULT}[fault.kind]
         esr = (ec << ESR_ELx_EC_SHIFT) | ESR_ELx_IL | base | (level & 3)
         if fault.access == "write":
             esr |= ESR_ELx_WNR

@@ -148,7 +148,7 @@ def test_early_fixmap_init_populates_the_kernels_range(kernel, va):
             if "FIX_FDT" in k.fixed_addresses:  # the FDT window above: mapped by blocks at boot, no pte table
                 w = k.walk(k.fix_to_virt("FIX_FDT") + (2 << 20))
                 assert w.steps[-1].li < last
-        va_ = k.set_fixmap("FIX_EARLYCON_MEM_BASE", 0x09000000)
+        va_ = k.set_fixmap_offset("FIX_EARLYCON_MEM_BASE", 0x09000000)
         assert k.walk(va_).phys == 0x09000000
     finally:
         k.close()

@@ -33,7 +33,7 @@ from mmemu.arch import (
     check_page_aligned_prot,
 )
 from mmemu.errors import MappingError
-from mmemu.faults import NOT_PRESENT, PROTECTION, Fault
+from mmemu.faults import NON_CANONICAL, NOT_PRESENT, PROTECTION, Fault
 from mmemu.faults import RESERVED as RESERVED_FAULT
 
 from .pgtable_types import (
@@ -197,6 +197,11 @@ class X86Codec(EntryCodec):
         return _PAGE_CHG_MASK
 
     def fault_code(self, fault) -> int:
+        if fault.kind == NON_CANONICAL:
+            # not a #PF at all: a non-canonical address raises #GP with error code 0
+            # (Intel SDM vol. 3A 6.15 "Interrupt 13"; the kernel's "general protection fault,
+            # probably for non-canonical address", arch/x86/kernel/traps.c)
+            return 0
         code = 0
         if fault.access == "write":
             code |= X86_PF_WRITE
