@@ -274,13 +274,37 @@ def _writer_run(wid: int, n: int) -> array:
 
 
 class _Txn:
-    __slots__ = ("alloc", "defer_free", "op", "undo")
+    __slots__ = ("alloc", "defer_free", "op", "record", "undo", "unwritten")
 
-    def __init__(self, op: Operation):
+    def __init__(self, op: Operation, record: bool = True):
         self.op = op
+        #: whether each run written goes into op.changes (see PageTables.map's *record*)
+        self.record = record
         self.undo: list[tuple[int, bytes, TableInfo, int, array]] = []
         self.alloc: list[int] = []
         self.defer_free: list[int] = []
+        #: tables this operation allocated and has not written yet: all zero, so what a write
+        #: replaces there needs no copy (a 64 GiB direct map in 4 KiB pages fills 32 K new
+        #: tables in one operation: 256 MiB of copies of zeros otherwise)
+        self.unwritten: set[int] = set()
+
+
+_zero_runs: dict[int, bytes] = {}
+_zero_writers: dict[int, array] = {}
+
+
+def _zeros(nbytes: int) -> bytes:
+    z = _zero_runs.get(nbytes)
+    if z is None:
+        z = _zero_runs[nbytes] = bytes(nbytes)
+    return z
+
+
+def _no_writers(n: int) -> array:
+    z = _zero_writers.get(n)
+    if z is None:
+        z = _zero_writers[n] = array("H", bytes(2 * n))
+    return z
 
 
 class PageTables:
@@ -367,6 +391,7 @@ class PageTables:
         phys = self.alloc_table(lv, user)
         if txn is not None:
             txn.alloc.append(phys)
+            txn.unwritten.add(phys)
             txn.op.tables_allocated.append(phys)
         elif self.journal is not None:
             self.journal.record(self.tables.pop, phys)
@@ -415,15 +440,20 @@ class PageTables:
         new = values if isinstance(values, array) else array("I" if size == 4 else "Q", values)
         n = len(new)
         nbytes = n * size
-        if old is None:
-            old = self._buf[start:start + nbytes]
         info = self.tables[table]
-        old_w = info.writers[index:index + n]
+        if table in txn.unwritten:
+            txn.unwritten.discard(table)
+            old, old_w = _zeros(nbytes), _no_writers(n)
+        else:
+            if old is None:
+                old = self._buf[start:start + nbytes]
+            old_w = info.writers[index:index + n]
         raw = new.tobytes()
         self._view[start:start + nbytes] = raw
         info.writers[index:index + n] = _writer_run(wid, n)
         txn.undo.append((start, old, info, index, old_w))
-        txn.op.changes.append(Change(table, self.levels[li], li, index, old, raw, self.writers[wid]))
+        if txn.record:
+            txn.op.changes.append(Change(table, self.levels[li], li, index, old, raw, self.writers[wid]))
 
     def _run(self, op: Operation, body: Callable[[_Txn], None]) -> Operation:
         op.mode = self.mode
@@ -555,12 +585,18 @@ class PageTables:
         return frozenset(allowed)
 
     def map(self, root: int, va: int, pa: int, size: int, prot: int, *, writer: str,
-            page_sizes=None, user_tables: bool = False, replace: bool = False) -> Operation:
+            page_sizes=None, user_tables: bool = False, replace: bool = False,
+            record: bool = True) -> Operation:
         """Map ``[va, va+size)`` to ``[pa, pa+size)`` with the protection *prot* (a pgprot in
         pte form), choosing for each piece the largest page that *page_sizes* allows and the
         alignment of both addresses permits. New intermediate tables get the codec's kernel
         table entries, or user ones with *user_tables*. Present entries in the range are an
-        error unless *replace*."""
+        error unless *replace*.
+
+        *record* False leaves the operation's ``changes`` empty (its range, tables and undo
+        are kept): for the boot's own tables, built before anyone observes, where a copy of
+        every entry written (a 64 GiB machine in 4 KiB pages: 128 MiB) would be made only to
+        be dropped."""
         self._check_range(va, size, pa)
         self._check_map_prot(prot)
         sizes = self._sizes(page_sizes)
@@ -568,6 +604,7 @@ class PageTables:
         op = Operation(writer, "map", va, size)
 
         def body(txn: _Txn) -> None:
+            txn.record = record
             self._map(txn, root, 0, va, va + size, pa, prot, sizes, user_tables, replace, wid)
         return self._run(op, body)
 
@@ -947,6 +984,10 @@ class PageTables:
     def entries(self, table: int, li: int) -> array:
         """All entries of a table, as integers."""
         return self._read_table(table, li)
+
+    def table_bytes(self, table: int, li: int) -> bytes:
+        """The raw bytes of a table (little-endian entries), for whole-table comparisons."""
+        return bytes(self._buf[table:table + self.levels[li].table_size])
 
     def iter_leaves(self, root: int, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int, int, int]]:
         """Every mapped leaf in ``[start, end)`` in address order: (va, size, phys, raw,

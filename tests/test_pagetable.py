@@ -696,6 +696,21 @@ def test_observers_one_operation_per_success_none_on_failure(m):
     assert (op3.kind, op3.unmapped) == ("unmap", [(0x200000, 0x5000, PAGE)])
 
 
+def test_map_without_record_writes_the_same_entries_and_lists_no_runs(m):
+    """record=False (the boot's own tables): the same tables and entries, the operation's
+    range and new tables kept, its runs of entries not copied; a failure still undoes it."""
+    op = m.pt.map(m.root, 0x200000, 0x5000, 3 * PAGE, PAGE_KERNEL, writer="boot", record=False)
+    assert op.changes == [] and len(op.tables_allocated) == 1 and (op.va, op.size) == (0x200000, 3 * PAGE)
+    assert [m.pt.walk(m.root, 0x200000 + i * PAGE).phys for i in range(3)] == [0x5000, 0x6000, 0x7000]
+    assert m.pt.writer_of(op.tables_allocated[0] + 8) == "boot"
+    before = bytes(m.mem.mem[m.root:m.root + PAGE])
+    frees = len(m.table_frees)
+    with pytest.raises(MappingError):  # 0x200000 is mapped: the new table and its 2 entries go
+        m.pt.map(m.root, 0x1FE000, 0x9000, 3 * PAGE, PAGE_KERNEL, writer="x", record=False)
+    assert bytes(m.mem.mem[m.root:m.root + PAGE]) == before and len(m.table_frees) == frees + 1
+    assert m.pt.walk(m.root, 0x1FE000).missing == "not-present"
+
+
 def test_change_entries_lists_only_changed_entries(m):
     m.pt.map(m.root, 0x200000, 0x5000, 3 * PAGE, PAGE_KERNEL, writer="t")
     m.put(m.entry_addr(0x201000, 1), 0x6000 | PAGE_KERNEL_RO)

@@ -181,7 +181,8 @@ def build_tables(k) -> None:
         if s < e:
             pieces.append((s, e))
     for s, e in pieces:
-        pt.map(k.pgd, page_offset + s - base, s, e - s, kernel_prot, writer=plan.direct_map_writer, page_sizes=sizes)
+        pt.map(k.pgd, page_offset + s - base, s, e - s, kernel_prot, writer=plan.direct_map_writer, page_sizes=sizes,
+               record=False)
 
     # The kernel image with its final protections: text read-only and executable, rodata
     # read-only, data and bss writable, both non-executable where the arch can say so.

@@ -66,6 +66,13 @@ class PtdumpFormat:
         """The part of an entry compared between neighbours (x86: ``val & PTE_FLAGS_MASK``)."""
         return val
 
+    def run_mask(self, level: int) -> int | None:
+        """The bits of an entry that :meth:`prot` and :meth:`effective` read at *level*: two
+        entries equal under this mask note the same (so a run of them is one range and is
+        noted once, not entry by entry: a 64 GiB direct map in 4 KiB pages is 16 M ptes).
+        None: every entry is compared whole (the default, whose prot is the entry itself)."""
+        return None
+
     def effective(self, level: int, val: int, higher: int) -> int:
         """The effective protection at *level* given the one above (x86's effective_prot).
         Default: none (0), as arm64 and RISC-V."""
@@ -164,29 +171,64 @@ def ptdump(kernel: "Kernel", root: int | None = None) -> str:
     last = len(levels) - 1
     kernel_root = pt.is_kernel_root(root)
 
-    def last_level(entries, first: int, stop: int, va0: int, span: int, d: int, decode) -> None:
-        """The entries [first, stop) of a last-level table (entry i at va0 + i * span), each
-        noted as the kernel's walker notes it; a run of empty entries is noted at its first
-        entry and where a marker falls inside it: the notes in between change nothing (the
-        same empty range at the same level), and are skipped (ESPfix's 2,048 visits of its
-        one pte page, 32 entries used of 512, would take seconds otherwise)."""
-        markers = st.markers
+    def runs(table: int, li: int, entries, first: int, stop: int, d: int):
+        """[i, j) runs of entries in [first, stop) that note alike (equal under the format's
+        run_mask; an empty entry only with empty ones). A table whose entries are all alike
+        (the direct map's ptes: the frame differs, the flags do not) is found so by two
+        big-integer operations on its bytes instead of a Python step per entry."""
+        mask = fmt.run_mask(d)
+        if mask is not None:
+            esize = levels[li].entry_size
+            n = len(entries)
+            rep = reps.get((esize, n))
+            if rep is None:
+                rep = reps[esize, n] = sum(1 << (8 * esize * k) for k in range(n))
+            emask = (1 << (8 * esize)) - 1
+            big = int.from_bytes(pt.table_bytes(table, li), "little")
+            k0 = entries[0] & mask
+            if (big & (mask & emask) * rep) == k0 * rep and (k0 or not big):
+                yield first, stop
+                return
+        bounds = table_runs.get(table)
+        if bounds is None:  # the whole table's run starts, once (ESPfix visits one pte page 2,048 times)
+            keys = list(entries) if mask is None else [(v & mask) or (-1 if v else 0) for v in entries]
+            bounds = table_runs[table] = [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
         i = first
-        for j in [n for n in range(first, stop) if entries[n]] + [stop]:
-            if i < j:
-                st.note(va0 + i * span, d, 0)
-                while markers[st.marker + 1][1] is not None:
-                    at = max(i + 1, -(-(markers[st.marker + 1][0] - va0) // span))
-                    if at >= j:
-                        break
-                    st.note(va0 + at * span, d, 0)
-                    i = at
-            if j < stop:
-                raw = entries[j]
+        for j in bounds:
+            if j > i:
+                j = min(j, stop)
+                yield i, j
+                if j >= stop:
+                    return
+                i = j
+
+    reps: dict = {}
+    table_runs: dict[int, list[int]] = {}
+
+    def last_level(table: int, li: int, entries, first: int, stop: int, va0: int, span: int, d: int,
+                   decode) -> None:
+        """The entries [first, stop) of a last-level table (entry i at va0 + i * span), as the
+        kernel's walker notes them: each run of entries that note alike is noted at its first
+        entry and where a marker falls inside it; the notes in between change nothing (the same
+        range goes on) and are skipped (ESPfix's 2,048 visits of its one pte page, 32 entries
+        used of 512, or a 64 GiB direct map's 16 M ptes, would take seconds otherwise)."""
+        markers = st.markers
+        for i, j in runs(table, li, entries, first, stop, d):
+            raw = entries[i]
+            if raw:
                 st.effective(d, raw)
-                kind, addr, _ = decode(raw)
-                st.note(va0 + j * span, d, raw, addr if kind == LEAF else 0)
-            i = j + 1
+            while True:
+                if raw:
+                    kind, addr, _ = decode(raw)
+                    st.note(va0 + i * span, d, raw, addr if kind == LEAF else 0)
+                else:
+                    st.note(va0 + i * span, d, 0)
+                if markers[st.marker + 1][1] is None:
+                    break
+                at = max(i + 1, -(-(markers[st.marker + 1][0] - va0) // span))
+                if at >= j:
+                    break
+                i, raw = at, entries[at]
 
     def walk(table: int, li: int, base: int, start: int, end: int) -> None:
         # base/start/end are offsets into the span of the top-level table
@@ -197,7 +239,7 @@ def ptdump(kernel: "Kernel", root: int | None = None) -> str:
         stop = min(lv.entries, (end - base + span - 1) >> lv.shift)
         decode = decoders[li]
         if li == last:
-            last_level(entries, first, stop, mode.va_of(base + first * span, kernel_root) - first * span, span,
+            last_level(table, li, entries, first, stop, mode.va_of(base + first * span, kernel_root) - first * span, span,
                        depth[li], decode)
             return
         for idx in range(first, stop):

@@ -122,6 +122,9 @@ class Arm64Ptdump(PtdumpFormat):
     def prot(self, level: int, val: int) -> int:
         return val & self.mask
 
+    def run_mask(self, level: int) -> int:
+        return self.mask
+
     def effective(self, level: int, val: int, higher: int) -> int:
         return 0
 

@@ -73,6 +73,9 @@ class RiscvPtdumpFormat(PtdumpFormat):
     def prot(self, level: int, val: int) -> int:
         return val & self.prot_mask
 
+    def run_mask(self, level: int) -> int:
+        return self.prot_mask
+
     def effective(self, level: int, val: int, higher: int) -> int:
         return 0
 

@@ -44,6 +44,9 @@ class X86PtdumpFormat(PtdumpFormat):
         # PTE_FLAGS_MASK: everything but the frame (bits 12..MAXPHYADDR-1)
         return val & ~_ADDR_40
 
+    def run_mask(self, level: int) -> int:
+        return ~_ADDR_40 & (1 << 64) - 1
+
     def effective(self, level: int, val: int, higher: int | None) -> int:
         if not self.effective_prot:
             return 0

@@ -97,7 +97,7 @@ def map_vmemmap(k) -> None:
     for first, end in runs:
         size = (end - first) * SECTION_MAP_SIZE
         va = vmemmap + first * PAGES_PER_SECTION * STRUCT_PAGE_SIZE
-        k.pgtable.map(k.pgd, va, phys, size, prot, writer="vmemmap_populate", page_sizes=sizes)
+        k.pgtable.map(k.pgd, va, phys, size, prot, writer="vmemmap_populate", page_sizes=sizes, record=False)
         phys += size
 
 
