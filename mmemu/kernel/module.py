@@ -694,7 +694,11 @@ class ModuleMixin:
                                   f"{target.section.name} ({size:#x} bytes)")
             A = addends[i] if rela else int.from_bytes(buf[off:end], "little", signed=True)
             try:
-                width, value = kind.apply(values[symi], A, base + off)
+                if kind.insn:
+                    width, value = kind.apply(values[symi], A, base + off,
+                                              int.from_bytes(buf[off:end], "little"))
+                else:
+                    width, value = kind.apply(values[symi], A, base + off)
             except RelocOverflow as exc:
                 raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
             if width:

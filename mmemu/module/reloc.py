@@ -5,7 +5,10 @@ that computes what is written at the place, from the psABI's symbols: ``S`` (the
 address), ``A`` (the addend: ``r_addend`` of a RELA entry, or the word already at the place
 for REL), ``P`` (the place's address). Each function's docstring gives its psABI formula;
 it returns ``(width in bytes, value)`` or raises :class:`RelocOverflow`, and the loader
-writes the value little-endian. The set of types is exactly what the kernel's
+writes the value little-endian. An instruction relocation (``insn``: arm64's ADRP/ADD/LDR/B
+immediates, riscv64's U/I/S/B/J-type fields) only rewrites some bits of the instruction at
+the place: its function is called with a fourth argument, the place's current contents
+(``width`` bytes, unsigned little-endian), and returns the whole new word. The set of types is exactly what the kernel's
 ``apply_relocate`` / ``apply_relocate_add`` of that arch and era accepts: any other type
 fails the load with the kernel's message.
 """
@@ -37,6 +40,9 @@ class RelocType:
     #: the kernel refuses to overwrite a place that is not zero (x86_64 5.x+: a
     #: relocation applied twice); checked by the loader before writing
     zero_target: bool = False
+    #: an instruction relocation: ``apply(S, A, P, old)`` gets the place's current
+    #: ``width``-byte word (unsigned) and returns the word with its immediate rewritten
+    insn: bool = False
 
 
 @dataclass(frozen=True)
