@@ -172,6 +172,21 @@ def test_a_step_the_arch_cannot_do_is_a_bad_scenario(tmp_path, capsys):
     assert f"{f}: step 4: set_fixmap cannot run on x86_64 6.6: no fixmap slot 'FIX_KMAP_BEGIN'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arch, slots", [("i386", 1024), ("i386_pae", 512), ("x86_64", 0)])
+def test_a_pkmap_slot_the_kernel_does_not_have_is_a_bad_scenario(tmp_path, capsys, arch, slots):
+    """pkmap_count.N names a slot of mm/highmem.c's LAST_PKMAP: past the last one (or on a
+    kernel without highmem) the expectation cannot be checked: exit 2, naming the step."""
+    f = tmp_path / "pk.toml"
+    f.write_text('[[step]]\nop = "expect_count"\nwhat = "pkmap_count.600"\nvalue = 0\n')
+    code = main(["run", str(f), "--arch", arch])
+    err = capsys.readouterr().err
+    if slots > 600:
+        assert code == 0, err
+    else:
+        assert code == 2
+        assert f"{f}: step 1: expect_count cannot run on {arch} 6.6: no pkmap slot 600: the kernel has {slots}" in err
+
+
 def test_every_operation_is_documented():
     for name, op in OPS.items():
         assert op.doc, f"operation {name} has no docstring"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import MmemuError
+from ..errors import ConfigError, MmemuError
 from ..units import PAGE_SHIFT
 from .checks import Check, check_fault, check_log, check_translation
 from .fields import Bool, FieldError, Hex, Int, IntOrStr, Name, Ref, RefList, Str
@@ -439,7 +439,16 @@ def count(k, what: str) -> int:
     if what == "log_lines":
         return len(k.log)
     if what.startswith("pkmap_count."):
-        return k.pkmap_count[int(what.split(".", 1)[1], 0)]
+        slots = getattr(k, "pkmap_count", [])
+        try:
+            nr = int(what.split(".", 1)[1], 0)
+        except ValueError:
+            raise FieldError(f"{what!r}: pkmap_count.N takes a slot number") from None
+        if not 0 <= nr < len(slots):
+            # mm/highmem.c: LAST_PKMAP slots, 0 .. LAST_PKMAP-1; a kernel without highmem has none
+            raise ConfigError(f"no pkmap slot {nr}: the kernel has {len(slots)} (LAST_PKMAP)"
+                              + ("" if slots else ", no highmem"))
+        return slots[nr]
     raise FieldError(f"unknown counter {what!r}: one of {', '.join(COUNTS)}, pkmap_count.N")
 
 
