@@ -359,5 +359,26 @@ def main() -> None:
     print(json.dumps({k: round(v, 6) for k, v in figures.items()}))
 
 
+FLOORS = {
+    "vmalloc_floor_ratio": lambda: __import__("floors").vmalloc_floor(),
+    "walk_floor_ratio": lambda: __import__("floors").walk_floor("x86_64"),
+    "demand_fault_floor_ratio": lambda: __import__("floors").demand_fault_floor("x86_64"),
+}
+
+
+def only(name: str) -> None:
+    """One floor figure alone (``bench/run.py --only vmalloc_floor_ratio``): its rates and
+    ratios as one JSON object, for measuring one change without the whole bench."""
+    if name not in FLOORS:
+        raise SystemExit(f"--only: unknown figure {name!r}; known: {', '.join(FLOORS)}")
+    r = FLOORS[name]()
+    print(json.dumps({"figure": name, **{k: round(v, 6) for k, v in r.items()}}))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--only":
+        only(sys.argv[2])
+    elif len(sys.argv) > 1:
+        raise SystemExit(f"usage: {sys.argv[0]} [--only {'|'.join(FLOORS)}]")
+    else:
+        main()

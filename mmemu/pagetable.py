@@ -468,6 +468,15 @@ class PageTables:
                 del self.tables[phys]
                 self.free_table(phys)
             raise
+        return self._complete(txn)
+
+    def _complete(self, txn: _Txn) -> Operation:
+        """The end of an operation whose writes all succeeded: the tables it emptied freed,
+        its undo handed to the kernel's journal, the observers told. An operation whose
+        checks all come before its one write (a run inside one existing table) calls this
+        directly: nothing can fail half-way, so it needs no rollback of its own."""
+        op = txn.op
+        op.mode = self.mode
         freed = []
         for phys in txn.defer_free:
             freed.append(self.tables.pop(phys))
@@ -562,9 +571,15 @@ class PageTables:
         page = self.mode.page_size
         if size <= 0 or size % page or va % page or (pa is not None and pa % page):
             raise MappingError(f"range {va:#x}+{size:#x} (phys {pa if pa is None else hex(pa)}) is not page aligned")
-        self.check_va(va)
-        self.check_va(va + size - 1)
-        if (va >= self.mode.kernel_half) != (va + size - 1 >= self.mode.kernel_half) and self.mode.kernel_half:
+        # mode.is_valid of both ends, inline (every map and unmap passes here)
+        last = va + size - 1
+        vs, vt = self._valid_shift, self._valid_top
+        if (va >> vs and va >> vs != vt) or va < 0:
+            self.check_va(va)
+        if last >> vs and last >> vs != vt:
+            self.check_va(last)
+        kh = self._kernel_half
+        if kh and (va >= kh) != (last >= kh):
             raise MappingError(f"range {va:#x}+{size:#x} crosses from the user half into the kernel half")
         if pa is not None and (pa < 0 or pa + size > (1 << self.mode.pa_bits)):
             raise MappingError(f"physical range {pa:#x}+{size:#x} exceeds the {self.mode.pa_bits}-bit physical "
@@ -699,8 +714,17 @@ class PageTables:
         op = Operation(writer, "map", va, n * page)
         last = self._last
         lv = self.levels[last]
-        fmt = "I" if lv.entry_size == 4 else "Q"
-        decode = self._decode[last]
+        slot = self.pte_slot(root, va)
+        if slot is not None and slot[1] + n <= lv.entries:
+            # the common case (a small area): one page table already there holds every
+            # entry; checked before the one write, so there is nothing to roll back
+            table, idx = slot
+            start = table + idx * lv.entry_size
+            old = self._buf[start:start + n * lv.entry_size]
+            self._check_unused(old, va, last)
+            txn = _Txn(op)
+            self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames, prot), wid, old)
+            return self._complete(txn)
 
         def body(txn: _Txn) -> None:
             self._populate(txn, root, 0, va, va + n * page, user_tables, wid, last)
@@ -710,13 +734,20 @@ class PageTables:
                 run = min(n - i, lv.entries - idx)
                 start = table + idx * lv.entry_size
                 old = self._buf[start:start + run * lv.entry_size]
-                if old.count(0) != len(old):  # not all zero (any() is 100x slower)
-                    for k, raw in enumerate(struct.unpack("<%d%s" % (run, fmt), old)):
-                        if decode(raw)[0] != NONE:
-                            raise MappingError(f"{va + (i + k) * page:#x} is already mapped (pte {raw:#x})")
+                self._check_unused(old, va + i * page, last)
                 self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames[i:i + run], prot), wid)
                 i += run
         return self._run(op, body)
+
+    def _check_unused(self, old: bytes, va: int, li: int) -> None:
+        """Refuse to map over a present entry among the raw entries *old* (from *va*)."""
+        if old.count(0) != len(old):  # not all zero (any() is 100x slower)
+            lv = self.levels[li]
+            decode = self._decode[li]
+            fmt = "<%d%s" % (len(old) // lv.entry_size, "I" if lv.entry_size == 4 else "Q")
+            for k, raw in enumerate(struct.unpack(fmt, old)):
+                if decode(raw)[0] != NONE:
+                    raise MappingError(f"{va + k * lv.span:#x} is already mapped (pte {raw:#x})")
 
     def _populate(self, txn, table, li, va, end, user_tables, wid, deepest) -> None:
         if li >= deepest:
@@ -861,6 +892,15 @@ class PageTables:
         self._check_range(va, size)
         wid = self.writer_id(writer)
         op = Operation(writer, "unmap", va, size)
+        if not free_tables:
+            lv = self.levels[self._last]
+            slot = self.pte_slot(root, va)
+            if slot is not None and slot[1] + (size >> lv.shift) <= lv.entries:
+                # the range lies inside one page table (a vmalloc area, a small VMA): its
+                # entries cleared without the walk down, and nothing can fail half-way
+                txn = _Txn(op)
+                self._unmap_last(txn, slot[0], self._last, va, va + size, wid)
+                return self._complete(txn)
         return self._run(op, lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
 
     def _unmap(self, txn, table, li, va, end, wid, free_tables) -> None:

@@ -126,6 +126,11 @@ class DirectMapMixin:
         """``alloc_pages(gfp, order)``; *zone* is the highest zone the GFP flags allow
         (``"HighMem"`` for __GFP_HIGHMEM, ``"DMA"`` for GFP_DMA...); *zero*: __GFP_ZERO."""
         need_int(order, "alloc_pages: order", 0)
+        return self._alloc_pages(order, zone, owner, zero)
+
+    def _alloc_pages(self, order: int, zone: str, owner: str, zero: bool = False) -> Page:
+        """:meth:`alloc_pages` for the kernel's own callers, inside their operation (the
+        arguments are theirs, already right)."""
         if zone == "HighMem" and "HighMem" not in self.frames.zones:
             zone = "Normal"  # __GFP_HIGHMEM on a machine without HighMem: ZONE_NORMAL
         page = self.frames.alloc_pages(order, zone, owner)
@@ -169,6 +174,12 @@ class DirectMapMixin:
             return ZERO_SIZE_PTR  # include/linux/slab.h: a pointer that faults when used
         if size < 0:
             raise MmemuError(f"kmalloc({size}): negative size")
+        return self._kmalloc(size, zero)
+
+    def _kmalloc(self, size: int, zero: bool = False) -> int:
+        """:meth:`kmalloc` of a positive size, for the kernel's own callers inside their
+        operation (vmalloc's vm_struct, vmap_area and page array). An object from a
+        partial slab (the common case) is one undo record."""
         j = self.journal
         cache = self._kmalloc_cache(size)
         if cache is not None:
@@ -179,11 +190,11 @@ class DirectMapMixin:
             if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
                 raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
                                   f"(order {NR_ORDERS - 1})")
-            page = self.alloc_pages(max(0, order), "Normal", owner=f"kmalloc_large ({size} bytes)", zero=zero)
+            page = self._alloc_pages(max(0, order), "Normal", f"kmalloc_large ({size} bytes)", zero)
             j.add(self._kmalloc_large, page.pfn)
             return self.lowmem_page_address(page)
         if not cache.partial:
-            page = self.alloc_pages(cache.order, "Normal", owner=f"slab ({cache.name})")
+            page = self._alloc_pages(cache.order, "Normal", f"slab ({cache.name})")
             base = self.lowmem_page_address(page)
             # objects handed out lowest address first, as a fresh SLUB slab's freelist does
             objs = [base + i * cache.size for i in reversed(range(cache.objects_per_slab))]
@@ -193,10 +204,14 @@ class DirectMapMixin:
             j.append(cache.partial, page.pfn)
             j.setitem(self._slab_of, page.pfn, cache)
         slab = cache.partial[-1]
-        obj = j.pop(cache.slabs[slab])
-        j.discard(cache.free_objs, obj)
-        if not cache.slabs[slab]:
-            j.pop(cache.partial)
+        free = cache.slabs[slab]
+        obj = free.pop()
+        cache.free_objs.discard(obj)
+        full = not free
+        if full:
+            cache.partial.pop()
+        if j.undo is not None:
+            j.undo.append((_unkmalloc, (cache, slab, obj, full)))
         if zero:
             self.mem.zero(self.virt_to_phys(obj), cache.size)
         return obj
@@ -211,6 +226,11 @@ class DirectMapMixin:
         address kmalloc did not hand out is refused with nothing changed. ``kfree(NULL)``
         (and of ZERO_SIZE_PTR) does nothing, as ZERO_OR_NULL_PTR makes it in the kernel."""
         need_int(addr, "kfree: addr")
+        self._kfree(addr)
+
+    def _kfree(self, addr: int) -> None:
+        """:meth:`kfree` of an int, for the kernel's own callers inside their operation. An
+        object back to a slab that stays in use (the common case) is one undo record."""
         if 0 <= addr <= 16:  # include/linux/slab.h ZERO_OR_NULL_PTR
             return
         try:
@@ -244,10 +264,13 @@ class DirectMapMixin:
         free = cache.slabs[head]
         if addr in cache.free_objs:
             raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
-        j.append(free, addr)
-        j.add(cache.free_objs, addr)
-        if len(free) == 1:
-            j.append(cache.partial, head)
+        free.append(addr)
+        cache.free_objs.add(addr)
+        partial = len(free) == 1
+        if partial:
+            cache.partial.append(head)
+        if j.undo is not None:
+            j.undo.append((_unkfree, (cache, head, addr, partial)))
         if len(free) == cache.objects_per_slab:
             # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
             empty = sum(1 for pfn in cache.partial if len(cache.slabs[pfn]) == cache.objects_per_slab)
@@ -258,6 +281,24 @@ class DirectMapMixin:
                 j.delitem(cache.slabs, head)
                 j.delitem(self._slab_of, head)
                 self.frames.free_pages(head)
+
+
+def _unkmalloc(cache: KmemCache, slab: int, obj: int, full: bool) -> None:
+    """Undo of a kmalloc from a partial slab: the object back on its free list (last, where
+    it was taken from), the slab back on the partial list if it had filled up."""
+    cache.slabs[slab].append(obj)
+    cache.free_objs.add(obj)
+    if full:
+        cache.partial.append(slab)
+
+
+def _unkfree(cache: KmemCache, slab: int, obj: int, partial: bool) -> None:
+    """Undo of a kfree into a slab: the object off its free list (it is the last), the slab
+    off the partial list if the free made it partial."""
+    cache.slabs[slab].pop()
+    cache.free_objs.discard(obj)
+    if partial:
+        cache.partial.pop()
 
 
 # the kernel's names, reachable as kernel.__free_pages(...) outside class bodies

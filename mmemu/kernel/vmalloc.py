@@ -68,6 +68,19 @@ class VmapArea:
     early: bool = False  # taken at boot (vm_area_add_early): never freed
 
 
+def _merged(gaps: list[list[int]], ranges: list[tuple[int, int]]) -> list[list[int]]:
+    """The free space *gaps* ([start, end) lists, sorted, disjoint) with the disjoint
+    *ranges* added: sorted, ranges that touch merged. New lists (the journal keeps the old
+    ones for the undo)."""
+    out: list[list[int]] = []
+    for start, end in sorted([(g[0], g[1]) for g in gaps] + ranges):
+        if out and out[-1][1] == start:
+            out[-1][1] = end
+        else:
+            out.append([start, end])
+    return out
+
+
 class VmallocMixin:
     """``vmalloc``, ``vzalloc``, ``vmap``, ``vunmap``, ``vfree``, ``vmalloc_to_page``,
     ``find_vm_area`` and the ``kmem -v`` listing."""
@@ -175,10 +188,18 @@ class VmallocMixin:
         if not lazy:
             return 0
         self.flush_tlb_kernel_range(min(a.va_start for a in lazy), max(a.va_end for a in lazy))
+        # they all leave at once (up to lazy_max_pages of them: thousands): the busy areas
+        # kept in order, the freed ranges merged into the free space in one pass, each
+        # list replaced whole (one undo record each, not one per area)
+        j = self.journal
+        busy = [a for a in self.vmap_areas if not a.lazy]
+        j.splice(self.vmap_areas, 0, len(self.vmap_areas), busy)
+        j.splice(self._vmap_starts, 0, len(self._vmap_starts), [a.va_start for a in busy])
+        j.splice(self.vmap_free, 0, len(self.vmap_free),
+                 _merged(self.vmap_free, [(a.va_start, a.va_end) for a in lazy]))
         for area in lazy:
-            self._remove_area(area)
-            self.kfree(area.kaddr)
-        self.journal.set(self, "vmap_lazy_nr", 0)
+            self._kfree(area.kaddr)
+        j.set(self, "vmap_lazy_nr", 0)
         return len(lazy)
 
     # -- areas --------------------------------------------------------------------------
@@ -192,8 +213,8 @@ class VmallocMixin:
             size += PAGE_SIZE
         # the structures first (__get_vm_area_node kmallocs the vm_struct, alloc_vmap_area
         # the vmap_area), then the range; a failure undoes them with the operation
-        vm_kaddr = self.kmalloc(16 * self.ptr_size)  # struct vm_struct
-        va_kaddr = self.kmalloc(8 * self.ptr_size)  # struct vmap_area
+        vm_kaddr = self._kmalloc(16 * self.ptr_size)  # struct vm_struct
+        va_kaddr = self._kmalloc(8 * self.ptr_size)  # struct vmap_area
         addr = self.alloc_vmap_area(size, align, start, end)
         vm = VmStruct(addr, size, flags, caller=caller, kaddr=vm_kaddr)
         area = VmapArea(addr, addr + size, vm, va_kaddr)
@@ -245,7 +266,7 @@ class VmallocMixin:
                                                                self.layout["VMALLOC_END"], self.pgprot["PAGE_KERNEL"],
                                                                caller)
                 else:
-                    vm.pages_kaddr = self.kmalloc(array_size)
+                    vm.pages_kaddr = self._kmalloc(array_size)
             except OutOfMemory as exc:
                 text = self.era.vmalloc_array_fail
                 raise OutOfMemory(text.format(size=nr * PAGE_SIZE, array_size=array_size) if text else
@@ -259,7 +280,7 @@ class VmallocMixin:
                 raise OutOfMemory("out of pages")
             pages = []
             for _ in range(nr):
-                pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero).pfn)
+                pages.append(self._alloc_pages(0, "HighMem", caller, zero).pfn)
                 got += 1
             vm.pages = pages
             mapping = True
@@ -361,14 +382,17 @@ class VmallocMixin:
         else:
             self.flush_tlb_kernel_range(area.va_start, area.va_end)
             self._remove_area(area)
-            self.kfree(area.kaddr)
+            self._kfree(area.kaddr)
         # then vfree frees the pages, the page array (kvfree) and the vm_struct
         if free_pages:
             for pfn in vm.pages:
                 self.frames.free_pages(pfn)
-        if vm.pages_kaddr:
-            self.kvfree(vm.pages_kaddr)
-        self.kfree(vm.kaddr)
+        if vm.pages_kaddr:  # kvfree
+            if self.is_vmalloc_addr(vm.pages_kaddr):
+                self.vfree(vm.pages_kaddr)
+            else:
+                self._kfree(vm.pages_kaddr)
+        self._kfree(vm.kaddr)
         return vm
 
     @operation
