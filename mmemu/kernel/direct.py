@@ -233,32 +233,20 @@ class DirectMapMixin:
         object back to a slab that stays in use (the common case) is one undo record."""
         if 0 <= addr <= 16:  # include/linux/slab.h ZERO_OR_NULL_PTR
             return
-        try:
-            pfn = self.virt_to_page(addr)
-        except AddressError:
-            raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
-        rec = self.frames.allocated.get(pfn)
-        if rec is not None:  # the first frame of an allocated block (every order-0 slab)
-            head, state, owner = pfn, "allocated", rec.owner
+        page_offset, high_memory, phys_offset = self._direct_span
+        if page_offset <= addr < high_memory:  # virt_to_page, inline: where kmalloc memory is
+            head = (addr - page_offset + phys_offset) >> PAGE_SHIFT
         else:
-            info = self.frames.page(pfn)
-            if info.state == "free":
-                # a freed kmalloc_large block (or any free page): __free_pages on a page whose
-                # refcount is already 0, the kernel's "BUG: Bad page state"
-                raise KernelBug(f"BUG: Bad page state: kfree({addr:#x}) of pfn {pfn:#x}, which is already free "
-                                "(double free?)")
-            state, owner = info.state, info.owner
-            head = info.head if state == "allocated" else None
-        j = self.journal
-        if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
-            j.discard(self._kmalloc_large, head)
-            self.frames.free_pages(head)
-            return
-        cache = self._slab_of.get(head) if head is not None else None
-        if cache is None:
-            raise MmemuError(f"kfree({addr:#x}): the page is not a slab page (it is {state}"
-                             f"{': ' + owner if owner else ''})")
-        base = self.lowmem_page_address(head)
+            try:
+                head = self.virt_to_page(addr)
+            except AddressError:
+                raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
+        cache = self._slab_of.get(head)
+        if cache is None:  # not the first frame of a slab
+            head, cache = self._kfree_block(addr, head)
+            if cache is None:
+                return
+        base = (head << PAGE_SHIFT) - phys_offset + page_offset  # lowmem_page_address(head)
         if (addr - base) % cache.size:
             raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
         free = cache.slabs[head]
@@ -269,6 +257,7 @@ class DirectMapMixin:
         partial = len(free) == 1
         if partial:
             cache.partial.append(head)
+        j = self.journal
         if j.undo is not None:
             j.undo.append((_unkfree, (cache, head, addr, partial)))
         if len(free) == cache.objects_per_slab:
@@ -281,6 +270,32 @@ class DirectMapMixin:
                 j.delitem(cache.slabs, head)
                 j.delitem(self._slab_of, head)
                 self.frames.free_pages(head)
+
+    def _kfree_block(self, addr: int, pfn: int) -> tuple[int | None, KmemCache | None]:
+        """:meth:`_kfree` of an address that is not in the first frame of a slab: a
+        kmalloc_large block (freed here: (None, None)), a later frame of a two-page slab
+        ((its head, its cache)), or no kmalloc'd memory at all (refused)."""
+        rec = self.frames.allocated.get(pfn)
+        if rec is not None:  # the first frame of an allocated block
+            head, state, owner = pfn, "allocated", rec.owner
+        else:
+            info = self.frames.page(pfn)
+            if info.state == "free":
+                # a freed kmalloc_large block (or any free page): __free_pages on a page whose
+                # refcount is already 0, the kernel's "BUG: Bad page state"
+                raise KernelBug(f"BUG: Bad page state: kfree({addr:#x}) of pfn {pfn:#x}, which is already free "
+                                "(double free?)")
+            state, owner = info.state, info.owner
+            head = info.head if state == "allocated" else None
+        if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
+            self.journal.discard(self._kmalloc_large, head)
+            self.frames.free_pages(head)
+            return None, None
+        cache = self._slab_of.get(head) if head is not None else None
+        if cache is None:
+            raise MmemuError(f"kfree({addr:#x}): the page is not a slab page (it is {state}"
+                             f"{': ' + owner if owner else ''})")
+        return head, cache
 
 
 def _unkmalloc(cache: KmemCache, slab: int, obj: int, full: bool) -> None:

@@ -284,10 +284,10 @@ class VmallocMixin:
                 got += 1
             vm.pages = pages
             mapping = True
-            self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
+            op = self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
         except OutOfMemory as exc:
             raise OutOfMemory(self._vmalloc_oom_text(size, got, nr, mapping)) from exc
-        self._sync_kernel_mappings()
+        self._sync_kernel_mappings(op)
         return vm.addr
 
     def _vmalloc_oom_text(self, size: int, got: int, want: int, mapping: bool = False) -> str:
@@ -349,8 +349,7 @@ class VmallocMixin:
         area = self._get_vm_area(len(pfns) * PAGE_SIZE, VM_MAP | (0 if guard else VM_NO_GUARD),
                                  self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
         area.vm.pages = pfns
-        self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap")
-        self._sync_kernel_mappings()
+        self._sync_kernel_mappings(self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap"))
         return area.va_start
 
     def _free_area(self, addr: int, who: str, free_pages: bool) -> VmStruct:
@@ -373,13 +372,16 @@ class VmallocMixin:
         # then the range: lazily (2.6.28+) or flushed and released at once
         self.pgtable.unmap(self.pgd, vm.addr, size, writer=who)
         j = self.journal
-        j.set(area, "vm", None)
         if self.lazy_purge:
-            j.set(area, "lazy", True)
-            j.set(self, "vmap_lazy_nr", self.vmap_lazy_nr + ((area.va_end - area.va_start) >> PAGE_SHIFT))
+            # free_vmap_area_noflush: the area waits for the purge (one undo record)
+            if j.undo is not None:
+                j.undo.append((self._unlazy, (area, vm, self.vmap_lazy_nr)))
+            area.vm, area.lazy = None, True
+            self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
             if self.vmap_lazy_nr > self.lazy_max_pages():
                 self.purge_vmap_area_lazy()
         else:
+            j.set(area, "vm", None)
             self.flush_tlb_kernel_range(area.va_start, area.va_end)
             self._remove_area(area)
             self._kfree(area.kaddr)
@@ -394,6 +396,11 @@ class VmallocMixin:
                 self._kfree(vm.pages_kaddr)
         self._kfree(vm.kaddr)
         return vm
+
+    def _unlazy(self, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
+        """Undo of a lazy free: the area busy with its vm_struct again."""
+        area.vm, area.lazy = vm, False
+        self.vmap_lazy_nr = lazy_nr
 
     @operation
     def vfree(self, addr: int) -> None:
@@ -438,12 +445,16 @@ class VmallocMixin:
 
     # -- keeping other page directories in step ---------------------------------------
 
-    def _sync_kernel_mappings(self) -> None:
+    def _sync_kernel_mappings(self, op) -> None:
         """Where the arch asks for it (arch_sync_kernel_mappings since 5.8, sync_global_pgds)
         a new top-level kernel entry is copied into every page directory at once; else each
         process picks it up on its first fault there (vmalloc_fault) or needs none (a
-        preallocated or separate kernel root)."""
-        if self._sync_kernel_mappings_now:
+        preallocated or separate kernel root). Only after a mapping *op* that changed an
+        entry above the last level, i.e. allocated a table: mm/vmalloc.c (5.8+)
+        vmap_range_noflush and vmap_small_pages_range_noflush collect the levels they
+        modified in a pgtbl_mod_mask and call arch_sync_kernel_mappings() only ``if (mask &
+        ARCH_PAGE_TABLE_SYNC_MASK)``; a vmap into page tables that exist changes none."""
+        if self._sync_kernel_mappings_now and op.tables_allocated:
             self.sync_kernel_pgds()
 
     # -- looking ------------------------------------------------------------------------
