@@ -101,6 +101,8 @@ class FrameAllocator:
         self.reserved: list[tuple[int, int, str]] = []
         self._ram: list[tuple[int, int]] = []  # usable pfn ranges
         self._zonelists: dict[str, list[Zone]] = {}
+        #: totalram_pages: the sum of the zones' managed_pages (set at boot, read by every vmalloc)
+        self._managed = 0
         #: the kernel operation's undo journal (mmemu.journal.Journal), None outside a kernel
         self.journal = None
 
@@ -143,6 +145,7 @@ class FrameAllocator:
                 while pfn + (1 << order) > stop:
                     order -= 1
                 zone.managed_pages += 1 << order
+                self._managed += 1 << order
                 self._free_one(zone, pfn, order)
                 pfn += 1 << order
             start = stop
@@ -341,7 +344,7 @@ class FrameAllocator:
 
     def managed_pages(self) -> int:
         """``totalram_pages()``: every page ever handed to the buddy allocator."""
-        return sum(z.managed_pages for z in self.zones.values())
+        return self._managed
 
     def nr_free_pages(self) -> int:
         return sum(z.nr_free for z in self.zones.values())

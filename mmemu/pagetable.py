@@ -266,6 +266,23 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     return ns["walk"]
 
 
+def _unrolled_pte_slot(pt: "PageTables") -> Callable[[int, int], tuple[int, int] | None]:
+    """:meth:`PageTables.pte_slot` for *pt*'s mode with the loop over the upper levels
+    unrolled, as :func:`_unrolled_walk` does for the walk (every vmap, vunmap, kmap and
+    demand fault finds its pte this way)."""
+    ns = {"pt": pt, "TABLE": TABLE}
+    src = ["def pte_slot(root, va):", "    buf = pt._buf", "    t = root"]
+    *upper, last = pt._walk_plan
+    for i, (li, shift, imask, esz, unpack, decode, _off) in enumerate(upper):
+        ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
+        src += [f"    k, t, _ = D{i}(U{i}(buf, t + ((va >> {shift}) & {imask}) * {esz})[0])",
+                "    if k != TABLE:",
+                "        return None"]
+    src.append(f"    return t, (va >> {last[1]}) & {last[2]}")
+    exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
+    return ns["pte_slot"]
+
+
 @functools.lru_cache(maxsize=256)
 def _writer_run(wid: int, n: int) -> array:
     """*n* copies of the writer id *wid* (a table's run of writers: the same few lengths
@@ -364,6 +381,7 @@ class PageTables:
         # the walk of every software translation and fault: the loop of walk() unrolled
         # for this mode's levels (the method stays the readable reference)
         self.walk = _unrolled_walk(self)
+        self.pte_slot = _unrolled_pte_slot(self)
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -776,7 +794,8 @@ class PageTables:
 
     def pte_slot(self, root: int, va: int) -> tuple[int, int] | None:
         """(table, index) of the last-level entry for *va*, if every table above exists
-        and no large page covers it; None otherwise. Reads only."""
+        and no large page covers it; None otherwise. Reads only. (The reference loop:
+        instances use the same, unrolled for their mode.)"""
         buf = self._buf
         table = root
         last = self._last

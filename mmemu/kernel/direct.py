@@ -42,10 +42,11 @@ class KmemCache:
     #: every free object of every slab (what the free lists hold, as a set: kfree's double
     #: free check in O(1), not a scan of a 512-object list)
     free_objs: set[int] = field(default_factory=set, repr=False, compare=False)
+    #: objects in one slab (read on every kfree that empties one)
+    objects_per_slab: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def objects_per_slab(self) -> int:
-        return (PAGE_SIZE << self.order) // self.size
+    def __post_init__(self) -> None:
+        self.objects_per_slab = (PAGE_SIZE << self.order) // self.size
 
 
 class DirectMapMixin:
@@ -262,7 +263,8 @@ class DirectMapMixin:
             j.undo.append((_unkfree, (cache, head, addr, partial)))
         if len(free) == cache.objects_per_slab:
             # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
-            empty = sum(1 for pfn in cache.partial if len(cache.slabs[pfn]) == cache.objects_per_slab)
+            per, slabs = cache.objects_per_slab, cache.slabs
+            empty = sum(1 for pfn in cache.partial if len(slabs[pfn]) == per)
             if empty > MIN_PARTIAL:
                 j.remove(cache.partial, head)
                 j.record(cache.free_objs.update, list(free))

@@ -34,7 +34,7 @@ VM_MAP = 0x00000004
 VM_USERMAP = 0x00000008
 VM_NO_GUARD = 0x00000040
 
-@dataclass
+@dataclass(slots=True)
 class VmStruct:
     """``struct vm_struct``: one vmalloc/vmap/ioremap area."""
 
@@ -56,7 +56,7 @@ class VmStruct:
         return self.size - (0 if self.flags & VM_NO_GUARD else PAGE_SIZE)
 
 
-@dataclass
+@dataclass(slots=True)
 class VmapArea:
     """``struct vmap_area``: a reserved range of the vmalloc space."""
 
@@ -109,6 +109,7 @@ class VmallocMixin:
             vm = VmStruct(start, end - start, VM_MAP | VM_NO_GUARD, caller=caller)
             self._insert_area(VmapArea(start, end, vm, 0, early=True))
         self.vmap_lazy_nr = 0  # pages waiting for the purge
+        self._lazy_max_pages = self.lazy_max_pages()  # of the CPUs the machine boots with
         self.lazy_purge = self.era.lazy_vunmap
         self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
 
@@ -157,9 +158,16 @@ class VmallocMixin:
 
     def _insert_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
-        self.journal.insert(self._vmap_starts, i, area.va_start)
-        self.journal.insert(self.vmap_areas, i, area)
+        self._vmap_starts.insert(i, area.va_start)
+        self.vmap_areas.insert(i, area)
+        j = self.journal
+        if j.undo is not None:  # one undo record for both lists
+            j.undo.append((self._uninsert_area, (i,)))
         self._take_space(area.va_start, area.va_end)
+
+    def _uninsert_area(self, i: int) -> None:
+        del self._vmap_starts[i]
+        del self.vmap_areas[i]
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
@@ -273,11 +281,12 @@ class VmallocMixin:
                                   self._vmalloc_oom_text(size, 0, nr)) from exc
             # the pages (HighMem first); a request the free lists cannot meet fails on the
             # page the allocator has no more of: say so without taking them all first
-            free = sum(z.nr_free for z in self.frames.zonelist("HighMem" if "HighMem" in self.frames.zones
-                                                               else "Normal"))
-            if nr > free and self.journal.injection is None:
-                got = free
-                raise OutOfMemory("out of pages")
+            zones = self.frames.zonelist("HighMem" if "HighMem" in self.frames.zones else "Normal")
+            if nr > zones[0].nr_free and self.journal.injection is None:  # the first zone may not do
+                free = sum(z.nr_free for z in zones)
+                if nr > free:
+                    got = free
+                    raise OutOfMemory("out of pages")
             pages = []
             for _ in range(nr):
                 pages.append(self._alloc_pages(0, "HighMem", caller, zero).pfn)
@@ -378,7 +387,7 @@ class VmallocMixin:
                 j.undo.append((self._unlazy, (area, vm, self.vmap_lazy_nr)))
             area.vm, area.lazy = None, True
             self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
-            if self.vmap_lazy_nr > self.lazy_max_pages():
+            if self.vmap_lazy_nr > self._lazy_max_pages:
                 self.purge_vmap_area_lazy()
         else:
             j.set(area, "vm", None)
@@ -418,7 +427,10 @@ class VmallocMixin:
 
     def is_vmalloc_addr(self, addr: int) -> bool:
         """``is_vmalloc_or_module_addr``."""
-        return any(lo <= addr < hi for lo, hi in self.vmap_spaces)
+        for lo, hi in self.vmap_spaces:
+            if lo <= addr < hi:
+                return True
+        return False
 
     @operation
     def kvfree(self, addr: int) -> None:
