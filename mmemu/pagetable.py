@@ -499,8 +499,9 @@ class PageTables:
         for phys in txn.defer_free:
             freed.append(self.tables.pop(phys))
             self.free_table(phys)
-        if self.journal is not None and self.journal.active and (txn.undo or txn.alloc or freed):
-            self.journal.record(self._undo_run, txn.undo, txn.alloc, freed)
+        j = self.journal
+        if j is not None and j.undo is not None and (txn.undo or txn.alloc or freed):
+            j.undo.append((self._undo_run, (txn.undo, txn.alloc, freed)))
         if op.changes or op.tables_allocated or op.tables_freed:
             for observer in self.observers:
                 observer(op)

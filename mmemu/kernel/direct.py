@@ -263,8 +263,10 @@ class DirectMapMixin:
             j.undo.append((_unkfree, (cache, head, addr, partial)))
         if len(free) == cache.objects_per_slab:
             # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
-            per, slabs = cache.objects_per_slab, cache.slabs
-            empty = sum(1 for pfn in cache.partial if len(slabs[pfn]) == per)
+            per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
+            for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
+                if len(slabs[pfn]) == per:
+                    empty += 1
             if empty > MIN_PARTIAL:
                 j.remove(cache.partial, head)
                 j.record(cache.free_objs.update, list(free))

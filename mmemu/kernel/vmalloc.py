@@ -124,7 +124,8 @@ class VmallocMixin:
         free space (the areas busy or waiting for the purge are not in it)."""
         free = self.vmap_free
         i = max(0, bisect.bisect_right(free, [vstart, 1 << 65]) - 1)
-        for start, end in free[i:]:
+        for k in range(i, len(free)):  # (indices: a slice would copy the rest of the list)
+            start, end = free[k]
             if start >= vend:
                 break
             addr = (max(start, vstart) + align - 1) & ~(align - 1)
