@@ -488,6 +488,29 @@ class PageTables:
             raise
         return self._complete(txn)
 
+    def _one_run(self, op: Operation, table: int, li: int, index: int, raw: bytes, old: bytes,
+                 wid: int) -> Operation:
+        """The whole of an operation that writes one run of entries of one known table,
+        its checks made (a vmalloc area inside one page table, its unmap): the write (the
+        entries *raw* over *old*), its undo record and its change, the observers told; what
+        :meth:`_write` and :meth:`_complete` do for any number of runs, without a
+        transaction of its own (with one write, nothing can fail half-way)."""
+        lv = self.levels[li]
+        n = len(raw) // lv.entry_size
+        start = table + index * lv.entry_size
+        info = self.tables[table]
+        old_w = info.writers[index:index + n]
+        self._view[start:start + len(raw)] = raw
+        info.writers[index:index + n] = _writer_run(wid, n)
+        j = self.journal
+        if j is not None and j.undo is not None:
+            j.undo.append((self._undo_run, ([(start, old, info, index, old_w)], (), ())))
+        op.mode = self.mode
+        op.changes.append(Change(table, lv, li, index, old, raw, op.writer))
+        for observer in self.observers:
+            observer(op)
+        return op
+
     def _complete(self, txn: _Txn) -> Operation:
         """The end of an operation whose writes all succeeded: the tables it emptied freed,
         its undo handed to the kernel's journal, the observers told. An operation whose
@@ -741,9 +764,8 @@ class PageTables:
             start = table + idx * lv.entry_size
             old = self._buf[start:start + n * lv.entry_size]
             self._check_unused(old, va, last)
-            txn = _Txn(op)
-            self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames, prot), wid, old)
-            return self._complete(txn)
+            return self._one_run(op, table, last, idx, self.codec.leaves_for_frames(last, frames, prot).tobytes(),
+                                 old, wid)
 
         def body(txn: _Txn) -> None:
             self._populate(txn, root, 0, va, va + n * page, user_tables, wid, last)
@@ -915,13 +937,36 @@ class PageTables:
         if not free_tables:
             lv = self.levels[self._last]
             slot = self.pte_slot(root, va)
-            if slot is not None and slot[1] + (size >> lv.shift) <= lv.entries:
+            n = size >> lv.shift
+            if slot is not None and slot[1] + n <= lv.entries:
                 # the range lies inside one page table (a vmalloc area, a small VMA): its
                 # entries cleared without the walk down, and nothing can fail half-way
+                table, idx = slot
+                start = table + idx * lv.entry_size
+                old = self._buf[start:start + n * lv.entry_size]
+                unmapped = self._leaves_of(old, va, self._last)
+                if unmapped is not None:  # all leaves: one run, cleared at once
+                    op.unmapped = unmapped
+                    return self._one_run(op, table, self._last, idx, _zeros(len(old)), old, wid)
                 txn = _Txn(op)
-                self._unmap_last(txn, slot[0], self._last, va, va + size, wid)
+                self._unmap_last(txn, table, self._last, va, va + size, wid)
                 return self._complete(txn)
         return self._run(op, lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
+
+    def _leaves_of(self, raw: bytes, va: int, li: int) -> list[tuple[int, int, int]] | None:
+        """(va, phys, size) of each entry of the run *raw* of level *li* (from *va*), if
+        they are all leaves; None if one is not."""
+        lv = self.levels[li]
+        decode = self._decode[li]
+        shift = lv.shift
+        out = []
+        for k, entry in enumerate(struct.unpack("<%d%s" % (len(raw) // lv.entry_size, "I" if lv.entry_size == 4
+                                                            else "Q"), raw)):
+            kind, addr, _ = decode(entry)
+            if kind != LEAF:
+                return None
+            out.append((va + (k << shift), addr, lv.span))
+        return out
 
     def _unmap(self, txn, table, li, va, end, wid, free_tables) -> None:
         if li == self._last:
