@@ -197,21 +197,45 @@ class TableInfo:
     pinned: bool = False
 
 
-@dataclass(slots=True)
+def _lazy_list(name: str) -> property:
+    """A list attribute made on first use: most operations leave it empty, and thousands
+    of operations are kept (the kernel's recent events), so an unused one costs nothing."""
+    slot = "_" + name
+
+    def get(self) -> list:
+        value = getattr(self, slot)
+        if value is None:
+            value = []
+            setattr(self, slot, value)
+        return value
+
+    def set_(self, value: list) -> None:
+        setattr(self, slot, value)
+    return property(get, set_)
+
+
 class Operation:
     """What one completed operation did: the writer, the virtual range and every run of
-    entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses."""
+    entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses;
+    for an unmap, ``unmapped``: the (va, phys, size) pages that were mapped and no longer
+    are. ``kind``: "map", "unmap", "protect", "populate", "set_pte"..."""
 
-    writer: str
-    kind: str  # "map", "unmap", "protect", "populate", "set_pte", ...
-    va: int
-    size: int
-    mode: PagingMode | None = None
-    changes: list[Change] = field(default_factory=list)
-    tables_allocated: list[int] = field(default_factory=list)
-    tables_freed: list[int] = field(default_factory=list)
-    #: for unmap: the (va, phys, size) pages that were mapped and no longer are
-    unmapped: list[tuple[int, int, int]] = field(default_factory=list)
+    __slots__ = ("writer", "kind", "va", "size", "mode", "changes", "_tables_allocated", "_tables_freed",
+                 "_unmapped")
+
+    tables_allocated = _lazy_list("tables_allocated")
+    tables_freed = _lazy_list("tables_freed")
+    unmapped = _lazy_list("unmapped")
+
+    def __init__(self, writer: str, kind: str, va: int, size: int, mode: PagingMode | None = None):
+        self.writer, self.kind, self.va, self.size, self.mode = writer, kind, va, size, mode
+        self.changes: list[Change] = []
+        self._tables_allocated = self._tables_freed = self._unmapped = None
+
+    def __repr__(self) -> str:
+        return (f"Operation({self.writer!r}, {self.kind!r}, {self.va:#x}, {self.size:#x}, "
+                f"{len(self.changes)} runs, tables_allocated={self.tables_allocated}, "
+                f"tables_freed={self.tables_freed}, unmapped={len(self.unmapped)})")
 
 
 class _DecodeMemo(dict):
@@ -525,7 +549,7 @@ class PageTables:
         j = self.journal
         if j is not None and j.undo is not None and (txn.undo or txn.alloc or freed):
             j.undo.append((self._undo_run, (txn.undo, txn.alloc, freed)))
-        if op.changes or op.tables_allocated or op.tables_freed:
+        if op.changes or op._tables_allocated or op._tables_freed:
             for observer in self.observers:
                 observer(op)
         return op

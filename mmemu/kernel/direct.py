@@ -20,6 +20,11 @@ from .base import need_int, operation
 #: largest object SLUB serves from a cache (KMALLOC_MAX_CACHE_SIZE = 2 pages); bigger
 #: requests go to the page allocator (kmalloc_large).
 KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+#: the size class of each request size up to the largest (index into KMALLOC_SIZES): a
+#: table looked up per kmalloc, as mm/slab_common.c kmalloc_slab() looks sizes up to 192 in
+#: size_index[(size - 1) / 8] (and fls(size - 1) beyond), with the same answers
+KMALLOC_MAX_CACHE_SIZE = KMALLOC_SIZES[-1]
+KMALLOC_INDEX = [bisect.bisect_left(KMALLOC_SIZES, size) for size in range(KMALLOC_MAX_CACHE_SIZE + 1)]
 #: mm/slub.c MIN_PARTIAL: empty slabs a cache keeps before giving pages back
 MIN_PARTIAL = 5
 #: include/linux/slab.h: what kmalloc(0) returns; kfree accepts it
@@ -162,10 +167,6 @@ class DirectMapMixin:
 
     # -- kmalloc ----------------------------------------------------------------------------
 
-    def _kmalloc_cache(self, size: int) -> KmemCache | None:
-        i = bisect.bisect_left(KMALLOC_SIZES, size)
-        return self.kmalloc_caches[i] if i < len(KMALLOC_SIZES) else None
-
     @operation
     def kmalloc(self, size: int, zero: bool = False) -> int:
         """``kmalloc(size, GFP_KERNEL)``: an object from the smallest size class that fits,
@@ -182,7 +183,7 @@ class DirectMapMixin:
         operation (vmalloc's vm_struct, vmap_area and page array). An object from a
         partial slab (the common case) is one undo record."""
         j = self.journal
-        cache = self._kmalloc_cache(size)
+        cache = self.kmalloc_caches[KMALLOC_INDEX[size]] if size <= KMALLOC_MAX_CACHE_SIZE else None
         if cache is not None:
             if j.injection is not None:
                 j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()

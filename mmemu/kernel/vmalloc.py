@@ -102,6 +102,7 @@ class VmallocMixin:
             else:
                 merged.append((s_, e_))
         self.vmap_spaces: tuple[tuple[int, int], ...] = tuple(merged)
+        self._vmalloc_space = (syms["VMALLOC_START"], syms["VMALLOC_END"])  # vmalloc()'s own
         self.vmap_free: list[list[int]] = [[s_, e_] for s_, e_ in merged]
         # vm_area_add_early: what the kernel took at boot (arm64's image) is a busy area
         # from the start, whose structures are the boot's own (no kmalloc)
@@ -314,8 +315,8 @@ class VmallocMixin:
     def vmalloc(self, size: int) -> int:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
         virtually contiguous memory."""
-        return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
-                                         self.pgprot["PAGE_KERNEL"], "vmalloc")
+        start, end = self._vmalloc_space
+        return self.__vmalloc_node_range(size, start, end, self.pgprot["PAGE_KERNEL"], "vmalloc")
 
     @operation
     def vzalloc(self, size: int) -> int:
