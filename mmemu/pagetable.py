@@ -220,8 +220,8 @@ class Operation:
     for an unmap, ``unmapped``: the (va, phys, size) pages that were mapped and no longer
     are. ``kind``: "map", "unmap", "protect", "populate", "set_pte"..."""
 
-    __slots__ = ("writer", "kind", "va", "size", "mode", "changes", "_tables_allocated", "_tables_freed",
-                 "_unmapped")
+    __slots__ = ("writer", "kind", "va", "size", "mode", "_changes", "_tables_allocated", "_tables_freed",
+                 "_unmapped", "_run")
 
     tables_allocated = _lazy_list("tables_allocated")
     tables_freed = _lazy_list("tables_freed")
@@ -229,8 +229,16 @@ class Operation:
 
     def __init__(self, writer: str, kind: str, va: int, size: int, mode: PagingMode | None = None):
         self.writer, self.kind, self.va, self.size, self.mode = writer, kind, va, size, mode
-        self.changes: list[Change] = []
-        self._tables_allocated = self._tables_freed = self._unmapped = None
+        self._changes = self._tables_allocated = self._tables_freed = self._unmapped = None
+        #: an operation of one run (PageTables._one_run) keeps it as the arguments of its
+        #: Change, made when someone reads ``changes``
+        self._run = None
+
+    @property
+    def changes(self) -> list[Change]:
+        if self._changes is None:
+            self._changes = [] if self._run is None else [Change(*self._run, self.writer)]
+        return self._changes
 
     def __repr__(self) -> str:
         return (f"Operation({self.writer!r}, {self.kind!r}, {self.va:#x}, {self.size:#x}, "
@@ -504,8 +512,7 @@ class PageTables:
             body(txn)
         except BaseException:
             for start, old, info, index, old_w in reversed(txn.undo):
-                self._view[start:start + len(old)] = old
-                info.writers[index:index + len(old_w)] = old_w
+                self._unwrite(start, old, info, index, old_w)
             for phys in reversed(txn.alloc):
                 del self.tables[phys]
                 self.free_table(phys)
@@ -528,9 +535,9 @@ class PageTables:
         info.writers[index:index + n] = _writer_run(wid, n)
         j = self.journal
         if j is not None and j.undo is not None:
-            j.undo.append((self._undo_run, ([(start, old, info, index, old_w)], (), ())))
+            j.undo.append((self._unwrite, (start, old, info, index, old_w)))
         op.mode = self.mode
-        op.changes.append(Change(table, lv, li, index, old, raw, op.writer))
+        op._run = (table, lv, li, index, old, raw)
         for observer in self.observers:
             observer(op)
         return op
@@ -549,18 +556,22 @@ class PageTables:
         j = self.journal
         if j is not None and j.undo is not None and (txn.undo or txn.alloc or freed):
             j.undo.append((self._undo_run, (txn.undo, txn.alloc, freed)))
-        if op.changes or op._tables_allocated or op._tables_freed:
+        if op._changes or op._tables_allocated or op._tables_freed:
             for observer in self.observers:
                 observer(op)
         return op
+
+    def _unwrite(self, start: int, old: bytes, info: TableInfo, index: int, old_w: array) -> None:
+        """Put back one run of entries (the bytes *old* at *start*) and their writers."""
+        self._view[start:start + len(old)] = old
+        info.writers[index:index + len(old_w)] = old_w
 
     def _undo_run(self, undo: list, alloc: list[int], freed: list[TableInfo]) -> None:
         """Undo a completed operation (the kernel operation it was part of failed): its
         entries and writers as they were, its new tables forgotten (their frames go back
         with the allocator's own undo), the tables it freed known again."""
         for start, old, info, index, old_w in reversed(undo):
-            self._view[start:start + len(old)] = old
-            info.writers[index:index + len(old_w)] = old_w
+            self._unwrite(start, old, info, index, old_w)
         for phys in alloc:
             self.tables.pop(phys, None)
         for info in freed:
@@ -775,8 +786,11 @@ class PageTables:
         page = self.mode.page_size
         n = len(frames)
         self._check_range(va, n * page)
-        self._check_map_prot(prot)
-        wid = self.writer_id(writer)
+        if prot not in self._prots_ok:
+            self._check_map_prot(prot)
+        wid = self._writer_ids.get(writer)
+        if wid is None:
+            wid = self.writer_id(writer)
         op = Operation(writer, "map", va, n * page)
         last = self._last
         lv = self.levels[last]
@@ -956,7 +970,9 @@ class PageTables:
         ``free_pgtables`` does for user memory; the kernel keeps its own tables). Entries
         the MMU does not use (PROT_NONE, swap) are left alone."""
         self._check_range(va, size)
-        wid = self.writer_id(writer)
+        wid = self._writer_ids.get(writer)
+        if wid is None:
+            wid = self.writer_id(writer)
         op = Operation(writer, "unmap", va, size)
         if not free_tables:
             lv = self.levels[self._last]
@@ -984,8 +1000,7 @@ class PageTables:
         decode = self._decode[li]
         shift = lv.shift
         out = []
-        for k, entry in enumerate(struct.unpack("<%d%s" % (len(raw) // lv.entry_size, "I" if lv.entry_size == 4
-                                                            else "Q"), raw)):
+        for k, entry in enumerate(memoryview(raw).cast("I" if lv.entry_size == 4 else "Q")):
             kind, addr, _ = decode(entry)
             if kind != LEAF:
                 return None
