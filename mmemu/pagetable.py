@@ -941,12 +941,12 @@ class PageTables:
         writers[idx] = wid
         if self.observers:
             op = Operation(writer, kind, va, lv.span, self.mode)
-            op.changes.append(Change(table, lv, li, idx, s.pack(old), s.pack(value), writer))
+            op._run = (table, lv, li, idx, s.pack(old), s.pack(value))  # one run: its Change when read
             if old:  # an empty entry maps nothing (every codec decodes 0 as NONE)
                 decode = self._decode[li]
                 old_kind, old_addr, _ = decode(old)
                 if old_kind == LEAF and decode(value)[0] != LEAF:
-                    op.unmapped.append((va, old_addr, lv.span))
+                    op.unmapped = [(va, old_addr, lv.span)]
             for observer in self.observers:
                 observer(op)
         return old
