@@ -137,15 +137,6 @@ class VmallocMixin:
     # The free space is a list of [start, end) gaps; each change replaces a slice of it
     # with new gap lists (never edits one in place), so that the journal can put it back.
 
-    def _take_space(self, start: int, end: int) -> None:
-        free = self.vmap_free
-        i = bisect.bisect_right(free, [start, 1 << 65]) - 1
-        gap = free[i]
-        pieces = [[gap[0], start]] if gap[0] < start else []
-        if end < gap[1]:
-            pieces.append([end, gap[1]])
-        self.journal.splice(free, i, i + 1, pieces)
-
     def _give_space(self, start: int, end: int) -> None:
         free = self.vmap_free
         i = bisect.bisect_left(free, [start, 0])
@@ -159,17 +150,27 @@ class VmallocMixin:
         self.journal.splice(free, lo, hi, [[start, end]])
 
     def _insert_area(self, area: VmapArea) -> None:
-        i = bisect.bisect_left(self._vmap_starts, area.va_start)
-        self._vmap_starts.insert(i, area.va_start)
+        """Put *area* in the sorted lists and take its range out of the free gap holding it
+        (split in two, one or none): one undo record for the three lists."""
+        start, end = area.va_start, area.va_end
+        i = bisect.bisect_left(self._vmap_starts, start)
+        self._vmap_starts.insert(i, start)
         self.vmap_areas.insert(i, area)
+        free = self.vmap_free
+        g = bisect.bisect_right(free, [start, 1 << 65]) - 1
+        gap = free[g]
+        pieces = [[gap[0], start]] if gap[0] < start else []
+        if end < gap[1]:
+            pieces.append([end, gap[1]])
+        free[g:g + 1] = pieces  # new gap lists, never the old one edited: the undo puts it back
         j = self.journal
-        if j.undo is not None:  # one undo record for both lists
-            j.undo.append((self._uninsert_area, (i,)))
-        self._take_space(area.va_start, area.va_end)
+        if j.undo is not None:
+            j.undo.append((self._uninsert_area, (i, g, len(pieces), gap)))
 
-    def _uninsert_area(self, i: int) -> None:
+    def _uninsert_area(self, i: int, g: int, n: int, gap: list[int]) -> None:
         del self._vmap_starts[i]
         del self.vmap_areas[i]
+        self.vmap_free[g:g + n] = [gap]
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
