@@ -250,9 +250,7 @@ class EntryCodec(abc.ABC):
     def leaves_for_frames(self, li: int, pfns, prot: int) -> array:
         """Leaves of level *li* mapping the 4 KiB frames *pfns* (vmap of scattered pages)."""
         base, step, code = self._frame_coding(li, prot)
-        # base + pfn * step for each pfn, iterated in C (no comprehension frame: most
-        # calls map one page, vmalloc(4096), and the frame cost more than the work)
-        return array(code, map(base.__add__, map(step.__mul__, pfns)))
+        return array(code, [base + f * step for f in pfns])
 
     @lru_cache(maxsize=256)
     def _frame_coding(self, li: int, prot: int) -> tuple[int, int, str]:
