@@ -359,5 +359,30 @@ def main() -> None:
     print(json.dumps({k: round(v, 6) for k, v in figures.items()}))
 
 
+#: the figures ``--only`` measures alone: the floor function of bench/floors.py and its arguments
+FLOORS = {
+    "vmalloc_floor_ratio": ("vmalloc_floor", ()),
+    "walk_floor_ratio": ("walk_floor", ("x86_64",)),
+    "demand_fault_floor_ratio": ("demand_fault_floor", ("x86_64",)),
+}
+
+
+def only(name: str) -> None:
+    """One floor figure alone (``bench/run.py --only vmalloc_floor_ratio``): its rates and
+    ratios as one JSON object, for measuring one change without the whole bench."""
+    if name not in FLOORS:
+        raise SystemExit(f"--only: unknown figure {name!r}; known: {', '.join(FLOORS)}")
+    import floors
+
+    fn, args = FLOORS[name]
+    r = getattr(floors, fn)(*args)
+    print(json.dumps({"figure": name, **{k: round(v, 6) for k, v in r.items()}}))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--only":
+        only(sys.argv[2])
+    elif len(sys.argv) > 1:
+        raise SystemExit(f"usage: {sys.argv[0]} [--only {'|'.join(FLOORS)}]")
+    else:
+        main()

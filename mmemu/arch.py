@@ -249,9 +249,16 @@ class EntryCodec(abc.ABC):
 
     def leaves_for_frames(self, li: int, pfns, prot: int) -> array:
         """Leaves of level *li* mapping the 4 KiB frames *pfns* (vmap of scattered pages)."""
+        base, step, code = self._frame_coding(li, prot)
+        return array(code, [base + f * step for f in pfns])
+
+    @lru_cache(maxsize=256)
+    def _frame_coding(self, li: int, prot: int) -> tuple[int, int, str]:
+        """(the leaf of frame 0, what one frame more adds, the array typecode) of level *li*
+        with *prot*: the encoding is linear in the frame (the class's premise), and the same
+        few protections come back on every vmap."""
         base = self.mk_leaf(li, 0, prot)
-        step = self.mk_leaf(li, 1 << 12, prot) - base
-        return array(self.mode.typecode(li), [base + f * step for f in pfns])
+        return base, self.mk_leaf(li, 1 << 12, prot) - base, self.mode.typecode(li)
 
     def modify(self, li: int, raw: int, prot: int) -> int:
         """``pte_modify(pte, newprot)``: the same page with a new protection; the bits the

@@ -101,6 +101,8 @@ class FrameAllocator:
         self.reserved: list[tuple[int, int, str]] = []
         self._ram: list[tuple[int, int]] = []  # usable pfn ranges
         self._zonelists: dict[str, list[Zone]] = {}
+        #: totalram_pages: the sum of the zones' managed_pages (set at boot, read by every vmalloc)
+        self._managed = 0
         #: the kernel operation's undo journal (mmemu.journal.Journal), None outside a kernel
         self.journal = None
 
@@ -143,6 +145,7 @@ class FrameAllocator:
                 while pfn + (1 << order) > stop:
                     order -= 1
                 zone.managed_pages += 1 << order
+                self._managed += 1 << order
                 self._free_one(zone, pfn, order)
                 pfn += 1 << order
             start = stop
@@ -229,13 +232,14 @@ class FrameAllocator:
         if order is not None and order != rec.order:
             raise BadPageState(f"BUG: Bad page state: pfn:{pfn:#x} freed with order {order}, allocated with order {rec.order}")
         j = self.journal
-        if j is not None and j.active:
+        if j is not None and j.undo is not None:
             # inside a kernel operation: the reference goes now, the block returns to the
             # free lists at the commit (a buddy merge could not be undone exactly)
-            j.set(rec, "refcount", rec.refcount - 1)
+            rec.refcount -= 1
+            j.undo.append((_restore_refcount, (rec,)))
             if rec.refcount > 0:
                 return False
-            j.on_commit(self._release, rec)
+            j.commit_actions.append((self._release, (rec,)))
             return True
         rec.refcount -= 1
         if rec.refcount > 0:
@@ -341,7 +345,7 @@ class FrameAllocator:
 
     def managed_pages(self) -> int:
         """``totalram_pages()``: every page ever handed to the buddy allocator."""
-        return sum(z.managed_pages for z in self.zones.values())
+        return self._managed
 
     def nr_free_pages(self) -> int:
         return sum(z.nr_free for z in self.zones.values())
@@ -377,6 +381,11 @@ class FrameAllocator:
         for (s1, e1, k1), (s2, e2, k2) in zip(seen, seen[1:]):
             if s2 < e1:
                 raise MmemuError(f"{k1} pfns {s1:#x}-{e1:#x} overlap {k2} pfns {s2:#x}-{e2:#x}")
+
+
+def _restore_refcount(rec: Page) -> None:
+    """Undo of :meth:`FrameAllocator.free_pages` inside an operation: the reference back."""
+    rec.refcount += 1
 
 
 def _restore_refcounts(recs: list) -> None:

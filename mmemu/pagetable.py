@@ -197,21 +197,53 @@ class TableInfo:
     pinned: bool = False
 
 
-@dataclass(slots=True)
+def _lazy_list(name: str) -> property:
+    """A list attribute made on first use: most operations leave it empty, and thousands
+    of operations are kept (the kernel's recent events), so an unused one costs nothing."""
+    slot = "_" + name
+
+    def get(self) -> list:
+        value = getattr(self, slot)
+        if value is None:
+            value = []
+            setattr(self, slot, value)
+        return value
+
+    def set_(self, value: list) -> None:
+        setattr(self, slot, value)
+    return property(get, set_)
+
+
 class Operation:
     """What one completed operation did: the writer, the virtual range and every run of
-    entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses."""
+    entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses;
+    for an unmap, ``unmapped``: the (va, phys, size) pages that were mapped and no longer
+    are. ``kind``: "map", "unmap", "protect", "populate", "set_pte"..."""
 
-    writer: str
-    kind: str  # "map", "unmap", "protect", "populate", "set_pte", ...
-    va: int
-    size: int
-    mode: PagingMode | None = None
-    changes: list[Change] = field(default_factory=list)
-    tables_allocated: list[int] = field(default_factory=list)
-    tables_freed: list[int] = field(default_factory=list)
-    #: for unmap: the (va, phys, size) pages that were mapped and no longer are
-    unmapped: list[tuple[int, int, int]] = field(default_factory=list)
+    __slots__ = ("writer", "kind", "va", "size", "mode", "_changes", "_tables_allocated", "_tables_freed",
+                 "_unmapped", "_run")
+
+    tables_allocated = _lazy_list("tables_allocated")
+    tables_freed = _lazy_list("tables_freed")
+    unmapped = _lazy_list("unmapped")
+
+    def __init__(self, writer: str, kind: str, va: int, size: int, mode: PagingMode | None = None):
+        self.writer, self.kind, self.va, self.size, self.mode = writer, kind, va, size, mode
+        self._changes = self._tables_allocated = self._tables_freed = self._unmapped = None
+        #: an operation of one run (PageTables._one_run) keeps it as the arguments of its
+        #: Change, made when someone reads ``changes``
+        self._run = None
+
+    @property
+    def changes(self) -> list[Change]:
+        if self._changes is None:
+            self._changes = [] if self._run is None else [Change(*self._run, self.writer)]
+        return self._changes
+
+    def __repr__(self) -> str:
+        return (f"Operation({self.writer!r}, {self.kind!r}, {self.va:#x}, {self.size:#x}, "
+                f"{len(self.changes)} runs, tables_allocated={self.tables_allocated}, "
+                f"tables_freed={self.tables_freed}, unmapped={len(self.unmapped)})")
 
 
 class _DecodeMemo(dict):
@@ -264,6 +296,23 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     src.append("    pt._ran_past(va)")
     exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
     return ns["walk"]
+
+
+def _unrolled_pte_slot(pt: "PageTables") -> Callable[[int, int], tuple[int, int] | None]:
+    """:meth:`PageTables.pte_slot` for *pt*'s mode with the loop over the upper levels
+    unrolled, as :func:`_unrolled_walk` does for the walk (every vmap, vunmap, kmap and
+    demand fault finds its pte this way)."""
+    ns = {"pt": pt, "TABLE": TABLE}
+    src = ["def pte_slot(root, va):", "    buf = pt._buf", "    t = root"]
+    *upper, last = pt._walk_plan
+    for i, (li, shift, imask, esz, unpack, decode, _off) in enumerate(upper):
+        ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
+        src += [f"    k, t, _ = D{i}(U{i}(buf, t + ((va >> {shift}) & {imask}) * {esz})[0])",
+                "    if k != TABLE:",
+                "        return None"]
+    src.append(f"    return t, (va >> {last[1]}) & {last[2]}")
+    exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
+    return ns["pte_slot"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -364,6 +413,7 @@ class PageTables:
         # the walk of every software translation and fault: the loop of walk() unrolled
         # for this mode's levels (the method stays the readable reference)
         self.walk = _unrolled_walk(self)
+        self.pte_slot = _unrolled_pte_slot(self)
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -462,30 +512,66 @@ class PageTables:
             body(txn)
         except BaseException:
             for start, old, info, index, old_w in reversed(txn.undo):
-                self._view[start:start + len(old)] = old
-                info.writers[index:index + len(old_w)] = old_w
+                self._unwrite(start, old, info, index, old_w)
             for phys in reversed(txn.alloc):
                 del self.tables[phys]
                 self.free_table(phys)
             raise
+        return self._complete(txn)
+
+    def _one_run(self, op: Operation, table: int, li: int, index: int, raw: bytes, old: bytes,
+                 wid: int) -> Operation:
+        """The whole of an operation that writes one run of entries of one known table,
+        its checks made (a vmalloc area inside one page table, its unmap): the write (the
+        entries *raw* over *old*), its undo record and its change, the observers told; what
+        :meth:`_write` and :meth:`_complete` do for any number of runs, without a
+        transaction of its own (with one write, nothing can fail half-way)."""
+        lv = self.levels[li]
+        n = len(raw) // lv.entry_size
+        start = table + index * lv.entry_size
+        info = self.tables[table]
+        old_w = info.writers[index:index + n]
+        self._view[start:start + len(raw)] = raw
+        info.writers[index:index + n] = _writer_run(wid, n)
+        j = self.journal
+        if j is not None and j.undo is not None:
+            j.undo.append((self._unwrite, (start, old, info, index, old_w)))
+        op.mode = self.mode
+        op._run = (table, lv, li, index, old, raw)
+        for observer in self.observers:
+            observer(op)
+        return op
+
+    def _complete(self, txn: _Txn) -> Operation:
+        """The end of an operation whose writes all succeeded: the tables it emptied freed,
+        its undo handed to the kernel's journal, the observers told. An operation whose
+        checks all come before its one write (a run inside one existing table) calls this
+        directly: nothing can fail half-way, so it needs no rollback of its own."""
+        op = txn.op
+        op.mode = self.mode
         freed = []
         for phys in txn.defer_free:
             freed.append(self.tables.pop(phys))
             self.free_table(phys)
-        if self.journal is not None and self.journal.active and (txn.undo or txn.alloc or freed):
-            self.journal.record(self._undo_run, txn.undo, txn.alloc, freed)
-        if op.changes or op.tables_allocated or op.tables_freed:
+        j = self.journal
+        if j is not None and j.undo is not None and (txn.undo or txn.alloc or freed):
+            j.undo.append((self._undo_run, (txn.undo, txn.alloc, freed)))
+        if op._changes or op._tables_allocated or op._tables_freed:
             for observer in self.observers:
                 observer(op)
         return op
+
+    def _unwrite(self, start: int, old: bytes, info: TableInfo, index: int, old_w: array) -> None:
+        """Put back one run of entries (the bytes *old* at *start*) and their writers."""
+        self._view[start:start + len(old)] = old
+        info.writers[index:index + len(old_w)] = old_w
 
     def _undo_run(self, undo: list, alloc: list[int], freed: list[TableInfo]) -> None:
         """Undo a completed operation (the kernel operation it was part of failed): its
         entries and writers as they were, its new tables forgotten (their frames go back
         with the allocator's own undo), the tables it freed known again."""
         for start, old, info, index, old_w in reversed(undo):
-            self._view[start:start + len(old)] = old
-            info.writers[index:index + len(old_w)] = old_w
+            self._unwrite(start, old, info, index, old_w)
         for phys in alloc:
             self.tables.pop(phys, None)
         for info in freed:
@@ -562,9 +648,15 @@ class PageTables:
         page = self.mode.page_size
         if size <= 0 or size % page or va % page or (pa is not None and pa % page):
             raise MappingError(f"range {va:#x}+{size:#x} (phys {pa if pa is None else hex(pa)}) is not page aligned")
-        self.check_va(va)
-        self.check_va(va + size - 1)
-        if (va >= self.mode.kernel_half) != (va + size - 1 >= self.mode.kernel_half) and self.mode.kernel_half:
+        # mode.is_valid of both ends, inline (every map and unmap passes here)
+        last = va + size - 1
+        vs, vt = self._valid_shift, self._valid_top
+        if (va >> vs and va >> vs != vt) or va < 0:
+            self.check_va(va)
+        if last >> vs and last >> vs != vt:
+            self.check_va(last)
+        kh = self._kernel_half
+        if kh and (va >= kh) != (last >= kh):
             raise MappingError(f"range {va:#x}+{size:#x} crosses from the user half into the kernel half")
         if pa is not None and (pa < 0 or pa + size > (1 << self.mode.pa_bits)):
             raise MappingError(f"physical range {pa:#x}+{size:#x} exceeds the {self.mode.pa_bits}-bit physical "
@@ -694,13 +786,24 @@ class PageTables:
         page = self.mode.page_size
         n = len(frames)
         self._check_range(va, n * page)
-        self._check_map_prot(prot)
-        wid = self.writer_id(writer)
+        if prot not in self._prots_ok:
+            self._check_map_prot(prot)
+        wid = self._writer_ids.get(writer)
+        if wid is None:
+            wid = self.writer_id(writer)
         op = Operation(writer, "map", va, n * page)
         last = self._last
         lv = self.levels[last]
-        fmt = "I" if lv.entry_size == 4 else "Q"
-        decode = self._decode[last]
+        slot = self.pte_slot(root, va)
+        if slot is not None and slot[1] + n <= lv.entries:
+            # the common case (a small area): one page table already there holds every
+            # entry; checked before the one write, so there is nothing to roll back
+            table, idx = slot
+            start = table + idx * lv.entry_size
+            old = self._buf[start:start + n * lv.entry_size]
+            self._check_unused(old, va, last)
+            return self._one_run(op, table, last, idx, self.codec.leaves_for_frames(last, frames, prot).tobytes(),
+                                 old, wid)
 
         def body(txn: _Txn) -> None:
             self._populate(txn, root, 0, va, va + n * page, user_tables, wid, last)
@@ -710,13 +813,20 @@ class PageTables:
                 run = min(n - i, lv.entries - idx)
                 start = table + idx * lv.entry_size
                 old = self._buf[start:start + run * lv.entry_size]
-                if old.count(0) != len(old):  # not all zero (any() is 100x slower)
-                    for k, raw in enumerate(struct.unpack("<%d%s" % (run, fmt), old)):
-                        if decode(raw)[0] != NONE:
-                            raise MappingError(f"{va + (i + k) * page:#x} is already mapped (pte {raw:#x})")
+                self._check_unused(old, va + i * page, last)
                 self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames[i:i + run], prot), wid)
                 i += run
         return self._run(op, body)
+
+    def _check_unused(self, old: bytes, va: int, li: int) -> None:
+        """Refuse to map over a present entry among the raw entries *old* (from *va*)."""
+        if old.count(0) != len(old):  # not all zero (any() is 100x slower)
+            lv = self.levels[li]
+            decode = self._decode[li]
+            fmt = "<%d%s" % (len(old) // lv.entry_size, "I" if lv.entry_size == 4 else "Q")
+            for k, raw in enumerate(struct.unpack(fmt, old)):
+                if decode(raw)[0] != NONE:
+                    raise MappingError(f"{va + k * lv.span:#x} is already mapped (pte {raw:#x})")
 
     def _populate(self, txn, table, li, va, end, user_tables, wid, deepest) -> None:
         if li >= deepest:
@@ -745,7 +855,8 @@ class PageTables:
 
     def pte_slot(self, root: int, va: int) -> tuple[int, int] | None:
         """(table, index) of the last-level entry for *va*, if every table above exists
-        and no large page covers it; None otherwise. Reads only."""
+        and no large page covers it; None otherwise. Reads only. (The reference loop:
+        instances use the same, unrolled for their mode.)"""
         buf = self._buf
         table = root
         last = self._last
@@ -830,12 +941,12 @@ class PageTables:
         writers[idx] = wid
         if self.observers:
             op = Operation(writer, kind, va, lv.span, self.mode)
-            op.changes.append(Change(table, lv, li, idx, s.pack(old), s.pack(value), writer))
+            op._run = (table, lv, li, idx, s.pack(old), s.pack(value))  # one run: its Change when read
             if old:  # an empty entry maps nothing (every codec decodes 0 as NONE)
                 decode = self._decode[li]
                 old_kind, old_addr, _ = decode(old)
                 if old_kind == LEAF and decode(value)[0] != LEAF:
-                    op.unmapped.append((va, old_addr, lv.span))
+                    op.unmapped = [(va, old_addr, lv.span)]
             for observer in self.observers:
                 observer(op)
         return old
@@ -859,9 +970,42 @@ class PageTables:
         ``free_pgtables`` does for user memory; the kernel keeps its own tables). Entries
         the MMU does not use (PROT_NONE, swap) are left alone."""
         self._check_range(va, size)
-        wid = self.writer_id(writer)
+        wid = self._writer_ids.get(writer)
+        if wid is None:
+            wid = self.writer_id(writer)
         op = Operation(writer, "unmap", va, size)
+        if not free_tables:
+            lv = self.levels[self._last]
+            slot = self.pte_slot(root, va)
+            n = size >> lv.shift
+            if slot is not None and slot[1] + n <= lv.entries:
+                # the range lies inside one page table (a vmalloc area, a small VMA): its
+                # entries cleared without the walk down, and nothing can fail half-way
+                table, idx = slot
+                start = table + idx * lv.entry_size
+                old = self._buf[start:start + n * lv.entry_size]
+                unmapped = self._leaves_of(old, va, self._last)
+                if unmapped is not None:  # all leaves: one run, cleared at once
+                    op.unmapped = unmapped
+                    return self._one_run(op, table, self._last, idx, _zeros(len(old)), old, wid)
+                txn = _Txn(op)
+                self._unmap_last(txn, table, self._last, va, va + size, wid)
+                return self._complete(txn)
         return self._run(op, lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
+
+    def _leaves_of(self, raw: bytes, va: int, li: int) -> list[tuple[int, int, int]] | None:
+        """(va, phys, size) of each entry of the run *raw* of level *li* (from *va*), if
+        they are all leaves; None if one is not."""
+        lv = self.levels[li]
+        decode = self._decode[li]
+        shift = lv.shift
+        out = []
+        for k, entry in enumerate(memoryview(raw).cast("I" if lv.entry_size == 4 else "Q")):
+            kind, addr, _ = decode(entry)
+            if kind != LEAF:
+                return None
+            out.append((va + (k << shift), addr, lv.span))
+        return out
 
     def _unmap(self, txn, table, li, va, end, wid, free_tables) -> None:
         if li == self._last:

@@ -483,6 +483,50 @@ def test_lazy_areas_are_purged_when_space_runs_out(boot, arch, kv, ram, cmdline)
     k.check_invariants()
 
 
+def _gaps(k):
+    """The free space as the busy and waiting areas leave it: the gaps between them inside
+    the vmalloc spaces, touching gaps merged."""
+    out = []
+    for lo, hi in k.vmap_spaces:
+        cur = lo
+        for a in k.vmap_areas:
+            if lo <= a.va_start < hi:
+                if a.va_start > cur:
+                    out.append((cur, a.va_start))
+                cur = a.va_end
+        if cur < hi:
+            out.append((cur, hi))
+    return out
+
+
+def test_a_purge_releases_every_lazy_area_merged_and_a_failure_puts_them_back(boot):
+    """__purge_vmap_area_lazy releases every waiting area at once: afterwards the free space
+    is exactly the gaps between the busy areas, touching ranges merged into one. A vmalloc
+    that purged on its way (no room otherwise) and then failed (its page) leaves the
+    waiting areas, the free space, the slabs and the tables as they were."""
+    k = boot(arch="i386", kernel="6.6", ram="2G", cmdline="vmalloc=4M")
+    addrs = [k.vmalloc(PAGE * (1 + i % 3)) for i in range(12)]
+    fill = k.vmalloc(VE(k) - k.vmap_free[-1][0] - PAGE)  # the rest of the space, guard page included
+    assert k.vmap_free == []
+    busy = {addrs[4], addrs[9], fill}
+    for a in addrs:
+        if a not in busy:
+            k.vfree(a)
+    assert sum(a.lazy for a in k.vmap_areas) == 10 and k.vmap_free == []
+    before, slabs = snapshot(k), [(c.name, sorted(c.free_objs)) for c in k.kmalloc_caches]
+    k.inject_failures(page=1)
+    with pytest.raises(OutOfMemory, match="failed to allocate pages"):  # after the purge: its page
+        k.vmalloc(PAGE)
+    k.stop_injecting()
+    assert snapshot(k) == before and [(c.name, sorted(c.free_objs)) for c in k.kmalloc_caches] == slabs
+    assert k.vmalloc(PAGE) == addrs[0]  # purged: the lowest fit again
+    assert not any(a.lazy for a in k.vmap_areas) and k.vmap_lazy_nr == 0
+    assert [tuple(g) for g in k.vmap_free] == _gaps(k)
+    # three gaps, each of several freed areas merged: up to addrs[4], up to addrs[9], up to fill
+    assert [(g[0], g[1]) for g in k.vmap_free] == [(addrs[1], addrs[4]), (addrs[5], addrs[9]), (addrs[10], fill)]
+    k.check_invariants()
+
+
 @pytest.mark.parametrize("arch,kv,ram", [("i386", "6.6", "1G"), ("i386_pae", "3.10", "2G"), ("x86_64", "6.6", "1G"),
                                          ("x86_64", "2.6.28", "1G")])
 def test_stale_translation_survives_a_lazy_vfree_until_the_purge(boot, arch, kv, ram):

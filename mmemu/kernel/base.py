@@ -197,7 +197,11 @@ class KernelBase:
         :attr:`recent_events` and given to the ``mmemu_mapping_changed`` hook, when the
         kernel operation it is part of commits (one that fails leaves no event)."""
         self.code_generation += 1
-        self.journal.on_commit(self._deliver, op, self.event_context)
+        j = self.journal
+        if j.undo is None:
+            self._deliver(op, self.event_context)
+        else:  # Journal.on_commit, inline: every page-table operation passes here
+            j.commit_actions.append((self._deliver, (op, self.event_context)))
 
     def _deliver(self, op, context: str) -> None:
         self.event_seq += 1

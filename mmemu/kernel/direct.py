@@ -20,6 +20,11 @@ from .base import need_int, operation
 #: largest object SLUB serves from a cache (KMALLOC_MAX_CACHE_SIZE = 2 pages); bigger
 #: requests go to the page allocator (kmalloc_large).
 KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+#: the size class of each request size up to the largest (index into KMALLOC_SIZES): a
+#: table looked up per kmalloc, as mm/slab_common.c kmalloc_slab() looks sizes up to 192 in
+#: size_index[(size - 1) / 8] (and fls(size - 1) beyond), with the same answers
+KMALLOC_MAX_CACHE_SIZE = KMALLOC_SIZES[-1]
+KMALLOC_INDEX = [bisect.bisect_left(KMALLOC_SIZES, size) for size in range(KMALLOC_MAX_CACHE_SIZE + 1)]
 #: mm/slub.c MIN_PARTIAL: empty slabs a cache keeps before giving pages back
 MIN_PARTIAL = 5
 #: include/linux/slab.h: what kmalloc(0) returns; kfree accepts it
@@ -42,10 +47,11 @@ class KmemCache:
     #: every free object of every slab (what the free lists hold, as a set: kfree's double
     #: free check in O(1), not a scan of a 512-object list)
     free_objs: set[int] = field(default_factory=set, repr=False, compare=False)
+    #: objects in one slab (read on every kfree that empties one)
+    objects_per_slab: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def objects_per_slab(self) -> int:
-        return (PAGE_SIZE << self.order) // self.size
+    def __post_init__(self) -> None:
+        self.objects_per_slab = (PAGE_SIZE << self.order) // self.size
 
 
 class DirectMapMixin:
@@ -126,6 +132,11 @@ class DirectMapMixin:
         """``alloc_pages(gfp, order)``; *zone* is the highest zone the GFP flags allow
         (``"HighMem"`` for __GFP_HIGHMEM, ``"DMA"`` for GFP_DMA...); *zero*: __GFP_ZERO."""
         need_int(order, "alloc_pages: order", 0)
+        return self._alloc_pages(order, zone, owner, zero)
+
+    def _alloc_pages(self, order: int, zone: str, owner: str, zero: bool = False) -> Page:
+        """:meth:`alloc_pages` for the kernel's own callers, inside their operation (the
+        arguments are theirs, already right)."""
         if zone == "HighMem" and "HighMem" not in self.frames.zones:
             zone = "Normal"  # __GFP_HIGHMEM on a machine without HighMem: ZONE_NORMAL
         page = self.frames.alloc_pages(order, zone, owner)
@@ -156,10 +167,6 @@ class DirectMapMixin:
 
     # -- kmalloc ----------------------------------------------------------------------------
 
-    def _kmalloc_cache(self, size: int) -> KmemCache | None:
-        i = bisect.bisect_left(KMALLOC_SIZES, size)
-        return self.kmalloc_caches[i] if i < len(KMALLOC_SIZES) else None
-
     @operation
     def kmalloc(self, size: int, zero: bool = False) -> int:
         """``kmalloc(size, GFP_KERNEL)``: an object from the smallest size class that fits,
@@ -169,8 +176,14 @@ class DirectMapMixin:
             return ZERO_SIZE_PTR  # include/linux/slab.h: a pointer that faults when used
         if size < 0:
             raise MmemuError(f"kmalloc({size}): negative size")
+        return self._kmalloc(size, zero)
+
+    def _kmalloc(self, size: int, zero: bool = False) -> int:
+        """:meth:`kmalloc` of a positive size, for the kernel's own callers inside their
+        operation (vmalloc's vm_struct, vmap_area and page array). An object from a
+        partial slab (the common case) is one undo record."""
         j = self.journal
-        cache = self._kmalloc_cache(size)
+        cache = self.kmalloc_caches[KMALLOC_INDEX[size]] if size <= KMALLOC_MAX_CACHE_SIZE else None
         if cache is not None:
             if j.injection is not None:
                 j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()
@@ -179,11 +192,11 @@ class DirectMapMixin:
             if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
                 raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
                                   f"(order {NR_ORDERS - 1})")
-            page = self.alloc_pages(max(0, order), "Normal", owner=f"kmalloc_large ({size} bytes)", zero=zero)
+            page = self._alloc_pages(max(0, order), "Normal", f"kmalloc_large ({size} bytes)", zero)
             j.add(self._kmalloc_large, page.pfn)
             return self.lowmem_page_address(page)
         if not cache.partial:
-            page = self.alloc_pages(cache.order, "Normal", owner=f"slab ({cache.name})")
+            page = self._alloc_pages(cache.order, "Normal", f"slab ({cache.name})")
             base = self.lowmem_page_address(page)
             # objects handed out lowest address first, as a fresh SLUB slab's freelist does
             objs = [base + i * cache.size for i in reversed(range(cache.objects_per_slab))]
@@ -193,10 +206,14 @@ class DirectMapMixin:
             j.append(cache.partial, page.pfn)
             j.setitem(self._slab_of, page.pfn, cache)
         slab = cache.partial[-1]
-        obj = j.pop(cache.slabs[slab])
-        j.discard(cache.free_objs, obj)
-        if not cache.slabs[slab]:
-            j.pop(cache.partial)
+        free = cache.slabs[slab]
+        obj = free.pop()
+        cache.free_objs.discard(obj)
+        full = not free
+        if full:
+            cache.partial.pop()
+        if j.undo is not None:
+            j.undo.append((_unkmalloc, (cache, slab, obj, full)))
         if zero:
             self.mem.zero(self.virt_to_phys(obj), cache.size)
         return obj
@@ -211,14 +228,60 @@ class DirectMapMixin:
         address kmalloc did not hand out is refused with nothing changed. ``kfree(NULL)``
         (and of ZERO_SIZE_PTR) does nothing, as ZERO_OR_NULL_PTR makes it in the kernel."""
         need_int(addr, "kfree: addr")
+        self._kfree(addr)
+
+    def _kfree(self, addr: int) -> None:
+        """:meth:`kfree` of an int, for the kernel's own callers inside their operation. An
+        object back to a slab that stays in use (the common case) is one undo record."""
         if 0 <= addr <= 16:  # include/linux/slab.h ZERO_OR_NULL_PTR
             return
-        try:
-            pfn = self.virt_to_page(addr)
-        except AddressError:
-            raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
+        page_offset, high_memory, phys_offset = self._direct_span
+        if page_offset <= addr < high_memory:  # virt_to_page, inline: where kmalloc memory is
+            head = (addr - page_offset + phys_offset) >> PAGE_SHIFT
+        else:
+            try:
+                head = self.virt_to_page(addr)
+            except AddressError:
+                raise MmemuError(f"kfree({addr:#x}): not a kmalloc'd address (outside the direct mapping)") from None
+        cache = self._slab_of.get(head)
+        if cache is None:  # not the first frame of a slab
+            head, cache = self._kfree_block(addr, head)
+            if cache is None:
+                return
+        base = (head << PAGE_SHIFT) - phys_offset + page_offset  # lowmem_page_address(head)
+        if (addr - base) % cache.size:
+            raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
+        free = cache.slabs[head]
+        if addr in cache.free_objs:
+            raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
+        free.append(addr)
+        cache.free_objs.add(addr)
+        partial = len(free) == 1
+        if partial:
+            cache.partial.append(head)
+        j = self.journal
+        if j.undo is not None:
+            j.undo.append((_unkfree, (cache, head, addr, partial)))
+        if len(free) == cache.objects_per_slab:
+            # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
+            per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
+            for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
+                if len(slabs[pfn]) == per:
+                    empty += 1
+            if empty > MIN_PARTIAL:
+                j.remove(cache.partial, head)
+                j.record(cache.free_objs.update, list(free))
+                cache.free_objs.difference_update(free)
+                j.delitem(cache.slabs, head)
+                j.delitem(self._slab_of, head)
+                self.frames.free_pages(head)
+
+    def _kfree_block(self, addr: int, pfn: int) -> tuple[int | None, KmemCache | None]:
+        """:meth:`_kfree` of an address that is not in the first frame of a slab: a
+        kmalloc_large block (freed here: (None, None)), a later frame of a two-page slab
+        ((its head, its cache)), or no kmalloc'd memory at all (refused)."""
         rec = self.frames.allocated.get(pfn)
-        if rec is not None:  # the first frame of an allocated block (every order-0 slab)
+        if rec is not None:  # the first frame of an allocated block
             head, state, owner = pfn, "allocated", rec.owner
         else:
             info = self.frames.page(pfn)
@@ -229,35 +292,33 @@ class DirectMapMixin:
                                 "(double free?)")
             state, owner = info.state, info.owner
             head = info.head if state == "allocated" else None
-        j = self.journal
         if head in self._kmalloc_large and addr == self.lowmem_page_address(head):
-            j.discard(self._kmalloc_large, head)
+            self.journal.discard(self._kmalloc_large, head)
             self.frames.free_pages(head)
-            return
+            return None, None
         cache = self._slab_of.get(head) if head is not None else None
         if cache is None:
             raise MmemuError(f"kfree({addr:#x}): the page is not a slab page (it is {state}"
                              f"{': ' + owner if owner else ''})")
-        base = self.lowmem_page_address(head)
-        if (addr - base) % cache.size:
-            raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
-        free = cache.slabs[head]
-        if addr in cache.free_objs:
-            raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
-        j.append(free, addr)
-        j.add(cache.free_objs, addr)
-        if len(free) == 1:
-            j.append(cache.partial, head)
-        if len(free) == cache.objects_per_slab:
-            # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
-            empty = sum(1 for pfn in cache.partial if len(cache.slabs[pfn]) == cache.objects_per_slab)
-            if empty > MIN_PARTIAL:
-                j.remove(cache.partial, head)
-                j.record(cache.free_objs.update, list(free))
-                cache.free_objs.difference_update(free)
-                j.delitem(cache.slabs, head)
-                j.delitem(self._slab_of, head)
-                self.frames.free_pages(head)
+        return head, cache
+
+
+def _unkmalloc(cache: KmemCache, slab: int, obj: int, full: bool) -> None:
+    """Undo of a kmalloc from a partial slab: the object back on its free list (last, where
+    it was taken from), the slab back on the partial list if it had filled up."""
+    cache.slabs[slab].append(obj)
+    cache.free_objs.add(obj)
+    if full:
+        cache.partial.append(slab)
+
+
+def _unkfree(cache: KmemCache, slab: int, obj: int, partial: bool) -> None:
+    """Undo of a kfree into a slab: the object off its free list (it is the last), the slab
+    off the partial list if the free made it partial."""
+    cache.slabs[slab].pop()
+    cache.free_objs.discard(obj)
+    if partial:
+        cache.partial.pop()
 
 
 # the kernel's names, reachable as kernel.__free_pages(...) outside class bodies

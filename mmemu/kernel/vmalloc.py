@@ -34,7 +34,7 @@ VM_MAP = 0x00000004
 VM_USERMAP = 0x00000008
 VM_NO_GUARD = 0x00000040
 
-@dataclass
+@dataclass(slots=True)
 class VmStruct:
     """``struct vm_struct``: one vmalloc/vmap/ioremap area."""
 
@@ -56,7 +56,7 @@ class VmStruct:
         return self.size - (0 if self.flags & VM_NO_GUARD else PAGE_SIZE)
 
 
-@dataclass
+@dataclass(slots=True)
 class VmapArea:
     """``struct vmap_area``: a reserved range of the vmalloc space."""
 
@@ -66,6 +66,19 @@ class VmapArea:
     kaddr: int  # where the vmap_area itself lives (kmalloc)
     lazy: bool = False  # freed, waiting for the lazy purge
     early: bool = False  # taken at boot (vm_area_add_early): never freed
+
+
+def _merged(gaps: list[list[int]], ranges: list[tuple[int, int]]) -> list[list[int]]:
+    """The free space *gaps* ([start, end) lists, sorted, disjoint) with the disjoint
+    *ranges* added: sorted, ranges that touch merged. New lists (the journal keeps the old
+    ones for the undo)."""
+    out: list[list[int]] = []
+    for start, end in sorted([(g[0], g[1]) for g in gaps] + ranges):
+        if out and out[-1][1] == start:
+            out[-1][1] = end
+        else:
+            out.append([start, end])
+    return out
 
 
 class VmallocMixin:
@@ -89,6 +102,7 @@ class VmallocMixin:
             else:
                 merged.append((s_, e_))
         self.vmap_spaces: tuple[tuple[int, int], ...] = tuple(merged)
+        self._vmalloc_space = (syms["VMALLOC_START"], syms["VMALLOC_END"])  # vmalloc()'s own
         self.vmap_free: list[list[int]] = [[s_, e_] for s_, e_ in merged]
         # vm_area_add_early: what the kernel took at boot (arm64's image) is a busy area
         # from the start, whose structures are the boot's own (no kmalloc)
@@ -96,6 +110,7 @@ class VmallocMixin:
             vm = VmStruct(start, end - start, VM_MAP | VM_NO_GUARD, caller=caller)
             self._insert_area(VmapArea(start, end, vm, 0, early=True))
         self.vmap_lazy_nr = 0  # pages waiting for the purge
+        self._lazy_max_pages = self.lazy_max_pages()  # of the CPUs the machine boots with
         self.lazy_purge = self.era.lazy_vunmap
         self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
 
@@ -110,7 +125,8 @@ class VmallocMixin:
         free space (the areas busy or waiting for the purge are not in it)."""
         free = self.vmap_free
         i = max(0, bisect.bisect_right(free, [vstart, 1 << 65]) - 1)
-        for start, end in free[i:]:
+        for k in range(i, len(free)):  # (indices: a slice would copy the rest of the list)
+            start, end = free[k]
             if start >= vend:
                 break
             addr = (max(start, vstart) + align - 1) & ~(align - 1)
@@ -120,15 +136,6 @@ class VmallocMixin:
 
     # The free space is a list of [start, end) gaps; each change replaces a slice of it
     # with new gap lists (never edits one in place), so that the journal can put it back.
-
-    def _take_space(self, start: int, end: int) -> None:
-        free = self.vmap_free
-        i = bisect.bisect_right(free, [start, 1 << 65]) - 1
-        gap = free[i]
-        pieces = [[gap[0], start]] if gap[0] < start else []
-        if end < gap[1]:
-            pieces.append([end, gap[1]])
-        self.journal.splice(free, i, i + 1, pieces)
 
     def _give_space(self, start: int, end: int) -> None:
         free = self.vmap_free
@@ -143,10 +150,27 @@ class VmallocMixin:
         self.journal.splice(free, lo, hi, [[start, end]])
 
     def _insert_area(self, area: VmapArea) -> None:
-        i = bisect.bisect_left(self._vmap_starts, area.va_start)
-        self.journal.insert(self._vmap_starts, i, area.va_start)
-        self.journal.insert(self.vmap_areas, i, area)
-        self._take_space(area.va_start, area.va_end)
+        """Put *area* in the sorted lists and take its range out of the free gap holding it
+        (split in two, one or none): one undo record for the three lists."""
+        start, end = area.va_start, area.va_end
+        i = bisect.bisect_left(self._vmap_starts, start)
+        self._vmap_starts.insert(i, start)
+        self.vmap_areas.insert(i, area)
+        free = self.vmap_free
+        g = bisect.bisect_right(free, [start, 1 << 65]) - 1
+        gap = free[g]
+        pieces = [[gap[0], start]] if gap[0] < start else []
+        if end < gap[1]:
+            pieces.append([end, gap[1]])
+        free[g:g + 1] = pieces  # new gap lists, never the old one edited: the undo puts it back
+        j = self.journal
+        if j.undo is not None:
+            j.undo.append((self._uninsert_area, (i, g, len(pieces), gap)))
+
+    def _uninsert_area(self, i: int, g: int, n: int, gap: list[int]) -> None:
+        del self._vmap_starts[i]
+        del self.vmap_areas[i]
+        self.vmap_free[g:g + n] = [gap]
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
@@ -175,10 +199,18 @@ class VmallocMixin:
         if not lazy:
             return 0
         self.flush_tlb_kernel_range(min(a.va_start for a in lazy), max(a.va_end for a in lazy))
+        # they all leave at once (up to lazy_max_pages of them: thousands): the busy areas
+        # kept in order, the freed ranges merged into the free space in one pass, each
+        # list replaced whole (one undo record each, not one per area)
+        j = self.journal
+        busy = [a for a in self.vmap_areas if not a.lazy]
+        j.splice(self.vmap_areas, 0, len(self.vmap_areas), busy)
+        j.splice(self._vmap_starts, 0, len(self._vmap_starts), [a.va_start for a in busy])
+        j.splice(self.vmap_free, 0, len(self.vmap_free),
+                 _merged(self.vmap_free, [(a.va_start, a.va_end) for a in lazy]))
         for area in lazy:
-            self._remove_area(area)
-            self.kfree(area.kaddr)
-        self.journal.set(self, "vmap_lazy_nr", 0)
+            self._kfree(area.kaddr)
+        j.set(self, "vmap_lazy_nr", 0)
         return len(lazy)
 
     # -- areas --------------------------------------------------------------------------
@@ -192,8 +224,8 @@ class VmallocMixin:
             size += PAGE_SIZE
         # the structures first (__get_vm_area_node kmallocs the vm_struct, alloc_vmap_area
         # the vmap_area), then the range; a failure undoes them with the operation
-        vm_kaddr = self.kmalloc(16 * self.ptr_size)  # struct vm_struct
-        va_kaddr = self.kmalloc(8 * self.ptr_size)  # struct vmap_area
+        vm_kaddr = self._kmalloc(16 * self.ptr_size)  # struct vm_struct
+        va_kaddr = self._kmalloc(8 * self.ptr_size)  # struct vmap_area
         addr = self.alloc_vmap_area(size, align, start, end)
         vm = VmStruct(addr, size, flags, caller=caller, kaddr=vm_kaddr)
         area = VmapArea(addr, addr + size, vm, va_kaddr)
@@ -245,28 +277,29 @@ class VmallocMixin:
                                                                self.layout["VMALLOC_END"], self.pgprot["PAGE_KERNEL"],
                                                                caller)
                 else:
-                    vm.pages_kaddr = self.kmalloc(array_size)
+                    vm.pages_kaddr = self._kmalloc(array_size)
             except OutOfMemory as exc:
                 text = self.era.vmalloc_array_fail
                 raise OutOfMemory(text.format(size=nr * PAGE_SIZE, array_size=array_size) if text else
                                   self._vmalloc_oom_text(size, 0, nr)) from exc
             # the pages (HighMem first); a request the free lists cannot meet fails on the
             # page the allocator has no more of: say so without taking them all first
-            free = sum(z.nr_free for z in self.frames.zonelist("HighMem" if "HighMem" in self.frames.zones
-                                                               else "Normal"))
-            if nr > free and self.journal.injection is None:
-                got = free
-                raise OutOfMemory("out of pages")
+            zones = self.frames.zonelist("HighMem" if "HighMem" in self.frames.zones else "Normal")
+            if nr > zones[0].nr_free and self.journal.injection is None:  # the first zone may not do
+                free = sum(z.nr_free for z in zones)
+                if nr > free:
+                    got = free
+                    raise OutOfMemory("out of pages")
             pages = []
             for _ in range(nr):
-                pages.append(self.alloc_pages(0, "HighMem", owner=caller, zero=zero).pfn)
+                pages.append(self._alloc_pages(0, "HighMem", caller, zero).pfn)
                 got += 1
             vm.pages = pages
             mapping = True
-            self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
+            op = self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
         except OutOfMemory as exc:
             raise OutOfMemory(self._vmalloc_oom_text(size, got, nr, mapping)) from exc
-        self._sync_kernel_mappings()
+        self._sync_kernel_mappings(op)
         return vm.addr
 
     def _vmalloc_oom_text(self, size: int, got: int, want: int, mapping: bool = False) -> str:
@@ -283,8 +316,8 @@ class VmallocMixin:
     def vmalloc(self, size: int) -> int:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
         virtually contiguous memory."""
-        return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
-                                         self.pgprot["PAGE_KERNEL"], "vmalloc")
+        start, end = self._vmalloc_space
+        return self.__vmalloc_node_range(size, start, end, self.pgprot["PAGE_KERNEL"], "vmalloc")
 
     @operation
     def vzalloc(self, size: int) -> int:
@@ -328,8 +361,7 @@ class VmallocMixin:
         area = self._get_vm_area(len(pfns) * PAGE_SIZE, VM_MAP | (0 if guard else VM_NO_GUARD),
                                  self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
         area.vm.pages = pfns
-        self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap")
-        self._sync_kernel_mappings()
+        self._sync_kernel_mappings(self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap"))
         return area.va_start
 
     def _free_area(self, addr: int, who: str, free_pages: bool) -> VmStruct:
@@ -352,24 +384,35 @@ class VmallocMixin:
         # then the range: lazily (2.6.28+) or flushed and released at once
         self.pgtable.unmap(self.pgd, vm.addr, size, writer=who)
         j = self.journal
-        j.set(area, "vm", None)
         if self.lazy_purge:
-            j.set(area, "lazy", True)
-            j.set(self, "vmap_lazy_nr", self.vmap_lazy_nr + ((area.va_end - area.va_start) >> PAGE_SHIFT))
-            if self.vmap_lazy_nr > self.lazy_max_pages():
+            # free_vmap_area_noflush: the area waits for the purge (one undo record)
+            if j.undo is not None:
+                j.undo.append((self._unlazy, (area, vm, self.vmap_lazy_nr)))
+            area.vm, area.lazy = None, True
+            self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
+            if self.vmap_lazy_nr > self._lazy_max_pages:
                 self.purge_vmap_area_lazy()
         else:
+            j.set(area, "vm", None)
             self.flush_tlb_kernel_range(area.va_start, area.va_end)
             self._remove_area(area)
-            self.kfree(area.kaddr)
+            self._kfree(area.kaddr)
         # then vfree frees the pages, the page array (kvfree) and the vm_struct
         if free_pages:
             for pfn in vm.pages:
                 self.frames.free_pages(pfn)
-        if vm.pages_kaddr:
-            self.kvfree(vm.pages_kaddr)
-        self.kfree(vm.kaddr)
+        if vm.pages_kaddr:  # kvfree
+            if self.is_vmalloc_addr(vm.pages_kaddr):
+                self.vfree(vm.pages_kaddr)
+            else:
+                self._kfree(vm.pages_kaddr)
+        self._kfree(vm.kaddr)
         return vm
+
+    def _unlazy(self, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
+        """Undo of a lazy free: the area busy with its vm_struct again."""
+        area.vm, area.lazy = vm, False
+        self.vmap_lazy_nr = lazy_nr
 
     @operation
     def vfree(self, addr: int) -> None:
@@ -387,7 +430,10 @@ class VmallocMixin:
 
     def is_vmalloc_addr(self, addr: int) -> bool:
         """``is_vmalloc_or_module_addr``."""
-        return any(lo <= addr < hi for lo, hi in self.vmap_spaces)
+        for lo, hi in self.vmap_spaces:
+            if lo <= addr < hi:
+                return True
+        return False
 
     @operation
     def kvfree(self, addr: int) -> None:
@@ -414,12 +460,16 @@ class VmallocMixin:
 
     # -- keeping other page directories in step ---------------------------------------
 
-    def _sync_kernel_mappings(self) -> None:
+    def _sync_kernel_mappings(self, op) -> None:
         """Where the arch asks for it (arch_sync_kernel_mappings since 5.8, sync_global_pgds)
         a new top-level kernel entry is copied into every page directory at once; else each
         process picks it up on its first fault there (vmalloc_fault) or needs none (a
-        preallocated or separate kernel root)."""
-        if self._sync_kernel_mappings_now:
+        preallocated or separate kernel root). Only after a mapping *op* that changed an
+        entry above the last level, i.e. allocated a table: mm/vmalloc.c (5.8+)
+        vmap_range_noflush and vmap_small_pages_range_noflush collect the levels they
+        modified in a pgtbl_mod_mask and call arch_sync_kernel_mappings() only ``if (mask &
+        ARCH_PAGE_TABLE_SYNC_MASK)``; a vmap into page tables that exist changes none."""
+        if self._sync_kernel_mappings_now and op.tables_allocated:
             self.sync_kernel_pgds()
 
     # -- looking ------------------------------------------------------------------------

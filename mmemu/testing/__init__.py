@@ -469,6 +469,10 @@ def check_agreement(k, rng: random.Random, n: int) -> None:
             assert (w.phys, w.page_size, w.rights, w.missing, w._raw_steps) == \
                 (ref.phys, ref.page_size, ref.rights, ref.missing, ref._raw_steps), \
                 f"{va:#x}: the unrolled walk gives {w}, PageTables.walk {ref}"
+            # and so is the pte lookup of every vmap, kmap and demand fault
+            root = k.root_for(va, p)
+            assert k.pgtable.pte_slot(root, va) == PageTables.pte_slot(k.pgtable, root, va), \
+                f"{va:#x}: the unrolled pte_slot disagrees with PageTables.pte_slot"
             if w.mapped and not k.mem.is_ram(w.phys):
                 continue  # MMIO: nothing for the CPU to read
             for priv in (False, True):
