@@ -50,6 +50,8 @@ class FaultMixin:
         self.die_counter = 0
         self.fault_count = 0
         self._fault_hook = self.pm.hook.mmemu_handle_fault
+        # the arch's test, with this kernel's layout bound once (asked on every fault)
+        self._in_kernel_space = partial(self.arch.fault_in_kernel_space, self.layout)
         # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
         self.anon_zero_page = self.era.anon_zero_page
 
@@ -70,7 +72,7 @@ class FaultMixin:
                 plugged = self._fault_hook(kernel=self, fault=fault)
                 if plugged is not None:
                     return plugged
-            if self.fault_in_kernel_space(fault.address):
+            if self._in_kernel_space(fault.address):
                 return self._kernel_address_fault(fault)
             return self._user_address_fault(fault)
         finally:
@@ -79,7 +81,7 @@ class FaultMixin:
     def fault_in_kernel_space(self, address: int) -> bool:
         """The address belongs to the kernel's half (the arch decides: x86_64's vsyscall
         page counts as user)."""
-        return self.arch.fault_in_kernel_space(self.layout, address)
+        return self._in_kernel_space(address)
 
     # -- kernel addresses ---------------------------------------------------------------
 
