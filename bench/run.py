@@ -385,6 +385,8 @@ def figures_table() -> list:
         if arch in names:
             table.append(_floor(f"demand_fault_floor_ratio{_suffix(arch)}", lambda a=arch: floors.demand_fault_floor(a),
                                 f"demand faults vs raw Unicorn + one pte, {arch:8} (target >= 0.5)"))
+    table.append(_floor("run_limit_ratio", floors.run_limit_cost,
+                        "demand faults with a wall-clock limit vs none, x86_64 (target >= 0.95)"))
     for arch in ("x86_64", "riscv64", "arm64"):
         table.append(_floor(f"walk_floor_ratio{_suffix(arch)}", lambda a=arch: floors.walk_floor(a),
                             f"walk vs a bare Python walk, {arch:8} (target >= 0.7)"))
