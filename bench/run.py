@@ -365,7 +365,8 @@ def figures_table() -> list:
                 "boot i386 PAE, 4 GiB, 4 KiB pages only:  {:8.4f} s   (target < 0.5 s)"),
         _single("walks_per_s_x86_64", walks_per_s, "software walks, x86_64 4-level:          {:8.0f} /s  "
                 "(target >= 300000)"),
-        _single("boot_64g_rss_mib", boot_rss_mib, "resident memory added by a 64 GiB boot:  {:8.1f} MiB (target < 100)"),
+        _single("boot_64g_rss_mib", boot_rss_mib,
+                "resident memory added by a 64 GiB boot:  {:8.1f} MiB (target < 100)"),
         (("boot_x86_64_64g_4k_s", "ptdump_x86_64_64g_4k_s", "ptdump_64g_4k_rss_mib"), _ptdump_64g),
         _single("demand_faults_per_s", demand_faults_per_s, "demand faults on the CPU (cpu MMU):      {:8.0f} /s  "
                 "(target >= 30000)"),
