@@ -410,28 +410,46 @@ def demand_fault_floor(arch: str = "x86_64", max_pages: int = 20_000) -> dict:
     against the arch's bare floor (:class:`_BareFaults`, :class:`_BareFaultsRiscv64`,
     :class:`_BareFaultsArm64`)."""
     from mmemu.cpu import Cpu
-    from mmemu.kernel import PROT_EXEC, PROT_READ
 
     machine, bare_class = FAULT_FLOORS[arch]
     k = mmemu.boot(**machine)
     cpu = Cpu(k)
     bare = bare_class(max_pages)
 
-    def subject(count):
-        count = min(count, max_pages)
-        p = k.create_process("toucher")
-        data = k.mmap(p, None, count * 4096)
-        text = k.mmap(p, None, 4096, PROT_READ | PROT_EXEC)
-        k.install_user_pages(p, text, cpu.adapter.program_touch_pages(data, count))
-        r = cpu.run_user(p, text, timeout=120)
-        assert r.reason == "exit" and r.faults == count, r
-        k.switch_to(None)
-        k.exit_mm(p)
-
     def floor(count):
         bare.run(min(count, max_pages))
 
-    out = _interleaved_capped(subject, floor, max_pages)
+    out = _interleaved_capped(lambda count: _touch_pages(k, cpu, min(count, max_pages), 120), floor, max_pages)
+    k.close()
+    return out
+
+
+def _touch_pages(k, cpu, count: int, timeout: float | None) -> None:
+    """A process whose user code touches *count* fresh pages on *cpu* (each a demand fault),
+    run with the wall-clock limit *timeout*, then its exit (the frames given back)."""
+    from mmemu.kernel import PROT_EXEC, PROT_READ
+
+    p = k.create_process("toucher")
+    data = k.mmap(p, None, count * 4096)
+    text = k.mmap(p, None, 4096, PROT_READ | PROT_EXEC)
+    k.install_user_pages(p, text, cpu.adapter.program_touch_pages(data, count))
+    r = cpu.run_user(p, text, timeout=timeout)
+    assert r.reason == "exit" and r.faults == count, r
+    k.switch_to(None)
+    k.exit_mm(p)
+
+
+def run_limit_cost(arch: str = "x86_64", max_pages: int = 20_000) -> dict:
+    """What the wall-clock limit of a run costs (issue "Performance against the floor",
+    item 3): the same demand-fault runs with a limit (``timeout=120``, kept by mmemu.cpu's
+    watchdog thread) against none (``timeout=None``). Unicorn's own ``emu_start(timeout=)``
+    would start a polling thread on every call."""
+    from mmemu.cpu import Cpu
+
+    k = mmemu.boot(**FAULT_FLOORS[arch][0])
+    cpu = Cpu(k)
+    out = _interleaved_capped(lambda count: _touch_pages(k, cpu, min(count, max_pages), 120),
+                              lambda count: _touch_pages(k, cpu, min(count, max_pages), None), max_pages)
     k.close()
     return out
 

@@ -281,108 +281,154 @@ def scenario_10k(steps: int = 10_000) -> tuple[float, float]:
     return elapsed, statistics.median(backs) * 1000
 
 
-def main() -> None:
-    figures = {}
-    figures["boot_x86_64_64g_s"] = boot_time(arch="x86_64", kernel="6.6", ram="64G")
-    print(f"boot x86_64, 64 GiB, 1 GiB pages:        {figures['boot_x86_64_64g_s'] * 1000:8.1f} ms  (target < 200 ms)")
-    figures["boot_i386_pae_4g_4k_s"] = boot_time(arch="i386_pae", kernel="6.6", ram="4G", cmdline="nopse")
-    print(f"boot i386 PAE, 4 GiB, 4 KiB pages only:  {figures['boot_i386_pae_4g_4k_s'] * 1000:8.1f} ms  (target < 500 ms)")
-    figures["walks_per_s_x86_64"] = walks_per_s()
-    print(f"software walks, x86_64 4-level:          {figures['walks_per_s_x86_64']:8.0f} /s  (target >= 300000)")
-    figures["boot_64g_rss_mib"] = boot_rss_mib()
-    print(f"resident memory added by a 64 GiB boot:  {figures['boot_64g_rss_mib']:8.1f} MiB (target < 100)")
+# -- the figures, by name -----------------------------------------------------------------
+# Each entry: the names of the figures one measurement gives, and the function that measures
+# them, prints its line(s) and returns them by name. `--only NAME` runs the entries giving NAME.
+
+def _single(name: str, fn, line: str):
+    """The entry of one figure: *fn*() measures it, *line*.format(value) is its line."""
+    def measure():
+        value = fn()
+        print(line.format(value))
+        return {name: value}
+    return (name,), measure
+
+
+def _floor(name: str, fn, line: str, fmt: str = ".2f"):
+    """The entry of a ratio against a floor (bench/floors.py): its median and best, the line
+    *line* followed by both and the two rates."""
+    def measure():
+        r = fn()
+        print(f"{line} {r['ratio_median']:{fmt}} median, {r['ratio_best']:{fmt}} best "
+              f"({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s)")
+        return {name: r["ratio_median"], f"{name}_best": r["ratio_best"]}
+    return (name, f"{name}_best"), measure
+
+
+def _ptdump_64g():
     b, d, peak = ptdump_64g_4k()
-    figures["boot_x86_64_64g_4k_s"], figures["ptdump_x86_64_64g_4k_s"], figures["ptdump_64g_4k_rss_mib"] = b, d, peak
     print(f"64 GiB x86_64, nopse nogbpages: boot {b:.2f} s, ptdump {d:.2f} s, peak RSS {peak:.0f} MiB "
           "(targets < 2 s, < 2 s, < 300 MiB)")
-    figures["demand_faults_per_s"] = demand_faults_per_s()
-    print(f"demand faults on the CPU (cpu MMU):      {figures['demand_faults_per_s']:8.0f} /s  (target >= 30000)")
-    # the non-x86 arches, where they are installed (separate distributions)
-    from mmemu.plugins import default
-
-    names = default()[1].names()
-    if "riscv64" in names:
-        rv = dict(arch="riscv64", kernel="6.6", options={"mmu": "sv39"})
-        figures["walks_per_s_riscv64"] = walks_per_s(**rv, ram="8G", cmdline="")
-        print(f"software walks, riscv64 Sv39:            {figures['walks_per_s_riscv64']:8.0f} /s  (target >= 300000)")
-        figures["boot_riscv64_sv39_8g_s"] = boot_time(**rv, ram="8G")
-        print(f"boot riscv64 Sv39, 8 GiB:                {figures['boot_riscv64_sv39_8g_s'] * 1000:8.1f} ms  (target < 200 ms)")
-        figures["demand_faults_per_s_riscv64"] = demand_faults_per_s(**rv, ram="2G")
-        print(f"demand faults on the CPU, riscv64:       {figures['demand_faults_per_s_riscv64']:8.0f} /s  (target >= 30000)")
-    if "arm64" in names:
-        a64 = dict(arch="arm64", kernel="6.6", options={"va_bits": "48"})
-        figures["walks_per_s_arm64"] = walks_per_s(**a64, ram="8G", cmdline="")
-        print(f"software walks, arm64 48-bit:            {figures['walks_per_s_arm64']:8.0f} /s  (target >= 300000)")
-        figures["boot_arm64_48_8g_s"] = boot_time(**a64, ram="8G")
-        print(f"boot arm64 48-bit, 8 GiB:                {figures['boot_arm64_48_8g_s'] * 1000:8.1f} ms  (target < 200 ms)")
-        figures["demand_faults_per_s_arm64"] = demand_faults_per_s(**a64, ram="2G")
-        print(f"demand faults on the CPU, arm64:         {figures['demand_faults_per_s_arm64']:8.0f} /s  (target >= 30000)")
-    figures["paged_vs_flat_ips_ratio"], figures["paged_vs_flat_ips_ratio_best"] = paged_vs_flat_ips_ratio()
-    print(f"kernel loop, paged vs flat Unicorn:      {figures['paged_vs_flat_ips_ratio']:8.2f} median, "
-          f"{figures['paged_vs_flat_ips_ratio_best']:.2f} best (target >= 0.9 in the median)")
-    figures["vmalloc_vfree_pairs_per_s"] = vmalloc_vfree_pairs_per_s()
-    print(f"vmalloc(4096) + vfree pairs:             {figures['vmalloc_vfree_pairs_per_s']:8.0f} /s  (target >= 10000)")
-    figures["module_load_mean_ms"], sample = module_load_mean_ms()
-    print(f"module load (no init), mean:             {figures['module_load_mean_ms']:8.2f} ms  (target < 10 ms; {sample})")
-    figures["module_load_1mib_s"] = module_load_1mib_s()
-    print(f"module of 1 MiB, 50,000 relocations:     {figures['module_load_1mib_s']:8.3f} s   (target < 0.5 s)")
-    from floors import demand_fault_floor, vmalloc_floor, walk_floor
-
-    for arch, suffix in (("x86_64", ""), ("riscv64", "_riscv64"), ("arm64", "_arm64")):
-        if arch not in names:
-            continue
-        r = demand_fault_floor(arch)
-        figures[f"demand_fault_floor_ratio{suffix}"] = r["ratio_median"]
-        figures[f"demand_fault_floor_ratio{suffix}_best"] = r["ratio_best"]
-        print(f"demand faults vs raw Unicorn + one pte, {arch:8} {r['ratio_median']:5.2f} median, "
-              f"{r['ratio_best']:.2f} best ({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s; target >= 0.5)")
-
-    for arch, suffix in (("x86_64", ""), ("riscv64", "_riscv64"), ("arm64", "_arm64")):
-        r = walk_floor(arch)
-        figures[f"walk_floor_ratio{suffix}"] = r["ratio_median"]
-        figures[f"walk_floor_ratio{suffix}_best"] = r["ratio_best"]
-        print(f"walk vs a bare Python walk, {arch:8}  {r['ratio_median']:8.2f} median, {r['ratio_best']:.2f} best "
-              f"({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s; target >= 0.7)")
-    r = vmalloc_floor()
-    figures["vmalloc_floor_ratio"], figures["vmalloc_floor_ratio_best"] = r["ratio_median"], r["ratio_best"]
-    print(f"vmalloc+vfree vs buddy frame + one pte: {r['ratio_median']:8.3f} median, {r['ratio_best']:.3f} best "
-          f"({r['subject_per_s']:.0f} vs {r['floor_per_s']:.0f} /s; target >= 0.2)")
-    figures["scenario_10k_steps_s"], figures["step_back_ms"] = scenario_10k()
-    print(f"scenario of 10,000 steps, trace on:      {figures['scenario_10k_steps_s']:8.2f} s   (target < 10 s)")
-    print(f"one step back at its end (median of 100): {figures['step_back_ms']:7.3f} ms  (target < 10 ms)")
-    from tui import tui_first_screen_s, tui_step_redraw_ms
-
-    figures["tui_first_screen_s"] = tui_first_screen_s()
-    print(f"TUI, process start to first screen:      {figures['tui_first_screen_s']:8.2f} s   (target < 1.5 s)")
-    figures["tui_step_redraw_ms"] = tui_step_redraw_ms()
-    print(f"TUI, a step redrawn at step 1,000:       {figures['tui_step_redraw_ms']:8.1f} ms  (target < 100 ms, median of 50)")
-    print(json.dumps({k: round(v, 6) for k, v in figures.items()}))
+    return {"boot_x86_64_64g_4k_s": b, "ptdump_x86_64_64g_4k_s": d, "ptdump_64g_4k_rss_mib": peak}
 
 
-#: the figures ``--only`` measures alone: the floor function of bench/floors.py and its arguments
-FLOORS = {
-    "vmalloc_floor_ratio": ("vmalloc_floor", ()),
-    "walk_floor_ratio": ("walk_floor", ("x86_64",)),
-    "demand_fault_floor_ratio": ("demand_fault_floor", ("x86_64",)),
+def _paged_vs_flat():
+    med, best_ = paged_vs_flat_ips_ratio()
+    print(f"kernel loop, paged vs flat Unicorn:      {med:8.2f} median, {best_:.2f} best (target >= 0.9 in the median)")
+    return {"paged_vs_flat_ips_ratio": med, "paged_vs_flat_ips_ratio_best": best_}
+
+
+def _module_mean():
+    ms, sample = module_load_mean_ms()
+    print(f"module load (no init), mean:             {ms:8.2f} ms  (target < 10 ms; {sample})")
+    return {"module_load_mean_ms": ms}
+
+
+def _scenario():
+    s, back = scenario_10k()
+    print(f"scenario of 10,000 steps, trace on:      {s:8.2f} s   (target < 10 s)")
+    print(f"one step back at its end (median of 100): {back:7.3f} ms  (target < 10 ms)")
+    return {"scenario_10k_steps_s": s, "step_back_ms": back}
+
+
+#: the non-x86 arches' machines and labels (separate distributions: run where installed)
+OTHER_ARCHES = {
+    "riscv64": (dict(arch="riscv64", kernel="6.6", options={"mmu": "sv39"}), "riscv64 Sv39", "riscv64_sv39"),
+    "arm64": (dict(arch="arm64", kernel="6.6", options={"va_bits": "48"}), "arm64 48-bit", "arm64_48"),
 }
 
 
-def only(name: str) -> None:
-    """One floor figure alone (``bench/run.py --only vmalloc_floor_ratio``): its rates and
-    ratios as one JSON object, for measuring one change without the whole bench."""
-    if name not in FLOORS:
-        raise SystemExit(f"--only: unknown figure {name!r}; known: {', '.join(FLOORS)}")
-    import floors
+def _arch_figures(arch: str) -> list:
+    machine, label, boot_name = OTHER_ARCHES[arch]
+    return [
+        _single(f"walks_per_s_{arch}", lambda: walks_per_s(**machine, ram="8G", cmdline=""),
+                f"software walks, {label + ':':25}{{:8.0f}} /s  (target >= 300000)"),
+        _single(f"boot_{boot_name}_8g_s", lambda: boot_time(**machine, ram="8G"),
+                f"boot {label}, 8 GiB (s):{'':{16 - len(label)}}{{:8.4f}} s   (target < 0.2 s)"),
+        _single(f"demand_faults_per_s_{arch}", lambda: demand_faults_per_s(**machine, ram="2G"),
+                f"demand faults on the CPU, {arch + ':':15}{{:8.0f}} /s  (target >= 30000)"),
+    ]
 
-    fn, args = FLOORS[name]
-    r = getattr(floors, fn)(*args)
-    print(json.dumps({"figure": name, **{k: round(v, 6) for k, v in r.items()}}))
+
+def figures_table() -> list:
+    """Every measurement as (the figure names it gives, the function), in the order `make
+    bench` runs them; the other arches' only where their plugins are installed."""
+    import floors
+    import tui
+    from mmemu.plugins import default
+
+    names = default()[1].names()
+    table = [
+        _single("boot_x86_64_64g_s", lambda: boot_time(arch="x86_64", kernel="6.6", ram="64G"),
+                "boot x86_64, 64 GiB, 1 GiB pages (s):    {:8.4f} s   (target < 0.2 s)"),
+        _single("boot_i386_pae_4g_4k_s", lambda: boot_time(arch="i386_pae", kernel="6.6", ram="4G", cmdline="nopse"),
+                "boot i386 PAE, 4 GiB, 4 KiB pages only:  {:8.4f} s   (target < 0.5 s)"),
+        _single("walks_per_s_x86_64", walks_per_s, "software walks, x86_64 4-level:          {:8.0f} /s  "
+                "(target >= 300000)"),
+        _single("boot_64g_rss_mib", boot_rss_mib,
+                "resident memory added by a 64 GiB boot:  {:8.1f} MiB (target < 100)"),
+        (("boot_x86_64_64g_4k_s", "ptdump_x86_64_64g_4k_s", "ptdump_64g_4k_rss_mib"), _ptdump_64g),
+        _single("demand_faults_per_s", demand_faults_per_s, "demand faults on the CPU (cpu MMU):      {:8.0f} /s  "
+                "(target >= 30000)"),
+    ]
+    for arch in OTHER_ARCHES:
+        if arch in names:
+            table += _arch_figures(arch)
+    table += [
+        (("paged_vs_flat_ips_ratio", "paged_vs_flat_ips_ratio_best"), _paged_vs_flat),
+        _single("vmalloc_vfree_pairs_per_s", vmalloc_vfree_pairs_per_s,
+                "vmalloc(4096) + vfree pairs:             {:8.0f} /s  (target >= 10000)"),
+        (("module_load_mean_ms",), _module_mean),
+        _single("module_load_1mib_s", module_load_1mib_s, "module of 1 MiB, 50,000 relocations:     {:8.3f} s   "
+                "(target < 0.5 s)"),
+    ]
+    for arch in ("x86_64", "riscv64", "arm64"):
+        if arch in names:
+            table.append(_floor(f"demand_fault_floor_ratio{_suffix(arch)}", lambda a=arch: floors.demand_fault_floor(a),
+                                f"demand faults vs raw Unicorn + one pte, {arch:8} (target >= 0.5)"))
+    table.append(_floor("run_limit_ratio", floors.run_limit_cost,
+                        "demand faults with a wall-clock limit vs none, x86_64 (target >= 0.95)"))
+    for arch in ("x86_64", "riscv64", "arm64"):
+        table.append(_floor(f"walk_floor_ratio{_suffix(arch)}", lambda a=arch: floors.walk_floor(a),
+                            f"walk vs a bare Python walk, {arch:8} (target >= 0.7)"))
+    table += [
+        _floor("vmalloc_floor_ratio", floors.vmalloc_floor, "vmalloc+vfree vs buddy frame + one pte (target >= 0.2)",
+               ".3f"),
+        (("scenario_10k_steps_s", "step_back_ms"), _scenario),
+        _single("tui_first_screen_s", tui.tui_first_screen_s, "TUI, process start to first screen:      {:8.2f} s   "
+                "(target < 1.5 s)"),
+        _single("tui_step_redraw_ms", tui.tui_step_redraw_ms, "TUI, a step redrawn at step 1,000:       {:8.1f} ms  "
+                "(target < 100 ms, median of 50)"),
+    ]
+    return table
+
+
+def _suffix(arch: str) -> str:
+    return "" if arch == "x86_64" else f"_{arch}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="mmemu's benchmarks; the last line is one JSON object of figures")
+    parser.add_argument("--only", metavar="NAME", action="append", default=[],
+                        help="measure only the figure NAME (and those measured with it); may be repeated")
+    parser.add_argument("--list", action="store_true", help="list the figures' names and exit")
+    args = parser.parse_args(argv)
+    table = figures_table()
+    known = [n for names, _ in table for n in names]
+    if args.list:
+        print("\n".join(known))
+        return
+    unknown = [n for n in args.only if n not in known]
+    if unknown:
+        parser.error(f"no figure named {', '.join(unknown)} (--list gives the names)")
+    figures = {}
+    for names, measure in table:
+        if not args.only or any(n in names for n in args.only):
+            figures.update(measure())
+    print(json.dumps({k: round(v, 6) for k, v in figures.items()}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--only":
-        only(sys.argv[2])
-    elif len(sys.argv) > 1:
-        raise SystemExit(f"usage: {sys.argv[0]} [--only {'|'.join(FLOORS)}]")
-    else:
-        main()
+    main()

@@ -716,7 +716,8 @@ class Arch(abc.ABC):
     def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
         """``fault_in_kernel_space``: the address belongs to the kernel's half. Default: at
         or above TASK_SIZE_MAX (TASK_SIZE where the layout has no TASK_SIZE_MAX)."""
-        return address >= layout.symbols.get("TASK_SIZE_MAX", layout["TASK_SIZE"])
+        bound = layout.symbols.get("TASK_SIZE_MAX")
+        return address >= (bound if bound is not None else layout["TASK_SIZE"])
 
     # -- output formats ------------------------------------------------------------------
 

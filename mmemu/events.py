@@ -8,7 +8,7 @@ asked, so that a boot that writes a quarter of a million entries costs one objec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:
     from .pagetable import Operation
@@ -40,12 +40,21 @@ class MappingEvent:
     anything.
     """
 
-    __slots__ = ("seq", "op", "context")
+    __slots__ = ("seq", "op", "_context")
 
-    def __init__(self, seq: int, op: "Operation", context: str = ""):
+    def __init__(self, seq: int, op: "Operation", context: "str | Callable[[], str]" = ""):
         self.seq = seq
         self.op = op
-        self.context = context
+        self._context = context
+
+    @property
+    def context(self) -> str:
+        """What the kernel did this for; given as a function when it was made (a page
+        fault's words), called the first time someone reads it."""
+        c = self._context
+        if not isinstance(c, str):
+            c = self._context = c()
+        return c
 
     @property
     def writer(self) -> str:

@@ -25,7 +25,7 @@ NON_CANONICAL = "non-canonical"
 KINDS = (NOT_PRESENT, PROTECTION, RESERVED, ACCESS_FLAG, NON_CANONICAL)
 
 
-@dataclass
+@dataclass(slots=True)
 class Fault:
     """One page fault.
 

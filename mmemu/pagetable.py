@@ -246,6 +246,55 @@ class Operation:
                 f"tables_freed={self.tables_freed}, unmapped={len(self.unmapped)})")
 
 
+class EntryWrite:
+    """The :class:`Operation` of one entry written (the hot paths: a demand fault, a kmap, a
+    fixmap slot), with the same fields; its :class:`Change` and the page it unmapped are
+    made when first read, so that an entry nobody looks at again costs one small record."""
+
+    __slots__ = ("writer", "kind", "va", "size", "mode", "_pt", "_table", "_li", "_idx", "_old", "_new",
+                 "_changes", "_unmapped")
+
+    def __init__(self, pt: "PageTables", writer: str, kind: str, va: int, table: int, li: int, idx: int,
+                 old: int, new: int):
+        self.writer, self.kind, self.va = writer, kind, va
+        self.size = pt.levels[li].span
+        self.mode = pt.mode
+        self._pt, self._table, self._li, self._idx, self._old, self._new = pt, table, li, idx, old, new
+        self._changes = self._unmapped = None
+
+    @property
+    def changes(self) -> list[Change]:
+        if self._changes is None:
+            s, li = self._pt._unpack[self._li], self._li
+            self._changes = [Change(self._table, self._pt.levels[li], li, self._idx, s.pack(self._old),
+                                    s.pack(self._new), self.writer)]
+        return self._changes
+
+    @property
+    def unmapped(self) -> list[tuple[int, int, int]]:
+        """The page the old entry mapped, if the new one maps none (an empty entry maps
+        nothing: every codec decodes 0 as NONE)."""
+        if self._unmapped is None:
+            self._unmapped = []
+            if self._old:
+                decode = self._pt._decode[self._li]
+                old_kind, old_addr, _ = decode(self._old)
+                if old_kind == LEAF and decode(self._new)[0] != LEAF:
+                    self._unmapped.append((self.va, old_addr, self.size))
+        return self._unmapped
+
+    @property
+    def tables_allocated(self) -> list[int]:
+        return []
+
+    @property
+    def tables_freed(self) -> list[int]:
+        return []
+
+    def __repr__(self) -> str:
+        return f"EntryWrite({self.writer!r}, {self.kind!r}, {self.va:#x}, {self.size:#x})"
+
+
 class _DecodeMemo(dict):
     """raw -> the codec's decoding of it, for one upper level (a decoder is a pure function
     of the entry); bounded, the overflow decoded each time."""
@@ -940,13 +989,7 @@ class PageTables:
             j.undo.append((self._undo_one, (s, epa, old, writers, idx, writers[idx])))
         writers[idx] = wid
         if self.observers:
-            op = Operation(writer, kind, va, lv.span, self.mode)
-            op._run = (table, lv, li, idx, s.pack(old), s.pack(value))  # one run: its Change when read
-            if old:  # an empty entry maps nothing (every codec decodes 0 as NONE)
-                decode = self._decode[li]
-                old_kind, old_addr, _ = decode(old)
-                if old_kind == LEAF and decode(value)[0] != LEAF:
-                    op.unmapped = [(va, old_addr, lv.span)]
+            op = EntryWrite(self, writer, kind, va, table, li, idx, old, value)
             for observer in self.observers:
                 observer(op)
         return old

@@ -334,3 +334,27 @@ def test_event_names_the_frames_and_what_it_was_done_for():
         assert ev.context == ""
     finally:
         k.close()
+
+
+@pytest.mark.parametrize("arch,kv,ram", ARCHES)
+def test_a_fault_event_read_late_says_what_was_true_then(boot, arch, kv, ram):
+    """The entry a fault wrote, the page it mapped and the words of its context, read only
+    after the page was unmapped and the process is gone: as they were at the fault."""
+    k, rec = boot(arch=arch, kernel=kv, ram=ram)
+    p = k.create_process("late")
+    a = k.mmap(p, None, PAGE)
+    seq = k.event_seq
+    k.access(a, "write", user=True)
+    phys = k.pgtable.walk(p.pgd, a).phys
+    pte = k.read_user_pte(p, a)
+    k.munmap(p, a, PAGE)
+    pid = p.pid
+    k.exit_mm(p)
+    (ev,) = [e for e in k.recent_events if e.seq > seq and e.writer == "do_anonymous_page"]
+    (c,) = list(ev.entries())
+    assert (c.old, c.new) == (0, pte) and pte & addr_mask(k) == phys
+    assert ev.frames() == ([phys >> 12], []) and ev.unmapped == []
+    assert ev.size == PAGE and ev.context == f"page fault at {a:#x} in late[{pid}]"
+    # the munmap's event names the user page it unmapped (i386's HIGHPTE kmap slots aside)
+    unmap = [e for e in k.recent_events if e.seq > seq and e.unmapped]
+    assert [u for e in unmap for u in e.unmapped if u[0] < k.task_size] == [(a, phys, PAGE)]

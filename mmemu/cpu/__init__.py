@@ -186,6 +186,9 @@ class Cpu:
         adapter = kernel.arch.cpu_adapter(kernel, mmu)
         adapter.cpu = self
         self.adapter = adapter
+        # called after each resolved fault only where the arch needs it (RISC-V moves the pc)
+        self._resume = (adapter.resume_after_fault
+                        if type(adapter).resume_after_fault is not CpuAdapter.resume_after_fault else None)
         try:
             self.uc = adapter.create()
             for start, end in kernel.mem.ranges:
@@ -272,8 +275,8 @@ class Cpu:
             fault = trap.fault
             fault.ip, fault.sp, fault.source = trap.ip, trap.sp, "cpu"
             fault.process, fault.cpu = self.kernel.current, self.index
-            if self._resolve(run, fault):
-                self.adapter.resume_after_fault(trap)
+            if self._resolve(run, fault) and self._resume is not None:
+                self._resume(trap)
             return
         if trap.kind == SYSCALL:
             self.syscall(trap.nr, trap.args)

@@ -34,7 +34,7 @@ EXCEPTION = "exception"
 KCALL = "kcall"
 
 
-@dataclass
+@dataclass(slots=True)
 class Trap:
     """What one call of Unicorn's interrupt hook means.
 

@@ -184,6 +184,8 @@ class KernelBase:
     def _init_events(self) -> None:
         self.event_seq = 0
         self.recent_events: deque[MappingEvent] = deque(maxlen=self.RECENT_EVENTS)
+        #: what the running operation changes mappings for: a string, or a function giving it
+        #: (a page fault: the words are made only if one of its events is read)
         self.event_context = ""
         #: bumped whenever the tables or memory may have changed code a CPU translated
         #: (every page-table operation, every write through the API): the CPUs drop their

@@ -13,6 +13,7 @@ the kernel. Plugins see every fault first (``mmemu_handle_fault``, first result 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from ..errors import MmemuError, OutOfMemory
 from ..faults import Fault
@@ -36,6 +37,12 @@ class FaultResolution:
     report: str = ""
 
 
+def _fault_context(address: int, comm: str | None, pid: int) -> str:
+    """The context of a fault's mapping events: ``page fault at 0x... in comm[pid]``."""
+    who = f"{comm}[{pid}]" if comm is not None else "the kernel"
+    return f"page fault at {address:#x} in {who}"
+
+
 class FaultMixin:
     """``handle_page_fault`` and the accesses made through the API."""
 
@@ -43,6 +50,8 @@ class FaultMixin:
         self.die_counter = 0
         self.fault_count = 0
         self._fault_hook = self.pm.hook.mmemu_handle_fault
+        # the arch's test, with this kernel's layout bound once (asked on every fault)
+        self._in_kernel_space = partial(self.arch.fault_in_kernel_space, self.layout)
         # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
         self.anon_zero_page = self.era.anon_zero_page
 
@@ -54,16 +63,16 @@ class FaultMixin:
         self.journal.set(self, "fault_count", self.fault_count + 1)
         if fault.process is None:
             fault.process = self.current
-        # what the mapping events of this fault were done for
+        # what the mapping events of this fault were done for (words made if an event is read)
         prev, proc = self.event_context, fault.process
-        self.event_context = f"page fault at {fault.address:#x} in {proc.comm}[{proc.pid}]" if proc else \
-            f"page fault at {fault.address:#x} in the kernel"
+        self.event_context = partial(_fault_context, fault.address, proc.comm, proc.pid) if proc else \
+            partial(_fault_context, fault.address, None, 0)
         try:
             if self._fault_hook.get_hookimpls():
                 plugged = self._fault_hook(kernel=self, fault=fault)
                 if plugged is not None:
                     return plugged
-            if self.fault_in_kernel_space(fault.address):
+            if self._in_kernel_space(fault.address):
                 return self._kernel_address_fault(fault)
             return self._user_address_fault(fault)
         finally:
@@ -72,7 +81,7 @@ class FaultMixin:
     def fault_in_kernel_space(self, address: int) -> bool:
         """The address belongs to the kernel's half (the arch decides: x86_64's vsyscall
         page counts as user)."""
-        return self.arch.fault_in_kernel_space(self.layout, address)
+        return self._in_kernel_space(address)
 
     # -- kernel addresses ---------------------------------------------------------------
 

@@ -51,7 +51,8 @@ is handled here:
   them; :meth:`user_mode` tells its fill hook the privilege (PRIV) and :meth:`uaccess`
   whether sstatus.SUM lets S-mode load and store user pages.
 - The Python binding's register calls cost 2-9 us each (X11); the fault path reads pc, PRIV,
-  sp and the base register and writes the pc back through ctypes calls of the C API.
+  sp and the base register from one copy of the saved hart state (cpustate.py) and writes
+  the pc back through a ctypes call of the C API.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
 from mmemu.errors import MmemuError
 from mmemu.faults import PROTECTION, Fault
 
+from .cpustate import HartState
 from .formats import SATP_MODE
 
 PAGE = 4096
@@ -123,45 +125,29 @@ _REG_A0, _REG_RA = rc.UC_RISCV_REG_A0, rc.UC_RISCV_REG_RA
 _REG_T0, _REG_T1 = rc.UC_RISCV_REG_T0, rc.UC_RISCV_REG_T1
 _ARG_REGS = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
 _SYS_REGS = (rc.UC_RISCV_REG_A7,) + _ARG_REGS[:6]
-_FAULT_REGS = (_REG_PC, _REG_PRIV, _REG_SP)
+_X0 = rc.UC_RISCV_REG_X0
 
 # ---- fast register access on the fault path ------------------------------------------------
-# The Python binding's reg_read costs about 2.4 us, its reg_read_batch 9 us (README X11); the
-# C functions it wraps, called through ctypes with buffers made once, 1.1 and 1.7 us. Every
-# demand fault reads three registers and writes one, so the hot path calls them directly.
+# The Python binding's reg_write costs about 2.4 us (README X11); the C function it wraps,
+# called through ctypes with a buffer made once, 1.1 us. Every demand fault writes the pc back
+# (the reads come from the saved state: cpustate.py).
 
 
-class _FastRegs:
-    """uc_reg_read / uc_reg_read_batch / uc_reg_write on 64-bit registers, through ctypes."""
+class _PcWriter:
+    """uc_reg_write of the pc, through ctypes."""
 
-    def __init__(self, uc: Uc, batch: tuple[int, ...]):
+    def __init__(self, uc: Uc):
         from unicorn.unicorn_py3.unicorn import uclib
 
         self._h = uc._uch
-        self._read, self._write, self._read_batch = uclib.uc_reg_read, uclib.uc_reg_write, uclib.uc_reg_read_batch
+        self._write = uclib.uc_reg_write
         self._val = ctypes.c_uint64()
         self._pval = ctypes.byref(self._val)
-        n = len(batch)
-        self._n = n
-        self._ids = (ctypes.c_int * n)(*batch)
-        self._vals = (ctypes.c_uint64 * n)()
-        base = ctypes.addressof(self._vals)
-        self._ptrs = (ctypes.c_void_p * n)(*(base + 8 * i for i in range(n)))
 
-    def read(self, reg: int) -> int:
-        if self._read(self._h, reg, self._pval):
-            raise MmemuError(f"Unicorn refused to read register {reg}")
-        return self._val.value
-
-    def write(self, reg: int, value: int) -> None:
+    def __call__(self, value: int) -> None:
         self._val.value = value & MASK64
-        if self._write(self._h, reg, self._pval):
-            raise MmemuError(f"Unicorn refused to write register {reg}")
-
-    def read_batch(self) -> tuple[int, ...]:
-        if self._read_batch(self._h, self._ids, self._ptrs, self._n):
-            raise MmemuError("Unicorn refused to read the fault registers")
-        return tuple(self._vals)
+        if self._write(self._h, _REG_PC, self._pval):
+            raise MmemuError("Unicorn refused to write the pc")
 
 
 # ---- reading guest memory through the hart's own MMU (README X4) ----------------------------
@@ -264,7 +250,8 @@ class Riscv64Adapter(CpuAdapter):
         self.uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
         self._vmem = _uc_vmem_read()
         self._buf = ctypes.create_string_buffer(4)
-        self._regs = _FastRegs(self.uc, _FAULT_REGS)
+        self._set_pc = _PcWriter(self.uc)
+        self.state = HartState(self.uc)
         return self.uc
 
     def setup(self, root: int) -> None:
@@ -337,7 +324,9 @@ class Riscv64Adapter(CpuAdapter):
 
     def decode_interrupt(self, intno: int) -> Trap:
         uc = self.uc
-        pc, priv, sp = self._regs.read_batch()
+        st = self.state
+        st.update()
+        pc, priv, sp = st.pc, st.priv, st.x[2]
         ip = (pc - 4) & MASK64  # Unicorn moved the pc 4 bytes on, whatever the instruction (README A2)
         user = priv & 3 == PRIV_U
         access = FAULT_ACCESS.get(intno)
@@ -380,7 +369,7 @@ class Riscv64Adapter(CpuAdapter):
                     fault = walk_of(root, address).fault("exec", user)
         else:
             base, disp, width, _ = self._decode_at(ip)
-            address = (self._regs.read(base) + disp) & MASK64
+            address = (self.state.x[base - _X0] + disp) & MASK64  # read in decode_interrupt
             fault = walk_of(root, address).fault(access, user, uaccess)
             if fault is None and (address & (PAGE - 1)) + width > PAGE:
                 # a misaligned access across a page end: QEMU splits it, the second half faulted
@@ -431,7 +420,7 @@ class Riscv64Adapter(CpuAdapter):
 
     def resume_after_fault(self, trap: Trap) -> None:
         """Unicorn moved the pc 4 bytes past the faulting instruction (README A2): back to it."""
-        self._regs.write(_REG_PC, trap.ip)
+        self._set_pc(trap.ip)
 
     def set_syscall_return(self, value: int) -> None:
         self.uc.reg_write(_REG_A0, value & MASK64)

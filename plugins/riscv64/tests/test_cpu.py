@@ -640,3 +640,31 @@ def test_api_kernel_access_to_user_memory_needs_uaccess():
         assert k.read(a, 1, uaccess=True) == b"y" == k.read(a, 1, user=True)
         k.check_invariants()
         k.close()
+
+
+def test_hart_state_read_in_place_is_what_the_register_api_reads():
+    """The fault path reads pc, privilege and x1..x31 from the saved hart state
+    (cpustate.py): after a run stopped at a fault, each equals what Unicorn's register API
+    gives, at every privilege the hart runs at."""
+    from unicorn import riscv_const as rc
+
+    k = mmemu.boot(arch="riscv64", kernel="6.6", ram="256M", options={"mmu": "sv39"})
+    try:
+        cpu = Cpu(k)
+        uc, st = cpu.uc, cpu.adapter.state
+        rng = random.Random(5)
+        for priv in (1, 0):
+            values = [(rc.UC_RISCV_REG_X1 + i, rng.getrandbits(64)) for i in range(31)]
+            uc.reg_write_batch(values + [(rc.UC_RISCV_REG_PC, 0x80001234), (rc.UC_RISCV_REG_PRIV, priv)])
+            st.update()
+            assert (st.pc, st.priv) == (uc.reg_read(rc.UC_RISCV_REG_PC), priv)
+            assert [st.x[i] for i in range(32)] == [0] + [uc.reg_read(rc.UC_RISCV_REG_X0 + i) for i in range(1, 32)]
+        # and at a real fault: the user program's store, its base register and pc
+        p = k.create_process("st")
+        data = k.mmap(p, None, 3 * PAGE)
+        text = k.mmap(p, None, PAGE, PROT_READ | PROT_EXEC)
+        k.install_user_pages(p, text, cpu.adapter.program_touch_pages(data, 3))
+        r = cpu.run_user(p, text)
+        assert r.reason == "exit" and [a for a, *_ in r.fault_log] == [data, data + PAGE, data + 2 * PAGE]
+    finally:
+        k.close()

@@ -19,6 +19,7 @@ GDT's mapping is checked before every load.
 from __future__ import annotations
 
 import ctypes
+import operator
 import struct
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc, x86_const
@@ -125,7 +126,9 @@ class X86Adapter(CpuAdapter):
             fmt += f"{off - pos}x{code}"
             pos = off + struct.calcsize(code)
         self._fault_fields = struct.Struct(fmt)
-        self._fault_order = tuple(i for _, _, i in fields)
+        # back from offset order to (error code, CR2, ip, sp), in C
+        roles = [i for _, _, i in fields]
+        self._fault_order = operator.itemgetter(*(roles.index(r) for r in range(4)))
         return self.uc
 
     def install_hooks(self) -> None:
@@ -254,13 +257,9 @@ class X86Adapter(CpuAdapter):
             # (one copy, one unpack: cheaper than reading registers)
             uc, ctx, view = self.uc, self._scratch_ctx, self._ctx_view
             uc.context_update(ctx)
-            raw = self._fault_fields.unpack_from(view)
+            error, cr2, ip, sp = self._fault_order(self._fault_fields.unpack_from(view))
             struct.pack_into("<i", view, self._offsets.old_exception, -1)
             uc.context_restore(ctx)
-            values = [0, 0, 0, 0]
-            for i, v in zip(self._fault_order, raw):
-                values[i] = v
-            error, cr2, ip, sp = values
             mask = self._mask
             return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2 & mask, error), ip=ip & mask, sp=sp & mask)
         error = self._read_and_forget_fault()
