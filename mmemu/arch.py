@@ -533,6 +533,15 @@ class BootPlan:
     #: sparse_init's sparse buffer): (size, align, floor, owner). The frames stay reserved
     #: under *owner*; ``kernel.memblock_allocs[owner]`` is the physical address each got.
     memblock_allocs: tuple[tuple[int, int, int, str], ...] = ()
+    #: every page directory has a user copy that user mode runs on (x86 PTI), and this many
+    #: top-level entries from index 0 are the user half it mirrors (``pgdp_maps_userspace``;
+    #: 0: no copy). The pgd is an order-1 block whose second page is the copy
+    #: (``kernel_to_user_pgdp``); the master's copy is the image page after the master (the
+    #: arch's :meth:`Arch.boot_mappings` fills its kernel part). A user-half top-level entry
+    #: written to a pgd goes unchanged to the copy and the pgd keeps
+    #: :meth:`Arch.set_user_pgtbl` of it; a new pgd copies the kernel half of both pages
+    #: from the master's (``clone_pgd_range``)
+    user_pgd_entries: int = 0
 
 
 #: The protections every arch names (the kernel's ``pgprot_t`` names: asm/pgtable_types.h,
@@ -651,6 +660,12 @@ class Arch(abc.ABC):
         mappings made elsewhere (their clones) in ``kernel.alias_ranges``. Default: nothing."""
 
     # -- era rules of the arch ---------------------------------------------------------
+
+    def set_user_pgtbl(self, kernel, raw: int) -> int:
+        """With BootPlan ``user_pgd_entries``: the entry a page directory keeps for the user-half
+        top-level entry *raw* (its user copy gets *raw*): x86's ``pti_set_user_pgtbl``.
+        Default: *raw*."""
+        return raw
 
     def syncs_kernel_mappings(self, spec: MachineSpec) -> bool:
         """Whether a new top-level kernel entry is copied into every page directory as soon

@@ -9,6 +9,7 @@ from mmemu.eras import EraTable, Feature, Variant
 from mmemu.layout import MemoryRange
 
 from . import oops as _oops
+from . import pti
 from .layout_docs import layout_text_x86
 from .render import vtop_lines_x86, vtop_lines_x86_64, vtop_paddr
 
@@ -164,6 +165,15 @@ class X86Arch(Arch):
             start = (data.virt + data.size - static_size) & ~0xFFF
         # arch/x86/include/asm/dma.h: MAX_DMA_ADDRESS is PAGE_OFFSET + 16 MiB
         return PercpuPlan(static_start=start, static_size=static_size, atom_size=atom, alloc_floor=16 << 20)
+
+    def pgprots(self, spec):
+        """The named protections; with PTI on, the kernel's are not global
+        (:func:`mmemu_x86.pti.kernel_pgprots`)."""
+        prots = super().pgprots(spec)
+        return pti.kernel_pgprots(prots) if pti.pti_enabled(spec) else prots
+
+    def set_user_pgtbl(self, kernel, raw: int) -> int:
+        return pti.set_user_pgtbl(kernel, raw)
 
     def exported_symbols(self, kernel) -> list[str]:
         """What an x86 kernel of this era exports for the code the compiler plants in a
