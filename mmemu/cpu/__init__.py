@@ -386,7 +386,7 @@ class Cpu:
             # table (Linux points TTBR0 at an empty one); the zero page is one
             root = k.zero_pfn << 12
         else:
-            root = self.cr3
+            root = k.user_pgd(self.cr3) if user else self.cr3  # user mode runs on the user copy (x86 PTI)
         walk = k.pgtable.walk(root, vaddr)
         uaccess = not user and self.adapter.uaccess()
         fault = walk.fault(kind, user, uaccess)

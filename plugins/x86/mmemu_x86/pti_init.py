@@ -37,6 +37,7 @@ def pti_clone_p4d(k, va: int) -> None:
     kernel = k.pgtable.walk(k.pgd, va).steps[li]
     table, idx = pti_user_pagetable_walk(k, va, li)
     k.pgtable.set_entry(table, li, idx, kernel.raw, writer="pti_clone_p4d", va=va)
+    k.shared_tables.add(k.pgtable.decode(li, kernel.raw)[1])  # its tables are both copies'
 
 
 def pti_clone_pgtable(k, start: int, end: int, clear: int, writer: str) -> None:
