@@ -737,6 +737,16 @@ class Arch(abc.ABC):
 
         return PtdumpFormat.generic(self, layout)
 
+    def ptdump_root(self, kernel, view: str, process=None) -> int:
+        """The table ``mmemu ptdump --view VIEW`` dumps: ``kernel`` (the master), or a view
+        the arch's kernel has in debugfs for the current process (x86 4.15+:
+        page_tables/current_kernel, and with CONFIG_PAGE_TABLE_ISOLATION current_user, the
+        process's user copy under PTI and its pgd otherwise), for *process*. Raise
+        ConfigError for a view the arch or its era has not. Default: ``kernel`` only."""
+        if view != "kernel":
+            raise ConfigError(f"ptdump --view {view}: arch {self.name} has only the kernel's page tables in debugfs")
+        return kernel.pgd
+
     def vtop_paddr(self, kernel, walk, user: bool) -> int | None:
         """The physical address crash's ``uvtop``/``kvtop`` (not verbose) finds for
         ``walk.va``, or None where crash says ``(not mapped)``. Default: a kernel address

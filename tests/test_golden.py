@@ -227,7 +227,7 @@ def test_oops_of_a_kernel_read_of_an_unmapped_address(boot):
     (no registers), the Code and register lines and the call trace -- a fault of code on the
     CPU has them, in the shape of this file's lines (tests/test_oops_eras.py)."""
     real = [untimed(line) for line in golden("oops_x86_64_5.19.txt").splitlines()]
-    k = boot(arch="x86_64", kernel="5.19", ram="256M")
+    k = boot(arch="x86_64", kernel="5.19", ram="256M", cmdline="nopti")  # the real machine ran without PTI
     k.load_module(synthetic_module(k, name="oops"), "oops.ko")
     k._next_pid = 1666
     p = k.create_process("insmod")

@@ -180,10 +180,11 @@ class KernelBase:
                 raise
             return self.pgtable.untranslated(va)
 
-    def walk_mm(self, va: int, process: "Process | None" = None) -> "Walk":
-        """Walk *va* as the MMU does in *process*'s address space (None: init_mm); a
-        non-canonical address gives a faulting walk, as :meth:`walk`."""
-        return self.walk(va, self.root_for(va, process))
+    def walk_mm(self, va: int, process: "Process | None" = None, user: bool = False) -> "Walk":
+        """Walk *va* as the MMU does in *process*'s address space (None: init_mm), in user
+        mode with *user* (:meth:`root_for`); a non-canonical address gives a faulting walk,
+        as :meth:`walk`."""
+        return self.walk(va, self.root_for(va, process, user))
 
     # -- events -----------------------------------------------------------------------
 

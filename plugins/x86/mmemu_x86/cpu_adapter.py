@@ -244,7 +244,7 @@ class X86Adapter(CpuAdapter):
         if self.pti:
             sp = self.entry_stack_top - len(frame)
             k.mem.write(k.pgtable.walk(k.pgd, sp).phys, frame)
-            self.uc.reg_write(UC_X86_REG_CR3, k.user_pgd(self.cpu.cr3))
+            self._write_cr3(k.user_pgd(self.cpu.cr3))
         else:
             sp = self.stack_top - below_top
             k.mem.write(k.virt_to_phys(sp), frame)
@@ -255,13 +255,23 @@ class X86Adapter(CpuAdapter):
         copy; the entry code switches CR3 to the kernel's pgd (SWITCH_TO_KERNEL_CR3).
         Returns whether it did (the exit path then switches back)."""
         if self.pti and self.user_mode():
-            self.uc.reg_write(UC_X86_REG_CR3, self.cpu.cr3)
+            self._write_cr3(self.cpu.cr3)
             return True
         return False
 
     def _exit_to_user(self) -> None:
         """SWITCH_TO_USER_CR3 on the way back to user mode."""
-        self.uc.reg_write(UC_X86_REG_CR3, self.kernel.user_pgd(self.cpu.cr3))
+        self._write_cr3(self.kernel.user_pgd(self.cpu.cr3))
+
+    def _write_cr3(self, root: int) -> None:
+        """A CR3 write without PCID: the TLB's translations go (Unicorn's virtual TLB, which
+        the plugin MMU fills, ignores CR3 writes: flushed here)."""
+        self.uc.reg_write(UC_X86_REG_CR3, root)
+        if self.mmu == "plugin":
+            self.cpu.flush_tlb()
+
+    def current_root(self) -> int | None:
+        return self.uc.reg_read(UC_X86_REG_CR3) & ~0xFFF if self.pti else None
 
     def return_value(self) -> int:
         return self.uc.reg_read(self._reg_ax)
