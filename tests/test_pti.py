@@ -40,6 +40,7 @@ def user_text(k, p, code: bytes, addr: int) -> int:
     ("x86_64", "6.6", "mitigations=off", False),       # 5.2+: cpu_mitigations_off()
     ("x86_64", "4.19", "mitigations=off", True),       # no such parameter before 5.2
     ("i386", "6.6", "", False),                        # PAGE_TABLE_ISOLATION needs X86_64 || X86_PAE
+    ("i386_pae", "6.6", "", False),                    # 32-bit PTI (4.19+) is not modelled: as nopti
 ])
 def test_pti_on_by_era_and_command_line(boot, arch, kernel, cmdline, on):
     k = boot(arch=arch, kernel=kernel, ram="512M", cmdline=cmdline)
@@ -58,6 +59,8 @@ def test_bad_pti_parameter_is_refused(cmdline, message):
         mmemu.boot(arch="x86_64", kernel="6.6", ram="256M", cmdline=cmdline)
     with pytest.raises(ConfigError, match="no page-table isolation"):
         mmemu.boot(arch="x86_64", kernel="4.14", ram="256M", cmdline="pti=on")
+    with pytest.raises(ConfigError, match="does not model 32-bit PTI"):
+        mmemu.boot(arch="i386_pae", kernel="6.6", ram="256M", cmdline="pti=on")
 
 
 def test_user_copy_mirrors_the_user_half_and_the_pgd_keeps_it_nx(boot):

@@ -11,7 +11,9 @@ mmemu's CPU is Unicorn's default x86 model, which reports (CPUID) GenuineIntel f
 model 60 (a Haswell) without PCID and without IA32_ARCH_CAPABILITIES: the kernel marks it
 X86_BUG_CPU_MELTDOWN (4.15 common.c: every CPU that is not AMD; later cpu_set_bug_bits():
 it is on no NO_MELTDOWN whitelist and has no RDCL_NO), so PTI is on by default (``pti=auto``)
-in every release that has it, and CR3 carries no PCID. ``nopti``, ``pti=off`` and (5.2+)
+in every release that has it, and CR3 carries no PCID. 32-bit PTI (PAE, 4.19+) is not
+modelled: an i386_pae machine runs as with ``nopti`` (its oopses say NOPTI) and refuses
+``pti=on``. ``nopti``, ``pti=off`` and (5.2+)
 ``mitigations=off`` turn it off, ``pti=on`` forces it (pti_check_boottime_disable:
 ``pti=`` is looked at first, then ``nopti``).
 
@@ -85,6 +87,14 @@ def pti_mode(spec) -> str:
         if value == "on":
             raise ConfigError(f"pti=on: kernel {spec.kernel} on {spec.arch} has no page-table isolation (x86_64 "
                               f"from 4.15, i386_pae from 4.19)")
+        return "off"
+    if spec.arch != "x86_64":
+        # 32-bit PTI unshares the kernel pmd (SHARED_KERNEL_PMD is !X86_FEATURE_PTI: every
+        # pgd gets its own copy of the kernel pmds, kept in step at the pmd level), which
+        # mmemu's PAE model does not do: the machine runs as with nopti
+        if value == "on":
+            raise ConfigError(f"pti=on: mmemu does not model 32-bit PTI (i386_pae {spec.kernel}: per-process "
+                              f"kernel pmds, SHARED_KERNEL_PMD 0); the machine runs as with nopti")
         return "off"
     if value is not None:
         return value
