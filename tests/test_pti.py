@@ -316,3 +316,38 @@ def test_the_cpu_is_meltdown_affected_without_pcid(boot):
     assert cpu.call(func, 0).value & 0xFFFFFFFF == int.from_bytes(b"Genu", "little")
     ecx = cpu.call(func, 1).value
     assert not ecx & (1 << 17)  # no PCID
+
+
+@pytest.mark.parametrize("machine", [dict(kernel="6.6"), dict(kernel="6.6", options={"levels": "5"}),
+                                     dict(kernel="4.17", cmdline="nopse")])
+def test_the_cpu_translates_user_mode_through_the_user_copy_as_the_walker(boot, machine):
+    """Unicorn's MMU walking the user copy at CPL 3 agrees with mmemu's walker on it: the
+    cloned kernel areas are present but supervisor-only (0x5, 0x7, 0x15 as the access is),
+    the rest of the kernel is not there at all (0x4, 0x6, 0x14), user pages are the pgd's."""
+    from mmemu_x86.guest import PROBE_STUB
+
+    k = boot(arch="x86_64", ram="512M", **machine)
+    cpu = Cpu(k)
+    p = k.create_process("t")
+    stub = user_text(k, p, PROBE_STUB, 0x600000)
+    a = k.mmap(p, None, 4 * PAGE)
+    k.write(a, b"x", user=True, process=p)
+    s = k.layout.symbols
+    addrs = [a, a + PAGE, stub, s["CPU_ENTRY_AREA_BASE"], s["CPU_ENTRY_AREA_BASE"] + 3 * PAGE,
+             s["ESPFIX_BASE_ADDR"], entry_text(k.layout)[0], s["_text"], s["__start_rodata"],
+             s["PAGE_OFFSET"] + (16 << 20), s["VMALLOC_START"], s["VMEMMAP_START"], s["MODULES_VADDR"]]
+    user = k.user_pgd(p.pgd)
+    codes = set()
+    for va in addrs:
+        walk = k.walk(va, user)
+        for access in ("read", "write", "exec"):
+            expected = walk.code(access, True)
+            probe = cpu.probe(va, access, user=True, user_stub_va=stub)
+            if expected is None:
+                assert not probe.faulted, (hex(va), access, probe)
+                if access != "exec":
+                    assert probe.phys == walk.phys
+            else:
+                assert probe.faulted and probe.fault.code == expected, (hex(va), access, probe, hex(expected))
+                codes.add(expected)
+    assert {0x4, 0x5, 0x15} <= codes
