@@ -117,9 +117,10 @@ def supported_global(k) -> int:
 
 
 def cea_global(k) -> int:
-    """The _PAGE_GLOBAL cea_set_pte adds (4.17+, 'x86/mm: Do not forbid _PAGE_RW before
-    init for __ro_after_init' series: 'The cpu_entry_area is shared between the user and
-    kernel page tables. All of its ptes can safely be global')."""
+    """The _PAGE_GLOBAL cea_set_pte adds (arch/x86/mm/cpu_entry_area.c: 'The cpu_entry_area
+    is shared between the user and kernel page tables. All of its ptes can safely be
+    global'; Dave Hansen's April 2018 series for 4.17, read as posted to linux-mm, with
+    pti_clone_pmds setting _PAGE_GLOBAL on the cloned pmds)."""
     return supported_global(k) if X86_PTI(k.spec.kernel).default_kernel_pte_mask else 0
 
 
