@@ -44,8 +44,11 @@ X86_PTI = EraTable(
                    "where the kernel is mostly non-Global */ if (cpu_feature_enabled(X86_FEATURE_PTI)) "
                    "__default_kernel_pte_mask &= ~_PAGE_GLOBAL'; cpu_entry_area.c cea_set_pte 'All of its ptes "
                    "can safely be global'; pti_clone_pmds sets _PAGE_GLOBAL on the cloned pmds. Before (4.15, "
-                   "'x86/mm/pti: Disable global pages if PAGE_TABLE_ISOLATION=y') __PAGE_KERNEL_GLOBAL is 0: no "
-                   "kernel mapping is global, and pti_clone_entry_text clears _PAGE_RW | _PAGE_GLOBAL"),
+                   "'x86/mm/pti: Disable global pages if PAGE_TABLE_ISOLATION=y': enable_global_pages() only "
+                   "without X86_FEATURE_PTI) __supported_pte_mask keeps no _PAGE_GLOBAL under PTI: no kernel "
+                   "mapping is global (the 4.15 source is not stored here: as the 4.17 series describes it), and "
+                   "pti_clone_entry_text clears _PAGE_RW | _PAGE_GLOBAL (read in the linux-mm patch of that "
+                   "series)"),
     Feature("clone_kernel_text", since="4.17",
             source="arch/x86/mm/pti.c pti_clone_kernel_text / pti_kernel_image_global_ok (a7e2701bf2b2 'x86/pti: "
                    "leave kernel text global for !PCID', 4.17): no PCID, pti=auto, not K8"),
@@ -126,7 +129,7 @@ def cea_global(k) -> int:
 
 def kernel_pgprots(prots: dict[str, int]) -> dict[str, int]:
     """The named protections with PTI on: _PAGE_GLOBAL gone from the kernel's ones
-    (__default_kernel_pte_mask 4.17+, __PAGE_KERNEL_GLOBAL 0 before); the user ones never
+    (__default_kernel_pte_mask 4.17+, __supported_pte_mask before); the user ones never
     had it (and PAGE_NONE's _PAGE_PROTNONE is the same bit, kept)."""
     return {name: (v & ~_PAGE_GLOBAL if name.startswith("PAGE_KERNEL") else v) for name, v in prots.items()}
 
