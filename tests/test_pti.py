@@ -273,7 +273,7 @@ def test_lifetimes_with_pti(boot):
     p = k.create_process("parent")
     a = k.mmap(p, None, 32 * PAGE)
     k.write(a, b"y" * 32 * PAGE, user=True, process=p)
-    free = k.frames.nr_free_pages() if hasattr(k.frames, "nr_free_pages") else None
+    free = k.frames.nr_free_pages()
     tables = set(k.pgtable.tables)
     for _ in range(3):
         c = k.fork(p)
@@ -282,8 +282,7 @@ def test_lifetimes_with_pti(boot):
         k.exit_mm(c)
         k.check_invariants()
     assert set(k.pgtable.tables) == tables and set(k.pgtable.user_copies) == {k.pgd, p.pgd}
-    if free is not None:
-        assert k.frames.nr_free_pages() == free
+    assert k.frames.nr_free_pages() == free
     k.exit_mm(p)
     assert set(k.pgtable.user_copies) == {k.pgd}
     k.check_invariants()
