@@ -398,7 +398,10 @@ class _BareFaultsArm64:
 
 #: the machine of each arch's subject, and its floor
 FAULT_FLOORS = {
-    "x86_64": (dict(arch="x86_64", kernel="6.6", ram="2G"), _BareFaults),
+    # nopti: the floor runs user code and its #PF hook on one set of tables, without PTI's
+    # two CR3 switches (each a whole-TLB flush) per fault; what PTI costs is its own figure,
+    # demand_faults_pti_vs_nopti (bench/run.py)
+    "x86_64": (dict(arch="x86_64", kernel="6.6", ram="2G", cmdline="nopti"), _BareFaults),
     "riscv64": (dict(arch="riscv64", kernel="6.6", ram="2G", options={"mmu": "sv39"}), _BareFaultsRiscv64),
     "arm64": (dict(arch="arm64", kernel="6.6", ram="2G", options={"va_bits": "48"}), _BareFaultsArm64),
 }

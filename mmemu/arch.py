@@ -540,6 +540,15 @@ class BootPlan:
     #: sparse_init's sparse buffer): (size, align, floor, owner). The frames stay reserved
     #: under *owner*; ``kernel.memblock_allocs[owner]`` is the physical address each got.
     memblock_allocs: tuple[tuple[int, int, int, str], ...] = ()
+    #: every page directory has a user copy that user mode runs on (x86 PTI), and this many
+    #: top-level entries from index 0 are the user half it mirrors (``pgdp_maps_userspace``;
+    #: 0: no copy). The pgd is an order-1 block whose second page is the copy
+    #: (``kernel_to_user_pgdp``); the master's copy is the image page after the master (the
+    #: arch's :meth:`Arch.boot_mappings` fills its kernel part). A user-half top-level entry
+    #: written to a pgd goes unchanged to the copy and the pgd keeps
+    #: :meth:`Arch.set_user_pgtbl` of it; a new pgd copies the kernel half of both pages
+    #: from the master's (``clone_pgd_range``)
+    user_pgd_entries: int = 0
 
 
 #: The protections every arch names (the kernel's ``pgprot_t`` names: asm/pgtable_types.h,
@@ -659,6 +668,12 @@ class Arch(abc.ABC):
 
     # -- era rules of the arch ---------------------------------------------------------
 
+    def set_user_pgtbl(self, kernel, raw: int) -> int:
+        """With BootPlan ``user_pgd_entries``: the entry a page directory keeps for the user-half
+        top-level entry *raw* (its user copy gets *raw*): x86's ``pti_set_user_pgtbl``.
+        Default: *raw*."""
+        return raw
+
     def syncs_kernel_mappings(self, spec: MachineSpec) -> bool:
         """Whether a new top-level kernel entry is copied into every page directory as soon
         as it is made (``arch_sync_kernel_mappings``/``sync_global_pgds``). Default: no."""
@@ -729,6 +744,16 @@ class Arch(abc.ABC):
         from .render.ptdump import PtdumpFormat
 
         return PtdumpFormat.generic(self, layout)
+
+    def ptdump_root(self, kernel, view: str, process=None) -> int:
+        """The table ``mmemu ptdump --view VIEW`` dumps: ``kernel`` (the master), or a view
+        the arch's kernel has in debugfs for the current process (x86 4.15+:
+        page_tables/current_kernel, and with CONFIG_PAGE_TABLE_ISOLATION current_user, the
+        process's user copy under PTI and its pgd otherwise), for *process*. Raise
+        ConfigError for a view the arch or its era has not. Default: ``kernel`` only."""
+        if view != "kernel":
+            raise ConfigError(f"ptdump --view {view}: arch {self.name} has only the kernel's page tables in debugfs")
+        return kernel.pgd
 
     def vtop_paddr(self, kernel, walk, user: bool) -> int | None:
         """The physical address crash's ``uvtop``/``kvtop`` (not verbose) finds for

@@ -212,7 +212,8 @@ def cmd_ptdump(args) -> int:
     if args.check_wx:
         sys.stdout.write("".join(line + "\n" for line in kernel.check_wx()))
         return 0
-    sys.stdout.write(ptdump(kernel))
+    root = kernel.arch.ptdump_root(kernel, args.view, _process_arg(kernel, args))
+    sys.stdout.write(ptdump(kernel, root))
     return 0
 
 
@@ -505,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     _machine_options(s, scenario=True)
     s.add_argument("--check-wx", action="store_true",
                    help="print the kernel's W+X audit (CONFIG_DEBUG_WX) instead of the dump")
+    s.add_argument("--view", choices=("kernel", "current_kernel", "current_user"), default="kernel",
+                   help="which debugfs file: kernel (the default), or x86 4.15+'s page_tables/current_kernel and "
+                        "current_user (the process --pid's page directory, and its user copy under PTI)")
+    s.add_argument("--pid", metavar="PID", help="the process reading current_kernel/current_user (from the scenario)")
     s.set_defaults(func=cmd_ptdump)
 
     s = sub.add_parser("info", help="QEMU's monitor: info tlb, info mem",

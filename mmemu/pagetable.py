@@ -443,6 +443,11 @@ class PageTables:
             self._valid_shift, self._valid_top = mode.va_bits, 0
         #: SPLIT mode: the roots that translate the kernel half (TTBR1)
         self._kernel_roots: set[int] = set()
+        #: roots with a user copy (x86 PTI): root -> (copy, limit, keep). A top-level entry
+        #: below index *limit* written to the root is written unchanged to the same index of
+        #: the copy, and the root keeps ``keep(value)`` (``pti_set_user_pgtbl``). Entries
+        #: from *limit* on are the root's own.
+        self.user_copies: dict[int, tuple[int, int, Callable[[int], int]]] = {}
         self._unpack = []
         self._decode = []
         walk_plan = []
@@ -537,6 +542,9 @@ class PageTables:
         size = self.levels[li].entry_size
         start = table + index * size
         new = values if isinstance(values, array) else array("I" if size == 4 else "Q", values)
+        if li == 0 and table in self.user_copies:
+            new = self._write_user_copy(txn, table, index, new, wid)
+            old = None
         n = len(new)
         nbytes = n * size
         info = self.tables[table]
@@ -553,6 +561,19 @@ class PageTables:
         txn.undo.append((start, old, info, index, old_w))
         if txn.record:
             txn.op.changes.append(Change(table, self.levels[li], li, index, old, raw, self.writers[wid]))
+
+    def _write_user_copy(self, txn: _Txn, table: int, index: int, new: array, wid: int) -> array:
+        """The user entries of a run written to a root with a user copy: written unchanged
+        to the copy; the run the root keeps is returned."""
+        copy, limit, keep = self.user_copies[table]
+        n = min(len(new), limit - index)
+        if n <= 0:
+            return new
+        self._write(txn, copy, 0, index, new[:n], wid)
+        kept = array(new.typecode, new)
+        for i in range(n):
+            kept[i] = keep(new[i])
+        return kept
 
     def _run(self, op: Operation, body: Callable[[_Txn], None]) -> Operation:
         op.mode = self.mode
@@ -975,6 +996,11 @@ class PageTables:
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
     def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
+        if li == 0 and table in self.user_copies:
+            copy, limit, keep = self.user_copies[table]
+            if idx < limit:
+                self._set_one(copy, 0, idx, value, writer, kind, va)
+                value = keep(value)
         lv = self.levels[li]
         s = self._unpack[li]
         epa = table + idx * lv.entry_size

@@ -50,7 +50,8 @@ def test_vmemmap_maps_the_struct_pages_of_the_present_sections(boot):
     assert not probe.faulted and probe.phys == k.walk(struct_page(k, 0x100000)).phys
     k.check_invariants()
     out = ptdump(k)
-    assert "0xffffea0000000000-0xffffea0003000000          48M     RW         PSE     GLB NX pmd" in out
+    # PAGE_KERNEL_LARGE: not global under PTI (on by default here, 4.17+ __default_kernel_pte_mask)
+    assert "0xffffea0000000000-0xffffea0003000000          48M     RW         PSE         NX pmd" in out
 
 
 def test_vmemmap_without_pse_and_before_sparsemem_vmemmap(boot):
@@ -128,7 +129,10 @@ def test_apic_and_io_apic_fixmap_slots(boot, kernel):
     assert apic.leaf.raw & 0x18 == 0x18 and apic.writable and apic.nx
     lo = k.fix_to_virt("FIX_IO_APIC_BASE_0")
     line = next(x for x in ptdump(k).splitlines() if x.startswith(f"0x{lo:016x}-0x{lo + 8192:016x} "))
-    assert line.split()[1:] == ["8K", "RW", "PWT", "PCD", "GLB", "NX", "pte"]
+    # global before PTI (2.6.32) and without it; PTI (4.15+, on by default) clears the bit
+    pti = k.user_pgd(k.pgd) != k.pgd
+    assert line.split()[1:] == ["8K", "RW", "PWT", "PCD"] + ([] if pti else ["GLB"]) + ["NX", "pte"]
+    assert (kernel != "2.6.32") == pti
     k.check_invariants()
 
 
@@ -142,7 +146,9 @@ def test_vsyscall_page_emulate_until_5_2_xonly_after(boot):
     assert all(step.raw & _PAGE_USER for step in w.steps)
     text = next(sec for sec in k.layout.image if sec.name == "text")
     assert text.phys <= w.phys < text.phys + text.size
-    assert "0xffffffffff600000-0xffffffffff601000           4K USR ro                 GLB NX pte" in ptdump(k)
+    # PAGE_KERNEL_VVAR is not global under PTI (on by default); the user copy has the page too
+    assert "0xffffffffff600000-0xffffffffff601000           4K USR ro                     NX pte" in ptdump(k)
+    assert k.walk(0xFFFFFFFFFF600000, k.user_pgd(k.pgd)).phys == w.phys
     k.check_invariants()
     assert not boot(arch="x86_64", kernel="6.6", ram="1G").walk(0xFFFFFFFFFF600000).mapped
 

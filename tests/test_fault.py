@@ -616,7 +616,7 @@ def test_exec_mapping_fault_on_fetch(arch):
         p = k.create_process("a.out")
         x = k.mmap(p, 0x08048000, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
         k.access(x, "exec", user=True, process=p)
-        w = k.walk(x, p.pgd)
+        w = k.walk_mm(x, p, user=True)  # what user mode walks (x86_64 PTI: the user copy)
         assert w.mapped and not w.nx and not w.writable
     finally:
         k.close()

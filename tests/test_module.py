@@ -528,10 +528,13 @@ def test_the_w_x_audit(boot, capsys):
 
     k = boot(arch="x86_64", kernel="6.6", ram="1G")
     k.load_module(obj("x86_64", "6.6", "vbuf").read_bytes(), "vbuf.o")
-    assert k.check_wx() == ["x86/mm: Checked W+X mappings: passed, no W+X pages found."]
+    # then the user copy's audit (PTI, on by default: ptdump_walk_user_pgd_level_checkwx)
+    passed = "x86/mm: Checked W+X mappings: passed, no W+X pages found."
+    user = ["x86/mm: Checking user space page tables", passed]
+    assert k.check_wx() == [passed] + user
     va = k.vmalloc_range(2 * 4096, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], prot="PAGE_KERNEL_EXEC")
     assert k.check_wx() == [f"x86/mm: Found insecure W+X mapping at address 0x{va:x}",
-                            "x86/mm: Checked W+X mappings: FAILED, 2 W+X pages found."]
+                            "x86/mm: Checked W+X mappings: FAILED, 2 W+X pages found."] + user
     assert boot(arch="i386", kernel="6.6", ram="1G").check_wx() == []  # no NX: the kernel checks nothing
     assert main(["ptdump", "--check-wx", "--arch", "i386_pae"]) == 0
     assert capsys.readouterr().out == "x86/mm: Checked W+X mappings: passed, no W+X pages found.\n"

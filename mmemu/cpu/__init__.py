@@ -389,7 +389,9 @@ class Cpu:
             # table (Linux points TTBR0 at an empty one); the zero page is one
             root = k.zero_pfn << 12
         else:
-            root = self.cr3
+            # the table the CPU's root register holds now: x86 PTI runs user mode (and the
+            # kernel's last steps before it) on the user copy
+            root = self.adapter.current_root() or self.cr3
         walk = k.pgtable.walk(root, vaddr)
         uaccess = not user and self.adapter.uaccess()
         fault = walk.fault(kind, user, uaccess)

@@ -101,6 +101,12 @@ class CpuAdapter(abc.ABC):
         """Switch to the page table at *root* (a process's, or the kernel's own):
         ``switch_mm`` writes CR3 / satp / TTBR0. The core flushes the TLB after."""
 
+    def current_root(self) -> int | None:
+        """The root table the CPU's register holds now, where it can differ from the one
+        :meth:`set_root` loaded (x86 PTI switches CR3 to the user copy around user mode);
+        the ``plugin`` MMU's TLB fill walks it. Default: None (the one set_root loaded)."""
+        return None
+
     @abc.abstractmethod
     def enter_call(self, func: int, args: tuple[int, ...]) -> tuple[int, int]:
         """Prepare a call of kernel code at *func* with integer *args* in the arch's calling

@@ -152,13 +152,22 @@ class KernelBase:
 
     # -- looking at the tables --------------------------------------------------------
 
-    def root_for(self, va: int, process=None) -> int:
+    def root_for(self, va: int, process=None, user: bool = False) -> int:
         """The root table the MMU translates *va* with in *process* (None: the kernel's
         own, init_mm): the process's page directory, except for the kernel half of a
-        mode with a separate kernel root (arm64's TTBR1)."""
+        mode with a separate kernel root (arm64's TTBR1). *user*: the one user mode runs
+        on, the directory's user copy where the kernel keeps one (x86 PTI)."""
         if process is None or self.paging.in_kernel_root(va):
-            return self.pgd
-        return process.pgd
+            root = self.pgd
+        else:
+            root = process.pgd
+        return self.user_pgd(root) if user else root
+
+    def user_pgd(self, root: int) -> int:
+        """``kernel_to_user_pgdp``: the user copy of the page directory at *root* (x86 PTI:
+        the page after it), or *root* itself where the kernel keeps no copy."""
+        copy = self.pgtable.user_copies.get(root)
+        return root if copy is None else copy[0]
 
     def walk(self, va: int, root: int | None = None) -> "Walk":
         """Walk *va* in the master kernel page table (or the table at *root*). An address
@@ -171,10 +180,11 @@ class KernelBase:
                 raise
             return self.pgtable.untranslated(va)
 
-    def walk_mm(self, va: int, process: "Process | None" = None) -> "Walk":
-        """Walk *va* as the MMU does in *process*'s address space (None: init_mm); a
-        non-canonical address gives a faulting walk, as :meth:`walk`."""
-        return self.walk(va, self.root_for(va, process))
+    def walk_mm(self, va: int, process: "Process | None" = None, user: bool = False) -> "Walk":
+        """Walk *va* as the MMU does in *process*'s address space (None: init_mm), in user
+        mode with *user* (:meth:`root_for`); a non-canonical address gives a faulting walk,
+        as :meth:`walk`."""
+        return self.walk(va, self.root_for(va, process, user))
 
     # -- events -----------------------------------------------------------------------
 

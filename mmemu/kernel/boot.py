@@ -159,6 +159,14 @@ def build_tables(k) -> None:
     k.pgd_symbol = plan.root_symbol
     k.mem.zero(k.pgd, PAGE_SIZE)
     pt.adopt_table(k.pgd, 0, plan.root_symbol, kernel_root=True)
+    if plan.user_pgd_entries:  # its user copy (x86 PTI): the image page after it
+        user_pa, _ = image_page(plan.root_section)
+        if user_pa != k.pgd + PAGE_SIZE:
+            raise PluginError(f"arch {arch.name}: the page after {plan.root_symbol} ({k.pgd + PAGE_SIZE:#x}) is not "
+                              f"free for its user copy (the image gave {user_pa:#x})")
+        k.mem.zero(user_pa, PAGE_SIZE)
+        pt.adopt_table(user_pa, 0, f"{plan.root_symbol} user copy")
+        pt.user_copies[k.pgd] = (user_pa, plan.user_pgd_entries, k.keep_user_pgtbl)
     zero_pa, _ = image_page("bss")
     k.zero_pfn = zero_pa >> PAGE_SHIFT
     k.mem.zero(zero_pa, PAGE_SIZE)

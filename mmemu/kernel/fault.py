@@ -101,7 +101,7 @@ class FaultMixin:
         or init_mm's for a kernel thread (and the kernel root for the kernel half of a
         mode with one). An API access made for a process that is not the current one
         faults in that process's directory, not in the current one."""
-        return self.root_for(fault.address, fault.process)
+        return self.root_for(fault.address, fault.process, fault.user)
 
     def copy_kernel_pgd_entry(self, root: int, address: int, writer: str = "vmalloc_fault") -> bool:
         """The lazy half of keeping page directories in step (``vmalloc_sync_one``): copy
@@ -331,7 +331,7 @@ class FaultMixin:
             raise MmemuError(f"access must be 'read', 'write' or 'exec', not {access!r}")
         if not self.paging.is_valid(va):
             raise MmemuError(f"access: {self.paging.describe_invalid(va)}")
-        root = self.root_for(va, proc)
+        root = self.root_for(va, proc, user)
         for _ in range(max_faults + 1):
             walk = self.pgtable.walk(root, va)
             fault = walk.fault(access, user, uaccess)

@@ -16,6 +16,10 @@ operation of randomised sequences).
 5. pkmap_count matches the pkmap entries and page_address.
 6. The kernel part of every page directory equals the master's (or, where the arch syncs
    it lazily, lacks an entry that vmalloc_fault would copy).
+7. User copies (x86 PTI): every directory has one exactly when the machine keeps them, and
+   no other; a copy's user half is its directory's (each entry the one the directory keeps
+   for it), a process copy's kernel half is the master copy's, and the master copy maps in
+   the kernel half only what the master maps at the same address.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class InvariantsMixin:
         self._check_vmap_areas()
         self._check_pkmap()
         self._check_kernel_halves()
+        self._check_user_copies()
         self._check_percpu()
 
     def _check_percpu(self) -> None:
@@ -103,6 +108,8 @@ class InvariantsMixin:
         seen: Counter[int] = Counter()
         last = len(self.paging.levels) - 1
         master_top = pt.entries(self.pgd, 0)
+        master_copy = pt.user_copies.get(self.pgd, (None,))[0]
+        copy_top = pt.entries(master_copy, 0) if master_copy is not None else None
         for root in self._all_roots():
             seen[root] += 1
             top = pt.entries(root, 0)
@@ -112,6 +119,18 @@ class InvariantsMixin:
                     continue
                 if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY and raw == master_top[i]:
                     continue  # the shared kernel part: counted once, under the master
+                self._count_subtree(child, 1, seen, last)
+        # user copies (PTI): their user half is their directory's (counted there), a process
+        # copy's kernel half the master copy's, and the master copy's entries equal to the
+        # master's are the master's
+        for root, (copy, limit, _keep) in pt.user_copies.items():
+            seen[copy] += 1
+            for i, raw in enumerate(pt.entries(copy, 0)):
+                kind, child, _ = pt.decode(0, raw)
+                if kind != TABLE or i < limit or raw == master_top[i]:
+                    continue
+                if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY and raw == copy_top[i]:
+                    continue
                 self._count_subtree(child, 1, seen, last)
         known = set(pt.tables)
         reached = set(seen)
@@ -279,3 +298,35 @@ class InvariantsMixin:
                     continue  # vmalloc_fault will copy it on first use
                 raise InvariantError(f"process {proc.pid}: kernel pgd entry {i} is {mine[i]:#x}, "
                                      f"the master has {master[i]:#x}")
+
+    def _check_user_copies(self) -> None:
+        pt = self.pgtable
+        copies = pt.user_copies
+        roots = self._all_roots()
+        want = set(roots) if self.plan.user_pgd_entries else set()
+        if set(copies) != want:
+            raise InvariantError(f"user copies of {sorted(hex(r) for r in set(copies) ^ want)[:8]}: every page "
+                                 f"directory has one with PTI, none without")
+        if not copies:
+            return
+        master_copy = copies[self.pgd][0]
+        master_copy_top = pt.entries(master_copy, 0)
+        for root, (copy, limit, keep) in copies.items():
+            if pt.tables.get(copy) is None or pt.tables[copy].level_index != 0:
+                raise InvariantError(f"the user copy {copy:#x} of {root:#x} is not a known page directory")
+            mine, theirs = pt.entries(root, 0), pt.entries(copy, 0)
+            for i in range(limit):
+                if (theirs[i] == 0) != (mine[i] == 0) or (theirs[i] and keep(theirs[i]) != mine[i]):
+                    raise InvariantError(f"pgd {root:#x} entry {i} is {mine[i]:#x} but its user copy has "
+                                         f"{theirs[i]:#x} (pti_set_user_pgtbl)")
+            if root != self.pgd:
+                for i in range(limit, len(theirs)):
+                    if theirs[i] != (master_copy_top[i] if i >= self.KERNEL_PGD_BOUNDARY else 0):
+                        raise InvariantError(f"pgd {root:#x}: kernel entry {i} of its user copy is {theirs[i]:#x}, "
+                                             f"the master's copy has {master_copy_top[i]:#x} (clone_pgd_range)")
+        # what the master copy maps of the kernel half, the master maps alike
+        for va, size, phys, raw, _li in pt.iter_leaves(master_copy, self.paging.kernel_half or self.task_size):
+            walk = pt.walk(self.pgd, va)
+            if not walk.mapped or walk.phys != phys:
+                raise InvariantError(f"the user copy of {self.pgd_symbol} maps {va:#x} to {phys:#x}, the kernel "
+                                     f"{'to ' + hex(walk.phys) if walk.mapped else 'not at all'}")

@@ -244,16 +244,17 @@ class ModuleMixin:
             return f"{name}+{address & 15:#x}/0x10"
         return None
 
-    def wx_ranges(self) -> list[tuple[int, int]]:
+    def wx_ranges(self, root: int | None = None) -> list[tuple[int, int]]:
         """The kernel's mappings that are writable and executable (at kernel privilege), as
-        (start, size) runs of the master table's kernel half."""
+        (start, size) runs of the master table's kernel half (or of the table at *root*)."""
         from ..arch import KW, KX
 
         pt = self.pgtable
+        root = self.pgd if root is None else root
         out: list[list[int]] = []
         start = self.paging.kernel_half or self.layout["PAGE_OFFSET"]
-        for va, size, _pa, _raw, _li in pt.iter_leaves(self.pgd, start):
-            r = pt.walk(self.pgd, va).rights
+        for va, size, _pa, _raw, _li in pt.iter_leaves(root, start):
+            r = pt.walk(root, va).rights
             if r & KW and r & KX:
                 if out and out[-1][0] + out[-1][1] == va:
                     out[-1][1] += size

@@ -173,14 +173,19 @@ class ProcessMixin:
         clone_pgd_range from KERNEL_PGD_BOUNDARY). PAE: the user pmds preallocated and
         entered in the PDPT (pgd_prepopulate_pmd)."""
         pt = self.pgtable
-        root = pt.new_root(owner, user=True)
         pmds: list[int] = []
         # (a failure undoes all of this with the operation)
+        if self.plan.user_pgd_entries:
+            root = self._pgd_alloc_user_copy(owner)
+        else:
+            root = pt.new_root(owner, user=True)
         if self.plan.copies_kernel_pgd:
-            master = self._top_entries(self.pgd)
-            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                if master[i]:
-                    self._write_top(root, i, master[i], "pgd_ctor")
+            # clone_pgd_range: the kernel half of swapper_pg_dir, and of its user copy
+            for src, dst in {self.pgd: root, self.user_pgd(self.pgd): self.user_pgd(root)}.items():
+                master = self._top_entries(src)
+                for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                    if master[i]:
+                        self._write_top(dst, i, master[i], "pgd_ctor")
         if self.plan.prepopulate_user_pgd:
             name = self.paging.levels[1].name
             for i in range(self.KERNEL_PGD_BOUNDARY):
@@ -189,6 +194,22 @@ class ProcessMixin:
                 pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=not self.arch.user_pmds_freed(self.spec))
                 self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
         return root, pmds
+
+    def _pgd_alloc_user_copy(self, owner: str) -> int:
+        """pgd_alloc with a user copy (BootPlan ``user_pgd_entries``, x86 PTI:
+        PGD_ALLOCATION_ORDER 1): the pgd and, in the page after it, the copy user mode runs
+        on, registered with the engine so that user-half entries reach both."""
+        pt = self.pgtable
+        page = self.alloc_pages(1, "Normal", owner="page table (pgd)", zero=True)
+        root, copy = page.phys, page.phys + PAGE_SIZE
+        pt.adopt_table(root, 0, owner)
+        pt.adopt_table(copy, 0, f"{owner} user copy")
+        self.journal.setitem(pt.user_copies, root, (copy, self.plan.user_pgd_entries, self.keep_user_pgtbl))
+        return root
+
+    def keep_user_pgtbl(self, raw: int) -> int:
+        """The entry a pgd with a user copy keeps for the user-half entry *raw*."""
+        return self.arch.set_user_pgtbl(self, raw)
 
     @operation
     def sync_kernel_pgds(self) -> int:
@@ -736,6 +757,9 @@ class ProcessMixin:
         for phys in proc.pmds:
             pt.forget_table(phys)
             self.frames.free_pages(phys >> PAGE_SHIFT)
+        if proc.pgd in pt.user_copies:  # pgd_free of the order-1 block: the user copy with it
+            pt.forget_table(self.user_pgd(proc.pgd))
+            j.delitem(pt.user_copies, proc.pgd)
         pt.forget_table(proc.pgd)
         self.frames.free_pages(proc.pgd >> PAGE_SHIFT)
         j.set(proc, "pmds", [])

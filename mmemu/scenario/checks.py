@@ -25,8 +25,12 @@ def rights_text(rights: int, bits) -> str:
     return "".join(c if rights & b else "-" for c, b in zip("rwx", bits))
 
 
-def _walk(k, addr: int, process):
-    return k.walk_mm(addr, process) if process is not None else k.walk(addr)
+def _walk(k, addr: int, process, user: bool = False):
+    """The walk in *process*'s tables (or the kernel's); with *user*, in the ones user mode
+    runs on (x86 PTI's user copy)."""
+    if process is not None:
+        return k.walk_mm(addr, process, user)
+    return k.walk(addr, k.user_pgd(k.pgd) if user else None)
 
 
 def check_translation(k, addr: int, *, process=None, phys: int | None = None, page_size: int | None = None,
@@ -39,8 +43,9 @@ def check_translation(k, addr: int, *, process=None, phys: int | None = None, pa
         return Check(not w.mapped, f"{addr:#x} is mapped to {w.phys or 0:#x}", f"{addr:#x} not mapped", w)
     if not w.mapped:
         return Check(False, f"{addr:#x} is not mapped ({w.missing})", "", w)
+    uw = _walk(k, addr, process, user=True)  # what user mode may do, it does through its own tables
     got = {"phys": w.phys, "page_size": w.page_size, "kernel": rights_text(w.rights, (KR, KW, KX)),
-           "user": rights_text(w.rights, (UR, UW, UX))}
+           "user": rights_text(uw.rights if uw.mapped else 0, (UR, UW, UX))}
     for key, want in (("phys", phys), ("page_size", page_size), ("kernel", kernel), ("user", user)):
         if want is not None and want != got[key]:
             show = (lambda v: f"{v:#x}") if key in ("phys", "page_size") else repr
@@ -53,7 +58,7 @@ def check_fault(k, addr: int, access: str = "read", user: bool = False, *, proce
                 kind: str | None = None) -> Check:
     """An *access* to *addr* raises a page fault (with the arch's *code*, e.g. the x86 error
     code, and of this *kind*: not-present, protection...); nothing is handled."""
-    w = _walk(k, addr, process)
+    w = _walk(k, addr, process, user)
     f = w.fault(access, user)
     if f is None:
         return Check(False, f"a {access} of {addr:#x} does not fault (phys {w.phys:#x})", "", w)

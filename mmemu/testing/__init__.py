@@ -478,7 +478,7 @@ def check_agreement(k, rng: random.Random, n: int) -> None:
             for priv in (False, True):
                 for access in ("read", "write", "exec"):
                     at = va & ~(PAGE - 1) if access == "exec" else va
-                    expected = k.walk_mm(at, p).fault(access, priv)
+                    expected = k.walk_mm(at, p, priv).fault(access, priv)
                     probe = cpu.probe(at, access, user=priv, user_stub_va=stub)
                     where = f"{access} of {at:#x} at {'user' if priv else 'kernel'} privilege"
                     if expected is None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from mmemu.units import KernelVersion
 
+from .pti import cea_global
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 
@@ -138,6 +140,26 @@ def _percpu_pages(k, members, bits: int) -> dict[str, list[int]]:
     return out
 
 
+def cea_va(k, cpu: int, member: str) -> int:
+    """``&get_cpu_entry_area(cpu)->member``: CPU_ENTRY_AREA_PER_CPU (the page after the
+    read-only IDT) + cpu * CPU_ENTRY_AREA_SIZE + the member's offset."""
+    members = cea_members(k.spec.kernel, 64 if k.paging.bits64 else 32)
+    size = sum(n for _m, n, _p in members)
+    off = 0
+    for name, n, _prot in members:
+        if name == member:
+            return k.layout.symbols["CPU_ENTRY_AREA_BASE"] + PAGE_SIZE + (cpu * size + off) * PAGE_SIZE
+        off += n
+    raise KeyError(member)
+
+
+def percpu_pfn(k, cpu: int, member: str) -> int:
+    """The first frame of *cpu*'s per-cpu variable behind the area's *member* (``tss``:
+    cpu_tss_rw, ``gdt``: gdt_page...)."""
+    bits = 64 if k.paging.bits64 else 32
+    return _percpu_pages(k, cea_members(k.spec.kernel, bits), bits)[cpu][member][0]
+
+
 def map_cpu_entry_area(k) -> None:
     """setup_cpu_entry_areas() (4.15+, from trap_init): on 32-bit first
     setup_cpu_entry_area_ptes() (populate_extra_pte for every pmd of the area); for each
@@ -161,16 +183,18 @@ def map_cpu_entry_area(k) -> None:
         end = base + PAGE_SIZE + len(pages) * size * PAGE_SIZE
         pt.populate(k.pgd, base, end - base, writer="setup_cpu_entry_area_ptes")
     text = next(sec for sec in k.layout.image if sec.name == "text")
+    glb = cea_global(k)  # cea_set_pte
     for cpu, pfns in enumerate(pages):
         va = base + PAGE_SIZE + cpu * size * PAGE_SIZE  # CPU_ENTRY_AREA_PER_CPU + cpu * CPU_ENTRY_AREA_SIZE
         for name, n, prot in members:
             if prot == "RX":  # __pa_symbol(_entry_trampoline): a page of the kernel's text
-                pte = codec.pfn_pte((text.phys + text.size - 2 * PAGE_SIZE) >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RX"])
+                pte = codec.pfn_pte((text.phys + text.size - 2 * PAGE_SIZE) >> PAGE_SHIFT,
+                                    k.pgprot["PAGE_KERNEL_RX"] | glb)
                 pt.set_pte(k.pgd, va, pte, writer="setup_cpu_entry_areas")
             elif prot is not None:
                 for i, pfn in enumerate(pfns[name]):
-                    pt.set_pte(k.pgd, va + i * PAGE_SIZE, codec.pfn_pte(pfn, k.pgprot[prot]),
+                    pt.set_pte(k.pgd, va + i * PAGE_SIZE, codec.pfn_pte(pfn, k.pgprot[prot] | glb),
                                writer="setup_cpu_entry_areas")
             va += n * PAGE_SIZE
     idt, _ = k.image_page("bss")  # gate_desc idt_table[IDT_ENTRIES] __page_aligned_bss
-    pt.set_pte(k.pgd, base, codec.pfn_pte(idt >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RO"]), writer="trap_init")
+    pt.set_pte(k.pgd, base, codec.pfn_pte(idt >> PAGE_SHIFT, k.pgprot["PAGE_KERNEL_RO"] | glb), writer="trap_init")

@@ -63,7 +63,9 @@ from mmemu.errors import MmemuError
 from mmemu.units import PAGE_SIZE as PAGE
 
 from . import guest
+from .boot_maps import cea_va, percpu_pfn
 from .faultstate import find_offsets, find_register_offsets
+from .pti import entry_text
 
 EFER_MSR = 0xC0000080
 KERNEL_STACK_ORDER = 2  # THREAD_SIZE: 16 KiB
@@ -106,6 +108,8 @@ class X86Adapter(CpuAdapter):
         self._fault_regs = (UC_X86_REG_CR2, self._reg_ip, self._reg_sp)
         self._mask = (1 << self.bits) - 1
         self._user_ctx: dict[tuple[int, int], object] = {}
+        self.pti = False  # the kernel has user copies of its pgds (set in setup)
+        self._from_user = False  # the trap being handled came from user mode (PTI: CR3 switched)
 
     # -- creation -------------------------------------------------------------------------
 
@@ -147,13 +151,22 @@ class X86Adapter(CpuAdapter):
             i = s.kernel_percpu >> 3
             gdt[8 * i:8 * i + 8] = guest.segment_descriptor(guest.KERNEL_DATA, guest.FLAGS_32,
                                                             base=k.per_cpu_offset(self.cpu.index))
-        k.mem.write(gdt_page.phys, gdt)
-        self.gdt_va = k.phys_to_virt(gdt_page.phys)
+        self.pti = k.user_pgd(k.pgd) != k.pgd
+        if self.pti:
+            # PTI: the GDT user mode can see, the CPU's read-only one in the cpu_entry_area
+            # (load_fixmap_gdt: get_cpu_gdt_ro), backed by its per-cpu gdt_page; the iret to
+            # user mode pops its frame from the CPU's entry stack there (the trampoline stack
+            # of swapgs_restore_regs_and_return_to_usermode), mapped in both copies
+            k.mem.write(percpu_pfn(k, self.cpu.index, "gdt") << 12, gdt)
+            self.gdt_va = cea_va(k, self.cpu.index, "gdt")
+            self.entry_stack_top = cea_va(k, self.cpu.index, "entry_stack_page") + PAGE
+        else:
+            k.mem.write(gdt_page.phys, gdt)
+            self.gdt_va = k.phys_to_virt(gdt_page.phys)
         self.gdt_size = len(gdt)
         self.stack_top = k.phys_to_virt(stack.phys) + (PAGE << KERNEL_STACK_ORDER)
-        text = next(sec for sec in k.layout.image if sec.name == "text")
-        last = (text.size - 1) & ~(PAGE - 1)
-        self.entry_va, self.entry_pa = text.virt + last, text.phys + last
+        self.entry_va, _end = entry_text(k.layout)
+        self.entry_pa = k.image_phys(self.entry_va)
         stub = guest.entry_stubs(self.bits)
         k.mem.write(self.entry_pa, stub.code)
         self.iret_va = self.entry_va + stub.iret
@@ -221,12 +234,47 @@ class X86Adapter(CpuAdapter):
     def enter_user(self, entry: int, sp: int) -> tuple[int, int]:
         uc, s = self.uc, self.setup_regs
         uc.context_restore(self._kernel_ctx)
-        frame = guest.iret_frame(self.bits, entry, s.user_cs, 0x202, sp, s.user_ds)
-        ksp = self.stack_top - 128
-        self.kernel.mem.write(self.kernel.virt_to_phys(ksp), frame)
-        uc.reg_write(self._reg_sp, ksp)
+        self._prepare_iret(guest.iret_frame(self.bits, entry, s.user_cs, 0x202, sp, s.user_ds), 128)
         # the kernel enters user mode with an iret; nothing returns to the return stub
         return self.iret_va, self.return_va
+
+    def _prepare_iret(self, frame: bytes, below_top: int) -> None:
+        """The iret frame on the stack the exit to user mode pops it from: *below_top*
+        bytes under the top of the kernel stack; with PTI at the top of the CPU's entry
+        stack, with CR3 switched to the user copy first (SWITCH_TO_USER_CR3_STACK: the iret
+        itself runs on the user copy, from the entry text mapped there)."""
+        k = self.kernel
+        if self.pti:
+            sp = self.entry_stack_top - len(frame)
+            k.mem.write(k.pgtable.walk(k.pgd, sp).phys, frame)
+            self._write_cr3(k.user_pgd(self.cpu.cr3))
+        else:
+            sp = self.stack_top - below_top
+            k.mem.write(k.virt_to_phys(sp), frame)
+        self.uc.reg_write(self._reg_sp, sp)
+
+    def _kernel_entry(self) -> bool:
+        """PTI: an exception or system call from user mode enters the kernel on the user
+        copy; the entry code switches CR3 to the kernel's pgd (SWITCH_TO_KERNEL_CR3).
+        Returns whether it did (the exit path then switches back)."""
+        if self.pti and self.user_mode():
+            self._write_cr3(self.cpu.cr3)
+            return True
+        return False
+
+    def _exit_to_user(self) -> None:
+        """SWITCH_TO_USER_CR3 on the way back to user mode."""
+        self._write_cr3(self.kernel.user_pgd(self.cpu.cr3))
+
+    def _write_cr3(self, root: int) -> None:
+        """A CR3 write without PCID: the TLB's translations go (Unicorn's virtual TLB, which
+        the plugin MMU fills, ignores CR3 writes: flushed here)."""
+        self.uc.reg_write(UC_X86_REG_CR3, root)
+        if self.mmu == "plugin":
+            self.cpu.flush_tlb()
+
+    def current_root(self) -> int | None:
+        return self.uc.reg_read(UC_X86_REG_CR3) & ~0xFFF if self.pti else None
 
     def return_value(self) -> int:
         return self.uc.reg_read(self._reg_ax)
@@ -252,6 +300,7 @@ class X86Adapter(CpuAdapter):
         return error
 
     def decode_interrupt(self, intno: int) -> Trap:
+        self._from_user = self._kernel_entry()
         if intno == 14:
             # the error code, CR2, ip and sp from the context saved to reset old_exception
             # (one copy, one unpack: cheaper than reading registers)
@@ -277,6 +326,10 @@ class X86Adapter(CpuAdapter):
 
     def fault_intno(self, fault) -> int:
         return 14  # #PF
+
+    def resume_after_fault(self, trap: Trap) -> None:
+        if self._from_user:
+            self._exit_to_user()
 
     def registers(self) -> dict[str, int]:
         """pt_regs and the control registers as __show_regs prints them (arch/x86/kernel/
@@ -352,7 +405,10 @@ class X86Adapter(CpuAdapter):
 
     def _on_syscall_insn(self, uc, user_data) -> None:
         nr, *args = uc.reg_read_batch(self._sys_regs)
+        from_user = self._kernel_entry()
         self.cpu.syscall(nr, tuple(args))
+        if from_user and nr not in self.exit_syscalls:
+            self._exit_to_user()
 
     def set_syscall_return(self, value: int) -> None:
         self.uc.reg_write(self._reg_ax, value & self._mask)
@@ -399,10 +455,8 @@ class X86Adapter(CpuAdapter):
         if ctx is None:
             uc, s = self.uc, self.setup_regs
             uc.context_restore(self._kernel_ctx)
-            frame = guest.iret_frame(self.bits, user_stub_va, s.user_cs, 0x2, user_stub_va + PAGE - 16, s.user_ds)
-            sp = self.stack_top - 64
-            self.kernel.mem.write(self.kernel.virt_to_phys(sp), frame)
-            uc.reg_write(self._reg_sp, sp)
+            self._prepare_iret(guest.iret_frame(self.bits, user_stub_va, s.user_cs, 0x2, user_stub_va + PAGE - 16,
+                                                s.user_ds), 64)
             self.cpu.run_to(self.iret_va, user_stub_va)
             trap = self.cpu.last_trap
             if trap is not None:

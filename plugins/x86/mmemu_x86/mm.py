@@ -9,6 +9,7 @@ from mmemu.eras import EraTable, Feature, Variant
 from mmemu.layout import MemoryRange
 
 from . import oops as _oops
+from . import pti
 from .layout_docs import layout_text_x86
 from .render import vtop_lines_x86, vtop_lines_x86_64, vtop_paddr
 
@@ -119,6 +120,9 @@ X86_MM = EraTable(
                    "pgtable-3level.h; pgtable-2level.h: 'No inverted PFNs on 2 level page tables'. PAE's "
                    "__PHYSICAL_MASK_SHIFT is 52 for it ('we need the full mask to make sure inverted PROT_NONE "
                    "entries have all the host bits set', page_32_types.h)"),
+    Feature("ptdump_current", since="4.15",
+            source="arch/x86/mm/debug_pagetables.c (4.15, 'x86/mm/dump_pagetables: Allow dumping current "
+                   "pagetables'): page_tables/current_kernel, and current_user #ifdef CONFIG_PAGE_TABLE_ISOLATION"),
     Variant("ptdump_file", [("4.15", "/sys/kernel/debug/page_tables/kernel")],
             before="/sys/kernel/debug/kernel_page_tables",
             source="arch/x86/mm/debug_pagetables.c (4.15): the page_tables directory replaces kernel_page_tables"),
@@ -165,6 +169,37 @@ class X86Arch(Arch):
         # arch/x86/include/asm/dma.h: MAX_DMA_ADDRESS is PAGE_OFFSET + 16 MiB
         return PercpuPlan(static_start=start, static_size=static_size, atom_size=atom, alloc_floor=16 << 20)
 
+    def pgprots(self, spec):
+        """The named protections; with PTI on, the kernel's are not global
+        (:func:`mmemu_x86.pti.kernel_pgprots`)."""
+        prots = super().pgprots(spec)
+        return pti.kernel_pgprots(prots) if pti.pti_enabled(spec) else prots
+
+    def set_user_pgtbl(self, kernel, raw: int) -> int:
+        return pti.set_user_pgtbl(kernel, raw)
+
+    def ptdump_root(self, kernel, view: str, process=None) -> int:
+        """arch/x86/mm/debug_pagetables.c (4.15+): page_tables/kernel, current_kernel
+        (current->mm->pgd) and, with CONFIG_PAGE_TABLE_ISOLATION, current_user
+        (ptdump_walk_pgd_level_debugfs(m, current->mm, true): kernel_to_user_pgdp(pgd) when
+        X86_FEATURE_PTI, the pgd itself otherwise)."""
+        from mmemu.errors import ConfigError
+
+        if view == "kernel":
+            return kernel.pgd
+        spec = kernel.spec
+        if not X86_MM(spec.kernel).ptdump_current:
+            raise ConfigError(f"ptdump --view {view}: kernel {spec.kernel} has only "
+                              f"{X86_MM(spec.kernel).ptdump_file} (page_tables/current_kernel and current_user "
+                              f"are 4.15+)")
+        if view == "current_user" and not kernel.layout.config.get("CONFIG_PAGE_TABLE_ISOLATION"):
+            raise ConfigError(f"ptdump --view current_user: kernel {spec.kernel} on {spec.arch} is built without "
+                              f"CONFIG_PAGE_TABLE_ISOLATION (x86_64 4.15+, i386_pae 4.19+)")
+        if process is None:
+            raise ConfigError(f"ptdump --view {view}: the view of the process reading it; give --pid PID (a process "
+                              f"of the --scenario)")
+        return kernel.user_pgd(process.pgd) if view == "current_user" else process.pgd
+
     def exported_symbols(self, kernel) -> list[str]:
         """What an x86 kernel of this era exports for the code the compiler plants in a
         module (the mmemu_kernel_symbols hook of the x86 plugins; their implementations are
@@ -190,6 +225,17 @@ class X86Arch(Arch):
             raise MmemuError(f"kernel {kernel.spec.kernel} has no W+X audit (CONFIG_DEBUG_WX is 4.4+)")
         if not kernel.codec.nx:
             return []
+        lines = self._wx_lines(kernel, wx)
+        user = kernel.user_pgd(kernel.pgd)
+        if user != kernel.pgd and kernel.paging.bits64:
+            # ptdump_walk_user_pgd_level_checkwx (4.15+, pti_finalize's debug_checkwx_user from
+            # 4.19): the user copy of swapper_pg_dir audited the same way; its WARN_ONCE has
+            # warned already if the kernel's audit found something
+            user_lines = self._wx_lines(kernel, kernel.wx_ranges(user))
+            lines += ["x86/mm: Checking user space page tables"] + (user_lines[-1:] if wx else user_lines)
+        return lines
+
+    def _wx_lines(self, kernel, wx) -> list[str]:
         if not wx:
             return ["x86/mm: Checked W+X mappings: passed, no W+X pages found."]
         va = wx[0][0]

@@ -286,7 +286,8 @@ def _die_flags(k) -> list[str]:
     if cfg.get("CONFIG_SMP", True):
         flags.append("SMP")
     if _era(k).nopti and cfg.get("CONFIG_PAGE_TABLE_ISOLATION"):
-        flags.append("NOPTI")  # the emulated kernel keeps one set of page tables: PTI is off
+        # IS_ENABLED(CONFIG_PAGE_TABLE_ISOLATION) ? (boot_cpu_has(X86_FEATURE_PTI) ? " PTI" : " NOPTI")
+        flags.append("PTI" if k.user_pgd(k.pgd) != k.pgd else "NOPTI")
     return flags
 
 

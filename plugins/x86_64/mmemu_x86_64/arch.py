@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmemu_x86 import boot_maps
+from mmemu_x86 import boot_maps, pti
 from mmemu_x86.cpu import (
     CR0_KERNEL,
     EFER_LMA,
@@ -19,6 +19,7 @@ from mmemu_x86.mm import X86_MM, X86Arch
 from mmemu_x86.pgtable_types import pgprots
 from mmemu_x86.ptdump import X86PtdumpFormat, x86_ptdump_format
 from mmemu_x86.ptdump_eras import X86_PTDUMP
+from mmemu_x86.pti_init import pti_init
 from mmemu_x86.x86_32 import NR_CPUS_OPTION, no_large_pages
 
 from mmemu.arch import ArchOption, BootPlan, PagingMode
@@ -94,18 +95,21 @@ class X86_64Arch(X86Arch):
                         direct_map_writer="kernel_physical_mapping_init", image_writer="__startup_64",
                         fixmap_writer="__startup_64", direct_map_first=((0, 1 * MiB),), populate=populate,
                         direct_map_ranges=direct_map_ranges(era.direct_map_64, layout),
-                        percpu=self.percpu_plan(spec, layout, 64), memblock_allocs=vmemmap_alloc(layout))
+                        percpu=self.percpu_plan(spec, layout, 64), memblock_allocs=vmemmap_alloc(layout),
+                        user_pgd_entries=pti.user_pgd_entries(spec, self.paging(spec)))
 
     def boot_mappings(self, kernel) -> None:
         """What setup_arch and the boot after it map besides the direct map and the image
         (mmemu_x86_64.boot_areas, mmemu_x86.boot_maps): the struct page array (sparse_init), the device fixmap
         slots (init_apic_mappings, io_apic_init_mappings), the vsyscall page (map_vsyscall),
-        the ESPfix ministacks (init_espfix_bsp/ap), the cpu_entry_area (setup_cpu_entry_areas)."""
+        the ESPfix ministacks (init_espfix_bsp/ap), the cpu_entry_area (setup_cpu_entry_areas), and
+        with PTI the kernel part of swapper_pg_dir's user copy (pti_init, after init_espfix_bsp)."""
         boot_areas.map_vmemmap(kernel)
         boot_maps.map_cpu_entry_area(kernel)
         boot_maps.map_device_fixmaps(kernel)
         boot_areas.map_vsyscall(kernel)
         boot_areas.map_espfix(kernel)
+        pti_init(kernel)
 
     def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
         """arch/x86/mm/fault.c fault_in_kernel_space(): at or above TASK_SIZE_MAX, except the

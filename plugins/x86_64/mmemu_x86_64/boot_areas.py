@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from mmemu_x86.boot_maps import fix_va
 from mmemu_x86.mm import X86_MM
+from mmemu_x86.pti import supported_global
 from mmemu_x86.pgtable_types import _KERNPG_TABLE, _PAGE_NX, _PAGE_RW, _PAGE_USER
 
 from mmemu.layout import Layout
@@ -156,7 +157,8 @@ def map_espfix(k) -> None:
                  writer="init_espfix_bsp")
     # what lies beyond the first pmd entry's 2 MiB repeats it (the pmd and pud clones)
     k.alias_ranges.append((base + (1 << levels[pmd_li].shift), base + ESPFIX_PUD_CLONES * (1 << levels[pud_li].shift)))
-    stack_prot = k.pgprot["PAGE_KERNEL_RO"]
+    # __PAGE_KERNEL_RO & __supported_pte_mask: global even where PTI makes PAGE_KERNEL_RO not
+    stack_prot = k.pgprot["PAGE_KERNEL_RO"] | supported_global(k)
     for page in range(-(-k.spec.cpus // ESPFIX_STACKS_PER_PAGE)):
         addr = _espfix_base_addr(k, page * ESPFIX_STACKS_PER_PAGE)
         pmd_page = _espfix_table(k, pud_page, pud_li, addr, ESPFIX_PUD_CLONES)

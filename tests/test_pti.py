@@ -1,0 +1,352 @@
+"""Kernel page-table isolation (mmemu_x86.pti, pti_init): the user copy of every page
+directory, what it maps, CR3 on the CPU, ptdump's current_user, the oops flag, and that
+``nopti`` leaves the machine as it was. Sources: arch/x86/mm/pti.c, asm/pgtable_64.h
+(pti_set_user_pgtbl, kernel_to_user_pgdp), arch/x86/mm/pgtable.c (PGD_ALLOCATION_ORDER),
+asm/pgtable.h clone_pgd_range, arch/x86/mm/debug_pagetables.c, arch/x86/kernel/dumpstack.c."""
+
+from __future__ import annotations
+
+import pytest
+from mmemu_x86.pgtable_types import _PAGE_GLOBAL, _PAGE_NX, _PAGE_USER
+from mmemu_x86.pti import entry_text
+
+import mmemu
+from mmemu.cpu import Cpu
+from mmemu.errors import ConfigError, SegmentationFault
+from mmemu.kernel.process import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ
+from mmemu.render.ptdump import ptdump
+
+PAGE = 4096
+
+
+def has_pti(k) -> bool:
+    return k.user_pgd(k.pgd) != k.pgd
+
+
+def user_text(k, p, code: bytes, addr: int) -> int:
+    text = k.mmap(p, addr, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    k.install_user_pages(p, text, code)
+    return text
+
+
+@pytest.mark.parametrize("arch,kernel,cmdline,on", [
+    ("x86_64", "4.14", "", False),                     # before pti.c
+    ("x86_64", "4.15", "", True),                      # pti=auto on a Meltdown-affected CPU
+    ("x86_64", "6.6", "", True),
+    ("x86_64", "6.6", "nopti", False),
+    ("x86_64", "6.6", "pti=off", False),
+    ("x86_64", "6.6", "pti=auto", True),
+    ("x86_64", "6.6", "pti=on nopti", True),           # pti= is looked at first
+    ("x86_64", "6.6", "mitigations=off", False),       # 5.2+: cpu_mitigations_off()
+    ("x86_64", "4.19", "mitigations=off", True),       # no such parameter before 5.2
+    ("i386", "6.6", "", False),                        # PAGE_TABLE_ISOLATION needs X86_64 || X86_PAE
+    ("i386_pae", "6.6", "", False),                    # 32-bit PTI (4.19+) is not modelled: as nopti
+])
+def test_pti_on_by_era_and_command_line(boot, arch, kernel, cmdline, on):
+    k = boot(arch=arch, kernel=kernel, ram="512M", cmdline=cmdline)
+    assert has_pti(k) == on
+    p = k.create_process("t")
+    # pgd_alloc: order 1 with PTI (the copy in the second page), order 0 without
+    assert k.frames.allocated[p.pgd >> 12].order == (1 if on else 0)
+    assert (k.user_pgd(p.pgd) == p.pgd + PAGE) == on
+
+
+@pytest.mark.parametrize("cmdline,message", [
+    ("pti=maybe", "pti=on, pti=off and pti=auto"),
+])
+def test_bad_pti_parameter_is_refused(cmdline, message):
+    with pytest.raises(ConfigError, match=message):
+        mmemu.boot(arch="x86_64", kernel="6.6", ram="256M", cmdline=cmdline)
+    with pytest.raises(ConfigError, match="no page-table isolation"):
+        mmemu.boot(arch="x86_64", kernel="4.14", ram="256M", cmdline="pti=on")
+    with pytest.raises(ConfigError, match="does not model 32-bit PTI"):
+        mmemu.boot(arch="i386_pae", kernel="6.6", ram="256M", cmdline="pti=on")
+
+
+def test_user_copy_mirrors_the_user_half_and_the_pgd_keeps_it_nx(boot):
+    k = boot(arch="x86_64", kernel="6.6", ram="1G")
+    p = k.create_process("t")
+    a = k.mmap(p, None, 64 * PAGE)
+    k.write(a, b"x" * (64 * PAGE), user=True, process=p)
+    pt = k.pgtable
+    mine, copy = pt.entries(p.pgd, 0), pt.entries(k.user_pgd(p.pgd), 0)
+    used = [i for i in range(256) if mine[i]]
+    assert used, "the process maps user memory"
+    for i in used:
+        # __pti_set_user_pgtbl: the copy gets the entry, the kernel's pgd keeps it NX
+        assert copy[i] | _PAGE_NX == mine[i] and mine[i] & _PAGE_NX and not copy[i] & _PAGE_NX
+    for va in range(a, a + 64 * PAGE, 7 * PAGE):
+        user, kernel = k.walk_mm(va, p, user=True), k.walk_mm(va, p)
+        assert user.phys == kernel.phys and user.allows("write", user=True)
+        assert not kernel.allows("exec", user=True)  # user code run on the kernel CR3 faults
+    # clone_pgd_range: the process copy's kernel half is the master copy's
+    master_copy = pt.entries(k.user_pgd(k.pgd), 0)
+    assert list(copy[256:]) == [0] * (k.KERNEL_PGD_BOUNDARY - 256) + list(master_copy[k.KERNEL_PGD_BOUNDARY:])
+    # exit's free_pgtables clears the copy's entries with the pgd's
+    k.munmap(p, a, 64 * PAGE)
+    k._free_user_tables(p)
+    assert not any(pt.entries(p.pgd, 0)[:256]) and not any(pt.entries(k.user_pgd(p.pgd), 0)[:256])
+    k.check_invariants()
+
+
+@pytest.mark.parametrize("kernel,cmdline", [("6.6", ""), ("6.6", "pti=on"), ("4.17", "nopse"), ("4.15", ""),
+                                            ("6.6", "no5lvl")])
+def test_what_the_user_copy_maps_of_the_kernel(boot, kernel, cmdline):
+    """pti_init: the cpu_entry_area and ESPfix p4ds, the entry text's pmd; pti_finalize
+    (pti=auto, no PCID, 4.17+): the image up to rodata; nothing else of the kernel."""
+    k = boot(arch="x86_64", kernel=kernel, ram="1G", cmdline=cmdline)
+    s = k.layout.symbols
+    user = k.user_pgd(k.pgd)
+
+    def same(va):
+        w, u = k.walk(va), k.walk(va, user)
+        return u.mapped and u.phys == w.phys and not u.user
+
+    assert same(s["CPU_ENTRY_AREA_BASE"]) and same(s["CPU_ENTRY_AREA_BASE"] + 2 * PAGE)
+    assert same(s["ESPFIX_BASE_ADDR"])
+    start, _end = entry_text(k.layout)
+    assert same(start)
+    assert not k.walk(s["PAGE_OFFSET"] + (16 << 20), user).mapped  # the direct map
+    assert not k.walk(s["VMEMMAP_START"], user).mapped
+    text_cloned = kernel != "4.15" and cmdline != "pti=on"
+    assert same(s["_text"]) == text_cloned
+    rodata = k.walk(s["__start_rodata"], user)
+    assert rodata.mapped == text_cloned
+    data = k.walk(s["_edata"] - PAGE, user)
+    assert data.mapped == (kernel == "4.17")  # 4.17-4.18 cloned to ALIGN(_end, PMD), read-only
+    if data.mapped:
+        assert not data.writable and k.walk(s["_edata"] - PAGE).writable
+    k.check_invariants()
+
+
+def test_global_bits_by_era(boot):
+    """4.17+: the kernel's own mappings are not global under PTI (__default_kernel_pte_mask),
+    what both copies share is (cea_set_pte, the cloned pmds, ESPfix); 4.15-4.16: nothing is."""
+    def glb(k, va, root=None):
+        return bool(k.walk(va, root).leaf.raw & _PAGE_GLOBAL)
+
+    for kernel, shared in (("6.6", True), ("4.15", False)):
+        k = boot(arch="x86_64", kernel=kernel, ram="512M")
+        s = k.layout.symbols
+        assert not glb(k, s["PAGE_OFFSET"] + (16 << 20))
+        assert glb(k, s["CPU_ENTRY_AREA_BASE"]) == shared
+        assert glb(k, s["ESPFIX_BASE_ADDR"]) == shared
+        assert glb(k, entry_text(k.layout)[0]) == shared
+    k = boot(arch="x86_64", kernel="6.6", ram="512M", cmdline="nopti")
+    assert glb(k, k.layout["PAGE_OFFSET"] + (16 << 20)) and glb(k, k.layout.symbols["_text"])
+
+
+def test_nopti_keeps_one_table_per_process(boot):
+    k = boot(arch="x86_64", kernel="6.6", ram="512M", cmdline="nopti")
+    p = k.create_process("t")
+    a = k.mmap(p, None, PAGE)
+    k.write(a, b"x", user=True, process=p)
+    assert k.pgtable.user_copies == {}
+    assert not any(raw & _PAGE_NX for raw in k.pgtable.entries(p.pgd, 0)[:256])
+    with pytest.raises(SegmentationFault, match="error 5"):
+        k.read(k.layout["PAGE_OFFSET"], 1, user=True, process=p)  # a protection fault: the pte is there
+    k.check_invariants()
+
+
+@pytest.mark.parametrize("mmu", ["cpu", "plugin"])
+@pytest.mark.parametrize("cmdline", ["", "nopti"])
+def test_user_code_runs_on_the_user_copy(boot, mmu, cmdline):
+    k = boot(arch="x86_64", kernel="6.6", ram="512M", cmdline=cmdline)
+    cpu = Cpu(k, mmu=mmu)
+    p = k.create_process("t")
+    data = k.mmap(p, None, 8 * PAGE)
+    r = cpu.run_user(p, user_text(k, p, cpu.adapter.program_touch_pages(data, 8), 0x400000))
+    assert (r.reason, r.value, r.faults) == ("exit", 0, 8)  # demand paging through the user copy
+    # a user read of the direct map: with PTI not mapped at all (error code 4: user, not
+    # present), without it a protection fault (5); the segfault line says 5 either way
+    # (__bad_area_nosemaphore: 'if (address >= TASK_SIZE_MAX) error_code |= X86_PF_PROT')
+    addr = k.layout["PAGE_OFFSET"] + 0x100000
+    code = bytes.fromhex("48bb" + addr.to_bytes(8, "little").hex() + "8a03" "b83c000000" "31ff" "0f05")
+    r = cpu.run_user(p, user_text(k, p, code, 0x500000))
+    assert r.reason == "sigsegv" and r.fault_log[0][:2] == (addr, 4 if cmdline == "" else 5)
+    assert f"segfault at {addr:x} ip 000000000050000a" in r.report and "error 5" in r.report
+    k.check_invariants()
+
+
+def test_cr3_on_kernel_entry_and_exit(boot):
+    """SWITCH_TO_USER_CR3 before the iret, SWITCH_TO_KERNEL_CR3 on a fault or system call
+    from user mode and back on the way out (no PCID: CR3 is the pgd's address alone)."""
+    from unicorn.x86_const import UC_X86_REG_CR3
+
+    k = boot(arch="x86_64", kernel="6.6", ram="512M")
+    cpu = Cpu(k)
+    p = k.create_process("t")
+    seen = []
+    handle = k.handle_page_fault
+
+    def spy(fault):
+        seen.append(cpu.uc.reg_read(UC_X86_REG_CR3))  # in the fault path: the kernel's
+        return handle(fault)
+
+    k.handle_page_fault = spy
+    data = k.mmap(p, None, 2 * PAGE)
+    # touch two pages, then a system call that is not exit (getpid: -ENOSYS here), then exit
+    code = bytes.fromhex("48bb" + data.to_bytes(8, "little").hex() + "8803" "8883" "00100000"
+                         "b827000000" "0f05" "488b0b" "b83c000000" "31ff" "0f05")
+    r = cpu.run_user(p, user_text(k, p, code, 0x400000))
+    assert (r.reason, r.faults) == ("exit", 2)
+    assert seen == [p.pgd, p.pgd]
+    # a user-mode probe runs on the user copy too
+    from mmemu_x86.guest import PROBE_STUB
+
+    stub = user_text(k, p, PROBE_STUB, 0x600000)
+    probe = cpu.probe(0x400000, "read", user=True, user_stub_va=stub)
+    assert not probe.faulted and cpu.uc.reg_read(UC_X86_REG_CR3) == p.pgd + PAGE
+
+
+def test_ptdump_current_user(boot):
+    """debug_pagetables.c current_user: ptdump_walk_pgd_level_debugfs(m, current->mm, true),
+    the process's user copy in the kernel's ptdump format."""
+    k = boot(arch="x86_64", kernel="6.6", ram="512M")
+    p = k.create_process("t")
+    a = k.mmap(p, 0x10000000, 2 * PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    k.write(a, b"x", user=True, process=p)
+    out = ptdump(k, k.arch.ptdump_root(k, "current_user", p)).splitlines()
+    assert out[0] == "---[ User Space ]---"
+    assert "0x0000000010000000-0x0000000010001000           4K USR RW                     NX pte" in out
+    s = k.layout.symbols
+    cea = f"0x{s['CPU_ENTRY_AREA_BASE']:016x}-0x{s['CPU_ENTRY_AREA_BASE'] + 2 * PAGE:016x}"
+    assert f"{cea}           8K     ro                 GLB NX pte" in out
+    text = f"0x{s['_text']:016x}-0x{s['_etext']:016x}"
+    assert f"{text}          14M     ro         PSE     GLB x  pmd" in out
+    assert "---[ Low Kernel Mapping ]---" in out
+    # the kernel's own view of the process (current_kernel) has the direct map, and the
+    # user entries NX at the pgd: the same user page, NX either way
+    kernel = ptdump(k, k.arch.ptdump_root(k, "current_kernel", p))
+    assert "0x0000000010000000-0x0000000010001000           4K USR RW                     NX pte" in kernel
+    assert "RW         PSE         NX pmd" in kernel
+    with pytest.raises(ConfigError, match="--pid"):
+        k.arch.ptdump_root(k, "current_user", None)
+    old = boot(arch="x86_64", kernel="4.14", ram="512M")
+    with pytest.raises(ConfigError, match="4.15"):
+        old.arch.ptdump_root(old, "current_user", old.create_process("t"))
+    # without PTI current_user shows the pgd itself (kernel_to_user_pgdp only with PTI)
+    nopti = boot(arch="x86_64", kernel="6.6", ram="512M", cmdline="nopti")
+    q = nopti.create_process("t")
+    assert nopti.arch.ptdump_root(nopti, "current_user", q) == q.pgd
+
+
+def test_cli_ptdump_current_user(tmp_path, capsys):
+    from mmemu.cli import main
+
+    scenario = tmp_path / "p.toml"
+    scenario.write_text('title = "t"\n[machine]\narch = "x86_64"\nram = "256M"\n\n'
+                        '[[step]]\nop = "create_process"\ncomm = "sh"\nas = "p"\n')
+    assert main(["ptdump", "--view", "current_user", "--scenario", str(scenario), "--pid", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "---[ CPU entry Area ]---" in out and "---[ Low Kernel Mapping ]---" in out
+    assert main(["ptdump", "--view", "current_user", "--scenario", str(scenario), "--pid", "1",
+                 "--cmdline", "nopti"]) == 0
+    assert "RW         PSE     GLB NX pmd" in capsys.readouterr().out  # the pgd itself: the direct map
+
+
+def test_oops_says_pti_or_nopti(boot):
+    for cmdline, flag in (("", "SMP PTI"), ("nopti", "SMP NOPTI")):
+        k = boot(arch="x86_64", kernel="6.6", ram="256M", cmdline=cmdline)
+        with pytest.raises(mmemu.errors.Oops) as err:
+            k.access(0x10, "read")
+        assert f"Oops: 0000 [#1] {flag}" in err.value.report.splitlines()
+    k = boot(arch="x86_64", kernel="4.14", ram="256M")
+    with pytest.raises(mmemu.errors.Oops) as err:
+        k.access(0x10, "read")
+    assert "PTI" not in err.value.report
+
+
+def test_check_wx_audits_the_user_copy(boot):
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    assert k.check_wx() == ["x86/mm: Checked W+X mappings: passed, no W+X pages found.",
+                            "x86/mm: Checking user space page tables",
+                            "x86/mm: Checked W+X mappings: passed, no W+X pages found."]
+    assert boot(arch="x86_64", kernel="6.6", ram="256M", cmdline="nopti").check_wx() == \
+        ["x86/mm: Checked W+X mappings: passed, no W+X pages found."]
+
+
+def test_lifetimes_with_pti(boot):
+    """The user copy lives and dies with its pgd (pgd_free of the order-1 block): fork and
+    exit leave the frame allocator where it was; a failed fork leaves nothing behind."""
+    k = boot(arch="x86_64", kernel="6.6", ram="512M")
+    p = k.create_process("parent")
+    a = k.mmap(p, None, 32 * PAGE)
+    k.write(a, b"y" * 32 * PAGE, user=True, process=p)
+    free = k.frames.nr_free_pages()
+    tables = set(k.pgtable.tables)
+    for _ in range(3):
+        c = k.fork(p)
+        k.write(a, b"z", user=True, process=c)
+        k.check_invariants()
+        k.exit_mm(c)
+        k.check_invariants()
+    assert set(k.pgtable.tables) == tables and set(k.pgtable.user_copies) == {k.pgd, p.pgd}
+    assert k.frames.nr_free_pages() == free
+    k.exit_mm(p)
+    assert set(k.pgtable.user_copies) == {k.pgd}
+    k.check_invariants()
+
+
+def test_invariants_catch_a_user_copy_out_of_step(boot):
+    from mmemu.kernel.invariants import InvariantError
+
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    p = k.create_process("t")
+    a = k.mmap(p, None, PAGE)
+    k.write(a, b"x", user=True, process=p)
+    copy = k.user_pgd(p.pgd)
+    i = next(i for i, raw in enumerate(k.pgtable.entries(copy, 0)) if raw)
+    raw = k.pgtable.read_entry(copy, i, 0)
+    k.mem.write(copy + 8 * i, (raw & ~_PAGE_USER).to_bytes(8, "little"))
+    with pytest.raises(InvariantError, match="pti_set_user_pgtbl"):
+        k.check_invariants()
+
+
+def test_the_cpu_is_meltdown_affected_without_pcid(boot):
+    """What the PTI default stands on: Unicorn's x86 CPU reports GenuineIntel family 6 (no
+    AMD exemption, no NO_MELTDOWN whitelist entry) and no PCID (CPUID.1:ECX bit 17)."""
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    cpu = Cpu(k)
+    func = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], prot="PAGE_KERNEL_EXEC",
+                           caller="module_alloc")
+    # f(leaf): cpuid(leaf); return ebx for leaf 0 (vendor's first 4 bytes), ecx for leaf 1, eax...
+    k.write(func, bytes.fromhex("89f8" "31c9" "53" "0fa2" "85ff" "7504" "89d8" "eb02" "89c8" "5b" "c3"))
+    assert cpu.call(func, 0).value & 0xFFFFFFFF == int.from_bytes(b"Genu", "little")
+    ecx = cpu.call(func, 1).value
+    assert not ecx & (1 << 17)  # no PCID
+
+
+@pytest.mark.parametrize("machine", [dict(kernel="6.6"), dict(kernel="6.6", options={"levels": "5"}),
+                                     dict(kernel="4.17", cmdline="nopse")])
+def test_the_cpu_translates_user_mode_through_the_user_copy_as_the_walker(boot, machine):
+    """Unicorn's MMU walking the user copy at CPL 3 agrees with mmemu's walker on it: the
+    cloned kernel areas are present but supervisor-only (0x5, 0x7, 0x15 as the access is),
+    the rest of the kernel is not there at all (0x4, 0x6, 0x14), user pages are the pgd's."""
+    from mmemu_x86.guest import PROBE_STUB
+
+    k = boot(arch="x86_64", ram="512M", **machine)
+    cpu = Cpu(k)
+    p = k.create_process("t")
+    stub = user_text(k, p, PROBE_STUB, 0x600000)
+    a = k.mmap(p, None, 4 * PAGE)
+    k.write(a, b"x", user=True, process=p)
+    s = k.layout.symbols
+    addrs = [a, a + PAGE, stub, s["CPU_ENTRY_AREA_BASE"], s["CPU_ENTRY_AREA_BASE"] + 3 * PAGE,
+             s["ESPFIX_BASE_ADDR"], entry_text(k.layout)[0], s["_text"], s["__start_rodata"],
+             s["PAGE_OFFSET"] + (16 << 20), s["VMALLOC_START"], s["VMEMMAP_START"], s["MODULES_VADDR"]]
+    user = k.user_pgd(p.pgd)
+    codes = set()
+    for va in addrs:
+        walk = k.walk(va, user)
+        for access in ("read", "write", "exec"):
+            expected = walk.code(access, True)
+            probe = cpu.probe(va, access, user=True, user_stub_va=stub)
+            if expected is None:
+                assert not probe.faulted, (hex(va), access, probe)
+                if access != "exec":
+                    assert probe.phys == walk.phys
+            else:
+                assert probe.faulted and probe.fault.code == expected, (hex(va), access, probe, hex(expected))
+                codes.add(expected)
+    assert {0x4, 0x5, 0x15} <= codes
