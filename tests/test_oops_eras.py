@@ -471,16 +471,13 @@ def test_late_6_x_header_and_task_line(kernel, oops, cpu, boot):
     assert lines[4:6] == [oops, cpu]
 
 
-def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_function(boot):
-    """show_trace_log_lvl (5.10 read) prints every kernel-text address it finds on the
-    stack as ' %s%pB' ('? ' where no unwinder vouches for it; %pB looks the return address
-    up at address - 1 and prints its own offset). hello.o's exit function is patched in RAM
-    (as a debugger would) to call memset(0x10, 0, 16): the oops names memset as the RIP and
-    hello_exit, whose call pushed the return address, in the trace."""
+def hello_exit_calling_memset(k, era: str) -> tuple[list[str], str]:
+    """hello.o of *era* with its exit function patched in RAM (as a debugger would) to call
+    memset(0x10, 0, 16), run on the CPU: the oops, and how %pB names the return address the
+    call pushed (hello_exit+off/size [hello])."""
     from mmemu.cpu import Cpu
 
-    k = boot(arch="x86_64", kernel="6.6", ram="256M")
-    k.load_module((BUILD / "x86_64-6.6" / "hello.o").read_bytes(), "hello.o", run_init=False)
+    k.load_module((BUILD / f"x86_64-{era}" / "hello.o").read_bytes(), "hello.o", run_init=False)
     start, size = next((s, n) for s, n, name, init in k.find_module("hello").kallsyms if name == "hello_exit")
     call_at = start + 7 + 2 + 5
     rel = (k.ksymtab["memset"] - (call_at + 5)) & 0xFFFFFFFF
@@ -493,9 +490,19 @@ def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_fu
         lines = cpu.call(start).report.splitlines()
     finally:
         cpu.close()
+    return lines, call_at + 5, f"hello_exit+{call_at + 5 - start:#x}/{size:#x} [hello]"
+
+
+def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_function(boot):
+    """show_trace_log_lvl (5.10 read) prints every kernel-text address it finds on the
+    stack as ' %s%pB' ('? ' where no unwinder vouches for it; %pB looks the return address
+    up at address - 1 and prints its own offset): the oops names memset as the RIP and
+    hello_exit, whose call pushed the return address, in the trace."""
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    lines, ret, sym = hello_exit_calling_memset(k, "6.6")
     assert field(lines, "RIP: ") == "RIP: 0010:memset+0x0/0x10"
     trace = lines[lines.index("Call Trace:") + 1:lines.index(" </TASK>")]
-    assert trace == [" <TASK>", f" ? hello_exit+{call_at + 5 - start:#x}/{size:#x} [hello]"]
+    assert trace == [" <TASK>", f" ? {sym}"]
 
 
 def test_segfault_code_line_from_4_18(boot):
@@ -512,11 +519,183 @@ def test_segfault_code_line_from_4_18(boot):
     assert k.dmesg().splitlines()[-2:] == report.splitlines()
 
 
-@pytest.mark.parametrize("kernel,dumped", [("4.18", False), ("4.19", True)])
-def test_register_dump_from_4_19(kernel, dumped, boot):
-    """A real 4.19.0-rc3 oops (linux-mm, Sep 2018) has the RIP / Code: / RSP / registers
-    block the 5.10 sources print; for earlier releases mmemu prints the IP line alone (their
-    register dumps are not modelled)."""
+def kernel_store_with_known_registers(k) -> tuple[list[str], int, int]:
+    """Kernel code in a PAGE_KERNEL_EXEC vmalloc area that loads known values and faults:
+    mov $0x1234567,%ebx; mov $0x9abcdef,%ecx; mov $0x11223344,%edx (the same bytes in both
+    modes); xor %eax,%eax; movb $1,(%eax). Its oops, the ip of the store and the CPU's stack
+    top (the stack the call ran on)."""
+    from mmemu.cpu import Cpu
+
+    area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
+    fn = area + 0x100
+    code = bytes.fromhex("bb67452301" "b9efcdab09" "ba44332211" "31c0" "c60001" "c3")
+    k.write(fn, code)
+    cpu = Cpu(k)
+    try:
+        res = cpu.call(fn)
+        top = cpu.adapter.stack_top
+    finally:
+        cpu.close()
+    return res.report.splitlines(), fn + len(code) - 4, top
+
+
+def old_code_line(k, ip: int, leading: bool) -> str:
+    """show_regs' Code: line of 3.10 .. 4.18 written out from the bytes in memory: 64 bytes
+    from ip - 43, '%02x ' ('<%02x> ' at ip) on x86_64, ' %02x' (' <%02x>') on i386."""
+    cells = [f"<{b:02x}>" if a == ip else f"{b:02x}" for a, b in zip(range(ip - 43, ip + 21), k.read(ip - 43, 64))]
+    return "Code:" + "".join(f" {c}" for c in cells) if leading else "Code: " + "".join(f"{c} " for c in cells)
+
+
+def check_stack_rows(k, rows: list[str], sp: int, top: int, size: int) -> None:
+    """show_stack_log_lvl (4.8 read): kstack_depth_to_print = 3 * STACKSLOTS_PER_LINE words
+    from sp, ' %016lx' four a line (' %08lx' eight a line on i386), up to the stack's top;
+    the words are the stack's memory."""
+    slots = 4 if size == 8 else 8
+    assert all(row.startswith(" ") and len(row.split()) <= slots for row in rows)
+    words = [int(w, 16) for row in rows for w in row.split()]
+    n = min(3 * slots, (top - sp) // size)
+    assert words == [word(k, k.virt_to_phys(sp + size * i), size) for i in range(n)]
+
+
+@pytest.mark.parametrize("kernel,task,long_rip,drs,stack", [
+    # lib/dump_stack.c show_regs_print_info (3.10): 'task: %p ti: %p task.ti: %p'; process_64.c (3.4 read)
+    # prints DR0..DR7 always; dumpstack_64.c show_regs: 'Stack:' and 12 words, four a line
+    ("3.10", "ti", True, True, True),
+    # 4.8 (read): the DR lines only when not at their reset values
+    ("4.8", "ti", True, False, True),
+    # 4.9 (THREAD_INFO_IN_TASK): 'task: %p task.stack: %p'; v4.9.227 dumpstack.c keeps printk_address
+    ("4.9", "stack", True, False, True),
+    # the dumpstack rework of 4.10: 'RIP: %04lx:%pS', one blank before EFLAGS, no raw stack dump
+    ("4.14", "stack", False, False, False),
+    # lib/dump_stack.c of 4.18 (read): show_regs_print_info prints no task line
+    ("4.18", None, False, False, False),
+])
+def test_x86_64_register_dump_3_10_to_4_18(kernel, task, long_rip, drs, stack, boot):
+    """__die of 3.10 .. 4.18 (arch/x86/kernel/dumpstack.c, dumpstack_64.c, process_64.c,
+    lib/dump_stack.c; the releases read are named in the era table): print_modules, the
+    CPU: line, the task line of the era, __show_regs with the emulated CPU's registers (RBX,
+    RCX, RDX hold what the code loaded, RAX the 0 it stores through), the raw stack dump
+    until 4.9, 'Call Trace:', the 64 code bytes from ip - 43 and the executive summary
+    (RIP  [<%016lx>] %pS / RSP <%016lx> until 4.9, 'RIP: %pS RSP: %016lx' from 4.10)."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    at = lines.index(next(line for line in lines if line.startswith("Oops: 0002 [#1]"))) + 1
+    assert lines[at] == "Modules linked in:"
+    assert lines[at + 1] == f"CPU: 0 PID: 0 Comm: swapper/0 Not tainted {kernel}.0 #1"
+    base = top - 4 * PAGE
+    want_task = {"ti": [f"task:           (null) ti: {base:016x} task.ti: {base:016x}"],
+                 "stack": [f"task:           (null) task.stack: {base:016x}"], None: []}[task]
+    at += 2
+    assert lines[at:at + len(want_task)] == want_task
+    at += len(want_task)
+    rsp = lines[at + 1]
+    sp = int(rsp.split(":")[2].split()[0], 16)
+    if long_rip:
+        assert lines[at] == f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"
+        assert rsp.startswith(f"RSP: 0018:{sp:016x}  EFLAGS: ")
+    else:
+        assert lines[at] == f"RIP: 0010:0x{ip:x}"
+        assert rsp.startswith(f"RSP: 0018:{sp:016x} EFLAGS: ")
+    assert lines[at + 2:at + 4] == ["RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef",
+                                    "RDX: 0000000011223344 RSI: 0000000000000000 RDI: 0000000000000000"]
+    assert lines[at + 7].startswith("FS:  ") and lines[at + 8].startswith("CS:  0010 DS: 0000 ES: 0000 CR0: ")
+    assert lines[at + 9].startswith("CR2: 0000000000000000 CR3: ")
+    at += 10
+    if drs:
+        assert lines[at:at + 2] == ["DR0: 0000000000000000 DR1: 0000000000000000 DR2: 0000000000000000",
+                                    "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400"]
+        at += 2
+    assert not lines[at].startswith("DR")
+    if stack:
+        assert lines[at] == "Stack:"
+        check_stack_rows(k, lines[at + 1:lines.index("Call Trace:")], sp, top, 8)
+    else:
+        assert lines[at] == "Call Trace:"
+    code = lines[lines.index("Call Trace:") + 1]
+    assert code == old_code_line(k, ip, leading=False) and "31 c0 <c6> 00 01 c3 " in code
+    summary = lines[lines.index(code) + 1:lines.index("CR2: 0000000000000000")]
+    if long_rip:
+        assert summary == [f"RIP  [<{ip:016x}>] 0x{ip:x}", f" RSP <{sp:016x}>"]
+    else:
+        assert summary == [f"RIP: 0x{ip:x} RSP: {sp:016x}"]
+
+
+@pytest.mark.parametrize("kernel,task,stack", [("3.10", "ti", True), ("4.9", "stack", True), ("4.14", "stack", False)])
+def test_i386_register_dump_3_10_to_4_14(kernel, task, stack, boot):
+    """dumpstack_32.c show_regs and process_32.c __show_regs (4.8 read): 'EIP: %04x:[<%08lx>]
+    EFLAGS: %08lx CPU: %d', 'EIP is at %s', the registers, ' DS: ... SS: %04x', 'CR0: ...',
+    'Stack:' with up to 24 words eight a line (until 4.9), 'Code:' with ' %02x' each, and
+    __die's 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx' (until 4.9) or 'EIP: %pS SS:ESP: %04x:%08lx'
+    (a 4.10..4.14 dumpstack.c read)."""
+    k = boot(arch="i386", kernel=kernel, ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    at = lines.index("Oops: 0002 [#1] " if kernel == "3.10" else "Oops: 0002 [#1]") + 1  # die_header_32
+    base = top - 4 * PAGE
+    assert lines[at:at + 3] == ["Modules linked in:", f"CPU: 0 PID: 0 Comm: swapper Not tainted {kernel}.0 #1",
+                                f"task:   (null) ti: {base:08x} task.ti: {base:08x}" if task == "ti" else
+                                f"task:   (null) task.stack: {base:08x}"]
+    assert lines[at + 3].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ") and lines[at + 3].endswith(" CPU: 0")
+    assert lines[at + 4] == f"EIP is at 0x{ip:x}"
+    assert lines[at + 5] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+    sp = int(lines[at + 6].split("ESP: ")[1], 16)
+    assert lines[at + 7].startswith(" DS: 007b ES: 007b FS: ") and lines[at + 7].endswith(" SS: 0068")
+    assert lines[at + 8].startswith("CR0: ") and " CR2: 00000000 " in lines[at + 8]
+    at += 9
+    if kernel == "3.10":  # process_32.c: DR0..DR7 always before 3.16
+        assert lines[at:at + 2] == ["DR0: 00000000 DR1: 00000000 DR2: 00000000 DR3: 00000000",
+                                    "DR6: ffff0ff0 DR7: 00000400"]
+        at += 2
+    if stack:
+        assert lines[at] == "Stack:"
+        check_stack_rows(k, lines[at + 1:lines.index("Call Trace:")], sp, top, 4)
+    else:
+        assert lines[at] == "Call Trace:"
+    code = lines[lines.index("Call Trace:") + 1]
+    assert code == old_code_line(k, ip, leading=True) and code.endswith(" 31 c0 <c6> 00 01 c3" + " 00" * 17)
+    want = f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}" if stack else f"EIP: 0x{ip:x} SS:ESP: 0068:{sp:08x}"
+    assert lines[lines.index(code) + 1] == want
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_3_10_module_oops_registers_and_call_trace(arch, boot):
+    """examples/modules/rodata_oops.c built for 3.10: its init stores through the address of
+    its own .rodata string (movb $0x54,(%rax) / (%eax)), so the register dump's RAX/EAX is
+    CR2, and %pS names the module function; the summary repeats it."""
+    k = boot(arch=arch, kernel="3.10", ram="256M")
+    lines = module_oops(k, arch, "3.10")
+    cr2 = int(field(lines, "CR2: ").split()[1], 16)
+    if arch == "x86_64":
+        rip = field(lines, "RIP: 0010:[<")
+        ip = int(rip[len("RIP: 0010:[<"):][:16], 16)
+        assert rip.endswith(" [rodata_oops]") and f"]  [<{ip:016x}>] rodata_oops_init+0x" in rip
+        assert field(lines, "RAX: ").startswith(f"RAX: {cr2:016x} ")
+        assert field(lines, "RIP  [<") == f"RIP  [<{ip:016x}>] {rip.split('] ', 2)[2]}"
+        assert "<c6> 00 54 " in field(lines, "Code: ")
+    else:
+        eip = field(lines, "EIP is at ")
+        assert eip.startswith("EIP is at rodata_oops_init+0x") and eip.endswith(" [rodata_oops]")
+        assert field(lines, "EAX: ").startswith(f"EAX: {cr2 & 0xFFFFFFFF:08x} ")
+        assert " <c6> 00 54" in field(lines, "Code:")
+        assert field(lines, "EIP: [<").endswith(f"] {eip[len('EIP is at '):]} SS:ESP 0068:{lines[lines.index(eip) + 2][-8:]}")
+    assert lines.index("Modules linked in: rodata_oops(O+)") < lines.index(field(lines, "CPU: "))
+
+
+def test_3_10_call_trace_prints_the_address_before_the_symbol(boot):
+    """printk_stack_address of 3.10 .. 4.9 (4.8 read): ' [<%p>] %s%pB' -- the return address
+    that hello_exit's call pushed, then '? ' (no unwinder vouches for it) and %pB."""
+    k = boot(arch="x86_64", kernel="3.10", ram="256M")
+    lines, ret, sym = hello_exit_calling_memset(k, "3.10")
+    memset = k.ksymtab["memset"]
+    assert field(lines, "RIP: ") == f"RIP: 0010:[<{memset:016x}>]  [<{memset:016x}>] memset+0x0/0x10"
+    trace = lines[lines.index("Call Trace:") + 1:lines.index(field(lines, "Code: "))]
+    assert trace == [f" [<{ret:016x}>] ? {sym}"]
+
+
+@pytest.mark.parametrize("kernel,code_after_rip", [("4.18", False), ("4.19", True)])
+def test_register_dump_from_4_19(kernel, code_after_rip, boot):
+    """A real 4.19.0-rc3 oops (linux-mm, Sep 2018) has show_opcodes' Code: right after the
+    RIP line; 4.10 .. 4.18 (rule show_regs_dumpstack) print RSP there and the Code: bytes
+    after the call trace."""
     from mmemu.cpu import Cpu
 
     k = boot(arch="x86_64", kernel=kernel, ram="256M")
@@ -526,5 +705,5 @@ def test_register_dump_from_4_19(kernel, dumped, boot):
     finally:
         cpu.close()
     rip = next(i for i, line in enumerate(lines) if line.startswith("RIP: 0010:"))
-    assert lines[rip + 1].startswith("Code: ") == dumped
-    assert ("RSP: 0018:" in "\n".join(lines)) == dumped
+    assert lines[rip + 1].startswith("Code: ") == code_after_rip
+    assert lines[rip + (2 if code_after_rip else 1)].startswith("RSP: 0018:")

@@ -23,9 +23,12 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases
-whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24, 4.19 and later);
-an access made through the API has no registers, and its oops says so on its IP line.
-Elsewhere the register dump is not modelled: those releases print their IP line alone.
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.10 .. 4.14,
+x86_64 3.10 and later); an access made through the API has no registers, and its oops says
+so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.9, i386 2.6.25 .. 3.9 and 4.15 .. 4.18)
+the register dump is not modelled: those releases print their IP line alone. No release
+prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
+was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
 """
 
 from __future__ import annotations
@@ -104,13 +107,19 @@ OOPS = EraTable(
                    "the first release with it, after 3.10, is not dated here: 4.8 is the first read"),
     Feature("cpu_task_line", since="3.10", source="lib/dump_stack.c dump_stack_print_info (3.10): 'CPU: %d PID: "
                                                   "%d Comm: %.20s' replaces 'Pid: %d, comm: %.20s'"),
-    Feature("short_rip", since="4.9", source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:%pS' (4.9)"),
+    Feature("short_rip", since="4.10",
+            source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:[<%016lx>] ' then printk_address's ' [<%p>] "
+                   "%pS' and 'RSP: %04lx:%016lx  EFLAGS: %08lx' (two blanks) in 3.4 (torvalds/linux 00194b2e, read), "
+                   "4.8 (read, WindRiver-Labs/kernel-4.8.x) and 4.9 (v4.9.227's dumpstack.c, read in a merge, still "
+                   "has printk_address); 'RIP: %04lx:%pS' and 'RSP: %04lx:%016lx EFLAGS: %08lx' (one blank) in a "
+                   "4.10..4.14 process_64.c (read: intel_rdt, no PTI), with the dumpstack rework of 4.10"),
     Feature("short_eip", since="4.15", source="arch/x86/kernel/process_32.c __show_regs: 'EIP: %pS' (4.15)"),
-    Feature("modules_after_regs", since="4.10",
-            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x and in "
-                   "4.8 (read, WindRiver-Labs/kernel-4.8.x), after it by 5.0 (read in the die_addr patch: "
-                   "'show_regs(regs); print_modules();') and in 5.10 (read: __die_body); the release between 4.8 "
-                   "and 5.0 is not dated here"),
+    Feature("modules_after_regs", since="4.19",
+            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x, in "
+                   "4.8 (read, WindRiver-Labs/kernel-4.8.x), in a 4.10..4.14 dumpstack.c (read: 'RIP: %pS RSP: "
+                   "%016lx' summary, no PTI) and in a 4.15..4.17 one (read: ' PTI'/' NOPTI', cpu_entry_area); after "
+                   "it in the real 4.19.0-rc3 oops of rule show_regs, by 5.0 (read in the die_addr patch: "
+                   "'show_regs(regs); print_modules();') and in 5.10 (read: __die_body); 4.18 not read"),
     Feature("idle_comm_cpu", since="3.2",
             source="kernel/sched/core.c init_idle (4.4 .. 6.x read): '#ifdef CONFIG_SMP sprintf(idle->comm, "
                    "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
@@ -128,8 +137,37 @@ OOPS = EraTable(
                    "'CR2: ...' (x86_64) / 'EAX: ...' 'ESI: ...' 'DS: ... EFLAGS: %08lx' 'CR0: ...' (i386), "
                    "then show_trace_log_lvl 'Call Trace:' and one ' %s%pB' line per text address on the "
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
-                   "again after the end marker (exec_summary_regs). The register dumps of earlier releases "
-                   "are not modelled: they print their IP line alone"),
+                   "again after the end marker (exec_summary_regs). 3.10 .. 4.18: rule show_regs_dumpstack"),
+    Variant("show_regs_dumpstack", [("3.10", "stack_dump"), ("4.10", "unwinder"), ("4.19", None)], before=None,
+            source="__die -> print_modules, show_regs (arch/x86/kernel/dumpstack_64.c / dumpstack_32.c): "
+                   "show_regs_print_info (lib/dump_stack.c, 3.10), __show_regs(regs, 1), then for kernel mode: "
+                   "'Stack:' and kstack_depth_to_print (3 * STACKSLOTS_PER_LINE) words, ' %016lx' four a line "
+                   "(' %08lx' eight a line on i386), show_trace_log_lvl's 'Call Trace:' with ' [<%p>] %s%pB' per "
+                   "text address on the stack, then 'Code: ' -- code_bytes 64 from ip - 64*43/64, '%02x ' each, "
+                   "'<%02x> ' at ip, ' Bad RIP value.' (x86_64), 'Code:' ' %02x' ' <%02x>' '  Bad EIP value.' "
+                   "(i386) -- and __die's summary 'RIP ' + printk_address ' [<%p>] %pS' + ' RSP <%016lx>' (x86_64) "
+                   "or 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx' (i386): 4.8 read (WindRiver-Labs/kernel-4.8.x "
+                   "dumpstack.c, dumpstack_32.c, dumpstack_64.c, process_32.c, process_64.c), 4.9 the same "
+                   "(v4.9.227 dumpstack.c read in a merge: kstack_depth_to_print, printk_stack_address ' [<%p>] "
+                   "%s%pB', printk_address); 3.10..3.x not read in a tagged tree (a ~4.1 torvalds/linux "
+                   "dumpstack_64.c, 01b944fe, read, prints the same). 'unwinder' (the dumpstack rework of 4.10): "
+                   "no raw 'Stack:' dump, ' %s%pB' without the address, '<%s>' only for non-task stacks, summary "
+                   "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
+                   "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
+                   "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read. "
+                   "2.6.26..3.9 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
+                   "%p)') is not modelled: those releases print their IP line alone"),
+    Variant("task_ptr_line", [("3.10", "ti"), ("4.9", "stack"), ("4.15", None)], before=None,
+            source="lib/dump_stack.c show_regs_print_info: 'task: %p ti: %p task.ti: %p' after dump_stack_print_info "
+                   "(3.10, read in three trees); 'task: %p task.stack: %p' with THREAD_INFO_IN_TASK (4.9); the "
+                   "function only calls dump_stack_print_info in 4.18 (read, WindRiver-Labs/linux-yocto-4.18); the "
+                   "release between 4.15 and 4.18 that dropped the line is not read: placed at 4.15, the release "
+                   "that hashed %p"),
+    Feature("dr_if_not_default", since="3.16",
+            source="arch/x86/kernel/process_64.c / process_32.c __show_regs: DR0..DR7 always printed in 3.4 "
+                   "(torvalds/linux 00194b2e, read); 'Only print out debug registers if they are in their "
+                   "non-default state' (d6 == DR6_RESERVED, d7 == 0x400) in 4.8 (read) and later; Dave Jones' "
+                   "patch is dated 3.16 here, not read in a tagged tree"),
     Variant("show_registers_32", [("2.6.20", "classic"), ("2.6.24", "traps_32"), ("2.6.25", None)], before=None,
             source="arch/i386/kernel/traps.c show_registers (2.6.22 read, ut-osa/txos): print_modules, 'CPU:    %d', "
                    "'EIP:    %04x:[<%08lx>]    %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', 'eax: %08lx   "
@@ -419,6 +457,8 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
     lines += die_header(k, what, err, die_counter)
     if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.20 .. 2.6.24)
         lines += show_registers_32(k, fault, regs, root)
+    elif era.show_regs_dumpstack and regs is not None and (b64 or not era.short_eip):
+        lines += show_regs_dumpstack(k, fault, regs, root)
     elif era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
         state = _oops_state(k)
         if "summary" not in state:  # __die_header: the first oops's regs, for oops_end
@@ -478,13 +518,11 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
                  f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
                  f" DS: {ds:04x} ES: {es:04x} FS: {fs:04x} GS: {r['gs']:04x} SS: {r['ss']:04x}"]
     lines.append(f"Process {comm} (pid: {pid}, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})")
-    top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > sp), sp)
-    n = max(0, min(_KSTACK_DEPTH, (top - sp) // 4))  # kstack_end(): the top of the stack
-    stack = read_nofault(k, root, sp, 4 * n) or b""
-    words = [int.from_bytes(stack[i:i + 4], "little") for i in range(0, len(stack), 4)]
+    words = stack_words(k, r, root, _KSTACK_DEPTH)
     rows = [" ".join(f"{w:08x}" for w in words[i:i + 8]) + " " for i in range(0, len(words), 8)] or [""]
     lines += ["Stack: " + rows[0]] + ["       " + row for row in rows[1:]]
     lines.append("Call Trace:")
+    top = stack_top(k, sp) or sp
     scan = read_nofault(k, root, sp, max(0, min(top - sp, 1 << 16))) or b""
     for i in range(0, len(scan) - 3, 4):
         addr = int.from_bytes(scan[i:i + 4], "little")
@@ -492,21 +530,138 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
         if sym is not None:  # __kernel_text_address(addr): print_trace_address
             lines.append(f" [<{addr:08x}>] {sym}")
     lines.append(" =======================")
+    lines.append(code_bytes_line(k, ip, root, "EIP"))
+    lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss']:04x}:{sp:08x}")  # die()'s summary
+    return lines
+
+
+#: asm/stacktrace.h STACKSLOTS_PER_LINE (x86_64 4, i386 8); dumpstack.c kstack_depth_to_print
+#: = 3 * STACKSLOTS_PER_LINE (3.10 .. 4.9)
+_STACKSLOTS_64, _STACKSLOTS_32 = 4, 8
+
+
+def task_pointer_line(k, r: dict[str, int]) -> list[str]:
+    """show_regs_print_info's second line (rule ``task_ptr_line``): ``task: %p ti: %p
+    task.ti: %p`` (3.10) or ``task: %p task.stack: %p`` (4.9). ``ti`` and ``task.stack`` are
+    the base of the kernel stack the CPU runs on (current_thread_info() and task->stack are
+    the stack's lowest address in those releases); mmemu has no task_struct, so ``task`` is a
+    NULL pointer, printed as lib/vsprintf.c pointer() prints one: ``(null)`` right-aligned
+    to a pointer's width."""
+    style = _era(k).task_ptr_line
+    if style is None:
+        return []
+    from .cpu_adapter import KERNEL_STACK_ORDER  # registers exist: code ran, Unicorn is loaded
+
+    w = 16 if k.paging.bits64 else 8
+    size = PAGE_SIZE << KERNEL_STACK_ORDER
+    top = stack_top(k, r["sp"])
+    base = top - size if top is not None else r["sp"] & ~(size - 1)
+    task = "(null)".rjust(w)
+    if style == "ti":
+        return [f"task: {task} ti: {base:0{w}x} task.ti: {base:0{w}x}"]
+    return [f"task: {task} task.stack: {base:0{w}x}"]
+
+
+def _debug_registers(k, r: dict[str, int], always: bool) -> list[str]:
+    """__show_regs' DR lines: always before rule ``dr_if_not_default``, else only when a
+    debug register differs from its reset value."""
+    if not always and (r["dr0"], r["dr1"], r["dr2"], r["dr3"], r["dr6"], r["dr7"]) == (
+            0, 0, 0, 0, _DR6_RESERVED, _DR7_DEFAULT):
+        return []
+    if k.paging.bits64:
+        return [f"DR0: {r['dr0']:016x} DR1: {r['dr1']:016x} DR2: {r['dr2']:016x}",
+                f"DR3: {r['dr3']:016x} DR6: {r['dr6']:016x} DR7: {r['dr7']:016x}"]
+    return [f"DR0: {r['dr0']:08x} DR1: {r['dr1']:08x} DR2: {r['dr2']:08x} DR3: {r['dr3']:08x}",
+            f"DR6: {r['dr6']:08x} DR7: {r['dr7']:08x}"]
+
+
+def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
+    """__die's print_modules and show_regs of 3.10 .. 4.18 (rule ``show_regs_dumpstack``),
+    from the emulated CPU's registers: show_regs_print_info, __show_regs(regs, 1) (process_64.c:
+    the RIP line long until 4.9, ``RSP: ...  EFLAGS`` with two blanks until 4.9; ORIG_RAX is
+    -1 outside a system call, so 4.10's `` ORIG_RAX:`` is not printed), the raw ``Stack:``
+    dump (until 4.9), the call trace, the ``Code:`` bytes, then __die's executive summary."""
+    era = _era(k)
+    b64 = k.paging.bits64
+    ip, sp = r["ip"], r["sp"]
+    lines = [k.modules_linked_in(), task_line(k, fault)]  # (no "Hardware name:": the machine has no DMI)
+    lines += task_pointer_line(k, r)
+    if b64:
+        if era.short_rip:  # show_iret_regs
+            lines += [f"RIP: {r['cs']:04x}:{symbol(k, ip)}", f"RSP: {r['ss']:04x}:{sp:016x} EFLAGS: {r['flags']:08x}"]
+        else:  # "RIP: %04lx:[<%016lx>] " then printk_address " [<%p>] %pS\n"
+            lines += [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {symbol(k, ip)}",
+                      f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
+        for row in _GPR_LINES_64:
+            lines.append(" ".join(f"{label}: {r[name]:016x}" for label, name in row))
+        lines.append(f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
+                     f"knlGS:{r['kernel_gs_base']:016x}")
+        lines.append(f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}")
+        lines.append(f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}")
+    else:  # process_32.c (4.8 read)
+        lines += [f"EIP: {r['cs']:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
+                  f"EIP is at {symbol(k, ip)}",
+                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+                  f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
+                  f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
+                  f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}",
+                  f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
+    lines += _debug_registers(k, r, always=not era.dr_if_not_default)
+    stack_dump = era.show_regs_dumpstack == "stack_dump"
+    if stack_dump:  # show_stack_log_lvl: " %016lx" (" %08lx") each, STACKSLOTS_PER_LINE a line
+        slots = _STACKSLOTS_64 if b64 else _STACKSLOTS_32
+        words = stack_words(k, r, root, 3 * slots)
+        lines.append("Stack:")
+        lines += ["".join(f" {w:0{16 if b64 else 8}x}" for w in words[i:i + slots]) for i in range(0, len(words), slots)]
+    lines += call_trace(k, r, root, addresses=stack_dump)
+    lines.append(code_bytes_line(k, ip, root, "RIP" if b64 else "EIP", leading=not b64))
+    if b64 and stack_dump:  # "RIP " + printk_address + " RSP <%016lx>"
+        lines += [f"RIP  [<{ip:016x}>] {symbol(k, ip)}", f" RSP <{sp:016x}>"]
+    elif b64:
+        lines.append(f"RIP: {symbol(k, ip)} RSP: {sp:016x}")
+    elif stack_dump:  # "EIP: [<%08lx>] " + print_symbol("%s") + " SS:ESP %04x:%08lx"
+        lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss'] & 0xFFFF:04x}:{sp:08x}")
+    else:
+        lines.append(f"EIP: {symbol(k, ip)} SS:ESP: {r['ss'] & 0xFFFF:04x}:{sp:08x}")
+    return lines
+
+
+def stack_top(k, sp: int) -> int | None:
+    """The top of the kernel stack *sp* is on (the CPU's stack mmemu allocated), or None."""
+    return next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > sp), None)
+
+
+def stack_words(k, r: dict[str, int], root: int, depth: int) -> list[int]:
+    """show_stack_log_lvl's words: up to *depth* (kstack_depth_to_print) words from the stack
+    pointer, stopping at the top of the stack (kstack_end)."""
+    word = 8 if k.paging.bits64 else 4
+    sp = r["sp"]
+    n = max(0, min(depth, ((stack_top(k, sp) or sp) - sp) // word))
+    data = read_nofault(k, root, sp, word * n) or b""
+    return [int.from_bytes(data[i:i + word], "little") for i in range(0, len(data), word)]
+
+
+def code_bytes_line(k, ip: int, root: int, reg: str, leading: bool = False) -> str:
+    """The ``Code:`` line of show_registers/show_regs before show_opcodes: code_bytes (64)
+    bytes from ip - code_bytes * 43 / 64, or from ip when that start is below PAGE_OFFSET or
+    unreadable, the byte at ip in ``<>``, `` Bad RIP value.`` (``Bad EIP value.``) at the
+    first unreadable byte. *leading*: i386's dumpstack_32.c form from 3.x, ``Code:`` then
+    `` %02x`` each and ``  Bad EIP value.``; else ``Code: `` then ``%02x `` each."""
+    mask = (1 << (64 if k.paging.bits64 else 32)) - 1
     prologue = _CODE_BYTES * 43 // 64
-    start, length = ip - prologue, _CODE_BYTES
+    start, length = (ip - prologue) & mask, _CODE_BYTES
     page_offset = k.layout["PAGE_OFFSET"]
-    if start < page_offset or read_nofault(k, root, start, 1) is None:  # try starting at EIP
+    if start < page_offset or read_nofault(k, root, start, 1) is None:  # try starting at IP
         start, length = ip, _CODE_BYTES - prologue + 1
-    code = "Code: "
+    code = "Code:" if leading else "Code: "
     for a in range(start, start + length):
         byte = read_nofault(k, root, a, 1) if a >= page_offset else None
         if byte is None:
-            code += " Bad EIP value."
+            code += f"{' ' if leading else ''} Bad {reg} value."
             break
-        code += f"<{byte[0]:02x}> " if a == ip else f"{byte[0]:02x} "
-    lines.append(code)
-    lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss']:04x}:{sp:08x}")  # die()'s summary
-    return lines
+        cell = f"<{byte[0]:02x}>" if a == ip else f"{byte[0]:02x}"
+        code += f" {cell}" if leading else f"{cell} "
+    return code
 
 
 def _oops_state(k) -> dict:
@@ -630,24 +785,26 @@ def backtrace_symbol(k, address: int) -> str | None:
     return f"{name}+{int(off, 16) + 1:#x}/{tail}"
 
 
-def call_trace(k, r: dict[str, int], root: int) -> list[str]:
+def call_trace(k, r: dict[str, int], root: int, addresses: bool = False) -> list[str]:
     """show_trace_log_lvl: ``Call Trace:``, then each word of the kernel stack, from the
     stack pointer to the top of the stack, that is the address of code kallsyms knows (the
     loaded modules' functions, the exported kernel functions), as ``%pB``. mmemu runs no
     unwinder, so every one is marked ``? `` as the kernel marks the addresses its unwinder
-    did not vouch for; x86_64 from 5.16 brackets the task stack with <TASK> </TASK>."""
+    did not vouch for; x86_64 from 5.16 brackets the task stack with <TASK> </TASK>.
+    *addresses*: printk_stack_address before 4.10, ``' [<%p>] %s%pB'``."""
     lines = ["Call Trace:"]
     marker = k.paging.bits64 and _era(k).task_stack_marker
     if marker:
         lines.append(" <TASK>")
     word = 8 if k.paging.bits64 else 4
-    top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > r["sp"]), None)
+    top = stack_top(k, r["sp"])
     if top is not None and top - r["sp"] <= 1 << 16:
         stack = read_nofault(k, root, r["sp"], top - r["sp"]) or b""
         for i in range(0, len(stack) - word + 1, word):
-            sym = backtrace_symbol(k, int.from_bytes(stack[i:i + word], "little"))
+            addr = int.from_bytes(stack[i:i + word], "little")
+            sym = backtrace_symbol(k, addr)
             if sym is not None:
-                lines.append(f" ? {sym}")
+                lines.append(f" [<{addr:0{2 * word}x}>] ? {sym}" if addresses else f" ? {sym}")
     if marker:
         lines.append(" </TASK>")
     return lines
