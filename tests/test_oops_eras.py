@@ -707,3 +707,26 @@ def test_register_dump_from_4_19(kernel, code_after_rip, boot):
     rip = next(i for i, line in enumerate(lines) if line.startswith("RIP: 0010:"))
     assert lines[rip + 1].startswith("Code: ") == code_after_rip
     assert lines[rip + (2 if code_after_rip else 1)].startswith("RSP: 0018:")
+
+
+@pytest.mark.parametrize("arch,bad", [("x86_64", "<c6> 00 01 c3  Bad RIP value."),
+                                      ("i386", " <c6> 00 01 c3  Bad EIP value.")])
+def test_code_bytes_stop_at_an_unmapped_byte(arch, bad, boot):
+    """show_regs (4.8 read): the Code: loop stops at the first byte probe_kernel_address
+    cannot read and says ' Bad RIP value.' (x86_64, after '%02x ') or '  Bad EIP value.'
+    (i386, after ' %02x'): here the code ends its vmalloc area, whose guard page follows."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch=arch, kernel="4.9", ram="256M")
+    area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
+    fn = area + PAGE - 6
+    k.write(fn, bytes.fromhex("31c0" "c60001" "c3"))  # xor %eax,%eax; movb $1,(%eax); ret
+    assert not k.walk(area + PAGE).mapped
+    cpu = Cpu(k)
+    try:
+        lines = cpu.call(fn).report.splitlines()
+    finally:
+        cpu.close()
+    code = next(line for line in lines if line.startswith("Code:"))
+    assert code.endswith(bad)
+    assert len(code.split()) == 1 + 43 + 4 + 3  # 'Code:', 43 bytes before ip, ip..ret, 'Bad RIP value.'
