@@ -657,6 +657,42 @@ def test_i386_register_dump_3_10_to_4_14(kernel, task, stack, boot):
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_3_6_show_regs_common_and_process_line(arch, boot):
+    """3.6 (dumpstack_64.c, dumpstack_32.c, dumpstack.c read): __die prints the modules, then
+    x86_64's show_regs 'CPU %d ' and __show_regs, whose show_regs_common prints 'Pid: %d,
+    comm: %.20s %s %s %.*s' and ' %s %s' of the DMI vendor and product (empty: the line ends
+    in two blanks); the registers; DR0..DR7 always; then 'Process %s (pid: %d, threadinfo
+    %p, task %p)' (i386: 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)') -- the stack's
+    base, and the NULL task_struct pointer as %p prints it -- then Stack:, Call Trace:,
+    Code: and the summary as 3.10 has them."""
+    k = boot(arch=arch, kernel="3.6", ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    base = top - 4 * PAGE
+    at = next(i for i, line in enumerate(lines) if line.startswith("Oops: 0002 [#1]")) + 1
+    if arch == "x86_64":
+        assert lines[at:at + 4] == ["Modules linked in:", "CPU 0 ", "Pid: 0, comm: swapper/0 Not tainted 3.6.0 #1  ",
+                                    f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"]
+        assert lines[at + 5] == "RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef"
+        assert lines[at + 14:at + 17] == [
+            "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400",
+            f"Process swapper/0 (pid: 0, threadinfo {base:016x}, task           (null))", "Stack:"]
+        sp = int(lines[at + 4].split(":")[2].split()[0], 16)
+        check_stack_rows(k, lines[at + 17:lines.index("Call Trace:")], sp, top, 8)
+        assert lines[-4:-2] == [f"RIP  [<{ip:016x}>] 0x{ip:x}", f" RSP <{sp:016x}>"]
+    else:
+        assert lines[at:at + 4] == ["Modules linked in:", "Pid: 0, comm: swapper Not tainted 3.6.0 #1  ",
+                                    lines[at + 2], f"EIP is at 0x{ip:x}"]
+        assert lines[at + 2].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ")
+        assert lines[at + 4] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+        sp = int(lines[at + 5].split("ESP: ")[1], 16)
+        assert lines[at + 9:at + 11] == ["DR6: ffff0ff0 DR7: 00000400",
+                                         f"Process swapper (pid: 0, ti={base:08x} task=  (null) task.ti={base:08x})"]
+        check_stack_rows(k, lines[at + 12:lines.index("Call Trace:")], sp, top, 4)
+        assert lines[-3] == f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}"
+    assert lines[lines.index("Call Trace:") + 1] == old_code_line(k, ip, leading=arch == "i386")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
 def test_3_10_module_oops_registers_and_call_trace(arch, boot):
     """examples/modules/rodata_oops.c built for 3.10: its init stores through the address of
     its own .rodata string (movb $0x54,(%rax) / (%eax)), so the register dump's RAX/EAX is

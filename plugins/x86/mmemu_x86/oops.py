@@ -23,9 +23,9 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases
-whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.10 .. 4.14,
-x86_64 3.10 and later); an access made through the API has no registers, and its oops says
-so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.9, i386 2.6.25 .. 3.9 and 4.15 .. 4.18)
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.6 .. 4.14,
+x86_64 3.6 and later); an access made through the API has no registers, and its oops says
+so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.5, i386 2.6.25 .. 3.5 and 4.15 .. 4.18)
 the register dump is not modelled: those releases print their IP line alone. No release
 prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
 was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
@@ -138,8 +138,19 @@ OOPS = EraTable(
                    "then show_trace_log_lvl 'Call Trace:' and one ' %s%pB' line per text address on the "
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
                    "again after the end marker (exec_summary_regs). 3.10 .. 4.18: rule show_regs_dumpstack"),
-    Variant("show_regs_dumpstack", [("3.10", "stack_dump"), ("4.10", "unwinder"), ("4.19", None)], before=None,
-            source="__die -> print_modules, show_regs (arch/x86/kernel/dumpstack_64.c / dumpstack_32.c): "
+    Variant("show_regs_dumpstack", [("3.6", "show_regs_common"), ("3.10", "stack_dump"), ("4.10", "unwinder"),
+                                    ("4.19", None)], before=None,
+            source="'show_regs_common' (3.6 read, New-B/Linux3.6 dumpstack.c, dumpstack_32.c, dumpstack_64.c): "
+                   "__die -> print_modules, show_regs; x86_64's show_regs prints 'CPU %d ' then __show_regs, "
+                   "whose show_regs_common (arch/x86/kernel/process.c) prints 'Pid: %d, comm: %.20s %s %s %.*s' "
+                   "and ' %s %s' of the DMI vendor and product -- empty strings without DMI, so the line ends in "
+                   "two blanks (3.1 read, and a later form '... %.*s %s %s%s%s' read, printing the same) -- then "
+                   "the registers of 3.4's process_64.c (torvalds/linux 00194b2e, read), 'Process %s (pid: %d, "
+                   "threadinfo %p, task %p)' (i386: 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'), "
+                   "'Stack:', the trace, 'Code: ' and the summary as 3.10 prints them. 3.1 (read, "
+                   "303750856/linux-3.1: show_registers with print_modules after 'CPU %d ', x86_64's 'Code:' "
+                   "with ' %02x' each) to 3.5 is not modelled, nor 2.6.26 .. 3.0. "
+                   "'stack_dump' (3.10): __die -> print_modules, show_regs (arch/x86/kernel/dumpstack_64.c / dumpstack_32.c): "
                    "show_regs_print_info (lib/dump_stack.c, 3.10), __show_regs(regs, 1), then for kernel mode: "
                    "'Stack:' and kstack_depth_to_print (3 * STACKSLOTS_PER_LINE) words, ' %016lx' four a line "
                    "(' %08lx' eight a line on i386), show_trace_log_lvl's 'Call Trace:' with ' [<%p>] %s%pB' per "
@@ -155,8 +166,8 @@ OOPS = EraTable(
                    "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
                    "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
                    "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read. "
-                   "2.6.26..3.9 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
-                   "%p)') is not modelled: those releases print their IP line alone"),
+                   "2.6.26..3.5 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
+                   "%p)') before 3.6 is not modelled: those releases print their IP line alone"),
     Variant("task_ptr_line", [("3.10", "ti"), ("4.9", "stack"), ("4.15", None)], before=None,
             source="lib/dump_stack.c show_regs_print_info: 'task: %p ti: %p task.ti: %p' after dump_stack_print_info "
                    "(3.10, read in three trees); 'task: %p task.stack: %p' with THREAD_INFO_IN_TASK (4.9); the "
@@ -550,16 +561,33 @@ def task_pointer_line(k, r: dict[str, int]) -> list[str]:
     style = _era(k).task_ptr_line
     if style is None:
         return []
-    from .cpu_adapter import KERNEL_STACK_ORDER  # registers exist: code ran, Unicorn is loaded
-
     w = 16 if k.paging.bits64 else 8
-    size = PAGE_SIZE << KERNEL_STACK_ORDER
-    top = stack_top(k, r["sp"])
-    base = top - size if top is not None else r["sp"] & ~(size - 1)
-    task = "(null)".rjust(w)
+    base, task = _stack_base(k, r), "(null)".rjust(w)
     if style == "ti":
         return [f"task: {task} ti: {base:0{w}x} task.ti: {base:0{w}x}"]
     return [f"task: {task} task.stack: {base:0{w}x}"]
+
+
+def process_line(k, fault: Fault, r: dict[str, int]) -> str:
+    """show_regs' task line before 3.10 (3.6 read): x86_64 'Process %s (pid: %d, threadinfo
+    %p, task %p)', i386 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'; the pointers as
+    task_pointer_line gives them (the stack's base; NULL for the task_struct mmemu has not)."""
+    proc = fault.process
+    comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
+    base, task = _stack_base(k, r), "(null)".rjust(16 if k.paging.bits64 else 8)
+    if k.paging.bits64:
+        return f"Process {comm} (pid: {pid}, threadinfo {base:016x}, task {task})"
+    return f"Process {comm[:16]} (pid: {pid}, ti={base:08x} task={task} task.ti={base:08x})"
+
+
+def _stack_base(k, r: dict[str, int]) -> int:
+    """The lowest address of the kernel stack the CPU runs on: current_thread_info() and
+    task->stack of the releases that print them."""
+    from .cpu_adapter import KERNEL_STACK_ORDER  # registers exist: code ran, Unicorn is loaded
+
+    size = PAGE_SIZE << KERNEL_STACK_ORDER
+    top = stack_top(k, r["sp"])
+    return top - size if top is not None else r["sp"] & ~(size - 1)
 
 
 def _debug_registers(k, r: dict[str, int], always: bool) -> list[str]:
@@ -584,7 +612,13 @@ def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[s
     era = _era(k)
     b64 = k.paging.bits64
     ip, sp = r["ip"], r["sp"]
-    lines = [k.modules_linked_in(), task_line(k, fault)]  # (no "Hardware name:": the machine has no DMI)
+    common = era.show_regs_dumpstack == "show_regs_common"
+    lines = [k.modules_linked_in()]
+    if common:  # show_regs: "CPU %d " (x86_64); show_regs_common: the DMI vendor and product are ""
+        lines += [f"CPU {fault.cpu} "] if b64 else []
+        lines.append(task_line(k, fault) + "  ")
+    else:
+        lines.append(task_line(k, fault))  # (no "Hardware name:": the machine has no DMI)
     lines += task_pointer_line(k, r)
     if b64:
         if era.short_rip:  # show_iret_regs
@@ -607,7 +641,9 @@ def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[s
                   f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}",
                   f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
     lines += _debug_registers(k, r, always=not era.dr_if_not_default)
-    stack_dump = era.show_regs_dumpstack == "stack_dump"
+    if common:
+        lines.append(process_line(k, fault, r))
+    stack_dump = era.show_regs_dumpstack in ("show_regs_common", "stack_dump")
     if stack_dump:  # show_stack_log_lvl: " %016lx" (" %08lx") each, STACKSLOTS_PER_LINE a line
         slots = _STACKSLOTS_64 if b64 else _STACKSLOTS_32
         words = stack_words(k, r, root, 3 * slots)
