@@ -104,7 +104,9 @@ OOPS = EraTable(
                    "blank (2.6.2x, 3.x); arch/x86/kernel/dumpstack.c __die of 4.8 (read, WindRiver-Labs/kernel-4.8.x) "
                    "'%s: %04lx [#%d]%s%s%s%s\\n' with ' PREEMPT' ' SMP' ' DEBUG_PAGEALLOC' ' KASAN', each flag "
                    "preceded by a blank (a v4.9.227 merge shows the same against an older tree's trailing form); "
-                   "the first release with it, after 3.10, is not dated here: 4.8 is the first read"),
+                   "the trailing form ('printk(\"DEBUG_PAGEALLOC \")', 'printk(\"KASAN\")') is still the one "
+                   "Christian Borntraeger's debug_pagealloc_enabled() patch (linux-mm, Jan 2016, for 4.6) edits, "
+                   "and New-B/Linux3.6's dumpstack.c (read) has it: the change is in 4.6 .. 4.8, placed at 4.8"),
     Feature("cpu_task_line", since="3.10", source="lib/dump_stack.c dump_stack_print_info (3.10): 'CPU: %d PID: "
                                                   "%d Comm: %.20s' replaces 'Pid: %d, comm: %.20s'"),
     Feature("short_rip", since="4.10",
