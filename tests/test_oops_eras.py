@@ -657,6 +657,36 @@ def test_i386_register_dump_3_10_to_4_14(kernel, task, stack, boot):
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_3_1_show_registers(arch, boot):
+    """3.1 (dumpstack_64.c, dumpstack_32.c, process.c, process_32.c read): __die's
+    show_registers prints 'CPU %d ' (x86_64) and the modules, then show_regs_common's
+    KERN_CONT newline -- an empty line after print_modules' own -- and 'Pid: ...' ending in
+    the two blanks of the empty DMI vendor and product; x86_64's __show_regs(regs, 1) has the
+    CR and DR lines, i386's __show_regs(regs, 0) stops after ' DS:'; 'Process ...', Stack:,
+    Call Trace:, then 'Code:' with ' %02x' each on x86_64 too, and the summary."""
+    k = boot(arch=arch, kernel="3.1", ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    base = top - 4 * PAGE
+    at = next(i for i, line in enumerate(lines) if line.startswith("Oops: 0002 [#1]")) + 1
+    if arch == "x86_64":
+        assert lines[at:at + 5] == ["CPU 0 ", "Modules linked in:", "", "Pid: 0, comm: swapper Not tainted 3.1.0 #1  ",
+                                    f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"]
+        assert lines[at + 6] == "RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef"
+        assert lines[at + 15:at + 18] == [
+            "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400",
+            f"Process swapper (pid: 0, threadinfo {base:016x}, task           (null))", "Stack:"]
+    else:
+        assert lines[at:at + 4] == ["Modules linked in:", "", "Pid: 0, comm: swapper Not tainted 3.1.0 #1  ",
+                                    lines[at + 3]]
+        assert lines[at + 3].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ")
+        assert lines[at + 5] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+        assert lines[at + 7].startswith(" DS: 007b ES: 007b FS: ")
+        assert lines[at + 8:at + 10] == [f"Process swapper (pid: 0, ti={base:08x} task=  (null) task.ti={base:08x})",
+                                         "Stack:"]
+    assert lines[lines.index("Call Trace:") + 1] == old_code_line(k, ip, leading=True)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
 def test_3_6_show_regs_common_and_process_line(arch, boot):
     """3.6 (dumpstack_64.c, dumpstack_32.c, dumpstack.c read): __die prints the modules, then
     x86_64's show_regs 'CPU %d ' and __show_regs, whose show_regs_common prints 'Pid: %d,
@@ -721,10 +751,37 @@ def test_3_10_call_trace_prints_the_address_before_the_symbol(boot):
     that hello_exit's call pushed, then '? ' (no unwinder vouches for it) and %pB."""
     k = boot(arch="x86_64", kernel="3.10", ram="256M")
     lines, ret, sym = hello_exit_calling_memset(k, "3.10")
-    memset = k.ksymtab["memset"]
-    assert field(lines, "RIP: ") == f"RIP: 0010:[<{memset:016x}>]  [<{memset:016x}>] memset+0x0/0x10"
     trace = lines[lines.index("Call Trace:") + 1:lines.index(field(lines, "Code: "))]
     assert trace == [f" [<{ret:016x}>] ? {sym}"]
+
+
+def memset_oops(k) -> list[str]:
+    """The oops of memset(0x10, 0, 16) called on the CPU: the exported function's own store
+    faults, so its entry is the RIP."""
+    from mmemu.cpu import Cpu
+
+    cpu = Cpu(k)
+    try:
+        return cpu.call(k.ksymtab["memset"], 0x10, 0, 16).report.splitlines()
+    finally:
+        cpu.close()
+
+
+@pytest.mark.parametrize("kernel,direct", [("3.12", False), ("3.13", True)])
+def test_printk_address_of_a_rip_at_a_functions_first_byte(kernel, direct, boot):
+    """printk_address (rule printk_address): '%pB' in 3.6 (read) looks the RIP up at RIP - 1,
+    so a fault at a function's first byte (here memset, called with a NULL destination)
+    names the end of the symbol before it; Jiri Slaby's 'Fix printk_address for direct
+    addresses' prints '%pS' (4.8 read): memset+0x0. The RIP line and __die's summary agree."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines = memset_oops(k)
+    memset = k.ksymtab["memset"]
+    before = k.symbol_at(memset - 1)  # the symbol %pB finds, printed with memset's own offset
+    name, rest = before.split("+", 1)
+    off, size = rest.split("/", 1)
+    want = "memset+0x0/0x10" if direct else f"{name}+{int(off, 16) + 1:#x}/{size}"
+    assert field(lines, "RIP: ") == f"RIP: 0010:[<{memset:016x}>]  [<{memset:016x}>] {want}"
+    assert field(lines, "RIP  [<") == f"RIP  [<{memset:016x}>] {want}"
 
 
 @pytest.mark.parametrize("kernel,code_after_rip", [("4.18", False), ("4.19", True)])
@@ -732,14 +789,8 @@ def test_register_dump_from_4_19(kernel, code_after_rip, boot):
     """A real 4.19.0-rc3 oops (linux-mm, Sep 2018) has show_opcodes' Code: right after the
     RIP line; 4.10 .. 4.18 (rule show_regs_dumpstack) print RSP there and the Code: bytes
     after the call trace."""
-    from mmemu.cpu import Cpu
-
     k = boot(arch="x86_64", kernel=kernel, ram="256M")
-    cpu = Cpu(k)
-    try:
-        lines = cpu.call(k.ksymtab["memset"], 0x10, 0, 16).report.splitlines()
-    finally:
-        cpu.close()
+    lines = memset_oops(k)
     rip = next(i for i, line in enumerate(lines) if line.startswith("RIP: 0010:"))
     assert lines[rip + 1].startswith("Code: ") == code_after_rip
     assert lines[rip + (2 if code_after_rip else 1)].startswith("RSP: 0018:")

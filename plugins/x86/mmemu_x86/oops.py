@@ -23,9 +23,9 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases
-whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.6 .. 4.14,
-x86_64 3.6 and later); an access made through the API has no registers, and its oops says
-so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.5, i386 2.6.25 .. 3.5 and 4.15 .. 4.18)
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.1 .. 4.14,
+x86_64 3.1 and later); an access made through the API has no registers, and its oops says
+so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.0, i386 2.6.25 .. 3.0 and 4.15 .. 4.18)
 the register dump is not modelled: those releases print their IP line alone. No release
 prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
 was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
@@ -140,13 +140,23 @@ OOPS = EraTable(
                    "then show_trace_log_lvl 'Call Trace:' and one ' %s%pB' line per text address on the "
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
                    "again after the end marker (exec_summary_regs). 3.10 .. 4.18: rule show_regs_dumpstack"),
-    Variant("show_regs_dumpstack", [("3.6", "show_regs_common"), ("3.10", "stack_dump"), ("4.10", "unwinder"),
-                                    ("4.19", None)], before=None,
-            source="'show_regs_common' (3.6 read, New-B/Linux3.6 dumpstack.c, dumpstack_32.c, dumpstack_64.c): "
+    Variant("show_regs_dumpstack", [("3.1", "show_registers"), ("3.6", "show_regs_common"), ("3.10", "stack_dump"),
+                                    ("4.10", "unwinder"), ("4.19", None)], before=None,
+            source="'show_registers' (3.1 read, 303750856/linux-3.1 dumpstack_32.c, dumpstack_64.c, process.c, "
+                   "process_32.c; 2.6.36's dumpstack.c, torvalds/linux 02ca752e, read, calls show_registers the same "
+                   "way): __die -> show_registers; x86_64 prints 'CPU %d ' then print_modules, i386 print_modules; "
+                   "then __show_regs, whose show_regs_common starts with printk(KERN_CONT \"\\n\") -- after "
+                   "print_modules' newline an empty line (kernel/printk.c of the time, read: only a level prefix "
+                   "other than KERN_CONT starts a new line) -- and prints 'Pid: %d, comm: %.20s %s %s %.*s' and ' %s %s'; "
+                   "x86_64's __show_regs(regs, 1) prints the CR and DR lines, i386's __show_regs(regs, 0) stops "
+                   "after ' DS: ...'; 'Process ...'; 'Stack:'; 'Code:' then ' %02x' each and '  Bad RIP value.' on "
+                   "x86_64 too; 3.2 .. 3.5 not read: placed with 3.1; 3.0 and earlier not modelled. "
+                   "'show_regs_common' (3.6 read, New-B/Linux3.6 dumpstack.c, dumpstack_32.c, dumpstack_64.c, "
+                   "process.c): "
                    "__die -> print_modules, show_regs; x86_64's show_regs prints 'CPU %d ' then __show_regs, "
                    "whose show_regs_common (arch/x86/kernel/process.c) prints 'Pid: %d, comm: %.20s %s %s %.*s' "
                    "and ' %s %s' of the DMI vendor and product -- empty strings without DMI, so the line ends in "
-                   "two blanks (3.1 read, and a later form '... %.*s %s %s%s%s' read, printing the same) -- then "
+                   "two blanks (3.6's one printk '... %.*s %s %s%s%s\\n', read) -- then "
                    "the registers of 3.4's process_64.c (torvalds/linux 00194b2e, read), 'Process %s (pid: %d, "
                    "threadinfo %p, task %p)' (i386: 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'), "
                    "'Stack:', the trace, 'Code: ' and the summary as 3.10 prints them. 3.1 (read, "
@@ -168,8 +178,15 @@ OOPS = EraTable(
                    "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
                    "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
                    "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read. "
-                   "2.6.26..3.5 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
-                   "%p)') before 3.6 is not modelled: those releases print their IP line alone"),
+                   "2.6.26..3.0 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
+                   "%p)') before 3.1 is not modelled: those releases print their IP line alone"),
+    Variant("printk_address", [("3.13", "pS")], before="pB",
+            source="arch/x86/kernel/dumpstack.c printk_address, which prints __show_regs' long RIP line and "
+                   "__die's 'RIP ' summary: ' [<%p>] %s%pB' in 3.6 (read; %pB looks the address up at address - 1, "
+                   "so a RIP at a function's first byte names the symbol before it); ' [<%p>] %pS' with a separate "
+                   "printk_stack_address '%pB' for the trace in 4.8 (read): Jiri Slaby's 'x86/dumpstack: Fix "
+                   "printk_address for direct addresses', backported by SUSE to 3.11 in Dec 2013 (bnc#845621, "
+                   "changelog read); its mainline release is not read: placed at 3.13"),
     Variant("task_ptr_line", [("3.10", "ti"), ("4.9", "stack"), ("4.15", None)], before=None,
             source="lib/dump_stack.c show_regs_print_info: 'task: %p ti: %p task.ti: %p' after dump_stack_print_info "
                    "(3.10, read in three trees); 'task: %p task.stack: %p' with THREAD_INFO_IN_TASK (4.9); the "
@@ -570,6 +587,14 @@ def task_pointer_line(k, r: dict[str, int]) -> list[str]:
     return [f"task: {task} task.stack: {base:0{w}x}"]
 
 
+def rip_symbol(k, ip: int) -> str:
+    """printk_address's symbol (rule ``printk_address``): %pS, or before 3.13 %pB -- the
+    symbol of ip - 1 with the offset of ip, the raw address where none covers it."""
+    if _era(k).printk_address == "pS":
+        return symbol(k, ip)
+    return backtrace_symbol(k, ip) or f"0x{ip:x}"
+
+
 def process_line(k, fault: Fault, r: dict[str, int]) -> str:
     """show_regs' task line before 3.10 (3.6 read): x86_64 'Process %s (pid: %d, threadinfo
     %p, task %p)', i386 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'; the pointers as
@@ -614,10 +639,16 @@ def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[s
     era = _era(k)
     b64 = k.paging.bits64
     ip, sp = r["ip"], r["sp"]
-    common = era.show_regs_dumpstack == "show_regs_common"
-    lines = [k.modules_linked_in()]
-    if common:  # show_regs: "CPU %d " (x86_64); show_regs_common: the DMI vendor and product are ""
-        lines += [f"CPU {fault.cpu} "] if b64 else []
+    style = era.show_regs_dumpstack
+    common = style in ("show_registers", "show_regs_common")
+    cpu_line = [f"CPU {fault.cpu} "] if b64 else []  # show_registers/show_regs: printk("CPU %d ", cpu)
+    if style == "show_registers":  # show_regs_common's KERN_CONT "\n" after print_modules: an empty line
+        lines = cpu_line + [k.modules_linked_in(), ""]
+    elif common:
+        lines = [k.modules_linked_in()] + cpu_line
+    else:
+        lines = [k.modules_linked_in()]
+    if common:  # show_regs_common: the DMI vendor and product are "" (no DMI)
         lines.append(task_line(k, fault) + "  ")
     else:
         lines.append(task_line(k, fault))  # (no "Hardware name:": the machine has no DMI)
@@ -625,8 +656,8 @@ def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[s
     if b64:
         if era.short_rip:  # show_iret_regs
             lines += [f"RIP: {r['cs']:04x}:{symbol(k, ip)}", f"RSP: {r['ss']:04x}:{sp:016x} EFLAGS: {r['flags']:08x}"]
-        else:  # "RIP: %04lx:[<%016lx>] " then printk_address " [<%p>] %pS\n"
-            lines += [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {symbol(k, ip)}",
+        else:  # "RIP: %04lx:[<%016lx>] " then printk_address " [<%p>] %pS\n" (%pB before 3.13)
+            lines += [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {rip_symbol(k, ip)}",
                       f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
         for row in _GPR_LINES_64:
             lines.append(" ".join(f"{label}: {r[name]:016x}" for label, name in row))
@@ -640,21 +671,23 @@ def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[s
                   f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
                   f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
                   f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
-                  f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}",
-                  f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
-    lines += _debug_registers(k, r, always=not era.dr_if_not_default)
+                  f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}"]
+    if b64 or style != "show_registers":  # i386's show_registers: __show_regs(regs, 0) stops here
+        if not b64:
+            lines.append(f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}")
+        lines += _debug_registers(k, r, always=not era.dr_if_not_default)
     if common:
         lines.append(process_line(k, fault, r))
-    stack_dump = era.show_regs_dumpstack in ("show_regs_common", "stack_dump")
+    stack_dump = style != "unwinder"
     if stack_dump:  # show_stack_log_lvl: " %016lx" (" %08lx") each, STACKSLOTS_PER_LINE a line
         slots = _STACKSLOTS_64 if b64 else _STACKSLOTS_32
         words = stack_words(k, r, root, 3 * slots)
         lines.append("Stack:")
         lines += ["".join(f" {w:0{16 if b64 else 8}x}" for w in words[i:i + slots]) for i in range(0, len(words), slots)]
     lines += call_trace(k, r, root, addresses=stack_dump)
-    lines.append(code_bytes_line(k, ip, root, "RIP" if b64 else "EIP", leading=not b64))
+    lines.append(code_bytes_line(k, ip, root, "RIP" if b64 else "EIP", leading=not b64 or style == "show_registers"))
     if b64 and stack_dump:  # "RIP " + printk_address + " RSP <%016lx>"
-        lines += [f"RIP  [<{ip:016x}>] {symbol(k, ip)}", f" RSP <{sp:016x}>"]
+        lines += [f"RIP  [<{ip:016x}>] {rip_symbol(k, ip)}", f" RSP <{sp:016x}>"]
     elif b64:
         lines.append(f"RIP: {symbol(k, ip)} RSP: {sp:016x}")
     elif stack_dump:  # "EIP: [<%08lx>] " + print_symbol("%s") + " SS:ESP %04x:%08lx"
