@@ -631,55 +631,64 @@ def _debug_registers(k, r: dict[str, int], always: bool) -> list[str]:
 
 
 def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
-    """__die's print_modules and show_regs of 3.10 .. 4.18 (rule ``show_regs_dumpstack``),
-    from the emulated CPU's registers: show_regs_print_info, __show_regs(regs, 1) (process_64.c:
-    the RIP line long until 4.9, ``RSP: ...  EFLAGS`` with two blanks until 4.9; ORIG_RAX is
-    -1 outside a system call, so 4.10's `` ORIG_RAX:`` is not printed), the raw ``Stack:``
+    """__die's body of 3.1 .. 4.18 (rule ``show_regs_dumpstack``), from the emulated CPU's
+    registers: the modules and the task lines of the era, __show_regs, the raw ``Stack:``
     dump (until 4.9), the call trace, the ``Code:`` bytes, then __die's executive summary."""
-    era = _era(k)
-    b64 = k.paging.bits64
-    ip, sp = r["ip"], r["sp"]
-    style = era.show_regs_dumpstack
-    common = style in ("show_registers", "show_regs_common")
-    cpu_line = [f"CPU {fault.cpu} "] if b64 else []  # show_registers/show_regs: printk("CPU %d ", cpu)
+    style = _era(k).show_regs_dumpstack
+    return (_dumpstack_task_lines(k, fault, r, style) + _dumpstack_registers(k, fault, r, style)
+            + _dumpstack_stack_and_code(k, fault, r, root, style))
+
+
+def _dumpstack_task_lines(k, fault: Fault, r: dict[str, int], style: str) -> list[str]:
+    """print_modules and the task lines: show_registers/show_regs' ``CPU %d `` (x86_64, until
+    3.9) and show_regs_common's ``Pid:`` line, or from 3.10 show_regs_print_info's."""
+    cpu_line = [f"CPU {fault.cpu} "] if k.paging.bits64 else []
     if style == "show_registers":  # show_regs_common's KERN_CONT "\n" after print_modules: an empty line
         lines = cpu_line + [k.modules_linked_in(), ""]
-    elif common:
+    elif style == "show_regs_common":
         lines = [k.modules_linked_in()] + cpu_line
-    else:
-        lines = [k.modules_linked_in()]
-    if common:  # show_regs_common: the DMI vendor and product are "" (no DMI)
-        lines.append(task_line(k, fault) + "  ")
-    else:
-        lines.append(task_line(k, fault))  # (no "Hardware name:": the machine has no DMI)
-    lines += task_pointer_line(k, r)
-    if b64:
+    else:  # (no "Hardware name:": the machine has no DMI)
+        return [k.modules_linked_in(), task_line(k, fault)] + task_pointer_line(k, r)
+    return lines + [task_line(k, fault) + "  "]  # show_regs_common: the DMI vendor and product are ""
+
+
+def _dumpstack_registers(k, fault: Fault, r: dict[str, int], style: str) -> list[str]:
+    """__show_regs (process_64.c: the RIP line long until 4.9, ``RSP: ...  EFLAGS`` with two
+    blanks until 4.9; ORIG_RAX is -1 outside a system call, so 4.10's `` ORIG_RAX:`` is not
+    printed; process_32.c as 4.8 has it), then show_registers' ``Process`` line until 3.9."""
+    era = _era(k)
+    ip, sp = r["ip"], r["sp"]
+    if k.paging.bits64:
         if era.short_rip:  # show_iret_regs
-            lines += [f"RIP: {r['cs']:04x}:{symbol(k, ip)}", f"RSP: {r['ss']:04x}:{sp:016x} EFLAGS: {r['flags']:08x}"]
+            lines = [f"RIP: {r['cs']:04x}:{symbol(k, ip)}", f"RSP: {r['ss']:04x}:{sp:016x} EFLAGS: {r['flags']:08x}"]
         else:  # "RIP: %04lx:[<%016lx>] " then printk_address " [<%p>] %pS\n" (%pB before 3.13)
-            lines += [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {rip_symbol(k, ip)}",
-                      f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
-        for row in _GPR_LINES_64:
-            lines.append(" ".join(f"{label}: {r[name]:016x}" for label, name in row))
-        lines.append(f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
-                     f"knlGS:{r['kernel_gs_base']:016x}")
-        lines.append(f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}")
-        lines.append(f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}")
-    else:  # process_32.c (4.8 read)
-        lines += [f"EIP: {r['cs']:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
-                  f"EIP is at {symbol(k, ip)}",
-                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
-                  f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
-                  f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
-                  f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}"]
-    if b64 or style != "show_registers":  # i386's show_registers: __show_regs(regs, 0) stops here
-        if not b64:
+            lines = [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {rip_symbol(k, ip)}",
+                     f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
+        lines += gprs_and_control_64(r)
+    else:
+        lines = [f"EIP: {r['cs']:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
+                 f"EIP is at {symbol(k, ip)}",
+                 f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+                 f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
+                 f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
+                 f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}"]
+        if style != "show_registers":  # i386's show_registers: __show_regs(regs, 0) stops at DS
             lines.append(f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}")
+    if k.paging.bits64 or style != "show_registers":
         lines += _debug_registers(k, r, always=not era.dr_if_not_default)
-    if common:
+    if style in ("show_registers", "show_regs_common"):
         lines.append(process_line(k, fault, r))
+    return lines
+
+
+def _dumpstack_stack_and_code(k, fault: Fault, r: dict[str, int], root: int, style: str) -> list[str]:
+    """show_stack_log_lvl's ``Stack:`` words (until 4.9: `` %016lx`` each, STACKSLOTS_PER_LINE
+    a line), the call trace, show_regs' ``Code:`` and __die's summary."""
+    b64 = k.paging.bits64
+    ip, sp = r["ip"], r["sp"]
     stack_dump = style != "unwinder"
-    if stack_dump:  # show_stack_log_lvl: " %016lx" (" %08lx") each, STACKSLOTS_PER_LINE a line
+    lines = []
+    if stack_dump:
         slots = _STACKSLOTS_64 if b64 else _STACKSLOTS_32
         words = stack_words(k, r, root, 3 * slots)
         lines.append("Stack:")
@@ -687,14 +696,12 @@ def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[s
     lines += call_trace(k, r, root, addresses=stack_dump)
     lines.append(code_bytes_line(k, ip, root, "RIP" if b64 else "EIP", leading=not b64 or style == "show_registers"))
     if b64 and stack_dump:  # "RIP " + printk_address + " RSP <%016lx>"
-        lines += [f"RIP  [<{ip:016x}>] {rip_symbol(k, ip)}", f" RSP <{sp:016x}>"]
-    elif b64:
-        lines.append(f"RIP: {symbol(k, ip)} RSP: {sp:016x}")
-    elif stack_dump:  # "EIP: [<%08lx>] " + print_symbol("%s") + " SS:ESP %04x:%08lx"
-        lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss'] & 0xFFFF:04x}:{sp:08x}")
-    else:
-        lines.append(f"EIP: {symbol(k, ip)} SS:ESP: {r['ss'] & 0xFFFF:04x}:{sp:08x}")
-    return lines
+        return lines + [f"RIP  [<{ip:016x}>] {rip_symbol(k, ip)}", f" RSP <{sp:016x}>"]
+    if b64:
+        return lines + [f"RIP: {symbol(k, ip)} RSP: {sp:016x}"]
+    if stack_dump:  # "EIP: [<%08lx>] " + print_symbol("%s") + " SS:ESP %04x:%08lx"
+        return lines + [f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss'] & 0xFFFF:04x}:{sp:08x}"]
+    return lines + [f"EIP: {symbol(k, ip)} SS:ESP: {r['ss'] & 0xFFFF:04x}:{sp:08x}"]
 
 
 def stack_top(k, sp: int) -> int | None:
@@ -815,18 +822,24 @@ _GPR_LINES_64 = ((("RAX", "ax"), ("RBX", "bx"), ("RCX", "cx")), (("RDX", "dx"), 
                  (("R13", "r13"), ("R14", "r14"), ("R15", "r15")))
 
 
+def gprs_and_control_64(r: dict[str, int]) -> list[str]:
+    """process_64.c __show_regs after the RSP line, the same from 3.x to 6.x: the general
+    registers three a line, 'FS:  %016lx(%04x) GS:%016lx(%04x) knlGS:%016lx', 'CS:  %04x DS:
+    %04x ES: %04x CR0: %016lx', 'CR2: %016lx CR3: %016lx CR4: %016lx'."""
+    return ([" ".join(f"{label}: {r[name]:016x}" for label, name in row) for row in _GPR_LINES_64]
+            + [f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
+               f"knlGS:{r['kernel_gs_base']:016x}",
+               f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}",
+               f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}"])
+
+
 def show_regs(k, r: dict[str, int], root: int) -> list[str]:
     """__show_regs(regs, SHOW_REGS_ALL) of 5.10 (process_64.c / process_32.c), from the
     emulated CPU's registers."""
     if k.paging.bits64:
         lines = [f"RIP: {r['cs']:04x}:{symbol(k, r['ip'])}", code_line(k, r["ip"], root),
                  f"RSP: {r['ss']:04x}:{r['sp']:016x} EFLAGS: {r['flags']:08x}"]  # orig_ax -1: no ORIG_RAX
-        for row in _GPR_LINES_64:
-            lines.append(" ".join(f"{label}: {r[name]:016x}" for label, name in row))
-        lines.append(f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
-                     f"knlGS:{r['kernel_gs_base']:016x}")
-        lines.append(f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}")
-        lines.append(f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}")
+        lines += gprs_and_control_64(r)
     else:
         lines = [f"EIP: {symbol(k, r['ip'])}", code_line(k, r["ip"], root),
                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
@@ -834,13 +847,7 @@ def show_regs(k, r: dict[str, int], root: int) -> list[str]:
                  f"DS: {r['ds']:04x} ES: {r['es']:04x} FS: {r['fs']:04x} GS: {r['gs']:04x} SS: {r['ss']:04x} "
                  f"EFLAGS: {r['flags']:08x}",
                  f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
-    if (r["dr0"], r["dr1"], r["dr2"], r["dr3"], r["dr6"], r["dr7"]) != (0, 0, 0, 0, _DR6_RESERVED, _DR7_DEFAULT):
-        if k.paging.bits64:
-            lines += [f"DR0: {r['dr0']:016x} DR1: {r['dr1']:016x} DR2: {r['dr2']:016x}",
-                      f"DR3: {r['dr3']:016x} DR6: {r['dr6']:016x} DR7: {r['dr7']:016x}"]
-        else:
-            lines += [f"DR0: {r['dr0']:08x} DR1: {r['dr1']:08x} DR2: {r['dr2']:08x} DR3: {r['dr3']:08x}",
-                      f"DR6: {r['dr6']:08x} DR7: {r['dr7']:08x}"]
+    lines += _debug_registers(k, r, always=False)
     # ("PKRU: %08x" follows when CR4.OSPKE is set: the emulated CPU never sets it)
     return lines
 
