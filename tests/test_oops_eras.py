@@ -509,14 +509,17 @@ def test_segfault_code_line_from_4_18(boot):
     """show_signal_msg: show_opcodes after the line from 4.18 (x86/fault: Dump user opcode
     bytes on fatal faults): the user code around the ip, read from the process's pages;
     42 bytes before the ip are not mapped here (the code starts its page), so the kernel's
-    copy fails and says so with the prologue's address. 4.17 prints the line alone."""
-    for kernel, lines in (("4.17", 1), ("4.18", 2)):
+    copy fails and says so: 4.18's show_opcodes 'Code: Bad RIP value.' (read), 5.10's copy_code
+    with the prologue's address. 4.17 prints the line alone."""
+    for kernel, lines, code in (("4.17", 1, None), ("4.18", 2, "Code: Bad RIP value."),
+                                ("5.10", 2, "Code: Unable to access opcode bytes at RIP 0x{:x}.")):
         k = boot(arch="x86_64", kernel=kernel, ram="256M")
         p, base, sp, report = run_null_write(k, "segv", NULL_WRITE)
         assert len(report.splitlines()) == lines
         assert report.splitlines()[0] == f"segv[{p.pid}]: segfault at 0 ip {base + 2:016x} sp {sp:016x} error 6"
-    assert report.splitlines()[1] == f"Code: Unable to access opcode bytes at RIP 0x{base + 2 - 42:x}."
-    assert k.dmesg().splitlines()[-2:] == report.splitlines()
+        if code is not None:
+            assert report.splitlines()[1] == code.format(base + 2 - 42)
+            assert k.dmesg().splitlines()[-2:] == report.splitlines()
 
 
 def kernel_store_with_known_registers(k) -> tuple[list[str], int, int]:
@@ -540,7 +543,7 @@ def kernel_store_with_known_registers(k) -> tuple[list[str], int, int]:
 
 
 def old_code_line(k, ip: int, leading: bool) -> str:
-    """show_regs' Code: line of 3.10 .. 4.18 written out from the bytes in memory: 64 bytes
+    """show_regs' Code: line of 3.1 .. 4.17 written out from the bytes in memory: 64 bytes
     from ip - 43, '%02x ' ('<%02x> ' at ip) on x86_64, ' %02x' (' <%02x>') on i386."""
     cells = [f"<{b:02x}>" if a == ip else f"{b:02x}" for a, b in zip(range(ip - 43, ip + 21), k.read(ip - 43, 64))]
     return "Code:" + "".join(f" {c}" for c in cells) if leading else "Code: " + "".join(f"{c} " for c in cells)
@@ -567,11 +570,12 @@ def check_stack_rows(k, rows: list[str], sp: int, top: int, size: int) -> None:
     ("4.9", "stack", True, False, True),
     # the dumpstack rework of 4.10: 'RIP: %04lx:%pS', one blank before EFLAGS, no raw stack dump
     ("4.14", "stack", False, False, False),
-    # lib/dump_stack.c of 4.18 (read): show_regs_print_info prints no task line
-    ("4.18", None, False, False, False),
+    # 4.15..4.17: a dumpstack.c read (PTI), show_regs moved into it; no task line in 4.18's lib/dump_stack.c
+    # (read), placed at 4.15
+    ("4.17", None, False, False, False),
 ])
-def test_x86_64_register_dump_3_10_to_4_18(kernel, task, long_rip, drs, stack, boot):
-    """__die of 3.10 .. 4.18 (arch/x86/kernel/dumpstack.c, dumpstack_64.c, process_64.c,
+def test_x86_64_register_dump_3_10_to_4_17(kernel, task, long_rip, drs, stack, boot):
+    """__die of 3.10 .. 4.17 (arch/x86/kernel/dumpstack.c, dumpstack_64.c, process_64.c,
     lib/dump_stack.c; the releases read are named in the era table): print_modules, the
     CPU: line, the task line of the era, __show_regs with the emulated CPU's registers (RBX,
     RCX, RDX hold what the code loaded, RAX the 0 it stores through), the raw stack dump
@@ -784,16 +788,27 @@ def test_printk_address_of_a_rip_at_a_functions_first_byte(kernel, direct, boot)
     assert field(lines, "RIP  [<") == f"RIP  [<{memset:016x}>] {want}"
 
 
-@pytest.mark.parametrize("kernel,code_after_rip", [("4.18", False), ("4.19", True)])
-def test_register_dump_from_4_19(kernel, code_after_rip, boot):
-    """A real 4.19.0-rc3 oops (linux-mm, Sep 2018) has show_opcodes' Code: right after the
-    RIP line; 4.10 .. 4.18 (rule show_regs_dumpstack) print RSP there and the Code: bytes
-    after the call trace."""
+@pytest.mark.parametrize("kernel", ["4.17", "4.18", "4.19"])
+def test_code_after_rip_from_4_18(kernel, boot):
+    """4.18 (dumpstack.c read): show_ip prints show_opcodes' Code: right after the RIP line --
+    64 bytes from ip - 42, '%02x ' each, '<%02x> ' at ip -- __die prints the modules after
+    the registers and oops_end the first oops's registers again; '%42ph <%02x> %21ph' in the
+    real 4.19.0-rc3 oops's layout and 5.10 (read). 4.10 .. 4.17 print RSP after RIP and the
+    Code: bytes after the call trace (rule show_regs_dumpstack)."""
     k = boot(arch="x86_64", kernel=kernel, ram="256M")
     lines = memset_oops(k)
-    rip = next(i for i, line in enumerate(lines) if line.startswith("RIP: 0010:"))
-    assert lines[rip + 1].startswith("Code: ") == code_after_rip
-    assert lines[rip + (2 if code_after_rip else 1)].startswith("RSP: 0018:")
+    memset = k.ksymtab["memset"]
+    rip = lines.index("RIP: 0010:memset+0x0/0x10")
+    code = k.read(memset - 42, 64)
+    if kernel == "4.17":
+        assert lines[rip + 1].startswith("RSP: 0018:") and lines[rip - 2] == "Modules linked in:"
+        return
+    want = ("Code: " + "".join(f"<{b:02x}> " if i == 42 else f"{b:02x} " for i, b in enumerate(code))
+            if kernel == "4.18" else f"Code: {code[:42].hex(' ')} <{code[42]:02x}> {code[43:].hex(' ')}")
+    assert lines[rip + 1] == want and lines[rip + 2].startswith("RSP: 0018:")
+    assert lines[lines.index("Call Trace:") + 1] == "Modules linked in:"
+    end = next(i for i, line in enumerate(lines) if line.startswith("---[ end trace "))
+    assert lines[end + 1:end + 3] == ["RIP: 0010:memset+0x0/0x10", want]  # exec_summary_regs
 
 
 @pytest.mark.parametrize("arch,bad", [("x86_64", "<c6> 00 01 c3  Bad RIP value."),

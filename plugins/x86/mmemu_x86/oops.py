@@ -25,7 +25,7 @@ emulated CPU's registers when code on it faulted (or called an exported kernel f
 whose implementation faulted: that function is the RIP), in the words of the releases
 whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.1 .. 4.14,
 x86_64 3.1 and later); an access made through the API has no registers, and its oops says
-so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.0, i386 2.6.25 .. 3.0 and 4.15 .. 4.18)
+so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.0, i386 2.6.25 .. 3.0 and 4.15 .. 4.17)
 the register dump is not modelled: those releases print their IP line alone. No release
 prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
 was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
@@ -116,19 +116,30 @@ OOPS = EraTable(
                    "has printk_address); 'RIP: %04lx:%pS' and 'RSP: %04lx:%016lx EFLAGS: %08lx' (one blank) in a "
                    "4.10..4.14 process_64.c (read: intel_rdt, no PTI), with the dumpstack rework of 4.10"),
     Feature("short_eip", since="4.15", source="arch/x86/kernel/process_32.c __show_regs: 'EIP: %pS' (4.15)"),
-    Feature("modules_after_regs", since="4.19",
+    Feature("modules_after_regs", since="4.18",
             source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x, in "
                    "4.8 (read, WindRiver-Labs/kernel-4.8.x), in a 4.10..4.14 dumpstack.c (read: 'RIP: %pS RSP: "
                    "%016lx' summary, no PTI) and in a 4.15..4.17 one (read: ' PTI'/' NOPTI', cpu_entry_area); after "
-                   "it in the real 4.19.0-rc3 oops of rule show_regs, by 5.0 (read in the die_addr patch: "
-                   "'show_regs(regs); print_modules();') and in 5.10 (read: __die_body); 4.18 not read"),
+                   "it in 4.18 (read, rule show_regs), in the real 4.19.0-rc3 oops, by 5.0 (read in the die_addr "
+                   "patch: 'show_regs(regs); print_modules();') and in 5.10 (read: __die_body)"),
+    Variant("show_opcodes", [("4.18", "bytes"), ("4.19", "ph")], before=None,
+            source="arch/x86/kernel/dumpstack.c show_opcodes: 4.18 (read, the dumpstack.c of rule show_regs) "
+                   "printk('%sCode: ') then OPCODE_BUFSIZE (64) bytes from ip - 64 * 2 / 3, '%02x ' each and "
+                   "'<%02x> ' at ip, or pr_cont('Bad RIP value.') when probe_kernel_read fails; '%42ph <%02x> "
+                   "%21ph' with PROLOGUE_SIZE/EPILOGUE_SIZE next (a show_opcodes(u8 *rip) of that form read), in "
+                   "the 5.4 golden log and in 5.10 (read); the release that made it is not read: placed at 4.19"),
     Feature("idle_comm_cpu", since="3.2",
             source="kernel/sched/core.c init_idle (4.4 .. 6.x read): '#ifdef CONFIG_SMP sprintf(idle->comm, "
                    "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
                    "the rename is after 3.2-rc2 (an LKML boot log where pid 1 still inherits 'swapper') and in "
                    "Ubuntu's 3.2.0-23 ('Pid: 1, comm: swapper/0')"),
-    Variant("show_regs", [("4.19", "show_ip")], before=None,
-            source="a real 4.19.0-rc3 oops (linux-mm, Sep 2018: 'Oops: 0000 [#1] SMP DEBUG_PAGEALLOC', 'CPU: 1 PID: "
+    Variant("show_regs", [("4.18", "show_ip")], before=None,
+            source="4.18: a dumpstack.c with __die 'show_regs(regs); print_modules();', exec_summary_regs saved "
+                   "by the first __die and printed by oops_end, show_ip printing 'RIP: %04x:%pS' then "
+                   "show_opcodes(u8 *rip) (read: __show_regs(regs, all) with a bool, before the 4.19 show_regs_mode) "
+                   "and WindRiver-Labs/linux-yocto-4.18's process_64.c (read: __show_regs starts with "
+                   "show_iret_regs; i386's process_32.c of 4.18 is not read: its lines are 5.10's); "
+                   "a real 4.19.0-rc3 oops (linux-mm, Sep 2018: 'Oops: 0000 [#1] SMP DEBUG_PAGEALLOC', 'CPU: 1 PID: "
                    "121 Comm: modprobe', 'RIP: 0010:exit_mmap+0x122/0x1f0', 'Code: ... <48> 8b 52 08 ...', 'RSP: "
                    "0018:ffffc90000897de0 EFLAGS: 00010246', 'RAX: ...', 'FS:  ...', 'CS:  0010 DS: 0000 ES: 0000 "
                    "CR0: ...') shows the layout; "
@@ -141,7 +152,7 @@ OOPS = EraTable(
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
                    "again after the end marker (exec_summary_regs). 3.10 .. 4.18: rule show_regs_dumpstack"),
     Variant("show_regs_dumpstack", [("3.1", "show_registers"), ("3.6", "show_regs_common"), ("3.10", "stack_dump"),
-                                    ("4.10", "unwinder"), ("4.19", None)], before=None,
+                                    ("4.10", "unwinder"), ("4.18", None)], before=None,
             source="'show_registers' (3.1 read, 303750856/linux-3.1 dumpstack_32.c, dumpstack_64.c, process.c, "
                    "process_32.c; 2.6.36's dumpstack.c, torvalds/linux 02ca752e, read, calls show_registers the same "
                    "way): __die -> show_registers; x86_64 prints 'CPU %d ' then print_modules, i386 print_modules; "
@@ -799,13 +810,18 @@ PROLOGUE_SIZE, EPILOGUE_SIZE = 42, 21
 
 def code_line(k, ip: int, root: int, user: bool = False) -> str:
     """show_opcodes: ``Code: `` the 42 bytes before ip, ``<%02x>`` the byte at ip, the 21
-    after (``%ph``: two hex digits each, blank-separated), read as scripts/decodecode reads
-    them back; ``Code: Unable to access opcode bytes at RIP 0x%lx.`` (the prologue's
+    after (``%ph``: two hex digits each, blank-separated; 4.18: ``%02x `` each, rule
+    ``show_opcodes``), read as scripts/decodecode reads them back; ``Code: Unable to access opcode bytes at RIP 0x%lx.`` (the prologue's
     address) when a page of them is not mapped. *user*: copy_code's user side, which also
     refuses a range reaching past TASK_SIZE_MAX."""
     mask = (1 << (64 if k.paging.bits64 else 32)) - 1
     prologue = (ip - PROLOGUE_SIZE) & mask
     size = PROLOGUE_SIZE + 1 + EPILOGUE_SIZE
+    if _era(k).show_opcodes == "bytes":  # 4.18: '%02x ' each, the same 64 bytes
+        data = read_nofault(k, root, prologue, size)
+        if data is None:
+            return "Code: Bad RIP value."
+        return "Code: " + "".join(f"<{b:02x}> " if i == PROLOGUE_SIZE else f"{b:02x} " for i, b in enumerate(data))
     data = None if user and prologue + size > k.task_size else read_nofault(k, root, prologue, size)
     if data is None:
         return f"Code: Unable to access opcode bytes at RIP 0x{prologue:x}."
