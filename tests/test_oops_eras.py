@@ -509,9 +509,10 @@ def test_segfault_code_line_from_4_18(boot):
     """show_signal_msg: show_opcodes after the line from 4.18 (x86/fault: Dump user opcode
     bytes on fatal faults): the user code around the ip, read from the process's pages;
     42 bytes before the ip are not mapped here (the code starts its page), so the kernel's
-    copy fails and says so: 4.18's show_opcodes 'Code: Bad RIP value.' (read), 5.10's copy_code
-    with the prologue's address. 4.17 prints the line alone."""
-    for kernel, lines, code in (("4.17", 1, None), ("4.18", 2, "Code: Bad RIP value."),
+    copy fails and says so: 'Code: Bad RIP value.' (4.18 read) until 5.10's 'Unable to access
+    opcode bytes at RIP' with the prologue's address (Mark Mossberg's patch, read). 4.17 prints
+    the line alone."""
+    for kernel, lines, code in (("4.17", 1, None), ("4.18", 2, "Code: Bad RIP value."), ("5.9", 2, "Code: Bad RIP value."),
                                 ("5.10", 2, "Code: Unable to access opcode bytes at RIP 0x{:x}.")):
         k = boot(arch="x86_64", kernel=kernel, ram="256M")
         p, base, sp, report = run_null_write(k, "segv", NULL_WRITE)

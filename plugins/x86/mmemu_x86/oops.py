@@ -122,12 +122,15 @@ OOPS = EraTable(
                    "%016lx' summary, no PTI) and in a 4.15..4.17 one (read: ' PTI'/' NOPTI', cpu_entry_area); after "
                    "it in 4.18 (read, rule show_regs), in the real 4.19.0-rc3 oops, by 5.0 (read in the die_addr "
                    "patch: 'show_regs(regs); print_modules();') and in 5.10 (read: __die_body)"),
-    Variant("show_opcodes", [("4.18", "bytes"), ("4.19", "ph")], before=None,
+    Variant("show_opcodes", [("4.18", "bytes"), ("4.19", "ph"), ("5.10", "ph_unable")], before=None,
             source="arch/x86/kernel/dumpstack.c show_opcodes: 4.18 (read, the dumpstack.c of rule show_regs) "
                    "printk('%sCode: ') then OPCODE_BUFSIZE (64) bytes from ip - 64 * 2 / 3, '%02x ' each and "
                    "'<%02x> ' at ip, or pr_cont('Bad RIP value.') when probe_kernel_read fails; '%42ph <%02x> "
                    "%21ph' with PROLOGUE_SIZE/EPILOGUE_SIZE next (a show_opcodes(u8 *rip) of that form read), in "
-                   "the 5.4 golden log and in 5.10 (read); the release that made it is not read: placed at 4.19"),
+                   "the 5.4 golden log and in 5.10 (read); the release that made it is not read: placed at 4.19. "
+                   "'Code: Bad RIP value.' when the copy fails until Mark Mossberg's 'x86/dumpstack: Fix misleading "
+                   "instruction pointer error message' (lkml 20201002042915, read: printk('%sCode: Unable to access "
+                   "opcode bytes at RIP 0x%lx.\\n', loglvl, prologue)), in 5.10 (read)"),
     Feature("idle_comm_cpu", since="3.2",
             source="kernel/sched/core.c init_idle (4.4 .. 6.x read): '#ifdef CONFIG_SMP sprintf(idle->comm, "
                    "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
@@ -823,6 +826,8 @@ def code_line(k, ip: int, root: int, user: bool = False) -> str:
             return "Code: Bad RIP value."
         return "Code: " + "".join(f"<{b:02x}> " if i == PROLOGUE_SIZE else f"{b:02x} " for i, b in enumerate(data))
     data = None if user and prologue + size > k.task_size else read_nofault(k, root, prologue, size)
+    if data is None and _era(k).show_opcodes == "ph":
+        return "Code: Bad RIP value."
     if data is None:
         return f"Code: Unable to access opcode bytes at RIP 0x{prologue:x}."
     return (f"Code: {data[:PROLOGUE_SIZE].hex(' ')} <{data[PROLOGUE_SIZE]:02x}> "
