@@ -471,16 +471,13 @@ def test_late_6_x_header_and_task_line(kernel, oops, cpu, boot):
     assert lines[4:6] == [oops, cpu]
 
 
-def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_function(boot):
-    """show_trace_log_lvl (5.10 read) prints every kernel-text address it finds on the
-    stack as ' %s%pB' ('? ' where no unwinder vouches for it; %pB looks the return address
-    up at address - 1 and prints its own offset). hello.o's exit function is patched in RAM
-    (as a debugger would) to call memset(0x10, 0, 16): the oops names memset as the RIP and
-    hello_exit, whose call pushed the return address, in the trace."""
+def hello_exit_calling_memset(k, era: str) -> tuple[list[str], str]:
+    """hello.o of *era* with its exit function patched in RAM (as a debugger would) to call
+    memset(0x10, 0, 16), run on the CPU: the oops, and how %pB names the return address the
+    call pushed (hello_exit+off/size [hello])."""
     from mmemu.cpu import Cpu
 
-    k = boot(arch="x86_64", kernel="6.6", ram="256M")
-    k.load_module((BUILD / "x86_64-6.6" / "hello.o").read_bytes(), "hello.o", run_init=False)
+    k.load_module((BUILD / f"x86_64-{era}" / "hello.o").read_bytes(), "hello.o", run_init=False)
     start, size = next((s, n) for s, n, name, init in k.find_module("hello").kallsyms if name == "hello_exit")
     call_at = start + 7 + 2 + 5
     rel = (k.ksymtab["memset"] - (call_at + 5)) & 0xFFFFFFFF
@@ -493,38 +490,346 @@ def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_fu
         lines = cpu.call(start).report.splitlines()
     finally:
         cpu.close()
+    return lines, call_at + 5, f"hello_exit+{call_at + 5 - start:#x}/{size:#x} [hello]"
+
+
+def test_call_trace_names_the_module_function_that_called_the_faulting_kernel_function(boot):
+    """show_trace_log_lvl (5.10 read) prints every kernel-text address it finds on the
+    stack as ' %s%pB' ('? ' where no unwinder vouches for it; %pB looks the return address
+    up at address - 1 and prints its own offset): the oops names memset as the RIP and
+    hello_exit, whose call pushed the return address, in the trace."""
+    k = boot(arch="x86_64", kernel="6.6", ram="256M")
+    lines, ret, sym = hello_exit_calling_memset(k, "6.6")
     assert field(lines, "RIP: ") == "RIP: 0010:memset+0x0/0x10"
     trace = lines[lines.index("Call Trace:") + 1:lines.index(" </TASK>")]
-    assert trace == [" <TASK>", f" ? hello_exit+{call_at + 5 - start:#x}/{size:#x} [hello]"]
+    assert trace == [" <TASK>", f" ? {sym}"]
 
 
 def test_segfault_code_line_from_4_18(boot):
     """show_signal_msg: show_opcodes after the line from 4.18 (x86/fault: Dump user opcode
     bytes on fatal faults): the user code around the ip, read from the process's pages;
     42 bytes before the ip are not mapped here (the code starts its page), so the kernel's
-    copy fails and says so with the prologue's address. 4.17 prints the line alone."""
-    for kernel, lines in (("4.17", 1), ("4.18", 2)):
+    copy fails and says so: 'Code: Bad RIP value.' (4.18 read) until 5.10's 'Unable to access
+    opcode bytes at RIP' with the prologue's address (Mark Mossberg's patch, read). 4.17 prints
+    the line alone."""
+    for kernel, lines, code in (("4.17", 1, None), ("4.18", 2, "Code: Bad RIP value."), ("5.9", 2, "Code: Bad RIP value."),
+                                ("5.10", 2, "Code: Unable to access opcode bytes at RIP 0x{:x}.")):
         k = boot(arch="x86_64", kernel=kernel, ram="256M")
         p, base, sp, report = run_null_write(k, "segv", NULL_WRITE)
         assert len(report.splitlines()) == lines
         assert report.splitlines()[0] == f"segv[{p.pid}]: segfault at 0 ip {base + 2:016x} sp {sp:016x} error 6"
-    assert report.splitlines()[1] == f"Code: Unable to access opcode bytes at RIP 0x{base + 2 - 42:x}."
-    assert k.dmesg().splitlines()[-2:] == report.splitlines()
+        if code is not None:
+            assert report.splitlines()[1] == code.format(base + 2 - 42)
+            assert k.dmesg().splitlines()[-2:] == report.splitlines()
 
 
-@pytest.mark.parametrize("kernel,dumped", [("4.18", False), ("4.19", True)])
-def test_register_dump_from_4_19(kernel, dumped, boot):
-    """A real 4.19.0-rc3 oops (linux-mm, Sep 2018) has the RIP / Code: / RSP / registers
-    block the 5.10 sources print; for earlier releases mmemu prints the IP line alone (their
-    register dumps are not modelled)."""
+def kernel_store_with_known_registers(k) -> tuple[list[str], int, int]:
+    """Kernel code in a PAGE_KERNEL_EXEC vmalloc area that loads known values and faults:
+    mov $0x1234567,%ebx; mov $0x9abcdef,%ecx; mov $0x11223344,%edx (the same bytes in both
+    modes); xor %eax,%eax; movb $1,(%eax). Its oops, the ip of the store and the CPU's stack
+    top (the stack the call ran on)."""
     from mmemu.cpu import Cpu
 
-    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
+    fn = area + 0x100
+    code = bytes.fromhex("bb67452301" "b9efcdab09" "ba44332211" "31c0" "c60001" "c3")
+    k.write(fn, code)
     cpu = Cpu(k)
     try:
-        lines = cpu.call(k.ksymtab["memset"], 0x10, 0, 16).report.splitlines()
+        res = cpu.call(fn)
+        top = cpu.adapter.stack_top
     finally:
         cpu.close()
-    rip = next(i for i, line in enumerate(lines) if line.startswith("RIP: 0010:"))
-    assert lines[rip + 1].startswith("Code: ") == dumped
-    assert ("RSP: 0018:" in "\n".join(lines)) == dumped
+    return res.report.splitlines(), fn + len(code) - 4, top
+
+
+def old_code_line(k, ip: int, leading: bool) -> str:
+    """show_regs' Code: line of 3.1 .. 4.17 written out from the bytes in memory: 64 bytes
+    from ip - 43, '%02x ' ('<%02x> ' at ip) on x86_64, ' %02x' (' <%02x>') on i386."""
+    cells = [f"<{b:02x}>" if a == ip else f"{b:02x}" for a, b in zip(range(ip - 43, ip + 21), k.read(ip - 43, 64))]
+    return "Code:" + "".join(f" {c}" for c in cells) if leading else "Code: " + "".join(f"{c} " for c in cells)
+
+
+def check_stack_rows(k, rows: list[str], sp: int, top: int, size: int) -> None:
+    """show_stack_log_lvl (4.8 read): kstack_depth_to_print = 3 * STACKSLOTS_PER_LINE words
+    from sp, ' %016lx' four a line (' %08lx' eight a line on i386), up to the stack's top;
+    the words are the stack's memory."""
+    slots = 4 if size == 8 else 8
+    assert all(row.startswith(" ") and len(row.split()) <= slots for row in rows)
+    words = [int(w, 16) for row in rows for w in row.split()]
+    n = min(3 * slots, (top - sp) // size)
+    assert words == [word(k, k.virt_to_phys(sp + size * i), size) for i in range(n)]
+
+
+@pytest.mark.parametrize("kernel,task,long_rip,drs,stack", [
+    # lib/dump_stack.c show_regs_print_info (3.10): 'task: %p ti: %p task.ti: %p'; process_64.c (3.4 read)
+    # prints DR0..DR7 always; dumpstack_64.c show_regs: 'Stack:' and 12 words, four a line
+    ("3.10", "ti", True, True, True),
+    # 4.8 (read): the DR lines only when not at their reset values
+    ("4.8", "ti", True, False, True),
+    # 4.9 (THREAD_INFO_IN_TASK): 'task: %p task.stack: %p'; v4.9.227 dumpstack.c keeps printk_address
+    ("4.9", "stack", True, False, True),
+    # the dumpstack rework of 4.10: 'RIP: %04lx:%pS', one blank before EFLAGS, no raw stack dump
+    ("4.14", "stack", False, False, False),
+    # 4.15..4.17: a dumpstack.c read (PTI), show_regs moved into it; no task line in 4.18's lib/dump_stack.c
+    # (read), placed at 4.15
+    ("4.17", None, False, False, False),
+])
+def test_x86_64_register_dump_3_10_to_4_17(kernel, task, long_rip, drs, stack, boot):
+    """__die of 3.10 .. 4.17 (arch/x86/kernel/dumpstack.c, dumpstack_64.c, process_64.c,
+    lib/dump_stack.c; the releases read are named in the era table): print_modules, the
+    CPU: line, the task line of the era, __show_regs with the emulated CPU's registers (RBX,
+    RCX, RDX hold what the code loaded, RAX the 0 it stores through), the raw stack dump
+    until 4.9, 'Call Trace:', the 64 code bytes from ip - 43 and the executive summary
+    (RIP  [<%016lx>] %pS / RSP <%016lx> until 4.9, 'RIP: %pS RSP: %016lx' from 4.10)."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    at = lines.index(next(line for line in lines if line.startswith("Oops: 0002 [#1]"))) + 1
+    assert lines[at] == "Modules linked in:"
+    assert lines[at + 1] == f"CPU: 0 PID: 0 Comm: swapper/0 Not tainted {kernel}.0 #1"
+    base = top - 4 * PAGE
+    want_task = {"ti": [f"task:           (null) ti: {base:016x} task.ti: {base:016x}"],
+                 "stack": [f"task:           (null) task.stack: {base:016x}"], None: []}[task]
+    at += 2
+    assert lines[at:at + len(want_task)] == want_task
+    at += len(want_task)
+    rsp = lines[at + 1]
+    sp = int(rsp.split(":")[2].split()[0], 16)
+    if long_rip:
+        assert lines[at] == f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"
+        assert rsp.startswith(f"RSP: 0018:{sp:016x}  EFLAGS: ")
+    else:
+        assert lines[at] == f"RIP: 0010:0x{ip:x}"
+        assert rsp.startswith(f"RSP: 0018:{sp:016x} EFLAGS: ")
+    assert lines[at + 2:at + 4] == ["RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef",
+                                    "RDX: 0000000011223344 RSI: 0000000000000000 RDI: 0000000000000000"]
+    assert lines[at + 7].startswith("FS:  ") and lines[at + 8].startswith("CS:  0010 DS: 0000 ES: 0000 CR0: ")
+    assert lines[at + 9].startswith("CR2: 0000000000000000 CR3: ")
+    at += 10
+    if drs:
+        assert lines[at:at + 2] == ["DR0: 0000000000000000 DR1: 0000000000000000 DR2: 0000000000000000",
+                                    "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400"]
+        at += 2
+    assert not lines[at].startswith("DR")
+    if stack:
+        assert lines[at] == "Stack:"
+        check_stack_rows(k, lines[at + 1:lines.index("Call Trace:")], sp, top, 8)
+    else:
+        assert lines[at] == "Call Trace:"
+    code = lines[lines.index("Call Trace:") + 1]
+    assert code == old_code_line(k, ip, leading=False) and "31 c0 <c6> 00 01 c3 " in code
+    summary = lines[lines.index(code) + 1:lines.index("CR2: 0000000000000000")]
+    if long_rip:
+        assert summary == [f"RIP  [<{ip:016x}>] 0x{ip:x}", f" RSP <{sp:016x}>"]
+    else:
+        assert summary == [f"RIP: 0x{ip:x} RSP: {sp:016x}"]
+
+
+@pytest.mark.parametrize("kernel,task,stack", [("3.10", "ti", True), ("4.9", "stack", True), ("4.14", "stack", False)])
+def test_i386_register_dump_3_10_to_4_14(kernel, task, stack, boot):
+    """dumpstack_32.c show_regs and process_32.c __show_regs (4.8 read): 'EIP: %04x:[<%08lx>]
+    EFLAGS: %08lx CPU: %d', 'EIP is at %s', the registers, ' DS: ... SS: %04x', 'CR0: ...',
+    'Stack:' with up to 24 words eight a line (until 4.9), 'Code:' with ' %02x' each, and
+    __die's 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx' (until 4.9) or 'EIP: %pS SS:ESP: %04x:%08lx'
+    (a 4.10..4.14 dumpstack.c read)."""
+    k = boot(arch="i386", kernel=kernel, ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    at = lines.index("Oops: 0002 [#1] " if kernel == "3.10" else "Oops: 0002 [#1]") + 1  # die_header_32
+    base = top - 4 * PAGE
+    assert lines[at:at + 3] == ["Modules linked in:", f"CPU: 0 PID: 0 Comm: swapper Not tainted {kernel}.0 #1",
+                                f"task:   (null) ti: {base:08x} task.ti: {base:08x}" if task == "ti" else
+                                f"task:   (null) task.stack: {base:08x}"]
+    assert lines[at + 3].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ") and lines[at + 3].endswith(" CPU: 0")
+    assert lines[at + 4] == f"EIP is at 0x{ip:x}"
+    assert lines[at + 5] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+    sp = int(lines[at + 6].split("ESP: ")[1], 16)
+    assert lines[at + 7].startswith(" DS: 007b ES: 007b FS: ") and lines[at + 7].endswith(" SS: 0068")
+    assert lines[at + 8].startswith("CR0: ") and " CR2: 00000000 " in lines[at + 8]
+    at += 9
+    if kernel == "3.10":  # process_32.c: DR0..DR7 always before 3.16
+        assert lines[at:at + 2] == ["DR0: 00000000 DR1: 00000000 DR2: 00000000 DR3: 00000000",
+                                    "DR6: ffff0ff0 DR7: 00000400"]
+        at += 2
+    if stack:
+        assert lines[at] == "Stack:"
+        check_stack_rows(k, lines[at + 1:lines.index("Call Trace:")], sp, top, 4)
+    else:
+        assert lines[at] == "Call Trace:"
+    code = lines[lines.index("Call Trace:") + 1]
+    assert code == old_code_line(k, ip, leading=True) and code.endswith(" 31 c0 <c6> 00 01 c3" + " 00" * 17)
+    want = f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}" if stack else f"EIP: 0x{ip:x} SS:ESP: 0068:{sp:08x}"
+    assert lines[lines.index(code) + 1] == want
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_3_1_show_registers(arch, boot):
+    """3.1 (dumpstack_64.c, dumpstack_32.c, process.c, process_32.c read): __die's
+    show_registers prints 'CPU %d ' (x86_64) and the modules, then show_regs_common's
+    KERN_CONT newline -- an empty line after print_modules' own -- and 'Pid: ...' ending in
+    the two blanks of the empty DMI vendor and product; x86_64's __show_regs(regs, 1) has the
+    CR and DR lines, i386's __show_regs(regs, 0) stops after ' DS:'; 'Process ...', Stack:,
+    Call Trace:, then 'Code:' with ' %02x' each on x86_64 too, and the summary."""
+    k = boot(arch=arch, kernel="3.1", ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    base = top - 4 * PAGE
+    at = next(i for i, line in enumerate(lines) if line.startswith("Oops: 0002 [#1]")) + 1
+    if arch == "x86_64":
+        assert lines[at:at + 5] == ["CPU 0 ", "Modules linked in:", "", "Pid: 0, comm: swapper Not tainted 3.1.0 #1  ",
+                                    f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"]
+        assert lines[at + 6] == "RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef"
+        assert lines[at + 15:at + 18] == [
+            "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400",
+            f"Process swapper (pid: 0, threadinfo {base:016x}, task           (null))", "Stack:"]
+    else:
+        assert lines[at:at + 4] == ["Modules linked in:", "", "Pid: 0, comm: swapper Not tainted 3.1.0 #1  ",
+                                    lines[at + 3]]
+        assert lines[at + 3].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ")
+        assert lines[at + 5] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+        assert lines[at + 7].startswith(" DS: 007b ES: 007b FS: ")
+        assert lines[at + 8:at + 10] == [f"Process swapper (pid: 0, ti={base:08x} task=  (null) task.ti={base:08x})",
+                                         "Stack:"]
+    assert lines[lines.index("Call Trace:") + 1] == old_code_line(k, ip, leading=True)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_3_6_show_regs_common_and_process_line(arch, boot):
+    """3.6 (dumpstack_64.c, dumpstack_32.c, dumpstack.c read): __die prints the modules, then
+    x86_64's show_regs 'CPU %d ' and __show_regs, whose show_regs_common prints 'Pid: %d,
+    comm: %.20s %s %s %.*s' and ' %s %s' of the DMI vendor and product (empty: the line ends
+    in two blanks); the registers; DR0..DR7 always; then 'Process %s (pid: %d, threadinfo
+    %p, task %p)' (i386: 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)') -- the stack's
+    base, and the NULL task_struct pointer as %p prints it -- then Stack:, Call Trace:,
+    Code: and the summary as 3.10 has them."""
+    k = boot(arch=arch, kernel="3.6", ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    base = top - 4 * PAGE
+    at = next(i for i, line in enumerate(lines) if line.startswith("Oops: 0002 [#1]")) + 1
+    if arch == "x86_64":
+        assert lines[at:at + 4] == ["Modules linked in:", "CPU 0 ", "Pid: 0, comm: swapper/0 Not tainted 3.6.0 #1  ",
+                                    f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"]
+        assert lines[at + 5] == "RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef"
+        assert lines[at + 14:at + 17] == [
+            "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400",
+            f"Process swapper/0 (pid: 0, threadinfo {base:016x}, task           (null))", "Stack:"]
+        sp = int(lines[at + 4].split(":")[2].split()[0], 16)
+        check_stack_rows(k, lines[at + 17:lines.index("Call Trace:")], sp, top, 8)
+        assert lines[-4:-2] == [f"RIP  [<{ip:016x}>] 0x{ip:x}", f" RSP <{sp:016x}>"]
+    else:
+        assert lines[at:at + 4] == ["Modules linked in:", "Pid: 0, comm: swapper Not tainted 3.6.0 #1  ",
+                                    lines[at + 2], f"EIP is at 0x{ip:x}"]
+        assert lines[at + 2].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ")
+        assert lines[at + 4] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+        sp = int(lines[at + 5].split("ESP: ")[1], 16)
+        assert lines[at + 9:at + 11] == ["DR6: ffff0ff0 DR7: 00000400",
+                                         f"Process swapper (pid: 0, ti={base:08x} task=  (null) task.ti={base:08x})"]
+        check_stack_rows(k, lines[at + 12:lines.index("Call Trace:")], sp, top, 4)
+        assert lines[-3] == f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}"
+    assert lines[lines.index("Call Trace:") + 1] == old_code_line(k, ip, leading=arch == "i386")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_3_10_module_oops_registers_and_call_trace(arch, boot):
+    """examples/modules/rodata_oops.c built for 3.10: its init stores through the address of
+    its own .rodata string (movb $0x54,(%rax) / (%eax)), so the register dump's RAX/EAX is
+    CR2, and %pS names the module function; the summary repeats it."""
+    k = boot(arch=arch, kernel="3.10", ram="256M")
+    lines = module_oops(k, arch, "3.10")
+    cr2 = int(field(lines, "CR2: ").split()[1], 16)
+    if arch == "x86_64":
+        rip = field(lines, "RIP: 0010:[<")
+        ip = int(rip[len("RIP: 0010:[<"):][:16], 16)
+        assert rip.endswith(" [rodata_oops]") and f"]  [<{ip:016x}>] rodata_oops_init+0x" in rip
+        assert field(lines, "RAX: ").startswith(f"RAX: {cr2:016x} ")
+        assert field(lines, "RIP  [<") == f"RIP  [<{ip:016x}>] {rip.split('] ', 2)[2]}"
+        assert "<c6> 00 54 " in field(lines, "Code: ")
+    else:
+        eip = field(lines, "EIP is at ")
+        assert eip.startswith("EIP is at rodata_oops_init+0x") and eip.endswith(" [rodata_oops]")
+        assert field(lines, "EAX: ").startswith(f"EAX: {cr2 & 0xFFFFFFFF:08x} ")
+        assert " <c6> 00 54" in field(lines, "Code:")
+        assert field(lines, "EIP: [<").endswith(f"] {eip[len('EIP is at '):]} SS:ESP 0068:{lines[lines.index(eip) + 2][-8:]}")
+    assert lines.index("Modules linked in: rodata_oops(O+)") < lines.index(field(lines, "CPU: "))
+
+
+def test_3_10_call_trace_prints_the_address_before_the_symbol(boot):
+    """printk_stack_address of 3.10 .. 4.9 (4.8 read): ' [<%p>] %s%pB' -- the return address
+    that hello_exit's call pushed, then '? ' (no unwinder vouches for it) and %pB."""
+    k = boot(arch="x86_64", kernel="3.10", ram="256M")
+    lines, ret, sym = hello_exit_calling_memset(k, "3.10")
+    trace = lines[lines.index("Call Trace:") + 1:lines.index(field(lines, "Code: "))]
+    assert trace == [f" [<{ret:016x}>] ? {sym}"]
+
+
+def memset_oops(k) -> list[str]:
+    """The oops of memset(0x10, 0, 16) called on the CPU: the exported function's own store
+    faults, so its entry is the RIP."""
+    from mmemu.cpu import Cpu
+
+    cpu = Cpu(k)
+    try:
+        return cpu.call(k.ksymtab["memset"], 0x10, 0, 16).report.splitlines()
+    finally:
+        cpu.close()
+
+
+@pytest.mark.parametrize("kernel,direct", [("3.12", False), ("3.13", True)])
+def test_printk_address_of_a_rip_at_a_functions_first_byte(kernel, direct, boot):
+    """printk_address (rule printk_address): '%pB' in 3.6 (read) looks the RIP up at RIP - 1,
+    so a fault at a function's first byte (here memset, called with a NULL destination)
+    names the end of the symbol before it; Jiri Slaby's 'Fix printk_address for direct
+    addresses' prints '%pS' (4.8 read): memset+0x0. The RIP line and __die's summary agree."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines = memset_oops(k)
+    memset = k.ksymtab["memset"]
+    before = k.symbol_at(memset - 1)  # the symbol %pB finds, printed with memset's own offset
+    name, rest = before.split("+", 1)
+    off, size = rest.split("/", 1)
+    want = "memset+0x0/0x10" if direct else f"{name}+{int(off, 16) + 1:#x}/{size}"
+    assert field(lines, "RIP: ") == f"RIP: 0010:[<{memset:016x}>]  [<{memset:016x}>] {want}"
+    assert field(lines, "RIP  [<") == f"RIP  [<{memset:016x}>] {want}"
+
+
+@pytest.mark.parametrize("kernel", ["4.17", "4.18", "4.19"])
+def test_code_after_rip_from_4_18(kernel, boot):
+    """4.18 (dumpstack.c read): show_ip prints show_opcodes' Code: right after the RIP line --
+    64 bytes from ip - 42, '%02x ' each, '<%02x> ' at ip -- __die prints the modules after
+    the registers and oops_end the first oops's registers again; '%42ph <%02x> %21ph' in the
+    real 4.19.0-rc3 oops's layout and 5.10 (read). 4.10 .. 4.17 print RSP after RIP and the
+    Code: bytes after the call trace (rule show_regs_dumpstack)."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines = memset_oops(k)
+    memset = k.ksymtab["memset"]
+    rip = lines.index("RIP: 0010:memset+0x0/0x10")
+    code = k.read(memset - 42, 64)
+    if kernel == "4.17":
+        assert lines[rip + 1].startswith("RSP: 0018:") and lines[rip - 2] == "Modules linked in:"
+        return
+    want = ("Code: " + "".join(f"<{b:02x}> " if i == 42 else f"{b:02x} " for i, b in enumerate(code))
+            if kernel == "4.18" else f"Code: {code[:42].hex(' ')} <{code[42]:02x}> {code[43:].hex(' ')}")
+    assert lines[rip + 1] == want and lines[rip + 2].startswith("RSP: 0018:")
+    assert lines[lines.index("Call Trace:") + 1] == "Modules linked in:"
+    end = next(i for i, line in enumerate(lines) if line.startswith("---[ end trace "))
+    assert lines[end + 1:end + 3] == ["RIP: 0010:memset+0x0/0x10", want]  # exec_summary_regs
+
+
+@pytest.mark.parametrize("arch,bad", [("x86_64", "<c6> 00 01 c3  Bad RIP value."),
+                                      ("i386", " <c6> 00 01 c3  Bad EIP value.")])
+def test_code_bytes_stop_at_an_unmapped_byte(arch, bad, boot):
+    """show_regs (4.8 read): the Code: loop stops at the first byte probe_kernel_address
+    cannot read and says ' Bad RIP value.' (x86_64, after '%02x ') or '  Bad EIP value.'
+    (i386, after ' %02x'): here the code ends its vmalloc area, whose guard page follows."""
+    from mmemu.cpu import Cpu
+
+    k = boot(arch=arch, kernel="4.9", ram="256M")
+    area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
+    fn = area + PAGE - 6
+    k.write(fn, bytes.fromhex("31c0" "c60001" "c3"))  # xor %eax,%eax; movb $1,(%eax); ret
+    assert not k.walk(area + PAGE).mapped
+    cpu = Cpu(k)
+    try:
+        lines = cpu.call(fn).report.splitlines()
+    finally:
+        cpu.close()
+    code = next(line for line in lines if line.startswith("Code:"))
+    assert code.endswith(bad)
+    assert len(code.split()) == 1 + 43 + 4 + 3  # 'Code:', 43 bytes before ip, ip..ret, 'Bad RIP value.'

@@ -23,9 +23,12 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases
-whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24, 4.19 and later);
-an access made through the API has no registers, and its oops says so on its IP line.
-Elsewhere the register dump is not modelled: those releases print their IP line alone.
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.1 .. 4.14,
+x86_64 3.1 and later); an access made through the API has no registers, and its oops says
+so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.0, i386 2.6.25 .. 3.0 and 4.15 .. 4.17)
+the register dump is not modelled: those releases print their IP line alone. No release
+prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
+was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
 """
 
 from __future__ import annotations
@@ -101,23 +104,45 @@ OOPS = EraTable(
                    "blank (2.6.2x, 3.x); arch/x86/kernel/dumpstack.c __die of 4.8 (read, WindRiver-Labs/kernel-4.8.x) "
                    "'%s: %04lx [#%d]%s%s%s%s\\n' with ' PREEMPT' ' SMP' ' DEBUG_PAGEALLOC' ' KASAN', each flag "
                    "preceded by a blank (a v4.9.227 merge shows the same against an older tree's trailing form); "
-                   "the first release with it, after 3.10, is not dated here: 4.8 is the first read"),
+                   "the trailing form ('printk(\"DEBUG_PAGEALLOC \")', 'printk(\"KASAN\")') is still the one "
+                   "Christian Borntraeger's debug_pagealloc_enabled() patch (linux-mm, Jan 2016, for 4.6) edits, "
+                   "and New-B/Linux3.6's dumpstack.c (read) has it: the change is in 4.6 .. 4.8, placed at 4.8"),
     Feature("cpu_task_line", since="3.10", source="lib/dump_stack.c dump_stack_print_info (3.10): 'CPU: %d PID: "
                                                   "%d Comm: %.20s' replaces 'Pid: %d, comm: %.20s'"),
-    Feature("short_rip", since="4.9", source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:%pS' (4.9)"),
+    Feature("short_rip", since="4.10",
+            source="arch/x86/kernel/process_64.c __show_regs: 'RIP: %04lx:[<%016lx>] ' then printk_address's ' [<%p>] "
+                   "%pS' and 'RSP: %04lx:%016lx  EFLAGS: %08lx' (two blanks) in 3.4 (torvalds/linux 00194b2e, read), "
+                   "4.8 (read, WindRiver-Labs/kernel-4.8.x) and 4.9 (v4.9.227's dumpstack.c, read in a merge, still "
+                   "has printk_address); 'RIP: %04lx:%pS' and 'RSP: %04lx:%016lx EFLAGS: %08lx' (one blank) in a "
+                   "4.10..4.14 process_64.c (read: intel_rdt, no PTI), with the dumpstack rework of 4.10"),
     Feature("short_eip", since="4.15", source="arch/x86/kernel/process_32.c __show_regs: 'EIP: %pS' (4.15)"),
-    Feature("modules_after_regs", since="4.10",
-            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x and in "
-                   "4.8 (read, WindRiver-Labs/kernel-4.8.x), after it by 5.0 (read in the die_addr patch: "
-                   "'show_regs(regs); print_modules();') and in 5.10 (read: __die_body); the release between 4.8 "
-                   "and 5.0 is not dated here"),
+    Feature("modules_after_regs", since="4.18",
+            source="arch/x86/kernel/dumpstack.c __die: print_modules() before show_regs() in 2.6.2x-3.x, in "
+                   "4.8 (read, WindRiver-Labs/kernel-4.8.x), in a 4.10..4.14 dumpstack.c (read: 'RIP: %pS RSP: "
+                   "%016lx' summary, no PTI) and in a 4.15..4.17 one (read: ' PTI'/' NOPTI', cpu_entry_area); after "
+                   "it in 4.18 (read, rule show_regs), in the real 4.19.0-rc3 oops, by 5.0 (read in the die_addr "
+                   "patch: 'show_regs(regs); print_modules();') and in 5.10 (read: __die_body)"),
+    Variant("show_opcodes", [("4.18", "bytes"), ("4.19", "ph"), ("5.10", "ph_unable")], before=None,
+            source="arch/x86/kernel/dumpstack.c show_opcodes: 4.18 (read, the dumpstack.c of rule show_regs) "
+                   "printk('%sCode: ') then OPCODE_BUFSIZE (64) bytes from ip - 64 * 2 / 3, '%02x ' each and "
+                   "'<%02x> ' at ip, or pr_cont('Bad RIP value.') when probe_kernel_read fails; '%42ph <%02x> "
+                   "%21ph' with PROLOGUE_SIZE/EPILOGUE_SIZE next (a show_opcodes(u8 *rip) of that form read), in "
+                   "the 5.4 golden log and in 5.10 (read); the release that made it is not read: placed at 4.19. "
+                   "'Code: Bad RIP value.' when the copy fails until Mark Mossberg's 'x86/dumpstack: Fix misleading "
+                   "instruction pointer error message' (lkml 20201002042915, read: printk('%sCode: Unable to access "
+                   "opcode bytes at RIP 0x%lx.\\n', loglvl, prologue)), in 5.10 (read)"),
     Feature("idle_comm_cpu", since="3.2",
             source="kernel/sched/core.c init_idle (4.4 .. 6.x read): '#ifdef CONFIG_SMP sprintf(idle->comm, "
                    "\"%s/%d\", INIT_TASK_COMM, cpu)' -- 'swapper/0' on SMP, INIT_TASK_COMM 'swapper' otherwise; "
                    "the rename is after 3.2-rc2 (an LKML boot log where pid 1 still inherits 'swapper') and in "
                    "Ubuntu's 3.2.0-23 ('Pid: 1, comm: swapper/0')"),
-    Variant("show_regs", [("4.19", "show_ip")], before=None,
-            source="a real 4.19.0-rc3 oops (linux-mm, Sep 2018: 'Oops: 0000 [#1] SMP DEBUG_PAGEALLOC', 'CPU: 1 PID: "
+    Variant("show_regs", [("4.18", "show_ip")], before=None,
+            source="4.18: a dumpstack.c with __die 'show_regs(regs); print_modules();', exec_summary_regs saved "
+                   "by the first __die and printed by oops_end, show_ip printing 'RIP: %04x:%pS' then "
+                   "show_opcodes(u8 *rip) (read: __show_regs(regs, all) with a bool, before the 4.19 show_regs_mode) "
+                   "and WindRiver-Labs/linux-yocto-4.18's process_64.c (read: __show_regs starts with "
+                   "show_iret_regs; i386's process_32.c of 4.18 is not read: its lines are 5.10's); "
+                   "a real 4.19.0-rc3 oops (linux-mm, Sep 2018: 'Oops: 0000 [#1] SMP DEBUG_PAGEALLOC', 'CPU: 1 PID: "
                    "121 Comm: modprobe', 'RIP: 0010:exit_mmap+0x122/0x1f0', 'Code: ... <48> 8b 52 08 ...', 'RSP: "
                    "0018:ffffc90000897de0 EFLAGS: 00010246', 'RAX: ...', 'FS:  ...', 'CS:  0010 DS: 0000 ES: 0000 "
                    "CR0: ...') shows the layout; "
@@ -128,8 +153,65 @@ OOPS = EraTable(
                    "'CR2: ...' (x86_64) / 'EAX: ...' 'ESI: ...' 'DS: ... EFLAGS: %08lx' 'CR0: ...' (i386), "
                    "then show_trace_log_lvl 'Call Trace:' and one ' %s%pB' line per text address on the "
                    "stack ('? ' when no unwinder vouches for it); oops_end prints the first oops's registers "
-                   "again after the end marker (exec_summary_regs). The register dumps of earlier releases "
-                   "are not modelled: they print their IP line alone"),
+                   "again after the end marker (exec_summary_regs). 3.10 .. 4.18: rule show_regs_dumpstack"),
+    Variant("show_regs_dumpstack", [("3.1", "show_registers"), ("3.6", "show_regs_common"), ("3.10", "stack_dump"),
+                                    ("4.10", "unwinder"), ("4.18", None)], before=None,
+            source="'show_registers' (3.1 read, 303750856/linux-3.1 dumpstack_32.c, dumpstack_64.c, process.c, "
+                   "process_32.c; 2.6.36's dumpstack.c, torvalds/linux 02ca752e, read, calls show_registers the same "
+                   "way): __die -> show_registers; x86_64 prints 'CPU %d ' then print_modules, i386 print_modules; "
+                   "then __show_regs, whose show_regs_common starts with printk(KERN_CONT \"\\n\") -- after "
+                   "print_modules' newline an empty line (kernel/printk.c of the time, read: only a level prefix "
+                   "other than KERN_CONT starts a new line) -- and prints 'Pid: %d, comm: %.20s %s %s %.*s' and ' %s %s'; "
+                   "x86_64's __show_regs(regs, 1) prints the CR and DR lines, i386's __show_regs(regs, 0) stops "
+                   "after ' DS: ...'; 'Process ...'; 'Stack:'; 'Code:' then ' %02x' each and '  Bad RIP value.' on "
+                   "x86_64 too; 3.2 .. 3.5 not read: placed with 3.1; 3.0 and earlier not modelled. "
+                   "'show_regs_common' (3.6 read, New-B/Linux3.6 dumpstack.c, dumpstack_32.c, dumpstack_64.c, "
+                   "process.c): "
+                   "__die -> print_modules, show_regs; x86_64's show_regs prints 'CPU %d ' then __show_regs, "
+                   "whose show_regs_common (arch/x86/kernel/process.c) prints 'Pid: %d, comm: %.20s %s %s %.*s' "
+                   "and ' %s %s' of the DMI vendor and product -- empty strings without DMI, so the line ends in "
+                   "two blanks (3.6's one printk '... %.*s %s %s%s%s\\n', read) -- then "
+                   "the registers of 3.4's process_64.c (torvalds/linux 00194b2e, read), 'Process %s (pid: %d, "
+                   "threadinfo %p, task %p)' (i386: 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'), "
+                   "'Stack:', the trace, 'Code: ' and the summary as 3.10 prints them. 3.1 (read, "
+                   "303750856/linux-3.1: show_registers with print_modules after 'CPU %d ', x86_64's 'Code:' "
+                   "with ' %02x' each) to 3.5 is not modelled, nor 2.6.26 .. 3.0. "
+                   "'stack_dump' (3.10): __die -> print_modules, show_regs (arch/x86/kernel/dumpstack_64.c / dumpstack_32.c): "
+                   "show_regs_print_info (lib/dump_stack.c, 3.10), __show_regs(regs, 1), then for kernel mode: "
+                   "'Stack:' and kstack_depth_to_print (3 * STACKSLOTS_PER_LINE) words, ' %016lx' four a line "
+                   "(' %08lx' eight a line on i386), show_trace_log_lvl's 'Call Trace:' with ' [<%p>] %s%pB' per "
+                   "text address on the stack, then 'Code: ' -- code_bytes 64 from ip - 64*43/64, '%02x ' each, "
+                   "'<%02x> ' at ip, ' Bad RIP value.' (x86_64), 'Code:' ' %02x' ' <%02x>' '  Bad EIP value.' "
+                   "(i386) -- and __die's summary 'RIP ' + printk_address ' [<%p>] %pS' + ' RSP <%016lx>' (x86_64) "
+                   "or 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx' (i386): 4.8 read (WindRiver-Labs/kernel-4.8.x "
+                   "dumpstack.c, dumpstack_32.c, dumpstack_64.c, process_32.c, process_64.c), 4.9 the same "
+                   "(v4.9.227 dumpstack.c read in a merge: kstack_depth_to_print, printk_stack_address ' [<%p>] "
+                   "%s%pB', printk_address); 3.10..3.x not read in a tagged tree (a ~4.1 torvalds/linux "
+                   "dumpstack_64.c, 01b944fe, read, prints the same). 'unwinder' (the dumpstack rework of 4.10): "
+                   "no raw 'Stack:' dump, ' %s%pB' without the address, '<%s>' only for non-task stacks, summary "
+                   "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
+                   "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
+                   "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read. "
+                   "2.6.26..3.0 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
+                   "%p)') before 3.1 is not modelled: those releases print their IP line alone"),
+    Variant("printk_address", [("3.13", "pS")], before="pB",
+            source="arch/x86/kernel/dumpstack.c printk_address, which prints __show_regs' long RIP line and "
+                   "__die's 'RIP ' summary: ' [<%p>] %s%pB' in 3.6 (read; %pB looks the address up at address - 1, "
+                   "so a RIP at a function's first byte names the symbol before it); ' [<%p>] %pS' with a separate "
+                   "printk_stack_address '%pB' for the trace in 4.8 (read): Jiri Slaby's 'x86/dumpstack: Fix "
+                   "printk_address for direct addresses', backported by SUSE to 3.11 in Dec 2013 (bnc#845621, "
+                   "changelog read); its mainline release is not read: placed at 3.13"),
+    Variant("task_ptr_line", [("3.10", "ti"), ("4.9", "stack"), ("4.15", None)], before=None,
+            source="lib/dump_stack.c show_regs_print_info: 'task: %p ti: %p task.ti: %p' after dump_stack_print_info "
+                   "(3.10, read in three trees); 'task: %p task.stack: %p' with THREAD_INFO_IN_TASK (4.9); the "
+                   "function only calls dump_stack_print_info in 4.18 (read, WindRiver-Labs/linux-yocto-4.18); the "
+                   "release between 4.15 and 4.18 that dropped the line is not read: placed at 4.15, the release "
+                   "that hashed %p"),
+    Feature("dr_if_not_default", since="3.16",
+            source="arch/x86/kernel/process_64.c / process_32.c __show_regs: DR0..DR7 always printed in 3.4 "
+                   "(torvalds/linux 00194b2e, read); 'Only print out debug registers if they are in their "
+                   "non-default state' (d6 == DR6_RESERVED, d7 == 0x400) in 4.8 (read) and later; Dave Jones' "
+                   "patch is dated 3.16 here, not read in a tagged tree"),
     Variant("show_registers_32", [("2.6.20", "classic"), ("2.6.24", "traps_32"), ("2.6.25", None)], before=None,
             source="arch/i386/kernel/traps.c show_registers (2.6.22 read, ut-osa/txos): print_modules, 'CPU:    %d', "
                    "'EIP:    %04x:[<%08lx>]    %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', 'eax: %08lx   "
@@ -420,6 +502,8 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
     lines += die_header(k, what, err, die_counter)
     if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.20 .. 2.6.24)
         lines += show_registers_32(k, fault, regs, root)
+    elif era.show_regs_dumpstack and regs is not None and (b64 or not era.short_eip):
+        lines += show_regs_dumpstack(k, fault, regs, root)
     elif era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
         state = _oops_state(k)
         if "summary" not in state:  # __die_header: the first oops's regs, for oops_end
@@ -479,13 +563,11 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
                  f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
                  f" DS: {ds:04x} ES: {es:04x} FS: {fs:04x} GS: {r['gs']:04x} SS: {r['ss']:04x}"]
     lines.append(f"Process {comm} (pid: {pid}, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})")
-    top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > sp), sp)
-    n = max(0, min(_KSTACK_DEPTH, (top - sp) // 4))  # kstack_end(): the top of the stack
-    stack = read_nofault(k, root, sp, 4 * n) or b""
-    words = [int.from_bytes(stack[i:i + 4], "little") for i in range(0, len(stack), 4)]
+    words = stack_words(k, r, root, _KSTACK_DEPTH)
     rows = [" ".join(f"{w:08x}" for w in words[i:i + 8]) + " " for i in range(0, len(words), 8)] or [""]
     lines += ["Stack: " + rows[0]] + ["       " + row for row in rows[1:]]
     lines.append("Call Trace:")
+    top = stack_top(k, sp) or sp
     scan = read_nofault(k, root, sp, max(0, min(top - sp, 1 << 16))) or b""
     for i in range(0, len(scan) - 3, 4):
         addr = int.from_bytes(scan[i:i + 4], "little")
@@ -493,21 +575,186 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
         if sym is not None:  # __kernel_text_address(addr): print_trace_address
             lines.append(f" [<{addr:08x}>] {sym}")
     lines.append(" =======================")
+    lines.append(code_bytes_line(k, ip, root, "EIP"))
+    lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss']:04x}:{sp:08x}")  # die()'s summary
+    return lines
+
+
+#: asm/stacktrace.h STACKSLOTS_PER_LINE (x86_64 4, i386 8); dumpstack.c kstack_depth_to_print
+#: = 3 * STACKSLOTS_PER_LINE (3.10 .. 4.9)
+_STACKSLOTS_64, _STACKSLOTS_32 = 4, 8
+
+
+def task_pointer_line(k, r: dict[str, int]) -> list[str]:
+    """show_regs_print_info's second line (rule ``task_ptr_line``): ``task: %p ti: %p
+    task.ti: %p`` (3.10) or ``task: %p task.stack: %p`` (4.9). ``ti`` and ``task.stack`` are
+    the base of the kernel stack the CPU runs on (current_thread_info() and task->stack are
+    the stack's lowest address in those releases); mmemu has no task_struct, so ``task`` is a
+    NULL pointer, printed as lib/vsprintf.c pointer() prints one: ``(null)`` right-aligned
+    to a pointer's width."""
+    style = _era(k).task_ptr_line
+    if style is None:
+        return []
+    w = 16 if k.paging.bits64 else 8
+    base, task = _stack_base(k, r), "(null)".rjust(w)
+    if style == "ti":
+        return [f"task: {task} ti: {base:0{w}x} task.ti: {base:0{w}x}"]
+    return [f"task: {task} task.stack: {base:0{w}x}"]
+
+
+def rip_symbol(k, ip: int) -> str:
+    """printk_address's symbol (rule ``printk_address``): %pS, or before 3.13 %pB -- the
+    symbol of ip - 1 with the offset of ip, the raw address where none covers it."""
+    if _era(k).printk_address == "pS":
+        return symbol(k, ip)
+    return backtrace_symbol(k, ip) or f"0x{ip:x}"
+
+
+def process_line(k, fault: Fault, r: dict[str, int]) -> str:
+    """show_regs' task line before 3.10 (3.6 read): x86_64 'Process %s (pid: %d, threadinfo
+    %p, task %p)', i386 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'; the pointers as
+    task_pointer_line gives them (the stack's base; NULL for the task_struct mmemu has not)."""
+    proc = fault.process
+    comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
+    base, task = _stack_base(k, r), "(null)".rjust(16 if k.paging.bits64 else 8)
+    if k.paging.bits64:
+        return f"Process {comm} (pid: {pid}, threadinfo {base:016x}, task {task})"
+    return f"Process {comm[:16]} (pid: {pid}, ti={base:08x} task={task} task.ti={base:08x})"
+
+
+def _stack_base(k, r: dict[str, int]) -> int:
+    """The lowest address of the kernel stack the CPU runs on: current_thread_info() and
+    task->stack of the releases that print them."""
+    from .cpu_adapter import KERNEL_STACK_ORDER  # registers exist: code ran, Unicorn is loaded
+
+    size = PAGE_SIZE << KERNEL_STACK_ORDER
+    top = stack_top(k, r["sp"])
+    return top - size if top is not None else r["sp"] & ~(size - 1)
+
+
+def _debug_registers(k, r: dict[str, int], always: bool) -> list[str]:
+    """__show_regs' DR lines: always before rule ``dr_if_not_default``, else only when a
+    debug register differs from its reset value."""
+    if not always and (r["dr0"], r["dr1"], r["dr2"], r["dr3"], r["dr6"], r["dr7"]) == (
+            0, 0, 0, 0, _DR6_RESERVED, _DR7_DEFAULT):
+        return []
+    if k.paging.bits64:
+        return [f"DR0: {r['dr0']:016x} DR1: {r['dr1']:016x} DR2: {r['dr2']:016x}",
+                f"DR3: {r['dr3']:016x} DR6: {r['dr6']:016x} DR7: {r['dr7']:016x}"]
+    return [f"DR0: {r['dr0']:08x} DR1: {r['dr1']:08x} DR2: {r['dr2']:08x} DR3: {r['dr3']:08x}",
+            f"DR6: {r['dr6']:08x} DR7: {r['dr7']:08x}"]
+
+
+def show_regs_dumpstack(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
+    """__die's body of 3.1 .. 4.18 (rule ``show_regs_dumpstack``), from the emulated CPU's
+    registers: the modules and the task lines of the era, __show_regs, the raw ``Stack:``
+    dump (until 4.9), the call trace, the ``Code:`` bytes, then __die's executive summary."""
+    style = _era(k).show_regs_dumpstack
+    return (_dumpstack_task_lines(k, fault, r, style) + _dumpstack_registers(k, fault, r, style)
+            + _dumpstack_stack_and_code(k, fault, r, root, style))
+
+
+def _dumpstack_task_lines(k, fault: Fault, r: dict[str, int], style: str) -> list[str]:
+    """print_modules and the task lines: show_registers/show_regs' ``CPU %d `` (x86_64, until
+    3.9) and show_regs_common's ``Pid:`` line, or from 3.10 show_regs_print_info's."""
+    cpu_line = [f"CPU {fault.cpu} "] if k.paging.bits64 else []
+    if style == "show_registers":  # show_regs_common's KERN_CONT "\n" after print_modules: an empty line
+        lines = cpu_line + [k.modules_linked_in(), ""]
+    elif style == "show_regs_common":
+        lines = [k.modules_linked_in()] + cpu_line
+    else:  # (no "Hardware name:": the machine has no DMI)
+        return [k.modules_linked_in(), task_line(k, fault)] + task_pointer_line(k, r)
+    return lines + [task_line(k, fault) + "  "]  # show_regs_common: the DMI vendor and product are ""
+
+
+def _dumpstack_registers(k, fault: Fault, r: dict[str, int], style: str) -> list[str]:
+    """__show_regs (process_64.c: the RIP line long until 4.9, ``RSP: ...  EFLAGS`` with two
+    blanks until 4.9; ORIG_RAX is -1 outside a system call, so 4.10's `` ORIG_RAX:`` is not
+    printed; process_32.c as 4.8 has it), then show_registers' ``Process`` line until 3.9."""
+    era = _era(k)
+    ip, sp = r["ip"], r["sp"]
+    if k.paging.bits64:
+        if era.short_rip:  # show_iret_regs
+            lines = [f"RIP: {r['cs']:04x}:{symbol(k, ip)}", f"RSP: {r['ss']:04x}:{sp:016x} EFLAGS: {r['flags']:08x}"]
+        else:  # "RIP: %04lx:[<%016lx>] " then printk_address " [<%p>] %pS\n" (%pB before 3.13)
+            lines = [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {rip_symbol(k, ip)}",
+                     f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
+        lines += gprs_and_control_64(r)
+    else:
+        lines = [f"EIP: {r['cs']:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
+                 f"EIP is at {symbol(k, ip)}",
+                 f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+                 f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {sp:08x}",
+                 f" DS: {r['ds'] & 0xFFFF:04x} ES: {r['es'] & 0xFFFF:04x} FS: {r['fs'] & 0xFFFF:04x} "
+                 f"GS: {r['gs'] & 0xFFFF:04x} SS: {r['ss'] & 0xFFFF:04x}"]
+        if style != "show_registers":  # i386's show_registers: __show_regs(regs, 0) stops at DS
+            lines.append(f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}")
+    if k.paging.bits64 or style != "show_registers":
+        lines += _debug_registers(k, r, always=not era.dr_if_not_default)
+    if style in ("show_registers", "show_regs_common"):
+        lines.append(process_line(k, fault, r))
+    return lines
+
+
+def _dumpstack_stack_and_code(k, fault: Fault, r: dict[str, int], root: int, style: str) -> list[str]:
+    """show_stack_log_lvl's ``Stack:`` words (until 4.9: `` %016lx`` each, STACKSLOTS_PER_LINE
+    a line), the call trace, show_regs' ``Code:`` and __die's summary."""
+    b64 = k.paging.bits64
+    ip, sp = r["ip"], r["sp"]
+    stack_dump = style != "unwinder"
+    lines = []
+    if stack_dump:
+        slots = _STACKSLOTS_64 if b64 else _STACKSLOTS_32
+        words = stack_words(k, r, root, 3 * slots)
+        lines.append("Stack:")
+        lines += ["".join(f" {w:0{16 if b64 else 8}x}" for w in words[i:i + slots]) for i in range(0, len(words), slots)]
+    lines += call_trace(k, r, root, addresses=stack_dump)
+    lines.append(code_bytes_line(k, ip, root, "RIP" if b64 else "EIP", leading=not b64 or style == "show_registers"))
+    if b64 and stack_dump:  # "RIP " + printk_address + " RSP <%016lx>"
+        return lines + [f"RIP  [<{ip:016x}>] {rip_symbol(k, ip)}", f" RSP <{sp:016x}>"]
+    if b64:
+        return lines + [f"RIP: {symbol(k, ip)} RSP: {sp:016x}"]
+    if stack_dump:  # "EIP: [<%08lx>] " + print_symbol("%s") + " SS:ESP %04x:%08lx"
+        return lines + [f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss'] & 0xFFFF:04x}:{sp:08x}"]
+    return lines + [f"EIP: {symbol(k, ip)} SS:ESP: {r['ss'] & 0xFFFF:04x}:{sp:08x}"]
+
+
+def stack_top(k, sp: int) -> int | None:
+    """The top of the kernel stack *sp* is on (the CPU's stack mmemu allocated), or None."""
+    return next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > sp), None)
+
+
+def stack_words(k, r: dict[str, int], root: int, depth: int) -> list[int]:
+    """show_stack_log_lvl's words: up to *depth* (kstack_depth_to_print) words from the stack
+    pointer, stopping at the top of the stack (kstack_end)."""
+    word = 8 if k.paging.bits64 else 4
+    sp = r["sp"]
+    n = max(0, min(depth, ((stack_top(k, sp) or sp) - sp) // word))
+    data = read_nofault(k, root, sp, word * n) or b""
+    return [int.from_bytes(data[i:i + word], "little") for i in range(0, len(data), word)]
+
+
+def code_bytes_line(k, ip: int, root: int, reg: str, leading: bool = False) -> str:
+    """The ``Code:`` line of show_registers/show_regs before show_opcodes: code_bytes (64)
+    bytes from ip - code_bytes * 43 / 64, or from ip when that start is below PAGE_OFFSET or
+    unreadable, the byte at ip in ``<>``, `` Bad RIP value.`` (``Bad EIP value.``) at the
+    first unreadable byte. *leading*: i386's dumpstack_32.c form from 3.x, ``Code:`` then
+    `` %02x`` each and ``  Bad EIP value.``; else ``Code: `` then ``%02x `` each."""
+    mask = (1 << (64 if k.paging.bits64 else 32)) - 1
     prologue = _CODE_BYTES * 43 // 64
-    start, length = ip - prologue, _CODE_BYTES
+    start, length = (ip - prologue) & mask, _CODE_BYTES
     page_offset = k.layout["PAGE_OFFSET"]
-    if start < page_offset or read_nofault(k, root, start, 1) is None:  # try starting at EIP
+    if start < page_offset or read_nofault(k, root, start, 1) is None:  # try starting at IP
         start, length = ip, _CODE_BYTES - prologue + 1
-    code = "Code: "
+    code = "Code:" if leading else "Code: "
     for a in range(start, start + length):
         byte = read_nofault(k, root, a, 1) if a >= page_offset else None
         if byte is None:
-            code += " Bad EIP value."
+            code += f"{' ' if leading else ''} Bad {reg} value."
             break
-        code += f"<{byte[0]:02x}> " if a == ip else f"{byte[0]:02x} "
-    lines.append(code)
-    lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss']:04x}:{sp:08x}")  # die()'s summary
-    return lines
+        cell = f"<{byte[0]:02x}>" if a == ip else f"{byte[0]:02x}"
+        code += f" {cell}" if leading else f"{cell} "
+    return code
 
 
 def _oops_state(k) -> dict:
@@ -567,14 +814,21 @@ PROLOGUE_SIZE, EPILOGUE_SIZE = 42, 21
 
 def code_line(k, ip: int, root: int, user: bool = False) -> str:
     """show_opcodes: ``Code: `` the 42 bytes before ip, ``<%02x>`` the byte at ip, the 21
-    after (``%ph``: two hex digits each, blank-separated), read as scripts/decodecode reads
-    them back; ``Code: Unable to access opcode bytes at RIP 0x%lx.`` (the prologue's
+    after (``%ph``: two hex digits each, blank-separated; 4.18: ``%02x `` each, rule
+    ``show_opcodes``), read as scripts/decodecode reads them back; ``Code: Unable to access opcode bytes at RIP 0x%lx.`` (the prologue's
     address) when a page of them is not mapped. *user*: copy_code's user side, which also
     refuses a range reaching past TASK_SIZE_MAX."""
     mask = (1 << (64 if k.paging.bits64 else 32)) - 1
     prologue = (ip - PROLOGUE_SIZE) & mask
     size = PROLOGUE_SIZE + 1 + EPILOGUE_SIZE
+    if _era(k).show_opcodes == "bytes":  # 4.18: '%02x ' each, the same 64 bytes
+        data = read_nofault(k, root, prologue, size)
+        if data is None:
+            return "Code: Bad RIP value."
+        return "Code: " + "".join(f"<{b:02x}> " if i == PROLOGUE_SIZE else f"{b:02x} " for i, b in enumerate(data))
     data = None if user and prologue + size > k.task_size else read_nofault(k, root, prologue, size)
+    if data is None and _era(k).show_opcodes == "ph":
+        return "Code: Bad RIP value."
     if data is None:
         return f"Code: Unable to access opcode bytes at RIP 0x{prologue:x}."
     return (f"Code: {data[:PROLOGUE_SIZE].hex(' ')} <{data[PROLOGUE_SIZE]:02x}> "
@@ -590,18 +844,24 @@ _GPR_LINES_64 = ((("RAX", "ax"), ("RBX", "bx"), ("RCX", "cx")), (("RDX", "dx"), 
                  (("R13", "r13"), ("R14", "r14"), ("R15", "r15")))
 
 
+def gprs_and_control_64(r: dict[str, int]) -> list[str]:
+    """process_64.c __show_regs after the RSP line, the same from 3.x to 6.x: the general
+    registers three a line, 'FS:  %016lx(%04x) GS:%016lx(%04x) knlGS:%016lx', 'CS:  %04x DS:
+    %04x ES: %04x CR0: %016lx', 'CR2: %016lx CR3: %016lx CR4: %016lx'."""
+    return ([" ".join(f"{label}: {r[name]:016x}" for label, name in row) for row in _GPR_LINES_64]
+            + [f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
+               f"knlGS:{r['kernel_gs_base']:016x}",
+               f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}",
+               f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}"])
+
+
 def show_regs(k, r: dict[str, int], root: int) -> list[str]:
     """__show_regs(regs, SHOW_REGS_ALL) of 5.10 (process_64.c / process_32.c), from the
     emulated CPU's registers."""
     if k.paging.bits64:
         lines = [f"RIP: {r['cs']:04x}:{symbol(k, r['ip'])}", code_line(k, r["ip"], root),
                  f"RSP: {r['ss']:04x}:{r['sp']:016x} EFLAGS: {r['flags']:08x}"]  # orig_ax -1: no ORIG_RAX
-        for row in _GPR_LINES_64:
-            lines.append(" ".join(f"{label}: {r[name]:016x}" for label, name in row))
-        lines.append(f"FS:  {r['fs_base']:016x}({r['fs']:04x}) GS:{r['gs_base']:016x}({r['gs']:04x}) "
-                     f"knlGS:{r['kernel_gs_base']:016x}")
-        lines.append(f"CS:  {r['cs']:04x} DS: {r['ds']:04x} ES: {r['es']:04x} CR0: {r['cr0']:016x}")
-        lines.append(f"CR2: {r['cr2']:016x} CR3: {r['cr3']:016x} CR4: {r['cr4']:016x}")
+        lines += gprs_and_control_64(r)
     else:
         lines = [f"EIP: {symbol(k, r['ip'])}", code_line(k, r["ip"], root),
                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
@@ -609,13 +869,7 @@ def show_regs(k, r: dict[str, int], root: int) -> list[str]:
                  f"DS: {r['ds']:04x} ES: {r['es']:04x} FS: {r['fs']:04x} GS: {r['gs']:04x} SS: {r['ss']:04x} "
                  f"EFLAGS: {r['flags']:08x}",
                  f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
-    if (r["dr0"], r["dr1"], r["dr2"], r["dr3"], r["dr6"], r["dr7"]) != (0, 0, 0, 0, _DR6_RESERVED, _DR7_DEFAULT):
-        if k.paging.bits64:
-            lines += [f"DR0: {r['dr0']:016x} DR1: {r['dr1']:016x} DR2: {r['dr2']:016x}",
-                      f"DR3: {r['dr3']:016x} DR6: {r['dr6']:016x} DR7: {r['dr7']:016x}"]
-        else:
-            lines += [f"DR0: {r['dr0']:08x} DR1: {r['dr1']:08x} DR2: {r['dr2']:08x} DR3: {r['dr3']:08x}",
-                      f"DR6: {r['dr6']:08x} DR7: {r['dr7']:08x}"]
+    lines += _debug_registers(k, r, always=False)
     # ("PKRU: %08x" follows when CR4.OSPKE is set: the emulated CPU never sets it)
     return lines
 
@@ -631,24 +885,26 @@ def backtrace_symbol(k, address: int) -> str | None:
     return f"{name}+{int(off, 16) + 1:#x}/{tail}"
 
 
-def call_trace(k, r: dict[str, int], root: int) -> list[str]:
+def call_trace(k, r: dict[str, int], root: int, addresses: bool = False) -> list[str]:
     """show_trace_log_lvl: ``Call Trace:``, then each word of the kernel stack, from the
     stack pointer to the top of the stack, that is the address of code kallsyms knows (the
     loaded modules' functions, the exported kernel functions), as ``%pB``. mmemu runs no
     unwinder, so every one is marked ``? `` as the kernel marks the addresses its unwinder
-    did not vouch for; x86_64 from 5.16 brackets the task stack with <TASK> </TASK>."""
+    did not vouch for; x86_64 from 5.16 brackets the task stack with <TASK> </TASK>.
+    *addresses*: printk_stack_address before 4.10, ``' [<%p>] %s%pB'``."""
     lines = ["Call Trace:"]
     marker = k.paging.bits64 and _era(k).task_stack_marker
     if marker:
         lines.append(" <TASK>")
     word = 8 if k.paging.bits64 else 4
-    top = next((c.adapter.stack_top for c in k.cpus if getattr(c.adapter, "stack_top", 0) > r["sp"]), None)
+    top = stack_top(k, r["sp"])
     if top is not None and top - r["sp"] <= 1 << 16:
         stack = read_nofault(k, root, r["sp"], top - r["sp"]) or b""
         for i in range(0, len(stack) - word + 1, word):
-            sym = backtrace_symbol(k, int.from_bytes(stack[i:i + word], "little"))
+            addr = int.from_bytes(stack[i:i + word], "little")
+            sym = backtrace_symbol(k, addr)
             if sym is not None:
-                lines.append(f" ? {sym}")
+                lines.append(f" [<{addr:0{2 * word}x}>] ? {sym}" if addresses else f" ? {sym}")
     if marker:
         lines.append(" </TASK>")
     return lines
