@@ -395,7 +395,7 @@ def test_insmod_and_modinfo_on_the_command_line(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["module"] == "hello" and doc["state"] == "MODULE_STATE_LIVE"
     assert sum(doc["relocations"].values()) == len(readelf_relocations(path))
-    assert any("hello: hello from a module" in line for line in doc["log"]) if "log" in doc else True
+    assert any(line.startswith("hello: hello from a module (kernel 6.6.0") for line in doc["log"])
     assert main(["insmod", str(path), "--arch", "arm64"]) == 0
     text = capsys.readouterr().out
     assert "R_AARCH64_CALL26" in text and "module_frob_arch_sections" in text
