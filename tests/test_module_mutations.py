@@ -89,12 +89,14 @@ MACHINES = (
     ("x86_64", "5.10", "64M", True),
     ("x86_64", "6.6", "64M", True),
     ("i386", "6.6", "1G", False),
+    ("arm64", "4.19", "64M", True),
+    ("arm64", "6.6", "64M", True),
 )
 PER_MACHINE = max(1, MUTANTS // len(MACHINES))
 
 
 def obj_path(arch: str, era: str, name: str) -> Path:
-    return BUILD / f"{'x86_64' if arch == 'x86_64' else 'i386'}-{era}" / f"{name}.o"
+    return BUILD / f"{arch if arch in ('x86_64', 'arm64') else 'i386'}-{era}" / f"{name}.o"
 
 
 # -- the layout of an object: where each field is -------------------------------------------------
