@@ -16,12 +16,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mmemu.errors import ModuleError
-from mmemu.module.elf import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_RELA, SHT_SYMTAB
 from mmemu.module.reloc import RelocOverflow
 
 from .eras import MODULES
 from .insn import decode_adrp_offset, gen_add_imm, gen_adrp, gen_br
 from .relocs import R_AARCH64_CALL26, R_AARCH64_JUMP26, AdrpVeneer
+
+# include/uapi/linux/elf.h (the gABI's numbers)
+SHT_SYMTAB, SHT_RELA, SHT_NOBITS = 2, 4, 8
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
 
 PLT_ENTRY_SIZE = 12  # sizeof(struct plt_entry): adrp, add, br
 L1_CACHE_BYTES = 64  # arch/arm64/include/asm/cache.h: L1_CACHE_SHIFT 6
