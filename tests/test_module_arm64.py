@@ -114,6 +114,34 @@ def test_movw_uabs_fills_each_16_bits(lsb, number):
     assert i.mnemonic == "movk" and imm_operands(i) == [(value >> lsb) & 0xFFFF], i.op_str
 
 
+@pytest.mark.parametrize("lsb,number", [(0, 288), (16, 290), (32, 292)])
+def test_movw_prel_nc_fills_each_16_bits_of_s_plus_a_minus_p(lsb, number):
+    """MOVW_PREL_Gn_NC: (S + A - P) bits [lsb+15:lsb] into a MOVK's imm16, unchecked."""
+    value = (S + 0x10 - P) & M64
+    i = decode(apply("6.6", number, S, 0x10, P, 0xF2800000 | (lsb // 16) << 21), P)
+    assert i.mnemonic == "movk" and imm_operands(i) == [(value >> lsb) & 0xFFFF], i.op_str
+
+
+@pytest.mark.parametrize("number,lsb", [(287, 0), (289, 16), (291, 32), (293, 48)])
+def test_movw_prel_signed_is_movz_or_movn(number, lsb):
+    """MOVW_PREL_G0..G3 (the G3 unchecked): S + A - P, MOVZ for a value >= 0, MOVN of the
+    inverted field for a negative one: what capstone says the instruction loads has the
+    value's bits from lsb up, and below them zeros (MOVZ) or ones (MOVN), for the MOVKs of
+    the lower groups to fill."""
+    for delta in (0x1234 << lsb, -(0x1234 << lsb)):
+        i = decode(apply("6.6", number, P + delta, 0, P, 0xD2800000 | (lsb // 16) << 21), P)
+        loaded = imm_operands(i)[-1]
+        loaded -= (1 << 64) if loaded >> 63 else 0
+        assert i.mnemonic == "mov" and loaded >> lsb == delta >> lsb, (hex(delta), i.op_str)
+        assert loaded & ((1 << lsb) - 1) == (0 if delta >= 0 else (1 << lsb) - 1), (hex(delta), i.op_str)
+
+
+def test_the_null_relocations_write_nothing():
+    for number in (0, 256):  # R_ARM_NONE, R_AARCH64_NONE
+        kind = table("6.6").types[number]
+        assert kind.width == 0 and kind.apply(S, 0, P) == (0, 0)
+
+
 def test_movw_sabs_is_movz_or_movn_by_the_sign_from_4_6():
     """MOVW_SABS_G0 of a negative value: MOVN with the field inverted from 4.6 (mov x0,
     #-5); 3.10's encoder took the sign of the 16-bit field, never negative: MOVZ of the

@@ -69,7 +69,7 @@ from mmemu.testing import kernel_state
 
 BUILD = Path(__file__).resolve().parent.parent / "examples" / "modules" / "build"
 MODULES = ("hello", "vbuf", "highpage", "kmap_nested", "rodata_oops")
-MUTANTS = int(os.environ.get("MMEMU_MUTANTS", "400"))
+MUTANTS = int(os.environ.get("MMEMU_MUTANTS", "500"))  # 45 a machine: enough that some load
 #: seconds one load may take before the mutant counts as a hang
 LOAD_TIME_LIMIT = float(os.environ.get("MMEMU_MUTANT_SECONDS", "20"))
 #: the instruction budget of a mutant's init and exit (the examples need under 100000;

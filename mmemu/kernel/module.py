@@ -701,16 +701,17 @@ class ModuleMixin:
                 raise ModuleError(f"{mod.name}: relocation {i} of {rel.section.name} at offset {off:#x} is outside "
                                   f"{target.section.name} ({size:#x} bytes)")
             A = addends[i] if rela else int.from_bytes(buf[off:end], "little", signed=True)
-            old = int.from_bytes(buf[off:end], "little")
             try:
                 if kind.insn:
-                    width, value = kind.apply(values[symi], A, base + off, old)
+                    width, value = kind.apply(values[symi], A, base + off,
+                                              int.from_bytes(buf[off:end], "little"))
                 else:
                     width, value = kind.apply(values[symi], A, base + off)
             except RelocOverflow as exc:
                 if not (kind.veneer and table.veneer):
                     raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
-                width, value = table.veneer(self, mod, kind, values[symi], A, base + off, old, exc)
+                width, value = table.veneer(self, mod, kind, values[symi], A, base + off,
+                                            int.from_bytes(buf[off:end], "little"), exc)
             if width:
                 end = off + width
                 if kind.zero_target and buf[off:end] != zero[:width]:
