@@ -156,6 +156,11 @@ class Arm64Arch(Arch):
 
         return module_frob_arch_sections(kernel, mf, mod)
 
+    def module_linker_sections(self, spec: MachineSpec) -> tuple[str, ...]:
+        """arch/arm64/include/asm/module.lds.h: ``.plt`` and ``.init.plt`` where the loader
+        has PLTs (.text.ftrace_trampoline only with CONFIG_DYNAMIC_FTRACE: not here)."""
+        return (".plt", ".init.plt") if module.module_plts(spec, self.layout(spec).config) else ()
+
     def module_alloc(self, spec: MachineSpec, layout: Layout) -> tuple[int, int, str]:
         return module.module_region(spec, layout)
 
