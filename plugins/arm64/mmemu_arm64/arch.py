@@ -26,6 +26,16 @@ def _pgprots(kernel) -> MappingProxyType:
 
 
 @lru_cache(maxsize=None)
+def _reloc_table(kernel, plts: bool):
+    """The era's relocation table (built once: ~40 small functions)."""
+    from . import module_plts
+    from .relocs import arm64_relocations
+
+    # the emulated Cortex-A72 has no erratum 843419 (ARM64_WORKAROUND_843419 is a Cortex-A53 one)
+    return arm64_relocations(MODULES(kernel), cpu_843419=False, veneer=module_plts.veneer if plts else None)
+
+
+@lru_cache(maxsize=None)
 def _paging(va_bits: int, rules) -> PagingMode:
     levels = levels_for(va_bits)
     return PagingMode(name=f"{va_bits}-bit", levels=levels, va_bits=va_bits, pa_bits=PA_BITS,
@@ -142,12 +152,7 @@ class Arm64Arch(Arch):
     kcall_stub = KCALL_BRK.to_bytes(4, "little")
 
     def module_relocations(self, spec: MachineSpec):
-        from . import module_plts
-        from .relocs import arm64_relocations
-
-        plts = module.module_plts(spec, self.layout(spec).config)
-        # the emulated Cortex-A72 has no erratum 843419 (ARM64_WORKAROUND_843419 is a Cortex-A53 one)
-        return arm64_relocations(MODULES(spec.kernel), cpu_843419=False, veneer=module_plts.veneer if plts else None)
+        return _reloc_table(spec.kernel, module.module_plts(spec, self.layout(spec).config))
 
     def module_frob_arch_sections(self, kernel, mf, mod):
         if not module.module_plts(kernel.spec, kernel.layout.config):
