@@ -499,7 +499,7 @@ def test_a_failing_or_runaway_init_undoes_the_load(boot):
     assert kernel_state(k) == before and k.modules == []
 
 
-@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+@pytest.mark.parametrize("arch", ["x86_64", "i386", "arm64"])
 def test_a_module_loaded_where_another_ran_runs_its_own_code(arch, boot):
     """Unicorn keeps translated code per address and never sees mmemu's writes to RAM: a
     module loaded where another one ran must still run its own bytes (the CPU drops its

@@ -429,3 +429,19 @@ def test_insmod_and_modinfo_on_the_command_line(capsys):
     assert "R_AARCH64_CALL26" in text and "module_frob_arch_sections" in text
     assert main(["insmod", str(path), "--arch", "x86_64"]) == 2
     assert "Invalid architecture in ELF header" in capsys.readouterr().err
+
+
+def test_an_unknown_symbol_refuses_the_load_and_a_stub_stops_the_call(boot):
+    """``Unknown symbol kfreX (err -2)`` with nothing changed; with stub_missing the load
+    succeeds, and the exit function's BL to the stub (its brk) stops it, naming the
+    function, the module left live as it was."""
+    k = boot(arch="arm64", kernel="6.6", ram="1G")
+    bad = obj("arm64", "6.6", "hello").read_bytes().replace(b"\0kfree\0", b"\0kfreX\0")
+    before = kernel_state(k)
+    with pytest.raises(ModuleError, match=r"^hello: Unknown symbol kfreX \(err -2\)$"):
+        k.load_module(bad, "hello.o")
+    assert kernel_state(k) == before
+    assert k.load_module(bad, "hello.o", stub_missing=True).stubbed == ["kfreX"]
+    with pytest.raises(ModuleError, match="the code called kfreX, which mmemu does not implement"):
+        k.delete_module("hello")
+    assert k.find_module("hello").state == "MODULE_STATE_LIVE"
