@@ -101,7 +101,8 @@ MODULES = EraTable(
                    "makes the text executable; release 5.3 recollection)"),
     Feature("module_ronx", since="3.18",
             source="arch/arm64/Kconfig.debug CONFIG_DEBUG_SET_MODULE_RONX ('arm64: Add CONFIG_DEBUG_SET_MODULE_RONX "
-                   "support', Laura Abbott, 3.18 recollection; set by the distributions' configs), "
+                   "support', Laura Abbott, commit 11d91a770f1f, listed as 3.18-rc1 in a kernel patch index; set by "
+                   "the distributions' configs), "
                    "CONFIG_STRICT_MODULE_RWX from 4.11 (default y): text RX, rodata RO, data NX, page-aligned"),
     Variant("module_reloc_data", [("3.7", "psabi"), ("5.2", "split")],
             source="reloc_data(): [-2^15, 2^16) / [-2^31, 2^32) for ABS and PREL ('(u64)(sval + 1) > 2' on the "
@@ -127,8 +128,10 @@ MODULES = EraTable(
             source="module.c: pr_err without pr_fmt; '#define pr_fmt(fmt) \"Modules: \" fmt' (verified newest "
                    "module.c; 'Modules: 22496 pages in range for non-PLT usage' in a 6.8 boot log; 6.5 recollection)"),
     Feature("debug_wx", since="4.10",
-            source="arch/arm64/mm/dump.c ptdump_check_wx() (CONFIG_DEBUG_WX, 'arm64: dump: Add checking for "
-                   "writable and exectuable pages', 4.10 recollection): 'Checked W+X mappings: passed, no W+X pages "
+            source="arch/arm64/mm/dump.c ptdump_check_wx() (CONFIG_DEBUG_WX, commit 1404d6f13e47 'arm64: dump: Add "
+                   "checking for writable and exectuable pages', 4.10 recollection; a 4.14 log quoted in a stable "
+                   "review: 'arm64/mm: Found insecure W+X mapping at address (____ptrval____)/0xffff000000d90000'): "
+                   "'Checked W+X mappings: passed, no W+X pages "
                    "found' or 'Checked W+X mappings: FAILED, %lu W+X pages found, %lu non-UXN pages found' "
                    "(verified ptdump.c/dump.c texts), the first with 'arm64/mm: Found insecure W+X mapping at "
                    "address %p/%pS' (note_prot_wx, WARN_ONCE)"),
