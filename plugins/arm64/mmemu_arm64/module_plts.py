@@ -130,7 +130,10 @@ def veneer(kernel, mod, kind, S: int, A: int, P: int, old: int, overflow) -> tup
     if not plt:
         part = "init" if _within_init(mod, P) else "core"
         n = mod.arch[part]
-        raise ModuleError(f"WARNING: at arch/arm64/kernel/module-plts.c module_emit_plt_entry: "
+        # the splat of a real one (LKML, March 2021, 'insert ko failed because count_plts return 0
+        # when CONFIG_RANDOMIZE_BASE is not set'): "WARNING: CPU: 2 PID: 1998 at
+        # arch/arm64/kernel/module-plts.c:39 module_emit_plt_entry+0x100/0x118"
+        raise ModuleError(f"WARNING: CPU: 0 at arch/arm64/kernel/module-plts.c module_emit_plt_entry: "
                           f"WARN_ON(pltsec->plt_num_entries > pltsec->plt_max_entries) ({n['plt_num_entries']} > "
                           f"{n['plt_max_entries']}, {part} PLT of module {mod.name}): apply_relocate_add fails with "
                           "-ENOEXEC", ENOEXEC)
