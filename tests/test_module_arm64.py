@@ -445,3 +445,16 @@ def test_an_unknown_symbol_refuses_the_load_and_a_stub_stops_the_call(boot):
     with pytest.raises(ModuleError, match="the code called kfreX, which mmemu does not implement"):
         k.delete_module("hello")
     assert k.find_module("hello").state == "MODULE_STATE_LIVE"
+
+
+def test_4_9_refuses_the_adrp_of_a_small_code_model_module(boot):
+    """4.3-4.16 with CONFIG_ARM64_ERRATUM_843419 (default y) have no case for
+    ADR_PREL_PG_HI21: a module built without -mcmodel=large (the 4.19 object, its vermagic
+    made 4.9's) is refused with the kernel's words, and nothing changes."""
+    k = boot(arch="arm64", kernel="4.9", ram="1G")
+    data = obj("arm64", "4.19", "hello").read_bytes().replace(b"4.19.0 SMP preempt mod_unload aarch64",
+                                                              b"4.9.0 SMP preempt mod_unload aarch64\0")
+    before = kernel_state(k)
+    with pytest.raises(ModuleError, match="^module hello: unsupported RELA relocation: 275$"):
+        k.load_module(data, "hello.o")
+    assert kernel_state(k) == before
