@@ -379,16 +379,24 @@ def test_module_plts_are_emitted_when_counted(boot, monkeypatch):
     assert f".init.plt {len(counted)} entries" in seen["module_frob_arch_sections"]
 
 
+def _refused_on_another_era(boot, built: str, era: str, pattern: str) -> None:
+    """The hello object of era *built*, its vermagic made *era*'s (as long: a NUL ends it),
+    is refused by *era*'s kernel with *pattern*, the kernel as it was."""
+    k = boot(arch="arm64", kernel=era, ram="1G")
+    data = obj("arm64", built, "hello").read_bytes()
+    old = f"{built}.0 SMP preempt mod_unload aarch64".encode()
+    new = f"{era}.0 SMP preempt mod_unload aarch64".encode()
+    data = data.replace(old, new + bytes(len(old) - len(new)))
+    before = kernel_state(k)
+    with pytest.raises(ModuleError, match=pattern):
+        k.load_module(data, "hello.o")
+    assert kernel_state(k) == before
+
+
 def test_6_6_refuses_a_module_without_plt_sections(boot):
     """module_frob_arch_sections: '%s: module PLT section(s) missing' for an object that did
     not go through the module link (the 5.10 object, its vermagic made 6.6's)."""
-    k = boot(arch="arm64", kernel="6.6", ram="1G")
-    data = obj("arm64", "5.10", "hello").read_bytes().replace(b"5.10.0 SMP preempt mod_unload aarch64",
-                                                              b"6.6.0 SMP preempt mod_unload aarch64\0")
-    before = kernel_state(k)
-    with pytest.raises(ModuleError, match="^Modules: hello: module PLT section\\(s\\) missing$"):
-        k.load_module(data, "hello.o")
-    assert kernel_state(k) == before
+    _refused_on_another_era(boot, "5.10", "6.6", "^Modules: hello: module PLT section\\(s\\) missing$")
 
 
 def test_a_write_to_its_own_rodata_oopses_naming_the_function(boot):
@@ -451,10 +459,4 @@ def test_4_9_refuses_the_adrp_of_a_small_code_model_module(boot):
     """4.3-4.16 with CONFIG_ARM64_ERRATUM_843419 (default y) have no case for
     ADR_PREL_PG_HI21: a module built without -mcmodel=large (the 4.19 object, its vermagic
     made 4.9's) is refused with the kernel's words, and nothing changes."""
-    k = boot(arch="arm64", kernel="4.9", ram="1G")
-    data = obj("arm64", "4.19", "hello").read_bytes().replace(b"4.19.0 SMP preempt mod_unload aarch64",
-                                                              b"4.9.0 SMP preempt mod_unload aarch64\0")
-    before = kernel_state(k)
-    with pytest.raises(ModuleError, match="^module hello: unsupported RELA relocation: 275$"):
-        k.load_module(data, "hello.o")
-    assert kernel_state(k) == before
+    _refused_on_another_era(boot, "4.19", "4.9", "^module hello: unsupported RELA relocation: 275$")
