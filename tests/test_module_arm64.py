@@ -312,7 +312,7 @@ def _first_call26(data: bytes, section: str) -> int:
 
 @pytest.mark.parametrize("era,prefix", [("4.19", ""), ("6.6", "Modules: ")])
 def test_refused_relocations_leave_the_kernel_as_it_was(era, prefix, boot):
-    k = boot(arch="arm64", kernel=era, ram="1G")
+    k = boot(arch="arm64", kernel=era, ram="256M")
     data = obj("arm64", era, "hello").read_bytes()
     before = kernel_state(k)
     with pytest.raises(ModuleError, match=f"^{prefix}module hello: unsupported RELA relocation: 1$"):
@@ -331,7 +331,7 @@ def test_a_branch_out_of_range_overflows_without_plts_and_exhausts_them_with(boo
     without KASLR: WARN_ON and -ENOEXEC. The kernel is unchanged in both."""
     for era, message in (("5.10", "^module hello: overflow in relocation type 283 val "),
                          ("6.6", r"WARN_ON\(pltsec->plt_num_entries > pltsec->plt_max_entries\) \(1 > 0, init PLT")):
-        k = boot(arch="arm64", kernel=era, ram="1G")
+        k = boot(arch="arm64", kernel=era, ram="256M")
         data = obj("arm64", era, "hello").read_bytes()
         before = kernel_state(k)
         far = _retype(data, _first_call26(data, ".rela.init.text"), addend=256 << 20, section=".rela.init.text")
@@ -382,7 +382,7 @@ def test_module_plts_are_emitted_when_counted(boot, monkeypatch):
 def _refused_on_another_era(boot, built: str, era: str, pattern: str) -> None:
     """The hello object of era *built*, its vermagic made *era*'s (as long: a NUL ends it),
     is refused by *era*'s kernel with *pattern*, the kernel as it was."""
-    k = boot(arch="arm64", kernel=era, ram="1G")
+    k = boot(arch="arm64", kernel=era, ram="256M")
     data = obj("arm64", built, "hello").read_bytes()
     old = f"{built}.0 SMP preempt mod_unload aarch64".encode()
     new = f"{era}.0 SMP preempt mod_unload aarch64".encode()
@@ -411,7 +411,7 @@ def test_a_write_to_its_own_rodata_oopses_naming_the_function(boot):
 
 
 def test_the_w_x_audit_in_arm64s_words(boot):
-    k = boot(arch="arm64", kernel="6.6", ram="1G")
+    k = boot(arch="arm64", kernel="6.6", ram="256M")
     k.load_module(obj("arm64", "6.6", "vbuf").read_bytes(), "vbuf.o")
     assert k.check_wx() == ["Checked W+X mappings: passed, no W+X pages found"]
     va = k.vmalloc_range(2 * 4096, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], prot="PAGE_KERNEL_EXEC")
@@ -443,7 +443,7 @@ def test_an_unknown_symbol_refuses_the_load_and_a_stub_stops_the_call(boot):
     """``Unknown symbol kfreX (err -2)`` with nothing changed; with stub_missing the load
     succeeds, and the exit function's BL to the stub (its brk) stops it, naming the
     function, the module left live as it was."""
-    k = boot(arch="arm64", kernel="6.6", ram="1G")
+    k = boot(arch="arm64", kernel="6.6", ram="256M")
     bad = obj("arm64", "6.6", "hello").read_bytes().replace(b"\0kfree\0", b"\0kfreX\0")
     before = kernel_state(k)
     with pytest.raises(ModuleError, match=r"^hello: Unknown symbol kfreX \(err -2\)$"):
