@@ -687,6 +687,21 @@ class Arch(abc.ABC):
         arch. The ELF machine is :attr:`elf_machine`. Default: None."""
         return None
 
+    def module_frob_arch_sections(self, kernel, mf, mod) -> str | None:
+        """``module_frob_arch_sections``: before the layout, change the module's own section
+        headers (``mf.sections``, replaced with :func:`dataclasses.replace`) as the arch's
+        loader does (arm64 sizes its ``.plt`` and ``.init.plt``), keeping what it needs in
+        ``mod.arch``. Returns what it did (a load step), None for nothing; raises
+        :class:`mmemu.errors.ModuleError` to refuse the module. Default: nothing."""
+        return None
+
+    def module_linker_sections(self, spec: MachineSpec) -> tuple[str, ...]:
+        """The empty sections the kernel's module link adds to every ``.ko`` of this spec
+        (scripts/module.lds.S with the arch's asm/module.lds.h) for the arch's loader to
+        size (:meth:`module_frob_arch_sections`): what a module made to order
+        (:func:`mmemu.testing.modules.synthetic_module`) must carry. Default: none."""
+        return ()
+
     def module_alloc(self, spec: MachineSpec, layout: Layout) -> tuple[int, int, str]:
         """``module_alloc``: the range module memory is allocated in and the pgprot name it
         is first mapped with. Default: [MODULES_VADDR, MODULES_END), PAGE_KERNEL_EXEC."""

@@ -268,7 +268,7 @@ def test_snapshot_panes(snap_compare, tab):
     assert snap_compare(app_for("x86_64", step=10), run_before=show_pane, terminal_size=(160, 50))
 
 
-@pytest.mark.parametrize("arch,insmod_step", [("i386", 17), ("x86_64", 10)])
+@pytest.mark.parametrize("arch,insmod_step", [("i386", 17), ("x86_64", 10), ("arm64", 12)])
 async def test_stepping_through_a_stepwise_module_load_with_every_pane(arch, insmod_step):
     """Through every loader step of the tour's stepwise insmod with the map and the module
     pane drawn at each (a section not placed yet has no address), then back."""

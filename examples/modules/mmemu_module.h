@@ -138,17 +138,25 @@ static const char __UNIQUE_ID(name)[]					\
  *                     MODULE_ARCH_VERMAGIC
  * for a kernel with CONFIG_SMP=y, no preemption, CONFIG_MODULE_UNLOAD=y, no MODVERSIONS.
  * arch/x86/include/asm/module.h: on i386 MODULE_ARCH_VERMAGIC is MODULE_PROC_FAMILY,
- * "686 " for CONFIG_M686; x86_64 defines none.
+ * "686 " for CONFIG_M686; x86_64 defines none. arch/arm64/include/asm/module.h
+ * (asm/vermagic.h from 5.x): #define MODULE_ARCH_VERMAGIC "aarch64"; mmemu's arm64 kernels
+ * are CONFIG_PREEMPT ones (MODULE_VERMAGIC_PREEMPT "preempt "), the x86 ones are not.
  */
-#ifdef __i386__
+#if defined(__i386__)
 #define MODULE_PROC_FAMILY		"686 "
 #define MODULE_ARCH_VERMAGIC		MODULE_PROC_FAMILY
+#elif defined(__aarch64__)
+#define MODULE_ARCH_VERMAGIC		"aarch64"
 #else
 #define MODULE_ARCH_VERMAGIC		""
 #endif
 #define UTS_RELEASE			MMEMU_RELEASE
 #define MODULE_VERMAGIC_SMP		"SMP "
+#ifdef __aarch64__
+#define MODULE_VERMAGIC_PREEMPT		"preempt "
+#else
 #define MODULE_VERMAGIC_PREEMPT		""
+#endif
 #define MODULE_VERMAGIC_MODULE_UNLOAD	"mod_unload "
 #define MODULE_VERMAGIC_MODVERSIONS	""
 #define VERMAGIC_STRING							\
@@ -339,17 +347,19 @@ extern size_t strlen(const char *s);
  * segment, %gs on x86_64 (zero-based: the pointer is the offset in the unit, reached
  * %rip-relative), %fs on i386 (the segment's base is __per_cpu_offset[cpu]).
  */
-#ifdef __x86_64__
+#if defined(__x86_64__)
 #define __percpu_seg		"gs"
-#else
+#elif defined(__i386__)
 #define __percpu_seg		"fs"
 #endif
 #define DEFINE_PER_CPU(type, name)	__section(".data..percpu") __typeof__(type) name
+#ifdef __percpu_seg
 #define this_cpu_read_4(var) ({						\
 	unsigned int __ret;						\
 	asm volatile("movl %%" __percpu_seg ":%1, %0" : "=r" (__ret) : "m" (var)); \
 	__ret; })
 #define this_cpu_add_4(var, val)					\
 	asm volatile("addl %1, %%" __percpu_seg ":%0" : "+m" (var) : "ri" ((unsigned int)(val)))
+#endif
 
 #endif /* _MMEMU_MODULE_H */

@@ -99,6 +99,9 @@ class Module:
     #: ``mod_percpu(mod)``: the per-cpu pointer of its per-cpu section, and its size (0: none)
     percpu: int | None = None
     percpu_size: int = 0
+    #: ``mod->arch`` (struct mod_arch_specific): what the arch's loader keeps per module
+    #: (arm64's PLT sections)
+    arch: dict = field(default_factory=dict)
 
     def flags(self) -> str:
         """``module_flags``: the taints, then ``+`` while COMING or ``-`` while GOING, in
@@ -358,6 +361,11 @@ class ModuleMixin:
         yield LoadStep("check_modinfo", f"module {name}: vermagic '{vermagic}'"
                        + (f", license {mod.license}" if mod.license else ", no license")
                        + (f", taints {mod.taints}" if mod.taints else "") + "".join(f"; {m}" for m in messages))
+
+        # -- module_frob_arch_sections: the arch sizes sections of its own (arm64's .plt)
+        frobbed = self.arch.module_frob_arch_sections(self, mf, mod)
+        if frobbed:
+            yield LoadStep("module_frob_arch_sections", frobbed)
 
         # -- layout_sections: .modinfo and __versions are not loaded (their SHF_ALLOC is
         # cleared in setup_load_info/rewrite_section_headers)
@@ -701,7 +709,10 @@ class ModuleMixin:
                 else:
                     width, value = kind.apply(values[symi], A, base + off)
             except RelocOverflow as exc:
-                raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
+                if not (kind.veneer and table.veneer):
+                    raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
+                width, value = table.veneer(self, mod, kind, values[symi], A, base + off,
+                                            int.from_bytes(buf[off:end], "little"), exc)
             if width:
                 end = off + width
                 if kind.zero_target and buf[off:end] != zero[:width]:

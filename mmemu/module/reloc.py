@@ -43,6 +43,9 @@ class RelocType:
     #: an instruction relocation: ``apply(S, A, P, old)`` gets the place's current
     #: ``width``-byte word (unsigned) and returns the word with its immediate rewritten
     insn: bool = False
+    #: a value out of range is not the end: the table's ``veneer`` may repair it (arm64's
+    #: module PLTs for a CALL26/JUMP26 beyond +/-128 MiB)
+    veneer: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,17 @@ class RelocTable:
     format with ``{module}`` and ``{type}``). ``overflow``: its message for a value that
     does not fit (``{module}``, ``{type}``, ``{value}``). ``nonzero``: its message for a
     place that is not zero where ``zero_target`` is set (``{type}``, ``{place}``,
-    ``{value}``)."""
+    ``{value}``). ``veneer``: for a type marked ``veneer`` whose function raised
+    :class:`RelocOverflow`, ``veneer(kernel, module, type, S, A, P, old, overflow)`` returns
+    the ``(width, value)`` to write instead (a branch to a veneer it placed in the module's
+    memory) or raises :class:`mmemu.errors.ModuleError` with the kernel's words."""
 
     types: dict[int, RelocType]
     rela: bool
     unknown: str
     overflow: str
     nonzero: str = ""
+    veneer: Callable | None = None
 
     def name(self, number: int) -> str:
         t = self.types.get(number)

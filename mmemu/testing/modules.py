@@ -4,7 +4,8 @@ the arch is at hand.
 
 pyelftools reads ELF files but does not write them, so the object is assembled here with
 :mod:`struct`: the sections a module has (``.text``, ``.rodata``, ``.data``, ``.bss``,
-``.init.text``, ``.modinfo`` with the kernel's vermagic), its symbols (section symbols,
+``.init.text``, ``.modinfo`` with the kernel's vermagic, the empty sections of the
+kernel's module link the arch asks for), its symbols (section symbols,
 ``init_module``, ``cleanup_module``, imports of exported kernel functions) and one
 relocation section for ``.text`` with the arch's own relocation types (those whose value
 fits in the module area: tried against the arch's table before they are used).
@@ -34,7 +35,8 @@ def _usable_types(kernel) -> list:
     for t in table.types.values():
         try:
             for S in (start, end - PAGE_SIZE, text.virt):
-                width, _ = t.apply(S, 0, start + 64)
+                # an instruction relocation rewrites the word at the place: here zeros
+                width, _ = t.apply(S, 0, start + 64, 0) if t.insn else t.apply(S, 0, start + 64)
         except RelocOverflow:
             continue
         if width:
@@ -73,6 +75,11 @@ def synthetic_module(kernel, name: str = "synthetic", text_size: int = PAGE_SIZE
     layout = [(".text", "PROGBITS", _SHF_ALLOC | _SHF_EXEC, 16), (".rodata", "PROGBITS", _SHF_ALLOC, 8),
               (".data", "PROGBITS", _SHF_ALLOC | _SHF_WRITE, 8), (".bss", "NOBITS", _SHF_ALLOC | _SHF_WRITE, 8),
               (".init.text", "PROGBITS", _SHF_ALLOC | _SHF_EXEC, 16), (".modinfo", "PROGBITS", _SHF_ALLOC, 1)]
+    # the empty sections of the kernel's module link the arch's loader needs (arm64's PLTs):
+    # one byte each, as "BYTE(0)" in the linker script leaves them
+    for n in kernel.arch.module_linker_sections(kernel.spec):
+        layout.append((n, "PROGBITS", _SHF_ALLOC, 1))
+        contents[n] = b"\0"
     index = {n: i + 1 for i, (n, *_) in enumerate(layout)}
 
     # -- symbols: null, a section symbol per loaded section, then globals

@@ -11,8 +11,9 @@ from mmemu.errors import ConfigError
 from mmemu.layout import Layout, MachineSpec
 from mmemu.units import GiB, KernelVersion, KiB, MiB
 
-from . import report
-from .eras import ARM64
+from . import module, report
+from .eras import ARM64, MODULES
+from .guest import KCALL_BRK
 from .formats import PA_BITS, Arm64Codec, levels_for
 from .layout import compute_layout
 from .prot import pgprots, pte_rules
@@ -22,6 +23,16 @@ from .ptdump import ptdump_format as _ptdump_format
 @lru_cache(maxsize=None)
 def _pgprots(kernel) -> MappingProxyType:
     return MappingProxyType(pgprots(kernel))
+
+
+@lru_cache(maxsize=None)
+def _reloc_table(kernel, plts: bool):
+    """The era's relocation table (built once: ~40 small functions)."""
+    from . import module_plts
+    from .relocs import arm64_relocations
+
+    # the emulated Cortex-A72 has no erratum 843419 (ARM64_WORKAROUND_843419 is a Cortex-A53 one)
+    return arm64_relocations(MODULES(kernel), cpu_843419=False, veneer=module_plts.veneer if plts else None)
 
 
 @lru_cache(maxsize=None)
@@ -133,6 +144,39 @@ class Arm64Arch(Arch):
                         direct_map_writer=direct_writer, image_writer=image_writer, fixmap_writer=fixmap_writer,
                         direct_map_first=(), populate=(), copies_kernel_pgd=False, direct_map_prot=direct_prot,
                         fixmap_range=fixmap_range, early_vm_areas=early)
+
+    # -- kernel modules (module.py, relocs.py, module_plts.py) ---------------------------------
+
+    #: ``brk #0x4d4d`` at every exported kernel function's address: a call from a module
+    #: traps there (EXCP_BKPT, the PC at the brk) and the adapter runs the function in Python
+    kcall_stub = KCALL_BRK.to_bytes(4, "little")
+
+    def module_relocations(self, spec: MachineSpec):
+        return _reloc_table(spec.kernel, module.module_plts(spec, self.layout(spec).config))
+
+    def module_frob_arch_sections(self, kernel, mf, mod):
+        if not module.module_plts(kernel.spec, kernel.layout.config):
+            return None
+        from .module_plts import module_frob_arch_sections
+
+        return module_frob_arch_sections(kernel, mf, mod)
+
+    def module_linker_sections(self, spec: MachineSpec) -> tuple[str, ...]:
+        """arch/arm64/include/asm/module.lds.h: ``.plt`` and ``.init.plt`` where the loader
+        has PLTs (.text.ftrace_trampoline only with CONFIG_DYNAMIC_FTRACE: not here)."""
+        return (".plt", ".init.plt") if module.module_plts(spec, self.layout(spec).config) else ()
+
+    def module_alloc(self, spec: MachineSpec, layout: Layout) -> tuple[int, int, str]:
+        return module.module_region(spec, layout)
+
+    def module_strict_rwx(self, spec: MachineSpec) -> bool:
+        return MODULES(spec.kernel).module_ronx
+
+    def vermagic(self, spec: MachineSpec) -> str:
+        return module.vermagic(spec, self.layout(spec).config)
+
+    def check_wx(self, kernel, wx):
+        return module.check_wx(kernel, wx)
 
     def cpu_adapter(self, kernel, mmu: str):
         from .cpu_adapter import Arm64Adapter  # imports Unicorn and capstone

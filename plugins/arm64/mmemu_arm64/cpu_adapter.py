@@ -36,10 +36,10 @@ README.md; each one met again by a test here):
 from __future__ import annotations
 
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
-from unicorn.arm64_const import (UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP, UC_ARM64_REG_SP_EL0, UC_ARM64_REG_X0,
-                                 UC_ARM64_REG_X30, UC_CPU_ARM64_A72)
+from unicorn.arm64_const import (UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP, UC_ARM64_REG_SP_EL0,
+                                 UC_ARM64_REG_X0, UC_ARM64_REG_X30, UC_CPU_ARM64_A72)
 
-from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
+from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
 from mmemu.errors import MmemuError
 from mmemu.faults import NOT_PRESENT, PROTECTION, Fault
 
@@ -83,6 +83,9 @@ PARANGE = {32: 0, 36: 1, 40: 2, 42: 3, 44: 4, 48: 5}
 #: DEVICE_nGnRnE 4 (0x00), DEVICE_nGnRE 5 (0x04)
 MAIR_OLD = 0x00 | 0x04 << 8 | 0x0C << 16 | 0x44 << 24 | 0xFF << 32 | 0xBB << 40
 MAIR_NEW = 0xFF | 0xFF << 8 | 0x44 << 16 | 0xBB << 24 | 0x00 << 32 | 0x04 << 40
+
+#: QEMU's EXCP_BKPT (target/arm/cpu.h): a BRK instruction
+EXCP_BKPT = 7
 
 #: ESR_ELx.FSC of an alignment fault (Arm ARM: 0b100001)
 FSC_ALIGNMENT = 0x21
@@ -318,10 +321,43 @@ class Arm64Adapter(CpuAdapter):
             return Trap(FAULT, intno, fault, ip=pc, sp=sp)
         if intno == 3:  # instruction abort: the PC is the fetch address
             return Trap(FAULT, intno, self._fault([pc], "exec", el == 0), ip=pc, sp=sp)
+        if intno == EXCP_BKPT and pc in self.kernel.kcall_addresses:
+            # a module called an exported kernel function: the brk at its address (the PC
+            # at the brk, as QEMU raises it)
+            return Trap(KCALL, intno, ip=pc, sp=sp)
         if intno == 2:  # svc: the PC is past it; x8 the number, x0..x5 the arguments
             return Trap(SYSCALL, intno, nr=x[8], args=tuple(x[0:6]), ip=pc, sp=sp)
         name = EXCEPTIONS.get(intno, f"exception {intno}")
         return Trap(EXCEPTION, intno, description=f"{name} (QEMU EXCP {intno}) at EL{el}", ip=pc, sp=sp)
+
+    # -- kernel functions ---------------------------------------------------------------------
+
+    def kcall_args(self, n: int, varargs: bool, asmlinkage: bool = False) -> KcallArgs:
+        """AAPCS64 as Linux uses it (the kernel has no asmlinkage of its own on arm64): the
+        first eight integer arguments in x0..x7, the rest in 8-byte stack slots from sp; a
+        variadic function's variable arguments go the same way as the fixed ones (unlike
+        Apple's ABI)."""
+        st = self.state
+        st.update()
+        regs, sp = st.x[:8], st.x[31]
+        pos = [0]
+
+        def arg(_size: int = 8) -> int:
+            i = pos[0]
+            pos[0] += 1
+            if i < 8:
+                return regs[i]
+            return int.from_bytes(self.kernel.read(sp + 8 * (i - 8), 8), "little")
+
+        return KcallArgs([arg() for _ in range(n)], arg)
+
+    def kcall_return(self, value: int | None) -> None:
+        """``ret``: the PC from x30 (the BL's return address), *value* in x0."""
+        self.state.update()
+        regs = [(UC_ARM64_REG_PC, self.state.x[30])]
+        if value is not None:
+            regs.append((UC_ARM64_REG_X0, value & MASK64))
+        self.uc.reg_write_batch(regs)
 
     def fault_intno(self, fault: Fault) -> int:
         return 3 if fault.access == "exec" else 4  # EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT

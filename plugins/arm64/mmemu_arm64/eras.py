@@ -87,6 +87,56 @@ ARM64 = EraTable(
                    "verified 5.x layout)"),
 )
 
+# -- the module loader (arch/arm64/kernel/module.c, module-plts.c) ------------------------------
+MODULES = EraTable(
+    Variant("module_region", [("3.7", "modules"), ("4.6", "etext"), ("6.5", "end_128m")],
+            source="module_alloc(): [MODULES_VADDR, MODULES_END) (3.x: __vmalloc_node_range(size, 1, MODULES_VADDR, "
+                   "MODULES_END, ...), recollection); [module_alloc_base, + MODULES_VSIZE) with module_alloc_base "
+                   "= (u64)_etext - MODULES_VSIZE without RANDOMIZE_BASE (asm/module.h, verified 4.x/5.x copies; "
+                   "4.6 with the KASLR series); 6.5 ('arm64: module: rework module VA range selection', verified "
+                   "module.c): module_direct_base = _end - SZ_128M without KASLR, its 2G PLT range as fallback"),
+    Variant("module_prot", [("3.7", "PAGE_KERNEL_EXEC"), ("5.3", "PAGE_KERNEL")],
+            source="module_alloc(): PAGE_KERNEL_EXEC, then PAGE_KERNEL ('arm64/module: create module allocations "
+                   "without exec permissions', Ard Biesheuvel, verified patch text; the core's module_enable_x "
+                   "makes the text executable; release 5.3 recollection)"),
+    Feature("module_ronx", since="3.18",
+            source="arch/arm64/Kconfig.debug CONFIG_DEBUG_SET_MODULE_RONX ('arm64: Add CONFIG_DEBUG_SET_MODULE_RONX "
+                   "support', Laura Abbott, commit 11d91a770f1f, listed as 3.18-rc1 in a kernel patch index; set by "
+                   "the distributions' configs), "
+                   "CONFIG_STRICT_MODULE_RWX from 4.11 (default y): text RX, rodata RO, data NX, page-aligned"),
+    Variant("module_reloc_data", [("3.7", "psabi"), ("5.2", "split")],
+            source="reloc_data(): [-2^15, 2^16) / [-2^31, 2^32) for ABS and PREL ('(u64)(sval + 1) > 2' on the "
+                   "bits above n-1 in 3.x copies, 'sval < S16_MIN || sval > U16_MAX' in 4.x copies, the same "
+                   "range); 5.2-rc2/rc3 (verified pull and patch): PREL signed [Sxx_MIN, Sxx_MAX], ABS unsigned "
+                   "[0, Uxx_MAX]"),
+    Variant("module_reloc_movw", [("3.7", "movk"), ("3.13", "movk16"), ("4.6", "movkz")],
+            source="reloc_insn_movw(): module.c's own INSN_IMM_MOVK in 3.7-3.12; '#define AARCH64_INSN_IMM_MOVK "
+                   "AARCH64_INSN_IMM_16' once the encoder moved to insn.c (verified in a 3.13-4.5 copy, 3.13 "
+                   "recollection); the MOVKZ/MOVNZ rewrite ('fix relocation of movz instruction with negative "
+                   "immediate') verified in a 4.6+ copy (module_alloc_base) and absent from a <= 4.5 copy"),
+    Variant("module_adrp", [("3.7", "plain"), ("4.3", "refused"), ("4.17", "843419")],
+            source="ADR_PREL_PG_HI21(_NC): reloc_insn_imm(RELOC_OP_PAGE, ...); under '#ifndef "
+                   "CONFIG_ARM64_ERRATUM_843419' (default y) in 4.3-4.16 (verified copies; modules built "
+                   "-mcmodel=large instead), so refused as unsupported; 4.17 ('arm64/kernel: don't ban ADRP to work "
+                   "around Cortex-A53 erratum #843419', recollection of the release): reloc_insn_adrp(), which "
+                   "rewrites only on a CPU with the erratum (is_forbidden_offset_for_adrp, verified module.h)"),
+    Variant("module_plts", [("3.7", "none"), ("4.6", "config"), ("6.5", "always")],
+            source="module PLTs: none before 4.6; CONFIG_ARM64_MODULE_PLTS (4.6, 'arm64: module: add support for "
+                   "PLTs', selected by RANDOMIZE_BASE) until 6.5, which builds module-plts.c always (the "
+                   "Kconfig option removed by the VA range rework, verified module.c with no IS_ENABLED check)"),
+    Variant("module_msg_prefix", [("3.7", ""), ("6.5", "Modules: ")],
+            source="module.c: pr_err without pr_fmt; '#define pr_fmt(fmt) \"Modules: \" fmt' (verified newest "
+                   "module.c; 'Modules: 22496 pages in range for non-PLT usage' in a 6.8 boot log; 6.5 recollection)"),
+    Feature("debug_wx", since="4.10",
+            source="arch/arm64/mm/dump.c ptdump_check_wx() (CONFIG_DEBUG_WX, commit 1404d6f13e47 'arm64: dump: Add "
+                   "checking for writable and exectuable pages', 4.10 recollection; a 4.14 log quoted in a stable "
+                   "review: 'arm64/mm: Found insecure W+X mapping at address (____ptrval____)/0xffff000000d90000'): "
+                   "'Checked W+X mappings: passed, no W+X pages "
+                   "found' or 'Checked W+X mappings: FAILED, %lu W+X pages found, %lu non-UXN pages found' "
+                   "(verified ptdump.c/dump.c texts), the first with 'arm64/mm: Found insecure W+X mapping at "
+                   "address %p/%pS' (note_prot_wx, WARN_ONCE)"),
+)
+
 # -- the CPU ---------------------------------------------------------------------------------
 CPU = EraTable(
     Variant("reserved_ttbr0", [("3.7", "empty_zero_page"), ("5.13", "reserved_pg_dir")],

@@ -53,3 +53,9 @@ READ_BYTE = bytes.fromhex("00004039" "c0035fd6")
 
 #: b .
 LOOP = bytes.fromhex("00000014")
+
+#: ``brk #0x4d4d`` ("MM"; BRK is 0xd4200000 | imm16 << 5): the trap placed at every exported
+#: kernel function; an immediate none of the kernel's BRK handlers claims (asm/brk-imm.h:
+#: FAULT 0x100, KGDB 0x400/0x401, BUG 0x800, KASAN 0x900-0x9ff, UBSAN 0x5500-0x55ff, CFI
+#: 0x8000-0x8fff)
+KCALL_BRK = 0xD4200000 | 0x4D4D << 5

@@ -284,15 +284,16 @@ def oops_report(kernel, fault, die_counter: int, why: str = "") -> str:
     err = f"{esr:016x}" if rep.esr_width == 64 else f"{esr:x}"
     # traps.c __die(): pr_emerg("Internal error: %s: %x [#%d]" S_PREEMPT S_SMP "\n", str, err, ++die_counter)
     lines.append(f"Internal error: Oops: {err} [#{die_counter}] PREEMPT SMP")
-    lines.append("Modules linked in:")
+    lines.append(kernel.modules_linked_in())  # print_modules()
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper/0", 0)
-    lines.append(f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:15]} Not tainted {_release(kernel)} #1")
+    lines.append(f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:15]} {kernel.print_tainted()} {_release(kernel)} #1")
     lines.append("Hardware name: linux,dummy-virt (DT)")
     if fault.ip is None:
         lines.append("pc : (no instruction: an access made through mmemu's API)")
     else:
-        lines.append(f"pc : 0x{fault.ip:x}")
+        # __show_regs(): printk("pc : %pS\n", (void *)regs->pc): a module's function by name
+        lines.append(f"pc : {kernel.symbol_at(fault.ip) or f'0x{fault.ip:x}'}")
     lines.append("lr : (not known to mmemu)")
     lines.append(f"sp : {fault.sp:016x}")
     lines.append("Call trace: (not known to mmemu)")

@@ -99,8 +99,10 @@ def fake_kernel(kernel="6.6", va="48"):
     spec = MachineSpec.make("arm64", kernel=kernel, ram="1G", options={"va_bits": va})
     layout = ARCH.layout(spec)
     paging = ARCH.paging(spec)
+    # what the oops asks of the kernel beyond its tables: no module, no taint, no symbol
     return SimpleNamespace(spec=spec, layout=layout, paging=paging, pgd=0x41000000, pgd_va=None,
-                           pgtable=None)
+                           pgtable=None, modules_linked_in=lambda: "Modules linked in:",
+                           print_tainted=lambda: "Not tainted", symbol_at=lambda address: None)
 
 
 def fake_walk(paging, raws, table0=0x41000000, va=0xFFFF000000123456, phys=None, page_size=4096, mapped=True):
