@@ -665,6 +665,15 @@ class Arch(abc.ABC):
         arch. The ELF machine is :attr:`elf_machine`. Default: None."""
         return None
 
+    def module_frob_arch_sections(self, kernel, mod) -> str | None:
+        """``module_frob_arch_sections``: called before the module's sections are laid
+        out, to check and resize the arch's own sections in ``mod.file.sections`` (riscv64's
+        and arm64's PLT and GOT) and keep what the relocations will need in ``mod.arch``.
+        Returns what it did (a loader step), or None when the arch does nothing; raises
+        :class:`mmemu.errors.ModuleError` with the kernel's message to refuse the module.
+        Default: nothing."""
+        return None
+
     def module_alloc(self, spec: MachineSpec, layout: Layout) -> tuple[int, int, str]:
         """``module_alloc``: the range module memory is allocated in and the pgprot name it
         is first mapped with. Default: [MODULES_VADDR, MODULES_END), PAGE_KERNEL_EXEC."""

@@ -40,7 +40,7 @@ from ..module.layout import (
     ModuleLayout,
     layout_sections,
 )
-from ..module.reloc import RelocOverflow, RelocTable
+from ..module.reloc import RelocError, RelocOverflow, RelocSection, RelocTable
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import operation
 
@@ -99,6 +99,9 @@ class Module:
     #: ``mod_percpu(mod)``: the per-cpu pointer of its per-cpu section, and its size (0: none)
     percpu: int | None = None
     percpu_size: int = 0
+    #: ``struct mod_arch_specific``: what the arch's loader keeps for the module (riscv64's
+    #: PLT and GOT sections and their entries), filled by the arch's hooks
+    arch: dict = field(default_factory=dict)
 
     def flags(self) -> str:
         """``module_flags``: the taints, then ``+`` while COMING or ``-`` while GOING, in
@@ -358,8 +361,12 @@ class ModuleMixin:
                        + (f", license {mod.license}" if mod.license else ", no license")
                        + (f", taints {mod.taints}" if mod.taints else "") + "".join(f"; {m}" for m in messages))
 
+        # -- module_frob_arch_sections: the arch may size its own sections (PLT, GOT) first
+        frob = self.arch.module_frob_arch_sections(self, mod)
+        if frob is not None:
+            yield LoadStep("module_frob_arch_sections", frob)
+
         # -- layout_sections: .modinfo and __versions are not loaded (their SHF_ALLOC is
-        # cleared in setup_load_info/rewrite_section_headers)
         # cleared in setup_load_info/rewrite_section_headers), nor is the per-cpu section of
         # an SMP kernel ("We will do a special allocation for per-cpu sections later.")
         pcpusec = self._find_pcpusec(mf)
@@ -683,6 +690,9 @@ class ModuleMixin:
         addends = rel.addends
         counts = dict.fromkeys(set(rel.types), 0)
         zero = bytes(8)
+        resolve = table.resolve
+        section = (RelocSection(rel.offsets, rel.types, rel.symbols, addends, values, base, mod, self._module_write)
+                   if resolve is not None else None)
         for i, (off, rtype, symi) in enumerate(zip(rel.offsets, rel.types, rel.symbols)):
             kind = types.get(rtype)
             if kind is None:
@@ -692,15 +702,19 @@ class ModuleMixin:
             if end > size and width:
                 raise ModuleError(f"{mod.name}: relocation {i} of {rel.section.name} at offset {off:#x} is outside "
                                   f"{target.section.name} ({size:#x} bytes)")
+            S = values[symi]
             A = addends[i] if rela else int.from_bytes(buf[off:end], "little", signed=True)
             try:
+                if resolve is not None:
+                    S, A = resolve(section, i, S, A)
                 if kind.insn:
-                    width, value = kind.apply(values[symi], A, base + off,
-                                              int.from_bytes(buf[off:end], "little"))
+                    width, value = kind.apply(S, A, base + off, int.from_bytes(buf[off:end], "little"))
                 else:
-                    width, value = kind.apply(values[symi], A, base + off)
+                    width, value = kind.apply(S, A, base + off)
             except RelocOverflow as exc:
                 raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
+            except RelocError as exc:
+                raise ModuleError(exc.message.replace("{module}", mod.name)) from None
             if width:
                 end = off + width
                 if kind.zero_target and buf[off:end] != zero[:width]:

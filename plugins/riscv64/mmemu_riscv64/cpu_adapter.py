@@ -61,7 +61,7 @@ import ctypes
 from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, UC_PROT_EXEC, Uc
 from unicorn import riscv_const as rc
 
-from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
+from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
 from mmemu.errors import MmemuError
 from mmemu.faults import PROTECTION, Fault
 
@@ -353,6 +353,9 @@ class Riscv64Adapter(CpuAdapter):
             if user:
                 nr, *args = uc.reg_read_batch(_SYS_REGS)
                 return Trap(SYSCALL, intno, nr=nr, args=tuple(args), ip=ip)
+            if priv & 3 == PRIV_S and ip in self.kernel.kcall_addresses:
+                # the ecall at an exported kernel function's address (Arch.kcall_stub)
+                return Trap(KCALL, intno, ip=ip, sp=sp)
             code = 9 if priv & 3 == PRIV_S else 11
             return Trap(EXCEPTION, code, description=f"{EXCEPTIONS[code]} (a7 {uc.reg_read(_SYS_REGS[0])}: "
                         "an SBI call, and no SBI firmware runs here)", ip=ip)
@@ -432,6 +435,33 @@ class Riscv64Adapter(CpuAdapter):
     def resume_after_fault(self, trap: Trap) -> None:
         """Unicorn moved the pc 4 bytes past the faulting instruction (README A2): back to it."""
         self._regs.write(_REG_PC, trap.ip)
+
+    # -- kernel functions called by module code ----------------------------------------------
+
+    def kcall_args(self, n: int, varargs: bool, asmlinkage: bool = False) -> KcallArgs:
+        """The psABI's integer calling convention (riscv-elf-psabi, LP64): a0..a7, then the
+        stack from sp up, 8 bytes a slot; variadic arguments the same way (after the fixed
+        ones). asmlinkage means nothing on riscv."""
+        regs = self.uc.reg_read_batch(_ARG_REGS)
+        sp = self.sp()
+        pos = [0]
+
+        def arg() -> int:
+            i = pos[0]
+            pos[0] += 1
+            if i < len(regs):
+                return regs[i]
+            return int.from_bytes(self.kernel.read(sp + 8 * (i - len(regs)), 8), "little")
+
+        fixed = [arg() for _ in range(n)]
+        return KcallArgs(fixed, lambda size: arg())
+
+    def kcall_return(self, value: int | None) -> None:
+        """``ret`` (jalr x0, 0(ra)): the pc from ra, *value* in a0."""
+        regs = [(_REG_PC, self.uc.reg_read(_REG_RA))]
+        if value is not None:
+            regs.append((_REG_A0, value & MASK64))
+        self.uc.reg_write_batch(regs)
 
     def set_syscall_return(self, value: int) -> None:
         self.uc.reg_write(_REG_A0, value & MASK64)
