@@ -123,6 +123,10 @@ _REG_A0, _REG_RA = rc.UC_RISCV_REG_A0, rc.UC_RISCV_REG_RA
 _REG_T0, _REG_T1 = rc.UC_RISCV_REG_T0, rc.UC_RISCV_REG_T1
 _ARG_REGS = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
 _SYS_REGS = (rc.UC_RISCV_REG_A7,) + _ARG_REGS[:6]
+#: x1..x31 by their psABI names (Unicorn numbers x1..x31 as UC_RISCV_REG_X1..X31)
+ABI_NAMES = ("ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7",
+             "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6")
+_ABI_REGS = tuple(getattr(rc, f"UC_RISCV_REG_X{i}") for i in range(1, 32))
 _FAULT_REGS = (_REG_PC, _REG_PRIV, _REG_SP)
 
 # ---- fast register access on the fault path ------------------------------------------------
@@ -435,6 +439,12 @@ class Riscv64Adapter(CpuAdapter):
     def resume_after_fault(self, trap: Trap) -> None:
         """Unicorn moved the pc 4 bytes past the faulting instruction (README A2): back to it."""
         self._regs.write(_REG_PC, trap.ip)
+
+    def registers(self) -> dict[str, int]:
+        """The integer registers by their ABI names (``ra``, ``sp``, ``gp`` ... ``t6``), as
+        show_regs prints them, read in the interrupt hook."""
+        values = self.uc.reg_read_batch(_ABI_REGS)
+        return dict(zip(ABI_NAMES, values))
 
     # -- kernel functions called by module code ----------------------------------------------
 
