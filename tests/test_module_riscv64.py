@@ -264,3 +264,19 @@ def test_hello_and_vbuf_run_on_4_19_through_plt_entries(boot):
     k.purge_vmap_area_lazy()
     assert "module_alloc" not in [rec.owner for rec in k.frames.allocated.values()]
     k.check_invariants()
+
+
+@pytest.mark.parametrize("kernel,options", [("6.8", {}), ("6.9", {"mmu": "sv57"})])
+def test_6_7_and_later_loaders_run_the_6_6_objects(kernel, options, boot):
+    """From 6.7 the loader sums ADD/SUB/SET per place and knows more types: the 6.6 objects
+    (their vermagic made the kernel's, of the same length) load and run there, Sv57 too."""
+    k = boot(arch="riscv64", kernel=kernel, ram="1G", options=options)
+    for name in ("hello", "vbuf"):
+        data = obj("riscv64", "6.6", name).read_bytes().replace(b"6.6.0 SMP", f"{kernel}.0 SMP".encode())
+        assert f"vermagic={kernel}.0 SMP mod_unload riscv".encode() in data
+        k.load_module(data, f"{name}.o")
+    assert "hello: hello from a module (kernel 6.6.0, load 1)" in k.dmesg()
+    assert len([line for line in k.dmesg().splitlines() if line.startswith("vbuf: page ")]) == 5
+    k.delete_module("vbuf")
+    k.delete_module("hello")
+    k.check_invariants()

@@ -692,7 +692,7 @@ class ModuleMixin:
         zero = bytes(8)
         resolve = table.resolve
         section = (RelocSection(rel.offsets, rel.types, rel.symbols, addends, values, base, mod, self._module_write)
-                   if resolve is not None else None)
+                   if resolve is not None or table.finish is not None else None)
         for i, (off, rtype, symi) in enumerate(zip(rel.offsets, rel.types, rel.symbols)):
             kind = types.get(rtype)
             if kind is None:
@@ -721,6 +721,16 @@ class ModuleMixin:
                     raise ModuleError(table.nonzero.format(type=rtype, place=base + off, value=value))
                 buf[off:end] = value.to_bytes(width, "little")
             counts[rtype] += 1
+        if table.finish is not None:
+            try:
+                writes = table.finish(section, buf)
+            except RelocError as exc:
+                raise ModuleError(exc.message.replace("{module}", mod.name)) from None
+            for off, data in sorted(writes.items()):
+                if off + len(data) > size:
+                    raise ModuleError(f"{mod.name}: a relocation of {rel.section.name} at offset {off:#x} is "
+                                      f"outside {target.section.name} ({size:#x} bytes)")
+                buf[off:off + len(data)] = data
         if size:
             self._module_write(base, bytes(buf))
         named = Counter({types[t].name: n for t, n in counts.items()})

@@ -100,6 +100,12 @@ class RelocTable:
     #: a PCREL_LO12 entry takes its value from the HI20 entry at the address its symbol
     #: names; a call through a PLT entry, a GOT entry)
     resolve: Callable | None = None
+    #: an optional last step of each relocation section: ``finish(section, contents)`` (the
+    #: target section's bytes as relocated so far) returns
+    #: ``{offset in the target section: bytes}`` to write there after every entry was
+    #: applied, or raises :class:`RelocError` (riscv64 6.7+: the ADD/SUB/SET relocations of
+    #: a place are summed first and written once, ``process_accumulated_relocations``)
+    finish: Callable | None = None
 
     def name(self, number: int) -> str:
         t = self.types.get(number)

@@ -192,6 +192,12 @@ RISCV = EraTable(
     Feature("module_add16", since="6.0",
             source="module.c ADD16/SUB16: read in a 6.1-6.3 torvalds/linux version, absent in 5.10; release "
                    "not verified"),
+    Feature("module_relocs_67", since="6.7",
+            source="'riscv: Add remaining module relocations' (Charlie Jenkins, v9 Nov 2023, the 6.7 merge window; "
+                   "release from the series' date, NOT VERIFIED): ADD8/SUB8/SUB6/SET6/SET8/SET16/SET32/32_PCREL/PLT32/"
+                   "SET_ULEB128/SUB_ULEB128, the dynamic and TLS types refused with their own messages, ADD/SUB/SET "
+                   "summed per place (process_accumulated_relocations); read in ruyisdk/linux-xuantie-kernel, a "
+                   "6.6-based tree carrying it"),
     Variant("module_alloc_range", [("4.15", "vmalloc"), ("5.7", "vmalloc_2g"), ("5.13", "modules")],
             source="4.15 (riscvarchive, read): no module_alloc of its own, kernel/module.c's __weak one: "
                    "vmalloc_exec, [VMALLOC_START, VMALLOC_END) PAGE_KERNEL_EXEC; 5.10 module.c (sophgo/linux_5.10, "

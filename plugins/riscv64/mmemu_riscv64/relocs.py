@@ -20,9 +20,13 @@ Sources read (stored copies of the kernel's file in each era):
 - 6.0 (torvalds/linux, a 6.1-6.3 version with ``apply_module_alternatives``): adds ADD16,
   SUB16 (absent in 5.10; the release in between not verified, mmemu takes 6.0).
 
-Later kernels (6.7: 'riscv: Add remaining module relocations', Charlie Jenkins) accept
-more types (SET*, SUB6, 32_PCREL, PLT32, ULEB128, the TLS and dynamic ones with messages of
-their own) and accumulate ADD/SUB pairs: mmemu applies the 6.0 table there (see README).
+- 6.7 ('riscv: Add remaining module relocations', Charlie Jenkins; read in
+  ruyisdk/linux-xuantie-kernel, a 6.6-based tree that carries it; the release from the
+  series' date): adds ADD8, SUB8, SUB6, SET6, SET8, SET16, SET32, 32_PCREL, PLT32 (with a PLT
+  entry out of reach), SET_ULEB128, SUB_ULEB128, refuses the dynamic-linking and TLS types
+  with messages of their own, and no longer adds ADD/SUB/SET values to the place: it sums
+  them per place in a buffer that starts at 0 (``process_accumulated_relocations``) and
+  writes the sum once, checked against the width of the place's last relocation.
 
 Each function computes what its docstring gives (riscv-elf-psabi "Relocations": S the
 symbol's value, A the addend, P the place) and puts it in the instruction's immediate as
@@ -44,6 +48,16 @@ M16, M32, M64 = 0xFFFF, 0xFFFFFFFF, (1 << 64) - 1
 
 # riscv-elf-psabi, include/uapi/linux/elf.h / arch/riscv/include/uapi/asm/elf.h
 R_RISCV_32, R_RISCV_64 = 1, 2
+#: 6.7: refused with "Dynamic linking not supported in kernel modules PC = %p"
+DYNAMIC = {3: "R_RISCV_RELATIVE", 4: "R_RISCV_COPY", 5: "R_RISCV_JUMP_SLOT", 6: "R_RISCV_TLS_DTPMOD32",
+           7: "R_RISCV_TLS_DTPMOD64", 8: "R_RISCV_TLS_DTPREL32", 9: "R_RISCV_TLS_DTPREL64", 10: "R_RISCV_TLS_TPREL32",
+           11: "R_RISCV_TLS_TPREL64", 58: "R_RISCV_IRELATIVE"}
+#: 6.7: refused with "Thread local storage not supported in kernel modules PC = %p"
+TLS = {21: "R_RISCV_TLS_GOT_HI20", 22: "R_RISCV_TLS_GD_HI20", 29: "R_RISCV_TPREL_HI20", 30: "R_RISCV_TPREL_LO12_I",
+       31: "R_RISCV_TPREL_LO12_S", 32: "R_RISCV_TPREL_ADD"}
+R_RISCV_ADD8, R_RISCV_SUB8, R_RISCV_SUB6, R_RISCV_SET6 = 33, 37, 52, 53
+R_RISCV_SET8, R_RISCV_SET16, R_RISCV_SET32, R_RISCV_32_PCREL = 54, 55, 56, 57
+R_RISCV_PLT32, R_RISCV_SET_ULEB128, R_RISCV_SUB_ULEB128 = 59, 60, 61
 R_RISCV_BRANCH, R_RISCV_JAL, R_RISCV_CALL, R_RISCV_CALL_PLT, R_RISCV_GOT_HI20 = 16, 17, 18, 19, 20
 R_RISCV_PCREL_HI20, R_RISCV_PCREL_LO12_I, R_RISCV_PCREL_LO12_S = 23, 24, 25
 R_RISCV_HI20, R_RISCV_LO12_I, R_RISCV_LO12_S = 26, 27, 28
@@ -224,6 +238,101 @@ def _call(fits):
     return apply
 
 
+def r_riscv_32_pcrel(S: int, A: int, P: int) -> tuple[int, int]:
+    """R_RISCV_32_PCREL (6.7): word32 = S + A - P, unchecked."""
+    return 4, (S + A - P) & M32
+
+
+def _plt32(fits):
+    def apply(S: int, A: int, P: int) -> tuple[int, int]:
+        o = _s64(S + A - P)
+        if not fits(o):
+            raise RelocError(_far(S + A, P))
+        return 4, o & M32
+    apply.__doc__ = ("R_RISCV_PLT32 (6.7): word32 = S + A - P, through a PLT entry when out of auipc+jalr's "
+                     "reach (:func:`resolve`).")
+    return apply
+
+
+def _refused(what: str):
+    def apply(S: int, A: int, P: int) -> tuple[int, int]:
+        raise RelocError(f"{{module}}: {what} not supported in kernel modules PC = {P & M64:016x}")
+    apply.__doc__ = f"refused (6.7): \"{what} not supported in kernel modules PC = %p\""
+    return apply
+
+
+def _deferred(name: str):
+    def apply(S: int, A: int, P: int) -> tuple[int, int]:
+        return 0, 0
+    apply.__doc__ = (f"{name} (6.7+): nothing at once; V = S + A joins the place's sum, written by "
+                     ":func:`finish` (process_accumulated_relocations)")
+    return apply
+
+
+#: 6.7's accumulated relocations: how each changes the buffer (a long, starting at 0) and
+#: the width class its accumulate_handler checks and writes (6, 8, 16, 32, 64 bits, uleb)
+ACCUMULATED = {R_RISCV_ADD8: ("add", 8), R_RISCV_ADD16: ("add", 16), R_RISCV_ADD32: ("add", 32),
+               R_RISCV_ADD64: ("add", 64), R_RISCV_SUB8: ("sub", 8), R_RISCV_SUB16: ("sub", 16),
+               R_RISCV_SUB32: ("sub", 32), R_RISCV_SUB64: ("sub", 64), R_RISCV_SUB6: ("sub6", 6),
+               R_RISCV_SET6: ("set6", 6), R_RISCV_SET8: ("set", 8), R_RISCV_SET16: ("set", 16),
+               R_RISCV_SET32: ("set", 32), R_RISCV_SET_ULEB128: ("set_uleb", "uleb"),
+               R_RISCV_SUB_ULEB128: ("sub_uleb", "uleb")}
+
+
+def accumulate(buffer: int, rtype: int, v: int) -> int:
+    """One reloc_handler of 6.7 applied to the buffer (a u64 here): ADDn/SUBn change its low
+    n bits (``*(uN *)&buffer += v``), SUB6/SET6 the low 6 bits of its first byte, SETn its low
+    n bits, SET_ULEB128 sets and SUB_ULEB128 subtracts the whole long."""
+    kind, bits = ACCUMULATED[rtype]
+    if kind in ("add", "sub", "set"):
+        mask = (1 << bits) - 1
+        low = (buffer + v if kind == "add" else buffer - v if kind == "sub" else v) & mask
+        return (buffer & ~mask & M64) | low
+    if kind in ("sub6", "set6"):
+        b = buffer & 0xFF
+        b = ((b - (v & 0x3F)) & 0x3F) if kind == "sub6" else (b & 0xC0) | (v & 0x3F)
+        return (buffer & ~0xFF & M64) | b
+    return (v if kind == "set_uleb" else buffer - v) & M64
+
+
+def write_accumulated(buffer: int, rtype: int, old: bytes) -> bytes:
+    """The accumulate_handler of the place's last relocation: the sum, checked (``buffer >
+    U8_MAX``... compares a signed long: a negative sum passes) and written as 6 bits (the
+    byte's top two kept), 1, 2, 4 or 8 bytes, or ULEB128 (nothing for a sum of 0)."""
+    bits = ACCUMULATED[rtype][1]
+    signed = _s64(buffer)
+    if bits == "uleb":
+        if signed < 0:
+            raise RelocError("{module}: a negative ULEB128 value: 6.7's apply_uleb128_accumulation would never end "
+                             "(an arithmetic shift of a negative long)")
+        out = bytearray()
+        while signed:
+            byte = signed & 0x7F
+            signed >>= 7
+            out.append(byte | (0x80 if signed else 0))
+        return bytes(out)
+    limit = 0x3F if bits == 6 else (1 << bits) - 1
+    if bits != 64 and signed > limit:
+        raise RelocError(f"{{module}}: value {signed} out of range for {bits}-bit relocation.")
+    if bits == 6:
+        return bytes([(old[0] & 0xC0) | (buffer & 0x3F)])
+    return (buffer & ((1 << bits) - 1)).to_bytes(bits // 8, "little")
+
+
+def finish(section, contents) -> dict:
+    """process_accumulated_relocations (6.7+): every place's sum written once, with the
+    handler of its last relocation (places in address order; the kernel walks its hash
+    buckets, so only which of several bad places it names first can differ)."""
+    writes = {}
+    for off, entries in sorted(getattr(section, "accumulated", {}).items()):
+        buffer = 0
+        for rtype, v in entries:
+            buffer = accumulate(buffer, rtype, v)
+        last = entries[-1][0]
+        writes[off] = write_accumulated(buffer, last, bytes(contents[off:off + 1]) or b"\0")
+    return writes
+
+
 def r_riscv_relax(S: int, A: int, P: int) -> tuple[int, int]:
     """R_RISCV_RELAX: nothing (a hint for the linker)."""
     return 0, 0
@@ -259,8 +368,8 @@ def module_frob_arch_sections(kernel, mod) -> str | None:
         if not rel.rela or not mf.sections[rel.target].flags & SHF_EXECINSTR:
             continue
         for rtype, sym, addend in zip(rel.types, rel.symbols, rel.addends):
-            if rtype == R_RISCV_CALL_PLT:
-                plts.add((sym, addend))
+            if rtype == R_RISCV_CALL_PLT or (rtype == R_RISCV_PLT32 and RISCV(kernel.spec.kernel).module_relocs_67):
+                plts.add((rtype, sym, addend))
             elif rtype == R_RISCV_GOT_HI20:
                 gots.add((sym, addend))
     sizes = {".plt": ((len(plts) + 1) * PLT_ENTRY, SHF_EXECINSTR | SHF_ALLOC),
@@ -326,8 +435,17 @@ def _resolver(era):
             section.hi20_at = found
         return found
 
+    accumulates = era.module_relocs_67
+    plt_types = (R_RISCV_CALL_PLT, R_RISCV_PLT32) if accumulates else (R_RISCV_CALL_PLT,)
+
     def resolve(section, i: int, S: int, A: int) -> tuple[int, int]:
         t = section.types[i]
+        if accumulates and t in ACCUMULATED:
+            acc = getattr(section, "accumulated", None)
+            if acc is None:
+                acc = section.accumulated = {}
+            acc.setdefault(section.offsets[i], []).append((t, (S + A) & M64))
+            return S, A
         if t in (R_RISCV_PCREL_LO12_I, R_RISCV_PCREL_LO12_S):
             # the symbol names the auipc; its HI20 entry gives the offset whose lo12 this is
             j = hi20_at(section).get(S & M64)
@@ -341,7 +459,7 @@ def _resolver(era):
             return offset - _hi20(offset), 0
         if sections and t == R_RISCV_GOT_HI20:
             return _emit_got_entry(section, (S + A) & M64), 0
-        if sections and t == R_RISCV_CALL_PLT and not fits(_s64(S + A - (section.base + section.offsets[i]))):
+        if sections and t in plt_types and not fits(_s64(S + A - (section.base + section.offsets[i]))):
             return _emit_plt_entry(section, (S + A) & M64), 0
         return S, A
     return resolve
@@ -372,5 +490,18 @@ def riscv64_relocations(spec) -> RelocTable:
         insn += [(R_RISCV_ADD16, "R_RISCV_ADD16", r_riscv_add16, 2), (R_RISCV_SUB16, "R_RISCV_SUB16", r_riscv_sub16, 2)]
     types = {n: RelocType(n, name, fn, width, insn=True) for n, name, fn, width in insn}
     types.update({n: RelocType(n, name, fn, width) for n, name, fn, width in data})
+    if era.module_relocs_67:
+        names = {R_RISCV_ADD8: "R_RISCV_ADD8", R_RISCV_ADD16: "R_RISCV_ADD16", R_RISCV_ADD32: "R_RISCV_ADD32",
+                 R_RISCV_ADD64: "R_RISCV_ADD64", R_RISCV_SUB8: "R_RISCV_SUB8", R_RISCV_SUB16: "R_RISCV_SUB16",
+                 R_RISCV_SUB32: "R_RISCV_SUB32", R_RISCV_SUB64: "R_RISCV_SUB64", R_RISCV_SUB6: "R_RISCV_SUB6",
+                 R_RISCV_SET6: "R_RISCV_SET6", R_RISCV_SET8: "R_RISCV_SET8", R_RISCV_SET16: "R_RISCV_SET16",
+                 R_RISCV_SET32: "R_RISCV_SET32", R_RISCV_SET_ULEB128: "R_RISCV_SET_ULEB128",
+                 R_RISCV_SUB_ULEB128: "R_RISCV_SUB_ULEB128"}
+        types.update({n: RelocType(n, name, _deferred(name), 0) for n, name in names.items()})
+        types[R_RISCV_32_PCREL] = RelocType(R_RISCV_32_PCREL, "R_RISCV_32_PCREL", r_riscv_32_pcrel, 4)
+        types[R_RISCV_PLT32] = RelocType(R_RISCV_PLT32, "R_RISCV_PLT32", _plt32(fits), 4)
+        types.update({n: RelocType(n, name, _refused("Dynamic linking"), 0) for n, name in DYNAMIC.items()})
+        types.update({n: RelocType(n, name, _refused("Thread local storage"), 0) for n, name in TLS.items()})
     return RelocTable(types, rela=True, unknown="{module}: Unknown relocation type {type}",
-                      overflow="{module}: relocation {type}: value {value:#x} does not fit", resolve=_resolver(era))
+                      overflow="{module}: relocation {type}: value {value:#x} does not fit", resolve=_resolver(era),
+                      finish=finish if era.module_relocs_67 else None)

@@ -175,3 +175,45 @@ def test_the_set_of_types_of_each_era(era, types):
         base = {t.name for t in R.riscv64_relocations(_spec(prev)).types.values()}
         types = base | set(types[1:].split())
     assert got == types
+
+
+def test_6_7_adds_the_remaining_types_and_refuses_dynamic_and_tls_ones():
+    got = {t.name for t in R.riscv64_relocations(_spec("6.7")).types.values()}
+    six = {t.name for t in R.riscv64_relocations(_spec("6.6")).types.values()}
+    assert got - six == ({"R_RISCV_ADD8", "R_RISCV_SUB8", "R_RISCV_SUB6", "R_RISCV_SET6", "R_RISCV_SET8",
+                          "R_RISCV_SET16", "R_RISCV_SET32", "R_RISCV_32_PCREL", "R_RISCV_PLT32",
+                          "R_RISCV_SET_ULEB128", "R_RISCV_SUB_ULEB128"} | set(R.DYNAMIC.values()) | set(R.TLS.values()))
+    table = R.riscv64_relocations(_spec("6.7"))
+    with pytest.raises(RelocError, match=r"^\{module\}: Dynamic linking not supported in kernel modules PC = "
+                                         r"ffffffff01420010$"):
+        table.types[3].apply(0, 0, P)
+    with pytest.raises(RelocError, match=r"^\{module\}: Thread local storage not supported in kernel modules PC = "):
+        table.types[29].apply(0, 0, P)
+    assert table.types[R.R_RISCV_32_PCREL].apply(P - 8, 0, P) == (4, 0xFFFFFFF8)
+
+
+class _Section:
+    """What finish() reads of a relocation section: the accumulated (type, S + A) per place."""
+
+    def __init__(self, accumulated):
+        self.accumulated = accumulated
+
+
+def test_6_7_sums_add_sub_set_per_place_and_writes_once():
+    """process_accumulated_relocations: a buffer from 0 per place, each entry's handler on it,
+    the last one's accumulate_handler writes (the place's old contents are not added, unlike
+    4.18-6.6's ``*location += v``)."""
+    sec = _Section({0: [(R.R_RISCV_ADD32, 0x1000), (R.R_RISCV_SUB32, 0x0F00)],
+                    8: [(R.R_RISCV_SET6, 0x3F), (R.R_RISCV_SUB6, 0x01)],
+                    9: [(R.R_RISCV_SET_ULEB128, 300)],
+                    12: [(R.R_RISCV_ADD64, 5), (R.R_RISCV_SUB64, 7)]})
+    contents = bytearray(b"\xff" * 20)
+    writes = R.finish(sec, contents)
+    assert writes[0] == (0x100).to_bytes(4, "little")
+    assert writes[8] == bytes([0xC0 | 0x3E])  # the byte's top two bits kept
+    assert writes[9] == bytes([0xAC, 0x02])  # 300 in ULEB128
+    assert writes[12] == ((1 << 64) - 2).to_bytes(8, "little")
+    with pytest.raises(RelocError, match=r"^\{module\}: value 256 out of range for 8-bit relocation\.$"):
+        R.finish(_Section({0: [(R.R_RISCV_SET8, 0xFF), (R.R_RISCV_ADD16, 1), (R.R_RISCV_ADD8, 0)]}), contents)
+    # a negative sum passes the signed check and is truncated
+    assert R.finish(_Section({0: [(R.R_RISCV_SUB16, 1)]}), contents)[0] == b"\xff\xff"
