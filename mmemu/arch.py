@@ -581,6 +581,10 @@ class Arch(abc.ABC):
     pgprot: Mapping[str, int] = MappingProxyType({})
     #: ELF ``e_machine`` of the arch's kernel modules
     elf_machine: str = ""
+    #: the (empty) sections the arch's module linker script adds to every ``.ko`` for its
+    #: loader to size (riscv64's ``.plt``, ``.got``, ``.got.plt``): what a module made to
+    #: order (:mod:`mmemu.testing.modules`) must carry
+    module_lds_sections: tuple[str, ...] = ()
 
     def check_options(self, spec: MachineSpec) -> dict[str, str]:
         """Validate ``spec.options`` against :attr:`options`; return them with defaults."""

@@ -227,6 +227,9 @@ class Riscv64Arch(Arch):
     #: there (Unicorn reports an S-mode ecall to the interrupt hook as 8, the pc past it;
     #: ``ebreak`` would stop the run instead: README A5, A7)
     kcall_stub = bytes.fromhex("73000000")
+    #: arch/riscv/kernel/module.lds (asm/module.lds.h from 5.10): the PLT and GOT sections
+    #: module_frob_arch_sections sizes (4.18+)
+    module_lds_sections = (".plt", ".got", ".got.plt")
 
     def module_relocations(self, spec: MachineSpec):
         """apply_relocate_add of the era (:mod:`.relocs`)."""
