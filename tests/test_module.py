@@ -307,7 +307,7 @@ def test_modinfo_and_insmod_on_the_command_line(capsys, tmp_path):
 def test_mmemu_modinfo_prints_what_kmods_modinfo_prints(tmp_path, capsys):
     from mmemu.cli import main
 
-    for arch, era in (("x86_64", "6.6"), ("i386", "3.10")):
+    for arch, era in (("x86_64", "6.6"), ("i386", "3.10"), ("riscv64", "4.19")):
         ko = tmp_path / f"hello-{arch}-{era}.ko"  # kmod's modinfo wants a .ko
         ko.write_bytes(obj(arch, era, "hello").read_bytes())
         real = subprocess.run(["modinfo", str(ko)], capture_output=True, text=True, check=True).stdout
