@@ -18,7 +18,7 @@ from capstone import CS_ARCH_RISCV, CS_MODE_RISCV64, CS_MODE_RISCVC, Cs
 from test_module import RV_ERAS, obj, readelf_relocations, symbol_address
 
 from mmemu.arch import KW, KX
-from mmemu.errors import ModuleError
+from mmemu.errors import MmemuError, ModuleError
 from mmemu.module.elf import ModuleFile
 from mmemu.testing import kernel_state
 
@@ -142,7 +142,7 @@ def test_permissions_and_the_w_x_audit(era, rodata_writable, boot):
         else:
             assert rights & KW and not rights & KX
     if era == "4.19":
-        with pytest.raises(Exception, match="CONFIG_DEBUG_WX is 5.8"):
+        with pytest.raises(MmemuError, match="CONFIG_DEBUG_WX is 5.8"):
             k.check_wx()
     elif rodata_writable:
         pages = sum((r.size + 4095) // 4096 for r in mod.layout.regions if not r.init)  # vmalloc maps whole pages
