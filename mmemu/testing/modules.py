@@ -24,6 +24,21 @@ _SHT = {"PROGBITS": 1, "SYMTAB": 2, "STRTAB": 3, "RELA": 4, "NOBITS": 8, "REL": 
 _SHF_WRITE, _SHF_ALLOC, _SHF_EXEC = 1, 2, 4
 
 
+class _NoModule:
+    """The module of a lone probe entry: a resolve that needs the module (a PLT or GOT
+    entry to make) finds none."""
+
+    def __getattr__(self, name):
+        raise RelocError(f"a lone entry has no module ({name})")
+
+    def section_address(self, name):
+        raise RelocError(f"a lone entry has no module (section {name})")
+
+
+def _no_write(va: int, data: bytes) -> None:
+    raise RelocError("a lone entry writes no module memory")
+
+
 def _usable_types(kernel) -> list:
     """The arch's relocation types (of a non-zero width) whose value fits when a module's
     code refers to the module area and to the kernel's text, and that stand on their own
@@ -38,13 +53,13 @@ def _usable_types(kernel) -> list:
         try:
             for S in (start, end - PAGE_SIZE, text.virt):
                 if table.resolve is not None:
-                    alone = RelocSection([64], [t.number], [1], [0], [0, S], start, None, None)
+                    alone = RelocSection([64], [t.number], [1], [0], [0, S], start, _NoModule(), _no_write)
                     S_, A_ = table.resolve(alone, 0, S, 0)
                     if (S_, A_) != (S, 0):
                         raise RelocError("resolved from elsewhere")
                 width, _ = t.apply(S, 0, P, 0) if t.insn else t.apply(S, 0, P)
-        except (RelocOverflow, RelocError, AttributeError, TypeError):
-            continue  # AttributeError/TypeError: resolve wanted the module (a PLT or GOT entry)
+        except (RelocOverflow, RelocError):
+            continue
         if width:
             out.append(t)
     return out
