@@ -597,7 +597,6 @@ class Arch(abc.ABC):
     pgprot: Mapping[str, int] = MappingProxyType({})
     #: ELF ``e_machine`` of the arch's kernel modules
     elf_machine: str = ""
-
     def check_options(self, spec: MachineSpec) -> dict[str, str]:
         """Validate ``spec.options`` against :attr:`options`; return them with defaults."""
         known = {o.key: o for o in self.options}
@@ -690,7 +689,7 @@ class Arch(abc.ABC):
     def module_frob_arch_sections(self, kernel, mf, mod) -> str | None:
         """``module_frob_arch_sections``: before the layout, change the module's own section
         headers (``mf.sections``, replaced with :func:`dataclasses.replace`) as the arch's
-        loader does (arm64 sizes its ``.plt`` and ``.init.plt``), keeping what it needs in
+        loader does (arm64 sizes its ``.plt`` and ``.init.plt``, riscv64 its PLT and GOT), keeping what it needs in
         ``mod.arch``. Returns what it did (a load step), None for nothing; raises
         :class:`mmemu.errors.ModuleError` to refuse the module. Default: nothing."""
         return None

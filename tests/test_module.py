@@ -1,6 +1,7 @@
 """The module loader on the example modules (examples/modules/build: gcc's objects, built
-for i386 and x86_64 at 3.10, 4.19, 5.10 and 6.6; arm64's own checks are in
-test_module_arm64.py, the tests common to every arch are parametrised with it here).
+for i386 and x86_64 at 3.10, 4.19, 5.10 and 6.6, riscv64 at 4.19, 5.10 and 6.6, arm64 at
+3.10, 4.19, 5.10 and 6.6; the riscv64- and arm64-only checks are in test_module_riscv64.py
+and test_module_arm64.py, the tests common to every arch are parametrised with them here).
 
 The referees are outside mmemu: binutils' ``readelf -r`` says which relocations each
 object has (offset, type, symbol, addend), the psABI formulas are written out here again
@@ -28,10 +29,14 @@ BUILD = Path(__file__).resolve().parent.parent / "examples" / "modules" / "build
 MODULES = ("hello", "vbuf", "highpage", "kmap_nested", "rodata_oops", "percpu")
 ERAS = ("3.10", "4.19", "5.10", "6.6")
 ARCHES = ("i386", "i386_pae", "x86_64")
+#: the riscv64 objects (its modules start at 4.15; no percpu.c: x86 code) and the eras
+#: whose kernels give highpage/kmap_nested a struct page (vmemmap, 5.4+)
+RV_ERAS = ("4.19", "5.10", "6.6")
+RV_RUN_ERAS = ("5.10", "6.6")
 
 
 def obj(arch: str, era: str, name: str) -> Path:
-    return BUILD / f"{arch if arch in ('x86_64', 'arm64') else 'i386'}-{era}" / f"{name}.o"
+    return BUILD / f"{arch if arch in ('x86_64', 'arm64', 'riscv64') else 'i386'}-{era}" / f"{name}.o"
 
 
 def readelf_relocations(path: Path) -> list[tuple[str, int, str, str, int | None]]:
@@ -303,7 +308,7 @@ def test_modinfo_and_insmod_on_the_command_line(capsys, tmp_path):
 def test_mmemu_modinfo_prints_what_kmods_modinfo_prints(tmp_path, capsys):
     from mmemu.cli import main
 
-    for arch, era in (("x86_64", "6.6"), ("i386", "3.10")):
+    for arch, era in (("x86_64", "6.6"), ("i386", "3.10"), ("riscv64", "4.19")):
         ko = tmp_path / f"hello-{arch}-{era}.ko"  # kmod's modinfo wants a .ko
         ko.write_bytes(obj(arch, era, "hello").read_bytes())
         real = subprocess.run(["modinfo", str(ko)], capture_output=True, text=True, check=True).stdout
@@ -406,8 +411,8 @@ def test_taints_and_the_kernel_log(boot):
     assert "taints" not in old.dmesg()  # 4.0 sets O silently
 
 
-@pytest.mark.parametrize("era", ERAS)
-@pytest.mark.parametrize("arch", ARCHES + ("arm64",))
+@pytest.mark.parametrize("arch,era", [(a, e) for a in ARCHES + ("arm64",) for e in ERAS]
+                         + [("riscv64", e) for e in RV_RUN_ERAS])
 def test_examples_run_their_init_and_exit_on_the_cpu(arch, era, boot):
     """init_module runs at kernel privilege: its calls into the kernel (printk, kmalloc,
     vzalloc, kmap...) make real mappings; rmmod runs cleanup_module and frees everything."""
@@ -434,7 +439,8 @@ def test_examples_run_their_init_and_exit_on_the_cpu(arch, era, boot):
 
 @pytest.mark.parametrize("arch,era,ip", [("x86_64", "6.6", "RIP: 0010:rodata_oops_init+0x"),
                                         ("i386", "3.10", "EIP is at rodata_oops_init+0x"),
-                                        ("i386_pae", "6.6", "EIP: rodata_oops_init+0x")])
+                                        ("i386_pae", "6.6", "EIP: rodata_oops_init+0x"),
+                                        ("riscv64", "6.6", "epc : rodata_oops_init+0x")])
 def test_a_write_to_its_own_rodata_oopses_naming_the_function(arch, era, ip, boot):
     from mmemu.errors import Oops
 
@@ -499,7 +505,7 @@ def test_a_failing_or_runaway_init_undoes_the_load(boot):
     assert kernel_state(k) == before and k.modules == []
 
 
-@pytest.mark.parametrize("arch", ["x86_64", "i386", "arm64"])
+@pytest.mark.parametrize("arch", ["x86_64", "i386", "arm64", "riscv64"])
 def test_a_module_loaded_where_another_ran_runs_its_own_code(arch, boot):
     """Unicorn keeps translated code per address and never sees mmemu's writes to RAM: a
     module loaded where another one ran must still run its own bytes (the CPU drops its
@@ -555,7 +561,7 @@ def test_lsmod(boot):
 
 
 @pytest.mark.parametrize("arch,era", [(a, e) for a in ARCHES for e in ("2.6.32", "4.19", "5.10", "6.6")]
-                         + [("arm64", e) for e in ("3.7", "4.19", "5.10", "6.6")])
+                         + [("arm64", e) for e in ("3.7", "4.19", "5.10", "6.6")] + [("riscv64", e) for e in RV_ERAS])
 def test_every_exported_kernel_function_has_an_implementation(arch, era, boot):
     """A promise of mmemu.module.exports: each name in the kernel's symbol table is a real
     address whose call runs an implementation (stubs exist only for stub_missing)."""

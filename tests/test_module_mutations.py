@@ -69,7 +69,7 @@ from mmemu.testing import kernel_state
 
 BUILD = Path(__file__).resolve().parent.parent / "examples" / "modules" / "build"
 MODULES = ("hello", "vbuf", "highpage", "kmap_nested", "rodata_oops")
-MUTANTS = int(os.environ.get("MMEMU_MUTANTS", "500"))  # 45 a machine: enough that some load
+MUTANTS = int(os.environ.get("MMEMU_MUTANTS", "560"))  # 43 a machine: enough that some load
 #: seconds one load may take before the mutant counts as a hang
 LOAD_TIME_LIMIT = float(os.environ.get("MMEMU_MUTANT_SECONDS", "20"))
 #: the instruction budget of a mutant's init and exit (the examples need under 100000;
@@ -91,12 +91,14 @@ MACHINES = (
     ("i386", "6.6", "1G", False),
     ("arm64", "4.19", "64M", True),
     ("arm64", "6.6", "64M", True),
+    ("riscv64", "5.10", "64M", True),
+    ("riscv64", "6.6", "64M", True),
 )
 PER_MACHINE = max(1, MUTANTS // len(MACHINES))
 
 
 def obj_path(arch: str, era: str, name: str) -> Path:
-    return BUILD / f"{arch if arch in ('x86_64', 'arm64') else 'i386'}-{era}" / f"{name}.o"
+    return BUILD / f"{arch if arch in ('x86_64', 'arm64', 'riscv64') else 'i386'}-{era}" / f"{name}.o"
 
 
 # -- the layout of an object: where each field is -------------------------------------------------

@@ -137,6 +137,7 @@ static const char __UNIQUE_ID(name)[]					\
  *                     MODULE_VERMAGIC_MODULE_UNLOAD MODULE_VERMAGIC_MODVERSIONS
  *                     MODULE_ARCH_VERMAGIC
  * for a kernel with CONFIG_SMP=y, no preemption, CONFIG_MODULE_UNLOAD=y, no MODVERSIONS.
+ * arch/riscv/include/asm/module.h (asm/vermagic.h from 5.8): MODULE_ARCH_VERMAGIC "riscv".
  * arch/x86/include/asm/module.h: on i386 MODULE_ARCH_VERMAGIC is MODULE_PROC_FAMILY,
  * "686 " for CONFIG_M686; x86_64 defines none. arch/arm64/include/asm/module.h
  * (asm/vermagic.h from 5.x): #define MODULE_ARCH_VERMAGIC "aarch64"; mmemu's arm64 kernels
@@ -147,6 +148,8 @@ static const char __UNIQUE_ID(name)[]					\
 #define MODULE_ARCH_VERMAGIC		MODULE_PROC_FAMILY
 #elif defined(__aarch64__)
 #define MODULE_ARCH_VERMAGIC		"aarch64"
+#elif defined(__riscv)
+#define MODULE_ARCH_VERMAGIC		"riscv"
 #else
 #define MODULE_ARCH_VERMAGIC		""
 #endif

@@ -40,7 +40,7 @@ from ..module.layout import (
     ModuleLayout,
     layout_sections,
 )
-from ..module.reloc import RelocOverflow, RelocTable
+from ..module.reloc import RelocError, RelocOverflow, RelocSection, RelocTable
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import operation
 
@@ -100,7 +100,7 @@ class Module:
     percpu: int | None = None
     percpu_size: int = 0
     #: ``mod->arch`` (struct mod_arch_specific): what the arch's loader keeps per module
-    #: (arm64's PLT sections)
+    #: (arm64's PLT sections, riscv64's PLT and GOT sections and their entries)
     arch: dict = field(default_factory=dict)
 
     def flags(self) -> str:
@@ -362,13 +362,12 @@ class ModuleMixin:
                        + (f", license {mod.license}" if mod.license else ", no license")
                        + (f", taints {mod.taints}" if mod.taints else "") + "".join(f"; {m}" for m in messages))
 
-        # -- module_frob_arch_sections: the arch sizes sections of its own (arm64's .plt)
+        # -- module_frob_arch_sections: the arch sizes sections of its own (arm64's .plt, riscv64's PLT and GOT)
         frobbed = self.arch.module_frob_arch_sections(self, mf, mod)
         if frobbed:
             yield LoadStep("module_frob_arch_sections", frobbed)
 
         # -- layout_sections: .modinfo and __versions are not loaded (their SHF_ALLOC is
-        # cleared in setup_load_info/rewrite_section_headers)
         # cleared in setup_load_info/rewrite_section_headers), nor is the per-cpu section of
         # an SMP kernel ("We will do a special allocation for per-cpu sections later.")
         pcpusec = self._find_pcpusec(mf)
@@ -692,6 +691,9 @@ class ModuleMixin:
         addends = rel.addends
         counts = dict.fromkeys(set(rel.types), 0)
         zero = bytes(8)
+        resolve = table.resolve
+        section = (RelocSection(rel.offsets, rel.types, rel.symbols, addends, values, base, mod, self._module_write)
+                   if resolve is not None or table.finish is not None else None)
         for i, (off, rtype, symi) in enumerate(zip(rel.offsets, rel.types, rel.symbols)):
             kind = types.get(rtype)
             if kind is None:
@@ -701,24 +703,38 @@ class ModuleMixin:
             if end > size and width:
                 raise ModuleError(f"{mod.name}: relocation {i} of {rel.section.name} at offset {off:#x} is outside "
                                   f"{target.section.name} ({size:#x} bytes)")
+            S = values[symi]
             A = addends[i] if rela else int.from_bytes(buf[off:end], "little", signed=True)
             try:
+                if resolve is not None:
+                    S, A = resolve(section, i, S, A)
                 if kind.insn:
-                    width, value = kind.apply(values[symi], A, base + off,
-                                              int.from_bytes(buf[off:end], "little"))
+                    width, value = kind.apply(S, A, base + off, int.from_bytes(buf[off:end], "little"))
                 else:
-                    width, value = kind.apply(values[symi], A, base + off)
+                    width, value = kind.apply(S, A, base + off)
             except RelocOverflow as exc:
                 if not (kind.veneer and table.veneer):
                     raise ModuleError(table.overflow.format(module=mod.name, type=rtype, value=exc.value)) from None
-                width, value = table.veneer(self, mod, kind, values[symi], A, base + off,
+                width, value = table.veneer(self, mod, kind, S, A, base + off,
                                             int.from_bytes(buf[off:end], "little"), exc)
+            except RelocError as exc:
+                raise ModuleError(exc.message.replace("{module}", mod.name)) from None
             if width:
                 end = off + width
                 if kind.zero_target and buf[off:end] != zero[:width]:
                     raise ModuleError(table.nonzero.format(type=rtype, place=base + off, value=value))
                 buf[off:end] = value.to_bytes(width, "little")
             counts[rtype] += 1
+        if table.finish is not None:
+            try:
+                writes = table.finish(section, buf)
+            except RelocError as exc:
+                raise ModuleError(exc.message.replace("{module}", mod.name)) from None
+            for off, data in sorted(writes.items()):
+                if off + len(data) > size:
+                    raise ModuleError(f"{mod.name}: a relocation of {rel.section.name} at offset {off:#x} is "
+                                      f"outside {target.section.name} ({size:#x} bytes)")
+                buf[off:off + len(data)] = data
         if size:
             self._module_write(base, bytes(buf))
         named = Counter({types[t].name: n for t, n in counts.items()})

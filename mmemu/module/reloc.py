@@ -10,7 +10,9 @@ immediates, riscv64's U/I/S/B/J-type fields) only rewrites some bits of the inst
 the place: its function is called with a fourth argument, the place's current contents
 (``width`` bytes, unsigned little-endian), and returns the whole new word. The set of types is exactly what the kernel's
 ``apply_relocate`` / ``apply_relocate_add`` of that arch and era accepts: any other type
-fails the load with the kernel's message.
+fails the load with the kernel's message. A table may also :attr:`RelocTable.resolve` an
+entry's ``S`` and ``A`` from the rest of its section first (riscv64's PCREL_LO12 relocations
+name the auipc of their HI20 relocation, not their target).
 """
 
 from __future__ import annotations
@@ -26,6 +28,37 @@ class RelocOverflow(Exception):
     def __init__(self, value: int):
         super().__init__(f"{value:#x}")
         self.value = value
+
+
+class RelocError(Exception):
+    """Raised by a relocation function (or a table's :attr:`RelocTable.resolve`) that the
+    kernel refuses with a message of its own (riscv64's ``target ... can not be addressed by
+    the 32-bit offset from PC = ...``): *message*, where ``{module}`` stands for the
+    module's name. The loader fails the load with it."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class RelocSection:
+    """What :attr:`RelocTable.resolve` sees of the relocation section being applied: its
+    entries (``offsets``, ``types``, ``symbols``, ``addends``), every symbol's final value
+    (``values``, by symbol index), the address of the target section (``base``), and the
+    module (``module``: the loader's :class:`mmemu.kernel.module.Module`, whose ``arch``
+    dict is the arch's own per-module state, ``struct mod_arch_specific``, and whose
+    sections' addresses ``module.section_address(name)`` gives) with ``write(va, data)``
+    to write module memory (PLT/GOT entries)."""
+
+    offsets: list
+    types: list
+    symbols: list
+    addends: list
+    values: list
+    base: int
+    module: object
+    write: Callable[[int, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -68,6 +101,18 @@ class RelocTable:
     overflow: str
     nonzero: str = ""
     veneer: Callable | None = None
+    #: an optional step the kernel makes for some entries before calling the type's
+    #: function: ``resolve(section, i, S, A)`` (``section`` a :class:`RelocSection`, ``i``
+    #: the entry) returns the ``(S, A)`` to use, or raises :class:`RelocError` (riscv64:
+    #: a PCREL_LO12 entry takes its value from the HI20 entry at the address its symbol
+    #: names; a call through a PLT entry, a GOT entry)
+    resolve: Callable | None = None
+    #: an optional last step of each relocation section: ``finish(section, contents)`` (the
+    #: target section's bytes as relocated so far) returns
+    #: ``{offset in the target section: bytes}`` to write there after every entry was
+    #: applied, or raises :class:`RelocError` (riscv64 6.7+: the ADD/SUB/SET relocations of
+    #: a place are summed first and written once, ``process_accumulated_relocations``)
+    finish: Callable | None = None
 
     def name(self, number: int) -> str:
         t = self.types.get(number)

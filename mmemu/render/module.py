@@ -47,9 +47,12 @@ def sections(kernel, mod) -> list[dict]:
 
 #: the sections listing code the kernel patches after relocation (module_finalize,
 #: ftrace_module_init, jump_label_apply_nops...): ftrace call sites, alternatives,
-#: paravirt calls, jump labels, static calls, retpoline and return-thunk sites
+#: paravirt calls, jump labels, static calls, retpoline and return-thunk sites; riscv64's
+#: alternatives (module_finalize: apply_module_alternatives of ".alternative") and ftrace's
+#: patchable function entries (-fpatchable-function-entry)
 PATCH_SECTIONS = ("__mcount_loc", ".altinstructions", ".parainstructions", "__jump_table",
-                  ".static_call_sites", ".retpoline_sites", ".return_sites", ".call_sites", ".ibt_endbr_seal")
+                  ".static_call_sites", ".retpoline_sites", ".return_sites", ".call_sites", ".ibt_endbr_seal",
+                  ".alternative", "__patchable_function_entries")
 
 
 def code_patching(mod) -> dict:

@@ -18,26 +18,48 @@ import struct
 
 from elftools.elf.enums import ENUM_E_MACHINE
 
-from ..module.reloc import RelocOverflow
+from ..module.reloc import RelocError, RelocOverflow, RelocSection
 from ..units import PAGE_SIZE
 
 _SHT = {"PROGBITS": 1, "SYMTAB": 2, "STRTAB": 3, "RELA": 4, "NOBITS": 8, "REL": 9}
 _SHF_WRITE, _SHF_ALLOC, _SHF_EXEC = 1, 2, 4
 
 
+class _NoModule:
+    """The module of a lone probe entry: a resolve that needs the module (a PLT or GOT
+    entry to make) finds none."""
+
+    def __getattr__(self, name):
+        raise RelocError(f"a lone entry has no module ({name})")
+
+    def section_address(self, name):
+        raise RelocError(f"a lone entry has no module (section {name})")
+
+
+def _no_write(va: int, data: bytes) -> None:
+    raise RelocError("a lone entry writes no module memory")
+
+
 def _usable_types(kernel) -> list:
     """The arch's relocation types (of a non-zero width) whose value fits when a module's
-    code refers to the module area and to the kernel's text."""
+    code refers to the module area and to the kernel's text, and that stand on their own
+    (the table's ``resolve`` asks nothing of other entries or of the module: not riscv64's
+    PCREL_LO12, which names its HI20 entry, nor a GOT or PLT entry)."""
     table = kernel.arch.module_relocations(kernel.spec)
     start, end, _ = kernel.arch.module_alloc(kernel.spec, kernel.layout)
     text = next(s for s in kernel.layout.image if s.name == "text")
+    P = start + 64
     out = []
     for t in table.types.values():
         try:
             for S in (start, end - PAGE_SIZE, text.virt):
-                # an instruction relocation rewrites the word at the place: here zeros
-                width, _ = t.apply(S, 0, start + 64, 0) if t.insn else t.apply(S, 0, start + 64)
-        except RelocOverflow:
+                if table.resolve is not None:
+                    alone = RelocSection([64], [t.number], [1], [0], [0, S], start, _NoModule(), _no_write)
+                    S_, A_ = table.resolve(alone, 0, S, 0)
+                    if (S_, A_) != (S, 0):
+                        raise RelocError("resolved from elsewhere")
+                width, _ = t.apply(S, 0, P, 0) if t.insn else t.apply(S, 0, P)
+        except (RelocOverflow, RelocError):
             continue
         if width:
             out.append(t)
@@ -75,7 +97,7 @@ def synthetic_module(kernel, name: str = "synthetic", text_size: int = PAGE_SIZE
     layout = [(".text", "PROGBITS", _SHF_ALLOC | _SHF_EXEC, 16), (".rodata", "PROGBITS", _SHF_ALLOC, 8),
               (".data", "PROGBITS", _SHF_ALLOC | _SHF_WRITE, 8), (".bss", "NOBITS", _SHF_ALLOC | _SHF_WRITE, 8),
               (".init.text", "PROGBITS", _SHF_ALLOC | _SHF_EXEC, 16), (".modinfo", "PROGBITS", _SHF_ALLOC, 1)]
-    # the empty sections of the kernel's module link the arch's loader needs (arm64's PLTs):
+    # the empty sections of the kernel's module link the arch's loader needs (arm64's PLTs, riscv64's PLT and GOT):
     # one byte each, as "BYTE(0)" in the linker script leaves them
     for n in kernel.arch.module_linker_sections(kernel.spec):
         layout.append((n, "PROGBITS", _SHF_ALLOC, 1))

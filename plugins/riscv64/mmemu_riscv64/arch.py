@@ -221,6 +221,72 @@ class Riscv64Arch(Arch):
             return None  # a lower level of init_mm's tables lacks it: no_context (the oops)
         return "vmalloc_fault"
 
+    # -- kernel modules ---------------------------------------------------------------------
+
+    #: ``ecall`` at every exported kernel function's address: a call from module code traps
+    #: there (Unicorn reports an S-mode ecall to the interrupt hook as 8, the pc past it;
+    #: ``ebreak`` would stop the run instead: README A5, A7)
+    kcall_stub = bytes.fromhex("73000000")
+
+    def module_relocations(self, spec: MachineSpec):
+        """apply_relocate_add of the era (:mod:`.relocs`)."""
+        from .relocs import riscv64_relocations
+
+        return riscv64_relocations(spec)
+
+    def module_linker_sections(self, spec: MachineSpec) -> tuple[str, ...]:
+        """arch/riscv/kernel/module.lds (asm/module.lds.h from 5.10): the PLT and GOT
+        sections module_frob_arch_sections sizes (4.18+)."""
+        return (".plt", ".got", ".got.plt")
+
+    def module_frob_arch_sections(self, kernel, mf, mod):
+        """module-sections.c (4.18+): the PLT and GOT sections sized for the module (*mf*
+        is ``mod.file``)."""
+        from .relocs import module_frob_arch_sections
+
+        return module_frob_arch_sections(kernel, mod)
+
+    def module_alloc(self, spec: MachineSpec, layout: Layout) -> tuple[int, int, str]:
+        """module_alloc of the era (eras.py ``module_alloc_range``): the vmalloc space
+        (4.15: kernel/module.c's vmalloc_exec), its part within 2 GiB below ``_end``
+        (``VMALLOC_MODULE_START``: max(PFN_ALIGN(&_end - SZ_2G), VMALLOC_START), 5.7), or
+        [MODULES_VADDR, MODULES_END) (5.13); PAGE_KERNEL_EXEC, PAGE_KERNEL with
+        STRICT_MODULE_RWX (5.14)."""
+        era = RISCV(spec.kernel)
+        s = layout.symbols
+        prot = "PAGE_KERNEL" if era.strict_module_rwx else "PAGE_KERNEL_EXEC"
+        if era.module_alloc_range == "modules":
+            return s["MODULES_VADDR"], s["MODULES_END"], prot
+        start = s["VMALLOC_START"]
+        if era.module_alloc_range == "vmalloc_2g":
+            start = max((s["_end"] - 2 * GiB + 4095) & ~4095, start)
+        return start, s["VMALLOC_END"], prot
+
+    def module_strict_rwx(self, spec: MachineSpec) -> bool:
+        """CONFIG_STRICT_MODULE_RWX (ARCH_HAS_STRICT_MODULE_RWX from 5.14): before it module
+        memory stays as module_alloc mapped it, read-write-execute."""
+        return RISCV(spec.kernel).strict_module_rwx
+
+    def vermagic(self, spec: MachineSpec) -> str:
+        """VERMAGIC_STRING with MODULE_ARCH_VERMAGIC "riscv" (asm/module.h, later
+        asm/vermagic.h): ``6.6.0 SMP mod_unload riscv``."""
+        return super().vermagic(spec) + "riscv"
+
+    def check_wx(self, kernel, wx):
+        """arch/riscv/mm/ptdump.c ptdump_check_wx (CONFIG_DEBUG_WX, 5.8+): the WARN_ONCE of
+        the first W+X range (%p/%pS), then the count, without a prefix (no pr_fmt)."""
+        from mmemu.errors import MmemuError
+
+        if not RISCV(kernel.spec.kernel).debug_wx:
+            raise MmemuError(f"kernel {kernel.spec.kernel} has no W+X audit on riscv64 (CONFIG_DEBUG_WX is 5.8+)")
+        if not wx:
+            return ["Checked W+X mappings: passed, no W+X pages found"]
+        va = wx[0][0]
+        pages = sum(n for _a, n in wx) // 4096
+        sym = kernel.symbol_at(va) or f"0x{va:x}"
+        return [f"riscv/mm: Found insecure W+X mapping at address {va:016x}/{sym}",
+                f"Checked W+X mappings: failed, {pages} W+X pages found"]
+
     # -- output formats -------------------------------------------------------------------
 
     def ptdump_format(self, layout: Layout):

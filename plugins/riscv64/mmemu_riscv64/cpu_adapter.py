@@ -62,7 +62,7 @@ import ctypes
 from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, UC_PROT_EXEC, Uc
 from unicorn import riscv_const as rc
 
-from mmemu.cpu.adapter import EXCEPTION, FAULT, SYSCALL, CpuAdapter, Trap
+from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
 from mmemu.errors import MmemuError
 from mmemu.faults import PROTECTION, Fault
 
@@ -126,6 +126,10 @@ _REG_T0, _REG_T1 = rc.UC_RISCV_REG_T0, rc.UC_RISCV_REG_T1
 _ARG_REGS = tuple(getattr(rc, f"UC_RISCV_REG_A{i}") for i in range(8))
 _SYS_REGS = (rc.UC_RISCV_REG_A7,) + _ARG_REGS[:6]
 _X0 = rc.UC_RISCV_REG_X0
+#: x1..x31 by their psABI names (Unicorn numbers x1..x31 as UC_RISCV_REG_X1..X31)
+ABI_NAMES = ("ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7",
+             "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6")
+_ABI_REGS = tuple(getattr(rc, f"UC_RISCV_REG_X{i}") for i in range(1, 32))
 
 # ---- fast register access on the fault path ------------------------------------------------
 # The Python binding's reg_write costs about 2.4 us (README X11); the C function it wraps,
@@ -342,6 +346,9 @@ class Riscv64Adapter(CpuAdapter):
             if user:
                 nr, *args = uc.reg_read_batch(_SYS_REGS)
                 return Trap(SYSCALL, intno, nr=nr, args=tuple(args), ip=ip)
+            if priv & 3 == PRIV_S and ip in self.kernel.kcall_addresses:
+                # the ecall at an exported kernel function's address (Arch.kcall_stub)
+                return Trap(KCALL, intno, ip=ip, sp=sp)
             code = 9 if priv & 3 == PRIV_S else 11
             return Trap(EXCEPTION, code, description=f"{EXCEPTIONS[code]} (a7 {uc.reg_read(_SYS_REGS[0])}: "
                         "an SBI call, and no SBI firmware runs here)", ip=ip)
@@ -421,6 +428,39 @@ class Riscv64Adapter(CpuAdapter):
     def resume_after_fault(self, trap: Trap) -> None:
         """Unicorn moved the pc 4 bytes past the faulting instruction (README A2): back to it."""
         self._set_pc(trap.ip)
+
+    def registers(self) -> dict[str, int]:
+        """The integer registers by their ABI names (``ra``, ``sp``, ``gp`` ... ``t6``), as
+        show_regs prints them, read in the interrupt hook."""
+        values = self.uc.reg_read_batch(_ABI_REGS)
+        return dict(zip(ABI_NAMES, values))
+
+    # -- kernel functions called by module code ----------------------------------------------
+
+    def kcall_args(self, n: int, varargs: bool, asmlinkage: bool = False) -> KcallArgs:
+        """The psABI's integer calling convention (riscv-elf-psabi, LP64): a0..a7, then the
+        stack from sp up, 8 bytes a slot; variadic arguments the same way (after the fixed
+        ones). asmlinkage means nothing on riscv."""
+        regs = self.uc.reg_read_batch(_ARG_REGS)
+        sp = self.sp()
+        pos = [0]
+
+        def arg() -> int:
+            i = pos[0]
+            pos[0] += 1
+            if i < len(regs):
+                return regs[i]
+            return int.from_bytes(self.kernel.read(sp + 8 * (i - len(regs)), 8), "little")
+
+        fixed = [arg() for _ in range(n)]
+        return KcallArgs(fixed, lambda size: arg())
+
+    def kcall_return(self, value: int | None) -> None:
+        """``ret`` (jalr x0, 0(ra)): the pc from ra, *value* in a0."""
+        regs = [(_REG_PC, self.uc.reg_read(_REG_RA))]
+        if value is not None:
+            regs.append((_REG_A0, value & MASK64))
+        self.uc.reg_write_batch(regs)
 
     def set_syscall_return(self, value: int) -> None:
         self.uc.reg_write(_REG_A0, value & MASK64)

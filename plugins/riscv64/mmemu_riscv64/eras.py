@@ -178,6 +178,42 @@ RISCV = EraTable(
             source="7d3332be011e: pgtable_cache_init() calls preallocate_pgd_pages_range(VMALLOC_START, "
                    "VMALLOC_END, \"vmalloc\") and (MODULES_VADDR, MODULES_END, \"bpf/modules\") (read in 6.6). "
                    "6.11 adds vmemmap/direct map/kasan only under CONFIG_MEMORY_HOTPLUG (off here)"),
+    # ---- kernel modules (arch/riscv/kernel/module.c, module-sections.c; relocs.py) -----------
+    Feature("module_sections", since="4.18",
+            source="'RISC-V: Support kernel module' (Zong Li): module-sections.c (PLT, GOT: "
+                   "module_frob_arch_sections refuses a module without .plt/.got/.got.plt), and 32, RVC_BRANCH, "
+                   "RVC_JUMP, HI20, LO12_I/S, GOT_HI20, CALL, ALIGN, ADD32, SUB32 in apply_relocate_add (read in the "
+                   "4.19 side of an Android 4.19 tree; absent in riscvarchive/riscv-linux's 4.15 loader). Release "
+                   "4.18 from the series' date, not verified"),
+    Feature("module_auipc_range", since="5.10",
+            source="module.c riscv_insn_valid_32bit_offset ([-2^31 - 2^11, 2^31 - 2^11) instead of the s32 check) "
+                   "and ADD64/SUB64: read in openharmony/kernel_linux_5.10, absent in the 4.19 side of the Android "
+                   "4.19 tree; the release in between is not dated here"),
+    Feature("module_add16", since="6.0",
+            source="module.c ADD16/SUB16: read in a 6.1-6.3 torvalds/linux version, absent in 5.10; release "
+                   "not verified"),
+    Feature("module_relocs_67", since="6.7",
+            source="'riscv: Add remaining module relocations' (Charlie Jenkins, v9 Nov 2023, the 6.7 merge window; "
+                   "release from the series' date, NOT VERIFIED): ADD8/SUB8/SUB6/SET6/SET8/SET16/SET32/32_PCREL/PLT32/"
+                   "SET_ULEB128/SUB_ULEB128, the dynamic and TLS types refused with their own messages, ADD/SUB/SET "
+                   "summed per place (process_accumulated_relocations); read in ruyisdk/linux-xuantie-kernel, a "
+                   "6.6-based tree carrying it"),
+    Variant("module_alloc_range", [("4.15", "vmalloc"), ("5.7", "vmalloc_2g"), ("5.13", "modules")],
+            source="4.15 (riscvarchive, read): no module_alloc of its own, kernel/module.c's __weak one: "
+                   "vmalloc_exec, [VMALLOC_START, VMALLOC_END) PAGE_KERNEL_EXEC; 5.10 module.c (sophgo/linux_5.10, "
+                   "read): VMALLOC_MODULE_START max(PFN_ALIGN(&_end - SZ_2G), VMALLOC_START) to VMALLOC_END "
+                   "('riscv: avoid the PIC offset of static percpu data in module beyond 2G limits', Vincent Chen; "
+                   "5.7 not verified); 5.13 ('riscv: Move kernel mapping outside of linear mapping'): "
+                   "[MODULES_VADDR, MODULES_END) (openharmony 5.10 backport and torvalds 6.x, read)"),
+    Feature("strict_module_rwx", since="5.14",
+            source="arch/riscv/Kconfig 'select ARCH_HAS_STRICT_MODULE_RWX if MMU && !XIP_KERNEL' and module_alloc "
+                   "with PAGE_KERNEL (torvalds 6.x module.c, read; PAGE_KERNEL_EXEC in 5.10). Release 5.14 from "
+                   "recollection, NOT VERIFIED"),
+    Feature("debug_wx", since="5.8",
+            source="arch/riscv/mm/ptdump.c ptdump_check_wx (read, 6.x): 'riscv/mm: Found insecure W+X mapping at "
+                   "address %p/%pS' (WARN_ONCE) and 'Checked W+X mappings: failed, %lu W+X pages found' / 'Checked "
+                   "W+X mappings: passed, no W+X pages found' (no pr_fmt); 'riscv: support DEBUG_WX' (Zong Li, with "
+                   "the generic 'mm: add DEBUG_WX support'), release 5.8 not verified"),
     # ---- output formats -----------------------------------------------------------------------
     Feature("ptdump", since="5.7",
             source="arch/riscv/mm/ptdump.c ('Copyright (C) 2019 SiFive'), debugfs kernel_page_tables. Release from "

@@ -8,10 +8,12 @@ What mmemu cannot know and how it is shown:
   instruction (``fault.ip``, None for an access made through mmemu's API) and the stack
   pointer (``fault.sp``). The oops prints epc, sp, badaddr and cause from these, status with
   the bits mmemu knows (UXL=2 of RV64, SPP for a kernel-mode trap; not SIE/SPIE/SUM/FS), and
-  every other register (ra, gp, tp, t0-t6, s0-s11, a0-a7) as 0.
-- symbols: where the kernel prints ``%pS`` (``epc : do_fault+0x12/0x40``) mmemu prints the
-  address; the call trace (dump_backtrace, 5.11+) and the ``Code:`` line (dump_kernel_instr)
-  are left out.
+  the other registers as the hart had them when its code faulted (module code), 0 for an
+  access made through the API.
+- symbols: where the kernel prints ``%pS`` (``epc : hello_init+0x12/0x40 [hello]``) mmemu
+  names a module's functions and the exported kernel functions, else prints the address;
+  the call trace (dump_backtrace, 5.11+) and the ``Code:`` line (dump_kernel_instr) are
+  left out.
 - taint: every oops says ``Not tainted`` (the kernel says ``Tainted: G D`` from the second one).
 """
 
@@ -270,7 +272,7 @@ def oops_report(kernel, fault, die_counter: int, why: str = "") -> str:
         msg = "NULL pointer dereference" if addr < PAGE_SIZE else "paging request"
     lines = [f"Unable to handle kernel {msg} at virtual address {addr:016x}",
              f"Oops [#{die_counter}]",
-             "Modules linked in:"]
+             kernel.modules_linked_in()]  # print_modules()
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper/0", 0)
     # show_regs_print_info -> dump_stack_print_info (lib/dump_stack.c)
@@ -292,23 +294,36 @@ def show_regs(kernel, fault) -> list[str]:
     api = "  (no instruction: an access made through mmemu's API)" if fault.ip is None else ""
     status = (2 << 32) | (0 if fault.user else 1 << 8)  # sstatus.UXL = 2 (RV64); SPP = 1 for a kernel trap
     cause = kernel.paging.codec.fault_code(fault)
-    ra = z = 0  # not known to mmemu
+    regs = _cpu_registers(kernel, fault)
+    ra = regs.get("ra", 0)
     out = []
     symbols = era.show_regs_symbols and not fault.user
     if symbols:
-        out.append(f"epc : 0x{epc:x}{api}")  # '%pS': mmemu has no symbols, it prints the address
-        out.append(f" ra : 0x{ra:x}")
+        # '%pS': a module's function (kallsyms) or an exported one, else the address
+        out.append(f"epc : {kernel.symbol_at(epc) or f'0x{epc:x}'}{api}")
+        out.append(f" ra : {kernel.symbol_at(ra) or f'0x{ra:x}'}")
     label = "epc : " if era.show_regs_symbols else "sepc: "
     out.append(f"{label}{epc:016x} ra : {ra:016x} sp : {sp:016x}" + ("" if symbols else api))
     rows = (("gp", "tp", "t0"), ("t1", "t2", "s0"), ("s1", "a0", "a1"), ("a2", "a3", "a4"), ("a5", "a6", "a7"),
             ("s2", "s3", "s4"), ("s5", "s6", "s7"), ("s8", "s9", "s10"), ("s11", "t3", "t4"), ("t5", "t6"))
     for row in rows:
-        out.append("".join(f" {name:<3}: {z:016x}" for name in row))
+        out.append("".join(f" {name:<3}: {regs.get(name, 0):016x}" for name in row))
     if era.show_regs_csr_names == "s":
         out.append(f"sstatus: {status:016x} sbadaddr: {fault.address:016x} scause: {cause:016x}")
     else:
         out.append(f"status: {status:016x} badaddr: {fault.address:016x} cause: {cause:016x}")
     return out
+
+
+def _cpu_registers(kernel, fault) -> dict[str, int]:
+    """The registers of the hart whose code faulted, read in its interrupt hook (zeros for an
+    access made through mmemu's API, which has none)."""
+    if fault.ip is None:
+        return {}
+    for cpu in kernel.cpus:
+        if cpu.running and cpu.index == fault.cpu:
+            return cpu.adapter.registers()
+    return {}
 
 
 def segfault_report(kernel, fault) -> str:
