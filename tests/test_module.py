@@ -440,7 +440,8 @@ def test_examples_run_their_init_and_exit_on_the_cpu(arch, era, boot):
 @pytest.mark.parametrize("arch,era,ip", [("x86_64", "6.6", "RIP: 0010:rodata_oops_init+0x"),
                                         ("i386", "3.10", "EIP is at rodata_oops_init+0x"),
                                         ("i386_pae", "6.6", "EIP: rodata_oops_init+0x"),
-                                        ("riscv64", "6.6", "epc : rodata_oops_init+0x")])
+                                        ("riscv64", "6.6", "epc : rodata_oops_init+0x"),
+                                        ("arm64", "6.6", "pc : rodata_oops_init+0x")])
 def test_a_write_to_its_own_rodata_oopses_naming_the_function(arch, era, ip, boot):
     from mmemu.errors import Oops
 
@@ -450,6 +451,9 @@ def test_a_write_to_its_own_rodata_oopses_naming_the_function(arch, era, ip, boo
     report = err.value.report
     assert ip in report and "[rodata_oops]" in report
     assert "Modules linked in: rodata_oops(O+)" in report
+    # print_tainted(): the out-of-tree module set O (TAINT_OOT_MODULE), P clear shows as G
+    task = next(line for line in report.splitlines() if " PID: 0 " in line or line.startswith("Pid: "))
+    assert re.search(r"Tainted: G +O", task), task
     # the kernel leaves the module as the oops left it: listed, COMING, not removable
     mod = k.find_module("rodata_oops")
     assert mod is not None and mod.state == "MODULE_STATE_COMING"

@@ -14,7 +14,8 @@ What mmemu cannot know and how it is shown:
   names a module's functions and the exported kernel functions, else prints the address;
   the call trace (dump_backtrace, 5.11+) and the ``Code:`` line (dump_kernel_instr) are
   left out.
-- taint: every oops says ``Not tainted`` (the kernel says ``Tainted: G D`` from the second one).
+- taint: the kernel's ``print_tainted()`` (``Tainted: G           O`` once an out-of-tree
+  module loaded).
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ def oops_report(kernel, fault, die_counter: int, why: str = "") -> str:
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else ("swapper/0", 0)
     # show_regs_print_info -> dump_stack_print_info (lib/dump_stack.c)
-    lines.append(f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} Not tainted {_release(kernel)} #1")
+    lines.append(f"CPU: {fault.cpu} PID: {pid} Comm: {comm[:20]} {kernel.print_tainted()} {_release(kernel)} #1")
     if era.show_regs_symbols:
         # 'riscv: Add machine name to kernel boot log and stack dump output' (5.11): the DT model of
         # QEMU's virt machine
