@@ -257,6 +257,22 @@ def test_oops_says_pti_or_nopti(boot):
     assert "PTI" not in err.value.report
 
 
+@pytest.mark.parametrize("arch,kernel,flag", [
+    ("i386_pae", "4.19", "NOPTI"),   # CONFIG_PAGE_TABLE_ISOLATION=y, X86_FEATURE_PTI clear (not modelled: as nopti)
+    ("i386_pae", "4.18", None),      # before the x86_32 PTI series
+    ("i386", "6.6", None),           # security/Kconfig 4.19: depends on (X86_64 || X86_PAE) && !UML
+])
+def test_oops_flag_of_32_bit_kernels(boot, arch, kernel, flag):
+    """__die's ' PTI'/' NOPTI' is there only if the kernel was built with
+    CONFIG_PAGE_TABLE_ISOLATION, which a 2-level i386 kernel cannot select."""
+    k = boot(arch=arch, kernel=kernel, ram="256M")
+    with pytest.raises(mmemu.errors.Oops) as err:
+        k.access(0x10, "read")
+    header = next(line for line in err.value.report.splitlines() if "[#1]" in line)
+    flags = header.split("[#1]")[1].split()  # (a one-CPU i386 kernel is UP: no SMP)
+    assert [f for f in flags if "PTI" in f] == ([flag] if flag else [])
+
+
 def test_check_wx_audits_the_user_copy(boot):
     k = boot(arch="x86_64", kernel="6.6", ram="256M")
     assert k.check_wx() == ["x86/mm: Checked W+X mappings: passed, no W+X pages found.",
