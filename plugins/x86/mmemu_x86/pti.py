@@ -13,7 +13,15 @@ X86_BUG_CPU_MELTDOWN (4.15 common.c: every CPU that is not AMD; later cpu_set_bu
 it is on no NO_MELTDOWN whitelist and has no RDCL_NO), so PTI is on by default (``pti=auto``)
 in every release that has it, and CR3 carries no PCID. 32-bit PTI (PAE, 4.19+) is not
 modelled: an i386_pae machine runs as with ``nopti`` (its oopses say NOPTI) and refuses
-``pti=on``. ``nopti``, ``pti=off`` and (5.2+)
+``pti=on``. What it would take, from the kernel: SHARED_KERNEL_PMD is false under PTI, so
+pgd_alloc (arch/x86/mm/pgtable.c) gives every pgd its own kernel pmd, a copy of
+swapper_pg_dir's (pgd_prepopulate_pmd), and its user copy one more (PREALLOCATED_USER_PMDS =
+KERNEL_PGD_PTRS, pgd_prepopulate_user_pmd copies the pmd of swapper_pg_dir's user copy);
+kernel pmd entries made later reach other pgds by vmalloc_fault / arch_sync_kernel_mappings
+at the pmd level, not the top level mmemu syncs now; pti_init clones the cpu_entry_area at
+pmd level and the entry text at pte level (PTI_LEVEL_KERNEL_IMAGE is PTI_CLONE_PTE on
+32-bit), no ESPfix64 or vsyscall; entry_32.S switches CR3 (SWITCH_TO_USER_CR3 /
+SWITCH_TO_KERNEL_CR3) around the user-mode entry and exit. ``nopti``, ``pti=off`` and (5.2+)
 ``mitigations=off`` turn it off, ``pti=on`` forces it (pti_check_boottime_disable:
 ``pti=`` is looked at first, then ``nopti``).
 
