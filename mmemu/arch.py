@@ -196,6 +196,16 @@ class EntryCodec(abc.ABC):
         (:data:`ALL_RIGHTS` unless the table entry restricts them, as x86's RW/US/NX and
         arm64's APTable/XNTable do). The walker ANDs them down the levels."""
 
+    def pte_addr_mask(self) -> tuple[int, int] | None:
+        """``(mask, shift)``: the bits of a last-level entry that only hold the address
+        (the kernel's ``PTE_PFN_MASK`` on x86, ``PTE_ADDR_MASK`` on arm64, ``_PAGE_PFN_MASK``
+        on RISC-V) and how far to shift them to make it: the kind and rights of any pte
+        depend only on its other bits, and a LEAF's address is ``(raw & mask) << shift``.
+        The walker then decodes a pte with two integer operations and a memo of those other
+        bits, not a call of the decoder (the conformance suite checks the claim). None, the
+        default: the walker calls the decoder."""
+        return None
+
     @abc.abstractmethod
     def mk_leaf(self, li: int, pa: int, prot: int) -> int:
         """The entry of level *li* mapping the page at *pa* with *prot*

@@ -295,32 +295,46 @@ class EntryWrite:
         return f"EntryWrite({self.writer!r}, {self.kind!r}, {self.va:#x}, {self.size:#x})"
 
 
-class _DecodeMemo(dict):
-    """raw -> the codec's decoding of it, for one upper level (a decoder is a pure function
-    of the entry); bounded, the overflow decoded each time."""
+class _Memo(dict):
+    """x -> fn(x) for a pure function *fn* of an entry's bits: the codec's decoding of an
+    upper level's entries (few distinct ones: one per table below, and the large pages), or
+    the kind and rights of a pte's bits other than its address. Bounded, the overflow
+    computed each time."""
 
-    __slots__ = ("decode",)
+    __slots__ = ("fn",)
     LIMIT = 1 << 14
 
-    def __init__(self, decode):
+    def __init__(self, fn):
         super().__init__()
-        self.decode = decode
+        self.fn = fn
 
-    def __missing__(self, raw: int):
-        value = self.decode(raw)
+    def __missing__(self, x: int):
+        value = self.fn(x)
         if len(self) < self.LIMIT:
-            self[raw] = value
+            self[x] = value
         return value
+
+
+def _new_walk(*fields: str) -> str:
+    """Source that makes the :class:`Walk` of *fields* (its slots' values, in
+    ``Walk.__init__``'s order) without calling ``__init__``: a Python-level call costs as
+    much as a level of the walk."""
+    names = ("va", "_raw_steps", "_mode", "phys", "page_size", "rights", "missing")
+    return "w = NEW(Walk); " + "; ".join(f"w.{n} = {v}" for n, v in zip(names, fields, strict=True)) + "; return w"
 
 
 def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     """:meth:`PageTables.walk` for *pt*'s mode with the loop over the levels unrolled and
     each level's shift, mask and entry size written in as constants: the same reads,
-    decodings and results, a third less time (no per-step tuple of the plan to unpack, no
-    list appends). Generated from the walk plan, so it holds for any mode of any arch."""
-    ns = {"Walk": Walk, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT, "RSV": RESERVED_FAULT,
-          "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top, "KH": pt._kernel_half,
-          "KROOTS": pt._kernel_roots}
+    decodings and results in a fraction of the time. Entries are read as items of a typed
+    view of RAM (no ``struct`` call); upper levels decode through their memo; the last level,
+    where most walks end on a different entry each time, with the codec's address mask and
+    a memo of the other bits when the codec gives the mask (no decoder call); the
+    :class:`Walk` is filled in without a call of its ``__init__``. Generated from the walk
+    plan, so it holds for any mode of any arch."""
+    ns = {"Walk": Walk, "NEW": object.__new__, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT,
+          "RSV": RESERVED_FAULT, "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top,
+          "KH": pt._kernel_half, "KROOTS": pt._kernel_roots}
     src = ["def walk(root, va):",
            "    top = va >> VS",
            "    if top and top != VT or va < 0:",
@@ -328,18 +342,34 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     if pt._split_roots:
         src += ["    if (va >= KH) != (root in KROOTS):",
                 "        pt._check_root_half(root, va)"]
-    src += ["    buf = pt._buf", "    t0 = root", "    rights = ALL"]
-    for i, (li, shift, imask, esz, unpack, decode, offmask) in enumerate(pt._walk_plan):
-        ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
+    src += ["    t0 = root", "    rights = ALL"]
+    fields = pt.codec.pte_addr_mask()
+    for i, (li, shift, imask, esz, _unpack, decode, offmask) in enumerate(pt._walk_plan):
+        ns[f"E{i}"], ns[f"D{i}"] = pt.mem.entries(esz), decode
         steps = "(" + ", ".join(f"t{j}, e{j}, r{j}" for j in range(i + 1)) + ")"
+        esh = esz.bit_length() - 1
         src += [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
-                f"    r{i} = U{i}(buf, e{i})[0]",
-                f"    k, a, r = D{i}(r{i})",
+                f"    r{i} = E{i}[e{i} >> {esh}]"]
+        hit = _new_walk("va", steps, "mode", f"a | (va & {offmask})", str(offmask + 1), "(rights & r) | (r & AF)",
+                        "None")
+        miss = _new_walk("va", steps, "mode", "None", "0", "0", "NP if k == 0 else RSV")
+        if li == pt._last and fields is not None:
+            mask, fshift = fields
+            # the pte's bits other than its address -> (kind, rights): the same for every pte
+            # with those bits (a few protections and their accessed/dirty states)
+            ns[f"F{i}"] = _Memo(lambda flags, decode=pt.codec.decoder(li): decode(flags)[::2])
+            src += [f"    k, r = F{i}[r{i} & {~mask & ((1 << 8 * esz) - 1)}]",
+                    "    if k == 2:",
+                    f"        a = (r{i} & {mask})" + (f" << {fshift}" if fshift else ""),
+                    f"        {hit}",
+                    "    if k != 1:",
+                    f"        {miss}"]
+            break
+        src += [f"    k, a, r = D{i}(r{i})",
                 "    if k != 1:",
                 "        if k == 2:",
-                f"            return Walk(va, {steps}, mode, a | (va & {offmask}), {offmask + 1}, "
-                "(rights & r) | (r & AF), None)",
-                f"        return Walk(va, {steps}, mode, None, 0, 0, NP if k == 0 else RSV)",
+                f"            {hit}",
+                f"        {miss}",
                 "    rights &= r",
                 f"    t{i + 1} = a"]
     src.append("    pt._ran_past(va)")
@@ -458,7 +488,7 @@ class PageTables:
             if li != len(self.levels) - 1:
                 # an upper level holds few distinct entries (one per table below it, and
                 # the large pages): their decodings come from a memo, a C-level lookup
-                decode = _DecodeMemo(decode).__getitem__
+                decode = _Memo(decode).__getitem__
             self._decode.append(decode)
             walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, decode, lv.span - 1))
         self._walk_plan = tuple(walk_plan)

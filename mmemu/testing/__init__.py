@@ -165,6 +165,25 @@ class ConformanceSuite:
 # -- the checks, usable on their own ---------------------------------------------------------
 
 
+def check_pte_addr_mask(codec, raw: int) -> None:
+    """What :meth:`~mmemu.arch.EntryCodec.pte_addr_mask` claims, on the pte *raw*: its kind
+    and rights are those of its bits outside the mask, and a leaf's address is the masked
+    bits shifted (the walker decodes ptes this way, without the decoder)."""
+    fields = codec.pte_addr_mask()
+    if fields is None:
+        return
+    mask, shift = fields
+    decode = codec.decoder(len(codec.mode.levels) - 1)
+    kind, addr, rights = decode(raw)
+    flags_kind, _, flags_rights = decode(raw & ~mask)
+    assert (kind, rights) == (flags_kind, flags_rights), \
+        f"pte {raw:#x}: decodes as kind {kind}, rights {rights:#x}; without its address bits ({mask:#x}) as " \
+        f"kind {flags_kind}, rights {flags_rights:#x}"
+    if kind == LEAF:
+        assert addr == (raw & mask) << shift, \
+            f"pte {raw:#x}: the decoder's address {addr:#x}, the address mask's {(raw & mask) << shift:#x}"
+
+
 def _field(parsed, name: str) -> bool:
     if name.startswith("!"):
         return not bool(parsed[name[1:]])
@@ -230,6 +249,8 @@ def check_codec(mode, prots: dict, rng: random.Random, n: int) -> None:
             if kind in (TABLE, LEAF):
                 assert addr == parsed.address == view.addr, \
                     f"{lv.name} {raw:#x}: the decoder's address {addr:#x}, the format's {parsed.address:#x}"
+            if li == last:
+                check_pte_addr_mask(codec, raw)
     # pte accessors: the ones generic mm relies on
     for name, prot in valid_prots.items():
         pte = codec.pfn_pte(0x1234, prot)
