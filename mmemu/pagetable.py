@@ -71,28 +71,41 @@ class Walk:
     describes the page fault an access would raise.
     """
 
-    __slots__ = ("_mode", "_raw_steps", "missing", "page_size", "phys", "rights", "va")
+    # what the walk read, nothing derived: the tables and entry addresses of ``steps`` and
+    # the ``page_size`` follow from the entries (every walk makes one; few are looked into)
+    __slots__ = ("_mode", "_raws", "missing", "phys", "rights", "va")
 
-    def __init__(self, va, raw_steps, mode, phys, page_size, rights, missing):
+    def __init__(self, va, raws, mode, phys, rights, missing):
         self.va = va
-        self._raw_steps = raw_steps
+        self._raws = raws  # the root table's address, then the entry read at each level, top-down
         self._mode = mode
         self.phys = phys
-        self.page_size = page_size
         self.rights = rights
         self.missing = missing
 
     @property
     def steps(self) -> list[Step]:
-        lv = self._mode.levels
-        raw = self._raw_steps  # flat: table, entry address, entry of each level read, top-down
-        return [Step(lv[li], li, raw[3 * li], (raw[3 * li + 1] - raw[3 * li]) // lv[li].entry_size,
-                     raw[3 * li + 1], raw[3 * li + 2]) for li in range(len(raw) // 3)]
+        """The entries read, each with its table (the root, then where the entry above
+        points: the codec decodes it again) and its index (from the address)."""
+        levels, decoder, va = self._mode.levels, self._mode.codec.decoder, self.va
+        table, steps = self._raws[0], []
+        for li, raw in enumerate(self._raws[1:]):
+            lv = levels[li]
+            if li:
+                table = decoder(li - 1)(self._raws[li])[1]
+            index = (va >> lv.shift) & (lv.entries - 1)
+            steps.append(Step(lv, li, table, index, table + index * lv.entry_size, raw))
+        return steps
+
+    @property
+    def page_size(self) -> int:
+        """The size of the page reached (0 if none)."""
+        return 0 if self.phys is None else self._mode.levels[len(self._raws) - 2].span
 
     @property
     def last_level(self) -> int:
         """The level index of the last entry the walk read."""
-        return len(self._raw_steps) // 3 - 1
+        return len(self._raws) - 2
 
     @property
     def mapped(self) -> bool:
@@ -141,7 +154,7 @@ class Walk:
             kind = PROTECTION
         else:
             return None
-        f = Fault(self.va, access, bool(user), kind, level=max(0, len(self._raw_steps) // 3 - 1), source="walk",
+        f = Fault(self.va, access, bool(user), kind, level=max(0, len(self._raws) - 2), source="walk",
                   uaccess=uaccess)
         f.code = self._mode.codec.fault_code(f)
         return f
@@ -153,7 +166,7 @@ class Walk:
 
     def __repr__(self) -> str:
         if self.phys is None:
-            if not self._raw_steps:
+            if len(self._raws) < 2:
                 return f"<Walk {self.va:#x} {self.missing}>"
             return f"<Walk {self.va:#x} {self.missing} at {self._mode.levels[self.last_level].name}>"
         r = self.rights
@@ -319,7 +332,7 @@ def _new_walk(*fields: str) -> str:
     """Source that makes the :class:`Walk` of *fields* (its slots' values, in
     ``Walk.__init__``'s order) without calling ``__init__``: a Python-level call costs as
     much as a level of the walk."""
-    names = ("va", "_raw_steps", "_mode", "phys", "page_size", "rights", "missing")
+    names = ("va", "_raws", "_mode", "phys", "rights", "missing")
     return "w = NEW(Walk); " + "; ".join(f"w.{n} = {v}" for n, v in zip(names, fields, strict=True)) + "; return w"
 
 
@@ -334,25 +347,30 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     plan, so it holds for any mode of any arch."""
     ns = {"Walk": Walk, "NEW": object.__new__, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT,
           "RSV": RESERVED_FAULT, "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top,
-          "KH": pt._kernel_half, "KROOTS": pt._kernel_roots}
-    src = ["def walk(root, va):",
-           "    top = va >> VS",
-           "    if top and top != VT or va < 0:",
-           "        pt.check_va(va)"]
+          "KROOTS": pt._kernel_roots}
+    src = ["def walk(root, va):"]
     if pt._split_roots:
-        src += ["    if (va >= KH) != (root in KROOTS):",
+        # both checks in one: the bits above the translated ones are those of the root's
+        # half (all 1 for the kernel's, 0 for a user root's); if not, one of them raises
+        src += ["    if va >> VS != (VT if root in KROOTS else 0):",
+                "        pt.check_va(va)",
                 "        pt._check_root_half(root, va)"]
+    else:
+        # the bits above the translated ones are all 0 or all 1 (a negative va too: its
+        # top is negative)
+        src += ["    top = va >> VS",
+                "    if top and top != VT:",
+                "        pt.check_va(va)"]
     src += ["    t0 = root", "    rights = ALL"]
     fields = pt.codec.pte_addr_mask()
     for i, (li, shift, imask, esz, _unpack, decode, offmask) in enumerate(pt._walk_plan):
         ns[f"E{i}"], ns[f"D{i}"] = pt.mem.entries(esz), decode
-        steps = "(" + ", ".join(f"t{j}, e{j}, r{j}" for j in range(i + 1)) + ")"
+        raws = "(root, " + ", ".join(f"r{j}" for j in range(i + 1)) + ")"
         esh = esz.bit_length() - 1
         src += [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
                 f"    r{i} = E{i}[e{i} >> {esh}]"]
-        hit = _new_walk("va", steps, "mode", f"a | (va & {offmask})", str(offmask + 1), "(rights & r) | (r & AF)",
-                        "None")
-        miss = _new_walk("va", steps, "mode", "None", "0", "0", "NP if k == 0 else RSV")
+        hit = _new_walk("va", raws, "mode", f"a | (va & {offmask})", "(rights & r) | (r & AF)", "None")
+        miss = _new_walk("va", raws, "mode", "None", "0", "NP if k == 0 else RSV")
         if li == pt._last and fields is not None:
             mask, fshift = fields
             # the pte's bits other than its address -> (kind, rights): the same for every pte
@@ -702,7 +720,7 @@ class PageTables:
         """The walk of an address the MMU does not translate (:meth:`check_va` refuses it):
         no entry read, ``missing`` is ``non-canonical``; its :meth:`Walk.fault` is what the
         CPU raises there (the arch's codec encodes it: #GP(0) on x86_64)."""
-        return Walk(va, (), self.mode, None, 0, 0, NON_CANONICAL)
+        return Walk(va, (None,), self.mode, None, 0, NON_CANONICAL)  # no root: nothing read
 
     def walk(self, root: int, va: int) -> Walk:
         """Walk *va* from the top-level table at *root*, as the MMU would (an address
@@ -716,21 +734,20 @@ class PageTables:
             self._check_root_half(root, va)
         buf = self._buf
         table = root
-        steps = []
+        raws = [root]
         rights = ALL_RIGHTS
         for li, shift, imask, esz, unpack, decode, offmask in self._walk_plan:
             epa = table + ((va >> shift) & imask) * esz
             raw = unpack(buf, epa)[0]
-            steps += (table, epa, raw)
+            raws.append(raw)
             kind, addr, r = decode(raw)
             if kind == 1:  # TABLE
                 rights &= r
                 table = addr
                 continue
             if kind == 2:  # LEAF
-                return Walk(va, tuple(steps), self.mode, addr | (va & offmask), offmask + 1,
-                            (rights & r) | (r & AF_FAULT), None)
-            return Walk(va, tuple(steps), self.mode, None, 0, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
+                return Walk(va, tuple(raws), self.mode, addr | (va & offmask), (rights & r) | (r & AF_FAULT), None)
+            return Walk(va, tuple(raws), self.mode, None, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
         self._ran_past(va)
 
     def _ran_past(self, va: int) -> None:

@@ -487,8 +487,8 @@ def check_agreement(k, rng: random.Random, n: int) -> None:
             w = k.walk_mm(va, p)
             # the walk every path uses (unrolled for the mode) is the reference loop's
             ref = PageTables.walk(k.pgtable, k.root_for(va, p), va)
-            assert (w.phys, w.page_size, w.rights, w.missing, w._raw_steps) == \
-                (ref.phys, ref.page_size, ref.rights, ref.missing, ref._raw_steps), \
+            assert (w.phys, w.page_size, w.rights, w.missing, w.steps) == \
+                (ref.phys, ref.page_size, ref.rights, ref.missing, ref.steps), \
                 f"{va:#x}: the unrolled walk gives {w}, PageTables.walk {ref}"
             # and so is the pte lookup of every vmap, kmap and demand fault
             root = k.root_for(va, p)
