@@ -196,14 +196,19 @@ class EntryCodec(abc.ABC):
         (:data:`ALL_RIGHTS` unless the table entry restricts them, as x86's RW/US/NX and
         arm64's APTable/XNTable do). The walker ANDs them down the levels."""
 
-    def pte_addr_mask(self) -> tuple[int, int] | None:
-        """``(mask, shift)``: the bits of a last-level entry that only hold the address
-        (the kernel's ``PTE_PFN_MASK`` on x86, ``PTE_ADDR_MASK`` on arm64, ``_PAGE_PFN_MASK``
-        on RISC-V) and how far to shift them to make it: the kind and rights of any pte
-        depend only on its other bits, and a LEAF's address is ``(raw & mask) << shift``.
-        The walker then decodes a pte with two integer operations and a memo of those other
-        bits, not a call of the decoder (the conformance suite checks the claim). None, the
-        default: the walker calls the decoder."""
+    def addr_mask(self, li: int) -> tuple[int, int] | None:
+        """``(mask, shift)``: the bits of an entry of level *li* that only hold the address it
+        points to (the kernel's ``PTE_PFN_MASK`` on x86, ``PTE_ADDR_MASK`` on arm64,
+        ``_PAGE_PFN_MASK`` on RISC-V) and how far to shift them to make it. The claim, which
+        the conformance suite checks: whether an entry is a TABLE, and a table's rights,
+        depend only on the entry's other bits, and a table's address is ``(raw & mask) <<
+        shift``; at the last level, so do a pte's kind and rights, and a LEAF's address is
+        the same. (A large page's decoding may depend on its address bits, its alignment:
+        the walker asks the decoder about anything but a table above the last level.)
+
+        The walker then decodes an entry with integer operations and a memo of those other
+        bits (a few distinct values, where the entries themselves are as many as the tables
+        and pages), not a call of the decoder. None, the default: the decoder decides."""
         return None
 
     @abc.abstractmethod

@@ -340,11 +340,13 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     """:meth:`PageTables.walk` for *pt*'s mode with the loop over the levels unrolled and
     each level's shift, mask and entry size written in as constants: the same reads,
     decodings and results in a fraction of the time. Entries are read as items of a typed
-    view of RAM (no ``struct`` call); upper levels decode through their memo; the last level,
-    where most walks end on a different entry each time, with the codec's address mask and
-    a memo of the other bits when the codec gives the mask (no decoder call); the
-    :class:`Walk` is filled in without a call of its ``__init__``. Generated from the walk
-    plan, so it holds for any mode of any arch."""
+    view of RAM (no ``struct`` call). Where the codec gives a level's address mask
+    (:meth:`~mmemu.arch.EntryCodec.addr_mask`), an entry is decoded with it and a memo of its
+    other bits: a table (and a pte) without a decoder call, and with a memo of a few hot
+    keys where an 8 GiB page-granular direct map has thousands of distinct pmd entries;
+    anything else goes to the level's memoised decoder. The :class:`Walk` is filled in
+    without a call of its ``__init__``. Generated from the walk plan, so it holds for any
+    mode of any arch."""
     ns = {"Walk": Walk, "NEW": object.__new__, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT,
           "RSV": RESERVED_FAULT, "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top,
           "KROOTS": pt._kernel_roots}
@@ -362,34 +364,38 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
                 "    if top and top != VT:",
                 "        pt.check_va(va)"]
     src += ["    t0 = root", "    rights = ALL"]
-    fields = pt.codec.pte_addr_mask()
     for i, (li, shift, imask, esz, _unpack, decode, offmask) in enumerate(pt._walk_plan):
         ns[f"E{i}"], ns[f"D{i}"] = pt.mem.entries(esz), decode
         raws = "(root, " + ", ".join(f"r{j}" for j in range(i + 1)) + ")"
-        esh = esz.bit_length() - 1
         src += [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
-                f"    r{i} = E{i}[e{i} >> {esh}]"]
+                f"    r{i} = E{i}[e{i} >> {esz.bit_length() - 1}]"]
         hit = _new_walk("va", raws, "mode", f"a | (va & {offmask})", "(rights & r) | (r & AF)", "None")
         miss = _new_walk("va", raws, "mode", "None", "0", "NP if k == 0 else RSV")
-        if li == pt._last and fields is not None:
+        fields = pt.codec.addr_mask(li)
+        if fields is not None:
             mask, fshift = fields
-            # the pte's bits other than its address -> (kind, rights): the same for every pte
-            # with those bits (a few protections and their accessed/dirty states)
+            addr = f"(r{i} & {mask})" + (f" << {fshift}" if fshift else "")
+            # the entry's bits other than its address -> (kind, rights)
             ns[f"F{i}"] = _Memo(lambda flags, decode=pt.codec.decoder(li): decode(flags)[::2])
-            src += [f"    k, r = F{i}[r{i} & {~mask & ((1 << 8 * esz) - 1)}]",
-                    "    if k == 2:",
-                    f"        a = (r{i} & {mask})" + (f" << {fshift}" if fshift else ""),
+            src.append(f"    k, r = F{i}[r{i} & {~mask & ((1 << 8 * esz) - 1)}]")
+        if li == pt._last and fields is not None:  # a pte's kind and rights are its other bits'
+            src += ["    if k == 2:",
+                    f"        a = {addr}",
                     f"        {hit}",
                     "    if k != 1:",
                     f"        {miss}"]
             break
-        src += [f"    k, a, r = D{i}(r{i})",
-                "    if k != 1:",
-                "        if k == 2:",
-                f"            {hit}",
-                f"        {miss}",
-                "    rights &= r",
-                f"    t{i + 1} = a"]
+        slow = [f"k, a, r = D{i}(r{i})",
+                "if k != 1:",
+                "    if k == 2:",
+                f"        {hit}",
+                f"    {miss}",
+                f"t{i + 1} = a"]
+        if fields is not None:  # a table by its other bits; anything else asks the decoder
+            src += ["    if k == 1:", f"        t{i + 1} = {addr}", "    else:"] + [" " * 8 + line for line in slow]
+        else:
+            src += [" " * 4 + line for line in slow]
+        src.append("    rights &= r")
     src.append("    pt._ran_past(va)")
     exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
     return ns["walk"]

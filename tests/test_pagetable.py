@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mmemu.errors import AddressError, MappingError, OutOfMemory
 from mmemu.pagetable import PageTables
-from mmemu.testing import check_pte_addr_mask
+from mmemu.testing import check_addr_mask
 
 try:
     from toyarch import (
@@ -600,16 +600,16 @@ def _walk_facts(w):
 
 
 class _NoMaskCodec(type(TOY.codec)):
-    """TOY's codec without its pte address mask: the walker calls the decoder at the last level."""
+    """TOY's codec without its address masks: the walker calls the decoder at every level."""
 
-    def pte_addr_mask(self):
+    def addr_mask(self, li):
         return None
 
 
 @pytest.mark.parametrize("masked", [True, False])
 def test_generated_walk_agrees_with_the_reference_walk(masked):
-    """The generated walk (pte decoded from the codec's address mask, or by the decoder when
-    the codec gives none) against PageTables.walk, the loop it is generated from, on every
+    """The generated walk (entries decoded from the codec's address masks, or by the decoder
+    when the codec gives none) against PageTables.walk, the loop it is generated from, on every
     kind of entry: 4 KiB and 2 MiB pages, each protection, accessed/dirty, not-present,
     reserved bits in a pte and in a pmd, a software (not present, nonzero) pte."""
     mode = TOY
@@ -618,7 +618,7 @@ def test_generated_walk_agrees_with_the_reference_walk(masked):
         mode = type(TOY)(name="toy-nomask", levels=TOY.levels, va_bits=TOY.va_bits, pa_bits=TOY.pa_bits,
                          codec=codec, form=TOY.form)
     m = ToyMachine(mode)
-    assert (m.pt.codec.pte_addr_mask() is not None) == masked
+    assert (m.pt.codec.addr_mask(0) is not None) == masked
     prots = [PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_RO, PAGE_SHARED, PAGE_READONLY, PAGE_KERNEL | PCD | PWT]
     for i, prot in enumerate(prots):
         m.pt.map(m.root, i * PAGE, (0x100 + i) * PAGE, PAGE, prot, writer="t")
@@ -639,19 +639,21 @@ def test_generated_walk_agrees_with_the_reference_walk(masked):
 
 
 def test_a_false_pte_address_mask_fails_the_codec_check():
-    """The conformance suite's check of EntryCodec.pte_addr_mask can fail: a mask that takes
-    in a rights bit (RW) does not describe the codec."""
+    """The conformance suite's check of EntryCodec.addr_mask can fail: a mask that takes in a
+    rights bit (RW) does not describe the codec, at the last level or above it."""
 
     class WrongMask(type(TOY.codec)):
-        def pte_addr_mask(self):
+        def addr_mask(self, li):
             return ADDR | RW, 0
 
     codec = WrongMask(TOY.codec.bits, TOY.codec.nx, TOY.codec.flags)
     type(TOY)(name="toy-wrong", levels=TOY.levels, va_bits=TOY.va_bits, pa_bits=TOY.pa_bits, codec=codec,
               form=TOY.form)
-    check_pte_addr_mask(codec, 0x5000 | PAGE_READONLY)  # RW clear: the claim holds on this pte
+    check_addr_mask(codec, 1, 0x5000 | PAGE_READONLY)  # RW clear: the claim holds on this pte
     with pytest.raises(AssertionError, match="without its address bits"):
-        check_pte_addr_mask(codec, 0x5000 | PAGE_SHARED)
+        check_addr_mask(codec, 1, 0x5000 | PAGE_SHARED)
+    with pytest.raises(AssertionError, match="without its address bits"):
+        check_addr_mask(codec, 0, 0x5000 | KERNPG_TABLE)  # a pmd pointing to a table
 
 
 # -- transactions: out of memory half-way --------------------------------------------------

@@ -165,23 +165,27 @@ class ConformanceSuite:
 # -- the checks, usable on their own ---------------------------------------------------------
 
 
-def check_pte_addr_mask(codec, raw: int) -> None:
-    """What :meth:`~mmemu.arch.EntryCodec.pte_addr_mask` claims, on the pte *raw*: its kind
-    and rights are those of its bits outside the mask, and a leaf's address is the masked
-    bits shifted (the walker decodes ptes this way, without the decoder)."""
-    fields = codec.pte_addr_mask()
+def check_addr_mask(codec, li: int, raw: int) -> None:
+    """What :meth:`~mmemu.arch.EntryCodec.addr_mask` claims, on the entry *raw* of level
+    *li*: whether it is a table, and a table's rights, are those of its bits outside the
+    mask, and so are a pte's kind and rights; the address of a table (or a pte's page) is
+    the masked bits shifted (the walker decodes entries this way, without the decoder)."""
+    fields = codec.addr_mask(li)
     if fields is None:
         return
     mask, shift = fields
-    decode = codec.decoder(len(codec.mode.levels) - 1)
+    last = li == len(codec.mode.levels) - 1
+    decode = codec.decoder(li)
     kind, addr, rights = decode(raw)
     flags_kind, _, flags_rights = decode(raw & ~mask)
-    assert (kind, rights) == (flags_kind, flags_rights), \
-        f"pte {raw:#x}: decodes as kind {kind}, rights {rights:#x}; without its address bits ({mask:#x}) as " \
-        f"kind {flags_kind}, rights {flags_rights:#x}"
-    if kind == LEAF:
+    where = f"level {li} entry {raw:#x}"
+    if last or kind == TABLE or flags_kind == TABLE:
+        assert (kind, rights) == (flags_kind, flags_rights), \
+            f"{where}: decodes as kind {kind}, rights {rights:#x}; without its address bits ({mask:#x}) as " \
+            f"kind {flags_kind}, rights {flags_rights:#x}"
+    if kind == TABLE or (last and kind == LEAF):
         assert addr == (raw & mask) << shift, \
-            f"pte {raw:#x}: the decoder's address {addr:#x}, the address mask's {(raw & mask) << shift:#x}"
+            f"{where}: the decoder's address {addr:#x}, the address mask's {(raw & mask) << shift:#x}"
 
 
 def _field(parsed, name: str) -> bool:
@@ -249,8 +253,7 @@ def check_codec(mode, prots: dict, rng: random.Random, n: int) -> None:
             if kind in (TABLE, LEAF):
                 assert addr == parsed.address == view.addr, \
                     f"{lv.name} {raw:#x}: the decoder's address {addr:#x}, the format's {parsed.address:#x}"
-            if li == last:
-                check_pte_addr_mask(codec, raw)
+            check_addr_mask(codec, li, raw)
     # pte accessors: the ones generic mm relies on
     for name, prot in valid_prots.items():
         pte = codec.pfn_pte(0x1234, prot)
