@@ -336,17 +336,53 @@ def _new_walk(*fields: str) -> str:
     return "w = NEW(Walk); " + "; ".join(f"w.{n} = {v}" for n, v in zip(names, fields, strict=True)) + "; return w"
 
 
+def _read_entry(pt: "PageTables", ns: dict, i: int) -> list[str]:
+    """Lines that read entry r{i} (at e{i}) of the walk plan's level *i* from table t{i}, as
+    an item of a typed view of RAM (no ``struct`` call)."""
+    _li, shift, imask, esz, *_ = pt._walk_plan[i]
+    ns[f"E{i}"] = pt.mem.entries(esz)
+    return [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
+            f"    r{i} = E{i}[e{i} >> {esz.bit_length() - 1}]"]
+
+
+def _flags_lookup(pt: "PageTables", ns: dict, i: int) -> tuple[list[str], str] | None:
+    """Where the codec gives level *i*'s address mask (:meth:`~mmemu.arch.EntryCodec.addr_mask`):
+    the line that sets k, r from the memo of entry r{i}'s bits other than its address, and
+    the expression of its address; else None."""
+    fields = pt.codec.addr_mask(i)
+    if fields is None:
+        return None
+    mask, shift = fields
+    ns[f"F{i}"] = pt._flags[i]
+    esz = pt.levels[i].entry_size
+    return ([f"    k, r = F{i}[r{i} & {~mask & ((1 << 8 * esz) - 1)}]"],
+            f"(r{i} & {mask})" + (f" << {shift}" if shift else ""))
+
+
+def _to_next_table(pt: "PageTables", ns: dict, i: int, otherwise: list[str]) -> list[str]:
+    """Lines that decode entry r{i} of an upper level: a table by its address mask and the
+    memo of its other bits where the codec gives the mask (k, r, t{i+1} set), anything else
+    by the level's memoised decoder (k, a, r set), then *otherwise*, which must leave unless
+    k is TABLE (1)."""
+    ns[f"D{i}"] = pt._decode[i]
+    decoded = [f"k, a, r = D{i}(r{i})", *otherwise, f"t{i + 1} = a"]
+    fast = _flags_lookup(pt, ns, i)
+    if fast is None:
+        return ["    " + line for line in decoded]
+    lookup, addr = fast
+    return [*lookup, "    if k == 1:", f"        t{i + 1} = {addr}", "    else:"] + ["        " + line for line in decoded]
+
+
 def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     """:meth:`PageTables.walk` for *pt*'s mode with the loop over the levels unrolled and
     each level's shift, mask and entry size written in as constants: the same reads,
     decodings and results in a fraction of the time. Entries are read as items of a typed
-    view of RAM (no ``struct`` call). Where the codec gives a level's address mask
-    (:meth:`~mmemu.arch.EntryCodec.addr_mask`), an entry is decoded with it and a memo of its
-    other bits: a table (and a pte) without a decoder call, and with a memo of a few hot
-    keys where an 8 GiB page-granular direct map has thousands of distinct pmd entries;
-    anything else goes to the level's memoised decoder. The :class:`Walk` is filled in
-    without a call of its ``__init__``. Generated from the walk plan, so it holds for any
-    mode of any arch."""
+    view of RAM. Where the codec gives a level's address mask, an entry is decoded with it
+    and a memo of its other bits: a table (and a pte) without a decoder call, and with a
+    memo of a few hot keys where an 8 GiB page-granular direct map has thousands of distinct
+    pmd entries; anything else goes to the level's memoised decoder. The :class:`Walk` is
+    filled in without a call of its ``__init__``. Generated from the walk plan, so it holds
+    for any mode of any arch."""
     ns = {"Walk": Walk, "NEW": object.__new__, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT,
           "RSV": RESERVED_FAULT, "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top,
           "KROOTS": pt._kernel_roots}
@@ -364,37 +400,22 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
                 "    if top and top != VT:",
                 "        pt.check_va(va)"]
     src += ["    t0 = root", "    rights = ALL"]
-    for i, (li, shift, imask, esz, _unpack, decode, offmask) in enumerate(pt._walk_plan):
-        ns[f"E{i}"], ns[f"D{i}"] = pt.mem.entries(esz), decode
+    for i, (li, _shift, _imask, _esz, _unpack, _decode, offmask) in enumerate(pt._walk_plan):
         raws = "(root, " + ", ".join(f"r{j}" for j in range(i + 1)) + ")"
-        src += [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
-                f"    r{i} = E{i}[e{i} >> {esz.bit_length() - 1}]"]
         hit = _new_walk("va", raws, "mode", f"a | (va & {offmask})", "(rights & r) | (r & AF)", "None")
         miss = _new_walk("va", raws, "mode", "None", "0", "NP if k == 0 else RSV")
-        fields = pt.codec.addr_mask(li)
-        if fields is not None:
-            mask, fshift = fields
-            addr = f"(r{i} & {mask})" + (f" << {fshift}" if fshift else "")
-            # the entry's bits other than its address -> (kind, rights)
-            ns[f"F{i}"] = _Memo(lambda flags, decode=pt.codec.decoder(li): decode(flags)[::2])
-            src.append(f"    k, r = F{i}[r{i} & {~mask & ((1 << 8 * esz) - 1)}]")
-        if li == pt._last and fields is not None:  # a pte's kind and rights are its other bits'
-            src += ["    if k == 2:",
+        src += _read_entry(pt, ns, i)
+        fast = _flags_lookup(pt, ns, i) if li == pt._last else None
+        if fast is not None:  # a pte's kind and rights are those of its other bits
+            lookup, addr = fast
+            src += [*lookup,
+                    "    if k == 2:",
                     f"        a = {addr}",
                     f"        {hit}",
                     "    if k != 1:",
                     f"        {miss}"]
             break
-        slow = [f"k, a, r = D{i}(r{i})",
-                "if k != 1:",
-                "    if k == 2:",
-                f"        {hit}",
-                f"    {miss}",
-                f"t{i + 1} = a"]
-        if fields is not None:  # a table by its other bits; anything else asks the decoder
-            src += ["    if k == 1:", f"        t{i + 1} = {addr}", "    else:"] + [" " * 8 + line for line in slow]
-        else:
-            src += [" " * 4 + line for line in slow]
+        src += _to_next_table(pt, ns, i, ["if k != 1:", "    if k == 2:", f"        {hit}", f"    {miss}"])
         src.append("    rights &= r")
     src.append("    pt._ran_past(va)")
     exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
@@ -403,17 +424,14 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
 
 def _unrolled_pte_slot(pt: "PageTables") -> Callable[[int, int], tuple[int, int] | None]:
     """:meth:`PageTables.pte_slot` for *pt*'s mode with the loop over the upper levels
-    unrolled, as :func:`_unrolled_walk` does for the walk (every vmap, vunmap, kmap and
-    demand fault finds its pte this way)."""
-    ns = {"pt": pt, "TABLE": TABLE}
-    src = ["def pte_slot(root, va):", "    buf = pt._buf", "    t = root"]
-    *upper, last = pt._walk_plan
-    for i, (li, shift, imask, esz, unpack, decode, _off) in enumerate(upper):
-        ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
-        src += [f"    k, t, _ = D{i}(U{i}(buf, t + ((va >> {shift}) & {imask}) * {esz})[0])",
-                "    if k != TABLE:",
-                "        return None"]
-    src.append(f"    return t, (va >> {last[1]}) & {last[2]}")
+    unrolled, their entries read and decoded as :func:`_unrolled_walk` does (every vmap,
+    vunmap, kmap and demand fault finds its pte this way)."""
+    ns: dict = {}
+    src = ["def pte_slot(root, va):", "    t0 = root"]
+    for i in range(pt._last):
+        src += _read_entry(pt, ns, i) + _to_next_table(pt, ns, i, ["if k != 1:", "    return None"])
+    _li, shift, imask, *_ = pt._walk_plan[-1]
+    src.append(f"    return t{pt._last}, (va >> {shift}) & {imask}")
     exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
     return ns["pte_slot"]
 
@@ -516,6 +534,10 @@ class PageTables:
             self._decode.append(decode)
             walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, decode, lv.span - 1))
         self._walk_plan = tuple(walk_plan)
+        #: per level: the bits of an entry other than its address (the codec's addr_mask)
+        #: -> (kind, rights); the generated walk and pte_slot decode tables with them
+        self._flags = [_Memo(lambda flags, decode=self.codec.decoder(li): decode(flags)[::2])
+                       for li in range(len(self.levels))]
         #: protections _check_map_prot has accepted
         self._prots_ok: set[int] = set()
         # the walk of every software translation and fault: the loop of walk() unrolled
