@@ -370,7 +370,8 @@ def _to_next_table(pt: "PageTables", ns: dict, i: int, otherwise: list[str]) -> 
     if fast is None:
         return ["    " + line for line in decoded]
     lookup, addr = fast
-    return [*lookup, "    if k == 1:", f"        t{i + 1} = {addr}", "    else:"] + ["        " + line for line in decoded]
+    return [*lookup, "    if k == 1:", f"        t{i + 1} = {addr}", "    else:",
+            *("        " + line for line in decoded)]
 
 
 def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
