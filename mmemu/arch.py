@@ -196,6 +196,21 @@ class EntryCodec(abc.ABC):
         (:data:`ALL_RIGHTS` unless the table entry restricts them, as x86's RW/US/NX and
         arm64's APTable/XNTable do). The walker ANDs them down the levels."""
 
+    def addr_mask(self, li: int) -> tuple[int, int] | None:
+        """``(mask, shift)``: the bits of an entry of level *li* that only hold the address it
+        points to (the kernel's ``PTE_PFN_MASK`` on x86, ``PTE_ADDR_MASK`` on arm64,
+        ``_PAGE_PFN_MASK`` on RISC-V) and how far to shift them to make it. The claim, which
+        the conformance suite checks: whether an entry is a TABLE, and a table's rights,
+        depend only on the entry's other bits, and a table's address is ``(raw & mask) <<
+        shift``; at the last level, so do a pte's kind and rights, and a LEAF's address is
+        the same. (A large page's decoding may depend on its address bits, its alignment:
+        the walker asks the decoder about anything but a table above the last level.)
+
+        The walker then decodes an entry with integer operations and a memo of those other
+        bits (a few distinct values, where the entries themselves are as many as the tables
+        and pages), not a call of the decoder. None, the default: the decoder decides."""
+        return None
+
     @abc.abstractmethod
     def mk_leaf(self, li: int, pa: int, prot: int) -> int:
         """The entry of level *li* mapping the page at *pa* with *prot*

@@ -71,28 +71,41 @@ class Walk:
     describes the page fault an access would raise.
     """
 
-    __slots__ = ("_mode", "_raw_steps", "missing", "page_size", "phys", "rights", "va")
+    # what the walk read, nothing derived: the tables and entry addresses of ``steps`` and
+    # the ``page_size`` follow from the entries (every walk makes one; few are looked into)
+    __slots__ = ("_mode", "_raws", "missing", "phys", "rights", "va")
 
-    def __init__(self, va, raw_steps, mode, phys, page_size, rights, missing):
+    def __init__(self, va, raws, mode, phys, rights, missing):
         self.va = va
-        self._raw_steps = raw_steps
+        self._raws = raws  # the root table's address, then the entry read at each level, top-down
         self._mode = mode
         self.phys = phys
-        self.page_size = page_size
         self.rights = rights
         self.missing = missing
 
     @property
     def steps(self) -> list[Step]:
-        lv = self._mode.levels
-        raw = self._raw_steps  # flat: table, entry address, entry of each level read, top-down
-        return [Step(lv[li], li, raw[3 * li], (raw[3 * li + 1] - raw[3 * li]) // lv[li].entry_size,
-                     raw[3 * li + 1], raw[3 * li + 2]) for li in range(len(raw) // 3)]
+        """The entries read, each with its table (the root, then where the entry above
+        points: the codec decodes it again) and its index (from the address)."""
+        levels, decoder, va = self._mode.levels, self._mode.codec.decoder, self.va
+        table, steps = self._raws[0], []
+        for li, raw in enumerate(self._raws[1:]):
+            lv = levels[li]
+            if li:
+                table = decoder(li - 1)(self._raws[li])[1]
+            index = (va >> lv.shift) & (lv.entries - 1)
+            steps.append(Step(lv, li, table, index, table + index * lv.entry_size, raw))
+        return steps
+
+    @property
+    def page_size(self) -> int:
+        """The size of the page reached (0 if none)."""
+        return 0 if self.phys is None else self._mode.levels[len(self._raws) - 2].span
 
     @property
     def last_level(self) -> int:
         """The level index of the last entry the walk read."""
-        return len(self._raw_steps) // 3 - 1
+        return len(self._raws) - 2
 
     @property
     def mapped(self) -> bool:
@@ -141,7 +154,7 @@ class Walk:
             kind = PROTECTION
         else:
             return None
-        f = Fault(self.va, access, bool(user), kind, level=max(0, len(self._raw_steps) // 3 - 1), source="walk",
+        f = Fault(self.va, access, bool(user), kind, level=max(0, len(self._raws) - 2), source="walk",
                   uaccess=uaccess)
         f.code = self._mode.codec.fault_code(f)
         return f
@@ -153,7 +166,7 @@ class Walk:
 
     def __repr__(self) -> str:
         if self.phys is None:
-            if not self._raw_steps:
+            if len(self._raws) < 2:
                 return f"<Walk {self.va:#x} {self.missing}>"
             return f"<Walk {self.va:#x} {self.missing} at {self._mode.levels[self.last_level].name}>"
         r = self.rights
@@ -295,53 +308,116 @@ class EntryWrite:
         return f"EntryWrite({self.writer!r}, {self.kind!r}, {self.va:#x}, {self.size:#x})"
 
 
-class _DecodeMemo(dict):
-    """raw -> the codec's decoding of it, for one upper level (a decoder is a pure function
-    of the entry); bounded, the overflow decoded each time."""
+class _Memo(dict):
+    """x -> fn(x) for a pure function *fn* of an entry's bits: the codec's decoding of an
+    upper level's entries (few distinct ones: one per table below, and the large pages), or
+    the kind and rights of a pte's bits other than its address. Bounded, the overflow
+    computed each time."""
 
-    __slots__ = ("decode",)
+    __slots__ = ("fn",)
     LIMIT = 1 << 14
 
-    def __init__(self, decode):
+    def __init__(self, fn):
         super().__init__()
-        self.decode = decode
+        self.fn = fn
 
-    def __missing__(self, raw: int):
-        value = self.decode(raw)
+    def __missing__(self, x: int):
+        value = self.fn(x)
         if len(self) < self.LIMIT:
-            self[raw] = value
+            self[x] = value
         return value
+
+
+def _new_walk(*fields: str) -> str:
+    """Source that makes the :class:`Walk` of *fields* (its slots' values, in
+    ``Walk.__init__``'s order) without calling ``__init__``: a Python-level call costs as
+    much as a level of the walk."""
+    names = ("va", "_raws", "_mode", "phys", "rights", "missing")
+    return "w = NEW(Walk); " + "; ".join(f"w.{n} = {v}" for n, v in zip(names, fields, strict=True)) + "; return w"
+
+
+def _read_entry(pt: "PageTables", ns: dict, i: int) -> list[str]:
+    """Lines that read entry r{i} (at e{i}) of the walk plan's level *i* from table t{i}, as
+    an item of a typed view of RAM (no ``struct`` call)."""
+    _li, shift, imask, esz, *_ = pt._walk_plan[i]
+    ns[f"E{i}"] = pt.mem.entries(esz)
+    return [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
+            f"    r{i} = E{i}[e{i} >> {esz.bit_length() - 1}]"]
+
+
+def _flags_lookup(pt: "PageTables", ns: dict, i: int) -> tuple[list[str], str] | None:
+    """Where the codec gives level *i*'s address mask (:meth:`~mmemu.arch.EntryCodec.addr_mask`):
+    the line that sets k, r from the memo of entry r{i}'s bits other than its address, and
+    the expression of its address; else None."""
+    fields = pt.codec.addr_mask(i)
+    if fields is None:
+        return None
+    mask, shift = fields
+    ns[f"F{i}"] = pt._flags[i]
+    esz = pt.levels[i].entry_size
+    return ([f"    k, r = F{i}[r{i} & {~mask & ((1 << 8 * esz) - 1)}]"],
+            f"(r{i} & {mask})" + (f" << {shift}" if shift else ""))
+
+
+def _to_next_table(pt: "PageTables", ns: dict, i: int, otherwise: list[str]) -> list[str]:
+    """Lines that decode entry r{i} of an upper level: a table by its address mask and the
+    memo of its other bits where the codec gives the mask (k, r, t{i+1} set), anything else
+    by the level's memoised decoder (k, a, r set), then *otherwise*, which must leave unless
+    k is TABLE (1)."""
+    ns[f"D{i}"] = pt._decode[i]
+    decoded = [f"k, a, r = D{i}(r{i})", *otherwise, f"t{i + 1} = a"]
+    fast = _flags_lookup(pt, ns, i)
+    if fast is None:
+        return ["    " + line for line in decoded]
+    lookup, addr = fast
+    return [*lookup, "    if k == 1:", f"        t{i + 1} = {addr}", "    else:",
+            *("        " + line for line in decoded)]
 
 
 def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
     """:meth:`PageTables.walk` for *pt*'s mode with the loop over the levels unrolled and
     each level's shift, mask and entry size written in as constants: the same reads,
-    decodings and results, a third less time (no per-step tuple of the plan to unpack, no
-    list appends). Generated from the walk plan, so it holds for any mode of any arch."""
-    ns = {"Walk": Walk, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT, "RSV": RESERVED_FAULT,
-          "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top, "KH": pt._kernel_half,
+    decodings and results in a fraction of the time. Entries are read as items of a typed
+    view of RAM. Where the codec gives a level's address mask, an entry is decoded with it
+    and a memo of its other bits: a table (and a pte) without a decoder call, and with a
+    memo of a few hot keys where an 8 GiB page-granular direct map has thousands of distinct
+    pmd entries; anything else goes to the level's memoised decoder. The :class:`Walk` is
+    filled in without a call of its ``__init__``. Generated from the walk plan, so it holds
+    for any mode of any arch."""
+    ns = {"Walk": Walk, "NEW": object.__new__, "ALL": ALL_RIGHTS, "AF": AF_FAULT, "NP": NOT_PRESENT,
+          "RSV": RESERVED_FAULT, "pt": pt, "mode": pt.mode, "VS": pt._valid_shift, "VT": pt._valid_top,
           "KROOTS": pt._kernel_roots}
-    src = ["def walk(root, va):",
-           "    top = va >> VS",
-           "    if top and top != VT or va < 0:",
-           "        pt.check_va(va)"]
+    src = ["def walk(root, va):"]
     if pt._split_roots:
-        src += ["    if (va >= KH) != (root in KROOTS):",
+        # both checks in one: the bits above the translated ones are those of the root's
+        # half (all 1 for the kernel's, 0 for a user root's); if not, one of them raises
+        src += ["    if va >> VS != (VT if root in KROOTS else 0):",
+                "        pt.check_va(va)",
                 "        pt._check_root_half(root, va)"]
-    src += ["    buf = pt._buf", "    t0 = root", "    rights = ALL"]
-    for i, (li, shift, imask, esz, unpack, decode, offmask) in enumerate(pt._walk_plan):
-        ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
-        steps = "(" + ", ".join(f"t{j}, e{j}, r{j}" for j in range(i + 1)) + ")"
-        src += [f"    e{i} = t{i} + ((va >> {shift}) & {imask}) * {esz}",
-                f"    r{i} = U{i}(buf, e{i})[0]",
-                f"    k, a, r = D{i}(r{i})",
-                "    if k != 1:",
-                "        if k == 2:",
-                f"            return Walk(va, {steps}, mode, a | (va & {offmask}), {offmask + 1}, "
-                "(rights & r) | (r & AF), None)",
-                f"        return Walk(va, {steps}, mode, None, 0, 0, NP if k == 0 else RSV)",
-                "    rights &= r",
-                f"    t{i + 1} = a"]
+    else:
+        # the bits above the translated ones are all 0 or all 1 (a negative va too: its
+        # top is negative)
+        src += ["    top = va >> VS",
+                "    if top and top != VT:",
+                "        pt.check_va(va)"]
+    src += ["    t0 = root", "    rights = ALL"]
+    for i, (li, _shift, _imask, _esz, _unpack, _decode, offmask) in enumerate(pt._walk_plan):
+        raws = "(root, " + ", ".join(f"r{j}" for j in range(i + 1)) + ")"
+        hit = _new_walk("va", raws, "mode", f"a | (va & {offmask})", "(rights & r) | (r & AF)", "None")
+        miss = _new_walk("va", raws, "mode", "None", "0", "NP if k == 0 else RSV")
+        src += _read_entry(pt, ns, i)
+        fast = _flags_lookup(pt, ns, i) if li == pt._last else None
+        if fast is not None:  # a pte's kind and rights are those of its other bits
+            lookup, addr = fast
+            src += [*lookup,
+                    "    if k == 2:",
+                    f"        a = {addr}",
+                    f"        {hit}",
+                    "    if k != 1:",
+                    f"        {miss}"]
+            break
+        src += _to_next_table(pt, ns, i, ["if k != 1:", "    if k == 2:", f"        {hit}", f"    {miss}"])
+        src.append("    rights &= r")
     src.append("    pt._ran_past(va)")
     exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
     return ns["walk"]
@@ -349,17 +425,14 @@ def _unrolled_walk(pt: "PageTables") -> Callable[[int, int], Walk]:
 
 def _unrolled_pte_slot(pt: "PageTables") -> Callable[[int, int], tuple[int, int] | None]:
     """:meth:`PageTables.pte_slot` for *pt*'s mode with the loop over the upper levels
-    unrolled, as :func:`_unrolled_walk` does for the walk (every vmap, vunmap, kmap and
-    demand fault finds its pte this way)."""
-    ns = {"pt": pt, "TABLE": TABLE}
-    src = ["def pte_slot(root, va):", "    buf = pt._buf", "    t = root"]
-    *upper, last = pt._walk_plan
-    for i, (li, shift, imask, esz, unpack, decode, _off) in enumerate(upper):
-        ns[f"U{i}"], ns[f"D{i}"] = unpack, decode
-        src += [f"    k, t, _ = D{i}(U{i}(buf, t + ((va >> {shift}) & {imask}) * {esz})[0])",
-                "    if k != TABLE:",
-                "        return None"]
-    src.append(f"    return t, (va >> {last[1]}) & {last[2]}")
+    unrolled, their entries read and decoded as :func:`_unrolled_walk` does (every vmap,
+    vunmap, kmap and demand fault finds its pte this way)."""
+    ns: dict = {}
+    src = ["def pte_slot(root, va):", "    t0 = root"]
+    for i in range(pt._last):
+        src += _read_entry(pt, ns, i) + _to_next_table(pt, ns, i, ["if k != 1:", "    return None"])
+    _li, shift, imask, *_ = pt._walk_plan[-1]
+    src.append(f"    return t{pt._last}, (va >> {shift}) & {imask}")
     exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
     return ns["pte_slot"]
 
@@ -458,10 +531,14 @@ class PageTables:
             if li != len(self.levels) - 1:
                 # an upper level holds few distinct entries (one per table below it, and
                 # the large pages): their decodings come from a memo, a C-level lookup
-                decode = _DecodeMemo(decode).__getitem__
+                decode = _Memo(decode).__getitem__
             self._decode.append(decode)
             walk_plan.append((li, lv.shift, lv.entries - 1, lv.entry_size, s.unpack_from, decode, lv.span - 1))
         self._walk_plan = tuple(walk_plan)
+        #: per level: the bits of an entry other than its address (the codec's addr_mask)
+        #: -> (kind, rights); the generated walk and pte_slot decode tables with them
+        self._flags = [_Memo(lambda flags, decode=self.codec.decoder(li): decode(flags)[::2])
+                       for li in range(len(self.levels))]
         #: protections _check_map_prot has accepted
         self._prots_ok: set[int] = set()
         # the walk of every software translation and fault: the loop of walk() unrolled
@@ -672,7 +749,7 @@ class PageTables:
         """The walk of an address the MMU does not translate (:meth:`check_va` refuses it):
         no entry read, ``missing`` is ``non-canonical``; its :meth:`Walk.fault` is what the
         CPU raises there (the arch's codec encodes it: #GP(0) on x86_64)."""
-        return Walk(va, (), self.mode, None, 0, 0, NON_CANONICAL)
+        return Walk(va, (None,), self.mode, None, 0, NON_CANONICAL)  # no root: nothing read
 
     def walk(self, root: int, va: int) -> Walk:
         """Walk *va* from the top-level table at *root*, as the MMU would (an address
@@ -686,21 +763,20 @@ class PageTables:
             self._check_root_half(root, va)
         buf = self._buf
         table = root
-        steps = []
+        raws = [root]
         rights = ALL_RIGHTS
         for li, shift, imask, esz, unpack, decode, offmask in self._walk_plan:
             epa = table + ((va >> shift) & imask) * esz
             raw = unpack(buf, epa)[0]
-            steps += (table, epa, raw)
+            raws.append(raw)
             kind, addr, r = decode(raw)
             if kind == 1:  # TABLE
                 rights &= r
                 table = addr
                 continue
             if kind == 2:  # LEAF
-                return Walk(va, tuple(steps), self.mode, addr | (va & offmask), offmask + 1,
-                            (rights & r) | (r & AF_FAULT), None)
-            return Walk(va, tuple(steps), self.mode, None, 0, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
+                return Walk(va, tuple(raws), self.mode, addr | (va & offmask), (rights & r) | (r & AF_FAULT), None)
+            return Walk(va, tuple(raws), self.mode, None, 0, NOT_PRESENT if kind == NONE else RESERVED_FAULT)
         self._ran_past(va)
 
     def _ran_past(self, va: int) -> None:

@@ -15,11 +15,29 @@ from __future__ import annotations
 import bisect
 import ctypes
 import mmap
+import struct
+import sys
 
 from .errors import AddressError, ConfigError
 from .units import PAGE_SIZE as PAGE
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux's value; Python < 3.12 lacks the name
+
+
+class _LittleEndianWords:
+    """RAM as little-endian words on a big-endian host (:meth:`PhysMem.entries`)."""
+
+    __slots__ = ("_read", "_size", "_view")
+
+    def __init__(self, view: memoryview, size: int):
+        self._view, self._size = view, size
+        self._read = struct.Struct("<I" if size == 4 else "<Q").unpack_from
+
+    def __getitem__(self, i: int) -> int:
+        return self._read(self._view, i * self._size)[0]
+
+    def release(self) -> None:
+        pass
 
 
 class PhysMem:
@@ -45,6 +63,8 @@ class PhysMem:
             raise ConfigError(f"cannot reserve {self.end >> 20} MiB of host address space for the emulated RAM: "
                               f"{exc}") from exc
         self.view = memoryview(self.mem)
+        #: RAM as arrays of 4- and 8-byte words (:meth:`entries`), made on first use
+        self._words: dict[int, memoryview] = {}
         self._cbuf = ctypes.c_char.from_buffer(self.mem)
         #: the kernel operation's undo journal: a write records the bytes it replaces
         self.journal = None
@@ -102,8 +122,24 @@ class PhysMem:
             self._journal(pa, n)
         self.view[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
 
+    def entries(self, size: int):
+        """RAM as an array of *size*-byte little-endian words (4 or 8): the word at *pa* is
+        ``entries(size)[pa // size]``. On a little-endian host a typed view of RAM, an
+        indexing in C where ``struct`` costs a call (the page-table walker reads every entry
+        this way); elsewhere words read with ``struct``."""
+        words = self._words.get(size)
+        if words is None:
+            if sys.byteorder == "little":
+                words = self.view.cast({4: "I", 8: "Q"}[size])
+            else:
+                words = _LittleEndianWords(self.view, size)
+            self._words[size] = words
+        return words
+
     def close(self) -> None:
         """Release the host mapping (only once nothing else holds a view of it)."""
+        for words in self._words.values():
+            words.release()
         del self._cbuf
         self.view.release()
         self.mem.close()

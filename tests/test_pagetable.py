@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmemu.errors import AddressError, MappingError, OutOfMemory
+from mmemu.pagetable import PageTables
+from mmemu.testing import check_addr_mask
 
 try:
     from toyarch import (
@@ -590,6 +592,68 @@ def test_ps_is_reserved_in_a_level_without_large_pages():
     m.put(m.root, m.u64(m.root) | PS)
     w = m.pt.walk(m.root, 0x1000)
     assert (w.missing, len(w.steps), w.code("read")) == ("reserved", 1, 0x9)
+
+
+def _walk_facts(w):
+    return (w.va, w.phys, w.page_size, w.rights, w.missing, w.last_level,
+            [(s.li, s.table, s.index, s.entry_addr, s.raw) for s in w.steps])
+
+
+class _NoMaskCodec(type(TOY.codec)):
+    """TOY's codec without its address masks: the walker calls the decoder at every level."""
+
+    def addr_mask(self, li):
+        return None
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_generated_walk_agrees_with_the_reference_walk(masked):
+    """The generated walk (entries decoded from the codec's address masks, or by the decoder
+    when the codec gives none) against PageTables.walk, the loop it is generated from, on every
+    kind of entry: 4 KiB and 2 MiB pages, each protection, accessed/dirty, not-present,
+    reserved bits in a pte and in a pmd, a software (not present, nonzero) pte."""
+    mode = TOY
+    if not masked:
+        codec = _NoMaskCodec(TOY.codec.bits, TOY.codec.nx, TOY.codec.flags)
+        mode = type(TOY)(name="toy-nomask", levels=TOY.levels, va_bits=TOY.va_bits, pa_bits=TOY.pa_bits,
+                         codec=codec, form=TOY.form)
+    m = ToyMachine(mode)
+    assert (m.pt.codec.addr_mask(0) is not None) == masked
+    prots = [PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_RO, PAGE_SHARED, PAGE_READONLY, PAGE_KERNEL | PCD | PWT]
+    for i, prot in enumerate(prots):
+        m.pt.map(m.root, i * PAGE, (0x100 + i) * PAGE, PAGE, prot, writer="t")
+        m.pt.map(m.root, (i + 1) * M2, (i + 1) * M2, M2, prot, writer="t")
+    pte_table = m.pt.pte_slot(m.root, 0)[0]
+    m.put(pte_table + 8 * 20, 0x123000 | PAGE_KERNEL | (1 << 45))  # a reserved bit (above MAXPHYADDR)
+    m.put(pte_table + 8 * 21, 0x124000 | (PAGE_SHARED & ~P))  # not present, not empty
+    m.put(pte_table + 8 * 22, 0x125000 | PAGE_SHARED | A | D)
+    m.put(m.root + 8 * 100, 100 * M2 | PAGE_KERNEL | PS | (1 << 14))  # a misaligned 2 MiB page
+    vas = [i * PAGE + 0x123 for i in range(24)] + [(i + 1) * M2 + 0x4567 for i in range(len(prots))] + \
+        [100 * M2, 200 * M2 + 5, (1 << 30) - 1]
+    for va in vas:
+        assert _walk_facts(m.pt.walk(m.root, va)) == _walk_facts(PageTables.walk(m.pt, m.root, va)), hex(va)
+    w = m.pt.walk(m.root, 20 * PAGE)
+    assert (w.phys, w.missing) == (None, "reserved")
+    w = m.pt.walk(m.root, 22 * PAGE + 8)  # a user pte under a kernel table (no US in the pmd entry)
+    assert (w.phys, w.page_size, w.user, w.writable, w.nx) == (0x125008, PAGE, False, True, True)
+
+
+def test_a_false_pte_address_mask_fails_the_codec_check():
+    """The conformance suite's check of EntryCodec.addr_mask can fail: a mask that takes in a
+    rights bit (RW) does not describe the codec, at the last level or above it."""
+
+    class WrongMask(type(TOY.codec)):
+        def addr_mask(self, li):
+            return ADDR | RW, 0
+
+    codec = WrongMask(TOY.codec.bits, TOY.codec.nx, TOY.codec.flags)
+    type(TOY)(name="toy-wrong", levels=TOY.levels, va_bits=TOY.va_bits, pa_bits=TOY.pa_bits, codec=codec,
+              form=TOY.form)
+    check_addr_mask(codec, 1, 0x5000 | PAGE_READONLY)  # RW clear: the claim holds on this pte
+    with pytest.raises(AssertionError, match="without its address bits"):
+        check_addr_mask(codec, 1, 0x5000 | PAGE_SHARED)
+    with pytest.raises(AssertionError, match="without its address bits"):
+        check_addr_mask(codec, 0, 0x5000 | KERNPG_TABLE)  # a pmd pointing to a table
 
 
 # -- transactions: out of memory half-way --------------------------------------------------

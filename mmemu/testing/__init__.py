@@ -165,6 +165,29 @@ class ConformanceSuite:
 # -- the checks, usable on their own ---------------------------------------------------------
 
 
+def check_addr_mask(codec, li: int, raw: int) -> None:
+    """What :meth:`~mmemu.arch.EntryCodec.addr_mask` claims, on the entry *raw* of level
+    *li*: whether it is a table, and a table's rights, are those of its bits outside the
+    mask, and so are a pte's kind and rights; the address of a table (or a pte's page) is
+    the masked bits shifted (the walker decodes entries this way, without the decoder)."""
+    fields = codec.addr_mask(li)
+    if fields is None:
+        return
+    mask, shift = fields
+    last = li == len(codec.mode.levels) - 1
+    decode = codec.decoder(li)
+    kind, addr, rights = decode(raw)
+    flags_kind, _, flags_rights = decode(raw & ~mask)
+    where = f"level {li} entry {raw:#x}"
+    if last or kind == TABLE or flags_kind == TABLE:
+        assert (kind, rights) == (flags_kind, flags_rights), \
+            f"{where}: decodes as kind {kind}, rights {rights:#x}; without its address bits ({mask:#x}) as " \
+            f"kind {flags_kind}, rights {flags_rights:#x}"
+    if kind == TABLE or (last and kind == LEAF):
+        assert addr == (raw & mask) << shift, \
+            f"{where}: the decoder's address {addr:#x}, the address mask's {(raw & mask) << shift:#x}"
+
+
 def _field(parsed, name: str) -> bool:
     if name.startswith("!"):
         return not bool(parsed[name[1:]])
@@ -230,6 +253,7 @@ def check_codec(mode, prots: dict, rng: random.Random, n: int) -> None:
             if kind in (TABLE, LEAF):
                 assert addr == parsed.address == view.addr, \
                     f"{lv.name} {raw:#x}: the decoder's address {addr:#x}, the format's {parsed.address:#x}"
+            check_addr_mask(codec, li, raw)
     # pte accessors: the ones generic mm relies on
     for name, prot in valid_prots.items():
         pte = codec.pfn_pte(0x1234, prot)
@@ -466,8 +490,8 @@ def check_agreement(k, rng: random.Random, n: int) -> None:
             w = k.walk_mm(va, p)
             # the walk every path uses (unrolled for the mode) is the reference loop's
             ref = PageTables.walk(k.pgtable, k.root_for(va, p), va)
-            assert (w.phys, w.page_size, w.rights, w.missing, w._raw_steps) == \
-                (ref.phys, ref.page_size, ref.rights, ref.missing, ref._raw_steps), \
+            assert (w.phys, w.page_size, w.rights, w.missing, w.steps) == \
+                (ref.phys, ref.page_size, ref.rights, ref.missing, ref.steps), \
                 f"{va:#x}: the unrolled walk gives {w}, PageTables.walk {ref}"
             # and so is the pte lookup of every vmap, kmap and demand fault
             root = k.root_for(va, p)

@@ -345,6 +345,12 @@ class Arm64Codec(EntryCodec):
             return TABLE, raw & oa, table_rights_t[(raw >> 59) & 15]
         return decode
 
+    def addr_mask(self, li: int) -> tuple[int, int]:
+        """``PTE_ADDR_MASK`` (OA bits [47:12], pgtable-hwdef.h; the table address of
+        ``__pmd_to_phys`` too) less the bits above the CPU's PA size, which make the entry
+        malformed (an address size fault)."""
+        return OA_MASK & ~self._oa_high, 0
+
     # -- encoding -------------------------------------------------------------------------
 
     def _is_last(self, li: int) -> bool:

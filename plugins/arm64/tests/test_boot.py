@@ -178,3 +178,30 @@ def test_va_bits_defaults_to_what_the_era_has():
             assert k.paging.va_bits == va and k.layout.symbols["VA_BITS"] == va
         finally:
             k.close()
+
+
+@pytest.mark.parametrize("va", ["39", "48"])
+def test_the_walk_refuses_an_address_outside_its_roots_half(va):
+    """TTBR1 translates the kernel half, TTBR0 the user half: the walker checks the address
+    against the root it is given (a user address in swapper_pg_dir, a kernel address in a
+    process's pgd), and refuses what neither half holds; k.walk gives the latter a faulting
+    walk, as the MMU faults there."""
+    k = boot(va=va, ram="64M")
+    try:
+        p = k.create_process("t")
+        bits = k.paging.va_bits
+        kva = k.phys_to_virt(k.PHYS_OFFSET + (8 << 20))
+        assert k.pgtable.walk(k.pgd, kva).mapped
+        assert not k.pgtable.walk(p.pgd, 0x400000).mapped  # a user address, nothing mapped yet
+        with pytest.raises(mmemu.errors.AddressError, match="kernel root.*TTBR1"):
+            k.pgtable.walk(p.pgd, kva)
+        with pytest.raises(mmemu.errors.AddressError, match="user root.*TTBR0"):
+            k.pgtable.walk(k.pgd, 0x400000)
+        for bad in (1 << bits, (1 << 63) | 0x1000, -0x1000, 1 << 64):
+            for root in (k.pgd, p.pgd):
+                with pytest.raises(mmemu.errors.AddressError):
+                    k.pgtable.walk(root, bad)
+            w = k.walk(bad)
+            assert (w.mapped, w.missing, w.steps) == (False, "non-canonical", [])
+    finally:
+        k.close()

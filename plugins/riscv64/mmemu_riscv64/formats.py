@@ -145,6 +145,13 @@ class RiscvCodec(EntryCodec):
         self._decoders[li] = decode
         return decode
 
+    def addr_mask(self, li: int) -> tuple[int, int]:
+        """``_PAGE_PFN_MASK`` (the PPN, bits 10..53), shifted up by ``PAGE_SHIFT -
+        _PAGE_PFN_SHIFT`` into an address (arch/riscv/include/asm/pgtable-64.h
+        ``pte_pfn``/``pfn_pte``, ``pmd_page_vaddr``) at every level; an entry's kind and
+        rights are in its other bits (a superpage's alignment aside)."""
+        return _PAGE_PFN_MASK, PAGE_SHIFT - _PAGE_PFN_SHIFT
+
     # -- encoding -------------------------------------------------------------------------
 
     def mk_leaf(self, li: int, pa: int, prot: int) -> int:

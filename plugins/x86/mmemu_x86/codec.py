@@ -161,6 +161,11 @@ class X86Codec(EntryCodec):
             return TABLE, raw & amask, rights[((raw >> 1) & 3) | (4 if raw & nx else 0)]
         return decode
 
+    def addr_mask(self, li: int) -> tuple[int, int]:
+        """A table's or a pte's address bits (12 up to MAXPHYADDR - 1; those above are
+        reserved, SDM vol. 3, 4.5): nothing else of the entry lies there."""
+        return self.bits[li].addr_mask, 0
+
     # -- encoding -------------------------------------------------------------------------
 
     def _is_large_level(self, li: int) -> bool:

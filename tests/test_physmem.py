@@ -1,0 +1,35 @@
+"""PhysMem.entries: RAM read as little-endian words (the page-table walker's reads)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mmemu.physmem import PhysMem, _LittleEndianWords
+
+
+@pytest.mark.parametrize("size", [4, 8])
+def test_entries_are_the_little_endian_words_of_ram(size):
+    mem = PhysMem(4 * 4096)
+    rng = random.Random(size)
+    words = {pa: rng.getrandbits(8 * size) for pa in range(0, 4 * 4096, 8 * size + size)}
+    for pa, value in words.items():
+        mem.write(pa, value.to_bytes(size, "little"))
+    typed = mem.entries(size)
+    assert mem.entries(size) is typed  # made once
+    portable = _LittleEndianWords(mem.view, size)  # what a big-endian host gets
+    for pa, value in words.items():
+        assert typed[pa // size] == portable[pa // size] == value, hex(pa)
+    # a write is seen at once: the view is RAM, not a copy
+    mem.write(0x2000, (0x1234).to_bytes(size, "little"))
+    assert typed[0x2000 // size] == 0x1234
+    mem.close()  # the typed views do not keep the mapping alive
+
+
+def test_close_releases_the_typed_views():
+    mem = PhysMem(4096)
+    words = mem.entries(8)
+    mem.close()
+    with pytest.raises(ValueError):
+        words[0]
