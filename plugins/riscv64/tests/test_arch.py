@@ -274,7 +274,8 @@ def test_oops_and_segfault_text():
     for v, first, csr in (("4.15", "sepc: ", "sstatus: "), ("5.10", "sepc: ", "status: "), ("6.6", "epc : ", "status: ")):
         s = spec(v)
         k = SimpleNamespace(spec=s, layout=ARCH.layout(s), paging=ARCH.paging(s), pgd=0x1000, cpus=[],
-                            modules_linked_in=lambda: "Modules linked in:", symbol_at=lambda a: None)
+                            modules_linked_in=lambda: "Modules linked in:", symbol_at=lambda a: None,
+                            print_tainted=lambda: "Not tainted")
         proc = SimpleNamespace(comm="sh", pid=42, pgd=0x2000, find_vma=lambda a: None)
         f = Fault(0x10, "write", False, process=proc, ip=0xFFFFFFFF80001234, sp=0xFFFFFFC800010000)
         text = ARCH.oops_report(k, f, 1)
