@@ -177,15 +177,16 @@ def test_i386_cpu_entry_area_and_device_fixmaps(boot, arch):
     """cpu_entry_area.c on 32-bit: setup_cpu_entry_area_ptes() populates the area's tables;
     the GDT and the TSS are writable ("our double fault handler uses a task gate"); 5.5+
     ('x86/doublefault/32: Move #DF stack and TSS to cpu_entry_area'): gdt, guard, entry stack,
-    guard, #DF stack, the 5-page TSS, the debug store: 43 pages, CPU_ENTRY_AREA_PAGES of
-    pgtable_32_areas.h. The APIC and IO-APIC slots as on 64-bit."""
+    guard, #DF stack, the 5-page TSS, the debug store (mapped: the CPU is Intel) and its
+    buffers (PAGE_NONE): 43 pages, CPU_ENTRY_AREA_PAGES of pgtable_32_areas.h. The APIC and
+    IO-APIC slots as on 64-bit."""
     k = boot(arch=arch, kernel="6.6", ram="1G", cpus=2)
     base = k.layout.symbols["CPU_ENTRY_AREA_BASE"]
     assert not k.walk(base).writable and k.walk(base).mapped
     for cpu in (0, 1):
         area = base + 4096 + cpu * 43 * 4096
-        assert [k.walk(area + i * 4096).mapped for i in range(11)] == [True, False, True, False] + [True] * 6 + [False]
-        assert all(k.walk(area + i * 4096).writable for i in (0, 2, 4, 5, 9))
+        assert [k.walk(area + i * 4096).mapped for i in range(12)] == [True, False, True, False] + [True] * 7 + [False]
+        assert all(k.walk(area + i * 4096).writable for i in (0, 2, 4, 5, 9, 10))
         unit = k.pcpu.base_phys + k.pcpu.unit_offset(cpu)
         assert unit <= k.walk(area).phys < unit + k.pcpu.info.unit_size
     assert k.walk(k.fix_to_virt("FIX_APIC_BASE")).phys == 0xFEE00000
@@ -195,14 +196,14 @@ def test_i386_cpu_entry_area_and_device_fixmaps(boot, arch):
 
 def test_i386_up_kernel_maps_its_per_cpu_data_from_the_image(boot):
     """A UP kernel's per-cpu variables are plain .data (percpu-defs.h): 4.19's area is gdt,
-    entry stack and the 3-page TSS (38 pages with the debug store)."""
+    entry stack, the 3-page TSS and the debug store (38 pages with the debug buffers)."""
     k = boot(arch="i386_pae", kernel="4.19", ram="1G")
     area = k.layout.symbols["CPU_ENTRY_AREA_BASE"] + 4096
     data = next(sec for sec in k.layout.image if sec.name == "data")
-    for i in range(5):
+    for i in range(6):
         w = k.walk(area + i * 4096)
         assert w.writable and data.phys <= w.phys < data.phys + data.size
-    assert not k.walk(area + 5 * 4096).mapped
+    assert not k.walk(area + 6 * 4096).mapped
     k.check_invariants()
 
 
@@ -232,8 +233,9 @@ def test_cpu_entry_area_of_each_cpu(boot):
     KASLR): the RO IDT page at CPU_ENTRY_AREA_BASE, then per CPU the GDT (PAGE_KERNEL_RO), the
     entry stack (PAGE_KERNEL), the 5-page TSS (PAGE_KERNEL_RO, processor.h tss_struct with
     struct x86_io_bitmap), the exception stacks DF, NMI, DB, MCE (PAGE_KERNEL) each after a
-    guard page, the #VC stacks and the Intel debug store left unmapped: 53 pages a CPU. Each
-    page is the CPU's own per-cpu copy."""
+    guard page, the #VC stacks left unmapped, the Intel debug store (PAGE_KERNEL) and its 32
+    buffer pages set to PAGE_NONE (frame 0, L1TF-inverted): 53 pages a CPU. Each page is the
+    CPU's own per-cpu copy."""
     k = boot(arch="x86_64", kernel="6.6", ram="2G", cpus=2)
     base = k.layout.symbols["CPU_ENTRY_AREA_BASE"]
     idt = k.walk(base)
@@ -256,7 +258,13 @@ def test_cpu_entry_area_of_each_cpu(boot):
         for w in (gdt, stack, tss):
             assert unit <= w.phys < unit + k.pcpu.info.unit_size
         assert [k.walk(area + (7 + i) * 4096).mapped for i in range(10)] == [False, True] * 4 + [False, False]
-        assert not k.walk(area + 20 * 4096).mapped  # the debug store: an AMD CPU maps none
+        ds = k.walk(area + 20 * 4096)  # the debug store: percpu_setup_debug_store on an Intel CPU
+        assert ds.mapped and ds.writable and ds.nx and unit <= ds.phys < unit + k.pcpu.info.unit_size
+        assert ds.phys not in (gdt.phys, stack.phys, tss.phys)
+        for i in (21, 52):  # cpu_debug_buffers: not present, frame 0 inverted (pfn_pte's L1TF rule)
+            w = k.walk(area + i * 4096)
+            assert not w.mapped and w.last_level == 3
+            assert w.steps[-1].raw == 0x000F_FFFF_FFFF_F000 | k.pgprot["PAGE_NONE"] == 0xF_FFFF_FFFF_F120
     assert k.walk(base + 4096 + per_cpu + 4096).phys - k.walk(base + 4096 + 4096).phys == k.pcpu.info.unit_size
     assert not k.walk(base + 4096 + 2 * per_cpu).mapped
     k.check_invariants()

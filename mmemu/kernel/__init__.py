@@ -55,6 +55,9 @@ class Kernel(DirectMapMixin, VmallocMixin, HighmemMixin, FixmapMixin, ProcessMix
         self.layout = arch.layout(spec)
         _boot.check_layout(arch, self.layout)
         self.paging = arch.paging(spec)
+        #: the arch inverts the frame of PROT_NONE ptes (x86 L1TF, 4.18+): pfn_pte's rule,
+        #: needed from the boot-time tables on (the cpu_entry_area's PAGE_NONE ptes)
+        self.l1tf_invert = arch.protnone_inverted(spec)
         self.plan = arch.boot_plan(spec, self.layout)
         self.cpus = []
         self.journal = Journal()

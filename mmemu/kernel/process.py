@@ -146,8 +146,6 @@ class ProcessMixin:
         #: pfns of anonymous pages with PageAnonExclusive (5.19+: mapped by one process
         #: alone, so that a write may reuse them; a fork clears it)
         self.anon_exclusive: set[int] = set()
-        #: the arch inverts the frame of PROT_NONE ptes (x86 L1TF, 4.18+)
-        self.l1tf_invert = self.arch.protnone_inverted(self.spec)
         syms = self.layout.symbols
         #: where a new process's stack ends (STACK_TOP) and mmap's top-down search starts
         #: (mm/util.c mmap_base(): PAGE_ALIGN(STACK_TOP - gap), the gap at least MIN_GAP)

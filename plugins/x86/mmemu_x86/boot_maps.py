@@ -63,8 +63,13 @@ def cea_members(kv: KernelVersion, bits: int) -> list[tuple[str, int, str | None
     """``struct cpu_entry_area`` of the era, as (member, pages, what maps it) in order. What
     maps a member: a pgprot name for the per-cpu pages cea_map_percpu_pages() maps, "RX" for
     the entry trampoline, None for what stays unmapped on this machine (guard pages; #VC
-    stacks without SEV-ES; the Intel debug store, percpu_setup_debug_store() returning early on
-    QEMU's qemu64 CPU, vendor AuthenticAMD). 64-bit maps the GDT and TSS read-only, 32-bit
+    stacks without SEV-ES), "PAGE_NONE" for ptes set not present (the debug store buffers).
+    The Intel debug store is mapped: percpu_setup_debug_store() (arch/x86/mm/cpu_entry_area.c)
+    returns early only when ``boot_cpu_data.x86_vendor != X86_VENDOR_INTEL``, and Unicorn's
+    x86 CPU reports GenuineIntel (tests/test_pti.py asks its CPUID); it maps
+    cpu_debug_store (PAGE_KERNEL) and, "to force the population of PMDs for not yet
+    allocated per cpu memory like debug store buffers", sets cpu_debug_buffers' ptes to
+    PAGE_NONE with frame 0. 64-bit maps the GDT and TSS read-only, 32-bit
     writable ("the GDT cannot be read-only because our double fault handler uses a task gate";
     "the CPU writes to [the TSS] on task switches").
 
@@ -105,7 +110,7 @@ def cea_members(kv: KernelVersion, bits: int) -> list[tuple[str, int, str | None
                 members.append((f"{name}_stack_guard", 1, None))
                 members.append((f"{name}_stack", 1, None if name in ("DB2", "VC", "VC2") else "PAGE_KERNEL"))
             members.append(("IST_top_guard", 1, None))
-    members += [("cpu_debug_store", 1, None), ("cpu_debug_buffers", 32, None)]
+    members += [("cpu_debug_store", 1, "PAGE_KERNEL"), ("cpu_debug_buffers", 32, "PAGE_NONE")]
     return members
 
 
@@ -122,7 +127,7 @@ def _percpu_pages(k, members, bits: int) -> dict[str, list[int]]:
     no per-cpu areas: its per-cpu variables are plain .data (percpu-defs.h
     PER_CPU_BASE_SECTION), here pages of the image's data. Returns {member: [pfn per CPU
     page...]} per CPU, as a list indexed by CPU."""
-    mapped = [(name, pages) for name, pages, prot in members if prot not in (None, "RX")]
+    mapped = [(name, pages) for name, pages, prot in members if prot not in (None, "RX", "PAGE_NONE")]
     order = sorted(mapped, key=lambda m: ["gdt", "tss"].index(m[0]) if m[0] in ("gdt", "tss") else 2)
     pc = k.pcpu
     out = []
@@ -191,6 +196,10 @@ def map_cpu_entry_area(k) -> None:
                 pte = codec.pfn_pte((text.phys + text.size - 2 * PAGE_SIZE) >> PAGE_SHIFT,
                                     k.pgprot["PAGE_KERNEL_RX"] | glb)
                 pt.set_pte(k.pgd, va, pte, writer="setup_cpu_entry_areas")
+            elif prot == "PAGE_NONE":  # cea_set_pte(cea, 0, PAGE_NONE): pfn_pte, L1TF's inversion included
+                for i in range(n):
+                    pt.set_pte(k.pgd, va + i * PAGE_SIZE, k.mk_pte(0, k.pgprot[prot]),
+                               writer="percpu_setup_debug_store")
             elif prot is not None:
                 for i, pfn in enumerate(pfns[name]):
                     pt.set_pte(k.pgd, va + i * PAGE_SIZE, codec.pfn_pte(pfn, k.pgprot[prot] | glb),
