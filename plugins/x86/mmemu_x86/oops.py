@@ -258,6 +258,13 @@ OOPS = EraTable(
                    "'Call Trace:' with ' [<%p>] %s%pS', 'Code: ' and the summary, no empty lines; 2.6.29 .. 2.6.31 "
                    "and 2.6.33 .. 3.0 not read: placed with 2.6.32, the form of 3.1 (rule show_regs_dumpstack) after "
                    "it"),
+    Feature("show_regs_common", since="2.6.38",
+            source="arch/x86/kernel/process.c show_regs_common() (2.6.38.7 read, OESF/linux-linaro-natty, Ubuntu "
+                   "natty): printk(KERN_CONT \"\\n\"), 'Pid: %d, comm: %.20s %s %s %.*s', ' ' and '%s %s' of the "
+                   "DMI vendor and product ('' here: the line ends in two blanks), shared by process_32.c and "
+                   "process_64.c; 2.6.32's __show_regs prints its own line (i386 '... (%s %.*s) %s', x86_64 '... "
+                   "%.*s %s', read). 2.6.33 .. 2.6.37 not read: placed at 2.6.38, the first release read with it; "
+                   "the other lines of 2.6.38 .. 3.0 are 2.6.32's (dumpstack_32.c/_64.c of those releases not read)"),
     Variant("last_sysfs_file", [("2.6.29", True), ("3.1", False)], before=False,
             source="fs/sysfs/file.c sysfs_printk_last_file(): printk(KERN_EMERG \"last sysfs file: %s\\n\", "
                    "last_sysfs_file), called by dumpstack.c __die after the header (2.6.32 read); not called by the "
@@ -600,8 +607,10 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
                  f"ds: {ds:04x}   es: {es:04x}   fs: {fs:04x}  gs: {r['gs']:04x}  ss: {r['ss']:04x}"]
     else:
         board = " " if style == "dumpstack_32" else ""  # ' %s' of DMI_PRODUCT_NAME: "" here
-        lines = [k.modules_linked_in(), "",  # print_modules; __show_registers' printk("\n")
-                 f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1){board}",
+        pid_line = f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1){board}"
+        if _era(k).show_regs_common:  # ' ' then '%s %s' of the DMI vendor and product
+            pid_line = task_line(k, fault) + "  "
+        lines = [k.modules_linked_in(), "", pid_line,  # print_modules; __show_registers' printk("\n")
                  f"EIP: {cs:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
                  f"EIP is at {symbol(k, ip)}",
                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
@@ -655,9 +664,10 @@ def show_registers_64(k, fault: Fault, r: dict[str, int], root: int) -> list[str
     comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
     ip, sp = r["ip"], r["sp"]
     board = " " if style == "dumpstack_64" else ""  # ' %s' of DMI_PRODUCT_NAME: "" here
+    if _era(k).show_regs_common:  # ' ' then '%s %s' of the DMI vendor and product
+        board = "  "
     # "CPU %d " ended by __show_regs' printk("\n"), then print_modules
-    lines = [f"CPU {fault.cpu} ", k.modules_linked_in(),
-             f"Pid: {pid}, comm: {comm[:20]} {k.print_tainted()} {release(k)} #1{board}",
+    lines = [f"CPU {fault.cpu} ", k.modules_linked_in(), task_line(k, fault) + board,
              f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {symbol(k, ip)}",  # printk_address: %pS
              f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
     lines += gprs_and_control_64(r) + _debug_registers(k, r, always=True) + [process_line(k, fault, r)]
