@@ -135,12 +135,17 @@ def test_2_6_25_pae_prints_printing_ip_and_the_entries_on_one_line(boot):
     assert lines[1] == f"printing ip: 00000000 *pdpt = {pdpt:016x} *pde = {pde:016x} *pte = {pte:016x} "
 
 
-def test_die_header_of_i386_by_era(boot):
-    """die(): arch/i386/kernel/traps.c (2.6.21) 'Oops: %04lx [#%d]\\n' and 'SMP ' on a line
-    of its own; arch/x86/kernel/traps_32.c (2.6.24) on the same line after a blank."""
-    k = boot(arch="i386", kernel="2.6.21", ram="256M", options={"NR_CPUS": "2"})
+@pytest.mark.parametrize("kernel", ["2.6.21", "2.6.22"])
+def test_die_header_of_i386_before_2_6_24(kernel, boot):
+    """die(): arch/i386/kernel/traps.c (2.6.21; 2.6.22, ut-osa/txos) 'Oops: %04lx [#%d]\\n'
+    and KERN_EMERG 'SMP ' on a line of its own."""
+    k = boot(arch="i386", kernel=kernel, ram="256M", options={"NR_CPUS": "2"})
     lines = oops_of(k, 0x10, "read")
     assert lines[lines.index("Oops: 0000 [#1]") + 1] == "SMP "
+
+
+def test_die_header_of_i386_by_era(boot):
+    """arch/x86/kernel/traps_32.c (2.6.24): the flags on the header's line after a blank."""
     k = boot(arch="i386", kernel="2.6.24", ram="256M", options={"NR_CPUS": "2"})
     assert "Oops: 0000 [#1] SMP " in oops_of(k, 0x10, "read")
 
@@ -449,6 +454,8 @@ def test_2_6_24_i386_die_body_from_the_cpu(boot):
 
 
 @pytest.mark.parametrize("kernel,header", [
+    ("2.6.26", "Oops: 0000 [1] SMP "),      # traps_64.c __die (2.6.26, 2.6.27 read): '%s: %04lx [%u] ' then 'SMP '
+    ("2.6.32", "Oops: 0000 [#1] SMP "),     # dumpstack.c __die (2.6.32 read): '%s: %04lx [#%d] '
     ("3.10", "Oops: 0000 [#1] SMP "),       # dumpstack.c __die (3.x): '%s: %04lx [#%d] ' then 'SMP '
     ("4.8", "Oops: 0000 [#1] SMP"),         # 4.8 (read): '%s: %04lx [#%d]%s%s%s%s\n', ' SMP'
     ("5.10", "Oops: 0000 [#1] SMP PTI"),  # 5.10 (read): PAGE_TABLE_ISOLATION set, PTI on (mmemu_x86.pti)

@@ -89,7 +89,9 @@ OOPS = EraTable(
             source="arch/i386/kernel/traps.c die(): 'printk(KERN_EMERG \"%s: %04lx [#%d]\\n\"' and the flags on "
                    "a line of their own (2.6.12 .. 2.6.21 read, with report_bug(regs->eip)); arch/x86/kernel/"
                    "traps_32.c die() (2.6.24 read): '%s: %04lx [#%d] ' and each flag followed by a blank on the "
-                   "same line (2.6.22 and 2.6.23 not read); from 4.8 the shared dumpstack.c __die (rule "
+                   "same line; arch/i386/kernel/traps.c die() of 2.6.22 (read, ut-osa/txos e53b0188) still prints "
+                   "'%s: %04lx [#%d]\\n' and KERN_EMERG 'SMP ' on a line of its own (2.6.23 not read: placed with "
+                   "2.6.22); from 4.8 the shared dumpstack.c __die (rule "
                    "die_header)"),
     Feature("die_oops_prefix", since="6.10",
             source="arch/x86/kernel/dumpstack.c __die_header: 'Oops: %s: %04lx [#%d]...' ('x86/dumpstack: Use "
@@ -101,8 +103,8 @@ OOPS = EraTable(
                    "20240624, merged for 6.11); mmemu's tasks have no credentials: they run as root (0)"),
     Feature("nopti", since="4.15", source="arch/x86/kernel/dumpstack.c __die_header: ' NOPTI' (4.15, PTI)"),
     Variant("die_header", [("2.6.29", "trailing"), ("4.8", "leading")], before="classic",
-            source="arch/x86/kernel/traps_64.c __die: '%s: %04lx [%u] ' then 'SMP ' (2.6.27 read, "
-                   "rmcc/gp_one_kernel 57d93f05, Makefile 2.6.27); arch/x86/kernel/dumpstack.c __die: '%s: %04lx "
+            source="arch/x86/kernel/traps_64.c __die: '%s: %04lx [%u] ' then 'SMP ' (2.6.26 read, "
+                   "katadelos/linux-2.6.26-lab126 5386f5d9; 2.6.27 read, rmcc/gp_one_kernel 57d93f05); arch/x86/kernel/dumpstack.c __die: '%s: %04lx "
                    "[#%d] ' with each flag followed by a blank (2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity "
                    "bb7be218; 3.x); 2.6.28 .. 2.6.31 not read: the unified form placed at 2.6.29, the release after "
                    "the last traps_64.c; arch/x86/kernel/dumpstack.c __die of 4.8 (read, WindRiver-Labs/kernel-4.8.x) "
@@ -251,7 +253,9 @@ OOPS = EraTable(
                    "(kstack_depth_to_print 12), '\\nCall Trace:\\n', printk_address per text address, "
                    "show_trace_log_lvl's printk('\\n') and show_registers' printk('\\n') (two empty lines), 'Code: ' "
                    "'%02x ' ('<%02x> ' at ip, ' Bad RIP value.'), __die's 'RIP ' printk_address ' RSP <%016lx>'; "
-                   "2.6.26 and 2.6.28 not read, placed with 2.6.27. 'dumpstack_64' (dumpstack.c, dumpstack_64.c, "
+                   "2.6.26 the same (traps_64.c read in katadelos/linux-2.6.26-lab126 5386f5d9, Makefile 2.6.26, an "
+                   "-rt tree whose show_trace adds only lock/preempt debugging hooks); 2.6.28 not read, placed with "
+                   "2.6.27. 'dumpstack_64' (dumpstack.c, dumpstack_64.c, "
                    "process_64.c of 2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity bb7be218): 'last sysfs "
                    "file: %s', 'CPU %d ', print_modules, 'Pid: ... %.*s %s' (the DMI product name: '', a trailing "
                    "blank), the same registers, 'Process ...', 'Stack:' on its own line, ' %016lx' four a line, "
