@@ -135,10 +135,11 @@ def test_2_6_25_pae_prints_printing_ip_and_the_entries_on_one_line(boot):
     assert lines[1] == f"printing ip: 00000000 *pdpt = {pdpt:016x} *pde = {pde:016x} *pte = {pte:016x} "
 
 
-@pytest.mark.parametrize("kernel", ["2.6.21", "2.6.22"])
+@pytest.mark.parametrize("kernel", ["2.6.21", "2.6.22", "2.6.23"])
 def test_die_header_of_i386_before_2_6_24(kernel, boot):
-    """die(): arch/i386/kernel/traps.c (2.6.21; 2.6.22, ut-osa/txos) 'Oops: %04lx [#%d]\\n'
-    and KERN_EMERG 'SMP ' on a line of its own."""
+    """die(): arch/i386/kernel/traps.c (2.6.21; 2.6.22, ut-osa/txos; 2.6.23,
+    linux-scraping/linux-grsecurity db0edb92) 'Oops: %04lx [#%d]\\n' and KERN_EMERG 'SMP '
+    on a line of its own."""
     k = boot(arch="i386", kernel=kernel, ram="256M", options={"NR_CPUS": "2"})
     lines = oops_of(k, 0x10, "read")
     assert lines[lines.index("Oops: 0000 [#1]") + 1] == "SMP "
@@ -400,18 +401,20 @@ def kernel_null_write(k) -> tuple[list[str], int]:
     return res.report.splitlines(), fn + 2
 
 
-def test_2_6_22_i386_die_body_from_the_cpu(boot):
-    """arch/i386/kernel/traps.c show_registers (2.6.22): 'CPU:    %d', 'EIP:    %04x:[<%08lx>]
+@pytest.mark.parametrize("kernel", ["2.6.22", "2.6.23"])
+def test_2_6_22_i386_die_body_from_the_cpu(kernel, boot):
+    """arch/i386/kernel/traps.c show_registers (2.6.22; 2.6.23 the same, read in
+    linux-scraping/linux-grsecurity db0edb92): 'CPU:    %d', 'EIP:    %04x:[<%08lx>]
     %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', the registers in lower case three
     blanks apart, 'ds: %04x   es: %04x   fs: %04x  gs: %04x  ss: %04x', then the Process,
     Stack, Call Trace, Code and summary lines 2.6.24 kept; no end marker yet."""
-    k = boot(arch="i386", kernel="2.6.22", ram="256M")
+    k = boot(arch="i386", kernel=kernel, ram="256M")
     lines, ip = kernel_null_write(k)
     start = lines.index("Oops: 0002 [#1]")
     assert lines[start + 1:start + 6] == ["Modules linked in:", "CPU:    0",
                                           f"EIP:    0060:[<{ip:08x}>]    Not tainted VLI",
                                           lines[start + 4], f"EIP is at 0x{ip:x}"]
-    assert lines[start + 4].startswith("EFLAGS: ") and lines[start + 4].endswith("   (2.6.22 #1)")
+    assert lines[start + 4].startswith("EFLAGS: ") and lines[start + 4].endswith(f"   ({kernel} #1)")
     assert lines[start + 6].startswith("eax: 00000000   ebx: ")
     sp = int(lines[start + 7].split("esp: ")[1], 16)
     assert lines[start + 8].startswith("ds: 007b   es: 007b   fs: ") and lines[start + 8].endswith("  ss: 0068")

@@ -90,8 +90,8 @@ OOPS = EraTable(
                    "a line of their own (2.6.12 .. 2.6.21 read, with report_bug(regs->eip)); arch/x86/kernel/"
                    "traps_32.c die() (2.6.24 read): '%s: %04lx [#%d] ' and each flag followed by a blank on the "
                    "same line; arch/i386/kernel/traps.c die() of 2.6.22 (read, ut-osa/txos e53b0188) still prints "
-                   "'%s: %04lx [#%d]\\n' and KERN_EMERG 'SMP ' on a line of its own (2.6.23 not read: placed with "
-                   "2.6.22); from 4.8 the shared dumpstack.c __die (rule "
+                   "'%s: %04lx [#%d]\\n' and KERN_EMERG 'SMP ' on a line of its own, and so does 2.6.23's (read, "
+                   "linux-scraping/linux-grsecurity db0edb92, Makefile 2.6.23); from 4.8 the shared dumpstack.c __die (rule "
                    "die_header)"),
     Feature("die_oops_prefix", since="6.10",
             source="arch/x86/kernel/dumpstack.c __die_header: 'Oops: %s: %04lx [#%d]...' ('x86/dumpstack: Use "
@@ -225,7 +225,8 @@ OOPS = EraTable(
                    "ebx: ...', 'esi: ...', 'ds: %04x   es: %04x   fs: %04x  gs: %04x  ss: %04x' (fs and gs from "
                    "Jeremy Fitzhardinge's 'Convert i386 PDA code to use %fs', Nov 2006, for 2.6.20: a real 2.6.19.2 "
                    "oops still prints 'ds: 007b   es: 007b   ss: 0068'), then the same Process/Stack/Call Trace/"
-                   "Code/summary lines as 2.6.24; 2.6.21 and 2.6.23 not read; "
+                   "Code/summary lines as 2.6.24; the same show_registers in 2.6.23 (read, linux-scraping/"
+                   "linux-grsecurity db0edb92, Makefile 2.6.23); 2.6.21's not read, placed with 2.6.20 and 2.6.22; "
                    "arch/x86/kernel/traps_32.c show_registers and die(), process_32.c __show_registers (2.6.24 "
                    "read): print_modules, a blank line, 'Pid: %d, comm: %s %s (%s %.*s)', 'EIP: %04x:[<%08lx>] "
                    "EFLAGS: %08lx CPU: %d', 'EIP is at %s', 'EAX: ...', 'ESI: ...', ' DS: ... SS: %04x', "
