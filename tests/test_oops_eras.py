@@ -135,12 +135,18 @@ def test_2_6_25_pae_prints_printing_ip_and_the_entries_on_one_line(boot):
     assert lines[1] == f"printing ip: 00000000 *pdpt = {pdpt:016x} *pde = {pde:016x} *pte = {pte:016x} "
 
 
-def test_die_header_of_i386_by_era(boot):
-    """die(): arch/i386/kernel/traps.c (2.6.21) 'Oops: %04lx [#%d]\\n' and 'SMP ' on a line
-    of its own; arch/x86/kernel/traps_32.c (2.6.24) on the same line after a blank."""
-    k = boot(arch="i386", kernel="2.6.21", ram="256M", options={"NR_CPUS": "2"})
+@pytest.mark.parametrize("kernel", ["2.6.21", "2.6.22", "2.6.23"])
+def test_die_header_of_i386_before_2_6_24(kernel, boot):
+    """die(): arch/i386/kernel/traps.c (2.6.21; 2.6.22, ut-osa/txos; 2.6.23,
+    linux-scraping/linux-grsecurity db0edb92) 'Oops: %04lx [#%d]\\n' and KERN_EMERG 'SMP '
+    on a line of its own."""
+    k = boot(arch="i386", kernel=kernel, ram="256M", options={"NR_CPUS": "2"})
     lines = oops_of(k, 0x10, "read")
     assert lines[lines.index("Oops: 0000 [#1]") + 1] == "SMP "
+
+
+def test_die_header_of_i386_by_era(boot):
+    """arch/x86/kernel/traps_32.c (2.6.24): the flags on the header's line after a blank."""
     k = boot(arch="i386", kernel="2.6.24", ram="256M", options={"NR_CPUS": "2"})
     assert "Oops: 0000 [#1] SMP " in oops_of(k, 0x10, "read")
 
@@ -395,18 +401,20 @@ def kernel_null_write(k) -> tuple[list[str], int]:
     return res.report.splitlines(), fn + 2
 
 
-def test_2_6_22_i386_die_body_from_the_cpu(boot):
-    """arch/i386/kernel/traps.c show_registers (2.6.22): 'CPU:    %d', 'EIP:    %04x:[<%08lx>]
+@pytest.mark.parametrize("kernel", ["2.6.22", "2.6.23"])
+def test_2_6_22_i386_die_body_from_the_cpu(kernel, boot):
+    """arch/i386/kernel/traps.c show_registers (2.6.22; 2.6.23 the same, read in
+    linux-scraping/linux-grsecurity db0edb92): 'CPU:    %d', 'EIP:    %04x:[<%08lx>]
     %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', the registers in lower case three
     blanks apart, 'ds: %04x   es: %04x   fs: %04x  gs: %04x  ss: %04x', then the Process,
     Stack, Call Trace, Code and summary lines 2.6.24 kept; no end marker yet."""
-    k = boot(arch="i386", kernel="2.6.22", ram="256M")
+    k = boot(arch="i386", kernel=kernel, ram="256M")
     lines, ip = kernel_null_write(k)
     start = lines.index("Oops: 0002 [#1]")
     assert lines[start + 1:start + 6] == ["Modules linked in:", "CPU:    0",
                                           f"EIP:    0060:[<{ip:08x}>]    Not tainted VLI",
                                           lines[start + 4], f"EIP is at 0x{ip:x}"]
-    assert lines[start + 4].startswith("EFLAGS: ") and lines[start + 4].endswith("   (2.6.22 #1)")
+    assert lines[start + 4].startswith("EFLAGS: ") and lines[start + 4].endswith(f"   ({kernel} #1)")
     assert lines[start + 6].startswith("eax: 00000000   ebx: ")
     sp = int(lines[start + 7].split("esp: ")[1], 16)
     assert lines[start + 8].startswith("ds: 007b   es: 007b   fs: ") and lines[start + 8].endswith("  ss: 0068")
@@ -449,6 +457,8 @@ def test_2_6_24_i386_die_body_from_the_cpu(boot):
 
 
 @pytest.mark.parametrize("kernel,header", [
+    ("2.6.26", "Oops: 0000 [1] SMP "),      # traps_64.c __die (2.6.26, 2.6.27 read): '%s: %04lx [%u] ' then 'SMP '
+    ("2.6.32", "Oops: 0000 [#1] SMP "),     # dumpstack.c __die (2.6.32 read): '%s: %04lx [#%d] '
     ("3.10", "Oops: 0000 [#1] SMP "),       # dumpstack.c __die (3.x): '%s: %04lx [#%d] ' then 'SMP '
     ("4.8", "Oops: 0000 [#1] SMP"),         # 4.8 (read): '%s: %04lx [#%d]%s%s%s%s\n', ' SMP'
     ("5.10", "Oops: 0000 [#1] SMP PTI"),  # 5.10 (read): PAGE_TABLE_ISOLATION set, PTI on (mmemu_x86.pti)
@@ -523,16 +533,18 @@ def test_segfault_code_line_from_4_18(boot):
             assert k.dmesg().splitlines()[-2:] == report.splitlines()
 
 
-def kernel_store_with_known_registers(k) -> tuple[list[str], int, int]:
+def kernel_store_with_known_registers(k, push: int | None = None) -> tuple[list[str], int, int]:
     """Kernel code in a PAGE_KERNEL_EXEC vmalloc area that loads known values and faults:
     mov $0x1234567,%ebx; mov $0x9abcdef,%ecx; mov $0x11223344,%edx (the same bytes in both
-    modes); xor %eax,%eax; movb $1,(%eax). Its oops, the ip of the store and the CPU's stack
-    top (the stack the call ran on)."""
+    modes); xor %eax,%eax; movb $1,(%eax) -- after push $*push* (imm32, sign-extended on
+    x86_64) when given. Its oops, the ip of the store and the CPU's stack top (the stack the
+    call ran on)."""
     from mmemu.cpu import Cpu
 
     area = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], "PAGE_KERNEL_EXEC")
     fn = area + 0x100
-    code = bytes.fromhex("bb67452301" "b9efcdab09" "ba44332211" "31c0" "c60001" "c3")
+    code = b"" if push is None else b"\x68" + (push & 0xFFFFFFFF).to_bytes(4, "little")
+    code += bytes.fromhex("bb67452301" "b9efcdab09" "ba44332211" "31c0" "c60001" "c3")
     k.write(fn, code)
     cpu = Cpu(k)
     try:
@@ -550,14 +562,14 @@ def old_code_line(k, ip: int, leading: bool) -> str:
     return "Code:" + "".join(f" {c}" for c in cells) if leading else "Code: " + "".join(f"{c} " for c in cells)
 
 
-def check_stack_rows(k, rows: list[str], sp: int, top: int, size: int) -> None:
-    """show_stack_log_lvl (4.8 read): kstack_depth_to_print = 3 * STACKSLOTS_PER_LINE words
-    from sp, ' %016lx' four a line (' %08lx' eight a line on i386), up to the stack's top;
-    the words are the stack's memory."""
+def check_stack_rows(k, rows: list[str], sp: int, top: int, size: int, depth: int | None = None) -> None:
+    """show_stack_log_lvl (4.8 read): kstack_depth_to_print (*depth*; 3 * STACKSLOTS_PER_LINE
+    by default) words from sp, ' %016lx' four a line (' %08lx' eight a line on i386), up to
+    the stack's top; the words are the stack's memory."""
     slots = 4 if size == 8 else 8
     assert all(row.startswith(" ") and len(row.split()) <= slots for row in rows)
     words = [int(w, 16) for row in rows for w in row.split()]
-    n = min(3 * slots, (top - sp) // size)
+    n = min(depth or 3 * slots, (top - sp) // size)
     assert words == [word(k, k.virt_to_phys(sp + size * i), size) for i in range(n)]
 
 
@@ -833,3 +845,124 @@ def test_code_bytes_stop_at_an_unmapped_byte(arch, bad, boot):
     code = next(line for line in lines if line.startswith("Code:"))
     assert code.endswith(bad)
     assert len(code.split()) == 1 + 43 + 4 + 3  # 'Code:', 43 bytes before ip, ip..ret, 'Bad RIP value.'
+
+
+# -- the register dump of 2.6.25 .. 3.0 ---------------------------------------------------------------------------
+
+def kernel_store_with_memset_on_the_stack(k) -> tuple[list[str], int, int, int]:
+    """kernel_store_with_known_registers after pushing the address of the exported memset: a
+    kernel-text word on the stack, which the trace names. Also returns memset's address."""
+    memset = k.ksymtab["memset"]
+    return (*kernel_store_with_known_registers(k, push=memset), memset)
+
+
+def after(lines: list[str], prefix: str) -> int:
+    """The index of the line after the first one starting with *prefix*."""
+    return next(i for i, line in enumerate(lines) if line.startswith(prefix)) + 1
+
+
+@pytest.mark.parametrize("kernel,header,sysfs,board,stack_inline", [
+    # arch/x86/kernel/traps_64.c + process_64.c, 2.6.27 (rmcc/gp_one_kernel 57d93f05): '[%u]', no sysfs line,
+    # 'Stack: ' with the first words on its line, two empty lines before 'Code:'
+    ("2.6.27", "Oops: 0002 [1] SMP ", False, "", True),
+    # dumpstack.c, dumpstack_64.c, process_64.c, 2.6.32 (leemgs/OptimusOneKernel-KandroidCommunity bb7be218):
+    # '[#%d]', 'last sysfs file: %s', ' %s' of the DMI product name, 'Stack:' on its own line
+    ("2.6.32", "Oops: 0002 [#1] SMP ", True, " ", False),
+    # arch/x86/kernel/process.c show_regs_common (2.6.38.7, OESF/linux-linaro-natty): ' ' and '%s %s' of the DMI
+    # vendor and product, two blanks
+    ("2.6.38", "Oops: 0002 [#1] SMP ", True, "  ", False),
+])
+def test_x86_64_register_dump_2_6(kernel, header, sysfs, board, stack_inline, boot):
+    """__die -> show_registers of 2.6.26 .. 3.0: 'CPU %d ' ended by __show_regs' newline, the
+    modules, 'Pid: %d, comm: %.20s %s %s %.*s', the long RIP line (printk_address ' [<%016lx>]
+    %s%pS'), 'RSP: ...  EFLAGS:' (two blanks), the CPU's registers, DR0..DR7 always, the
+    Process line, kstack_depth_to_print (12) words of the stack four a line, 'Call Trace:'
+    with ' [<%016lx>] ? %pS' for the text address on the stack, 'Code: ' '%02x ' from ip - 43
+    and __die's summary; CR2 and the end marker follow."""
+    k = boot(arch="x86_64", kernel=kernel, ram="256M")
+    lines, ip, top, memset = kernel_store_with_memset_on_the_stack(k)
+    at = lines.index(header) + 1
+    if sysfs:
+        assert lines[at] == "last sysfs file: "
+        at += 1
+    base = top - 4 * PAGE
+    assert lines[at:at + 4] == ["CPU 0 ", "Modules linked in:", f"Pid: 0, comm: swapper Not tainted {kernel} #1{board}",
+                                f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"]
+    sp = int(lines[at + 4].split(":")[2].split()[0], 16)
+    assert lines[at + 4].startswith(f"RSP: 0018:{sp:016x}  EFLAGS: ")
+    assert lines[at + 5:at + 7] == ["RAX: 0000000000000000 RBX: 0000000001234567 RCX: 0000000009abcdef",
+                                    "RDX: 0000000011223344 RSI: 0000000000000000 RDI: 0000000000000000"]
+    assert lines[at + 13:at + 16] == ["DR0: 0000000000000000 DR1: 0000000000000000 DR2: 0000000000000000",
+                                      "DR3: 0000000000000000 DR6: 00000000ffff0ff0 DR7: 0000000000000400",
+                                      f"Process swapper (pid: 0, threadinfo {base:016x}, task           (null))"]
+    trace = lines.index("Call Trace:")
+    rows = lines[at + 16:trace]
+    if stack_inline:
+        assert rows[0].startswith("Stack:  ")
+        rows = [rows[0].removeprefix("Stack: ")] + rows[1:]
+    else:
+        assert rows[0] == "Stack:"
+        rows = rows[1:]
+    check_stack_rows(k, rows, sp, top, 8, depth=12)
+    assert rows[0].split()[0] == f"{memset:016x}"
+    empty = ["", ""] if stack_inline else []
+    assert lines[trace + 1:trace + 3 + len(empty)] == [f" [<{memset:016x}>] ? memset+0x0/0x10"] + empty + [
+        old_code_line(k, ip, leading=False)]
+    assert lines[trace + 3 + len(empty):] == [f"RIP  [<{ip:016x}>] 0x{ip:x}", f" RSP <{sp:016x}>",
+                                              "CR2: 0000000000000000", lines[-1]]
+    assert lines[-1].startswith("---[ end trace ")
+
+
+@pytest.mark.parametrize("kernel,sysfs,pid,style", [
+    # arch/x86/kernel/traps_32.c + process_32.c, 2.6.27 (rmcc/gp_one_kernel 57d93f05): 2.6.24's lines, the
+    # trace's '? '
+    ("2.6.27", False, "Pid: 0, comm: swapper Not tainted (2.6.27 #1)", "traps"),
+    # dumpstack.c, dumpstack_32.c, process_32.c, 2.6.32 (leemgs/OptimusOneKernel-KandroidCommunity bb7be218)
+    ("2.6.32", True, "Pid: 0, comm: swapper Not tainted (2.6.32 #1) ", "dumpstack"),
+    # process.c show_regs_common (2.6.38.7, OESF/linux-linaro-natty): the line of x86_64's form, two blanks
+    ("2.6.38", True, "Pid: 0, comm: swapper Not tainted 2.6.38 #1  ", "dumpstack"),
+])
+def test_i386_register_dump_2_6(kernel, sysfs, pid, style, boot):
+    """die() -> show_registers of 2.6.25 .. 3.0: the modules, __show_registers' newline (an
+    empty line), 'Pid: %d, comm: %s %s (%s %.*s)' (2.6.32: and ' %s' of the empty DMI product
+    name; 2.6.38: show_regs_common's), the EIP, EAX, ESI and DS lines with the CPU's registers, the Process line, the
+    stack (2.6.27: 'Stack: ' and '%08lx ' continued under it; 2.6.32: 'Stack:' then ' %08lx'
+    eight a line), 'Call Trace:' with ' [<%08lx>] ? ' and the symbol, 2.6.27's '======' line,
+    'Code: ' and the summary 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx'."""
+    k = boot(arch="i386", kernel=kernel, ram="256M")
+    lines, ip, top, memset = kernel_store_with_memset_on_the_stack(k)
+    at = after(lines, "Oops: 0002 [#1]")
+    if sysfs:
+        assert lines[at] == "last sysfs file: "
+        at += 1
+    assert lines[at:at + 3] == ["Modules linked in:", "", pid]
+    assert lines[at + 3].startswith(f"EIP: 0060:[<{ip:08x}>] EFLAGS: ") and lines[at + 3].endswith(" CPU: 0")
+    assert lines[at + 4:at + 6] == [f"EIP is at 0x{ip:x}", "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"]
+    sp = int(lines[at + 6].split("ESP: ")[1], 16)
+    assert lines[at + 7].startswith(" DS: 007b ES: 007b FS: ") and lines[at + 7].endswith(" SS: 0068")
+    ti = sp & ~0x1FFF
+    assert lines[at + 8] == f"Process swapper (pid: 0, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})"
+    trace = lines.index("Call Trace:")
+    rows = lines[at + 9:trace]
+    if style == "traps":
+        assert rows[0].startswith("Stack: ") and all(row.startswith("       ") for row in rows[1:])
+        rows = [row[len("Stack: "):] for row in rows]
+    else:
+        assert rows[0] == "Stack:"
+        rows = rows[1:]
+    check_stack_rows(k, [" " + row.strip() for row in rows], sp, top, 4, depth=24)
+    assert rows[0].split()[0] == f"{memset:08x}"
+    ends = [" ======================="] if style == "traps" else []
+    assert lines[trace + 1:] == [f" [<{memset:08x}>] ? memset+0x0/0x10"] + ends + [
+        old_code_line(k, ip, leading=False), f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}",
+        "CR2: 0000000000000000", lines[-1]]
+
+
+def test_the_api_path_of_2_6_32_says_last_sysfs_file_and_has_no_register_dump(boot):
+    """An access made through the API has no registers: __die's header and
+    sysfs_printk_last_file's line, then the task line and the IP line that say so."""
+    k = boot(arch="x86_64", kernel="2.6.32", ram="256M")
+    lines = oops_of(k, 0x10, "read")
+    at = lines.index("Oops: 0000 [#1] SMP ")
+    assert lines[at + 1] == "last sysfs file: "
+    assert "Call Trace:" not in lines

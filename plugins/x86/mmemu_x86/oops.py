@@ -23,10 +23,11 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases
-whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.24 and 3.1 .. 4.14,
-x86_64 3.1 and later); an access made through the API has no registers, and its oops says
-so on its IP line. Elsewhere (x86_64 2.6.26 .. 3.0, i386 2.6.25 .. 3.0 and 4.15 .. 4.17)
-the register dump is not modelled: those releases print their IP line alone. No release
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.27, 2.6.32 and 3.1 ..
+4.14, x86_64 2.6.27, 2.6.32 and 3.1 and later; the releases between are placed with them,
+as the rules say); an access made through the API has no registers, and its oops says so
+on its IP line. i386 4.15 .. 4.17 prints its IP line alone: the register lines of that
+era's process_32.c after ``EIP: %pS`` were not found in any stored tree. No release
 prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
 was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
 """
@@ -88,7 +89,9 @@ OOPS = EraTable(
             source="arch/i386/kernel/traps.c die(): 'printk(KERN_EMERG \"%s: %04lx [#%d]\\n\"' and the flags on "
                    "a line of their own (2.6.12 .. 2.6.21 read, with report_bug(regs->eip)); arch/x86/kernel/"
                    "traps_32.c die() (2.6.24 read): '%s: %04lx [#%d] ' and each flag followed by a blank on the "
-                   "same line (2.6.22 and 2.6.23 not read); from 4.8 the shared dumpstack.c __die (rule "
+                   "same line; arch/i386/kernel/traps.c die() of 2.6.22 (read, ut-osa/txos e53b0188) still prints "
+                   "'%s: %04lx [#%d]\\n' and KERN_EMERG 'SMP ' on a line of its own, and so does 2.6.23's (read, "
+                   "linux-scraping/linux-grsecurity db0edb92, Makefile 2.6.23); from 4.8 the shared dumpstack.c __die (rule "
                    "die_header)"),
     Feature("die_oops_prefix", since="6.10",
             source="arch/x86/kernel/dumpstack.c __die_header: 'Oops: %s: %04lx [#%d]...' ('x86/dumpstack: Use "
@@ -99,9 +102,12 @@ OOPS = EraTable(
                    "(__kuid_val(current_real_cred()->euid); Suren Baghdasaryan, June 2024, in linux-next "
                    "20240624, merged for 6.11); mmemu's tasks have no credentials: they run as root (0)"),
     Feature("nopti", since="4.15", source="arch/x86/kernel/dumpstack.c __die_header: ' NOPTI' (4.15, PTI)"),
-    Variant("die_header", [("2.6.26", "trailing"), ("4.8", "leading")], before="classic",
-            source="arch/x86/kernel/dumpstack*.c die(): 'Oops: %04lx [#%d] ' with each flag followed by a "
-                   "blank (2.6.2x, 3.x); arch/x86/kernel/dumpstack.c __die of 4.8 (read, WindRiver-Labs/kernel-4.8.x) "
+    Variant("die_header", [("2.6.29", "trailing"), ("4.8", "leading")], before="classic",
+            source="arch/x86/kernel/traps_64.c __die: '%s: %04lx [%u] ' then 'SMP ' (2.6.26 read, "
+                   "katadelos/linux-2.6.26-lab126 5386f5d9; 2.6.27 read, rmcc/gp_one_kernel 57d93f05); arch/x86/kernel/dumpstack.c __die: '%s: %04lx "
+                   "[#%d] ' with each flag followed by a blank (2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity "
+                   "bb7be218; 3.x); 2.6.28 .. 2.6.31 not read: the unified form placed at 2.6.29, the release after "
+                   "the last traps_64.c; arch/x86/kernel/dumpstack.c __die of 4.8 (read, WindRiver-Labs/kernel-4.8.x) "
                    "'%s: %04lx [#%d]%s%s%s%s\\n' with ' PREEMPT' ' SMP' ' DEBUG_PAGEALLOC' ' KASAN', each flag "
                    "preceded by a blank (a v4.9.227 merge shows the same against an older tree's trailing form); "
                    "the trailing form ('printk(\"DEBUG_PAGEALLOC \")', 'printk(\"KASAN\")') is still the one "
@@ -164,7 +170,7 @@ OOPS = EraTable(
                    "other than KERN_CONT starts a new line) -- and prints 'Pid: %d, comm: %.20s %s %s %.*s' and ' %s %s'; "
                    "x86_64's __show_regs(regs, 1) prints the CR and DR lines, i386's __show_regs(regs, 0) stops "
                    "after ' DS: ...'; 'Process ...'; 'Stack:'; 'Code:' then ' %02x' each and '  Bad RIP value.' on "
-                   "x86_64 too; 3.2 .. 3.5 not read: placed with 3.1; 3.0 and earlier not modelled. "
+                   "x86_64 too; 3.2 .. 3.5 not read: placed with 3.1; before 3.1 rule show_registers_64/_32. "
                    "'show_regs_common' (3.6 read, New-B/Linux3.6 dumpstack.c, dumpstack_32.c, dumpstack_64.c, "
                    "process.c): "
                    "__die -> print_modules, show_regs; x86_64's show_regs prints 'CPU %d ' then __show_regs, "
@@ -175,7 +181,7 @@ OOPS = EraTable(
                    "threadinfo %p, task %p)' (i386: 'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)'), "
                    "'Stack:', the trace, 'Code: ' and the summary as 3.10 prints them. 3.1 (read, "
                    "303750856/linux-3.1: show_registers with print_modules after 'CPU %d ', x86_64's 'Code:' "
-                   "with ' %02x' each) to 3.5 is not modelled, nor 2.6.26 .. 3.0. "
+                   "with ' %02x' each) to 3.5 is rule 'show_registers'. "
                    "'stack_dump' (3.10): __die -> print_modules, show_regs (arch/x86/kernel/dumpstack_64.c / dumpstack_32.c): "
                    "show_regs_print_info (lib/dump_stack.c, 3.10), __show_regs(regs, 1), then for kernel mode: "
                    "'Stack:' and kstack_depth_to_print (3 * STACKSLOTS_PER_LINE) words, ' %016lx' four a line "
@@ -191,11 +197,11 @@ OOPS = EraTable(
                    "no raw 'Stack:' dump, ' %s%pB' without the address, '<%s>' only for non-task stacks, summary "
                    "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
                    "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
-                   "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read. "
-                   "2.6.26..3.0 (show_registers, 'Pid: %d, comm:', 'Process %s (pid: %d, threadinfo %p, task "
-                   "%p)') before 3.1 is not modelled: those releases print their IP line alone"),
+                   "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read"),
     Variant("printk_address", [("3.13", "pS")], before="pB",
-            source="arch/x86/kernel/dumpstack.c printk_address, which prints __show_regs' long RIP line and "
+            source="(before 3.1 printk_address is ' [<%016lx>] %s%pS' (traps_64.c 2.6.27) and ' [<%p>] %s%pS' "
+                   "(dumpstack.c 2.6.32), both read: rules show_registers_64/_32 print %pS) "
+                   "arch/x86/kernel/dumpstack.c printk_address, which prints __show_regs' long RIP line and "
                    "__die's 'RIP ' summary: ' [<%p>] %s%pB' in 3.6 (read; %pB looks the address up at address - 1, "
                    "so a RIP at a function's first byte names the symbol before it); ' [<%p>] %pS' with a separate "
                    "printk_stack_address '%pB' for the trace in 4.8 (read): Jiri Slaby's 'x86/dumpstack: Fix "
@@ -212,20 +218,64 @@ OOPS = EraTable(
                    "(torvalds/linux 00194b2e, read); 'Only print out debug registers if they are in their "
                    "non-default state' (d6 == DR6_RESERVED, d7 == 0x400) in 4.8 (read) and later; Dave Jones' "
                    "patch is dated 3.16 here, not read in a tagged tree"),
-    Variant("show_registers_32", [("2.6.20", "classic"), ("2.6.24", "traps_32"), ("2.6.25", None)], before=None,
+    Variant("show_registers_32", [("2.6.20", "classic"), ("2.6.24", "traps_32"), ("2.6.25", "traps_32_ip"),
+                                  ("2.6.29", "dumpstack_32"), ("3.1", None)], before=None,
             source="arch/i386/kernel/traps.c show_registers (2.6.22 read, ut-osa/txos): print_modules, 'CPU:    %d', "
                    "'EIP:    %04x:[<%08lx>]    %s VLI', 'EFLAGS: %08lx   (%s %.*s)', 'EIP is at %s', 'eax: %08lx   "
                    "ebx: ...', 'esi: ...', 'ds: %04x   es: %04x   fs: %04x  gs: %04x  ss: %04x' (fs and gs from "
                    "Jeremy Fitzhardinge's 'Convert i386 PDA code to use %fs', Nov 2006, for 2.6.20: a real 2.6.19.2 "
                    "oops still prints 'ds: 007b   es: 007b   ss: 0068'), then the same Process/Stack/Call Trace/"
-                   "Code/summary lines as 2.6.24; 2.6.21 and 2.6.23 not read; "
+                   "Code/summary lines as 2.6.24; the same show_registers in 2.6.23 (read, linux-scraping/"
+                   "linux-grsecurity db0edb92, Makefile 2.6.23); 2.6.21's not read, placed with 2.6.20 and 2.6.22; "
                    "arch/x86/kernel/traps_32.c show_registers and die(), process_32.c __show_registers (2.6.24 "
                    "read): print_modules, a blank line, 'Pid: %d, comm: %s %s (%s %.*s)', 'EIP: %04x:[<%08lx>] "
                    "EFLAGS: %08lx CPU: %d', 'EIP is at %s', 'EAX: ...', 'ESI: ...', ' DS: ... SS: %04x', "
                    "'Process %.*s (pid: %d, ti=%p task=%p task.ti=%p)', 'Stack: ' (kstack_depth_to_print 24 "
                    "words, 8 a line), 'Call Trace:' ' [<%08lx>] %s' per text address on the stack, ' "
                    "=======================', 'Code: ' (code_bytes 64 from eip - 43, '<%02x> ' at eip, ' Bad EIP "
-                   "value.' at an unreadable byte), then 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx'; 2.6.25 not read"),
+                   "value.' at an unreadable byte), then 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx'. "
+                   "'traps_32_ip' (arch/x86/kernel/traps_32.c and process_32.c of 2.6.27 read, rmcc/gp_one_kernel "
+                   "57d93f05, Makefile 2.6.27): the same lines, print_trace_address now '%s [<%08lx>] ' then '? ' for "
+                   "an address no frame vouches for (the reliable flag of the 2.6.25 merge window: 2.6.25, 2.6.26 "
+                   "and 2.6.28 not read, placed with 2.6.27). 'dumpstack_32' (arch/x86/kernel/dumpstack.c, "
+                   "dumpstack_32.c, process_32.c of 2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity bb7be218): "
+                   "__die prints 'last sysfs file: %s' (rule last_sysfs_file), show_registers print_modules, "
+                   "__show_regs(regs, 0): printk('\\n'), 'Pid: %d, comm: %s %s (%s %.*s) %s' (the DMI product "
+                   "name: '' here, so the line ends in a blank), the EIP/EAX/ESI/DS lines, 'Process ...', 'Stack:' "
+                   "on its own line then ' %08lx' eight a line, 'Call Trace:' with printk_address ' [<%p>] %s%pS', "
+                   "no '=====' line, 'Code: ' '%02x ' and the summary; 2.6.29 .. 2.6.31 and 2.6.33 .. 3.0 not read: "
+                   "placed with 2.6.32, the form of 3.1 (rule show_regs_dumpstack) after it"),
+    Variant("show_registers_64", [("2.6.26", "traps_64"), ("2.6.29", "dumpstack_64"), ("3.1", None)], before=None,
+            source="'traps_64' (arch/x86/kernel/traps_64.c show_registers/__die, process_64.c __show_regs of 2.6.27 "
+                   "read, rmcc/gp_one_kernel 57d93f05, Makefile 2.6.27): 'CPU %d ' then __show_regs' printk('\\n') "
+                   "(the line ends), print_modules, 'Pid: %d, comm: %.20s %s %s %.*s', 'RIP: %04lx:[<%016lx>] ' and "
+                   "printk_address ' [<%016lx>] %s%pS', 'RSP: %04lx:%016lx  EFLAGS: %08lx', the registers and DR0..DR7 "
+                   "always, 'Process %s (pid: %d, threadinfo %p, task %p)', 'Stack: ' then ' %016lx' four a line "
+                   "(kstack_depth_to_print 12), '\\nCall Trace:\\n', printk_address per text address, "
+                   "show_trace_log_lvl's printk('\\n') and show_registers' printk('\\n') (two empty lines), 'Code: ' "
+                   "'%02x ' ('<%02x> ' at ip, ' Bad RIP value.'), __die's 'RIP ' printk_address ' RSP <%016lx>'; "
+                   "2.6.26 the same (traps_64.c read in katadelos/linux-2.6.26-lab126 5386f5d9, Makefile 2.6.26, an "
+                   "-rt tree whose show_trace adds only lock/preempt debugging hooks); 2.6.28 not read, placed with "
+                   "2.6.27. 'dumpstack_64' (dumpstack.c, dumpstack_64.c, "
+                   "process_64.c of 2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity bb7be218): 'last sysfs "
+                   "file: %s', 'CPU %d ', print_modules, 'Pid: ... %.*s %s' (the DMI product name: '', a trailing "
+                   "blank), the same registers, 'Process ...', 'Stack:' on its own line, ' %016lx' four a line, "
+                   "'Call Trace:' with ' [<%p>] %s%pS', 'Code: ' and the summary, no empty lines; 2.6.29 .. 2.6.31 "
+                   "and 2.6.33 .. 3.0 not read: placed with 2.6.32, the form of 3.1 (rule show_regs_dumpstack) after "
+                   "it"),
+    Feature("show_regs_common", since="2.6.38",
+            source="arch/x86/kernel/process.c show_regs_common() (2.6.38.7 read, OESF/linux-linaro-natty, Ubuntu "
+                   "natty): printk(KERN_CONT \"\\n\"), 'Pid: %d, comm: %.20s %s %s %.*s', ' ' and '%s %s' of the "
+                   "DMI vendor and product ('' here: the line ends in two blanks), shared by process_32.c and "
+                   "process_64.c; 2.6.32's __show_regs prints its own line (i386 '... (%s %.*s) %s', x86_64 '... "
+                   "%.*s %s', read). 2.6.33 .. 2.6.37 not read: placed at 2.6.38, the first release read with it; "
+                   "the other lines of 2.6.38 .. 3.0 are 2.6.32's (dumpstack_32.c/_64.c of those releases not read)"),
+    Variant("last_sysfs_file", [("2.6.29", True), ("3.1", False)], before=False,
+            source="fs/sysfs/file.c sysfs_printk_last_file(): printk(KERN_EMERG \"last sysfs file: %s\\n\", "
+                   "last_sysfs_file), called by dumpstack.c __die after the header (2.6.32 read); not called by the "
+                   "__die of 2.6.27's traps_32.c/traps_64.c (read) nor of 3.1's dumpstack.c (read). No sysfs file is "
+                   "ever opened on mmemu's machine: the name is empty. 2.6.28 .. 2.6.31 and 2.6.33 .. 3.0 not read: "
+                   "placed with the dumpstack forms"),
     Feature("task_stack_marker", since="5.16",
             source="arch/x86/kernel/dumpstack_64.c stack_type_name: 'if (type == STACK_TYPE_TASK) return "
                    "\"TASK\";' (Peter Zijlstra's stack guard patch, Sep 2021, merged for 5.16; a 5.17-rc7 "
@@ -500,8 +550,12 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         lines.append(f"{proc.comm if proc else 'swapper'}: Corrupted page table at address {addr:x}")
         what = "Bad pagetable"
     lines += die_header(k, what, err, die_counter)
-    if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.20 .. 2.6.24)
+    if era.last_sysfs_file:  # __die: sysfs_printk_last_file(); no sysfs file was ever opened
+        lines.append("last sysfs file: ")
+    if not b64 and era.show_registers_32 and regs is not None:  # die() -> show_registers (2.6.20 .. 3.0)
         lines += show_registers_32(k, fault, regs, root)
+    elif b64 and era.show_registers_64 and regs is not None:  # __die -> show_registers (2.6.26 .. 3.0)
+        lines += show_registers_64(k, fault, regs, root)
     elif era.show_regs_dumpstack and regs is not None and (b64 or not era.short_eip):
         lines += show_regs_dumpstack(k, fault, regs, root)
     elif era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
@@ -536,17 +590,19 @@ _KSTACK_DEPTH, _CODE_BYTES, _THREAD_SIZE_32 = 24, 64, 8192
 
 def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
     """die()'s body on i386 (rule ``show_registers_32``): arch/i386/kernel/traps.c
-    show_registers of 2.6.20 .. 2.6.23 (``classic``) or arch/x86/kernel/traps_32.c
-    show_registers with process_32.c __show_registers of 2.6.24, from the emulated CPU's
-    registers; ``ti`` is the thread_info at the base of the 8 KiB stack
-    (current_thread_info(): esp & ~(THREAD_SIZE - 1)); mmemu has no task_struct, which the
-    ``task=`` field says."""
+    show_registers of 2.6.20 .. 2.6.23 (``classic``), arch/x86/kernel/traps_32.c
+    show_registers with process_32.c __show_registers of 2.6.24 .. 2.6.28 (``traps_32``,
+    ``traps_32_ip``: the trace marks ``? ``) or dumpstack_32.c's of 2.6.29 .. 3.0
+    (``dumpstack_32``), from the emulated CPU's registers; ``ti`` is the thread_info at the
+    base of the 8 KiB stack (current_thread_info(): esp & ~(THREAD_SIZE - 1)); mmemu has no
+    task_struct, which the ``task=`` field says."""
+    style = _era(k).show_registers_32
     proc = fault.process
     comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
     ip, sp = r["ip"], r["sp"]
     ti = sp & ~(_THREAD_SIZE_32 - 1)
     cs, ds, es, fs = (r[n] & 0xFFFF for n in ("cs", "ds", "es", "fs"))
-    if _era(k).show_registers_32 == "classic":
+    if style == "classic":
         lines = [k.modules_linked_in(), f"CPU:    {fault.cpu}",
                  f"EIP:    {cs:04x}:[<{ip:08x}>]    {k.print_tainted()} VLI",
                  f"EFLAGS: {r['flags']:08x}   ({release(k)} #1)",
@@ -555,8 +611,11 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
                  f"esi: {r['si']:08x}   edi: {r['di']:08x}   ebp: {r['bp']:08x}   esp: {sp:08x}",
                  f"ds: {ds:04x}   es: {es:04x}   fs: {fs:04x}  gs: {r['gs']:04x}  ss: {r['ss']:04x}"]
     else:
-        lines = [k.modules_linked_in(), "",  # print_modules; __show_registers' printk("\n")
-                 f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1)",
+        board = " " if style == "dumpstack_32" else ""  # ' %s' of DMI_PRODUCT_NAME: "" here
+        pid_line = f"Pid: {pid}, comm: {comm} {k.print_tainted()} ({release(k)} #1){board}"
+        if _era(k).show_regs_common:  # ' ' then '%s %s' of the DMI vendor and product
+            pid_line = task_line(k, fault) + "  "
+        lines = [k.modules_linked_in(), "", pid_line,  # print_modules; __show_registers' printk("\n")
                  f"EIP: {cs:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
                  f"EIP is at {symbol(k, ip)}",
                  f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
@@ -564,20 +623,71 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
                  f" DS: {ds:04x} ES: {es:04x} FS: {fs:04x} GS: {r['gs']:04x} SS: {r['ss']:04x}"]
     lines.append(f"Process {comm} (pid: {pid}, ti={ti:08x} task=(no task_struct in mmemu) task.ti={ti:08x})")
     words = stack_words(k, r, root, _KSTACK_DEPTH)
-    rows = [" ".join(f"{w:08x}" for w in words[i:i + 8]) + " " for i in range(0, len(words), 8)] or [""]
-    lines += ["Stack: " + rows[0]] + ["       " + row for row in rows[1:]]
+    if style == "dumpstack_32":  # "Stack:\n", then " %08lx" eight a line
+        lines += ["Stack:"] + ["".join(f" {w:08x}" for w in words[i:i + 8]) for i in range(0, len(words), 8)]
+    else:  # "Stack: " then "%08lx " eight a line, continued after "\n       "
+        rows = [" ".join(f"{w:08x}" for w in words[i:i + 8]) + " " for i in range(0, len(words), 8)] or [""]
+        lines += ["Stack: " + rows[0]] + ["       " + row for row in rows[1:]]
     lines.append("Call Trace:")
-    top = stack_top(k, sp) or sp
-    scan = read_nofault(k, root, sp, max(0, min(top - sp, 1 << 16))) or b""
-    for i in range(0, len(scan) - 3, 4):
-        addr = int.from_bytes(scan[i:i + 4], "little")
-        sym = k.symbol_at(addr)
-        if sym is not None:  # __kernel_text_address(addr): print_trace_address
-            lines.append(f" [<{addr:08x}>] {sym}")
-    lines.append(" =======================")
+    fuzzy = "" if style in ("classic", "traps_32") else "? "  # no frame chain vouches for an address
+    lines += [f" [<{addr:08x}>] {fuzzy}{sym}" for addr, sym in stack_text_addresses(k, r, root)]
+    if style != "dumpstack_32":
+        lines.append(" =======================")
     lines.append(code_bytes_line(k, ip, root, "EIP"))
     lines.append(f"EIP: [<{ip:08x}>] {symbol(k, ip)} SS:ESP {r['ss']:04x}:{sp:08x}")  # die()'s summary
     return lines
+
+
+def stack_text_addresses(k, r: dict[str, int], root: int) -> list[tuple[int, str]]:
+    """The words of the kernel stack, from the stack pointer to its top, that are text
+    addresses kallsyms knows (__kernel_text_address), with their %pS symbol: the entries
+    print_context_stack hands to print_trace_address before 3.x's %pB."""
+    word = 8 if k.paging.bits64 else 4
+    sp = r["sp"]
+    top = stack_top(k, sp) or sp
+    scan = read_nofault(k, root, sp, max(0, min(top - sp, 1 << 16))) or b""
+    found = []
+    for i in range(0, len(scan) - word + 1, word):
+        addr = int.from_bytes(scan[i:i + word], "little")
+        sym = k.symbol_at(addr)
+        if sym is not None:
+            found.append((addr, sym))
+    return found
+
+
+#: arch/x86/kernel/traps_64.c (2.6.27): kstack_depth_to_print
+_KSTACK_DEPTH_64 = 12
+
+
+def show_registers_64(k, fault: Fault, r: dict[str, int], root: int) -> list[str]:
+    """__die's body on x86_64 before 3.1 (rule ``show_registers_64``): show_registers of
+    traps_64.c (2.6.26 .. 2.6.28, ``traps_64``) or dumpstack_64.c (2.6.29 .. 3.0,
+    ``dumpstack_64``) and process_64.c's __show_regs, from the emulated CPU's registers,
+    then __die's executive summary."""
+    style = _era(k).show_registers_64
+    proc = fault.process
+    comm, pid = (proc.comm, proc.pid) if proc is not None else (idle_comm(k, fault.cpu), 0)
+    ip, sp = r["ip"], r["sp"]
+    board = " " if style == "dumpstack_64" else ""  # ' %s' of DMI_PRODUCT_NAME: "" here
+    if _era(k).show_regs_common:  # ' ' then '%s %s' of the DMI vendor and product
+        board = "  "
+    # "CPU %d " ended by __show_regs' printk("\n"), then print_modules
+    lines = [f"CPU {fault.cpu} ", k.modules_linked_in(), task_line(k, fault) + board,
+             f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {symbol(k, ip)}",  # printk_address: %pS
+             f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
+    lines += gprs_and_control_64(r) + _debug_registers(k, r, always=True) + [process_line(k, fault, r)]
+    words = stack_words(k, r, root, _KSTACK_DEPTH_64)
+    rows = ["".join(f" {w:016x}" for w in words[i:i + 4]) for i in range(0, len(words), 4)]
+    if style == "traps_64":  # printk("Stack: ") then the words; "\nCall Trace:\n" ends the last row
+        lines += ["Stack: " + (rows[0] if rows else "")] + rows[1:]
+    else:  # "Stack:\n", the rows, printk("\n")
+        lines += ["Stack:"] + rows
+    lines.append("Call Trace:")
+    lines += [f" [<{addr:016x}>] ? {sym}" for addr, sym in stack_text_addresses(k, r, root)]
+    if style == "traps_64":  # show_trace_log_lvl's printk("\n"), then show_registers' printk("\n")
+        lines += ["", ""]
+    lines.append(code_bytes_line(k, ip, root, "RIP"))
+    return lines + [f"RIP  [<{ip:016x}>] {symbol(k, ip)}", f" RSP <{sp:016x}>"]  # __die: printk_address
 
 
 #: asm/stacktrace.h STACKSLOTS_PER_LINE (x86_64 4, i386 8); dumpstack.c kstack_depth_to_print
