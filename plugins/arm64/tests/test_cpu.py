@@ -18,6 +18,7 @@ import pytest
 import mmemu
 from mmemu.arch import KW
 from mmemu.cpu import Cpu
+from mmemu.errors import MmemuError
 from mmemu.kernel import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from mmemu_arm64.cpustate import FaultState
 from mmemu_arm64.formats import PTE_AF
@@ -370,6 +371,28 @@ def test_a_kernel_thread_has_no_user_address_space():
         r = cpu.call(kernel_text(k, READ_BYTE), data)
         assert r.reason == "oops" and r.fault_log[0][1] == 0x96000004, r
         assert f"[{data:016x}] user address but active_mm is swapper" in r.report
+    finally:
+        k.close()
+
+
+def test_the_walker_referee_stops_a_run_on_a_syndrome_it_does_not_read_the_same(monkeypatch):
+    """The referee is live (conftest.py turns it on): a fault read from the syndrome that
+    differs from the walker's reading (here one level off) stops the run with both named."""
+    k = boot()
+    try:
+        cpu = Cpu(k, mmu="cpu")
+        codec = cpu.adapter.codec
+        real = codec.fault_from_esr
+
+        def one_level_off(esr, far):
+            f = real(esr, far)
+            f.level = (f.level + 1) % codec.nlevels
+            return f
+        monkeypatch.setattr(codec, "fault_from_esr", one_level_off)
+        p = k.create_process("toucher")
+        data = k.mmap(p, None, PAGE)
+        with pytest.raises(MmemuError, match="QEMU's syndrome says .* the walker"):
+            run_user(cpu, p, user_text(k, p, TOUCH), x0=data, x1=1, x3=1)
     finally:
         k.close()
 
