@@ -200,9 +200,13 @@ class Arm64Adapter(CpuAdapter):
         table for init_mm (cpu_set_reserved_ttbr0). The core flushes the TLB after."""
         uc = self.uc
         self.ttbr0 = self._ttbr0_for(root)
-        uc.context_restore(self._kernel_ctx)
-        uc.cpr_write(*TTBR0_EL1, self.ttbr0)
-        self._save_contexts()
+        # each saved state gets the new TTBR0 in place (a CP_REG write rebuilds the
+        # translation flags of the state it is made in: EL0t's stay EL0t's); the kernel's
+        # is left current, as _save_contexts leaves it
+        for ctx in (self._user_ctx, self._kernel_ctx):
+            uc.context_restore(ctx)
+            uc.cpr_write(*TTBR0_EL1, self.ttbr0)
+            uc.context_update(ctx)
 
     def enter_call(self, func: int, args: tuple[int, ...]) -> tuple[int, int]:
         uc = self.uc

@@ -185,6 +185,38 @@ def run_user(cpu, p, entry, x0=0, x1=0, x3=0, **kw):
         ad.enter_user = orig
 
 
+# ldr  x0, [x0]
+# mov  x8, #93          // exit(the word loaded)
+# svc  #0
+LOAD_EXIT = bytes.fromhex("000040f9" "a80b80d2" "010000d4")
+
+
+def test_each_process_runs_on_its_own_tables_at_el0_after_a_switch(mmu):
+    """switch_mm() between two processes with the same user address holding different
+    words, back and forth: each run reads its own (TTBR0 is the current process's in both
+    the user and the kernel state), still at EL0 (a kernel address is refused: SIGSEGV)."""
+    k = boot()
+    try:
+        cpu = Cpu(k, mmu=mmu)
+        procs = []
+        for word in (0x1111, 0x2222):
+            p = k.create_process(f"p{word:x}")
+            data = k.mmap(p, 0x7000000, PAGE, PROT_READ | PROT_WRITE)
+            k.write(data, struct.pack("<Q", word), user=True, process=p)
+            procs.append((p, user_text(k, p, LOAD_EXIT), word))
+        for p, text, word in procs + procs + [procs[1]]:
+            r = run_user(cpu, p, text, x0=0x7000000)
+            assert (r.reason, r.value) == ("exit", word), r
+        p, text, _ = procs[0]
+        r = run_user(cpu, p, text, x0=k.layout["PAGE_OFFSET"])
+        assert r.reason == "sigsegv" and r.fault_log[-1][1] >> 26 == 0x24, r
+        k.switch_to(None)  # a kernel thread: the reserved table in TTBR0
+        r = cpu.call(kernel_text(k, READ_BYTE), 0x7000000)
+        assert r.reason == "oops" and r.fault_log[0][1] == 0x96000004, r
+    finally:
+        k.close()
+
+
 def test_fork_then_a_user_write_breaks_copy_on_write(mmu):
     k = boot()
     try:
