@@ -21,7 +21,7 @@ from mmemu.cpu import Cpu
 from mmemu.errors import MmemuError
 from mmemu.kernel import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from mmemu_arm64.cpustate import FaultState
-from mmemu_arm64.formats import PTE_AF
+from mmemu_arm64.formats import OA_MASK, PTE_AF
 
 PAGE = 4096
 MMUS = ("cpu", "plugin")
@@ -425,6 +425,38 @@ def test_the_walker_referee_stops_a_run_on_a_syndrome_it_does_not_read_the_same(
         data = k.mmap(p, None, PAGE)
         with pytest.raises(MmemuError, match="QEMU's syndrome says .* the walker"):
             run_user(cpu, p, user_text(k, p, TOUCH), x0=data, x1=1, x3=1)
+    finally:
+        k.close()
+
+
+def test_an_entry_made_valid_needs_no_flush(mmu):
+    """The MMU caches no failed translation (README X7): a page fault, then the entry made
+    valid (a translation fault) or young (an access-flag fault) with no TLB flush, and the
+    next access reaches the frame. So the demand-fault path writes its pte and retries
+    without flushing; only a change of a valid entry needs one (the last step)."""
+    k = boot()
+    try:
+        cpu = Cpu(k, mmu=mmu)
+        a = k.vmalloc(PAGE)
+        pte = k.pgtable.walk(k.pgd, a).steps[-1].raw
+        k.pgtable.set_pte(k.pgd, a, 0, writer="behind the kernel's back")
+        k.flush_tlb_all()
+        probe = cpu.probe(a)
+        assert probe.faulted and probe.fault.kind == "not-present" and probe.fault.code == 0x96000007, probe
+        k.pgtable.set_pte(k.pgd, a, pte, writer="behind the kernel's back")  # invalid -> valid, no flush
+        assert cpu.probe(a).phys == k.walk(a).phys
+        k.pgtable.set_pte(k.pgd, a, pte & ~PTE_AF, writer="behind the kernel's back")
+        k.flush_tlb_all()
+        probe = cpu.probe(a)
+        assert probe.faulted and probe.fault.kind == "access-flag" and probe.fault.code == 0x9600000B, probe
+        k.pgtable.set_pte(k.pgd, a, pte, writer="behind the kernel's back")  # made young, no flush
+        assert cpu.probe(a).phys == k.walk(a).phys
+        # a valid entry changed without a flush: the CPU keeps the old frame until one
+        other = k.alloc_pages(0, "Normal", owner="test", zero=True)
+        k.pgtable.set_pte(k.pgd, a, (pte & ~OA_MASK) | other.phys, writer="behind the kernel's back")
+        assert cpu.probe(a).phys != other.phys
+        k.flush_tlb_all()
+        assert cpu.probe(a).phys == other.phys
     finally:
         k.close()
 
