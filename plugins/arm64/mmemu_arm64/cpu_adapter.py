@@ -92,8 +92,8 @@ EXCP_BKPT = 7
 FSC_NAMES = {0x10: "synchronous external abort", 0x11: "synchronous tag check fault", 0x21: "alignment fault",
              0x30: "TLB conflict abort"}
 
-#: QEMU's EXCP_* numbers (target/arm/cpu.h), named as the Arm ARM names the exceptions (the
-#: syndrome, which would tell the exception class, is not reported: README X3)
+#: QEMU's EXCP_* numbers (target/arm/cpu.h), named as the Arm ARM names the exceptions: what
+#: the adapter reports of an exception that is not an abort (aborts are read from the syndrome)
 EXCEPTIONS = {1: "Undefined Instruction (ESR_ELx.EC 0x00 Unknown reason, or a trapped instruction)",
               2: "SVC instruction execution in AArch64 state", 3: "Instruction Abort", 4: "Data Abort",
               5: "IRQ interrupt", 6: "FIQ interrupt", 7: "Breakpoint Instruction (BRK) execution in AArch64 state",
@@ -261,7 +261,7 @@ class Arm64Adapter(CpuAdapter):
                             f"{fsc:#x}) at EL{el}", ip=pc, sp=sp)
             if self.walker_referee:
                 if self._referee is None:
-                    from .referee import Referee
+                    from .referee import Referee  # (capstone is loaded for it only)
                     self._referee = Referee(self)
                 self._referee.check(intno, fault, pc, st.x, el)
             return Trap(FAULT, intno, fault, ip=pc, sp=sp)
