@@ -179,7 +179,7 @@ class Arm64Arch(Arch):
         return module.check_wx(kernel, wx)
 
     def cpu_adapter(self, kernel, mmu: str):
-        from .cpu_adapter import Arm64Adapter  # imports Unicorn and capstone
+        from .cpu_adapter import Arm64Adapter  # imports Unicorn
 
         return Arm64Adapter(kernel, mmu)
 

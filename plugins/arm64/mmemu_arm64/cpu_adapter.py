@@ -17,11 +17,12 @@ README.md; each one met again by a test here):
   fetch prefetch-aborts once SCTLR_EL1.M is set. :meth:`create` sets RW (B1).
 - There is no exception entry: an abort reaches ``UC_HOOK_INTR`` with the faulting EL and
   PC unchanged and ESR_EL1/FAR_EL1 not written (X1, B2). The data abort (intno 4) has the PC
-  at the instruction: the address comes from decoding it (decode.py); the prefetch abort
-  (intno 3) has the PC at the fetch address; svc (intno 2) the PC after the svc. The kind
-  of fault and the ESR come from the walker: what the MMU found in the tables (a
-  translation, access-flag or permission fault), or, when the tables allow the access now, a
-  permission fault of a stale TLB entry. Nothing is rewound: returning from the hook
+  at the instruction, the prefetch abort (intno 3) at the fetch address; svc (intno 2) the
+  PC after the svc. The syndrome and address QEMU built for the abort are in its CPU state
+  all the same (cpustate.py): the fault is read from them as the kernel reads ESR_EL1 and
+  FAR_EL1 (codec.fault_from_esr), with no walk of the tables. The walker's own reading
+  (referee.py: the decoded instruction, the tables) checks them in the tests
+  (:attr:`Arm64Adapter.walker_referee`). Nothing is rewound: returning from the hook
   retries the instruction.
 - A PSTATE write does not rebuild the cached translation flags (hflags: EL, mmu_idx), so
   every EL change is followed by a CP_REG write (B1); the CPU states of EL1h and EL0t are
@@ -41,11 +42,10 @@ from unicorn.arm64_const import (UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE, UC_ARM64_
 
 from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
 from mmemu.errors import MmemuError
-from mmemu.faults import NOT_PRESENT, PROTECTION, Fault
+from mmemu.faults import Fault
 
 from . import guest
 from .cpustate import CpuState
-from .decode import Decoder
 from .eras import ARM64, CPU
 
 PAGE = 4096
@@ -87,11 +87,13 @@ MAIR_NEW = 0xFF | 0xFF << 8 | 0x44 << 16 | 0xBB << 24 | 0x00 << 32 | 0x04 << 40
 #: QEMU's EXCP_BKPT (target/arm/cpu.h): a BRK instruction
 EXCP_BKPT = 7
 
-#: ESR_ELx.FSC of an alignment fault (Arm ARM: 0b100001)
-FSC_ALIGNMENT = 0x21
+#: ESR_ELx.FSC of the aborts that are not faults of the tables and that QEMU raises
+#: (Arm ARM D17.2.37 DFSC/IFSC, named as arch/arm64/mm/fault.c fault_info[] names them)
+FSC_NAMES = {0x10: "synchronous external abort", 0x11: "synchronous tag check fault", 0x21: "alignment fault",
+             0x30: "TLB conflict abort"}
 
-#: QEMU's EXCP_* numbers (target/arm/cpu.h), named as the Arm ARM names the exceptions (the
-#: syndrome, which would tell the exception class, is not reported: README X3)
+#: QEMU's EXCP_* numbers (target/arm/cpu.h), named as the Arm ARM names the exceptions: what
+#: the adapter reports of an exception that is not an abort (aborts are read from the syndrome)
 EXCEPTIONS = {1: "Undefined Instruction (ESR_ELx.EC 0x00 Unknown reason, or a trapped instruction)",
               2: "SVC instruction execution in AArch64 state", 3: "Instruction Abort", 4: "Data Abort",
               5: "IRQ interrupt", 6: "FIQ interrupt", 7: "Breakpoint Instruction (BRK) execution in AArch64 state",
@@ -108,17 +110,18 @@ class Arm64Adapter(CpuAdapter):
     probe_stub = guest.PROBE_STUB
     probe_read = guest.PROBE_READ
     probe_write = guest.PROBE_WRITE
+    #: read every abort a second way, from the decoded instruction and the tables
+    #: (referee.py), and stop the run on a disagreement with QEMU's syndrome: the tests
+    walker_referee = False
 
     def __init__(self, kernel, mmu: str):
         super().__init__(kernel, mmu)
         self.va_bits = kernel.paging.va_bits
         self.pa_bits = kernel.paging.pa_bits
-        self.decoder = Decoder()
-        self._decoded = self.decoder.cache  # pc -> MemAccess
-        self._code_gen = None
-        self._ttbr0 = 0
+        self.ttbr0 = 0  # the physical address TTBR0_EL1 holds
         self.codec = kernel.paging.codec
-        self._upper = (1 << (64 - self.va_bits)) - 1  # addr >> VA_BITS of the TTBR1 half
+        self.upper = (1 << (64 - self.va_bits)) - 1  # addr >> VA_BITS of the TTBR1 half
+        self._referee = None
 
     # -- creation -------------------------------------------------------------------------
 
@@ -157,8 +160,8 @@ class Arm64Adapter(CpuAdapter):
         uc.cpr_write(*TCR_EL1, tcr)
         uc.cpr_write(*TTBR1_EL1, k.pgd)
         uc.cpr_write(*CPACR_EL1, CPACR_FPEN)
-        self._ttbr0 = self._ttbr0_for(root)
-        uc.cpr_write(*TTBR0_EL1, self._ttbr0)
+        self.ttbr0 = self._ttbr0_for(root)
+        uc.cpr_write(*TTBR0_EL1, self.ttbr0)
         uc.cpr_write(*SCTLR_EL1, uc.cpr_read(*SCTLR_EL1) | SCTLR_M | SCTLR_C | SCTLR_I)
         self._save_contexts()
 
@@ -196,26 +199,17 @@ class Arm64Adapter(CpuAdapter):
         """switch_mm(): TTBR0_EL1 = the process's pgd (cpu_do_switch_mm), or the reserved
         table for init_mm (cpu_set_reserved_ttbr0). The core flushes the TLB after."""
         uc = self.uc
-        self._ttbr0 = self._ttbr0_for(root)
-        uc.context_restore(self._kernel_ctx)
-        uc.cpr_write(*TTBR0_EL1, self._ttbr0)
-        self._save_contexts()
-        self._forget_code()
-
-    def _forget_code(self) -> None:
-        self.decoder.clear()
-
-    def _check_code(self) -> None:
-        # the decodes are good while the translated code is (mmemu.cpu drops it when the
-        # kernel's code generation moves, before a run)
-        gen = self.kernel.code_generation
-        if gen != self._code_gen:
-            self._forget_code()
-            self._code_gen = gen
+        self.ttbr0 = self._ttbr0_for(root)
+        # each saved state gets the new TTBR0 in place (a CP_REG write rebuilds the
+        # translation flags of the state it is made in: EL0t's stay EL0t's); the kernel's
+        # is left current, as _save_contexts leaves it
+        for ctx in (self._user_ctx, self._kernel_ctx):
+            uc.context_restore(ctx)
+            uc.cpr_write(*TTBR0_EL1, self.ttbr0)
+            uc.context_update(ctx)
 
     def enter_call(self, func: int, args: tuple[int, ...]) -> tuple[int, int]:
         uc = self.uc
-        self._check_code()
         uc.context_restore(self._kernel_ctx)
         regs = [(UC_ARM64_REG_X0 + i, a & MASK64) for i, a in enumerate(args)]
         regs.append((UC_ARM64_REG_X30, self.return_va))
@@ -226,7 +220,6 @@ class Arm64Adapter(CpuAdapter):
     def enter_user(self, entry: int, sp: int) -> tuple[int, int]:
         """ret_to_user/kernel_exit: EL0t at *entry* with SP_EL0 = *sp* (the EL0t context is
         current, so its SP is SP_EL0)."""
-        self._check_code()
         self.uc.context_restore(self._user_ctx)
         # the live SP of EL0t (xregs[31]) and its banked copy SP_EL0 (which only an EL change reads)
         self.uc.reg_write_batch([(UC_ARM64_REG_SP, sp & MASK64), (UC_ARM64_REG_SP_EL0, sp & MASK64)])
@@ -250,77 +243,29 @@ class Arm64Adapter(CpuAdapter):
 
     # -- what happened ---------------------------------------------------------------------
 
-    def _read_code(self, pc: int) -> bytes:
-        k = self.kernel
-        root = k.pgd if k.paging.in_kernel_root(pc) else self._ttbr0
-        w = k.pgtable.walk(root, pc)
-        if w.phys is None:
-            return b""
-        return k.mem.read(w.phys, 4)
-
-    def _refused(self, addr: int, access: str, user: bool, el0_rights: bool = False) -> Fault | None:
-        """The fault the tables give this access (the walker): a translation, access-flag or
-        permission fault, a level 0 translation fault outside both halves; None when they
-        allow it."""
-        k = self.kernel
-        top = addr >> self.va_bits
-        if top == 0:
-            root = self._ttbr0
-        elif top == self._upper:
-            root = k.pgd
-        else:  # outside TTBR0's and TTBR1's ranges: a level 0 translation fault
-            f = Fault(addr, access, user, NOT_PRESENT, level=0)
-            f.code = self.codec.fault_code(f) & ~3
-            return f
-        f = k.pgtable.walk(root, addr).fault(access, user or el0_rights)
-        if f is not None and el0_rights and not user:
-            # LDTR/STTR at EL1: EL0's permissions, the syndrome of the current EL
-            f.user = False
-            f.code = self.codec.fault_code(f)
-        return f
-
-    def _fault(self, parts: list[int], access: str, user: bool, el0_rights: bool = False) -> Fault:
-        """The fault the MMU raised on the first of *parts* the tables refuse, or, when they
-        allow them all now, the permission fault of a stale TLB entry on the first."""
-        for addr in parts:
-            f = self._refused(addr, access, user, el0_rights)
-            if f is not None:
-                return f
-        k = self.kernel
-        addr = parts[0]
-        root = k.pgd if k.paging.in_kernel_root(addr) else self._ttbr0
-        f = Fault(addr, access, user, PROTECTION, level=len(k.pgtable.walk(root, addr).steps) - 1)
-        f.code = self.codec.fault_code(f)
-        return f
-
     def decode_interrupt(self, intno: int) -> Trap:
         st = self.state
         st.update()
-        pc, el, x = st.pc, st.el, st.x
-        sp = x[31]
-        if intno in (3, 4) and st.syndrome & 0x3F == FSC_ALIGNMENT:
-            # not a page fault: an exclusive or an acquire/release on an unaligned address
-            # (the tables, and so the walker, have no say in it); QEMU's syndrome tells
-            what = "Data Abort" if intno == 4 else "Instruction Abort"
-            return Trap(EXCEPTION, intno, description=f"{what} (Alignment fault, ESR_ELx.FSC 0x21) at EL{el}",
-                        ip=pc, sp=sp)
-        if intno == 4:  # data abort: the PC is at the instruction, which has changed nothing yet
-            acc = self._decoded.get(pc)
-            if acc is None:
-                acc = self.decoder.at(pc, self._read_code)
-                if acc is None:
-                    return Trap(EXCEPTION, intno, description=f"Data Abort on an instruction that is not a load "
-                                f"or store (at EL{el})", ip=pc, sp=sp)
-            addr = acc.address_x(x)
-            size = acc.single_size
-            if size and (addr & (PAGE - 1)) + size <= PAGE:  # one access within a page: the usual case
-                fault = self._refused(addr, acc.access, el == 0, acc.unprivileged) or \
-                    self._fault([addr], acc.access, el == 0, acc.unprivileged)
-            else:
-                fault = self._fault(acc.parts(addr), acc.access, el == 0, acc.unprivileged)
+        pc, el = st.pc, st.el
+        sp = st.sp
+        if intno == 4 or intno == 3:  # data abort (PC at the instruction), prefetch abort (PC fetched)
+            esr, far = st.last_abort()
+            fault = self.codec.fault_from_esr(esr, far)
+            if fault is None:
+                # not a page fault (an exclusive or an acquire/release on an unaligned address,
+                # say): the tables have no say in it
+                what = "Data Abort" if intno == 4 else "Instruction Abort"
+                fsc = esr & 0x3F
+                name = FSC_NAMES.get(fsc, "not a fault of the tables")
+                return Trap(EXCEPTION, intno, description=f"{what} ({name[0].upper()}{name[1:]}, ESR_ELx.FSC "
+                            f"{fsc:#x}) at EL{el}", ip=pc, sp=sp)
+            if self.walker_referee:
+                if self._referee is None:
+                    from .referee import Referee  # (capstone is loaded for it only)
+                    self._referee = Referee(self)
+                self._referee.check(intno, fault, pc, st.x, el)
             return Trap(FAULT, intno, fault, ip=pc, sp=sp)
-        if intno == 3:  # instruction abort: the PC is the fetch address
-            return Trap(FAULT, intno, self._fault([pc], "exec", el == 0), ip=pc, sp=sp)
+        x = st.x
         if intno == EXCP_BKPT and pc in self.kernel.kcall_addresses:
             # a module called an exported kernel function: the brk at its address (the PC
             # at the brk, as QEMU raises it)
@@ -383,6 +328,5 @@ class Arm64Adapter(CpuAdapter):
 
     def enter_probe(self, stub_va: int, user: bool, va: int, byte: int) -> None:
         uc = self.uc
-        self._check_code()
         uc.context_restore(self._user_ctx if user else self._kernel_ctx)
         uc.reg_write_batch([(UC_ARM64_REG_X0, va & MASK64), (UC_ARM64_REG_X0 + 1, byte & 0xFF)])

@@ -12,9 +12,9 @@ copies. The byte offsets inside a saved context are found once per process (regi
 to known values, known aborts provoked in a scratch engine), never hard-coded: a Unicorn
 build with another layout is detected and refused instead of misread.
 
-The adapter takes the address of a data abort from the instruction (decode.py) and the kind
-of fault from the tables (the walker); this is the independent record the tests compare
-both with (tests/test_cpu.py: the Unicorn referee).
+The adapter reads every abort from them (syndrome and address, as the kernel reads ESR_EL1
+and FAR_EL1); the tests check that reading against the walker's (referee.py) and against
+the walker's faults of probed accesses (tests/test_cpu.py: the Unicorn referee).
 """
 
 from __future__ import annotations

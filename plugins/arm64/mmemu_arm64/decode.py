@@ -1,9 +1,10 @@
 """The address a faulting AArch64 load or store accessed, from its instruction.
 
-Unicorn reports a data abort without its syndrome or FAR (ESR_EL1 and FAR_EL1 are not
-written: /work/shared/unicorn-riscv-arm64/README.md, B2, X3), so the adapter decodes the
-instruction at the PC with capstone (once per PC: :class:`Decoder` caches) and computes the
-address from the registers, which the aborted instruction has not changed yet: base + offset
+Unicorn reports a data abort without writing ESR_EL1 and FAR_EL1 (/work/shared/unicorn-
+riscv-arm64/README.md, B2, X3); the adapter reads QEMU's own syndrome and address instead
+(cpustate.py), and the walker's referee (referee.py) finds the address independently: it
+decodes the instruction at the PC with capstone (once per PC: :class:`Decoder` caches) and
+computes the address from the registers, which the aborted instruction has not changed yet: base + offset
 for the immediate, unscaled and pre-indexed forms (a pre-index writes the base back only when
 the access completes), the base alone for post-indexed forms (capstone gives them offset 0),
 base + extended and shifted index for the register forms, the literal's address for a
@@ -88,13 +89,10 @@ class MemAccess:
     align: int = 1
 
     def __post_init__(self):
-        # the hot path's view: registers as indices of the saved xregs[] (31: SP), the access
-        # kind, the size of a single access (0: several elements, or rounded)
+        # the referee's view: registers as indices of the saved xregs[] (31: SP), the access kind
         object.__setattr__(self, "base_x", XREG.get(self.base))
         object.__setattr__(self, "index_x", XREG.get(self.index))
         object.__setattr__(self, "access", "write" if self.write else "read")
-        single = len(self.elements) == 1 and self.align == 1 and self.elements[0][0] == 0
-        object.__setattr__(self, "single_size", self.elements[0][1] if single else 0)
 
     def regs(self) -> tuple[int, ...]:
         return tuple(r for r in (self.base, self.index) if r is not None)

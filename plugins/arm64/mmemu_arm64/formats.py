@@ -74,7 +74,7 @@ from mmemu.arch import (
     entry_struct,
 )
 from mmemu.errors import MappingError
-from mmemu.faults import ACCESS_FLAG, NON_CANONICAL, NOT_PRESENT, PROTECTION
+from mmemu.faults import ACCESS_FLAG, NON_CANONICAL, NOT_PRESENT, PROTECTION, Fault
 from mmemu.faults import RESERVED as RESERVED_FAULT
 
 # ---- arch/arm64/include/asm/pgtable-hwdef.h ------------------------------------------------
@@ -240,6 +240,10 @@ ESR_ELx_FSC_ADDRSZ = 0x00  # address size fault, level in FSC[1:0]
 ESR_ELx_FSC_FAULT = 0x04  # translation fault
 ESR_ELx_FSC_ACCESS = 0x08  # access flag fault
 ESR_ELx_FSC_PERM = 0x0C  # permission fault
+#: ESR_ELx.FSC & ESR_ELx_FSC_TYPE -> the kind of fault the tables raised (the other FSC values:
+#: alignment, external aborts, TLB conflicts... are not faults of the tables)
+FSC_KINDS = {ESR_ELx_FSC_ADDRSZ: RESERVED_FAULT, ESR_ELx_FSC_FAULT: NOT_PRESENT, ESR_ELx_FSC_ACCESS: ACCESS_FLAG,
+             ESR_ELx_FSC_PERM: PROTECTION}
 #: esr.h esr_class_str[]
 EC_NAMES = {ESR_ELx_EC_IABT_LOW: "IABT (lower EL)", ESR_ELx_EC_IABT_CUR: "IABT (current EL)",
             ESR_ELx_EC_DABT_LOW: "DABT (lower EL)", ESR_ELx_EC_DABT_CUR: "DABT (current EL)"}
@@ -455,6 +459,29 @@ class Arm64Codec(EntryCodec):
         if fault.access == "write":
             esr |= ESR_ELx_WNR
         return esr
+
+    def fault_from_esr(self, esr: int, far: int) -> Fault | None:
+        """The fault an abort's ESR_ELx and FAR_ELx describe, as the kernel's do_mem_abort()
+        reads them (the inverse of :meth:`fault_code`, the ESR kept as it is): the access from
+        the EC (instruction abort: a fetch) and WnR, the privilege from the EC (an abort from
+        the lower EL: EL0), the kind and ARM level from the FSC. A level before the mode's
+        first (the level 0 translation fault of an address outside both TTBRs' ranges on a
+        3-level mode) is index 0. None: not an abort of the tables (another EC, or an FSC
+        such as an alignment fault)."""
+        ec = esr >> ESR_ELx_EC_SHIFT
+        fsc = esr & ESR_ELx_FSC
+        kind = FSC_KINDS.get(fsc & ESR_ELx_FSC_TYPE) if fsc < 0x10 else None
+        if kind is None:
+            return None
+        if ec == ESR_ELx_EC_DABT_LOW or ec == ESR_ELx_EC_DABT_CUR:
+            access = "write" if esr & ESR_ELx_WNR else "read"
+        elif ec == ESR_ELx_EC_IABT_LOW or ec == ESR_ELx_EC_IABT_CUR:
+            access = "exec"
+        else:
+            return None
+        user = ec == ESR_ELx_EC_DABT_LOW or ec == ESR_ELx_EC_IABT_LOW
+        level = max(0, (fsc & 3) - self.level_offset)
+        return Fault(far, access, user, kind, level, esr)
 
     # -- pte accessors (arch/arm64/include/asm/pgtable.h of the era) -----------------------------
 

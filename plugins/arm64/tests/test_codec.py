@@ -217,6 +217,29 @@ def test_esr_values_by_hand():
     assert c39.fault_code(F("read", True, NOT_PRESENT, 2)) == 0x92000007
 
 
+def test_an_esr_reads_back_as_the_fault_it_encodes():
+    """fault_from_esr() is fault_code()'s inverse for every abort of the tables (the ESR and
+    FAR kept as the fault's code and address), and refuses what is not one."""
+    for va in ("48", "39"):
+        c = mode("6.6", va).codec
+        for kind in (NOT_PRESENT, PROTECTION, ACCESS_FLAG, RESERVED_KIND):
+            for access in ("read", "write", "exec"):
+                for user in (False, True):
+                    for level in range(c.nlevels):
+                        f = F(access, user, kind, level, address=0xFFFF000012345678)
+                        esr = c.fault_code(f)
+                        back = c.fault_from_esr(esr, f.address)
+                        assert (back.address, back.access, back.user, back.kind, back.level, back.code) == \
+                            (f.address, access, user, kind, level, esr), (va, f, back)
+    # a level 0 translation fault on 39 bits (outside both TTBRs' ranges): index 0, the ESR kept
+    back = mode("6.6", "39").codec.fault_from_esr(0x96000004, 0x0000800000000000)
+    assert (back.kind, back.level, back.code, back.user) == (NOT_PRESENT, 0, 0x96000004, False)
+    c = mode().codec
+    assert c.fault_from_esr(0x96000021, 0x1001) is None  # alignment fault (DABT, FSC 0b100001)
+    assert c.fault_from_esr(0x92000010, 0x1000) is None  # synchronous external abort
+    assert c.fault_from_esr(0x56000000, 0) is None  # SVC from AArch64 (EC 0x15)
+
+
 def test_check_prot():
     c = mode().codec
     for name, prot in ARCH.pgprot.items():

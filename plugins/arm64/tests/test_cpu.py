@@ -18,9 +18,10 @@ import pytest
 import mmemu
 from mmemu.arch import KW
 from mmemu.cpu import Cpu
+from mmemu.errors import MmemuError
 from mmemu.kernel import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from mmemu_arm64.cpustate import FaultState
-from mmemu_arm64.formats import PTE_AF
+from mmemu_arm64.formats import OA_MASK, PTE_AF
 
 PAGE = 4096
 MMUS = ("cpu", "plugin")
@@ -182,6 +183,38 @@ def run_user(cpu, p, entry, x0=0, x1=0, x3=0, **kw):
         return cpu.run_user(p, entry, **kw)
     finally:
         ad.enter_user = orig
+
+
+# ldr  x0, [x0]
+# mov  x8, #93          // exit(the word loaded)
+# svc  #0
+LOAD_EXIT = bytes.fromhex("000040f9" "a80b80d2" "010000d4")
+
+
+def test_each_process_runs_on_its_own_tables_at_el0_after_a_switch(mmu):
+    """switch_mm() between two processes with the same user address holding different
+    words, back and forth: each run reads its own (TTBR0 is the current process's in both
+    the user and the kernel state), still at EL0 (a kernel address is refused: SIGSEGV)."""
+    k = boot()
+    try:
+        cpu = Cpu(k, mmu=mmu)
+        procs = []
+        for word in (0x1111, 0x2222):
+            p = k.create_process(f"p{word:x}")
+            data = k.mmap(p, 0x7000000, PAGE, PROT_READ | PROT_WRITE)
+            k.write(data, struct.pack("<Q", word), user=True, process=p)
+            procs.append((p, user_text(k, p, LOAD_EXIT), word))
+        for p, text, word in procs + procs + [procs[1]]:
+            r = run_user(cpu, p, text, x0=0x7000000)
+            assert (r.reason, r.value) == ("exit", word), r
+        p, text, _ = procs[0]
+        r = run_user(cpu, p, text, x0=k.layout["PAGE_OFFSET"])
+        assert r.reason == "sigsegv" and r.fault_log[-1][1] >> 26 == 0x24, r
+        k.switch_to(None)  # a kernel thread: the reserved table in TTBR0
+        r = cpu.call(kernel_text(k, READ_BYTE), 0x7000000)
+        assert r.reason == "oops" and r.fault_log[0][1] == 0x96000004, r
+    finally:
+        k.close()
 
 
 def test_fork_then_a_user_write_breaks_copy_on_write(mmu):
@@ -370,6 +403,60 @@ def test_a_kernel_thread_has_no_user_address_space():
         r = cpu.call(kernel_text(k, READ_BYTE), data)
         assert r.reason == "oops" and r.fault_log[0][1] == 0x96000004, r
         assert f"[{data:016x}] user address but active_mm is swapper" in r.report
+    finally:
+        k.close()
+
+
+def test_the_walker_referee_stops_a_run_on_a_syndrome_it_does_not_read_the_same(monkeypatch):
+    """The referee is live (conftest.py turns it on): a fault read from the syndrome that
+    differs from the walker's reading (here one level off) stops the run with both named."""
+    k = boot()
+    try:
+        cpu = Cpu(k, mmu="cpu")
+        codec = cpu.adapter.codec
+        real = codec.fault_from_esr
+
+        def one_level_off(esr, far):
+            f = real(esr, far)
+            f.level = (f.level + 1) % codec.nlevels
+            return f
+        monkeypatch.setattr(codec, "fault_from_esr", one_level_off)
+        p = k.create_process("toucher")
+        data = k.mmap(p, None, PAGE)
+        with pytest.raises(MmemuError, match="QEMU's syndrome says .* the walker"):
+            run_user(cpu, p, user_text(k, p, TOUCH), x0=data, x1=1, x3=1)
+    finally:
+        k.close()
+
+
+def test_an_entry_made_valid_needs_no_flush(mmu):
+    """The MMU caches no failed translation (README X7): a page fault, then the entry made
+    valid (a translation fault) or young (an access-flag fault) with no TLB flush, and the
+    next access reaches the frame. So the demand-fault path writes its pte and retries
+    without flushing; only a change of a valid entry needs one (the last step)."""
+    k = boot()
+    try:
+        cpu = Cpu(k, mmu=mmu)
+        a = k.vmalloc(PAGE)
+        pte = k.pgtable.walk(k.pgd, a).steps[-1].raw
+        k.pgtable.set_pte(k.pgd, a, 0, writer="behind the kernel's back")
+        k.flush_tlb_all()
+        probe = cpu.probe(a)
+        assert probe.faulted and probe.fault.kind == "not-present" and probe.fault.code == 0x96000007, probe
+        k.pgtable.set_pte(k.pgd, a, pte, writer="behind the kernel's back")  # invalid -> valid, no flush
+        assert cpu.probe(a).phys == k.walk(a).phys
+        k.pgtable.set_pte(k.pgd, a, pte & ~PTE_AF, writer="behind the kernel's back")
+        k.flush_tlb_all()
+        probe = cpu.probe(a)
+        assert probe.faulted and probe.fault.kind == "access-flag" and probe.fault.code == 0x9600000B, probe
+        k.pgtable.set_pte(k.pgd, a, pte, writer="behind the kernel's back")  # made young, no flush
+        assert cpu.probe(a).phys == k.walk(a).phys
+        # a valid entry changed without a flush: the CPU keeps the old frame until one
+        other = k.alloc_pages(0, "Normal", owner="test", zero=True)
+        k.pgtable.set_pte(k.pgd, a, (pte & ~OA_MASK) | other.phys, writer="behind the kernel's back")
+        assert cpu.probe(a).phys != other.phys
+        k.flush_tlb_all()
+        assert cpu.probe(a).phys == other.phys
     finally:
         k.close()
 
