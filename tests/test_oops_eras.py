@@ -856,6 +856,17 @@ def kernel_store_with_memset_on_the_stack(k) -> tuple[list[str], int, int, int]:
     return (*kernel_store_with_known_registers(k, push=memset), memset)
 
 
+def backtrace_of(k, addr: int) -> str:
+    """What %pB prints for *addr*: the symbol of addr - 1 with addr's own offset (a return
+    address names the call it returns from), the raw address where no symbol covers it."""
+    before = k.symbol_at(addr - 1)
+    if before is None:
+        return f"0x{addr:x}"
+    name, rest = before.split("+", 1)
+    off, size = rest.split("/", 1)
+    return f"{name}+{int(off, 16) + 1:#x}/{size}"
+
+
 def after(lines: list[str], prefix: str) -> int:
     """The index of the line after the first one starting with *prefix*."""
     return next(i for i, line in enumerate(lines) if line.startswith(prefix)) + 1
@@ -871,14 +882,18 @@ def after(lines: list[str], prefix: str) -> int:
     # arch/x86/kernel/process.c show_regs_common (2.6.38.7, OESF/linux-linaro-natty): ' ' and '%s %s' of the DMI
     # vendor and product, two blanks
     ("2.6.38", "Oops: 0002 [#1] SMP ", True, "  ", False),
+    # dumpstack.c, dumpstack_64.c, process.c, process_64.c, 3.0 (tuxafgmur/Espresso-Kernel 1083be51, Makefile
+    # 3.0.31): 2.6.38's lines without 'last sysfs file:', printk_address ' [<%p>] %s%pB'
+    ("3.0", "Oops: 0002 [#1] SMP ", False, "  ", False),
 ])
 def test_x86_64_register_dump_2_6(kernel, header, sysfs, board, stack_inline, boot):
     """__die -> show_registers of 2.6.26 .. 3.0: 'CPU %d ' ended by __show_regs' newline, the
     modules, 'Pid: %d, comm: %.20s %s %s %.*s', the long RIP line (printk_address ' [<%016lx>]
     %s%pS'), 'RSP: ...  EFLAGS:' (two blanks), the CPU's registers, DR0..DR7 always, the
     Process line, kstack_depth_to_print (12) words of the stack four a line, 'Call Trace:'
-    with ' [<%016lx>] ? %pS' for the text address on the stack, 'Code: ' '%02x ' from ip - 43
-    and __die's summary; CR2 and the end marker follow."""
+    with ' [<%016lx>] ? %pS' for the text address on the stack (%pB in 3.0: the symbol of the
+    address - 1), 'Code: ' '%02x ' from ip - 43 and __die's summary; CR2 and the end marker
+    follow."""
     k = boot(arch="x86_64", kernel=kernel, ram="256M")
     lines, ip, top, memset = kernel_store_with_memset_on_the_stack(k)
     at = lines.index(header) + 1
@@ -886,7 +901,8 @@ def test_x86_64_register_dump_2_6(kernel, header, sysfs, board, stack_inline, bo
         assert lines[at] == "last sysfs file: "
         at += 1
     base = top - 4 * PAGE
-    assert lines[at:at + 4] == ["CPU 0 ", "Modules linked in:", f"Pid: 0, comm: swapper Not tainted {kernel} #1{board}",
+    uname = "3.0.0" if kernel == "3.0" else kernel  # 3.0's Makefile: SUBLEVEL = 0, so init_utsname says 3.0.0
+    assert lines[at:at + 4] == ["CPU 0 ", "Modules linked in:", f"Pid: 0, comm: swapper Not tainted {uname} #1{board}",
                                 f"RIP: 0010:[<{ip:016x}>]  [<{ip:016x}>] 0x{ip:x}"]
     sp = int(lines[at + 4].split(":")[2].split()[0], 16)
     assert lines[at + 4].startswith(f"RSP: 0018:{sp:016x}  EFLAGS: ")
@@ -906,7 +922,8 @@ def test_x86_64_register_dump_2_6(kernel, header, sysfs, board, stack_inline, bo
     check_stack_rows(k, rows, sp, top, 8, depth=12)
     assert rows[0].split()[0] == f"{memset:016x}"
     empty = ["", ""] if stack_inline else []
-    assert lines[trace + 1:trace + 3 + len(empty)] == [f" [<{memset:016x}>] ? memset+0x0/0x10"] + empty + [
+    sym = backtrace_of(k, memset) if kernel == "3.0" else "memset+0x0/0x10"
+    assert lines[trace + 1:trace + 3 + len(empty)] == [f" [<{memset:016x}>] ? {sym}"] + empty + [
         old_code_line(k, ip, leading=False)]
     assert lines[trace + 3 + len(empty):] == [f"RIP  [<{ip:016x}>] 0x{ip:x}", f" RSP <{sp:016x}>",
                                               "CR2: 0000000000000000", lines[-1]]
@@ -921,14 +938,17 @@ def test_x86_64_register_dump_2_6(kernel, header, sysfs, board, stack_inline, bo
     ("2.6.32", True, "Pid: 0, comm: swapper Not tainted (2.6.32 #1) ", "dumpstack"),
     # process.c show_regs_common (2.6.38.7, OESF/linux-linaro-natty): the line of x86_64's form, two blanks
     ("2.6.38", True, "Pid: 0, comm: swapper Not tainted 2.6.38 #1  ", "dumpstack"),
+    # dumpstack.c, dumpstack_32.c, process.c, process_32.c, 3.0 (tuxafgmur/Espresso-Kernel 1083be51, Makefile
+    # 3.0.31): 2.6.38's lines without 'last sysfs file:'; the trace's printk_address is '%pB'
+    ("3.0", False, "Pid: 0, comm: swapper Not tainted 3.0.0 #1  ", "dumpstack"),
 ])
 def test_i386_register_dump_2_6(kernel, sysfs, pid, style, boot):
     """die() -> show_registers of 2.6.25 .. 3.0: the modules, __show_registers' newline (an
     empty line), 'Pid: %d, comm: %s %s (%s %.*s)' (2.6.32: and ' %s' of the empty DMI product
     name; 2.6.38: show_regs_common's), the EIP, EAX, ESI and DS lines with the CPU's registers, the Process line, the
     stack (2.6.27: 'Stack: ' and '%08lx ' continued under it; 2.6.32: 'Stack:' then ' %08lx'
-    eight a line), 'Call Trace:' with ' [<%08lx>] ? ' and the symbol, 2.6.27's '======' line,
-    'Code: ' and the summary 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx'."""
+    eight a line), 'Call Trace:' with ' [<%08lx>] ? ' and the symbol (%pB in 3.0), 2.6.27's
+    '======' line, 'Code: ' and the summary 'EIP: [<%08lx>] %s SS:ESP %04x:%08lx'."""
     k = boot(arch="i386", kernel=kernel, ram="256M")
     lines, ip, top, memset = kernel_store_with_memset_on_the_stack(k)
     at = after(lines, "Oops: 0002 [#1]")
@@ -953,7 +973,8 @@ def test_i386_register_dump_2_6(kernel, sysfs, pid, style, boot):
     check_stack_rows(k, [" " + row.strip() for row in rows], sp, top, 4, depth=24)
     assert rows[0].split()[0] == f"{memset:08x}"
     ends = [" ======================="] if style == "traps" else []
-    assert lines[trace + 1:] == [f" [<{memset:08x}>] ? memset+0x0/0x10"] + ends + [
+    sym = backtrace_of(k, memset) if kernel == "3.0" else "memset+0x0/0x10"
+    assert lines[trace + 1:] == [f" [<{memset:08x}>] ? {sym}"] + ends + [
         old_code_line(k, ip, leading=False), f"EIP: [<{ip:08x}>] 0x{ip:x} SS:ESP 0068:{sp:08x}",
         "CR2: 0000000000000000", lines[-1]]
 

@@ -23,9 +23,9 @@ The rest of the oops -- the task line, the register dump, ``Code:``, ``Call Trac
 ``Modules linked in:``, the end marker and the executive summary -- comes from the
 emulated CPU's registers when code on it faulted (or called an exported kernel function
 whose implementation faulted: that function is the RIP), in the words of the releases
-whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.27, 2.6.32 and 3.1 ..
-4.14, x86_64 2.6.27, 2.6.32 and 3.1 and later; the releases between are placed with them,
-as the rules say); an access made through the API has no registers, and its oops says so
+whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.27, 2.6.32, 3.0 and
+3.1 .. 4.14, x86_64 2.6.26, 2.6.27, 2.6.32, 3.0 and 3.1 and later; the releases between are
+placed with them, as the rules say); an access made through the API has no registers, and its oops says so
 on its IP line. i386 4.15 .. 4.17 prints its IP line alone: the register lines of that
 era's process_32.c after ``EIP: %pS`` were not found in any stored tree. No release
 prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
@@ -41,6 +41,12 @@ from mmemu.faults import Fault
 from mmemu.units import PAGE_SIZE
 
 from .codec import X86_PF_INSTR, X86_PF_PK, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE
+
+#: The 3.0 tree read for the register dump: dumpstack.c, dumpstack_32.c, dumpstack_64.c,
+#: process.c, process_32.c and process_64.c at the commit of its Makefile (3.0.31), an ARM
+#: tablet's kernel whose x86 files are the stable release's (process_64.c has 3.0.y's
+#: switch_fpu_prepare backport; nothing vendor-specific in the six files).
+_READ_30 = "tuxafgmur/Espresso-Kernel 1083be51, Makefile 3.0.31"
 
 #: The oops and segfault wording of each era (arch/x86/mm/fault.c, arch/x86/kernel/dumpstack.c).
 OOPS = EraTable(
@@ -198,9 +204,12 @@ OOPS = EraTable(
                    "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
                    "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
                    "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read"),
-    Variant("printk_address", [("3.13", "pS")], before="pB",
-            source="(before 3.1 printk_address is ' [<%016lx>] %s%pS' (traps_64.c 2.6.27) and ' [<%p>] %s%pS' "
-                   "(dumpstack.c 2.6.32), both read: rules show_registers_64/_32 print %pS) "
+    Variant("printk_address", [("3.0", "pB"), ("3.13", "pS")], before="pS",
+            source="printk_address is ' [<%016lx>] %s%pS' (traps_64.c 2.6.27, read) and ' [<%p>] %s%pS' "
+                   "(dumpstack.c 2.6.32, read), ' [<%p>] %s%pB' in 3.0 (dumpstack.c read, " + _READ_30 + "): "
+                   "the RIP line and __die's 'RIP ' summary of x86_64 and the trace of both arches (i386's 'EIP is "
+                   "at' and its summary are print_symbol's, %pS-like); 2.6.33 .. 2.6.39 not read: %pB placed at "
+                   "3.0, the first release read with it. "
                    "arch/x86/kernel/dumpstack.c printk_address, which prints __show_regs' long RIP line and "
                    "__die's 'RIP ' summary: ' [<%p>] %s%pB' in 3.6 (read; %pB looks the address up at address - 1, "
                    "so a RIP at a function's first byte names the symbol before it); ' [<%p>] %pS' with a separate "
@@ -237,14 +246,19 @@ OOPS = EraTable(
                    "'traps_32_ip' (arch/x86/kernel/traps_32.c and process_32.c of 2.6.27 read, rmcc/gp_one_kernel "
                    "57d93f05, Makefile 2.6.27): the same lines, print_trace_address now '%s [<%08lx>] ' then '? ' for "
                    "an address no frame vouches for (the reliable flag of the 2.6.25 merge window: 2.6.25, 2.6.26 "
-                   "and 2.6.28 not read, placed with 2.6.27). 'dumpstack_32' (arch/x86/kernel/dumpstack.c, "
+                   "and 2.6.28 not read, placed with 2.6.27; a dumpstack_32.c holding __die, of the same layout as "
+                   "the x86_64 one of rule show_registers_64, id 2153457121, release not confirmed, prints the "
+                   "dumpstack_32 lines with sysfs_printk_last_file). 'dumpstack_32' (arch/x86/kernel/dumpstack.c, "
                    "dumpstack_32.c, process_32.c of 2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity bb7be218): "
                    "__die prints 'last sysfs file: %s' (rule last_sysfs_file), show_registers print_modules, "
                    "__show_regs(regs, 0): printk('\\n'), 'Pid: %d, comm: %s %s (%s %.*s) %s' (the DMI product "
                    "name: '' here, so the line ends in a blank), the EIP/EAX/ESI/DS lines, 'Process ...', 'Stack:' "
                    "on its own line then ' %08lx' eight a line, 'Call Trace:' with printk_address ' [<%p>] %s%pS', "
-                   "no '=====' line, 'Code: ' '%02x ' and the summary; 2.6.29 .. 2.6.31 and 2.6.33 .. 3.0 not read: "
-                   "placed with 2.6.32, the form of 3.1 (rule show_regs_dumpstack) after it"),
+                   "no '=====' line, 'Code: ' '%02x ' and the summary; the same lines in 3.0 (dumpstack_32.c, "
+                   "process_32.c read, " + _READ_30 + "; its trace's printk_address %pB: rule "
+                   "printk_address) and "
+                   "no 'last sysfs file:' (rule last_sysfs_file); 2.6.29 .. 2.6.31 and 2.6.33 .. 2.6.39 not read: "
+                   "placed with 2.6.32 and 3.0, the form of 3.1 (rule show_regs_dumpstack) after them"),
     Variant("show_registers_64", [("2.6.26", "traps_64"), ("2.6.29", "dumpstack_64"), ("3.1", None)], before=None,
             source="'traps_64' (arch/x86/kernel/traps_64.c show_registers/__die, process_64.c __show_regs of 2.6.27 "
                    "read, rmcc/gp_one_kernel 57d93f05, Makefile 2.6.27): 'CPU %d ' then __show_regs' printk('\\n') "
@@ -256,26 +270,38 @@ OOPS = EraTable(
                    "'%02x ' ('<%02x> ' at ip, ' Bad RIP value.'), __die's 'RIP ' printk_address ' RSP <%016lx>'; "
                    "2.6.26 the same (traps_64.c read in katadelos/linux-2.6.26-lab126 5386f5d9, Makefile 2.6.26, an "
                    "-rt tree whose show_trace adds only lock/preempt debugging hooks); 2.6.28 not read, placed with "
-                   "2.6.27. 'dumpstack_64' (dumpstack.c, dumpstack_64.c, "
+                   "2.6.27 (a dumpstack_64.c that still holds oops_begin and __die, the layout between the split "
+                   "of traps_64.c and dumpstack.c, was read by content only -- code index id 2290515579, its "
+                   "tree's release not confirmed: it prints '[#%d] ', sysfs_printk_last_file and 'Stack:' on its "
+                   "own line, the dumpstack_64 form; if it is 2.6.28's, that form and rule last_sysfs_file begin "
+                   "at 2.6.28). 'dumpstack_64' (dumpstack.c, dumpstack_64.c, "
                    "process_64.c of 2.6.32 read, leemgs/OptimusOneKernel-KandroidCommunity bb7be218): 'last sysfs "
                    "file: %s', 'CPU %d ', print_modules, 'Pid: ... %.*s %s' (the DMI product name: '', a trailing "
                    "blank), the same registers, 'Process ...', 'Stack:' on its own line, ' %016lx' four a line, "
                    "'Call Trace:' with ' [<%p>] %s%pS', 'Code: ' and the summary, no empty lines; 2.6.29 .. 2.6.31 "
-                   "and 2.6.33 .. 3.0 not read: placed with 2.6.32, the form of 3.1 (rule show_regs_dumpstack) after "
-                   "it"),
+                   "and 2.6.33 .. 2.6.39 not read: placed with 2.6.32 and 3.0, whose dumpstack_64.c and "
+                   "process_64.c (read, " + _READ_30 + ") print the same lines -- 'CPU %d ', "
+                   "print_modules, the long RIP line, DR0..DR7 always, 'Stack:' on its own line, 'Code: ' "
+                   "'%02x ', ' Bad RIP value.' -- with printk_address %pB (rule printk_address) and no 'last sysfs file:' (rule last_sysfs_file); the form of 3.1 (rule "
+                   "show_regs_dumpstack) after them"),
     Feature("show_regs_common", since="2.6.38",
             source="arch/x86/kernel/process.c show_regs_common() (2.6.38.7 read, OESF/linux-linaro-natty, Ubuntu "
                    "natty): printk(KERN_CONT \"\\n\"), 'Pid: %d, comm: %.20s %s %s %.*s', ' ' and '%s %s' of the "
                    "DMI vendor and product ('' here: the line ends in two blanks), shared by process_32.c and "
                    "process_64.c; 2.6.32's __show_regs prints its own line (i386 '... (%s %.*s) %s', x86_64 '... "
                    "%.*s %s', read). 2.6.33 .. 2.6.37 not read: placed at 2.6.38, the first release read with it; "
-                   "the other lines of 2.6.38 .. 3.0 are 2.6.32's (dumpstack_32.c/_64.c of those releases not read)"),
-    Variant("last_sysfs_file", [("2.6.29", True), ("3.1", False)], before=False,
+                   "3.0's process.c (read, " + _READ_30 + ") prints the same line, and ' %s %s' then "
+                   "'/%s' only when "
+                   "DMI has a board name (none here); the other lines of 2.6.38 .. 3.0 are 2.6.32's (3.0's "
+                   "dumpstack_32.c/_64.c read; 2.6.38's and 2.6.39's not read)"),
+    Variant("last_sysfs_file", [("2.6.29", True), ("3.0", False)], before=False,
             source="fs/sysfs/file.c sysfs_printk_last_file(): printk(KERN_EMERG \"last sysfs file: %s\\n\", "
                    "last_sysfs_file), called by dumpstack.c __die after the header (2.6.32 read); not called by the "
-                   "__die of 2.6.27's traps_32.c/traps_64.c (read) nor of 3.1's dumpstack.c (read). No sysfs file is "
-                   "ever opened on mmemu's machine: the name is empty. 2.6.28 .. 2.6.31 and 2.6.33 .. 3.0 not read: "
-                   "placed with the dumpstack forms"),
+                   "__die of 2.6.27's traps_32.c/traps_64.c (read), nor of 3.0's dumpstack.c (read, " + _READ_30 + ": "
+                   "<linux/sysfs.h> still included, no call) nor of 3.1's (read). No sysfs file is ever opened on "
+                   "mmemu's machine: the name is empty. 2.6.28 .. 2.6.31 not read: placed with the dumpstack forms "
+                   "(2.6.29); 2.6.33 .. 2.6.39 not read: the line is placed until 2.6.39, 3.0 being the first "
+                   "release read without it"),
     Feature("task_stack_marker", since="5.16",
             source="arch/x86/kernel/dumpstack_64.c stack_type_name: 'if (type == STACK_TYPE_TASK) return "
                    "\"TASK\";' (Peter Zijlstra's stack guard patch, Sep 2021, merged for 5.16; a 5.17-rc7 "
@@ -630,7 +656,7 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
         lines += ["Stack: " + rows[0]] + ["       " + row for row in rows[1:]]
     lines.append("Call Trace:")
     fuzzy = "" if style in ("classic", "traps_32") else "? "  # no frame chain vouches for an address
-    lines += [f" [<{addr:08x}>] {fuzzy}{sym}" for addr, sym in stack_text_addresses(k, r, root)]
+    lines += [f" [<{addr:08x}>] {fuzzy}{sym}" for addr, sym in stack_text_addresses(k, r, root)]  # printk_address
     if style != "dumpstack_32":
         lines.append(" =======================")
     lines.append(code_bytes_line(k, ip, root, "EIP"))
@@ -640,8 +666,9 @@ def show_registers_32(k, fault: Fault, r: dict[str, int], root: int) -> list[str
 
 def stack_text_addresses(k, r: dict[str, int], root: int) -> list[tuple[int, str]]:
     """The words of the kernel stack, from the stack pointer to its top, that are text
-    addresses kallsyms knows (__kernel_text_address), with their %pS symbol: the entries
-    print_context_stack hands to print_trace_address before 3.x's %pB."""
+    addresses kallsyms knows (__kernel_text_address), with the symbol printk_address prints
+    for them (rule ``printk_address``: %pS, %pB from 3.0): the entries print_context_stack
+    hands to print_trace_address in the traps/dumpstack forms before 3.1."""
     word = 8 if k.paging.bits64 else 4
     sp = r["sp"]
     top = stack_top(k, sp) or sp
@@ -651,7 +678,7 @@ def stack_text_addresses(k, r: dict[str, int], root: int) -> list[tuple[int, str
         addr = int.from_bytes(scan[i:i + word], "little")
         sym = k.symbol_at(addr)
         if sym is not None:
-            found.append((addr, sym))
+            found.append((addr, rip_symbol(k, addr)))
     return found
 
 
@@ -673,7 +700,7 @@ def show_registers_64(k, fault: Fault, r: dict[str, int], root: int) -> list[str
         board = "  "
     # "CPU %d " ended by __show_regs' printk("\n"), then print_modules
     lines = [f"CPU {fault.cpu} ", k.modules_linked_in(), task_line(k, fault) + board,
-             f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {symbol(k, ip)}",  # printk_address: %pS
+             f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {rip_symbol(k, ip)}",  # printk_address
              f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
     lines += gprs_and_control_64(r) + _debug_registers(k, r, always=True) + [process_line(k, fault, r)]
     words = stack_words(k, r, root, _KSTACK_DEPTH_64)
@@ -687,7 +714,7 @@ def show_registers_64(k, fault: Fault, r: dict[str, int], root: int) -> list[str
     if style == "traps_64":  # show_trace_log_lvl's printk("\n"), then show_registers' printk("\n")
         lines += ["", ""]
     lines.append(code_bytes_line(k, ip, root, "RIP"))
-    return lines + [f"RIP  [<{ip:016x}>] {symbol(k, ip)}", f" RSP <{sp:016x}>"]  # __die: printk_address
+    return lines + [f"RIP  [<{ip:016x}>] {rip_symbol(k, ip)}", f" RSP <{sp:016x}>"]  # __die: printk_address
 
 
 #: asm/stacktrace.h STACKSLOTS_PER_LINE (x86_64 4, i386 8); dumpstack.c kstack_depth_to_print
@@ -713,7 +740,7 @@ def task_pointer_line(k, r: dict[str, int]) -> list[str]:
 
 
 def rip_symbol(k, ip: int) -> str:
-    """printk_address's symbol (rule ``printk_address``): %pS, or before 3.13 %pB -- the
+    """printk_address's symbol (rule ``printk_address``): %pS, or 3.0 .. 3.12 %pB -- the
     symbol of ip - 1 with the offset of ip, the raw address where none covers it."""
     if _era(k).printk_address == "pS":
         return symbol(k, ip)

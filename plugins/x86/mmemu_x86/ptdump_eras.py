@@ -81,7 +81,10 @@ X86_PTDUMP = EraTable(
                    "4.18 dump of REFERENCE-OUTPUTS.md B.2"),
     Feature("efi_marker", since="4.4",
             source="address_markers[] (CONFIG_X86_64, CONFIG_EFI): '{ EFI_VA_END, \"EFI Runtime Services\" }' in "
-                   "4.4.186 (read), absent from 3.18.140 (read); the release between is not read"),
+                   "4.4.186 (read), absent from 3.18.140 (read); the release between is not read. It predates the "
+                   "'Persistent' spelling and the upper-case 'PAT ': a dump_pagetables.c with the marker, 'pat ' "
+                   "and 'Persisent' was read (Huawei-Dev/android_kernel_huawei_btv fec2e05a; the Makefile stored "
+                   "for that repo, at another commit, says 4.4.117, so the file's release is not confirmed)"),
     Feature("effective_prot", since="4.17",
             source="note_page(new_prot, new_eff): 'prot != cur || new_eff != eff || ...' and effective_prot() "
                    "(Jan Beulich, 'x86/mm: Consider effective protection attributes in W+X check'; absent from "
