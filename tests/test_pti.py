@@ -40,7 +40,12 @@ def user_text(k, p, code: bytes, addr: int) -> int:
     ("x86_64", "6.6", "mitigations=off", False),       # 5.2+: cpu_mitigations_off()
     ("x86_64", "4.19", "mitigations=off", True),       # no such parameter before 5.2
     ("i386", "6.6", "", False),                        # PAGE_TABLE_ISOLATION needs X86_64 || X86_PAE
-    ("i386_pae", "6.6", "", False),                    # 32-bit PTI (4.19+) is not modelled: as nopti
+    ("i386_pae", "4.18", "", False),                   # before the x86_32 PTI series
+    ("i386_pae", "4.19", "", True),                    # 32-bit PTI: pti=auto as on x86_64
+    ("i386_pae", "6.6", "", True),
+    ("i386_pae", "6.6", "nopti", False),
+    ("i386_pae", "6.6", "pti=off", False),
+    ("i386_pae", "6.6", "mitigations=off", False),
 ])
 def test_pti_on_by_era_and_command_line(boot, arch, kernel, cmdline, on):
     k = boot(arch=arch, kernel=kernel, ram="512M", cmdline=cmdline)
@@ -59,8 +64,9 @@ def test_bad_pti_parameter_is_refused(cmdline, message):
         mmemu.boot(arch="x86_64", kernel="6.6", ram="256M", cmdline=cmdline)
     with pytest.raises(ConfigError, match="no page-table isolation"):
         mmemu.boot(arch="x86_64", kernel="4.14", ram="256M", cmdline="pti=on")
-    with pytest.raises(ConfigError, match="does not model 32-bit PTI"):
-        mmemu.boot(arch="i386_pae", kernel="6.6", ram="256M", cmdline="pti=on")
+    for arch, kernel in (("i386_pae", "4.18"), ("i386", "6.6")):
+        with pytest.raises(ConfigError, match="no page-table isolation"):
+            mmemu.boot(arch=arch, kernel=kernel, ram="256M", cmdline="pti=on")
 
 
 def test_user_copy_mirrors_the_user_half_and_the_pgd_keeps_it_nx(boot):
@@ -258,14 +264,17 @@ def test_oops_says_pti_or_nopti(boot):
 
 
 @pytest.mark.parametrize("arch,kernel,flag", [
-    ("i386_pae", "4.19", "NOPTI"),   # CONFIG_PAGE_TABLE_ISOLATION=y, X86_FEATURE_PTI clear (not modelled: as nopti)
+    ("i386_pae", "4.19", "PTI"),     # CONFIG_PAGE_TABLE_ISOLATION=y, X86_FEATURE_PTI on the Meltdown-affected CPU
+    ("i386_pae", "6.6", "PTI"),
+    ("i386_pae", "nopti", "NOPTI"),  # built with it, X86_FEATURE_PTI clear
     ("i386_pae", "4.18", None),      # before the x86_32 PTI series
     ("i386", "6.6", None),           # security/Kconfig 4.19: depends on (X86_64 || X86_PAE) && !UML
 ])
 def test_oops_flag_of_32_bit_kernels(boot, arch, kernel, flag):
     """__die's ' PTI'/' NOPTI' is there only if the kernel was built with
     CONFIG_PAGE_TABLE_ISOLATION, which a 2-level i386 kernel cannot select."""
-    k = boot(arch=arch, kernel=kernel, ram="256M")
+    cmdline = "nopti" if kernel == "nopti" else ""
+    k = boot(arch=arch, kernel="6.6" if cmdline else kernel, ram="256M", cmdline=cmdline)
     with pytest.raises(mmemu.errors.Oops) as err:
         k.access(0x10, "read")
     header = next(line for line in err.value.report.splitlines() if "[#1]" in line)
