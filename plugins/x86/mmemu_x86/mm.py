@@ -227,10 +227,12 @@ class X86Arch(Arch):
             return []
         lines = self._wx_lines(kernel, wx)
         user = kernel.user_pgd(kernel.pgd)
-        if user != kernel.pgd and kernel.paging.bits64:
+        if user != kernel.pgd:
             # ptdump_walk_user_pgd_level_checkwx (4.15+, pti_finalize's debug_checkwx_user from
-            # 4.19): the user copy of swapper_pg_dir audited the same way; its WARN_ONCE has
-            # warned already if the kernel's audit found something
+            # 4.19; 32-bit PAE too: kernel_to_user_pgdp(INIT_PGD), an i386 lkp boot log prints
+            # the 'Checking user space page tables' line): the user copy of swapper_pg_dir
+            # audited the same way; its WARN_ONCE has warned already if the kernel's audit
+            # found something
             user_lines = self._wx_lines(kernel, kernel.wx_ranges(user))
             lines += ["x86/mm: Checking user space page tables"] + (user_lines[-1:] if wx else user_lines)
         return lines
