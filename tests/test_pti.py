@@ -585,3 +585,45 @@ def test_the_cpu_translates_pae_user_mode_through_the_user_copy_as_the_walker(bo
                 s["FIXADDR_START"]]
 
     assert {0x4, 0x5, 0x6, 0x7} <= user_probes_agree(boot, "i386_pae", machine, kernel_addrs)
+
+
+def machine_digest(k) -> str:
+    """sha256 of what a machine did with a fixed workload (two processes, a fork, a vmalloc
+    reached from a process, a kmap): the ptdumps of swapper_pg_dir and of a process, every
+    allocated frame (pfn, order, owner) and every page table (address, level, owner)."""
+    import hashlib
+
+    p = k.create_process("a")
+    a = k.mmap(p, None, 64 * PAGE)
+    k.write(a, b"x" * (64 * PAGE), user=True, process=p)
+    c = k.fork(p)
+    k.write(a, b"y", user=True, process=c)
+    v = k.vmalloc(5 << 20)
+    k.write(v + (4 << 20), b"v")
+    k.read(v + (4 << 20), 1, process=c)
+    k.kmap(k.alloc_pages(0, "HighMem", owner="test").phys >> 12)
+    k.exit_mm(c)
+    h = hashlib.sha256()
+    for root in (k.pgd, p.pgd):
+        h.update(ptdump(k, root).encode())
+    for pfn, rec in sorted(k.frames.allocated.items()):
+        h.update(f"{pfn} {rec.order} {rec.owner}\n".encode())
+    for phys, info in sorted(k.pgtable.tables.items()):
+        h.update(f"{phys} {info.level_index} {info.owner}\n".encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("kernel,cmdline,digest", [
+    ("6.6", "nopti", "340abb049827c886a09bb493de5d3d80fc939a7b7631ba594d49902c2b10c299"),
+    ("4.19", "nopti", "51da51077d9256505a24538373caa29c1950986019017280e21cf186e4df362f"),
+    ("4.18", "", "a50f6568b050627040bdda8b6662a785f01bb68ac830449e30c7e58addaf85f6"),
+])
+def test_pae_without_pti_is_the_machine_it_was(boot, kernel, cmdline, digest):
+    """nopti (and a kernel before 32-bit PTI) gives exactly the machine mmemu built before
+    it modelled 32-bit PTI: the digests were taken with the code of commit 9b97f1f (where
+    i386_pae always ran as nopti), with this same workload. Re-take them only for a change
+    meant to alter these machines."""
+    k = boot(arch="i386_pae", kernel=kernel, ram="2G", cmdline=cmdline)
+    assert machine_digest(k) == digest
+    if cmdline == "nopti":  # the same kernel with PTI: the digest sees its tables
+        assert machine_digest(boot(arch="i386_pae", kernel=kernel, ram="2G")) != digest
