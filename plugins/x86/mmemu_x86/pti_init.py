@@ -71,13 +71,7 @@ def pti_clone_pgtable(k, start: int, end: int, clear: int, writer: str, level: s
         kernel = steps[li]
         kind = pt.decode(li, kernel.raw)[0]
         if kind == TABLE and level == PTI_CLONE_PTE:
-            pte = steps[last] if len(steps) > last else None
-            if pte is not None and pte.raw:
-                raw = pte.raw | glb
-                if raw != pte.raw:
-                    pt.set_entry(pte.table, last, pte.index, raw, writer=writer, va=addr & ~(PAGE_SIZE - 1))
-                _clone_pte(k, addr & ~(PAGE_SIZE - 1), raw, writer)
-            addr = (addr & ~(PAGE_SIZE - 1)) + PAGE_SIZE
+            addr = _clone_ptes(k, addr, min(end, (addr & ~(span - 1)) + span), glb, writer)
             continue
         raw = kernel.raw | glb
         if raw != kernel.raw:
@@ -87,6 +81,28 @@ def pti_clone_pgtable(k, start: int, end: int, clear: int, writer: str, level: s
         if kind == TABLE:  # a table: both copies share it
             k.shared_tables.add(pt.decode(li, raw)[1])
         addr = (addr & ~(span - 1)) + span
+
+
+def _clone_ptes(k, start: int, end: int, glb: int, writer: str) -> int:
+    """PTI_CLONE_PTE under one pmd of swapper_pg_dir that points to a page table: each
+    present pte of [start, end) made global (*glb*) and copied into the user copy's page
+    table there (allocated if missing; its other entries kept). One write of each table for
+    the run. Returns the address after the last page."""
+    pt = k.pgtable
+    last = len(k.paging.levels) - 1
+    first = start & ~(PAGE_SIZE - 1)
+    n = (end - first + PAGE_SIZE - 1) // PAGE_SIZE
+    kernel = pt.walk(k.pgd, first).steps[last]
+    theirs = pt.entries(kernel.table, last)[kernel.index:kernel.index + n]
+    if not any(theirs):
+        return first + n * PAGE_SIZE
+    made = [raw | glb if raw else 0 for raw in theirs]
+    if made != list(theirs):
+        pt.set_entries(kernel.table, last, kernel.index, made, writer=writer, va=first)
+    table, idx = pti_user_pagetable_walk(k, first, last)
+    mine = pt.entries(table, last)[idx:idx + n]
+    pt.set_entries(table, last, idx, [raw or old for raw, old in zip(made, mine)], writer=writer, va=first)
+    return first + n * PAGE_SIZE
 
 
 def _clone_pte(k, va: int, raw: int, writer: str) -> None:
