@@ -15,11 +15,13 @@ operation of randomised sequences).
    and map exactly their pages.
 5. pkmap_count matches the pkmap entries and page_address.
 6. The kernel part of every page directory equals the master's (or, where the arch syncs
-   it lazily, lacks an entry that vmalloc_fault would copy).
+   it lazily, lacks an entry that vmalloc_fault would copy), at the level the directories
+   hold copies of (BootPlan ``kernel_copy_level``: below the top, each directory has tables
+   of its own there).
 7. User copies (x86 PTI): every directory has one exactly when the machine keeps them, and
    no other; a copy's user half is its directory's (each entry the one the directory keeps
-   for it), a process copy's kernel half is the master copy's, and the master copy maps in
-   the kernel half only what the master maps at the same address.
+   for it), a process copy's kernel half is the master copy's (at that level too), and the
+   master copy maps in the kernel half only what the master maps at the same address.
 """
 
 from __future__ import annotations
