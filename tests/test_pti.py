@@ -627,3 +627,24 @@ def test_pae_without_pti_is_the_machine_it_was(boot, kernel, cmdline, digest):
     assert machine_digest(k) == digest
     if cmdline == "nopti":  # the same kernel with PTI: the digest sees its tables
         assert machine_digest(boot(arch="i386_pae", kernel=kernel, ram="2G")) != digest
+
+
+@pytest.mark.parametrize("which,value,message", [
+    ("pgd", lambda raw: 0, "kernel pmd entry"),  # 6.6 syncs at once: a missing entry is out of step
+    ("pgd", lambda raw: raw ^ _PAGE_USER, "reached twice"),  # another entry: its subtree is the pgd's own
+    ("user copy", lambda raw: raw ^ _PAGE_USER, "pgd_prepopulate_user_pmd"),
+])
+def test_invariants_catch_a_pae_kernel_pmd_out_of_step(boot, which, value, message):
+    """A pgd's own kernel pmd (or its user copy's) that no longer equals swapper_pg_dir's
+    (its user copy's) breaks the invariants."""
+    from mmemu.kernel.invariants import InvariantError
+
+    k = boot(arch="i386_pae", kernel="6.6", ram="512M")
+    p = k.create_process("t")
+    k.check_invariants()
+    own = pdpt(k, p.pgd if which == "pgd" else k.user_pgd(p.pgd))[3][1]
+    i = next(i for i, raw in enumerate(k.pgtable.entries(own, 1)) if raw)
+    raw = k.pgtable.read_entry(own, i, 1)
+    k.mem.write(own + 8 * i, value(raw).to_bytes(8, "little"))
+    with pytest.raises(InvariantError, match=message):
+        k.check_invariants()
