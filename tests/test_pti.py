@@ -648,3 +648,26 @@ def test_invariants_catch_a_pae_kernel_pmd_out_of_step(boot, which, value, messa
     k.mem.write(own + 8 * i, value(raw).to_bytes(8, "little"))
     with pytest.raises(InvariantError, match=message):
         k.check_invariants()
+
+
+@pytest.mark.parametrize("mmu", ["cpu", "plugin"])
+def test_pae_vmalloc_fault_on_the_cpu_copies_the_pmd_entry(boot, mmu):
+    """4.19 (vmalloc_fault, no arch_sync_kernel_mappings yet): kernel code run on the CPU
+    from a module area made after the process exists faults in the process's own kernel
+    pmd (a fetch, not present: 0x10); vmalloc_fault copies swapper_pg_dir's pmd entry and
+    the CPU retries."""
+    k = boot(arch="i386_pae", kernel="4.19", ram="1G")
+    cpu = Cpu(k, mmu=mmu)
+    p = k.create_process("t")
+    k.switch_to(p)
+    for _ in range(2):
+        k.vmalloc(2 << 20)  # past the pmds swapper_pg_dir had when the process was made
+    func = k.vmalloc_range(PAGE, k.layout["VMALLOC_START"], k.layout["VMALLOC_END"], prot="PAGE_KERNEL_EXEC",
+                           caller="module_alloc")
+    k.mem.write(k.walk(func).phys, bytes.fromhex("b82a000000" "c3"))  # mov eax, 42; ret
+    assert k.walk(func, p.pgd).missing == "not-present" and k.walk(func, p.pgd).last_level == 1
+    r = cpu.call(func)
+    assert (r.value, r.fault_log) == (42, [(func, 0x10, "retry", "vmalloc_fault")])
+    own = k.walk(func, p.pgd).steps[1]
+    assert own.table == pdpt(k, p.pgd)[3][1] and own.raw == k.walk(func).steps[1].raw
+    k.check_invariants()
