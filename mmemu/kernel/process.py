@@ -184,22 +184,11 @@ class ProcessMixin:
             root = self._pgd_alloc_user_copy(owner)
         else:
             root = pt.new_root(owner, user=True)
-        if self.plan.copies_kernel_pgd:
-            # the kernel half of swapper_pg_dir, and of its user copy
-            copies = {self.pgd: (root, "pgd_prepopulate_pmd")}
-            if self.plan.user_pgd_entries:
-                copies[self.user_pgd(self.pgd)] = (self.user_pgd(root), "pgd_prepopulate_user_pmd")
-            for src, (dst, writer) in copies.items():
-                master = self._top_entries(src)
-                for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                    if not master[i]:
-                        continue
-                    if self.plan.kernel_copy_level:
-                        table = self._copy_kernel_table(master[i], writer)
-                        pmds.append(table)
-                        self._write_top(dst, i, self.codec.mk_table(0, table, False), writer)
-                    else:
-                        self._write_top(dst, i, master[i], "pgd_ctor")
+        # pgd_ctor's clone_pgd_range comes before pgd_prepopulate_pmd; a kernel part of the
+        # directory's own is made with the user pmds, after them (preallocate_pmds allocates
+        # index 0 up, pgd_prepopulate_user_pmd's come last)
+        if self.plan.copies_kernel_pgd and not self.plan.kernel_copy_level:
+            self._clone_kernel_part(root, pmds)
         if self.plan.prepopulate_user_pgd:
             name = self.paging.levels[1].name
             for i in range(self.KERNEL_PGD_BOUNDARY):
@@ -207,7 +196,29 @@ class ProcessMixin:
                 pmds.append(page.phys)
                 pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=not self.arch.user_pmds_freed(self.spec))
                 self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
+        if self.plan.copies_kernel_pgd and self.plan.kernel_copy_level:
+            self._clone_kernel_part(root, pmds)
         return root, pmds
+
+    def _clone_kernel_part(self, root: int, pmds: list[int]) -> None:
+        """The kernel half of swapper_pg_dir into the new directory at *root*, and of its
+        user copy into *root*'s: the top-level entries (clone_pgd_range), or with BootPlan
+        ``kernel_copy_level`` 1 a copy of each table below them (pgd_prepopulate_pmd,
+        pgd_prepopulate_user_pmd), added to *pmds*."""
+        copies = {self.pgd: (root, "pgd_prepopulate_pmd")}
+        if self.plan.user_pgd_entries:
+            copies[self.user_pgd(self.pgd)] = (self.user_pgd(root), "pgd_prepopulate_user_pmd")
+        for src, (dst, writer) in copies.items():
+            master = self._top_entries(src)
+            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                if not master[i]:
+                    continue
+                if self.plan.kernel_copy_level:
+                    table = self._copy_kernel_table(master[i], writer)
+                    pmds.append(table)
+                    self._write_top(dst, i, self.codec.mk_table(0, table, False), writer)
+                else:
+                    self._write_top(dst, i, master[i], "pgd_ctor")
 
     def _copy_kernel_table(self, master_raw: int, writer: str) -> int:
         """A table of a directory's own for the master's top-level kernel entry
