@@ -59,7 +59,6 @@ def pti_clone_pgtable(k, start: int, end: int, clear: int, writer: str, level: s
     both) into a page table of the user copy's own; a large pmd is still copied whole."""
     pt = k.pgtable
     li = _level(k, "pmd")
-    last = len(k.paging.levels) - 1
     span = k.paging.levels[li].span
     glb = _PAGE_GLOBAL if X86_PTI(k.spec.kernel).default_kernel_pte_mask else 0
     addr = start
