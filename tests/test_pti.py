@@ -259,6 +259,12 @@ def test_cli_ptdump_current_user(tmp_path, capsys):
     assert main(["ptdump", "--view", "current_user", "--scenario", str(scenario), "--pid", "1",
                  "--cmdline", "nopti"]) == 0
     assert "RW         PSE     GLB NX pmd" in capsys.readouterr().out  # the pgd itself: the direct map
+    # i386_pae (4.19+): the same view of its process, the cpu_entry_area's pmds and no direct map
+    assert main(["ptdump", "--view", "current_user", "--scenario", str(scenario), "--pid", "1",
+                 "--arch", "i386_pae"]) == 0
+    out = capsys.readouterr().out
+    assert "---[ CPU entry area ]---" in out and "---[ Kernel Mapping ]---" in out
+    assert "RW         PSE" not in out
 
 
 def test_oops_says_pti_or_nopti(boot):
