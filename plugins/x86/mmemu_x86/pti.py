@@ -9,7 +9,7 @@ pte) and from 4.19 each CPU's TSS (its pte, for the SYSCALL64 scratch word); on 
 kernel text and rodata under ``pti=auto`` on a CPU without PCID (``pti_clone_kernel_text``,
 4.17+; PTI_LEVEL_KERNEL_IMAGE: pmds on x86_64, ptes on 32-bit).
 
-32-bit PTI unshares the kernel pmd: SHARED_KERNEL_PMD is ``!boot_cpu_has(X86_FEATURE_PTI)``
+32-bit PTI unshares the kernel pmd: SHARED_KERNEL_PMD is ``!static_cpu_has(X86_FEATURE_PTI)``
 (pgtable-3level_types.h), so pgd_alloc (arch/x86/mm/pgtable.c) gives every pgd its own
 kernel pmd, a copy of swapper_pg_dir's (PREALLOCATED_PMDS = PTRS_PER_PGD,
 pgd_prepopulate_pmd), and its user copy one more (PREALLOCATED_USER_PMDS = KERNEL_PGD_PTRS,
