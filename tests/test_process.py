@@ -116,6 +116,7 @@ HALVES = [
     pytest.param(dict(arch="i386", kernel="3.10", ram="1G", options={"HIGHPTE": "n"}), 768, id="i386-3.10"),
     pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G"), 3, id="pae-6.6"),  # PTI: kernel pmds of its own
     pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G", cmdline="nopti"), 3, id="pae-6.6-nopti"),
+    pytest.param(dict(arch="i386_pae", kernel="6.16", ram="2G", cmdline="nopti"), 3, id="pae-6.16-nopti"),  # unshared
     pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G", options={"VMSPLIT": "2G"}), 2, id="pae-2G-split"),
     pytest.param(dict(arch="i386_pae", kernel="2.6.12", ram="1G"), 3, id="pae-2.6.12"),
     pytest.param(dict(arch="x86_64", kernel="6.6", ram="1G"), (0xFFFF888000000000 >> 39) & 511, id="x86_64-6.6"),

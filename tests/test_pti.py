@@ -412,6 +412,21 @@ def pdpt(k, root):
     return [(raw & 0xFFF, raw & ~0xFFF & ((1 << 52) - 1)) for raw in k.pgtable.entries(root, 0)]
 
 
+@pytest.mark.parametrize("kernel,cmdline,shared", [
+    ("4.18", "", True),        # no 32-bit PTI yet
+    ("4.19", "", False),       # SHARED_KERNEL_PMD is !X86_FEATURE_PTI
+    ("6.6", "nopti", True),
+    ("6.15", "nopti", True),
+    ("6.16", "nopti", False),  # 6.16: PAE never shares a kernel pmd ('Preallocate all PAE page tables')
+])
+def test_pae_kernel_pmd_shared_by_era_and_pti(boot, kernel, cmdline, shared):
+    k = boot(arch="i386_pae", kernel=kernel, ram="512M", cmdline=cmdline)
+    p = k.create_process("t")
+    assert (pdpt(k, p.pgd)[3] == pdpt(k, k.pgd)[3]) == shared
+    k.vmalloc(3 << 20)  # a new kernel pmd entry: every pgd sees it (shared, synced or on the first fault)
+    k.check_invariants()
+
+
 @pytest.mark.parametrize("vmsplit,boundary", [("3G", 3), ("2G", 2)])
 def test_pae_pgd_alloc_gives_each_pgd_its_own_kernel_pmds(boot, vmsplit, boundary):
     """SHARED_KERNEL_PMD is !X86_FEATURE_PTI: pgd_alloc preallocates PTRS_PER_PGD pmds,

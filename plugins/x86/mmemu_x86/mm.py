@@ -113,6 +113,13 @@ X86_MM = EraTable(
                    "and PAE's pud_populate, and arch/x86/mm/pgtable.c pgd_mop_up_pmds says the preallocated pmds "
                    "'will be freed by munmap/exit_mmap' (6.x, read): free_pgtables frees a user pmd whose GiB no "
                    "VMA reaches; the release, 2.6.25 (the x86 pgalloc unification), is not verified here"),
+    Feature("pae_pmd_unshared", since="6.16",
+            source="arch/x86/mm/pgtable.c, asm/pgtable-3level_types.h: SHARED_KERNEL_PMD removed, PAE kernels "
+                   "'move away from having PAE kernels share any PMDs across processes. This was already the "
+                   "default on PTI kernels' ('x86/mm: Preallocate all PAE page tables', Dave Hansen, April 2025; "
+                   "with 'x86/mm: Always tell core mm to sync kernel mappings': ARCH_PAGE_TABLE_SYNC_MASK "
+                   "PGTBL_PMD_MODIFIED), merged with the x86 core updates for v6.16 ('Simplify 32-bit PAE page "
+                   "table handling')"),
     Feature("l1tf_protnone_invert", since="4.18",
             source="arch/x86/include/asm/pgtable-invert.h (4.18, 'x86/speculation/l1tf: Protect PROT_NONE PTEs "
                    "against speculation'): pfn_pte, pte_pfn and pte_modify invert the frame of a not-present "

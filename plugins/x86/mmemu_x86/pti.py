@@ -17,7 +17,8 @@ pgd_prepopulate_user_pmd: a copy of the pmd of swapper_pg_dir's user copy); the 
 copy are a page each (_pgd_alloc: no 32-byte pgd_cache without SHARED_KERNEL_PMD). Kernel
 pmd entries made later reach the other pgds at the pmd level (vmalloc_fault's
 vmalloc_sync_one; from 5.8 arch_sync_kernel_mappings, ARCH_PAGE_TABLE_SYNC_MASK
-PGTBL_PMD_MODIFIED when !SHARED_KERNEL_PMD): the core's BootPlan ``kernel_copy_level`` 1.
+PGTBL_PMD_MODIFIED when !SHARED_KERNEL_PMD): the core's BootPlan ``kernel_copy_level`` 1
+(mmemu_x86.x86_32.X86_32Arch.shared_kernel_pmd).
 The user copy is kept at the PDPT (pgd) level (pgtable-3level.h native_set_pud:
 pti_set_user_pgtbl), without NX ('PAE paging does not support it on the PGD level' and the
 PDPT entry has no NX bit). entry_32.S switches CR3 (SWITCH_TO_USER_CR3 /
@@ -155,11 +156,6 @@ def user_pgd_entries(spec, paging, page_offset: int | None = None) -> int:
     top = paging.levels[0]
     return top.entries // 2 if paging.bits64 else (page_offset >> top.shift)
 
-
-def kernel_copy_level(spec, paging) -> int:
-    """BootPlan ``kernel_copy_level``: 1 on PAE under PTI (SHARED_KERNEL_PMD 0: every pgd
-    has its own kernel pmds, kept in step at the pmd level), else 0."""
-    return 1 if not paging.bits64 and len(paging.levels) == 3 and pti_enabled(spec) else 0
 
 
 def set_user_pgtbl(k, raw: int) -> int:

@@ -68,7 +68,17 @@ class X86_32Arch(X86Arch):
                         prepopulate_user_pgd=self.pae, percpu=self.percpu_plan(spec, layout, 32),
                         memblock_allocs=boot_maps.mem_map_alloc(layout),
                         user_pgd_entries=pti.user_pgd_entries(spec, self._paging, layout.symbols["PAGE_OFFSET"]),
-                        kernel_copy_level=pti.kernel_copy_level(spec, self._paging))
+                        kernel_copy_level=0 if self.shared_kernel_pmd(spec) else 1)
+
+    def shared_kernel_pmd(self, spec: MachineSpec) -> bool:
+        """PAE's SHARED_KERNEL_PMD (asm/pgtable-3level_types.h): every pgd points at
+        swapper_pg_dir's kernel pmd, unless X86_FEATURE_PTI (4.19+: ``!static_cpu_has``) or
+        the kernel is 6.16+ (never shared: X86_MM ``pae_pmd_unshared``); pgd_alloc then gives
+        each pgd kernel pmds of its own (BootPlan ``kernel_copy_level`` 1). 2-level i386 has
+        no pmd of its own (folded into the pgd): True here, its pgd entries are the copies."""
+        if not self.pae:
+            return True
+        return not (pti.pti_enabled(spec) or X86_MM(spec.kernel).pae_pmd_unshared)
 
     def boot_mappings(self, kernel) -> None:
         """What the boot maps besides the direct map and the image (mmemu_x86.boot_maps): the
