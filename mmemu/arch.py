@@ -532,6 +532,15 @@ class BootPlan:
     #: pgd_alloc copies entries from KERNEL_PGD_BOUNDARY) or the kernel has its own root
     #: the CPU uses for the kernel half (arm64's TTBR1: user tables hold no kernel entry)
     copies_kernel_pgd: bool = True
+    #: with ``copies_kernel_pgd``, the level whose kernel entries every page directory holds
+    #: copies of, kept in step with the master's at that level (``vmalloc_sync_one``,
+    #: ``arch_sync_kernel_mappings``): 0, the top-level entries from KERNEL_PGD_BOUNDARY
+    #: (clone_pgd_range), the tables under them shared; 1, a table of its own under each
+    #: kernel top-level entry, a copy of the master's made by pgd_alloc (and of the master
+    #: copy's for a user copy), the tables under its entries shared (x86 PAE when the kernel
+    #: pmd is not shared: SHARED_KERNEL_PMD 0, pgd_prepopulate_pmd). The tables of its own
+    #: live and die with the directory.
+    kernel_copy_level: int = 0
     #: the physical address of the root table where the arch's linker script puts it
     #: (arm64's swapper_pg_dir at the end of its block); None: the first free page of
     #: ``root_section``

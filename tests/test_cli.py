@@ -111,7 +111,8 @@ def test_vtop_json(capsys):
     assert [s["level"] for s in doc["steps"]] == ["pgd", "pmd", "pte"]
     assert doc["permissions"] == {"write": True, "user": False, "exec": False, "kernel": "rw-", "user_mode": "---"}
     assert [s["kind"] for s in doc["steps"]] == ["table", "table", "leaf"]
-    assert doc["steps"][-1]["attributes"]["exec"] is False and doc["steps"][-1]["attributes"]["global"] is True
+    # not global: PTI (on by default on i386_pae 4.19+) keeps the kernel's own mappings non-global
+    assert doc["steps"][-1]["attributes"]["exec"] is False and doc["steps"][-1]["attributes"]["global"] is False
 
 
 @pytest.mark.parametrize("argv,message", [

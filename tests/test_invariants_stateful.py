@@ -477,11 +477,14 @@ TestI386Modern = machine_test("i386_6_6", dict(arch="i386", kernel="6.6", ram="1
 TestI386Classic = machine_test("i386_2_6_12", dict(arch="i386", kernel="2.6.12", ram="1G"))
 TestI386NoHighpte = machine_test("i386_3_10", dict(arch="i386", kernel="3.10", ram="1G", options={"HIGHPTE": "n"}))
 TestPae = machine_test("pae_3_10", dict(arch="i386_pae", kernel="3.10", ram="1G"))
-TestPaeModern = machine_test("pae_6_6", dict(arch="i386_pae", kernel="6.6", ram="2G"))
+TestPaeModern = machine_test("pae_6_6", dict(arch="i386_pae", kernel="6.6", ram="2G"))  # PTI: kernel pmds per pgd
+# PTI's per-pgd kernel pmds kept in step lazily (vmalloc_fault at the pmd level, before 5.8)
+TestPaePtiVmallocFault = machine_test("pae_4_19", dict(arch="i386_pae", kernel="4.19", ram="1G"))
 TestX86_64Modern = machine_test("x86_64_6_6", dict(arch="x86_64", kernel="6.6", ram="512M"))
 TestX86_64VmallocFault = machine_test("x86_64_4_14", dict(arch="x86_64", kernel="4.14", ram="512M"))
 
 # user memory alone, longer runs: mmap/munmap/mprotect/brk/fork/exit with accesses
 TestUserI386 = machine_test("user_i386_6_6", dict(arch="i386", kernel="6.6", ram="1G"), UserRules, 10, 60)
 TestUserPae = machine_test("user_pae_2_6_25", dict(arch="i386_pae", kernel="2.6.25", ram="1G"), UserRules, 10, 60)
+TestUserPaePti = machine_test("user_pae_6_6", dict(arch="i386_pae", kernel="6.6", ram="1G"), UserRules, 10, 60)
 TestUserX86_64 = machine_test("user_x86_64_6_6", dict(arch="x86_64", kernel="6.6", ram="512M"), UserRules, 10, 60)

@@ -114,7 +114,9 @@ HALVES = [
                  id="i386-2G-split"),
     pytest.param(dict(arch="i386", kernel="2.6.12", ram="1G"), 768, id="i386-2.6.12"),
     pytest.param(dict(arch="i386", kernel="3.10", ram="1G", options={"HIGHPTE": "n"}), 768, id="i386-3.10"),
-    pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G"), 3, id="pae-6.6"),
+    pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G"), 3, id="pae-6.6"),  # PTI: kernel pmds of its own
+    pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G", cmdline="nopti"), 3, id="pae-6.6-nopti"),
+    pytest.param(dict(arch="i386_pae", kernel="6.16", ram="2G", cmdline="nopti"), 3, id="pae-6.16-nopti"),  # unshared
     pytest.param(dict(arch="i386_pae", kernel="6.6", ram="2G", options={"VMSPLIT": "2G"}), 2, id="pae-2G-split"),
     pytest.param(dict(arch="i386_pae", kernel="2.6.12", ram="1G"), 3, id="pae-2.6.12"),
     pytest.param(dict(arch="x86_64", kernel="6.6", ram="1G"), (0xFFFF888000000000 >> 39) & 511, id="x86_64-6.6"),
@@ -140,7 +142,15 @@ def test_kernel_half_of_a_new_pgd_is_the_masters(machine, boundary):
         assert any(master[boundary:])
         for proc in procs:
             mine = [read_entry(k, proc.pgd, i, size) for i in range(n)]
-            assert mine[boundary:] == master[boundary:], f"pid {proc.pid}"
+            if k.plan.kernel_copy_level:
+                # PAE under PTI (SHARED_KERNEL_PMD 0): pgd_prepopulate_pmd gives the pgd a
+                # kernel pmd of its own, a copy of swapper_pg_dir's
+                for i in range(boundary, n):
+                    own, theirs = mine[i] & ADDR["i386_pae"], master[i] & ADDR["i386_pae"]
+                    assert own != theirs and mine[i] & 0xFFF == P, f"pid {proc.pid}"
+                    assert k.mem.read(own, PAGE) == k.mem.read(theirs, PAGE)
+            else:
+                assert mine[boundary:] == master[boundary:], f"pid {proc.pid}"
             if k.spec.arch == "i386_pae":
                 # pgd_prepopulate_pmd: every user pdpt entry is a fresh, zeroed pmd with
                 # _PAGE_PRESENT only (the CPU loads the pdpt with CR3; RW/US are reserved)
@@ -158,7 +168,7 @@ def test_kernel_half_of_a_new_pgd_is_the_masters(machine, boundary):
 
 
 def test_pae_preallocates_the_user_pmds_and_frees_them_on_exit():
-    k = mmemu.boot(arch="i386_pae", kernel="6.6", ram="2G", options={"VMSPLIT": "2G"})
+    k = mmemu.boot(arch="i386_pae", kernel="6.6", ram="2G", options={"VMSPLIT": "2G"}, cmdline="nopti")
     try:
         free0 = k.frames.nr_free_pages()
         p = k.create_process()

@@ -67,6 +67,9 @@ def setup_memory(k) -> None:
     else:  # arch/x86/include/asm/pgtable.h: KERNEL_PGD_BOUNDARY pgd_index(PAGE_OFFSET) by default
         k.KERNEL_PGD_BOUNDARY = syms.get("KERNEL_PGD_BOUNDARY",
                                          (syms["PAGE_OFFSET"] >> top.shift) & (top.entries - 1))
+    if k.plan.kernel_copy_level not in (0, 1) or (k.plan.kernel_copy_level and len(k.paging.levels) < 3):
+        raise PluginError(f"arch {k.arch.name}: BootPlan kernel_copy_level {k.plan.kernel_copy_level!r} (0 or 1, "
+                          f"and 1 only above a last level of its own)")
     k.ptr_size = 8 if k.paging.bits64 else 4
     if layout.lowmem_bytes <= 0 or layout.lowmem_bytes % PAGE_SIZE:
         raise ConfigError(f"layout gives high_memory {syms['high_memory']:#x} below PAGE_OFFSET or unaligned")

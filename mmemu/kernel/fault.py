@@ -105,20 +105,28 @@ class FaultMixin:
 
     def copy_kernel_pgd_entry(self, root: int, address: int, writer: str = "vmalloc_fault") -> bool:
         """The lazy half of keeping page directories in step (``vmalloc_sync_one``): copy
-        the master's top-level entry for *address* into the directory at *root* when it is
-        missing there and present in the master. True if an entry was copied. The copy
-        happens even if the lower levels of the master do not map the address (the kernel
-        copies first and checks after)."""
+        the master's kernel entry for *address*, at the level the directories hold copies
+        of (the top level, or the pmd below it: BootPlan ``kernel_copy_level``), into the
+        directory at *root* when it is missing there and present in the master. True if an
+        entry was copied. The copy happens even if the lower levels of the master do not
+        map the address (the kernel copies first and checks after)."""
         if root == self.pgd or not self.plan.copies_kernel_pgd:
             return False
         top = self.paging.levels[0]
         index = (address >> top.shift) & (top.entries - 1)
-        mine = self.pgtable.read_entry(root, index, 0)
-        master = self.pgtable.read_entry(self.pgd, index, 0)
-        if mine or self.pgtable.decode(0, master)[0] == 0:
+        if index < self.KERNEL_PGD_BOUNDARY:
+            return False
+        part = index - self.KERNEL_PGD_BOUNDARY if self.plan.kernel_copy_level else 0
+        src, li, _first, base = self.kernel_part(self.pgd)[part]
+        dst = self.kernel_part(root)[part][0]
+        if src is None or dst is None:
+            return False
+        lv = self.paging.levels[li]
+        i = (address >> lv.shift) & (lv.entries - 1)
+        mine, master = self.pgtable.read_entry(dst, i, li), self.pgtable.read_entry(src, i, li)
+        if mine or self.pgtable.decode(li, master)[0] == 0:
             return False  # already there (or different: not something a sync repairs), or nothing to copy
-        self.pgtable.set_entry(root, 0, index, master, writer=writer, va=address & ~(top.span - 1),
-                               kind="set_pgd")
+        self._set_kernel_entry(dst, li, i, base, master, root, writer)
         return True
 
     def spurious_kernel_fault(self, fault: Fault) -> bool:

@@ -15,11 +15,13 @@ operation of randomised sequences).
    and map exactly their pages.
 5. pkmap_count matches the pkmap entries and page_address.
 6. The kernel part of every page directory equals the master's (or, where the arch syncs
-   it lazily, lacks an entry that vmalloc_fault would copy).
+   it lazily, lacks an entry that vmalloc_fault would copy), at the level the directories
+   hold copies of (BootPlan ``kernel_copy_level``: below the top, each directory has tables
+   of its own there).
 7. User copies (x86 PTI): every directory has one exactly when the machine keeps them, and
    no other; a copy's user half is its directory's (each entry the one the directory keeps
-   for it), a process copy's kernel half is the master copy's, and the master copy maps in
-   the kernel half only what the master maps at the same address.
+   for it), a process copy's kernel half is the master copy's (at that level too), and the
+   master copy maps in the kernel half only what the master maps at the same address.
 """
 
 from __future__ import annotations
@@ -117,8 +119,9 @@ class InvariantsMixin:
                 kind, child, _ = pt.decode(0, raw)
                 if kind != TABLE:
                     continue
-                if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY and raw == master_top[i]:
-                    continue  # the shared kernel part: counted once, under the master
+                if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY:
+                    self._count_kernel_copy(raw, master_top[i], seen, last)
+                    continue
                 self._count_subtree(child, 1, seen, last)
         # user copies (PTI): their user half is their directory's (counted there), a process
         # copy's kernel half the master copy's, and the master copy's entries equal to the
@@ -129,7 +132,8 @@ class InvariantsMixin:
                 kind, child, _ = pt.decode(0, raw)
                 if kind != TABLE or i < limit or raw == master_top[i]:
                     continue
-                if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY and raw == copy_top[i]:
+                if root != self.pgd and i >= self.KERNEL_PGD_BOUNDARY:
+                    self._count_kernel_copy(raw, copy_top[i], seen, last)
                     continue
                 self._count_subtree(child, 1, seen, last)
         known = set(pt.tables)
@@ -144,6 +148,29 @@ class InvariantsMixin:
         for pfn, rec in self.frames.allocated.items():
             if rec.owner.startswith("page table") and (pfn << PAGE_SHIFT) not in known:
                 raise InvariantError(f"frame {pfn:#x} is owned as a page table but no table lives there")
+
+    def _count_kernel_copy(self, raw: int, master_raw: int, seen: Counter, last: int) -> None:
+        """A directory's kernel top-level entry *raw* beside the master's *master_raw*: the
+        same entry is the master's subtree (counted under the master); with BootPlan
+        ``kernel_copy_level`` 1 the table below is the directory's own, and its entries equal
+        to the master table's are the master's subtrees."""
+        pt = self.pgtable
+        if raw == master_raw:
+            return
+        kind, child, _ = pt.decode(0, raw)
+        if kind != TABLE:
+            return
+        mkind, master, _ = pt.decode(0, master_raw)
+        if not self.plan.kernel_copy_level or mkind != TABLE or child not in pt.tables:
+            self._count_subtree(child, 1, seen, last)
+            return
+        seen[child] += 1
+        theirs = pt.entries(master, 1)
+        for j, entry in enumerate(pt.entries(child, 1)):
+            if entry and entry != theirs[j]:
+                kind, below, _ = pt.decode(1, entry)
+                if kind == TABLE:
+                    self._count_subtree(below, 2, seen, last)
 
     def _count_subtree(self, table: int, li: int, seen: Counter, last: int) -> None:
         seen[table] += 1
@@ -288,16 +315,23 @@ class InvariantsMixin:
     def _check_kernel_halves(self) -> None:
         if not self.plan.copies_kernel_pgd:
             return  # the kernel half has a root of its own
-        master = self.pgtable.entries(self.pgd, 0)
+        pt = self.pgtable
+        master = self.kernel_part(self.pgd)
         for proc in self.pgd_list:
-            mine = self.pgtable.entries(proc.pgd, 0)
-            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                if mine[i] == master[i]:
+            for (src, li, first, _), (dst, _li, _f, base) in zip(master, self.kernel_part(proc.pgd)):
+                if src is None:
                     continue
-                if not mine[i] and not self._sync_kernel_mappings_now:
-                    continue  # vmalloc_fault will copy it on first use
-                raise InvariantError(f"process {proc.pid}: kernel pgd entry {i} is {mine[i]:#x}, "
-                                     f"the master has {master[i]:#x}")
+                if dst is None or (li and dst == src):
+                    raise InvariantError(f"process {proc.pid}: no {self.paging.levels[li].name} table of its own "
+                                         f"for the kernel at {base:#x} (pgd_prepopulate_pmd)")
+                theirs, mine = pt.entries(src, li), pt.entries(dst, li)
+                for i in range(first, len(theirs)):
+                    if mine[i] == theirs[i]:
+                        continue
+                    if not mine[i] and not self._sync_kernel_mappings_now:
+                        continue  # vmalloc_fault will copy it on first use
+                    raise InvariantError(f"process {proc.pid}: kernel {self.paging.levels[li].name} entry {i} "
+                                         f"(table {dst:#x}) is {mine[i]:#x}, the master has {theirs[i]:#x}")
 
     def _check_user_copies(self) -> None:
         pt = self.pgtable
@@ -320,10 +354,16 @@ class InvariantsMixin:
                     raise InvariantError(f"pgd {root:#x} entry {i} is {mine[i]:#x} but its user copy has "
                                          f"{theirs[i]:#x} (pti_set_user_pgtbl)")
             if root != self.pgd:
-                for i in range(limit, len(theirs)):
-                    if theirs[i] != (master_copy_top[i] if i >= self.KERNEL_PGD_BOUNDARY else 0):
-                        raise InvariantError(f"pgd {root:#x}: kernel entry {i} of its user copy is {theirs[i]:#x}, "
-                                             f"the master's copy has {master_copy_top[i]:#x} (clone_pgd_range)")
+                for i in range(limit, self.KERNEL_PGD_BOUNDARY):
+                    if theirs[i]:
+                        raise InvariantError(f"pgd {root:#x}: entry {i} of its user copy is {theirs[i]:#x}, between "
+                                             f"the user half and the kernel's")
+                for (src, li, first, base), (dst, _li, _f, _b) in zip(self.kernel_part(master_copy),
+                                                                       self.kernel_part(copy)):
+                    if (src is None) != (dst is None) or (
+                            src is not None and pt.entries(src, li)[first:] != pt.entries(dst, li)[first:]):
+                        raise InvariantError(f"pgd {root:#x}: the kernel part at {base:#x} of its user copy is not "
+                                             f"the master copy's (clone_pgd_range, pgd_prepopulate_user_pmd)")
         # what the master copy maps of the kernel half, the master maps alike; a top-level
         # entry equal to the master's points at the same subtree, so it translates alike
         # without walking it (pti_init copies the cpu_entry_area's and ESPfix's entries

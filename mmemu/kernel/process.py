@@ -109,7 +109,9 @@ class Process:
     mmap_base: int = 0
     start_stack: int = 0
     parent: int = 0
-    pmds: list[int] = field(default_factory=list)  # PAE: the preallocated user pmds
+    #: PAE: the pmds pgd_alloc preallocated (the user ones, and with PTI the kernel ones of
+    #: the pgd and its user copy)
+    pmds: list[int] = field(default_factory=list)
     alive: bool = True
 
     @functools.cached_property
@@ -168,8 +170,11 @@ class ProcessMixin:
 
     def pgd_alloc(self, owner: str) -> tuple[int, list[int]]:
         """A new page directory with the kernel part of swapper_pg_dir (pgd_ctor:
-        clone_pgd_range from KERNEL_PGD_BOUNDARY). PAE: the user pmds preallocated and
-        entered in the PDPT (pgd_prepopulate_pmd)."""
+        clone_pgd_range from KERNEL_PGD_BOUNDARY; with BootPlan ``kernel_copy_level`` 1 a
+        copy of each kernel table below it instead, pgd_prepopulate_pmd and, for the user
+        copy, pgd_prepopulate_user_pmd). PAE: the user pmds preallocated and entered in the
+        PDPT (pgd_prepopulate_pmd). Returns the directory and the tables it owns (freed with
+        it, the user ones unless free_pgtables took them first)."""
         pt = self.pgtable
         pmds: list[int] = []
         # (a failure undoes all of this with the operation)
@@ -177,13 +182,11 @@ class ProcessMixin:
             root = self._pgd_alloc_user_copy(owner)
         else:
             root = pt.new_root(owner, user=True)
-        if self.plan.copies_kernel_pgd:
-            # clone_pgd_range: the kernel half of swapper_pg_dir, and of its user copy
-            for src, dst in {self.pgd: root, self.user_pgd(self.pgd): self.user_pgd(root)}.items():
-                master = self._top_entries(src)
-                for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                    if master[i]:
-                        self._write_top(dst, i, master[i], "pgd_ctor")
+        # pgd_ctor's clone_pgd_range comes before pgd_prepopulate_pmd; a kernel part of the
+        # directory's own is made with the user pmds, after them (preallocate_pmds allocates
+        # index 0 up, pgd_prepopulate_user_pmd's come last)
+        if self.plan.copies_kernel_pgd and not self.plan.kernel_copy_level:
+            self._clone_kernel_part(root, pmds)
         if self.plan.prepopulate_user_pgd:
             name = self.paging.levels[1].name
             for i in range(self.KERNEL_PGD_BOUNDARY):
@@ -191,7 +194,66 @@ class ProcessMixin:
                 pmds.append(page.phys)
                 pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=not self.arch.user_pmds_freed(self.spec))
                 self._write_top(root, i, self.codec.mk_table(0, page.phys, True), "pgd_prepopulate_pmd")
+        if self.plan.copies_kernel_pgd and self.plan.kernel_copy_level:
+            self._clone_kernel_part(root, pmds)
         return root, pmds
+
+    def _clone_kernel_part(self, root: int, pmds: list[int]) -> None:
+        """The kernel half of swapper_pg_dir into the new directory at *root*, and of its
+        user copy into *root*'s: the top-level entries (clone_pgd_range), or with BootPlan
+        ``kernel_copy_level`` 1 a copy of each table below them (pgd_prepopulate_pmd,
+        pgd_prepopulate_user_pmd), added to *pmds*."""
+        copies = {self.pgd: (root, "pgd_prepopulate_pmd")}
+        if self.plan.user_pgd_entries:
+            copies[self.user_pgd(self.pgd)] = (self.user_pgd(root), "pgd_prepopulate_user_pmd")
+        for src, (dst, writer) in copies.items():
+            master = self._top_entries(src)
+            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
+                if not master[i]:
+                    continue
+                if self.plan.kernel_copy_level:
+                    table = self._copy_kernel_table(master[i], writer)
+                    pmds.append(table)
+                    self._write_top(dst, i, self.codec.mk_table(0, table, False), writer)
+                else:
+                    self._write_top(dst, i, master[i], "pgd_ctor")
+
+    def _copy_kernel_table(self, master_raw: int, writer: str) -> int:
+        """A table of a directory's own for the master's top-level kernel entry
+        *master_raw*: its entries the master table's (``memcpy`` of pgd_prepopulate_pmd),
+        the tables they point at shared. Pinned: free_pgtables never frees it."""
+        pt = self.pgtable
+        name = self.paging.levels[1].name
+        src = pt.decode(0, master_raw)[1]
+        page = self.alloc_pages(0, "Normal", owner=f"page table ({name})", zero=True)
+        pt.adopt_table(page.phys, 1, f"page table ({name})", pinned=True)
+        pt.set_entries(page.phys, 1, 0, pt.entries(src, 1), writer=writer)
+        return page.phys
+
+    def kernel_part(self, root: int) -> list[tuple[int | None, int, int, int]]:
+        """Where the page directory at *root* holds its copy of the kernel's entries
+        (BootPlan ``kernel_copy_level``), in address order: (table, level index, first index,
+        offset of the table's first entry into the top table's span). Level 0: the directory
+        itself from KERNEL_PGD_BOUNDARY; level 1: the table under each kernel top-level entry
+        (None where the directory has none)."""
+        top = self.paging.levels[0]
+        if not self.plan.kernel_copy_level:
+            return [(root, 0, self.KERNEL_PGD_BOUNDARY, 0)]
+        out = []
+        for i, raw in enumerate(self._top_entries(root)[self.KERNEL_PGD_BOUNDARY:], self.KERNEL_PGD_BOUNDARY):
+            kind, child, _ = self.pgtable.decode(0, raw)
+            out.append((child if kind == TABLE else None, 1, 0, i << top.shift))
+        return out
+
+    def _set_kernel_entry(self, table: int, li: int, index: int, base: int, value: int, root: int,
+                          writer: str) -> None:
+        """One entry of a directory's copy of the kernel part (``set_pgd``, ``set_pmd``)."""
+        lv = self.paging.levels[li]
+        if li == 0:
+            self._write_top(table, index, value, writer)
+        else:
+            self.pgtable.set_entry(table, li, index, value, writer=writer,
+                                   va=self.pgtable.va_of(base + index * lv.span, root), kind=f"set_{lv.name}")
 
     def _pgd_alloc_user_copy(self, owner: str) -> int:
         """pgd_alloc with a user copy (BootPlan ``user_pgd_entries``, x86 PTI:
@@ -211,16 +273,22 @@ class ProcessMixin:
 
     @operation
     def sync_kernel_pgds(self) -> int:
-        """Copy the master's kernel top-level entries into every page directory that lacks
-        them (``sync_global_pgds`` / ``arch_sync_kernel_mappings``). Returns how many."""
-        master = self._top_entries(self.pgd)
+        """Copy the master's kernel entries into every page directory that lacks them, at
+        the level the directories hold copies of (``sync_global_pgds`` /
+        ``arch_sync_kernel_mappings``: ``vmalloc_sync_one`` for each pgd on the pgd_list).
+        Returns how many."""
+        pt = self.pgtable
+        master = self.kernel_part(self.pgd)
         copied = 0
         for proc in self.pgd_list:
-            mine = self._top_entries(proc.pgd)
-            for i in range(self.KERNEL_PGD_BOUNDARY, len(master)):
-                if master[i] and not mine[i]:
-                    self._write_top(proc.pgd, i, master[i], "arch_sync_kernel_mappings")
-                    copied += 1
+            for (src, li, first, _), (dst, _li, _first, base) in zip(master, self.kernel_part(proc.pgd)):
+                if src is None or dst is None:
+                    continue
+                theirs, mine = pt.entries(src, li), pt.entries(dst, li)
+                for i in range(first, len(theirs)):
+                    if theirs[i] and not mine[i]:
+                        self._set_kernel_entry(dst, li, i, base, theirs[i], proc.pgd, "arch_sync_kernel_mappings")
+                        copied += 1
         return copied
 
     # -- processes --------------------------------------------------------------------

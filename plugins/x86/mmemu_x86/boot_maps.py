@@ -5,6 +5,8 @@ core's boot (``Arch.boot_mappings``)."""
 
 from __future__ import annotations
 
+import weakref
+
 from mmemu.units import KernelVersion
 
 from .pti import cea_global
@@ -114,7 +116,18 @@ def cea_members(kv: KernelVersion, bits: int) -> list[tuple[str, int, str | None
     return members
 
 
-def _percpu_pages(k, members, bits: int) -> dict[str, list[int]]:
+#: kernel -> what _percpu_pages found for it: a UP kernel's per-cpu pages are image pages
+#: taken once (the CPU adapter and pti_init look them up after the boot)
+_PERCPU_PAGES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _percpu_pages(k, members, bits: int) -> list[dict[str, list[int]]]:
+    if k not in _PERCPU_PAGES:
+        _PERCPU_PAGES[k] = _find_percpu_pages(k, members, bits)
+    return _PERCPU_PAGES[k]
+
+
+def _find_percpu_pages(k, members, bits: int) -> list[dict[str, list[int]]]:
     """The physical pages of each CPU's per-cpu variables the area maps, by member: with SMP,
     pages of the CPU's unit of the first chunk at their offset from ``__per_cpu_start``; the
     page-aligned variables (DEFINE_PER_CPU_PAGE_ALIGNED, .data..percpu..page_aligned) follow

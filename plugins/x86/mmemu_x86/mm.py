@@ -113,6 +113,13 @@ X86_MM = EraTable(
                    "and PAE's pud_populate, and arch/x86/mm/pgtable.c pgd_mop_up_pmds says the preallocated pmds "
                    "'will be freed by munmap/exit_mmap' (6.x, read): free_pgtables frees a user pmd whose GiB no "
                    "VMA reaches; the release, 2.6.25 (the x86 pgalloc unification), is not verified here"),
+    Feature("pae_pmd_unshared", since="6.16",
+            source="arch/x86/mm/pgtable.c, asm/pgtable-3level_types.h: SHARED_KERNEL_PMD removed, PAE kernels "
+                   "'move away from having PAE kernels share any PMDs across processes. This was already the "
+                   "default on PTI kernels' ('x86/mm: Preallocate all PAE page tables', Dave Hansen, April 2025; "
+                   "with 'x86/mm: Always tell core mm to sync kernel mappings': ARCH_PAGE_TABLE_SYNC_MASK "
+                   "PGTBL_PMD_MODIFIED), merged with the x86 core updates for v6.16 ('Simplify 32-bit PAE page "
+                   "table handling')"),
     Feature("l1tf_protnone_invert", since="4.18",
             source="arch/x86/include/asm/pgtable-invert.h (4.18, 'x86/speculation/l1tf: Protect PROT_NONE PTEs "
                    "against speculation'): pfn_pte, pte_pfn and pte_modify invert the frame of a not-present "
@@ -227,10 +234,12 @@ class X86Arch(Arch):
             return []
         lines = self._wx_lines(kernel, wx)
         user = kernel.user_pgd(kernel.pgd)
-        if user != kernel.pgd and kernel.paging.bits64:
+        if user != kernel.pgd:
             # ptdump_walk_user_pgd_level_checkwx (4.15+, pti_finalize's debug_checkwx_user from
-            # 4.19): the user copy of swapper_pg_dir audited the same way; its WARN_ONCE has
-            # warned already if the kernel's audit found something
+            # 4.19; 32-bit PAE too: kernel_to_user_pgdp(INIT_PGD), an i386 lkp boot log prints
+            # the 'Checking user space page tables' line): the user copy of swapper_pg_dir
+            # audited the same way; its WARN_ONCE has warned already if the kernel's audit
+            # found something
             user_lines = self._wx_lines(kernel, kernel.wx_ranges(user))
             lines += ["x86/mm: Checking user space page tables"] + (user_lines[-1:] if wx else user_lines)
         return lines

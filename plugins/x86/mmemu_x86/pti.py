@@ -1,29 +1,38 @@
 """Kernel page-table isolation (PTI), as arch/x86/mm/pti.c builds it: every page directory
 has a user copy in the page after it (pgd_alloc's PGD_ALLOCATION_ORDER 1,
 ``kernel_to_user_pgdp``), which user mode runs on. The copy's user half is the pgd's
-(``pti_set_user_pgtbl``, the pgd keeping its user entries NX); its kernel half maps only
-what the entry code needs (``pti_init``): the cpu_entry_area and the ESPfix stacks (their
-top-level entries), the entry text (its pmds), the vsyscall page (its pte) and from 4.19
-each CPU's TSS (its pte, for the SYSCALL64 scratch word), plus the kernel text and rodata
-under ``pti=auto`` on a CPU without PCID (``pti_clone_kernel_text``, 4.17+).
+(``pti_set_user_pgtbl``, the pgd keeping its user entries NX on x86_64); its kernel half
+maps only what the entry code needs (``pti_init``): on x86_64 the cpu_entry_area and the
+ESPfix stacks (their top-level entries), the entry text (its pmds), the vsyscall page (its
+pte) and from 4.19 each CPU's TSS (its pte, for the SYSCALL64 scratch word); on 32-bit PAE
+(4.19+) the cpu_entry_area's pmds and the entry text's pmds (its ptes from 6.11); plus the
+kernel text and rodata under ``pti=auto`` on a CPU without PCID (``pti_clone_kernel_text``,
+4.17+; PTI_LEVEL_KERNEL_IMAGE: pmds on x86_64, ptes on 32-bit).
+
+32-bit PTI unshares the kernel pmd: SHARED_KERNEL_PMD is ``!static_cpu_has(X86_FEATURE_PTI)``
+(pgtable-3level_types.h), so pgd_alloc (arch/x86/mm/pgtable.c) gives every pgd its own
+kernel pmd, a copy of swapper_pg_dir's (PREALLOCATED_PMDS = PTRS_PER_PGD,
+pgd_prepopulate_pmd), and its user copy one more (PREALLOCATED_USER_PMDS = KERNEL_PGD_PTRS,
+pgd_prepopulate_user_pmd: a copy of the pmd of swapper_pg_dir's user copy); the pgd and the
+copy are a page each (_pgd_alloc: no 32-byte pgd_cache without SHARED_KERNEL_PMD). Kernel
+pmd entries made later reach the other pgds at the pmd level (vmalloc_fault's
+vmalloc_sync_one; from 5.8 arch_sync_kernel_mappings, ARCH_PAGE_TABLE_SYNC_MASK
+PGTBL_PMD_MODIFIED when !SHARED_KERNEL_PMD): the core's BootPlan ``kernel_copy_level`` 1
+(mmemu_x86.x86_32.X86_32Arch.shared_kernel_pmd).
+The user copy is kept at the PDPT (pgd) level (pgtable-3level.h native_set_pud:
+pti_set_user_pgtbl), without NX ('PAE paging does not support it on the PGD level' and the
+PDPT entry has no NX bit). entry_32.S switches CR3 (SWITCH_TO_USER_CR3 /
+SWITCH_TO_KERNEL_CR3) around the user-mode entry and exit, as entry_64.S does.
 
 mmemu's CPU is Unicorn's default x86 model, which reports (CPUID) GenuineIntel family 6
 model 60 (a Haswell) without PCID and without IA32_ARCH_CAPABILITIES: the kernel marks it
 X86_BUG_CPU_MELTDOWN (4.15 common.c: every CPU that is not AMD; later cpu_set_bug_bits():
 it is on no NO_MELTDOWN whitelist and has no RDCL_NO), so PTI is on by default (``pti=auto``)
-in every release that has it, and CR3 carries no PCID. 32-bit PTI (PAE, 4.19+) is not
-modelled: an i386_pae machine runs as with ``nopti`` (its oopses say NOPTI) and refuses
-``pti=on``. What it would take, from the kernel: SHARED_KERNEL_PMD is false under PTI, so
-pgd_alloc (arch/x86/mm/pgtable.c) gives every pgd its own kernel pmd, a copy of
-swapper_pg_dir's (pgd_prepopulate_pmd), and its user copy one more (PREALLOCATED_USER_PMDS =
-KERNEL_PGD_PTRS, pgd_prepopulate_user_pmd copies the pmd of swapper_pg_dir's user copy);
-kernel pmd entries made later reach other pgds by vmalloc_fault / arch_sync_kernel_mappings
-at the pmd level, not the top level mmemu syncs now; pti_init clones the cpu_entry_area at
-pmd level and the entry text at pte level (PTI_LEVEL_KERNEL_IMAGE is PTI_CLONE_PTE on
-32-bit), no ESPfix64 or vsyscall; entry_32.S switches CR3 (SWITCH_TO_USER_CR3 /
-SWITCH_TO_KERNEL_CR3) around the user-mode entry and exit. ``nopti``, ``pti=off`` and (5.2+)
-``mitigations=off`` turn it off, ``pti=on`` forces it (pti_check_boottime_disable:
-``pti=`` is looked at first, then ``nopti``).
+in every release that has it, 64- and 32-bit alike, and CR3 carries no PCID. ``nopti``,
+``pti=off`` and (5.2+) ``mitigations=off`` turn it off, ``pti=on`` forces it
+(pti_check_boottime_disable: ``pti=`` is looked at first, then ``nopti``). The per-process
+LDT that the 32-bit user copy's own kernel pmd exists for (map_ldt_struct) is not
+modelled: mmemu has no modify_ldt.
 
 What differs by release is in :data:`X86_PTI`, each with its source.
 """
@@ -70,6 +79,10 @@ X86_PTI = EraTable(
                    "scratch space ... the sp2 slot of the CPU's TSS' ('x86/entry/64: Remove the SYSCALL64 entry "
                    "trampoline', the release mmemu_x86.boot_maps takes for the trampoline's removal, 4.19, not "
                    "verified)"),
+    Feature("entry_text_pte_32", since="6.11",
+            source="arch/x86/mm/pti.c pti_clone_entry_text: PTI_CLONE_PMD, then PTI_LEVEL_KERNEL_IMAGE (3db03fb4995e "
+                   "'x86/mm: Fix pti_clone_entry_text() for i386', Peter Zijlstra, tip x86/urgent 1 August 2024, "
+                   "for 6.11: 'text on i386 can be page granular at the tail end'; stable backports not modelled)"),
     Feature("mitigations_off", since="5.2",
             source="arch/x86/mm/pti.c pti_check_boottime_disable (5.2, 'x86/speculation: Support "
                    "'mitigations=' cmdline option'): nopti || cpu_mitigations_off()"),
@@ -98,14 +111,6 @@ def pti_mode(spec) -> str:
         if value == "on":
             raise ConfigError(f"pti=on: kernel {spec.kernel} on {spec.arch} has no page-table isolation (x86_64 "
                               f"from 4.15, i386_pae from 4.19)")
-        return "off"
-    if spec.arch != "x86_64":
-        # 32-bit PTI unshares the kernel pmd (SHARED_KERNEL_PMD is !X86_FEATURE_PTI: every
-        # pgd gets its own copy of the kernel pmds, kept in step at the pmd level), which
-        # mmemu's PAE model does not do: the machine runs as with nopti
-        if value == "on":
-            raise ConfigError(f"pti=on: mmemu does not model 32-bit PTI (i386_pae {spec.kernel}: per-process "
-                              f"kernel pmds, SHARED_KERNEL_PMD 0); the machine runs as with nopti")
         return "off"
     if value is not None:
         return value
@@ -142,14 +147,15 @@ def kernel_pgprots(prots: dict[str, int]) -> dict[str, int]:
     return {name: (v & ~_PAGE_GLOBAL if name.startswith("PAGE_KERNEL") else v) for name, v in prots.items()}
 
 
-def user_pgd_entries(spec, paging) -> int:
+def user_pgd_entries(spec, paging, page_offset: int | None = None) -> int:
     """BootPlan ``user_pgd_entries``: the user half pgdp_maps_userspace() says (x86_64: the
-    lower half of the page, PGD_KERNEL_START; 32-bit: CONFIG_PAGE_OFFSET >> PGDIR_SHIFT),
-    0 with PTI off."""
+    lower half of the page, PGD_KERNEL_START; 32-bit: pgtable_32_types.h PGD_KERNEL_START,
+    CONFIG_PAGE_OFFSET >> PGDIR_SHIFT, *page_offset* the layout's), 0 with PTI off."""
     if not pti_enabled(spec):
         return 0
     top = paging.levels[0]
-    return top.entries // 2 if paging.bits64 else (0xC0000000 >> top.shift)
+    return top.entries // 2 if paging.bits64 else (page_offset >> top.shift)
+
 
 
 def set_user_pgtbl(k, raw: int) -> int:

@@ -8,13 +8,14 @@ from mmemu.arch import ArchOption, BootPlan, PagingMode
 from mmemu.layout import Layout, MachineSpec
 from mmemu.units import GiB, KiB, MiB
 
-from . import boot_maps
+from . import boot_maps, pti
 from .cpu import CR0_KERNEL, EFER_NXE, SEGMENTS_32, X86_CR4_PAE, X86_CR4_PGE, X86_CR4_PSE, CpuSetup
 from .layout_32 import compute_layout_32
 from .mm import X86_MM, X86Arch
 from .pgtable_types import pgprots
 from .ptdump import X86PtdumpFormat, x86_ptdump_format
 from .ptdump_eras import X86_PTDUMP
+from .pti_init import pti_init
 
 NR_CPUS_OPTION = ArchOption("NR_CPUS", "CONFIG_NR_CPUS the kernel was built with (default: --cpus); sizes the "
                                        "per-CPU fixmap slots")
@@ -59,20 +60,35 @@ class X86_32Arch(X86Arch):
         """arch/x86/kernel/head_32.S: swapper_pg_dir in the bss; arch/x86/mm/init.c
         init_mem_mapping maps [0, 1M) first; init_32.c mark_rodata_ro; PAE's pgd_alloc
         preallocates the user pmds (arch/x86/mm/pgtable.c pgd_prepopulate_pmd); the struct
-        page array (FLATMEM mem_map) is memblock memory at the top of lowmem."""
+        page array (FLATMEM mem_map) is memblock memory at the top of lowmem. With PTI
+        (PAE, 4.19+: mmemu_x86.pti) the pgd has a user copy and its kernel pmds are its own."""
         return BootPlan(root_symbol="swapper_pg_dir", root_section="bss",
                         direct_map_writer="kernel_physical_mapping_init", image_writer="mark_rodata_ro",
                         fixmap_writer="early_ioremap_page_table_range_init", direct_map_first=((0, 1 * MiB),),
                         prepopulate_user_pgd=self.pae, percpu=self.percpu_plan(spec, layout, 32),
-                        memblock_allocs=boot_maps.mem_map_alloc(layout))
+                        memblock_allocs=boot_maps.mem_map_alloc(layout),
+                        user_pgd_entries=pti.user_pgd_entries(spec, self._paging, layout.symbols["PAGE_OFFSET"]),
+                        kernel_copy_level=0 if self.shared_kernel_pmd(spec) else 1)
+
+    def shared_kernel_pmd(self, spec: MachineSpec) -> bool:
+        """PAE's SHARED_KERNEL_PMD (asm/pgtable-3level_types.h): every pgd points at
+        swapper_pg_dir's kernel pmd, unless X86_FEATURE_PTI (4.19+: ``!static_cpu_has``) or
+        the kernel is 6.16+ (never shared: X86_MM ``pae_pmd_unshared``); pgd_alloc then gives
+        each pgd kernel pmds of its own (BootPlan ``kernel_copy_level`` 1). 2-level i386 has
+        no pmd of its own (folded into the pgd): True here, its pgd entries are the copies."""
+        if not self.pae:
+            return True
+        return not (pti.pti_enabled(spec) or X86_MM(spec.kernel).pae_pmd_unshared)
 
     def boot_mappings(self, kernel) -> None:
         """What the boot maps besides the direct map and the image (mmemu_x86.boot_maps): the
         cpu_entry_area (setup_cpu_entry_areas, 4.15+) and the device fixmap slots
         (init_apic_mappings, io_apic_init_mappings). FLATMEM's mem_map lies in the direct
-        map: nothing to map for it."""
+        map: nothing to map for it. With PTI, pti_init's clones into swapper_pg_dir's user
+        copy (mmemu_x86.pti_init)."""
         boot_maps.map_cpu_entry_area(kernel)
         boot_maps.map_device_fixmaps(kernel)
+        pti_init(kernel)
 
     def cpu_setup(self, spec: MachineSpec) -> CpuSetup:
         cr4 = X86_CR4_PSE | X86_CR4_PGE | (X86_CR4_PAE if self.pae else 0)
