@@ -673,6 +673,27 @@ def test_i386_register_dump_3_10_to_4_14(kernel, task, stack, boot):
     assert lines[lines.index(code) + 1] == want
 
 
+@pytest.mark.parametrize("kernel", ["4.15", "4.17"])
+def test_i386_register_dump_4_15_to_4_17(kernel, boot):
+    """i386 4.15 .. 4.17: __die (the 4.15..4.17 dumpstack.c read: print_modules, show_regs) with process_32.c's 'EIP: %pS' (4.15) and, placed as 5.10's
+    (that era's process_32.c was not found), EAX, ESI, 'DS: ... SS: %04x EFLAGS: %08lx' and
+    CR0 from the CPU's registers; then the trace, the dumpstack 'Code:' bytes (' %02x' each,
+    before 4.18's show_opcodes) and the summary 'EIP: %pS SS:ESP: %04x:%08lx'."""
+    k = boot(arch="i386", kernel=kernel, ram="256M")
+    lines, ip, top = kernel_store_with_known_registers(k)
+    at = lines.index("Oops: 0002 [#1]") + 1
+    assert lines[at:at + 3] == ["Modules linked in:", f"CPU: 0 PID: 0 Comm: swapper Not tainted {kernel}.0 #1",
+                                f"EIP: 0x{ip:x}"]
+    assert lines[at + 3] == "EAX: 00000000 EBX: 01234567 ECX: 09abcdef EDX: 11223344"
+    sp = int(lines[at + 4].split("ESP: ")[1], 16)
+    assert lines[at + 5].startswith("DS: 007b ES: 007b FS: ") and " SS: 0068 EFLAGS: " in lines[at + 5]
+    assert lines[at + 6].startswith("CR0: ") and " CR2: 00000000 " in lines[at + 6]
+    assert lines[at + 7] == "Call Trace:"
+    code = lines[lines.index("Call Trace:") + 1]
+    assert code == old_code_line(k, ip, leading=True)
+    assert lines[lines.index(code) + 1] == f"EIP: 0x{ip:x} SS:ESP: 0068:{sp:08x}"
+
+
 @pytest.mark.parametrize("arch", ["x86_64", "i386"])
 def test_3_1_show_registers(arch, boot):
     """3.1 (dumpstack_64.c, dumpstack_32.c, process.c, process_32.c read): __die's

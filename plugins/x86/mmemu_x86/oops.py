@@ -26,8 +26,9 @@ whose implementation faulted: that function is the RIP), in the words of the rel
 whose traps/dumpstack/process sources were read (i386 2.6.20 .. 2.6.27, 2.6.32, 3.0 and
 3.1 .. 4.14, x86_64 2.6.26, 2.6.27, 2.6.32, 3.0 and 3.1 and later; the releases between are
 placed with them, as the rules say); an access made through the API has no registers, and its oops says so
-on its IP line. i386 4.15 .. 4.17 prints its IP line alone: the register lines of that
-era's process_32.c after ``EIP: %pS`` were not found in any stored tree. No release
+on its IP line. i386 4.15 .. 4.17's process_32.c was not found in any stored tree: its
+register lines after ``EIP: %pS`` are placed as 5.10's (:func:`i386_regs_short_eip`), inside
+that era's dumpstack.c form (read). No release
 prints ``Hardware name:``: dump_stack_print_info prints it only when dump_stack_arch_desc_str
 was set from the DMI tables (lib/dump_stack.c, 3.10 .. 6.x), and mmemu's machine has none.
 """
@@ -202,8 +203,8 @@ OOPS = EraTable(
                    "dumpstack_64.c, 01b944fe, read, prints the same). 'unwinder' (the dumpstack rework of 4.10): "
                    "no raw 'Stack:' dump, ' %s%pB' without the address, '<%s>' only for non-task stacks, summary "
                    "'RIP: %pS RSP: %016lx' / 'EIP: %pS SS:ESP: %04x:%08lx' (a 4.10..4.14 dumpstack.c read; a "
-                   "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 from 4.15 (rule "
-                   "short_eip) is not modelled here: its register lines after 'EIP: %pS' were not read"),
+                   "4.15..4.17 one read, the same with show_regs moved into dumpstack.c); i386 4.15..4.17 (rule "
+                   "short_eip): its process_32.c register lines after 'EIP: %pS' not read, placed as 5.10's"),
     Variant("printk_address", [("3.0", "pB"), ("3.13", "pS")], before="pS",
             source="printk_address is ' [<%016lx>] %s%pS' (traps_64.c 2.6.27, read) and ' [<%p>] %s%pS' "
                    "(dumpstack.c 2.6.32, read), ' [<%p>] %s%pB' in 3.0 (dumpstack.c read, " + _READ_30 + "): "
@@ -582,7 +583,7 @@ def oops_report(k, fault: Fault, die_counter: int, why: str = "") -> str:
         lines += show_registers_32(k, fault, regs, root)
     elif b64 and era.show_registers_64 and regs is not None:  # __die -> show_registers (2.6.26 .. 3.0)
         lines += show_registers_64(k, fault, regs, root)
-    elif era.show_regs_dumpstack and regs is not None and (b64 or not era.short_eip):
+    elif era.show_regs_dumpstack and regs is not None:
         lines += show_regs_dumpstack(k, fault, regs, root)
     elif era.show_regs and regs is not None:  # __die_body: show_regs, then print_modules
         state = _oops_state(k)
@@ -817,6 +818,8 @@ def _dumpstack_registers(k, fault: Fault, r: dict[str, int], style: str) -> list
             lines = [f"RIP: {r['cs']:04x}:[<{ip:016x}>]  [<{ip:016x}>] {rip_symbol(k, ip)}",
                      f"RSP: {r['ss']:04x}:{sp:016x}  EFLAGS: {r['flags']:08x}"]
         lines += gprs_and_control_64(r)
+    elif era.short_eip:  # 4.15 .. 4.17: 5.10's lines without show_ip's Code (placed: see _I386_415)
+        return i386_regs_short_eip(k, r)
     else:
         lines = [f"EIP: {r['cs']:04x}:[<{ip:08x}>] EFLAGS: {r['flags']:08x} CPU: {fault.cpu}",
                  f"EIP is at {symbol(k, ip)}",
@@ -1000,15 +1003,27 @@ def show_regs(k, r: dict[str, int], root: int) -> list[str]:
                  f"RSP: {r['ss']:04x}:{r['sp']:016x} EFLAGS: {r['flags']:08x}"]  # orig_ax -1: no ORIG_RAX
         lines += gprs_and_control_64(r)
     else:
-        lines = [f"EIP: {symbol(k, r['ip'])}", code_line(k, r["ip"], root),
-                 f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
-                 f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {r['sp']:08x}",
-                 f"DS: {r['ds']:04x} ES: {r['es']:04x} FS: {r['fs']:04x} GS: {r['gs']:04x} SS: {r['ss']:04x} "
-                 f"EFLAGS: {r['flags']:08x}",
-                 f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
+        eip = i386_regs_short_eip(k, r)
+        return eip[:1] + [code_line(k, r["ip"], root)] + eip[1:]  # show_ip: EIP, then show_opcodes
     lines += _debug_registers(k, r, always=False)
     # ("PKRU: %08x" follows when CR4.OSPKE is set: the emulated CPU never sets it)
     return lines
+
+
+def i386_regs_short_eip(k, r: dict[str, int]) -> list[str]:
+    """process_32.c __show_regs from the ``EIP: %pS`` of 4.15 (rule short_eip): read in 5.10,
+    where show_ip prints the EIP line and the Code bytes (show_regs adds those after the EIP
+    line). 4.15 .. 4.17's process_32.c was not found in any stored tree: its lines after
+    ``EIP: %pS`` are placed as 5.10's (EFLAGS moved off the EIP line into the segment line,
+    which the 4.15 change of the EIP line implies), and the Code bytes come from the
+    4.15 .. 4.17 dumpstack.c's show_regs after the trace, as before 4.18's show_opcodes."""
+    lines = [f"EIP: {symbol(k, r['ip'])}",
+             f"EAX: {r['ax']:08x} EBX: {r['bx']:08x} ECX: {r['cx']:08x} EDX: {r['dx']:08x}",
+             f"ESI: {r['si']:08x} EDI: {r['di']:08x} EBP: {r['bp']:08x} ESP: {r['sp']:08x}",
+             f"DS: {r['ds']:04x} ES: {r['es']:04x} FS: {r['fs']:04x} GS: {r['gs']:04x} SS: {r['ss']:04x} "
+             f"EFLAGS: {r['flags']:08x}",
+             f"CR0: {r['cr0']:08x} CR2: {r['cr2']:08x} CR3: {r['cr3']:08x} CR4: {r['cr4']:08x}"]
+    return lines + _debug_registers(k, r, always=False)
 
 
 def backtrace_symbol(k, address: int) -> str | None:
