@@ -531,6 +531,10 @@ class PageTables:
             self._valid_shift, self._valid_top = mode.va_bits, (1 << (64 - mode.va_bits)) - 1
         else:
             self._valid_shift, self._valid_top = mode.va_bits, 0
+        self._page_mask = mode.page_size - 1
+        #: the kernel half starts where the bits above the translated ones turn all 1 (or
+        #: there is none): a range whose two ends have the same such bits is in one half
+        self._halves_by_top = not self._kernel_half or self._kernel_half == self._valid_top << self._valid_shift
         #: SPLIT mode: the roots that translate the kernel half (TTBR1)
         self._kernel_roots: set[int] = set()
         #: roots with a user copy (x86 PTI): root -> (copy, limit, keep). A top-level entry
@@ -815,6 +819,11 @@ class PageTables:
     # -- mapping ------------------------------------------------------------------------
 
     def _check_range(self, va: int, size: int, pa: int | None = None) -> None:
+        vs = self._valid_shift
+        top = va >> vs
+        if top == (va + size - 1) >> vs and (not top or top == self._valid_top) and size > 0 and \
+                not (va | size) & self._page_mask and pa is None and self._halves_by_top:
+            return  # the common case: page aligned, translated, inside one half (below, in full)
         page = self.mode.page_size
         if size <= 0 or size % page or va % page or (pa is not None and pa % page):
             raise MappingError(f"range {va:#x}+{size:#x} (phys {pa if pa is None else hex(pa)}) is not page aligned")
@@ -953,14 +962,11 @@ class PageTables:
         """Map the 4 KiB frames *frames* (pfns, in order) at consecutive pages from *va*:
         what ``vmap``/``vmalloc`` do with pages scattered over physical memory. Creates the
         tables it needs; one transaction, one operation. Present entries are an error."""
-        page = self.mode.page_size
+        page = self._page_mask + 1
         n = len(frames)
         self._check_range(va, n * page)
         if prot not in self._prots_ok:
             self._check_map_prot(prot)
-        wid = self._writer_ids.get(writer)
-        if wid is None:
-            wid = self.writer_id(writer)
         last = self._last
         lv = self.levels[last]
         slot = self.pte_slot(root, va)
@@ -977,11 +983,14 @@ class PageTables:
                     zero, one = self.codec.leaves_for_frames(last, (0, 1), prot)
                     coding = self._frame_coding[prot] = (zero, one - zero)
                 return self._write_one(table, last, idx, coding[0] + frames[0] * coding[1], writer, "map", va)
+            wid = self.writer_id(writer)
             start = table + idx * lv.entry_size
             old = self._buf[start:start + n * lv.entry_size]
             self._check_unused(old, va, last)
             return self._one_run(Operation(writer, "map", va, n * page), table, last, idx,
                                  self.codec.leaves_for_frames(last, frames, prot).tobytes(), old, wid)
+
+        wid = self.writer_id(writer)
 
         def body(txn: _Txn) -> None:
             self._populate(txn, root, 0, va, va + n * page, user_tables, wid, last)
@@ -1152,9 +1161,6 @@ class PageTables:
         ``free_pgtables`` does for user memory; the kernel keeps its own tables). Entries
         the MMU does not use (PROT_NONE, swap) are left alone."""
         self._check_range(va, size)
-        wid = self._writer_ids.get(writer)
-        if wid is None:
-            wid = self.writer_id(writer)
         if not free_tables:
             lv = self.levels[self._last]
             slot = self.pte_slot(root, va)
@@ -1168,6 +1174,7 @@ class PageTables:
                     if raw and self._decode[self._last](raw)[0] == LEAF:
                         return self._write_one(table, self._last, idx, 0, writer, "unmap", va)
                 op = Operation(writer, "unmap", va, size)
+                wid = self.writer_id(writer)
                 start = table + idx * lv.entry_size
                 old = self._buf[start:start + n * lv.entry_size]
                 unmapped = self._leaves_of(old, va, self._last)
@@ -1177,7 +1184,9 @@ class PageTables:
                 txn = _Txn(op)
                 self._unmap_last(txn, table, self._last, va, va + size, wid)
                 return self._complete(txn)
-        return self._run(Operation(writer, "unmap", va, size), lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
+        wid = self.writer_id(writer)
+        return self._run(Operation(writer, "unmap", va, size),
+                         lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
 
     def _leaves_of(self, raw: bytes, va: int, li: int) -> list[tuple[int, int, int]] | None:
         """(va, phys, size) of each entry of the run *raw* of level *li* (from *va*), if

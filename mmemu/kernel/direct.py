@@ -35,9 +35,10 @@ def _pfn(page: "Page | int") -> int:
     return page.pfn if isinstance(page, Page) else need_int(page, "a page (a Page or a pfn)")
 
 
-@dataclass
+@dataclass(slots=True)
 class KmemCache:
-    """A kmalloc cache: slabs of one or two pages cut into equal objects."""
+    """A kmalloc cache: slabs of one or two pages cut into equal objects (slotted: every
+    kmalloc and kfree reads its fields)."""
 
     name: str
     size: int
