@@ -41,6 +41,7 @@ from .arch import (
     UR,
     UW,
     UX,
+    EntryCodec,
     Level,
     PagingMode,
 )
@@ -263,7 +264,7 @@ class EntryWrite:
     """The :class:`Operation` of one entry written (the hot paths: a demand fault, a kmap, a
     fixmap slot, a vmalloc of one page and its vfree), with the same fields; its
     :class:`Change` and the page it unmapped are made when first read, so that an entry
-    nobody looks at again costs one small record (:meth:`PageTables._set_one` fills its
+    nobody looks at again costs one small record (:meth:`PageTables._write_one` fills its
     slots without a call of ``__init__``)."""
 
     __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new",
@@ -480,7 +481,7 @@ def _zeros(nbytes: int) -> bytes:
 
 
 def _undo_one(words, i: int, old: int, writers: array, idx: int, old_wid: int) -> None:
-    """Undo of :meth:`PageTables._set_one`: the entry and its writer as they were."""
+    """Undo of :meth:`PageTables._write_one`: the entry and its writer as they were."""
     words[i] = old
     writers[idx] = old_wid
 
@@ -566,9 +567,8 @@ class PageTables:
                        for li in range(len(self.levels))]
         #: protections _check_map_prot has accepted
         self._prots_ok: set[int] = set()
-        #: prot -> (the last level's leaf of frame 0, what one frame more adds): map_frames
-        #: of one page encodes its entry with them (EntryCodec.leaves_for_frames is linear)
-        self._frame_coding: dict[int, tuple[int, int]] = {}
+        #: prot -> what map_frames of one page encodes its entry with (_frame_coding_of)
+        self._frame_coding: dict[int, tuple[int, int] | tuple[()]] = {}
         # the walk of every software translation and fault: the loop of walk() unrolled
         # for this mode's levels (the method stays the readable reference)
         self.walk = _unrolled_walk(self)
@@ -979,10 +979,11 @@ class PageTables:
                 if old and self._decode[last](old)[0] != NONE:
                     raise MappingError(f"{va:#x} is already mapped (pte {old:#x})")
                 coding = self._frame_coding.get(prot)
-                if coding is None:  # the leaves of frames 0 and 1: linear in the frame
-                    zero, one = self.codec.leaves_for_frames(last, (0, 1), prot)
-                    coding = self._frame_coding[prot] = (zero, one - zero)
-                return self._write_one(table, last, idx, coding[0] + frames[0] * coding[1], writer, "map", va)
+                if coding is None:
+                    coding = self._frame_coding_of(prot)
+                leaf = coding[0] + frames[0] * coding[1] if coding else \
+                    self.codec.leaves_for_frames(last, frames, prot)[0]
+                return self._write_one(table, last, idx, leaf, writer, "map", va)
             wid = self.writer_id(writer)
             start = table + idx * lv.entry_size
             old = self._buf[start:start + n * lv.entry_size]
@@ -1004,6 +1005,18 @@ class PageTables:
                 self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames[i:i + run], prot), wid)
                 i += run
         return self._run(Operation(writer, "map", va, n * page), body)
+
+    def _frame_coding_of(self, prot: int) -> tuple[int, int] | tuple[()]:
+        """(the last level's leaf of frame 0, what one frame more adds) for *prot*, where
+        the codec encodes frames with EntryCodec's own linear leaves_for_frames; () where
+        it has its own (the one-page map then asks it)."""
+        coding: tuple[int, int] | tuple[()] = ()
+        if type(self.codec).leaves_for_frames is EntryCodec.leaves_for_frames:
+            zero, one = self.codec.leaves_for_frames(self._last, (0, 1), prot)
+            coding = (zero, one - zero)
+        if len(self._frame_coding) < 256:
+            self._frame_coding[prot] = coding
+        return coding
 
     def _check_unused(self, old: bytes, va: int, li: int) -> None:
         """Refuse to map over a present entry among the raw entries *old* (from *va*)."""
