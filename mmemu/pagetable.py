@@ -41,6 +41,7 @@ from .arch import (
     UR,
     UW,
     UX,
+    EntryCodec,
     Level,
     PagingMode,
 )
@@ -261,19 +262,27 @@ class Operation:
 
 class EntryWrite:
     """The :class:`Operation` of one entry written (the hot paths: a demand fault, a kmap, a
-    fixmap slot), with the same fields; its :class:`Change` and the page it unmapped are
-    made when first read, so that an entry nobody looks at again costs one small record."""
+    fixmap slot, a vmalloc of one page and its vfree), with the same fields; its
+    :class:`Change` and the page it unmapped are made when first read, so that an entry
+    nobody looks at again costs one small record (:meth:`PageTables._write_one` fills its
+    slots without a call of ``__init__``)."""
 
-    __slots__ = ("writer", "kind", "va", "size", "mode", "_pt", "_table", "_li", "_idx", "_old", "_new",
+    __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new",
                  "_changes", "_unmapped")
 
     def __init__(self, pt: "PageTables", writer: str, kind: str, va: int, table: int, li: int, idx: int,
                  old: int, new: int):
         self.writer, self.kind, self.va = writer, kind, va
-        self.size = pt.levels[li].span
-        self.mode = pt.mode
         self._pt, self._table, self._li, self._idx, self._old, self._new = pt, table, li, idx, old, new
         self._changes = self._unmapped = None
+
+    @property
+    def size(self) -> int:
+        return self._pt.levels[self._li].span
+
+    @property
+    def mode(self) -> PagingMode:
+        return self._pt.mode
 
     @property
     def changes(self) -> list[Change]:
@@ -471,6 +480,15 @@ def _zeros(nbytes: int) -> bytes:
     return z
 
 
+def _undo_one(words, i: int, old: int, writers: array, idx: int, old_wid: int) -> None:
+    """Undo of :meth:`PageTables._write_one`: the entry and its writer as they were."""
+    words[i] = old
+    writers[idx] = old_wid
+
+
+_NEW = object.__new__
+
+
 def _no_writers(n: int) -> array:
     z = _zero_writers.get(n)
     if z is None:
@@ -514,6 +532,10 @@ class PageTables:
             self._valid_shift, self._valid_top = mode.va_bits, (1 << (64 - mode.va_bits)) - 1
         else:
             self._valid_shift, self._valid_top = mode.va_bits, 0
+        self._page_mask = mode.page_size - 1
+        #: the kernel half starts where the bits above the translated ones turn all 1 (or
+        #: there is none): a range whose two ends have the same such bits is in one half
+        self._halves_by_top = not self._kernel_half or self._kernel_half == self._valid_top << self._valid_shift
         #: SPLIT mode: the roots that translate the kernel half (TTBR1)
         self._kernel_roots: set[int] = set()
         #: roots with a user copy (x86 PTI): root -> (copy, limit, keep). A top-level entry
@@ -522,6 +544,10 @@ class PageTables:
         #: from *limit* on are the root's own.
         self.user_copies: dict[int, tuple[int, int, Callable[[int], int]]] = {}
         self._unpack = []
+        #: per level: RAM as a typed array of its entries (mem.entries) and log2 of the
+        #: entry size: entry *idx* of *table* is ``words[(table >> shift) + idx]``
+        self._words = [mem.entries(lv.entry_size) for lv in self.levels]
+        self._word_shift = [lv.entry_size.bit_length() - 1 for lv in self.levels]
         self._decode = []
         walk_plan = []
         for li, lv in enumerate(self.levels):
@@ -541,6 +567,8 @@ class PageTables:
                        for li in range(len(self.levels))]
         #: protections _check_map_prot has accepted
         self._prots_ok: set[int] = set()
+        #: prot -> what map_frames of one page encodes its entry with (_frame_coding_of)
+        self._frame_coding: dict[int, tuple[int, int] | tuple[()]] = {}
         # the walk of every software translation and fault: the loop of walk() unrolled
         # for this mode's levels (the method stays the readable reference)
         self.walk = _unrolled_walk(self)
@@ -791,6 +819,11 @@ class PageTables:
     # -- mapping ------------------------------------------------------------------------
 
     def _check_range(self, va: int, size: int, pa: int | None = None) -> None:
+        vs = self._valid_shift
+        top = va >> vs
+        if top == (va + size - 1) >> vs and (not top or top == self._valid_top) and size > 0 and \
+                not (va | size) & self._page_mask and pa is None and self._halves_by_top:
+            return  # the common case: page aligned, translated, inside one half (below, in full)
         page = self.mode.page_size
         if size <= 0 or size % page or va % page or (pa is not None and pa % page):
             raise MappingError(f"range {va:#x}+{size:#x} (phys {pa if pa is None else hex(pa)}) is not page aligned")
@@ -929,15 +962,11 @@ class PageTables:
         """Map the 4 KiB frames *frames* (pfns, in order) at consecutive pages from *va*:
         what ``vmap``/``vmalloc`` do with pages scattered over physical memory. Creates the
         tables it needs; one transaction, one operation. Present entries are an error."""
-        page = self.mode.page_size
+        page = self._page_mask + 1
         n = len(frames)
         self._check_range(va, n * page)
         if prot not in self._prots_ok:
             self._check_map_prot(prot)
-        wid = self._writer_ids.get(writer)
-        if wid is None:
-            wid = self.writer_id(writer)
-        op = Operation(writer, "map", va, n * page)
         last = self._last
         lv = self.levels[last]
         slot = self.pte_slot(root, va)
@@ -945,11 +974,24 @@ class PageTables:
             # the common case (a small area): one page table already there holds every
             # entry; checked before the one write, so there is nothing to roll back
             table, idx = slot
+            if n == 1:  # one page: one entry, written as a fault writes its pte
+                old = self._words[last][(table >> self._word_shift[last]) + idx]
+                if old and self._decode[last](old)[0] != NONE:
+                    raise MappingError(f"{va:#x} is already mapped (pte {old:#x})")
+                coding = self._frame_coding.get(prot)
+                if coding is None:
+                    coding = self._frame_coding_of(prot)
+                leaf = coding[0] + frames[0] * coding[1] if coding else \
+                    self.codec.leaves_for_frames(last, frames, prot)[0]
+                return self._write_one(table, last, idx, leaf, writer, "map", va)
+            wid = self.writer_id(writer)
             start = table + idx * lv.entry_size
             old = self._buf[start:start + n * lv.entry_size]
             self._check_unused(old, va, last)
-            return self._one_run(op, table, last, idx, self.codec.leaves_for_frames(last, frames, prot).tobytes(),
-                                 old, wid)
+            return self._one_run(Operation(writer, "map", va, n * page), table, last, idx,
+                                 self.codec.leaves_for_frames(last, frames, prot).tobytes(), old, wid)
+
+        wid = self.writer_id(writer)
 
         def body(txn: _Txn) -> None:
             self._populate(txn, root, 0, va, va + n * page, user_tables, wid, last)
@@ -962,7 +1004,19 @@ class PageTables:
                 self._check_unused(old, va + i * page, last)
                 self._write(txn, table, last, idx, self.codec.leaves_for_frames(last, frames[i:i + run], prot), wid)
                 i += run
-        return self._run(op, body)
+        return self._run(Operation(writer, "map", va, n * page), body)
+
+    def _frame_coding_of(self, prot: int) -> tuple[int, int] | tuple[()]:
+        """(the last level's leaf of frame 0, what one frame more adds) for *prot*, where
+        the codec encodes frames with EntryCodec's own linear leaves_for_frames; () where
+        it has its own (the one-page map then asks it)."""
+        coding: tuple[int, int] | tuple[()] = ()
+        if type(self.codec).leaves_for_frames is EntryCodec.leaves_for_frames:
+            zero, one = self.codec.leaves_for_frames(self._last, (0, 1), prot)
+            coding = (zero, one - zero)
+        if len(self._frame_coding) < 256:
+            self._frame_coding[prot] = coding
+        return coding
 
     def _check_unused(self, old: bytes, va: int, li: int) -> None:
         """Refuse to map over a present entry among the raw entries *old* (from *va*)."""
@@ -1072,33 +1126,38 @@ class PageTables:
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
     def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
+        """:meth:`_write_one`, returning the value the entry held."""
+        return self._write_one(table, li, idx, value, writer, kind, va)._old
+
+    def _write_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str,
+                   va: int) -> EntryWrite:
+        """Write entry *idx* of *table* (level *li*) in place: its undo one record, its
+        operation an :class:`EntryWrite` filled in without a call (the one-entry writes are
+        the hot paths), reported to the observers and returned."""
         if li == 0 and table in self.user_copies:
             copy, limit, keep = self.user_copies[table]
             if idx < limit:
-                self._set_one(copy, 0, idx, value, writer, kind, va)
+                self._write_one(copy, 0, idx, value, writer, kind, va)
                 value = keep(value)
-        lv = self.levels[li]
-        s = self._unpack[li]
-        epa = table + idx * lv.entry_size
-        old = s.unpack_from(self._buf, epa)[0]
-        s.pack_into(self._buf, epa, value)
+        words = self._words[li]
+        i = (table >> self._word_shift[li]) + idx  # the entry's index in the typed view of RAM
+        old = words[i]
+        words[i] = value
         wid = self._writer_ids.get(writer)
         if wid is None:
             wid = self.writer_id(writer)
         writers = self.tables[table].writers
         j = self.journal
         if j is not None and j.undo is not None:
-            j.undo.append((self._undo_one, (s, epa, old, writers, idx, writers[idx])))
+            j.undo.append((_undo_one, (words, i, old, writers, idx, writers[idx])))
         writers[idx] = wid
-        if self.observers:
-            op = EntryWrite(self, writer, kind, va, table, li, idx, old, value)
-            for observer in self.observers:
-                observer(op)
-        return old
-
-    def _undo_one(self, s, epa: int, old: int, writers: array, idx: int, old_wid: int) -> None:
-        s.pack_into(self._buf, epa, old)
-        writers[idx] = old_wid
+        op = _NEW(EntryWrite)
+        op.writer, op.kind, op.va, op._pt, op._table, op._li, op._idx, op._old, op._new = \
+            writer, kind, va, self, table, li, idx, old, value
+        op._changes = op._unmapped = None
+        for observer in self.observers:
+            observer(op)
+        return op
 
     def read_pte(self, root: int, va: int) -> int:
         """The last-level entry for *va* (0 if no page table reaches it)."""
@@ -1115,10 +1174,6 @@ class PageTables:
         ``free_pgtables`` does for user memory; the kernel keeps its own tables). Entries
         the MMU does not use (PROT_NONE, swap) are left alone."""
         self._check_range(va, size)
-        wid = self._writer_ids.get(writer)
-        if wid is None:
-            wid = self.writer_id(writer)
-        op = Operation(writer, "unmap", va, size)
         if not free_tables:
             lv = self.levels[self._last]
             slot = self.pte_slot(root, va)
@@ -1127,6 +1182,12 @@ class PageTables:
                 # the range lies inside one page table (a vmalloc area, a small VMA): its
                 # entries cleared without the walk down, and nothing can fail half-way
                 table, idx = slot
+                if n == 1:  # one page (a vmalloc area of one): one entry, if it maps one
+                    raw = self._words[self._last][(table >> self._word_shift[self._last]) + idx]
+                    if raw and self._decode[self._last](raw)[0] == LEAF:
+                        return self._write_one(table, self._last, idx, 0, writer, "unmap", va)
+                op = Operation(writer, "unmap", va, size)
+                wid = self.writer_id(writer)
                 start = table + idx * lv.entry_size
                 old = self._buf[start:start + n * lv.entry_size]
                 unmapped = self._leaves_of(old, va, self._last)
@@ -1136,7 +1197,9 @@ class PageTables:
                 txn = _Txn(op)
                 self._unmap_last(txn, table, self._last, va, va + size, wid)
                 return self._complete(txn)
-        return self._run(op, lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
+        wid = self.writer_id(writer)
+        return self._run(Operation(writer, "unmap", va, size),
+                         lambda txn: self._unmap(txn, root, 0, va, va + size, wid, free_tables))
 
     def _leaves_of(self, raw: bytes, va: int, li: int) -> list[tuple[int, int, int]] | None:
         """(va, phys, size) of each entry of the run *raw* of level *li* (from *va*), if

@@ -27,14 +27,18 @@ _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux's value; Python
 class _LittleEndianWords:
     """RAM as little-endian words on a big-endian host (:meth:`PhysMem.entries`)."""
 
-    __slots__ = ("_read", "_size", "_view")
+    __slots__ = ("_read", "_size", "_view", "_write")
 
     def __init__(self, view: memoryview, size: int):
         self._view, self._size = view, size
-        self._read = struct.Struct("<I" if size == 4 else "<Q").unpack_from
+        s = struct.Struct("<I" if size == 4 else "<Q")
+        self._read, self._write = s.unpack_from, s.pack_into
 
     def __getitem__(self, i: int) -> int:
         return self._read(self._view, i * self._size)[0]
+
+    def __setitem__(self, i: int, value: int) -> None:
+        self._write(self._view, i * self._size, value)
 
     def release(self) -> None:
         pass

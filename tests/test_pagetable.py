@@ -9,6 +9,8 @@ entries) and the #PF error code of arch/x86/include/asm/trap_pf.h.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -1035,3 +1037,44 @@ def test_x86_64_5level_walk():
     m.pt.walk(m.root, 0x00FF000000000000)  # canonical with 57 bits, not with 48
     with pytest.raises(AddressError):
         m.pt.walk(m.root, 0x0100000000000000)
+
+
+# -- map_frames: one page written as one entry -----------------------------------------------
+
+class _OddFrameCodec(type(TOY.codec)):
+    """A codec with its own frame encoding (not the base class's linear one): odd frames
+    get the PCD bit, as an arch with a cache attribute per frame might."""
+
+    def leaves_for_frames(self, li, pfns, prot):
+        out = super().leaves_for_frames(li, pfns, prot)
+        for i, pfn in enumerate(pfns):
+            if pfn & 1:
+                out[i] |= PCD
+        return out
+
+
+@pytest.mark.parametrize("own_codec", [False, True])
+def test_map_frames_of_one_page_writes_the_codecs_leaf_and_unmap_reports_it(own_codec):
+    mode = TOY
+    if own_codec:
+        mode = dataclasses.replace(TOY, codec=_OddFrameCodec(TOY.codec.bits, NX, TOY.codec.flags))
+    m = ToyMachine(mode)
+    m.pt.map(m.root, 0x400000, 0x400000, PAGE, PAGE_KERNEL, writer="populate")  # the pte table exists
+    seen = []
+    m.pt.observers.append(seen.append)
+    for va, pfn in ((0x401000, 0x123), (0x402000, 0x124)):
+        op = m.pt.map_frames(m.root, va, [pfn], PAGE_KERNEL, writer="vmalloc")
+        expected = mode.codec.leaves_for_frames(1, [pfn], PAGE_KERNEL)[0]
+        assert m.pt.read_pte(m.root, va) == expected
+        assert (op.kind, op.va, op.size, op.writer, op.unmapped, op.tables_allocated) == \
+            ("map", va, PAGE, "vmalloc", [], [])
+        assert list(op.changes[0].entries()) == [((va >> 12) & 511, 0, expected)]
+        assert m.pt.writer_of(m.pt.pte_slot(m.root, va)[0] + 8 * ((va >> 12) & 511)) == "vmalloc"
+    assert len(seen) == 2 and seen[-1] is op  # one operation each, reported
+    before = m.mem.read(m.pt.pte_slot(m.root, 0x401000)[0], PAGE)
+    with pytest.raises(MappingError, match="already mapped"):
+        m.pt.map_frames(m.root, 0x401000, [0x200], PAGE_KERNEL, writer="vmalloc")
+    assert m.mem.read(m.pt.pte_slot(m.root, 0x401000)[0], PAGE) == before and len(seen) == 2
+    op = m.pt.unmap(m.root, 0x402000, PAGE, writer="vfree")
+    assert op.unmapped == [(0x402000, 0x124 << 12, PAGE)] and op.kind == "unmap"
+    assert m.pt.read_pte(m.root, 0x402000) == 0 and seen[-1] is op

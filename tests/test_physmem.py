@@ -27,6 +27,18 @@ def test_entries_are_the_little_endian_words_of_ram(size):
     mem.close()  # the typed views do not keep the mapping alive
 
 
+@pytest.mark.parametrize("size", [4, 8])
+def test_entries_write_the_little_endian_words_of_ram(size):
+    """The page-table engine writes one entry as an item of the view: both forms put the
+    word's bytes little-endian at pa, and nothing next to it."""
+    mem = PhysMem(2 * 4096)
+    value = (1 << (8 * size - 1)) | 0x0123
+    for words, pa in ((mem.entries(size), 0x100), (_LittleEndianWords(mem.view, size), 0x200)):
+        words[pa // size] = value
+        assert mem.read(pa - size, 3 * size) == bytes(size) + value.to_bytes(size, "little") + bytes(size)
+    mem.close()
+
+
 def test_close_releases_the_typed_views():
     mem = PhysMem(4096)
     words = mem.entries(8)

@@ -16,6 +16,7 @@ import pytest
 
 from mmemu.cpu import Cpu
 from mmemu.errors import KernelWarning, MmemuError, Oops, OutOfMemory
+from mmemu.kernel.vmalloc import VM_ALLOC, VmapArea, VmStruct
 
 PAGE = 4096
 MiB = 1 << 20
@@ -351,6 +352,11 @@ def test_vmalloc_to_page_and_find_vm_area(boot, arch, kv, ram):
     with pytest.raises(MmemuError):
         k.vmalloc_to_page(k.layout["PAGE_OFFSET"])  # not a vmalloc address
     assert (vm.addr, vm.size, vm.nr_pages, vm.get_vm_area_size()) == (va, 4 * PAGE, 3, 3 * PAGE)
+    # every field of both records is set (vmalloc fills them in without their __init__)
+    area = k.find_vmap_area(va)
+    assert area == VmapArea(va, va + 4 * PAGE, vm, area.kaddr)
+    assert vm == VmStruct(va, 4 * PAGE, VM_ALLOC, vm.pages, caller="vmalloc", kaddr=vm.kaddr,
+                          pages_kaddr=vm.pages_kaddr)
     k.vfree(va)
     assert k.find_vm_area(va) is None
     k.check_invariants()

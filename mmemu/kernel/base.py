@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..physmem import PhysMem
     from .process import Process
 
+_NEW = object.__new__
 
 
 def need_int(value, what: str, minimum: int | None = None) -> int:
@@ -216,8 +217,9 @@ class KernelBase:
             j.commit_actions.append((self._deliver, (op, self.event_context)))
 
     def _deliver(self, op, context: str) -> None:
-        self.event_seq += 1
-        event = MappingEvent(self.event_seq, op, context)
+        self.event_seq = seq = self.event_seq + 1
+        event = _NEW(MappingEvent)  # filled in without a call of __init__: one per operation
+        event.seq, event.op, event._context = seq, op, context
         self.recent_events.append(event)
         if self._changed_hook.get_hookimpls():
             self._changed_hook(kernel=self, event=event)

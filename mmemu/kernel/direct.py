@@ -35,9 +35,10 @@ def _pfn(page: "Page | int") -> int:
     return page.pfn if isinstance(page, Page) else need_int(page, "a page (a Page or a pfn)")
 
 
-@dataclass
+@dataclass(slots=True)
 class KmemCache:
-    """A kmalloc cache: slabs of one or two pages cut into equal objects."""
+    """A kmalloc cache: slabs of one or two pages cut into equal objects (slotted: every
+    kmalloc and kfree reads its fields)."""
 
     name: str
     size: int
@@ -262,8 +263,9 @@ class DirectMapMixin:
         j = self.journal
         if j.undo is not None:
             j.undo.append((_unkfree, (cache, head, addr, partial)))
-        if len(free) == cache.objects_per_slab:
+        if len(free) == cache.objects_per_slab and len(cache.partial) > MIN_PARTIAL:
             # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
+            # (counted only when more slabs than that are partial: the empty ones are among them)
             per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
             for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
                 if len(slabs[pfn]) == per:

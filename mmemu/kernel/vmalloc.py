@@ -34,6 +34,8 @@ VM_MAP = 0x00000004
 VM_USERMAP = 0x00000008
 VM_NO_GUARD = 0x00000040
 
+_NEW = object.__new__
+
 @dataclass(slots=True)
 class VmStruct:
     """``struct vm_struct``: one vmalloc/vmap/ioremap area."""
@@ -112,6 +114,8 @@ class VmallocMixin:
         self.vmap_lazy_nr = 0  # pages waiting for the purge
         self._lazy_max_pages = self.lazy_max_pages()  # of the CPUs the machine boots with
         self.lazy_purge = self.era.lazy_vunmap
+        #: totalram_pages(): fixed once the boot has handed RAM to the buddy allocator
+        self._totalram_pages = self.frames.managed_pages()
         self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
 
     # -- the address space ------------------------------------------------------------
@@ -227,8 +231,13 @@ class VmallocMixin:
         vm_kaddr = self._kmalloc(16 * self.ptr_size)  # struct vm_struct
         va_kaddr = self._kmalloc(8 * self.ptr_size)  # struct vmap_area
         addr = self.alloc_vmap_area(size, align, start, end)
-        vm = VmStruct(addr, size, flags, caller=caller, kaddr=vm_kaddr)
-        area = VmapArea(addr, addr + size, vm, va_kaddr)
+        # both records filled in without a call of their dataclass __init__ (every vmalloc)
+        vm = _NEW(VmStruct)
+        vm.addr, vm.size, vm.flags, vm.pages, vm.phys_addr, vm.caller, vm.kaddr, vm.pages_kaddr = \
+            addr, size, flags, [], 0, caller, vm_kaddr, 0
+        area = _NEW(VmapArea)
+        area.va_start, area.va_end, area.vm, area.kaddr, area.lazy, area.early = \
+            addr, addr + size, vm, va_kaddr, False, False
         self._insert_area(area)
         return area
 
@@ -249,12 +258,13 @@ class VmallocMixin:
     # -- vmalloc ------------------------------------------------------------------------
 
     def _check_vmalloc_size(self, size: int, what: str) -> int:
-        need_int(size, f"{what}: size")
+        if type(size) is not int:
+            need_int(size, f"{what}: size")
         if size <= 0:
             raise MmemuError(f"{what}({size}): size must be positive (the kernel returns NULL)")
         size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         # __vmalloc_node_range: "if (!size || (size >> PAGE_SHIFT) > totalram_pages()) fail"
-        if size >> PAGE_SHIFT > self.frames.managed_pages():
+        if size >> PAGE_SHIFT > self._totalram_pages:
             raise OutOfMemory(self.era.vmalloc_exceeds_ram.format(size=size))
         return size
 
@@ -284,17 +294,19 @@ class VmallocMixin:
                                   self._vmalloc_oom_text(size, 0, nr)) from exc
             # the pages (HighMem first); a request the free lists cannot meet fails on the
             # page the allocator has no more of: say so without taking them all first
-            zones = self.frames.zonelist("HighMem" if "HighMem" in self.frames.zones else "Normal")
+            frames = self.frames
+            zone = "HighMem" if "HighMem" in frames.zones else "Normal"
+            zones = frames.zonelist(zone)
             if nr > zones[0].nr_free and self.journal.injection is None:  # the first zone may not do
                 free = sum(z.nr_free for z in zones)
                 if nr > free:
                     got = free
                     raise OutOfMemory("out of pages")
-            pages = []
+            pages = vm.pages
+            alloc = self._alloc_pages
             for _ in range(nr):
-                pages.append(self._alloc_pages(0, "HighMem", caller, zero).pfn)
+                pages.append(alloc(0, zone, caller, zero).pfn)
                 got += 1
-            vm.pages = pages
             mapping = True
             op = self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
         except OutOfMemory as exc:
@@ -417,10 +429,10 @@ class VmallocMixin:
     @operation
     def vfree(self, addr: int) -> None:
         """``vfree(addr)``: unmap the area and free its pages. vfree(0) does nothing."""
-        need_int(addr, "vfree: addr")
-        if not addr:
-            return
-        self._free_area(addr, "vfree", free_pages=True)
+        if type(addr) is not int:
+            need_int(addr, "vfree: addr")
+        if addr:
+            self._free_area(addr, "vfree", True)
 
     @operation
     def vunmap(self, addr: int) -> None:
