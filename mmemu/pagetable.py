@@ -1032,17 +1032,12 @@ class PageTables:
             if slot is None:
                 raise MappingError(f"{va:#x} is mapped by a large page: no page table to write a pte into")
         table, idx = slot
-        return self._set_one(table, self._last, idx, value, writer, kind, va)
+        return self.write_pte_slot(table, idx, value, writer, va, -1, kind)
 
     def read_entry(self, table: int, index: int, level_index: int | None = None) -> int:
         """One entry of a table (the last level unless *level_index* says otherwise)."""
         li = self._last if level_index is None else level_index
         return self._unpack[li].unpack_from(self._buf, table + index * self.levels[li].entry_size)[0]
-
-    def write_pte_slot(self, table: int, index: int, value: int, writer: str, va: int = 0) -> int:
-        """Write the last-level entry *index* of *table* (found with :meth:`pte_slot`); return
-        the old value. One operation, reported to the observers."""
-        return self._set_one(table, self._last, index, value, writer, "set_pte", va)
 
     def set_entry(self, table: int, level_index: int, index: int, value: int, *, writer: str,
                   va: int = 0, kind: str = "set_entry") -> int:
@@ -1053,7 +1048,7 @@ class PageTables:
             raise MappingError(f"{table:#x} is not a known {self.levels[level_index].name} table")
         if not 0 <= index < self.levels[level_index].entries:
             raise MappingError(f"index {index} is outside a {self.levels[level_index].name} table")
-        return self._set_one(table, level_index, index, value, writer, kind, va)
+        return self.write_pte_slot(table, index, value, writer, va, level_index, kind)
 
     def set_entries(self, table: int, level_index: int, index: int, values, *, writer: str,
                     va: int = 0) -> Operation:
@@ -1071,11 +1066,17 @@ class PageTables:
         op = Operation(writer, "set_entries", va, len(values) * lv.span)
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
-    def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
-        if li == 0 and table in self.user_copies:
+    def write_pte_slot(self, table: int, idx: int, value: int, writer: str, va: int = 0, li: int = -1,
+                       kind: str = "set_pte") -> int:
+        """Write entry *idx* of *table*, a last-level one found with :meth:`pte_slot` (or of
+        level *li*); return the old value. One operation, reported to the observers. (Every
+        one-entry write of the engine comes here: the demand fault's pte among them.)"""
+        if li < 0:
+            li = self._last
+        elif li == 0 and table in self.user_copies:
             copy, limit, keep = self.user_copies[table]
             if idx < limit:
-                self._set_one(copy, 0, idx, value, writer, kind, va)
+                self.write_pte_slot(copy, idx, value, writer, va, 0, kind)
                 value = keep(value)
         lv = self.levels[li]
         s = self._unpack[li]

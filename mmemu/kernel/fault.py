@@ -51,7 +51,7 @@ class FaultMixin:
         self.fault_count = 0
         self._fault_hook = self.pm.hook.mmemu_handle_fault
         # the arch's test, with this kernel's layout bound once (asked on every fault)
-        self._in_kernel_space = partial(self.arch.fault_in_kernel_space, self.layout)
+        self._in_kernel_space = self.arch.kernel_space_test(self.layout)
         # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
         self.anon_zero_page = self.era.anon_zero_page
 
@@ -185,7 +185,7 @@ class FaultMixin:
         slot, kmapped = self.pte_lookup(proc, va, alloc=True)
         codec = self.codec
         try:
-            pte = self.read_slot(slot)
+            pte = self.pgtable.read_entry(*slot)  # ptep_get
             if not codec.pte_present(pte):
                 return self.do_anonymous_page(proc, vma, va, write, slot)
             if write and not codec.pte_write(pte):
@@ -198,7 +198,8 @@ class FaultMixin:
             if new != pte:
                 self.write_slot(slot, va, new, "handle_pte_fault")
         finally:
-            self.pte_unmap(kmapped)
+            if kmapped is not None:
+                self.pte_unmap(kmapped)
         self.flush_tlb_one_kernel(va)
         return "handle_pte_fault (spurious)"
 
@@ -217,7 +218,8 @@ class FaultMixin:
             return "do_anonymous_page (zero page)"
         if vma.anon_vma is None:
             self.journal.set(vma, "anon_vma", new_anon_vma())  # anon_vma_prepare
-        page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
+        # (the fault is the operation: the allocation joins it without a nested one)
+        page = self._alloc_pages(0, "HighMem", proc.anon_owner, True)
         self.journal.add(self.anon_exclusive, page.pfn)  # page_add_new_anon_rmap: exclusive
         codec = self.codec
         entry = self.mk_pte(page.pfn, prot)
@@ -228,7 +230,7 @@ class FaultMixin:
             entry = codec.pte_mkdirty(entry)
             if vma.vm_flags & VM_WRITE:
                 entry = codec.pte_mkwrite(entry)
-        self.write_slot(slot, va, entry, "do_anonymous_page")
+        self.pgtable.write_pte_slot(*slot, entry, "do_anonymous_page", va)  # set_pte_at
         return "do_anonymous_page"
 
     def shmem_fault(self, vma: Vma, va: int, write: bool, slot, prot: int) -> str:

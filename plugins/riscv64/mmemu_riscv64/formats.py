@@ -159,6 +159,10 @@ class RiscvCodec(EntryCodec):
         ``pte_mkhuge`` are identities on riscv: pgtable.h)."""
         return ((pa >> PAGE_SHIFT) << _PAGE_PFN_SHIFT) | prot
 
+    def pfn_pte(self, pfn: int, prot: int) -> int:
+        """``pfn_pte``: mk_leaf of the last level in one step (every demand fault makes one)."""
+        return (pfn << _PAGE_PFN_SHIFT) | prot
+
     def mk_table(self, li: int, table_pa: int, user: bool) -> int:
         """``pfn_pgd/pfn_pmd(PFN_DOWN(next_phys), PAGE_TABLE)`` (arch/riscv/mm/init.c
         create_*_mapping) and ``pmd_populate``: _PAGE_TABLE (V alone) for kernel and user
