@@ -277,8 +277,15 @@ class FrameAllocator:
             j.on_commit(self._release_many, released)
 
     def _release_many(self, recs: list[Page]) -> None:
-        for rec in recs:
-            self._release(rec)
+        j = self.journal
+        if j is not None and j.undo is not None:  # an undoable commit: each one recorded
+            for rec in recs:
+                self._release(rec)
+            return
+        allocated, zones, free_one = self.allocated, self.zones, self._free_one
+        for rec in recs:  # _release without the record, one call a block
+            del allocated[rec.pfn]
+            free_one(zones[rec.zone], rec.pfn, rec.order)
 
     def _release(self, rec: Page) -> None:
         zone = self.zones[rec.zone]
