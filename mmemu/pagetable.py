@@ -264,16 +264,21 @@ class EntryWrite:
     fixmap slot), with the same fields; its :class:`Change` and the page it unmapped are
     made when first read, so that an entry nobody looks at again costs one small record."""
 
-    __slots__ = ("writer", "kind", "va", "size", "mode", "_pt", "_table", "_li", "_idx", "_old", "_new",
-                 "_changes", "_unmapped")
+    __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new", "_changes")
 
     def __init__(self, pt: "PageTables", writer: str, kind: str, va: int, table: int, li: int, idx: int,
                  old: int, new: int):
         self.writer, self.kind, self.va = writer, kind, va
-        self.size = pt.levels[li].span
-        self.mode = pt.mode
         self._pt, self._table, self._li, self._idx, self._old, self._new = pt, table, li, idx, old, new
-        self._changes = self._unmapped = None
+        self._changes = None
+
+    @property
+    def size(self) -> int:
+        return self._pt.levels[self._li].span
+
+    @property
+    def mode(self) -> "PagingMode":
+        return self._pt.mode
 
     @property
     def changes(self) -> list[Change]:
@@ -287,14 +292,12 @@ class EntryWrite:
     def unmapped(self) -> list[tuple[int, int, int]]:
         """The page the old entry mapped, if the new one maps none (an empty entry maps
         nothing: every codec decodes 0 as NONE)."""
-        if self._unmapped is None:
-            self._unmapped = []
-            if self._old:
-                decode = self._pt._decode[self._li]
-                old_kind, old_addr, _ = decode(self._old)
-                if old_kind == LEAF and decode(self._new)[0] != LEAF:
-                    self._unmapped.append((self.va, old_addr, self.size))
-        return self._unmapped
+        if self._old:
+            decode = self._pt._decode[self._li]
+            old_kind, old_addr, _ = decode(self._old)
+            if old_kind == LEAF and decode(self._new)[0] != LEAF:
+                return [(self.va, old_addr, self.size)]
+        return []
 
     @property
     def tables_allocated(self) -> list[int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..errors import MmemuError, OutOfMemory
-from ..faults import Fault
+from ..faults import RESERVED, Fault
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import need_int, operation
 from .lifetimes import new_anon_vma
@@ -27,7 +27,7 @@ from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, Process, Vma
 RLIMIT_STACK = 8 << 20
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FaultResolution:
     """What the fault path decided: ``retry`` (the tables now allow the access), ``oops``
     or ``sigsegv`` (with the kernel's report)."""
@@ -35,6 +35,18 @@ class FaultResolution:
     action: str
     how: str = ""  # the kernel function that resolved it, or why it could not
     report: str = ""
+
+
+#: the resolutions of the handled faults, one per kernel function (made once: every demand
+#: fault returns one)
+_RETRY: dict[str, FaultResolution] = {}
+
+
+def _retry(how: str) -> FaultResolution:
+    res = _RETRY.get(how)
+    if res is None:
+        res = _RETRY[how] = FaultResolution("retry", how)
+    return res
 
 
 def _fault_context(address: int, comm: str | None, pid: int) -> str:
@@ -89,9 +101,9 @@ class FaultMixin:
         if not fault.user:
             how = self.arch.kernel_fault_fixup(self, fault)
             if how:
-                return FaultResolution("retry", how)
+                return _retry(how)
         if self.spurious_kernel_fault(fault):
-            return FaultResolution("retry", "spurious_kernel_fault")
+            return _retry("spurious_kernel_fault")
         if fault.user:
             return self.bad_area(fault, "SEGV_MAPERR")
         return self.no_context(fault)
@@ -141,7 +153,7 @@ class FaultMixin:
             why = self.arch.kernel_access_to_user(self, fault)
             if why:
                 return self.no_context(fault, why)
-        if fault.rsvd:
+        if fault.kind == RESERVED:  # (fault.rsvd, inline: every user fault asks)
             return self.no_context(fault, "Bad pagetable")
         if proc is None:
             return self.no_context(fault)  # a kernel thread has no user address space
@@ -162,7 +174,7 @@ class FaultMixin:
         except OutOfMemory as exc:
             return FaultResolution("oom", "pagefault_out_of_memory",
                                    f"Out of memory: {exc}\nKilled process {proc.pid} ({proc.comm})")
-        return FaultResolution("retry", how)
+        return _retry(how)
 
     @staticmethod
     def access_error(fault: Fault, vma: Vma) -> bool:

@@ -300,7 +300,7 @@ class X86Adapter(CpuAdapter):
         return error
 
     def decode_interrupt(self, intno: int) -> Trap:
-        self._from_user = self._kernel_entry()
+        self._from_user = self.pti and self._kernel_entry()
         if intno == 14:
             # the error code, CR2, ip and sp from the context saved to reset old_exception
             # (one copy, one unpack: cheaper than reading registers)
