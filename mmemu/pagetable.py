@@ -272,6 +272,11 @@ class EntryWrite:
         self._pt, self._table, self._li, self._idx, self._old, self._new = pt, table, li, idx, old, new
         self._changes = None
 
+    def fields(self) -> tuple:
+        """The values it is made of after *pt* (``EntryWrite(pt, *op.fields())`` is it again):
+        plain ints and strings, to be kept instead of it (mmemu.events.RecentEvents)."""
+        return self.writer, self.kind, self.va, self._table, self._li, self._idx, self._old, self._new
+
     @property
     def size(self) -> int:
         return self._pt.levels[self._li].span

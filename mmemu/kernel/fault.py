@@ -13,7 +13,6 @@ the kernel. Plugins see every fault first (``mmemu_handle_fault``, first result 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from ..errors import MmemuError, OutOfMemory
 from ..faults import RESERVED, Fault
@@ -49,10 +48,12 @@ def _retry(how: str) -> FaultResolution:
     return res
 
 
-def _fault_context(address: int, comm: str | None, pid: int) -> str:
-    """The context of a fault's mapping events: ``page fault at 0x... in comm[pid]``."""
-    who = f"{comm}[{pid}]" if comm is not None else "the kernel"
-    return f"page fault at {address:#x} in {who}"
+def _fault_context(address: int, proc) -> tuple:
+    """The context of a fault's mapping events, ``page fault at 0x... in comm[pid]``, as a
+    format and its values (made into words only if an event is read)."""
+    if proc is None:
+        return "page fault at {:#x} in the kernel", address
+    return "page fault at {:#x} in {}[{}]", address, proc.comm, proc.pid
 
 
 class FaultMixin:
@@ -77,8 +78,7 @@ class FaultMixin:
             fault.process = self.current
         # what the mapping events of this fault were done for (words made if an event is read)
         prev, proc = self.event_context, fault.process
-        self.event_context = partial(_fault_context, fault.address, proc.comm, proc.pid) if proc else \
-            partial(_fault_context, fault.address, None, 0)
+        self.event_context = _fault_context(fault.address, proc)
         try:
             if self._fault_hook.get_hookimpls():
                 plugged = self._fault_hook(kernel=self, fault=fault)
