@@ -170,11 +170,11 @@ class FaultMixin:
         if self.access_error(fault, vma):
             return self.bad_area(fault, "SEGV_ACCERR")
         try:
-            how = self.handle_mm_fault(proc, vma, fault.address, fault.write)
+            how = self.handle_mm_fault(proc, vma, fault.address, fault.access == "write")
         except OutOfMemory as exc:
             return FaultResolution("oom", "pagefault_out_of_memory",
                                    f"Out of memory: {exc}\nKilled process {proc.pid} ({proc.comm})")
-        return _retry(how)
+        return _RETRY.get(how) or _retry(how)
 
     @staticmethod
     def access_error(fault: Fault, vma: Vma) -> bool:

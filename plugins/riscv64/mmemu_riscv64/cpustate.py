@@ -77,10 +77,12 @@ class HartState:
         self._pc = ctypes.c_uint64.from_address(base + off.pc)
         self._priv = ctypes.c_uint32.from_address(base + off.priv)
 
-    def update(self) -> None:
+    def update(self) -> tuple[int, int, int]:
+        """Refresh the state; return (pc, privilege, sp): what every trap reads first."""
         err = self._update()
         if err:
             raise UcError(err)
+        return self._pc.value, self._priv.value & 3, self.x[2]
 
     @property
     def pc(self) -> int:
