@@ -22,7 +22,7 @@ from functools import lru_cache
 from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, Uc, UcError
 from unicorn import riscv_const as rc
 
-from mmemu.cpu.uclib import context_calls
+from mmemu.cpu.adapter import context_calls
 from mmemu.errors import MmemuError
 
 #: x1..x31 and the pc get values no other field of a fresh hart holds

@@ -58,8 +58,7 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
-from mmemu.cpu.uclib import context_calls
+from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap, context_calls
 from mmemu.errors import MmemuError
 from mmemu.units import PAGE_SIZE as PAGE
 
