@@ -28,7 +28,7 @@ import abc
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -767,10 +767,19 @@ class Arch(abc.ABC):
         return None
 
     def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
-        """``fault_in_kernel_space``: the address belongs to the kernel's half. Default: at
-        or above TASK_SIZE_MAX (TASK_SIZE where the layout has no TASK_SIZE_MAX)."""
+        """``fault_in_kernel_space``: the address belongs to the kernel's half. Default: the
+        test :meth:`kernel_space_test` makes."""
+        return self.kernel_space_test(layout)(address)
+
+    def kernel_space_test(self, layout: Layout) -> Callable[[int], bool]:
+        """:meth:`fault_in_kernel_space` bound to one layout: the kernel asks it on every
+        fault, so it is made once. Default: at or above TASK_SIZE_MAX (TASK_SIZE where the
+        layout has no TASK_SIZE_MAX), a comparison made in C; an arch that overrides
+        :meth:`fault_in_kernel_space` instead gets its method bound."""
+        if type(self).fault_in_kernel_space is not Arch.fault_in_kernel_space:
+            return partial(self.fault_in_kernel_space, layout)
         bound = layout.symbols.get("TASK_SIZE_MAX")
-        return address >= (bound if bound is not None else layout["TASK_SIZE"])
+        return (bound if bound is not None else layout["TASK_SIZE"]).__le__
 
     # -- output formats ------------------------------------------------------------------
 

@@ -176,8 +176,9 @@ class FrameAllocator:
                     cur -= 1
                     free_area[cur][pfn + (1 << cur)] = None
                 zone.nr_free -= 1 << order
-                if self.journal is not None:
-                    self.journal.record(self._untake, zone, order, pfn, taken_from)
+                j = self.journal
+                if j is not None and j.undo is not None:
+                    j.undo.append((self._untake, (zone, order, pfn, taken_from)))
                 return pfn
         return None
 
@@ -203,9 +204,9 @@ class FrameAllocator:
     def alloc_pages(self, order: int = 0, zone: str = "Normal", owner: str = "") -> Page:
         """``alloc_pages(gfp, order)``: a block of ``1 << order`` frames from *zone* or a
         lower one. Raises :class:`OutOfMemory` (and changes nothing) if none is free."""
-        if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < NR_ORDERS:
+        if type(order) is not int or not 0 <= order < NR_ORDERS:  # (a bool is refused too)
             raise MmemuError(f"order {order!r} is not a whole number in 0..{NR_ORDERS - 1} (MAX_ORDER)")
-        zones = self.zonelist(zone)
+        zones = self._zonelists.get(zone) or self.zonelist(zone)
         j = self.journal
         if j is not None and j.injection is not None:
             j.inject("page", f"order {order}, {owner or 'alloc_pages'}")
@@ -276,8 +277,15 @@ class FrameAllocator:
             j.on_commit(self._release_many, released)
 
     def _release_many(self, recs: list[Page]) -> None:
-        for rec in recs:
-            self._release(rec)
+        j = self.journal
+        if j is not None and j.undo is not None:  # an undoable commit: each one recorded
+            for rec in recs:
+                self._release(rec)
+            return
+        allocated, zones, free_one = self.allocated, self.zones, self._free_one
+        for rec in recs:  # _release without the record, one call a block
+            del allocated[rec.pfn]
+            free_one(zones[rec.zone], rec.pfn, rec.order)
 
     def _release(self, rec: Page) -> None:
         zone = self.zones[rec.zone]

@@ -7,6 +7,7 @@ asked, so that a boot that writes a quarter of a million entries costs one objec
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -49,11 +50,11 @@ class MappingEvent:
 
     @property
     def context(self) -> str:
-        """What the kernel did this for; given as a function when it was made (a page
-        fault's words), called the first time someone reads it."""
+        """What the kernel did this for; given as a function when it was made, or as a
+        format and its values (a page fault's words), made the first time someone reads it."""
         c = self._context
         if not isinstance(c, str):
-            c = self._context = c()
+            c = self._context = c[0].format(*c[1:]) if isinstance(c, tuple) else c()
         return c
 
     @property
@@ -116,3 +117,63 @@ class MappingEvent:
     def __repr__(self) -> str:
         return (f"<MappingEvent #{self.seq} {self.writer} {self.kind} {self.va:#x}+{self.size:#x} "
                 f"{self.entry_count} entries{' for ' + self.context if self.context else ''}>")
+
+
+class RecentEvents:
+    """The most recent events (``maxlen`` of them), oldest first: a deque of
+    :class:`MappingEvent`, except that the event of one entry written (an
+    :class:`~mmemu.pagetable.EntryWrite`: every demand fault makes one) is kept as a tuple of
+    plain values and made an event again when read. Nobody may read them (the fault loop of a
+    long run makes tens of thousands): a tuple of ints and strings is no work for Python's
+    garbage collector, where an event and its operation are traversed at every collection
+    for as long as they are kept."""
+
+    __slots__ = ("_items", "_pt")
+
+    def __init__(self, maxlen: int, pagetables):
+        self._items: deque = deque(maxlen=maxlen)
+        self._pt = pagetables
+
+    @property
+    def maxlen(self) -> int:
+        return self._items.maxlen
+
+    def append(self, event: MappingEvent) -> None:
+        self._items.append(event)
+
+    def append_op(self, seq: int, op: "Operation", context) -> None:
+        """The event *seq* of *op*, kept compact if it is one entry written and its context
+        plain values (see the class)."""
+        fields = getattr(op, "fields", None)
+        if fields is not None and (isinstance(context, (str, tuple))):
+            self._items.append((seq, context, *fields()))
+        else:
+            self._items.append(MappingEvent(seq, op, context))
+
+    def _event(self, item) -> MappingEvent:
+        if isinstance(item, tuple):
+            from .pagetable import EntryWrite
+
+            return MappingEvent(item[0], EntryWrite(self._pt, *item[2:]), item[1])
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i: int) -> MappingEvent:
+        return self._event(self._items[i])
+
+    def __iter__(self) -> Iterator[MappingEvent]:
+        return map(self._event, self._items)
+
+    def __reversed__(self) -> Iterator[MappingEvent]:
+        return map(self._event, reversed(self._items))
+
+    def pop(self) -> MappingEvent:
+        return self._event(self._items.pop())
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __repr__(self) -> str:
+        return f"RecentEvents({list(self)!r}, maxlen={self.maxlen})"

@@ -196,6 +196,14 @@ class Journal:
             if self.undo is not None:
                 self.undo.append((s.add, (value,)))
 
+    def discard_many(self, s: set, values: list) -> None:
+        """:meth:`discard` of each of *values* (members of *s*, each once), with one undo
+        record for them all (an unmap: thousands of pages)."""
+        if values:
+            s.difference_update(values)
+            if self.undo is not None:
+                self.undo.append((s.update, (values,)))
+
     # -- fault injection ----------------------------------------------------------------------
 
     def inject(self, kind: str, what: str) -> None:

@@ -267,21 +267,25 @@ class EntryWrite:
     nobody looks at again costs one small record (:meth:`PageTables._write_one` fills its
     slots without a call of ``__init__``)."""
 
-    __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new",
-                 "_changes", "_unmapped")
+    __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new", "_changes")
 
     def __init__(self, pt: "PageTables", writer: str, kind: str, va: int, table: int, li: int, idx: int,
                  old: int, new: int):
         self.writer, self.kind, self.va = writer, kind, va
         self._pt, self._table, self._li, self._idx, self._old, self._new = pt, table, li, idx, old, new
-        self._changes = self._unmapped = None
+        self._changes = None
+
+    def fields(self) -> tuple:
+        """The values it is made of after *pt* (``EntryWrite(pt, *op.fields())`` is it again):
+        plain ints and strings, to be kept instead of it (mmemu.events.RecentEvents)."""
+        return self.writer, self.kind, self.va, self._table, self._li, self._idx, self._old, self._new
 
     @property
     def size(self) -> int:
         return self._pt.levels[self._li].span
 
     @property
-    def mode(self) -> PagingMode:
+    def mode(self) -> "PagingMode":
         return self._pt.mode
 
     @property
@@ -296,14 +300,12 @@ class EntryWrite:
     def unmapped(self) -> list[tuple[int, int, int]]:
         """The page the old entry mapped, if the new one maps none (an empty entry maps
         nothing: every codec decodes 0 as NONE)."""
-        if self._unmapped is None:
-            self._unmapped = []
-            if self._old:
-                decode = self._pt._decode[self._li]
-                old_kind, old_addr, _ = decode(self._old)
-                if old_kind == LEAF and decode(self._new)[0] != LEAF:
-                    self._unmapped.append((self.va, old_addr, self.size))
-        return self._unmapped
+        if self._old:
+            decode = self._pt._decode[self._li]
+            old_kind, old_addr, _ = decode(self._old)
+            if old_kind == LEAF and decode(self._new)[0] != LEAF:
+                return [(self.va, old_addr, self.size)]
+        return []
 
     @property
     def tables_allocated(self) -> list[int]:
@@ -1086,17 +1088,12 @@ class PageTables:
             if slot is None:
                 raise MappingError(f"{va:#x} is mapped by a large page: no page table to write a pte into")
         table, idx = slot
-        return self._set_one(table, self._last, idx, value, writer, kind, va)
+        return self.write_pte_slot(table, idx, value, writer, va, -1, kind)
 
     def read_entry(self, table: int, index: int, level_index: int | None = None) -> int:
         """One entry of a table (the last level unless *level_index* says otherwise)."""
         li = self._last if level_index is None else level_index
         return self._unpack[li].unpack_from(self._buf, table + index * self.levels[li].entry_size)[0]
-
-    def write_pte_slot(self, table: int, index: int, value: int, writer: str, va: int = 0) -> int:
-        """Write the last-level entry *index* of *table* (found with :meth:`pte_slot`); return
-        the old value. One operation, reported to the observers."""
-        return self._set_one(table, self._last, index, value, writer, "set_pte", va)
 
     def set_entry(self, table: int, level_index: int, index: int, value: int, *, writer: str,
                   va: int = 0, kind: str = "set_entry") -> int:
@@ -1107,7 +1104,7 @@ class PageTables:
             raise MappingError(f"{table:#x} is not a known {self.levels[level_index].name} table")
         if not 0 <= index < self.levels[level_index].entries:
             raise MappingError(f"index {index} is outside a {self.levels[level_index].name} table")
-        return self._set_one(table, level_index, index, value, writer, kind, va)
+        return self.write_pte_slot(table, index, value, writer, va, level_index, kind)
 
     def set_entries(self, table: int, level_index: int, index: int, values, *, writer: str,
                     va: int = 0) -> Operation:
@@ -1125,9 +1122,12 @@ class PageTables:
         op = Operation(writer, "set_entries", va, len(values) * lv.span)
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
-    def _set_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int) -> int:
-        """:meth:`_write_one`, returning the value the entry held."""
-        return self._write_one(table, li, idx, value, writer, kind, va)._old
+    def write_pte_slot(self, table: int, idx: int, value: int, writer: str, va: int = 0, li: int = -1,
+                       kind: str = "set_pte") -> int:
+        """Write entry *idx* of *table*, a last-level one found with :meth:`pte_slot` (or of
+        level *li*); return the old value. One operation, reported to the observers. (Every
+        one-entry write of the engine comes here: the demand fault's pte among them.)"""
+        return self._write_one(table, self._last if li < 0 else li, idx, value, writer, kind, va)._old
 
     def _write_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str,
                    va: int) -> EntryWrite:
@@ -1154,7 +1154,7 @@ class PageTables:
         op = _NEW(EntryWrite)
         op.writer, op.kind, op.va, op._pt, op._table, op._li, op._idx, op._old, op._new = \
             writer, kind, va, self, table, li, idx, old, value
-        op._changes = op._unmapped = None
+        op._changes = None
         for observer in self.observers:
             observer(op)
         return op

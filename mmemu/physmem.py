@@ -84,7 +84,9 @@ class PhysMem:
         return i >= 0 and pa + n <= self.ranges[i][1] and n >= 0
 
     def _check(self, pa: int, n: int) -> None:
-        if pa < 0 or not self.is_ram(pa, n):
+        # is_ram, inline: every read, write and zeroing of a frame passes here
+        i = bisect.bisect_right(self._starts, pa) - 1
+        if i < 0 or pa + n > self.ranges[i][1] or n < 0 or pa < 0:
             where = ", ".join(f"{s:#x}-{e:#x}" for s, e in self.ranges)
             raise AddressError(f"physical range {pa:#x}-{pa + n:#x} is not RAM (RAM: {where})")
 

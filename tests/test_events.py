@@ -358,3 +358,32 @@ def test_a_fault_event_read_late_says_what_was_true_then(boot, arch, kv, ram):
     # the munmap's event names the user page it unmapped (i386's HIGHPTE kmap slots aside)
     unmap = [e for e in k.recent_events if e.seq > seq and e.unmapped]
     assert [u for e in unmap for u in e.unmapped if u[0] < k.task_size] == [(a, phys, PAGE)]
+
+
+def test_recent_events_of_many_faults_without_a_listener():
+    """Without a mmemu_mapping_changed hook, the kernel keeps the newest RECENT_EVENTS events
+    (every demand fault's among them), numbered in order, each read back the same every time,
+    and taken back newest first as the scenario stepper does."""
+    pm = get_plugin_manager()
+    k = mmemu.boot(arch="x86_64", kernel="6.6", ram="512M", plugin_manager=pm)
+    try:
+        n, keep = k.RECENT_EVENTS + 100, k.RECENT_EVENTS
+        p = k.create_process("many")
+        a = k.mmap(p, None, n * PAGE)
+        for i in range(n):
+            k.access(a + i * PAGE, "write", user=True)
+        events = list(k.recent_events)
+        assert len(events) == len(k.recent_events) == keep
+        assert [e.seq for e in events] == list(range(k.event_seq - keep + 1, k.event_seq + 1))
+        last, top = k.recent_events[-1], a + (n - 1) * PAGE
+        assert last.writer == "do_anonymous_page" and last.va == top
+        assert last.context == f"page fault at {top:#x} in many[{p.pid}]"
+        (c,) = list(last.entries())
+        assert (c.old, c.new) == (0, k.read_user_pte(p, top))
+        again = k.recent_events[-1]
+        assert (again.seq, again.writer, list(again.entries()), again.frames()) == \
+            (last.seq, last.writer, [c], last.frames())
+        assert [e.seq for e in reversed(k.recent_events)][:2] == [k.event_seq, k.event_seq - 1]
+        assert k.recent_events.pop().seq == k.event_seq and len(k.recent_events) == keep - 1
+    finally:
+        k.close()

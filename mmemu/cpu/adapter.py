@@ -16,7 +16,9 @@ x86 adapter for examples).
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..errors import MmemuError
@@ -220,6 +222,19 @@ class CpuAdapter(abc.ABC):
     def kernel_probe_stub(self) -> int:
         """The virtual address of the kernel's copy of :attr:`probe_stub` (placed by
         :meth:`setup`, executable at kernel privilege)."""
+
+
+def context_calls(uc: "Uc", ctx) -> tuple[Callable[[], int], Callable[[], int]]:
+    """(update, restore): ``uc.context_update(ctx)`` and ``uc.context_restore(ctx)`` for one
+    engine and one context (a ``uc.context_save()``), straight into libunicorn, each
+    returning Unicorn's error code (0: done) for the caller to raise ``UcError`` on, as the
+    binding would. The binding's methods read a property and go through Python layers that
+    cost as much as the copy itself; an adapter's fault hook (which saves the CPU state to
+    read it, and on x86 restores it to reset ``old_exception``) binds these once."""
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    return (partial(uclib.uc_context_save, uc._uch, ctx._context),
+            partial(uclib.uc_context_restore, uc._uch, ctx._context))
 
 
 class KcallArgs:

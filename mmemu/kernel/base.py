@@ -10,11 +10,10 @@ initialisation.
 from __future__ import annotations
 
 import functools
-from collections import deque
 from typing import TYPE_CHECKING
 
 from ..errors import AddressError, KernelBug, MmemuError, Oops, SegmentationFault
-from ..events import MappingEvent
+from ..events import MappingEvent, RecentEvents
 from ..journal import FaultInjection, Journal
 from ..units import PAGE_SHIFT, PAGE_SIZE
 
@@ -194,9 +193,10 @@ class KernelBase:
 
     def _init_events(self) -> None:
         self.event_seq = 0
-        self.recent_events: deque[MappingEvent] = deque(maxlen=self.RECENT_EVENTS)
-        #: what the running operation changes mappings for: a string, or a function giving it
-        #: (a page fault: the words are made only if one of its events is read)
+        self.recent_events = RecentEvents(self.RECENT_EVENTS, self.pgtable)
+        #: what the running operation changes mappings for: a string, a function giving it,
+        #: or a format and its values (a page fault: the words are made only if one of its
+        #: events is read)
         self.event_context = ""
         #: bumped whenever the tables or memory may have changed code a CPU translated
         #: (every page-table operation, every write through the API): the CPUs drop their
@@ -217,12 +217,13 @@ class KernelBase:
             j.commit_actions.append((self._deliver, (op, self.event_context)))
 
     def _deliver(self, op, context: str) -> None:
-        self.event_seq = seq = self.event_seq + 1
-        event = _NEW(MappingEvent)  # filled in without a call of __init__: one per operation
-        event.seq, event.op, event._context = seq, op, context
-        self.recent_events.append(event)
+        self.event_seq += 1
         if self._changed_hook.get_hookimpls():
+            event = MappingEvent(self.event_seq, op, context)
+            self.recent_events.append(event)
             self._changed_hook(kernel=self, event=event)
+        else:  # nobody listens: kept compact until read (RecentEvents)
+            self.recent_events.append_op(self.event_seq, op, context)
 
     def _after_rollback(self) -> None:
         """The tables are as they were: what the CPUs cached since must go, and their

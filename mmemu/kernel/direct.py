@@ -142,7 +142,7 @@ class DirectMapMixin:
             zone = "Normal"  # __GFP_HIGHMEM on a machine without HighMem: ZONE_NORMAL
         page = self.frames.alloc_pages(order, zone, owner)
         if zero:
-            self.mem.zero(page.phys, PAGE_SIZE << order)
+            self.mem.zero(page.pfn << PAGE_SHIFT, PAGE_SIZE << order)
         return page
 
     @operation

@@ -13,10 +13,9 @@ the kernel. Plugins see every fault first (``mmemu_handle_fault``, first result 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from ..errors import MmemuError, OutOfMemory
-from ..faults import Fault
+from ..faults import RESERVED, Fault
 from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import need_int, operation
 from .lifetimes import new_anon_vma
@@ -27,7 +26,7 @@ from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, Process, Vma
 RLIMIT_STACK = 8 << 20
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FaultResolution:
     """What the fault path decided: ``retry`` (the tables now allow the access), ``oops``
     or ``sigsegv`` (with the kernel's report)."""
@@ -37,10 +36,24 @@ class FaultResolution:
     report: str = ""
 
 
-def _fault_context(address: int, comm: str | None, pid: int) -> str:
-    """The context of a fault's mapping events: ``page fault at 0x... in comm[pid]``."""
-    who = f"{comm}[{pid}]" if comm is not None else "the kernel"
-    return f"page fault at {address:#x} in {who}"
+#: the resolutions of the handled faults, one per kernel function (made once: every demand
+#: fault returns one)
+_RETRY: dict[str, FaultResolution] = {}
+
+
+def _retry(how: str) -> FaultResolution:
+    res = _RETRY.get(how)
+    if res is None:
+        res = _RETRY[how] = FaultResolution("retry", how)
+    return res
+
+
+def _fault_context(address: int, proc) -> tuple:
+    """The context of a fault's mapping events, ``page fault at 0x... in comm[pid]``, as a
+    format and its values (made into words only if an event is read)."""
+    if proc is None:
+        return "page fault at {:#x} in the kernel", address
+    return "page fault at {:#x} in {}[{}]", address, proc.comm, proc.pid
 
 
 class FaultMixin:
@@ -51,7 +64,7 @@ class FaultMixin:
         self.fault_count = 0
         self._fault_hook = self.pm.hook.mmemu_handle_fault
         # the arch's test, with this kernel's layout bound once (asked on every fault)
-        self._in_kernel_space = partial(self.arch.fault_in_kernel_space, self.layout)
+        self._in_kernel_space = self.arch.kernel_space_test(self.layout)
         # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
         self.anon_zero_page = self.era.anon_zero_page
 
@@ -65,8 +78,7 @@ class FaultMixin:
             fault.process = self.current
         # what the mapping events of this fault were done for (words made if an event is read)
         prev, proc = self.event_context, fault.process
-        self.event_context = partial(_fault_context, fault.address, proc.comm, proc.pid) if proc else \
-            partial(_fault_context, fault.address, None, 0)
+        self.event_context = _fault_context(fault.address, proc)
         try:
             if self._fault_hook.get_hookimpls():
                 plugged = self._fault_hook(kernel=self, fault=fault)
@@ -89,9 +101,9 @@ class FaultMixin:
         if not fault.user:
             how = self.arch.kernel_fault_fixup(self, fault)
             if how:
-                return FaultResolution("retry", how)
+                return _retry(how)
         if self.spurious_kernel_fault(fault):
-            return FaultResolution("retry", "spurious_kernel_fault")
+            return _retry("spurious_kernel_fault")
         if fault.user:
             return self.bad_area(fault, "SEGV_MAPERR")
         return self.no_context(fault)
@@ -149,7 +161,7 @@ class FaultMixin:
             why = self.arch.kernel_access_to_user(self, fault)
             if why:
                 return self.no_context(fault, why)
-        if fault.rsvd:
+        if fault.kind == RESERVED:  # (fault.rsvd, inline: every user fault asks)
             return self.no_context(fault, "Bad pagetable")
         if proc is None:
             return self.no_context(fault)  # a kernel thread has no user address space
@@ -166,11 +178,11 @@ class FaultMixin:
         if self.access_error(fault, vma):
             return self.bad_area(fault, "SEGV_ACCERR")
         try:
-            how = self.handle_mm_fault(proc, vma, fault.address, fault.write)
+            how = self.handle_mm_fault(proc, vma, fault.address, fault.access == "write")
         except OutOfMemory as exc:
             return FaultResolution("oom", "pagefault_out_of_memory",
                                    f"Out of memory: {exc}\nKilled process {proc.pid} ({proc.comm})")
-        return FaultResolution("retry", how)
+        return _RETRY.get(how) or _retry(how)
 
     @staticmethod
     def access_error(fault: Fault, vma: Vma) -> bool:
@@ -193,7 +205,7 @@ class FaultMixin:
         slot, kmapped = self.pte_lookup(proc, va, alloc=True)
         codec = self.codec
         try:
-            pte = self.read_slot(slot)
+            pte = self.pgtable.read_entry(*slot)  # ptep_get
             if not codec.pte_present(pte):
                 return self.do_anonymous_page(proc, vma, va, write, slot)
             if write and not codec.pte_write(pte):
@@ -206,7 +218,8 @@ class FaultMixin:
             if new != pte:
                 self.write_slot(slot, va, new, "handle_pte_fault")
         finally:
-            self.pte_unmap(kmapped)
+            if kmapped is not None:
+                self.pte_unmap(kmapped)
         self.flush_tlb_one_kernel(va)
         return "handle_pte_fault (spurious)"
 
@@ -225,7 +238,8 @@ class FaultMixin:
             return "do_anonymous_page (zero page)"
         if vma.anon_vma is None:
             self.journal.set(vma, "anon_vma", new_anon_vma())  # anon_vma_prepare
-        page = self.alloc_pages(0, "HighMem", owner=proc.anon_owner, zero=True)
+        # (the fault is the operation: the allocation joins it without a nested one)
+        page = self._alloc_pages(0, "HighMem", proc.anon_owner, True)
         self.journal.add(self.anon_exclusive, page.pfn)  # page_add_new_anon_rmap: exclusive
         codec = self.codec
         entry = self.mk_pte(page.pfn, prot)
@@ -236,7 +250,7 @@ class FaultMixin:
             entry = codec.pte_mkdirty(entry)
             if vma.vm_flags & VM_WRITE:
                 entry = codec.pte_mkwrite(entry)
-        self.write_slot(slot, va, entry, "do_anonymous_page")
+        self.pgtable.write_pte_slot(*slot, entry, "do_anonymous_page", va)  # set_pte_at
         return "do_anonymous_page"
 
     def shmem_fault(self, vma: Vma, va: int, write: bool, slot, prot: int) -> str:

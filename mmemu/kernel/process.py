@@ -647,20 +647,21 @@ class ProcessMixin:
         """Clear the ptes of [start, end) and drop the page references (the zero page has
         none); the page tables stay (munmap frees them afterwards as free_pgtables does,
         :mod:`mmemu.kernel.lifetimes`). Returns how many pages were mapped."""
-        # PROT_NONE ptes first: the engine's unmap sees present entries only
-        last = len(self.paging.levels) - 1
-        protnone = [(va, raw) for va, raw in self.user_ptes(proc, start, end) if self.pgtable.decode(last, raw)[0] != LEAF]
+        # the engine's unmap clears what the MMU maps; what is left pte_present() after it
+        # is PROT_NONE (not valid for the MMU, still a mapped page): cleared one by one
+        op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer)
+        protnone = list(self.user_ptes(proc, start, end))
         for va, raw in protnone:
             self.set_user_pte(proc, va, 0, writer)
             if self.pte_pfn(raw) != self.zero_pfn:
                 self.frames.free_pages(self.pte_pfn(raw))
-        op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer)
         zero = self.zero_pfn
         pfns = [pfn for pfn in (phys >> PAGE_SHIFT for _, phys, _ in op.unmapped) if pfn != zero]
         exclusive, allocated = self.anon_exclusive, self.frames.allocated
-        for pfn in pfns + [self.pte_pfn(raw) for _, raw in protnone]:
-            if pfn in exclusive and allocated[pfn].refcount == 1:  # the page goes: so does its flag
-                self.journal.discard(exclusive, pfn)
+        # the pages that go lose their flag
+        gone = [pfn for pfn in pfns + [self.pte_pfn(raw) for _, raw in protnone]
+                if pfn in exclusive and allocated[pfn].refcount == 1]
+        self.journal.discard_many(exclusive, gone)
         self.frames.free_pages_many(pfns)
         return len(op.unmapped) + len(protnone)
 

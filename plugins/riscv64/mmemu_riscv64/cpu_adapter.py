@@ -328,9 +328,7 @@ class Riscv64Adapter(CpuAdapter):
 
     def decode_interrupt(self, intno: int) -> Trap:
         uc = self.uc
-        st = self.state
-        st.update()
-        pc, priv, sp = st.pc, st.priv, st.x[2]
+        pc, priv, sp = self.state.update()
         ip = (pc - 4) & MASK64  # Unicorn moved the pc 4 bytes on, whatever the instruction (README A2)
         user = priv & 3 == PRIV_U
         access = FAULT_ACCESS.get(intno)

@@ -19,9 +19,10 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, Uc
+from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, Uc, UcError
 from unicorn import riscv_const as rc
 
+from mmemu.cpu.adapter import context_calls
 from mmemu.errors import MmemuError
 
 #: x1..x31 and the pc get values no other field of a fresh hart holds
@@ -70,13 +71,18 @@ class HartState:
         self.uc = uc
         off = find_offsets()
         self._ctx = uc.context_save()
+        self._update = context_calls(uc, self._ctx)[0]  # uc.context_update, straight into libunicorn
         base = ctypes.cast(self._ctx.context, ctypes.c_void_p).value
         self.x = (ctypes.c_uint64 * 32).from_address(base + off.gpr)
         self._pc = ctypes.c_uint64.from_address(base + off.pc)
         self._priv = ctypes.c_uint32.from_address(base + off.priv)
 
-    def update(self) -> None:
-        self.uc.context_update(self._ctx)
+    def update(self) -> tuple[int, int, int]:
+        """Refresh the state; return (pc, privilege, sp): what every trap reads first."""
+        err = self._update()
+        if err:
+            raise UcError(err)
+        return self._pc.value, self._priv.value & 3, self.x[2]
 
     @property
     def pc(self) -> int:

@@ -99,6 +99,10 @@ _NONE = (NONE, 0, 0)
 _RESERVED = (RESERVED, 0, 0)
 
 
+#: scause of a page fault by access (fault_code)
+_SCAUSE = {"exec": 12, "read": 13, "write": 15}
+
+
 class RiscvCodec(EntryCodec):
     """The codec of one Sv mode; *prot_none* is the era's ``_PAGE_PROT_NONE`` bit (what
     ``pte_present()`` counts besides V: _PAGE_READ until 5.16, _PAGE_GLOBAL from 5.17)."""
@@ -159,6 +163,10 @@ class RiscvCodec(EntryCodec):
         ``pte_mkhuge`` are identities on riscv: pgtable.h)."""
         return ((pa >> PAGE_SHIFT) << _PAGE_PFN_SHIFT) | prot
 
+    def pfn_pte(self, pfn: int, prot: int) -> int:
+        """``pfn_pte``: mk_leaf of the last level in one step (every demand fault makes one)."""
+        return (pfn << _PAGE_PFN_SHIFT) | prot
+
     def mk_table(self, li: int, table_pa: int, user: bool) -> int:
         """``pfn_pgd/pfn_pmd(PFN_DOWN(next_phys), PAGE_TABLE)`` (arch/riscv/mm/init.c
         create_*_mapping) and ``pmd_populate``: _PAGE_TABLE (V alone) for kernel and user
@@ -187,7 +195,7 @@ class RiscvCodec(EntryCodec):
         """scause (privileged spec, "Supervisor Cause Register"; arch/riscv/include/asm/csr.h
         EXC_INST_PAGE_FAULT 12, EXC_LOAD_PAGE_FAULT 13, EXC_STORE_PAGE_FAULT 15): the
         kind of access, whatever the reason (not present, rights, reserved bits)."""
-        return {"exec": 12, "read": 13, "write": 15}[fault.access]
+        return _SCAUSE[fault.access]
 
     # -- pte accessors: arch/riscv/include/asm/pgtable.h ----------------------------------
 

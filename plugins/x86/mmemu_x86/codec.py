@@ -181,6 +181,10 @@ class X86Codec(EntryCodec):
             return pa | (prot & ~_PAGE_PSE) | _PAGE_PSE | (_PAGE_PAT_LARGE if pat else 0)
         return pa | prot
 
+    def pfn_pte(self, pfn: int, prot: int) -> int:
+        """``pfn_pte``: mk_leaf of the last level in one step (every demand fault makes one)."""
+        return (pfn << 12) | prot
+
     def mk_table(self, li: int, table_pa: int, user: bool) -> int:
         b = self.bits[li]
         return table_pa | (b.table_user if user else b.table_kernel)

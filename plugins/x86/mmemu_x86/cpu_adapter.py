@@ -22,7 +22,7 @@ import ctypes
 import operator
 import struct
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc, x86_const
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_MODE_64, Uc, UcError, x86_const
 from unicorn.x86_const import (
     UC_X86_INS_SYSCALL,
     UC_X86_REG_AL,
@@ -58,7 +58,7 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap
+from mmemu.cpu.adapter import EXCEPTION, FAULT, KCALL, SYSCALL, CpuAdapter, KcallArgs, Trap, context_calls
 from mmemu.errors import MmemuError
 from mmemu.units import PAGE_SIZE as PAGE
 
@@ -119,6 +119,8 @@ class X86Adapter(CpuAdapter):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if self.bits == 64 else UC_MODE_32)
         self._scratch_ctx = self.uc.context_save()
         self._ctx_base = ctypes.cast(self._scratch_ctx.context, ctypes.c_void_p).value
+        # the fault hook's save and restore of it, straight into libunicorn
+        self._ctx_update, self._ctx_restore = context_calls(self.uc, self._scratch_ctx)
         # the saved context as a buffer: the fault hook reads the error code, CR2, ip and sp
         # with one unpack (fields in offset order, the gaps skipped) and resets old_exception
         # with one pack
@@ -300,15 +302,19 @@ class X86Adapter(CpuAdapter):
         return error
 
     def decode_interrupt(self, intno: int) -> Trap:
-        self._from_user = self._kernel_entry()
+        self._from_user = self.pti and self._kernel_entry()
         if intno == 14:
             # the error code, CR2, ip and sp from the context saved to reset old_exception
             # (one copy, one unpack: cheaper than reading registers)
-            uc, ctx, view = self.uc, self._scratch_ctx, self._ctx_view
-            uc.context_update(ctx)
+            view = self._ctx_view
+            err = self._ctx_update()
+            if err:
+                raise UcError(err)
             error, cr2, ip, sp = self._fault_order(self._fault_fields.unpack_from(view))
             struct.pack_into("<i", view, self._offsets.old_exception, -1)
-            uc.context_restore(ctx)
+            err = self._ctx_restore()
+            if err:
+                raise UcError(err)
             mask = self._mask
             return Trap(FAULT, intno, self.kernel.codec.fault_from_code(cr2 & mask, error), ip=ip & mask, sp=sp & mask)
         error = self._read_and_forget_fault()

@@ -111,13 +111,14 @@ class X86_64Arch(X86Arch):
         boot_areas.map_espfix(kernel)
         pti_init(kernel)
 
-    def fault_in_kernel_space(self, layout: Layout, address: int) -> bool:
+    def kernel_space_test(self, layout: Layout):
         """arch/x86/mm/fault.c fault_in_kernel_space(): at or above TASK_SIZE_MAX, except the
         vsyscall page, which counts as user (it is emulated for user mode)."""
+        above = super().kernel_space_test(layout)
         vsyscall = layout.symbols.get("VSYSCALL_ADDR")
-        if vsyscall is not None and address & ~0xFFF == vsyscall:
-            return False
-        return super().fault_in_kernel_space(layout, address)
+        if vsyscall is None:
+            return above
+        return lambda address: above(address) and address & ~0xFFF != vsyscall
 
     def gate_vma(self, kernel) -> tuple[int, int, str, str] | None:
         """The vsyscall page, listed last in every /proc/PID/maps (X86_MM ``vsyscall_gate_perms``)."""
