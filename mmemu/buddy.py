@@ -248,33 +248,40 @@ class FrameAllocator:
         self._release(rec)
         return True
 
-    def free_pages_many(self, pfns) -> None:
+    def free_pages_many(self, pfns) -> list[int]:
         """:meth:`free_pages` of each of *pfns* (order 0 or the block's own), as one step: the
         references dropped in one pass, one undo record and one commit action for them all
-        (``release_pages`` / ``free_pages_and_swap_cache`` of an unmap: thousands of pages)."""
+        (``release_pages`` / ``free_pages_and_swap_cache`` of an unmap: thousands of pages).
+        Returns the pfns of the blocks whose last reference went (freed now, or at the
+        commit inside a kernel operation), in order."""
         allocated = self.allocated
         j = self.journal
         inside = j is not None and j.active
         dropped: list[Page] = []
         released: list[Page] = []
+        gone: list[int] = []
         try:
             for pfn in pfns:
                 rec = allocated.get(pfn)
                 if rec is None or rec.refcount <= 0 or type(pfn) is not int:
-                    self.free_pages(pfn)  # raises the error free_pages gives (or frees an odd one)
+                    # raises the error free_pages gives (or frees an odd one: a Page)
+                    if self.free_pages(pfn):
+                        gone.append(pfn.pfn if isinstance(pfn, Page) else pfn)
                     continue
                 rec.refcount -= 1
                 dropped.append(rec)
                 if rec.refcount == 0:
-                    if inside:
-                        released.append(rec)
-                    else:
-                        self._release(rec)
+                    released.append(rec)
+                    gone.append(pfn)
         finally:
-            if inside and dropped:
+            if not inside:
+                for rec in released:
+                    self._release(rec)
+            elif dropped:
                 j.undo.append((_restore_refcounts, (dropped,)))
-        if released:
+        if released and inside:
             j.on_commit(self._release_many, released)
+        return gone
 
     def _release_many(self, recs: list[Page]) -> None:
         j = self.journal

@@ -228,6 +228,29 @@ def _lazy_list(name: str) -> property:
     return property(get, set_)
 
 
+class _Leaves:
+    """The pages a run of last-level entries mapped, all leaves, kept as the entries
+    themselves (an unmap of a process's tables: thousands of pages) and made (va, phys,
+    size) tuples only when :attr:`Operation.unmapped` is read."""
+
+    __slots__ = ("va", "li", "row", "pt")
+
+    def __init__(self, pt: "PageTables", li: int, va: int, row: array):
+        self.pt, self.li, self.va, self.row = pt, li, va, row
+
+    def expand(self) -> list[tuple[int, int, int]]:
+        lv = self.pt.levels[self.li]
+        decode, shift, span, va = self.pt._decode[self.li], lv.shift, lv.span, self.va
+        return [(va + (k << shift), decode(raw)[1], span) for k, raw in enumerate(self.row)]
+
+    def pfns(self, page_shift: int) -> list[int]:
+        mask, shift = self.pt.codec.addr_mask(self.li)  # a run is packed only where there is one
+        down = page_shift - shift
+        if down >= 0:
+            return [(raw & mask) >> down for raw in self.row]
+        return [(raw & mask) << -down for raw in self.row]
+
+
 class Operation:
     """What one completed operation did: the writer, the virtual range and every run of
     entries written, in order; ``tables_allocated``/``tables_freed`` physical addresses;
@@ -235,11 +258,10 @@ class Operation:
     are. ``kind``: "map", "unmap", "protect", "populate", "set_pte"..."""
 
     __slots__ = ("writer", "kind", "va", "size", "mode", "_changes", "_tables_allocated", "_tables_freed",
-                 "_unmapped", "_run")
+                 "_unmapped", "_run", "_packed", "kept")
 
     tables_allocated = _lazy_list("tables_allocated")
     tables_freed = _lazy_list("tables_freed")
-    unmapped = _lazy_list("unmapped")
 
     def __init__(self, writer: str, kind: str, va: int, size: int, mode: PagingMode | None = None):
         self.writer, self.kind, self.va, self.size, self.mode = writer, kind, va, size, mode
@@ -247,6 +269,63 @@ class Operation:
         #: an operation of one run (PageTables._one_run) keeps it as the arguments of its
         #: Change, made when someone reads ``changes``
         self._run = None
+        #: whether _unmapped holds runs of ptes (_Leaves) not made (va, phys, size) yet
+        self._packed = False
+        #: an unmap: how many entries of its range it left in place, not zero and not
+        #: mapped for the MMU (PROT_NONE, swap entries; what unmap does not clear)
+        self.kept = 0
+
+    @property
+    def unmapped(self) -> list[tuple[int, int, int]]:
+        """(va, phys, size) of every page the operation unmapped, in address order; an
+        unmap's whole tables of ptes are kept as the entries they held (:class:`_Leaves`)
+        until someone reads this."""
+        u = self._unmapped
+        if u is None:
+            u = self._unmapped = []
+        elif self._packed:
+            out: list = []
+            for item in u:
+                if type(item) is tuple:
+                    out.append(item)
+                else:
+                    out.extend(item.expand())
+            u[:] = out  # in place: whoever holds the list sees the pages
+            self._packed = False
+        return u
+
+    @unmapped.setter
+    def unmapped(self, value: list) -> None:
+        self._unmapped = value
+        self._packed = any(type(item) is _Leaves for item in value)
+
+    def _unmapped_items(self) -> list:
+        """The list unmapped pages are added to, as it is (runs of ptes left packed)."""
+        u = self._unmapped
+        if u is None:
+            u = self._unmapped = []
+        return u
+
+    def _add_leaves(self, leaves: "_Leaves") -> None:
+        self._unmapped_items().append(leaves)
+        self._packed = True
+
+    def unmapped_pfns(self, page_shift: int) -> list[int]:
+        """``phys >> page_shift`` of each page of :attr:`unmapped`, in the same order,
+        without making its tuples: a run of ptes gives its frames by the codec's address
+        mask, one comprehension over the entries."""
+        u = self._unmapped
+        if not u:
+            return []
+        if not self._packed:
+            return [phys >> page_shift for _, phys, _ in u]
+        out: list[int] = []
+        for item in u:
+            if type(item) is tuple:
+                out.append(item[1] >> page_shift)
+            else:
+                out.extend(item.pfns(page_shift))
+        return out
 
     @property
     def changes(self) -> list[Change]:
@@ -268,6 +347,9 @@ class EntryWrite:
     slots without a call of ``__init__``)."""
 
     __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new", "_changes")
+
+    #: an unmap of one entry clears it (Operation.kept: none left in place)
+    kept = 0
 
     def __init__(self, pt: "PageTables", writer: str, kind: str, va: int, table: int, li: int, idx: int,
                  old: int, new: int):
@@ -306,6 +388,10 @@ class EntryWrite:
             if old_kind == LEAF and decode(self._new)[0] != LEAF:
                 return [(self.va, old_addr, self.size)]
         return []
+
+    def unmapped_pfns(self, page_shift: int) -> list[int]:
+        """As :meth:`Operation.unmapped_pfns`."""
+        return [phys >> page_shift for _, phys, _ in self.unmapped]
 
     @property
     def tables_allocated(self) -> list[int]:
@@ -567,6 +653,11 @@ class PageTables:
         #: -> (kind, rights); the generated walk and pte_slot decode tables with them
         self._flags = [_Memo(lambda flags, decode=self.codec.decoder(li): decode(flags)[::2])
                        for li in range(len(self.levels))]
+        #: per level: the mask of those other bits, where the codec gives the address mask
+        self._flag_bits = []
+        for li, lv in enumerate(self.levels):
+            fields = self.codec.addr_mask(li)
+            self._flag_bits.append(None if fields is None else ~fields[0] & ((1 << 8 * lv.entry_size) - 1))
         #: protections _check_map_prot has accepted
         self._prots_ok: set[int] = set()
         #: prot -> what map_frames of one page encodes its entry with (_frame_coding_of)
@@ -1205,6 +1296,14 @@ class PageTables:
         """(va, phys, size) of each entry of the run *raw* of level *li* (from *va*), if
         they are all leaves; None if one is not."""
         lv = self.levels[li]
+        flag_bits = self._flag_bits[li]
+        if flag_bits is not None and li == self._last:  # as _unmap_last: kept as the entries
+            row = array("I" if lv.entry_size == 4 else "Q")
+            row.frombytes(raw)
+            kinds = self._flags[li]
+            if all(kinds[f][0] == LEAF for f in {e & flag_bits for e in row}):
+                return [_Leaves(self, li, va, row)]
+            return None
         decode = self._decode[li]
         shift = lv.shift
         out = []
@@ -1228,10 +1327,12 @@ class PageTables:
             raw = self._read(li, table + idx * lv.entry_size)
             kind, addr, _ = decode(raw)
             if kind == NONE or kind == RESERVED:
+                if raw:
+                    txn.op.kept += 1
                 va = stop
                 continue
             if kind == LEAF and stop - va == span:
-                txn.op.unmapped.append((va, addr, span))
+                txn.op._unmapped_items().append((va, addr, span))
                 self._write(txn, table, li, idx, [0], wid)
                 va = stop
                 continue
@@ -1247,16 +1348,27 @@ class PageTables:
     def _unmap_last(self, txn, table, li, va, end, wid) -> None:
         """The last level of :meth:`_unmap`: the entries of ``[va, end)`` read at once, each
         run of leaves cleared with one write (a VMA's pages, a vmalloc area: one run per
-        table, not one write per page); entries the MMU does not use stay."""
+        table, not one write per page); entries the MMU does not use stay. Where the codec
+        gives the level's address mask, a range of leaves only (a process's faulted-in
+        pages) is known by the distinct values of the entries' other bits, and its pages
+        are kept as the entries (:class:`_Leaves`), not decoded one by one."""
         lv = self.levels[li]
         shift, esz, span = lv.shift, lv.entry_size, lv.span
         first = (va >> shift) & (lv.entries - 1)
         n = (end - va + span - 1) >> shift
         start = table + first * esz
+        old = self._buf[start:start + n * esz]
         row = array("I" if esz == 4 else "Q")
-        row.frombytes(self._buf[start:start + n * esz])
+        row.frombytes(old)
+        flag_bits = self._flag_bits[li]
+        if flag_bits is not None:
+            kinds = self._flags[li]
+            if all(kinds[f][0] == LEAF for f in {raw & flag_bits for raw in row}):
+                txn.op._add_leaves(_Leaves(self, li, va, row))
+                self._write(txn, table, li, first, array(row.typecode, _zeros(len(old))), wid, old)
+                return
         decode = self._decode[li]
-        unmapped = txn.op.unmapped
+        unmapped = txn.op._unmapped_items()
         run = -1  # where the run of leaves being collected starts (index into row)
         for k, raw in enumerate(row):
             if raw:
@@ -1266,6 +1378,7 @@ class PageTables:
                     if run < 0:
                         run = k
                     continue
+                txn.op.kept += 1
             if run >= 0:
                 self._write(txn, table, li, first + run, array(row.typecode, bytes((k - run) * esz)), wid,
                             row[run:k].tobytes())

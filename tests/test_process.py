@@ -645,6 +645,47 @@ def test_exit_mm_frees_everything(k):
         k.switch_to(p)
 
 
+def test_exit_of_a_protnone_page_drops_its_anon_exclusive_flag(k):
+    """zap_pte_range: a PROT_NONE page (pte_present, not valid for the MMU) is zapped with
+    the others; its last reference goes, and with it PageAnonExclusive (a freed frame keeps
+    no flag: the next owner of the frame starts without it)."""
+    p = k.create_process()
+    a = k.mmap(p, None, 3 * PAGE)
+    for i in range(3):
+        k.write(a + i * PAGE, b"x", user=True)
+    pfns = [pfn_of(k, user_pte(k, p, a + i * PAGE)) for i in range(3)]
+    assert set(pfns) <= k.anon_exclusive
+    k.mprotect(p, a + PAGE, PAGE, PROT_NONE)  # the middle page: kept by the engine's unmap
+    k.exit_mm(p)
+    assert not set(pfns) & k.anon_exclusive
+    assert all(k.frames.page(pfn).state == "free" for pfn in pfns)
+    k.check_invariants()
+
+
+def test_munmap_over_several_page_tables_reports_every_page(k):
+    """An unmap whose ptes span several page tables (each cleared as one run): its event
+    lists every page it unmapped, (va, phys, size) in address order, the frames the ptes
+    held, and they all go back to the allocator."""
+    p = k.create_process()
+    span = 512 * PAGE if k.spec.arch != "i386" else 1024 * PAGE  # one page table's reach
+    n = span // PAGE + 40
+    a = k.mmap(p, None, n * PAGE)
+    start = (a + span - 1) // span * span - 20 * PAGE  # 20 pages before a table boundary
+    if start < a:
+        start += span
+    count = min(n - (start - a) // PAGE, span // PAGE + 20)
+    for i in range(count):
+        k.write(start + i * PAGE, b"x", user=True)
+    pfns = [pfn_of(k, user_pte(k, p, start + i * PAGE)) for i in range(count)]
+    last = k.event_seq
+    k.munmap(p, start, count * PAGE)
+    got = [u for e in k.recent_events if e.seq > last and e.kind == "unmap" for u in e.unmapped]
+    assert got == [(start + i * PAGE, pfn << 12, PAGE) for i, pfn in enumerate(pfns)]
+    assert all(k.frames.page(pfn).state == "free" for pfn in pfns)
+    assert not set(pfns) & k.anon_exclusive
+    k.check_invariants()
+
+
 @pytest.mark.parametrize("order", ["child-first", "parent-first"])
 def test_exit_after_fork_frees_everything(k, order):
     free0 = k.frames.nr_free_pages()

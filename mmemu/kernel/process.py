@@ -650,20 +650,23 @@ class ProcessMixin:
         # the engine's unmap clears what the MMU maps; what is left pte_present() after it
         # is PROT_NONE (not valid for the MMU, still a mapped page): cleared one by one
         op = self.pgtable.unmap(proc.pgd, start, end - start, writer=writer)
-        protnone = list(self.user_ptes(proc, start, end))
+        # (only if the unmap left an entry in place: a range it cleared holds none)
+        protnone = list(self.user_ptes(proc, start, end)) if op.kept else []
+        freed = []  # the pages whose last reference went
         for va, raw in protnone:
             self.set_user_pte(proc, va, 0, writer)
-            if self.pte_pfn(raw) != self.zero_pfn:
-                self.frames.free_pages(self.pte_pfn(raw))
+            if self.pte_pfn(raw) != self.zero_pfn and self.frames.free_pages(self.pte_pfn(raw)):
+                freed.append(self.pte_pfn(raw))
         zero = self.zero_pfn
-        pfns = [pfn for pfn in (phys >> PAGE_SHIFT for _, phys, _ in op.unmapped) if pfn != zero]
-        exclusive, allocated = self.anon_exclusive, self.frames.allocated
-        # the pages that go lose their flag
-        gone = [pfn for pfn in pfns + [self.pte_pfn(raw) for _, raw in protnone]
-                if pfn in exclusive and allocated[pfn].refcount == 1]
-        self.journal.discard_many(exclusive, gone)
-        self.frames.free_pages_many(pfns)
-        return len(op.unmapped) + len(protnone)
+        pfns = op.unmapped_pfns(PAGE_SHIFT)  # the frames, without a tuple per page
+        mapped = len(pfns) + len(protnone)
+        if zero in pfns:  # the zero page has no reference to drop
+            pfns = [pfn for pfn in pfns if pfn != zero]
+        exclusive = self.anon_exclusive
+        freed += self.frames.free_pages_many(pfns)
+        # the pages that go lose their flag: those whose last reference the frees dropped
+        self.journal.discard_many(exclusive, list(exclusive.intersection(freed)))
+        return mapped
 
     @operation
     def mprotect(self, proc: Process, addr: int, length: int, prot: int) -> None:
