@@ -846,7 +846,10 @@ class ProcessMixin:
         last = len(self.paging.levels) - 1
 
         def free(table: int, li: int) -> None:
-            for idx, raw in enumerate(pt.entries(table, li)):
+            row = pt.entries(table, li)
+            if li == last and not any(row):  # a page table the unmapping emptied: one C-level pass
+                return
+            for idx, raw in enumerate(row):
                 if not raw:
                     continue
                 kind, child, _ = pt.decode(li, raw)
