@@ -15,7 +15,6 @@ range, and free frames are described by the free lists themselves.
 from __future__ import annotations
 
 import bisect
-from operator import attrgetter
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -154,27 +153,17 @@ class FrameAllocator:
     # -- the allocator ------------------------------------------------------------------
 
     def _free_one(self, zone: Zone, pfn: int, order: int) -> None:
-        self._free_blocks(zone, (pfn,), (order,))
-
-    @staticmethod
-    def _free_blocks(zone: Zone, pfns, orders) -> None:
-        """``__free_one_page`` of each block (*pfns* with their *orders*) of *zone*, one
-        after the other: merged with its buddy while the buddy is free at the same order."""
+        zone.nr_free += 1 << order
         free_area = zone.free_area
-        top = NR_ORDERS - 1
-        freed = 0
-        for pfn, order in zip(pfns, orders):
-            freed += 1 << order
-            while order < top:
-                buddy = pfn ^ (1 << order)
-                fa = free_area[order]
-                if buddy not in fa:
-                    break
-                del fa[buddy]
-                pfn &= ~(1 << order)
-                order += 1
-            free_area[order][pfn] = None
-        zone.nr_free += freed
+        while order < NR_ORDERS - 1:
+            buddy = pfn ^ (1 << order)
+            fa = free_area[order]
+            if buddy not in fa:
+                break
+            del fa[buddy]
+            pfn &= ~(1 << order)
+            order += 1
+        free_area[order][pfn] = None
 
     def _take(self, zone: Zone, order: int) -> int | None:
         free_area = zone.free_area
@@ -301,12 +290,6 @@ class FrameAllocator:
                 self._release(rec)
             return
         allocated, zones, free_one = self.allocated, self.zones, self._free_one
-        if len(set(map(_zone, recs))) == 1:  # an unmap's pages: one zone, one loop
-            pfns = list(map(_pfn, recs))
-            for pfn in pfns:
-                del allocated[pfn]
-            self._free_blocks(zones[recs[0].zone], pfns, map(_order, recs))
-            return
         for rec in recs:  # _release without the record, one call a block
             del allocated[rec.pfn]
             free_one(zones[rec.zone], rec.pfn, rec.order)
@@ -413,9 +396,6 @@ class FrameAllocator:
         for (s1, e1, k1), (s2, e2, k2) in zip(seen, seen[1:]):
             if s2 < e1:
                 raise MmemuError(f"{k1} pfns {s1:#x}-{e1:#x} overlap {k2} pfns {s2:#x}-{e2:#x}")
-
-
-_order, _zone, _pfn = attrgetter("order"), attrgetter("zone"), attrgetter("pfn")
 
 
 def _restore_refcount(rec: Page) -> None:
