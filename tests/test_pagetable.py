@@ -1078,3 +1078,27 @@ def test_map_frames_of_one_page_writes_the_codecs_leaf_and_unmap_reports_it(own_
     op = m.pt.unmap(m.root, 0x402000, PAGE, writer="vfree")
     assert op.unmapped == [(0x402000, 0x124 << 12, PAGE)] and op.kind == "unmap"
     assert m.pt.read_pte(m.root, 0x402000) == 0 and seen[-1] is op
+
+
+def test_unmap_over_tables_lists_every_page_in_order_and_keeps_what_the_mmu_does_not_use(m):
+    """An unmap over three page tables: the first with a hole and an entry the MMU does not
+    use (not present, not empty: it stays, counted in ``kept``), the others leaves only
+    (each cleared as one run, their pages kept as the entries until read). ``unmapped``
+    lists every page, (va, phys, size) in address order; ``unmapped_pfns`` their frames."""
+    start = 0x400000 - 40 * PAGE
+    n = 600
+    base = 0x1001000  # not 2 MiB aligned with the va: ptes only
+    last = len(m.mode.levels) - 1
+    m.pt.map(m.root, start, base, n * PAGE, PAGE_KERNEL, writer="t")
+    hole, odd = start + 3 * PAGE, start + 7 * PAGE
+    m.put(m.entry_addr(hole, last), 0)
+    m.put(m.entry_addr(odd, last), 0x2)  # RW without P: not present
+    op = m.pt.unmap(m.root, start, n * PAGE, writer="t")
+    expect = [(start + i * PAGE, base + i * PAGE, PAGE) for i in range(n)
+              if start + i * PAGE not in (hole, odd)]
+    assert op.kept == 1
+    assert op.unmapped_pfns(12) == [phys >> 12 for _, phys, _ in expect]
+    assert op.unmapped == expect
+    assert m.u64(m.entry_addr(odd, last)) == 0x2
+    assert all(m.u64(m.entry_addr(start + i * PAGE, last)) == 0 for i in range(n) if start + i * PAGE != odd)
+    assert [(c.index, len(c.old) // 8) for c in op.changes][-2:] == [(0, 512), (0, 48)]
