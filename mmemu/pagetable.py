@@ -484,7 +484,7 @@ def _zeros(nbytes: int) -> bytes:
 
 
 def _undo_one(words, i: int, old: int, writers: array, idx: int, old_wid: int) -> None:
-    """Undo of :meth:`PageTables._put_one`: the entry and its writer as they were."""
+    """Undo of :meth:`PageTables.write_pte_slot`: the entry and its writer as they were."""
     words[i] = old
     writers[idx] = old_wid
 
@@ -1134,23 +1134,19 @@ class PageTables:
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
     def write_pte_slot(self, table: int, idx: int, value: int, writer: str, va: int = 0, li: int = -1,
-                       kind: str = "set_pte") -> int:
+                       kind: str = "set_pte", observed: bool = True) -> int:
         """Write entry *idx* of *table*, a last-level one found with :meth:`pte_slot` (or of
-        level *li*); return the old value. One operation, reported to the observers. (Every
-        one-entry write of the engine comes here: the demand fault's pte among them.)"""
-        return self._put_one(table, self._last if li < 0 else li, idx, value, writer, kind, va)
-
-    def _put_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str, va: int,
-                 observed: bool = True) -> int:
-        """Write entry *idx* of *table* (level *li*) in place and return the value it held:
-        its undo one record, the kernel's listener told by the plain values
-        (:attr:`on_entry`); an :class:`EntryWrite` is made only if an observer is
-        registered (the one-entry writes are the hot paths). *observed* False: the caller
-        tells the observers itself (:meth:`_write_one`)."""
+        level *li*), in place, and return the value it held. One operation: its undo one
+        record, the kernel's listener told by the plain values (:attr:`on_entry`); an
+        :class:`EntryWrite` is made only if an observer is registered. (Every one-entry write
+        of the engine comes here: the demand fault's pte among them.) *observed* False: the
+        caller tells the observers itself (:meth:`_write_one`)."""
+        if li < 0:
+            li = self._last
         if li == 0 and table in self.user_copies:
             copy, limit, keep = self.user_copies[table]
             if idx < limit:
-                self._put_one(copy, 0, idx, value, writer, kind, va)
+                self.write_pte_slot(copy, idx, value, writer, va, 0, kind)
                 value = keep(value)
         words = self._words[li]
         i = (table >> self._word_shift[li]) + idx  # the entry's index in the typed view of RAM
@@ -1183,9 +1179,9 @@ class PageTables:
 
     def _write_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str,
                    va: int) -> EntryWrite:
-        """:meth:`_put_one`, for an operation that returns its :class:`EntryWrite` (the
+        """:meth:`write_pte_slot`, for an operation that returns its :class:`EntryWrite` (the
         observers are given the same one)."""
-        old = self._put_one(table, li, idx, value, writer, kind, va, False)
+        old = self.write_pte_slot(table, idx, value, writer, va, li, kind, False)
         op = self._entry_write(writer, kind, va, table, li, idx, old, value)
         for observer in self.observers:
             observer(op)

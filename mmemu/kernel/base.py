@@ -56,7 +56,7 @@ def operation(fn):
             return fn(self, *args, **kwargs)
         if j.held is not None:
             raise MmemuError(f"{fn.__name__}: {j.held} is in progress; finish it or abandon it first")
-        j.begin()
+        j.undo, j.commit_actions = [], []  # Journal.begin, inline: every demand fault is one
         try:
             result = fn(self, *args, **kwargs)
         except (Oops, SegmentationFault):
