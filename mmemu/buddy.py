@@ -22,6 +22,8 @@ from .errors import MmemuError, OutOfMemory
 from .layout import ZoneSpan
 from .units import PAGE_SHIFT
 
+_NEW = object.__new__
+
 #: orders 0..10 (MAX_ORDER 11 in the classic kernels, MAX_PAGE_ORDER 10 in 6.x: same lists)
 NR_ORDERS = 11
 
@@ -165,26 +167,12 @@ class FrameAllocator:
             order += 1
         free_area[order][pfn] = None
 
-    def _take(self, zone: Zone, order: int) -> int | None:
-        free_area = zone.free_area
-        for cur in range(order, NR_ORDERS):
-            fa = free_area[cur]
-            if fa:
-                pfn = fa.popitem()[0]
-                taken_from = cur
-                while cur > order:  # expand(): keep the low half, free the high halves
-                    cur -= 1
-                    free_area[cur][pfn + (1 << cur)] = None
-                zone.nr_free -= 1 << order
-                j = self.journal
-                if j is not None and j.undo is not None:
-                    j.undo.append((self._untake, (zone, order, pfn, taken_from)))
-                return pfn
-        return None
-
-    def _untake(self, zone: Zone, order: int, pfn: int, taken_from: int) -> None:
-        """The exact inverse of a _take() (the halves it freed are the newest entries of
-        their lists, the block goes back as the newest of its own): the lists' order too."""
+    def _unalloc(self, zone: Zone, order: int, pfn: int, taken_from: int) -> None:
+        """The exact inverse of an allocation by :meth:`alloc_pages` (the block taken from the
+        free list of order *taken_from*, split down to *order*): its record dropped, the
+        halves it freed (the newest entries of their lists) taken back, the block back as the
+        newest of its own list: the lists' order too."""
+        del self.allocated[pfn]
         free_area = zone.free_area
         for cur in range(order, taken_from):
             del free_area[cur][pfn + (1 << cur)]
@@ -211,13 +199,23 @@ class FrameAllocator:
         if j is not None and j.injection is not None:
             j.inject("page", f"order {order}, {owner or 'alloc_pages'}")
         for z in zones:
-            pfn = self._take(z, order)
-            if pfn is not None:
-                page = Page(pfn, order, z.name, 1, owner)
-                self.allocated[pfn] = page
-                if j is not None and j.undo is not None:
-                    j.undo.append((self.allocated.pop, (pfn,)))
-                return page
+            free_area = z.free_area
+            for cur in range(order, NR_ORDERS):
+                fa = free_area[cur]
+                if fa:
+                    pfn = fa.popitem()[0]
+                    taken_from = cur
+                    while cur > order:  # expand(): keep the low half, free the high halves
+                        cur -= 1
+                        free_area[cur][pfn + (1 << cur)] = None
+                    z.nr_free -= 1 << order
+                    # the record, filled in without a call of __init__ (every demand fault)
+                    page = _NEW(Page)
+                    page.pfn, page.order, page.zone, page.refcount, page.owner = pfn, order, z.name, 1, owner
+                    self.allocated[pfn] = page
+                    if j is not None and j.undo is not None:  # one record undoes it all
+                        j.undo.append((self._unalloc, (z, order, pfn, taken_from)))
+                    return page
         tried = ", ".join(z.name for z in zones) or "none"
         raise OutOfMemory(f"page allocation failure: order:{order}, zone:{zone} (no free block of order >= {order} in {tried})")
 

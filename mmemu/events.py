@@ -150,6 +150,17 @@ class RecentEvents:
         else:
             self._items.append(MappingEvent(seq, op, context))
 
+    def append_fields(self, seq: int, fields: tuple, context) -> None:
+        """The event *seq* of one entry written, given by the fields of its
+        :class:`~mmemu.pagetable.EntryWrite` (``EntryWrite.fields()``), kept compact if its
+        context is plain values (see the class)."""
+        if isinstance(context, (str, tuple)):
+            self._items.append((seq, context, *fields))
+        else:
+            from .pagetable import EntryWrite
+
+            self._items.append(MappingEvent(seq, EntryWrite(self._pt, *fields), context))
+
     def _event(self, item) -> MappingEvent:
         if isinstance(item, tuple):
             from .pagetable import EntryWrite

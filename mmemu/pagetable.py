@@ -343,8 +343,9 @@ class EntryWrite:
     """The :class:`Operation` of one entry written (the hot paths: a demand fault, a kmap, a
     fixmap slot, a vmalloc of one page and its vfree), with the same fields; its
     :class:`Change` and the page it unmapped are made when first read, so that an entry
-    nobody looks at again costs one small record (:meth:`PageTables._write_one` fills its
-    slots without a call of ``__init__``)."""
+    nobody looks at again costs one small record (:meth:`PageTables._entry_write` fills its
+    slots without a call of ``__init__``; the kernel's own event stream is given its plain
+    values instead, :attr:`PageTables.on_entry`)."""
 
     __slots__ = ("writer", "kind", "va", "_pt", "_table", "_li", "_idx", "_old", "_new", "_changes")
 
@@ -569,7 +570,7 @@ def _zeros(nbytes: int) -> bytes:
 
 
 def _undo_one(words, i: int, old: int, writers: array, idx: int, old_wid: int) -> None:
-    """Undo of :meth:`PageTables._write_one`: the entry and its writer as they were."""
+    """Undo of :meth:`PageTables.write_pte_slot`: the entry and its writer as they were."""
     words[i] = old
     writers[idx] = old_wid
 
@@ -606,6 +607,12 @@ class PageTables:
         self.writers: list[str] = [""]
         self._writer_ids: dict[str, int] = {"": 0}
         self.observers: list[Callable[[Operation], None]] = []
+        #: the kernel's own listener (its event stream), told before the observers: of every
+        #: completed operation (``on_operation(op)``) and of every one entry written, by its
+        #: plain values (``on_entry(writer, kind, va, table, li, idx, old, new)``: no
+        #: :class:`EntryWrite` is made for it, the demand fault's pte among them)
+        self.on_operation: Callable[[Operation], None] | None = None
+        self.on_entry: Callable[..., None] | None = None
         #: the kernel operation's undo journal (mmemu.journal.Journal): each completed
         #: operation records how to put its entries and table records back
         self.journal = None
@@ -806,6 +813,8 @@ class PageTables:
             j.undo.append((self._unwrite, (start, old, info, index, old_w)))
         op.mode = self.mode
         op._run = (table, lv, li, index, old, raw)
+        if self.on_operation is not None:
+            self.on_operation(op)
         for observer in self.observers:
             observer(op)
         return op
@@ -825,6 +834,8 @@ class PageTables:
         if j is not None and j.undo is not None and (txn.undo or txn.alloc or freed):
             j.undo.append((self._undo_run, (txn.undo, txn.alloc, freed)))
         if op._changes or op._tables_allocated or op._tables_freed:
+            if self.on_operation is not None:
+                self.on_operation(op)
             for observer in self.observers:
                 observer(op)
         return op
@@ -1214,21 +1225,19 @@ class PageTables:
         return self._run(op, lambda txn: self._write(txn, table, level_index, index, values, wid))
 
     def write_pte_slot(self, table: int, idx: int, value: int, writer: str, va: int = 0, li: int = -1,
-                       kind: str = "set_pte") -> int:
+                       kind: str = "set_pte", observed: bool = True) -> int:
         """Write entry *idx* of *table*, a last-level one found with :meth:`pte_slot` (or of
-        level *li*); return the old value. One operation, reported to the observers. (Every
-        one-entry write of the engine comes here: the demand fault's pte among them.)"""
-        return self._write_one(table, self._last if li < 0 else li, idx, value, writer, kind, va)._old
-
-    def _write_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str,
-                   va: int) -> EntryWrite:
-        """Write entry *idx* of *table* (level *li*) in place: its undo one record, its
-        operation an :class:`EntryWrite` filled in without a call (the one-entry writes are
-        the hot paths), reported to the observers and returned."""
+        level *li*), in place, and return the value it held. One operation: its undo one
+        record, the kernel's listener told by the plain values (:attr:`on_entry`); an
+        :class:`EntryWrite` is made only if an observer is registered. (Every one-entry write
+        of the engine comes here: the demand fault's pte among them.) *observed* False: the
+        caller tells the observers itself (:meth:`_write_one`)."""
+        if li < 0:
+            li = self._last
         if li == 0 and table in self.user_copies:
             copy, limit, keep = self.user_copies[table]
             if idx < limit:
-                self._write_one(copy, 0, idx, value, writer, kind, va)
+                self.write_pte_slot(copy, idx, value, writer, va, 0, kind)
                 value = keep(value)
         words = self._words[li]
         i = (table >> self._word_shift[li]) + idx  # the entry's index in the typed view of RAM
@@ -1242,10 +1251,29 @@ class PageTables:
         if j is not None and j.undo is not None:
             j.undo.append((_undo_one, (words, i, old, writers, idx, writers[idx])))
         writers[idx] = wid
+        if self.on_entry is not None:
+            self.on_entry(writer, kind, va, table, li, idx, old, value)
+        if observed and self.observers:
+            op = self._entry_write(writer, kind, va, table, li, idx, old, value)
+            for observer in self.observers:
+                observer(op)
+        return old
+
+    def _entry_write(self, writer: str, kind: str, va: int, table: int, li: int, idx: int, old: int,
+                     new: int) -> EntryWrite:
+        """The :class:`EntryWrite` of one entry written, filled in without a call of ``__init__``."""
         op = _NEW(EntryWrite)
         op.writer, op.kind, op.va, op._pt, op._table, op._li, op._idx, op._old, op._new = \
-            writer, kind, va, self, table, li, idx, old, value
+            writer, kind, va, self, table, li, idx, old, new
         op._changes = None
+        return op
+
+    def _write_one(self, table: int, li: int, idx: int, value: int, writer: str, kind: str,
+                   va: int) -> EntryWrite:
+        """:meth:`write_pte_slot`, for an operation that returns its :class:`EntryWrite` (the
+        observers are given the same one)."""
+        old = self.write_pte_slot(table, idx, value, writer, va, li, kind, False)
+        op = self._entry_write(writer, kind, va, table, li, idx, old, value)
         for observer in self.observers:
             observer(op)
         return op

@@ -124,9 +124,12 @@ class PhysMem:
     def zero(self, pa: int, n: int) -> None:
         self._check(pa, n)
         j = self.journal
-        if j is not None and (j.undo is not None or j.keep is not None):
-            self._journal(pa, n)
-        self.view[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
+        if j is not None:  # _journal, inline: every demand fault zeroes its frame
+            if j.undo is not None:
+                j.undo.append((self._restore, (pa, self.mem[pa:pa + n])))
+            elif j.keep is not None:
+                j.keep.append((self._restore, (pa, self.mem[pa:pa + n])))
+        self.mem[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
 
     def entries(self, size: int):
         """RAM as an array of *size*-byte little-endian words (4 or 8): the word at *pa* is

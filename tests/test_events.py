@@ -387,3 +387,35 @@ def test_recent_events_of_many_faults_without_a_listener():
         assert k.recent_events.pop().seq == k.event_seq and len(k.recent_events) == keep - 1
     finally:
         k.close()
+
+
+def test_one_entry_writes_reach_engine_observers_and_the_kernel_stream_alike(boot):
+    """The kernel's event stream is told of a one-entry write (a demand fault's pte) by its
+    plain values (PageTables.on_entry), no EntryWrite made for it;
+    an observer of the engine still gets an EntryWrite, the same write; a hook listener, a
+    kernel without one and the engine's observer all see the same entry, old and new."""
+    from mmemu.pagetable import EntryWrite
+
+    k, rec = boot(arch="x86_64", kernel="6.6", ram="512M")
+    quiet = mmemu.boot(arch="x86_64", kernel="6.6", ram="512M", plugin_manager=get_plugin_manager())
+    try:
+        for kern in (k, quiet):
+            assert kern.pgtable.on_entry is not None and kern.pgtable.on_operation is not None
+            assert not kern.pgtable.observers  # the kernel's stream is not one of them
+            seen = []
+            kern.pgtable.observers.append(seen.append)
+            p = kern.create_process("one")
+            a = kern.mmap(p, None, PAGE)
+            kern.access(a, "write", user=True)
+            kern.pgtable.observers.remove(seen.append)
+            writes = [op for op in seen if isinstance(op, EntryWrite)]
+            (fault_op,) = [op for op in writes if op.writer == "do_anonymous_page"]
+            assert fault_op.va == a
+            assert (fault_op._old, fault_op._new) == (0, kern.read_user_pte(p, a))
+            ev = [e for e in kern.recent_events if e.writer == "do_anonymous_page"][-1]
+            assert ev.va == a and ev.kind == fault_op.kind and ev.op.fields() == fault_op.fields()
+            assert ev.context == f"page fault at {a:#x} in one[{p.pid}]"
+        hooked = [e for _k, e in rec.calls if e.writer == "do_anonymous_page"]
+        assert len(hooked) == 1 and isinstance(hooked[0].op, EntryWrite)
+    finally:
+        quiet.close()

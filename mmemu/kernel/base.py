@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import AddressError, KernelBug, MmemuError, Oops, SegmentationFault
 from ..events import MappingEvent, RecentEvents
 from ..journal import FaultInjection, Journal
+from ..pagetable import EntryWrite
 from ..units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def operation(fn):
             return fn(self, *args, **kwargs)
         if j.held is not None:
             raise MmemuError(f"{fn.__name__}: {j.held} is in progress; finish it or abandon it first")
-        j.begin()
+        j.undo, j.commit_actions = [], []  # Journal.begin, inline: every demand fault is one
         try:
             result = fn(self, *args, **kwargs)
         except (Oops, SegmentationFault):
@@ -203,7 +204,8 @@ class KernelBase:
         #: translated code when it moves (mmemu.cpu)
         self.code_generation = 0
         self._changed_hook = self.pm.hook.mmemu_mapping_changed
-        self.pgtable.observers.append(self._on_operation)
+        self.pgtable.on_operation = self._on_operation
+        self.pgtable.on_entry = self._on_entry
 
     def _on_operation(self, op) -> None:
         """Every completed page-table operation becomes a MappingEvent, kept in
@@ -224,6 +226,26 @@ class KernelBase:
             self._changed_hook(kernel=self, event=event)
         else:  # nobody listens: kept compact until read (RecentEvents)
             self.recent_events.append_op(self.event_seq, op, context)
+
+    def _on_entry(self, *fields) -> None:
+        """:meth:`_on_operation` of one entry written, given by its plain values (writer,
+        kind, va, table, level, index, old, new: PageTables.on_entry): its
+        :class:`~mmemu.pagetable.EntryWrite` is made only if someone listens."""
+        self.code_generation += 1
+        j = self.journal
+        if j.undo is None:
+            self._deliver_entry(fields, self.event_context)
+        else:
+            j.commit_actions.append((self._deliver_entry, (fields, self.event_context)))
+
+    def _deliver_entry(self, fields: tuple, context) -> None:
+        self.event_seq += 1
+        if self._changed_hook.get_hookimpls():
+            event = MappingEvent(self.event_seq, EntryWrite(self.pgtable, *fields), context)
+            self.recent_events.append(event)
+            self._changed_hook(kernel=self, event=event)
+        else:  # nobody listens: kept compact until read (RecentEvents)
+            self.recent_events.append_fields(self.event_seq, fields, context)
 
     def _after_rollback(self) -> None:
         """The tables are as they were: what the CPUs cached since must go, and their

@@ -372,6 +372,14 @@ class Arm64Codec(EntryCodec):
             raise MappingError(f"block at ARM level {self.arm_level(li)}: {pa:#x} is not aligned")
         return self._set_pte_at(pa | (prot & ~PTE_TABLE_BIT))
 
+    def pfn_pte(self, pfn: int, prot: int) -> int:
+        """``pfn_pte`` then set_pte_at(): :meth:`mk_leaf` of the last level in one step (every
+        demand fault makes one)."""
+        raw = (pfn << 12) | prot
+        if not self.rules.set_pte_at:
+            return raw
+        return self._set_pte_at(raw)
+
     def mk_table(self, li: int, table_pa: int, user: bool) -> int:
         """__pmd_populate/__pud_populate/__pgd_populate: PMD_TYPE_TABLE, and from 5.13 the
         XN table attributes (pgalloc.h: user tables PMD_TABLE_PXN, kernel tables

@@ -302,3 +302,20 @@ def test_flag_names_are_cashs():
     assert c.flag_names(3, 0) == []
     none = 0x41000000 | pgprots("5.4")["PAGE_NONE"]
     assert "PROT_NONE" in mode("5.4", "48").codec.flag_names(3, none)
+
+
+@pytest.mark.parametrize("kernel", ERAS)
+@pytest.mark.parametrize("va", ["39", "48"])
+def test_pfn_pte_is_mk_leaf_of_the_last_level(kernel, va):
+    """pfn_pte, made in one step for the demand fault, is mk_leaf of the last level (pfn_pte
+    then set_pte_at()) for every protection of every era, kernel and user, and for the
+    protections the fault path derives from them (pte_mkdirty, pte_mkwrite)."""
+    c = mode(kernel, va).codec
+    last = c.nlevels - 1
+    for pa in (0x45000000, 0x40001000, (1 << 40) - 4096):
+        for prot in pgprots(kernel).values():
+            if prot & 3 == 1:  # a block-form protection: no pte of it
+                continue
+            assert c.pfn_pte(pa >> 12, prot) == c.mk_leaf(last, pa, prot), (hex(pa), hex(prot))
+            for derived in (c.pte_mkdirty(prot), c.pte_mkwrite(prot), c.pte_mkwrite(c.pte_mkdirty(prot))):
+                assert c.pfn_pte(pa >> 12, derived) == c.mk_leaf(last, pa, derived)
