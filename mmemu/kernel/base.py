@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..physmem import PhysMem
     from .process import Process
 
-_NEW = object.__new__
 
 
 def need_int(value, what: str, minimum: int | None = None) -> int:

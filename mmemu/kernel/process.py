@@ -710,7 +710,6 @@ class ProcessMixin:
         only a dirty one), era ``mprotect_write_upgrade``."""
         prot = self.vm_page_prot(vma.vm_flags)
         codec = self.codec
-        last = len(self.paging.levels) - 1
         # MM_CP_TRY_CHANGE_WRITABLE: vma_wants_manual_pte_write_upgrade() is VM_WRITE for a
         # private mapping (a shared anonymous one's PAGE_SHARED is writable already)
         upgrade = self.era.mprotect_write_upgrade if vma.vm_flags & VM_WRITE and not vma.vm_flags & VM_SHARED \

@@ -517,6 +517,7 @@ class Arm64Codec(EntryCodec):
         return bool(raw & self.rules.write)
 
     def pte_dirty(self, raw: int) -> bool:
+        """pte_sw_dirty() || pte_hw_dirty() (4.3+: writable with DBM and not read-only)."""
         return bool(raw & PTE_DIRTY) or self._hw_dirty(raw)
 
     def pte_wrprotect(self, raw: int) -> int:
@@ -563,10 +564,6 @@ class Arm64Codec(EntryCodec):
     def pte_mkold(self, raw: int) -> int:  # PTE_BIT_FUNC(mkold, &= ~PTE_AF)
         return raw & ~PTE_AF
 
-    def pte_dirty(self, raw: int) -> bool:
-        """pte_sw_dirty() || pte_hw_dirty(): PTE_DIRTY, or writable (DBM) and not read-only."""
-        w = self.rules.write
-        return bool(raw & PTE_DIRTY) or bool(w and raw & w and not raw & PTE_RDONLY)
 
     def pte_mkspecial(self, raw: int) -> int:  # arch/arm64/include/asm/pgtable.h: PTE_SPECIAL
         return raw | PTE_SPECIAL

@@ -42,7 +42,7 @@ from __future__ import annotations
 from mmemu.eras import EraTable, Feature
 from mmemu.errors import ConfigError
 
-from .pgtable_types import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER
+from .pgtable_types import _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_USER
 
 PAGE_SIZE = 4096
 
