@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from .pagetable import EntryWrite
+
 if TYPE_CHECKING:
     from .pagetable import Operation
 
@@ -145,8 +147,8 @@ class RecentEvents:
         """The event *seq* of *op*, kept compact if it is one entry written and its context
         plain values (see the class)."""
         fields = getattr(op, "fields", None)
-        if fields is not None and (isinstance(context, (str, tuple))):
-            self._items.append((seq, context, *fields()))
+        if fields is not None:
+            self.append_fields(seq, fields(), context)
         else:
             self._items.append(MappingEvent(seq, op, context))
 
@@ -157,15 +159,14 @@ class RecentEvents:
         if isinstance(context, (str, tuple)):
             self._items.append((seq, context, *fields))
         else:
-            from .pagetable import EntryWrite
+            self._items.append(MappingEvent(seq, self._entry_write(fields), context))
 
-            self._items.append(MappingEvent(seq, EntryWrite(self._pt, *fields), context))
+    def _entry_write(self, fields: tuple) -> EntryWrite:
+        return EntryWrite(self._pt, *fields)
 
     def _event(self, item) -> MappingEvent:
         if isinstance(item, tuple):
-            from .pagetable import EntryWrite
-
-            return MappingEvent(item[0], EntryWrite(self._pt, *item[2:]), item[1])
+            return MappingEvent(item[0], self._entry_write(item[2:]), item[1])
         return item
 
     def __len__(self) -> int:
