@@ -18,6 +18,20 @@ ENTRY_POINT_GROUP = "mmemu"
 hookimpl = pluggy.HookimplMarker("mmemu")
 
 
+def live_hookimpls(caller: "pluggy.HookCaller") -> list:
+    """The list of *caller*'s implementations that pluggy itself keeps (pluggy 1.7's
+    ``HookCaller._hookimpls``: registering or unregistering a plugin changes it in place),
+    for a hot path that asks on every page fault or entry write whether anybody implements
+    a hook now: the list's truth answers with no call and no copy (``get_hookimpls()``
+    copies it). tests/test_plugins.py checks that a plugin registered or unregistered
+    after boot is seen."""
+    impls = caller._hookimpls
+    if not isinstance(impls, list):
+        raise PluginError(f"pluggy {pluggy.__version__}: HookCaller._hookimpls is not a list; "
+                          "mmemu knows pluggy 1.7's")
+    return impls
+
+
 def get_plugin_manager(autoload: bool = True, block: Iterable[str] = (), plugins: Iterable[object] = ()) -> pluggy.PluginManager:
     """A plugin manager with mmemu's hooks.
 

@@ -160,3 +160,38 @@ def test_unknown_arch_lists_the_known_ones():
     assert {"i386", "i386_pae", "x86_64"} <= set(known.split(", "))
     with pytest.raises(ConfigError, match=f"unknown arch 'sparc'; known arches: {known}$"):
         mmemu.boot(arch="sparc")
+
+
+class _LateObserver:
+    def __init__(self):
+        self.faults, self.events = [], []
+
+    @mmemu.hookimpl
+    def mmemu_handle_fault(self, kernel, fault):
+        self.faults.append(fault.address)
+
+    @mmemu.hookimpl
+    def mmemu_mapping_changed(self, kernel, event):
+        self.events.append(event)
+
+
+def test_plugin_registered_after_boot_is_called_and_unregistered_is_not():
+    """The fault path and the event stream ask whether anybody implements their hooks on
+    every fault (live_hookimpls: pluggy's own list, no copy): a plugin registered after the
+    boot is called from the next fault on, and not after it is unregistered."""
+    k = mmemu.boot(arch="x86_64", kernel="6.6", ram="256M", plugin_manager=get_plugin_manager())
+    try:
+        p = k.create_process("late")
+        a = k.mmap(p, None, 3 * 4096)
+        k.write(a, b"1", user=True)
+        late = _LateObserver()
+        k.pm.register(late)
+        k.write(a + 4096, b"2", user=True)
+        assert late.faults == [a + 4096]
+        assert [e.op.va for e in late.events] == [a + 4096]
+        k.pm.unregister(late)
+        k.write(a + 2 * 4096, b"3", user=True)
+        assert late.faults == [a + 4096] and len(late.events) == 1
+        assert [e.op.va for e in k.recent_events][-1] == a + 2 * 4096  # kept compact, as before
+    finally:
+        k.close()

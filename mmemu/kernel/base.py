@@ -16,6 +16,7 @@ from ..errors import AddressError, KernelBug, MmemuError, Oops, SegmentationFaul
 from ..events import MappingEvent, RecentEvents
 from ..journal import FaultInjection, Journal
 from ..pagetable import EntryWrite
+from ..plugins import live_hookimpls
 from ..units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -203,6 +204,7 @@ class KernelBase:
         #: translated code when it moves (mmemu.cpu)
         self.code_generation = 0
         self._changed_hook = self.pm.hook.mmemu_mapping_changed
+        self._changed_impls = live_hookimpls(self._changed_hook)  # true: somebody listens
         self.pgtable.on_operation = self._on_operation
         self.pgtable.on_entry = self._on_entry
 
@@ -219,7 +221,7 @@ class KernelBase:
 
     def _deliver(self, op, context: str) -> None:
         self.event_seq += 1
-        if self._changed_hook.get_hookimpls():
+        if self._changed_impls:
             event = MappingEvent(self.event_seq, op, context)
             self.recent_events.append(event)
             self._changed_hook(kernel=self, event=event)
@@ -239,7 +241,7 @@ class KernelBase:
 
     def _deliver_entry(self, fields: tuple, context) -> None:
         self.event_seq += 1
-        if self._changed_hook.get_hookimpls():
+        if self._changed_impls:
             event = MappingEvent(self.event_seq, EntryWrite(self.pgtable, *fields), context)
             self.recent_events.append(event)
             self._changed_hook(kernel=self, event=event)

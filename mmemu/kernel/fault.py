@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..errors import MmemuError, OutOfMemory
 from ..faults import RESERVED, Fault
 from ..units import PAGE_SHIFT, PAGE_SIZE
+from ..plugins import live_hookimpls
 from .base import need_int, operation
 from .lifetimes import new_anon_vma
 from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, Process, Vma
@@ -63,6 +64,7 @@ class FaultMixin:
         self.die_counter = 0
         self.fault_count = 0
         self._fault_hook = self.pm.hook.mmemu_handle_fault
+        self._fault_impls = live_hookimpls(self._fault_hook)  # true: a plugin sees faults first
         # the arch's test, with this kernel's layout bound once (asked on every fault)
         self._in_kernel_space = self.arch.kernel_space_test(self.layout)
         # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
@@ -80,7 +82,7 @@ class FaultMixin:
         prev, proc = self.event_context, fault.process
         self.event_context = _fault_context(fault.address, proc)
         try:
-            if self._fault_hook.get_hookimpls():
+            if self._fault_impls:
                 plugged = self._fault_hook(kernel=self, fault=fault)
                 if plugged is not None:
                     return plugged

@@ -245,9 +245,7 @@ class Arm64Adapter(CpuAdapter):
 
     def decode_interrupt(self, intno: int) -> Trap:
         st = self.state
-        st.update()
-        pc, el = st.pc, st.el
-        sp = st.sp
+        pc, el, sp = st.update()
         if intno == 4 or intno == 3:  # data abort (PC at the instruction), prefetch abort (PC fetched)
             esr, far = st.last_abort()
             fault = self.codec.fault_from_esr(esr, far)

@@ -28,6 +28,7 @@ from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, Uc, UcError
 from unicorn.arm64_const import (UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP, UC_ARM64_REG_X0,
                                  UC_ARM64_REG_X29, UC_ARM64_REG_X30, UC_CPU_ARM64_A72)
 
+from mmemu.cpu.adapter import context_calls
 from mmemu.errors import MmemuError
 
 _RAM = 0x40000000
@@ -144,6 +145,7 @@ class CpuState:
         self.uc = uc
         off = self.offsets = find_offsets()
         self._ctx = uc.context_save()
+        self._update = context_calls(uc, self._ctx)[0]  # uc.context_update, straight into libunicorn
         base = ctypes.cast(self._ctx.context, ctypes.c_void_p).value
         self._x = (ctypes.c_uint64 * 32).from_address(base + off.xregs)
         self._pc = ctypes.c_uint64.from_address(base + off.pc)
@@ -151,8 +153,12 @@ class CpuState:
         self._syndrome = ctypes.c_uint32.from_address(base + off.syndrome)
         self._vaddress = ctypes.c_uint64.from_address(base + off.vaddress)
 
-    def update(self) -> None:
-        self.uc.context_update(self._ctx)
+    def update(self) -> tuple[int, int, int]:
+        """Refresh the state; return (pc, EL, sp): what every exception reads first."""
+        err = self._update()
+        if err:
+            raise UcError(err)
+        return self._pc.value, (self._pstate.value >> 2) & 3, self._x[31]
 
     @property
     def x(self):
