@@ -258,6 +258,48 @@ def test_user_code_touching_fresh_pages_faults_once_per_page(machine):
     k.check_invariants()
 
 
+@pytest.mark.parametrize("mmu_mode", ["sv39", "sv48", "sv57"])
+def test_an_empty_pte_fault_is_the_walkers_fault(mmu_mode):
+    """The adapter's shortcut for the common case (an empty user pte: a demand fault) gives
+    exactly the walker's fault, for every access, privilege and SUM; anything else (a present
+    pte, no page table, a kernel address, the upper half) is left to the walker."""
+    k = boot(mmu_mode)
+    try:
+        cpu = Cpu(k)
+        p = k.create_process("shortcut")
+        data = k.mmap(p, None, 8 * PAGE)
+        k.write(data + PAGE, b"x", user=True)  # a present pte beside empty ones
+        k.mprotect(p, data + 2 * PAGE, PAGE, PROT_NONE)
+        k.write(data + 3 * PAGE, b"y", user=True)
+        k.mprotect(p, data + 3 * PAGE, PAGE, PROT_NONE)  # present for the kernel, not the MMU
+        addrs = [data + i * PAGE + off for i in range(8) for off in (0, 7)]
+        addrs += [0x1000, 1 << 20, cpu.adapter._lower_half - PAGE, k.layout["VMALLOC_START"], k.PAGE_OFFSET]
+        shortcut = cpu.adapter._empty_pte_fault
+        taken = 0
+        for va in addrs:
+            walk = k.pgtable.walk(p.pgd, va)
+            for access in ("read", "write"):
+                for user, uaccess in ((True, False), (False, False), (False, True)):
+                    got = shortcut(p.pgd, va, access, user, uaccess)
+                    if got is None:
+                        continue
+                    taken += 1
+                    want = walk.fault(access, user, uaccess)
+                    assert (got.address, got.access, got.user, got.kind, got.level, got.code, got.uaccess,
+                            got.source) == (want.address, want.access, want.user, want.kind, want.level,
+                                            want.code, want.uaccess, want.source), (hex(va), access, user)
+            pte = k.read_user_pte(p, va) if va < cpu.adapter._lower_half else None
+            if pte:  # a present (or PROT_NONE) pte is never the shortcut's
+                assert all(shortcut(p.pgd, va, a, True, False) is None for a in ("read", "write"))
+        # the empty ptes of the mapping were taken: pages 0, 2 (PROT_NONE before any fault
+        # leaves it empty) and 4..7, two addresses each, two accesses, three privileges
+        assert taken == 6 * 2 * 2 * 3
+        assert shortcut(p.pgd, 0x1000, "read", True, False) is None  # no page table there
+        assert shortcut(k.pgd, k.layout["VMALLOC_START"], "read", False, False) is None  # the upper half
+    finally:
+        k.close()
+
+
 def test_exit_status_and_unknown_system_calls(machine):
     k, cpu = machine
     p = k.create_process("exiter")
