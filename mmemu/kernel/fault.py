@@ -192,11 +192,12 @@ class FaultMixin:
         a write needs VM_WRITE, a fetch VM_EXEC, a read any access; a read or fetch that
         faulted on a permission of a present page is an error (the kernel maps what the VMA
         allows: the page forbids what the VMA forbids)."""
-        if fault.write:
+        access = fault.access  # (the properties fault.write and fault.instr, inline: every fault asks)
+        if access == "write":
             return not vma.vm_flags & VM_WRITE
         if fault.kind == "protection":
             return True
-        if fault.instr:
+        if access == "exec":
             return not vma.vm_flags & VM_EXEC
         return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
 
@@ -204,7 +205,12 @@ class FaultMixin:
         """``handle_pte_fault``: returns the name of the function that resolved it. The pte
         is looked up once and stays mapped (HIGHPTE) while the fault is handled."""
         va = address & ~(PAGE_SIZE - 1)
-        slot, kmapped = self.pte_lookup(proc, va, alloc=True)
+        if self.highpte:
+            slot, kmapped = self.pte_lookup(proc, va, alloc=True)
+        else:  # pte_lookup's common case, inline: the page table is in lowmem, no kmap
+            slot, kmapped = self.pgtable.pte_slot(proc.pgd, va), None
+            if slot is None:
+                slot, kmapped = self.pte_lookup(proc, va, alloc=True)
         codec = self.codec
         try:
             pte = self.pgtable.read_entry(*slot)  # ptep_get
@@ -244,7 +250,7 @@ class FaultMixin:
         page = self._alloc_pages(0, "HighMem", proc.anon_owner, True)
         self.journal.add(self.anon_exclusive, page.pfn)  # page_add_new_anon_rmap: exclusive
         codec = self.codec
-        entry = self.mk_pte(page.pfn, prot)
+        entry = codec.pfn_pte(page.pfn, prot)  # mk_pte, inline: a private page is never PROT_NONE (no L1TF inversion)
         # maybe_mkwrite(pte_mkdirty(...)): the page is private to this process, so a read
         # fault of the kernels without the zero page (2.6.24-2.6.31) maps it writable and
         # dirty too (do_anonymous_page had no write_access branch left)
