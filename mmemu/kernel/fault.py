@@ -69,17 +69,22 @@ class FaultMixin:
         self._in_kernel_space = self.arch.kernel_space_test(self.layout)
         # 2.6.24-2.6.31 had no zero page for anonymous read faults: a fresh zeroed page
         self.anon_zero_page = self.era.anon_zero_page
+        #: the zone of GFP_HIGHUSER (user pages): HighMem where the machine has it
+        self._highuser_zone = "HighMem" if "HighMem" in self.frames.zones else "Normal"
 
     # -- the entry point --------------------------------------------------------------
 
     @operation
     def handle_page_fault(self, fault: Fault) -> FaultResolution:
         """``exc_page_fault``: decide and do what the kernel would."""
-        self.journal.set(self, "fault_count", self.fault_count + 1)
-        if fault.process is None:
-            fault.process = self.current
+        count = self.fault_count  # (journal.set, inline: every fault counts)
+        self.journal.undo.append((setattr, (self, "fault_count", count)))
+        self.fault_count = count + 1
+        proc = fault.process
+        if proc is None:
+            fault.process = proc = self.current
         # what the mapping events of this fault were done for (words made if an event is read)
-        prev, proc = self.event_context, fault.process
+        prev = self.event_context
         self.event_context = _fault_context(fault.address, proc)
         try:
             if self._fault_impls:
@@ -246,11 +251,16 @@ class FaultMixin:
             return "do_anonymous_page (zero page)"
         if vma.anon_vma is None:
             self.journal.set(vma, "anon_vma", new_anon_vma())  # anon_vma_prepare
-        # (the fault is the operation: the allocation joins it without a nested one)
-        page = self._alloc_pages(0, "HighMem", proc.anon_owner, True)
-        self.journal.add(self.anon_exclusive, page.pfn)  # page_add_new_anon_rmap: exclusive
+        # alloc_zeroed_user_highpage_movable (the fault is the operation: the allocation joins
+        # it without a nested one; _alloc_pages, inline)
+        pfn = self.frames.alloc_pages(0, self._highuser_zone, proc.anon_owner).pfn
+        self.mem.zero(pfn << PAGE_SHIFT, PAGE_SIZE)
+        exclusive = self.anon_exclusive  # page_add_new_anon_rmap: exclusive (journal.add, inline)
+        if pfn not in exclusive:
+            exclusive.add(pfn)
+            self.journal.undo.append((exclusive.discard, (pfn,)))
         codec = self.codec
-        entry = codec.pfn_pte(page.pfn, prot)  # mk_pte, inline: a private page is never PROT_NONE (no L1TF inversion)
+        entry = codec.pfn_pte(pfn, prot)  # mk_pte, inline: a private page is never PROT_NONE (no L1TF inversion)
         # maybe_mkwrite(pte_mkdirty(...)): the page is private to this process, so a read
         # fault of the kernels without the zero page (2.6.24-2.6.31) maps it writable and
         # dirty too (do_anonymous_page had no write_access branch left)
@@ -258,7 +268,7 @@ class FaultMixin:
             entry = codec.pte_mkdirty(entry)
             if vma.vm_flags & VM_WRITE:
                 entry = codec.pte_mkwrite(entry)
-        self.pgtable.write_pte_slot(*slot, entry, "do_anonymous_page", va)  # set_pte_at
+        self.pgtable.write_pte_slot(slot[0], slot[1], entry, "do_anonymous_page", va)  # set_pte_at
         return "do_anonymous_page"
 
     def shmem_fault(self, vma: Vma, va: int, write: bool, slot, prot: int) -> str:
