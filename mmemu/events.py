@@ -156,8 +156,8 @@ class RecentEvents:
         """The event *seq* of one entry written, given by the fields of its
         :class:`~mmemu.pagetable.EntryWrite` (``EntryWrite.fields()``), kept compact if its
         context is plain values (see the class)."""
-        if isinstance(context, (str, tuple)):
-            self._items.append((seq, context, *fields))
+        if type(context) is tuple or type(context) is str:  # (isinstance would look up __class__)
+            self._items.append((seq, context, fields))
         else:
             self._items.append(MappingEvent(seq, self._entry_write(fields), context))
 
@@ -165,8 +165,8 @@ class RecentEvents:
         return EntryWrite(self._pt, *fields)
 
     def _event(self, item) -> MappingEvent:
-        if isinstance(item, tuple):
-            return MappingEvent(item[0], self._entry_write(item[2:]), item[1])
+        if type(item) is tuple:
+            return MappingEvent(item[0], self._entry_write(item[2]), item[1])
         return item
 
     def __len__(self) -> int:

@@ -131,6 +131,18 @@ class PhysMem:
                 j.keep.append((self._restore, (pa, self.mem[pa:pa + n])))
         self.mem[pa:pa + n] = self._ZERO_PAGE if n == PAGE else bytes(n)
 
+    def clear_page(self, pa: int) -> None:
+        """``clear_page``: :meth:`zero` of one page at *pa*, a frame the allocator gave (RAM by
+        construction: not looked up in the RAM ranges again; every demand fault clears one)."""
+        j = self.journal
+        mem = self.mem
+        if j is not None:
+            if j.undo is not None:
+                j.undo.append((self._restore, (pa, mem[pa:pa + PAGE])))
+            elif j.keep is not None:
+                j.keep.append((self._restore, (pa, mem[pa:pa + PAGE])))
+        mem[pa:pa + PAGE] = self._ZERO_PAGE
+
     def entries(self, size: int):
         """RAM as an array of *size*-byte little-endian words (4 or 8): the word at *pa* is
         ``entries(size)[pa // size]``. On a little-endian host a typed view of RAM, an

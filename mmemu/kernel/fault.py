@@ -49,14 +49,6 @@ def _retry(how: str) -> FaultResolution:
     return res
 
 
-def _fault_context(address: int, proc) -> tuple:
-    """The context of a fault's mapping events, ``page fault at 0x... in comm[pid]``, as a
-    format and its values (made into words only if an event is read)."""
-    if proc is None:
-        return "page fault at {:#x} in the kernel", address
-    return "page fault at {:#x} in {}[{}]", address, proc.comm, proc.pid
-
-
 class FaultMixin:
     """``handle_page_fault`` and the accesses made through the API."""
 
@@ -83,9 +75,11 @@ class FaultMixin:
         proc = fault.process
         if proc is None:
             fault.process = proc = self.current
-        # what the mapping events of this fault were done for (words made if an event is read)
+        # what the mapping events of this fault were done for: ``page fault at 0x... in
+        # comm[pid]``, as a format and its values (made into words only if an event is read)
         prev = self.event_context
-        self.event_context = _fault_context(fault.address, proc)
+        self.event_context = ("page fault at {:#x} in {}[{}]", fault.address, proc.comm, proc.pid) \
+            if proc is not None else ("page fault at {:#x} in the kernel", fault.address)
         try:
             if self._fault_impls:
                 plugged = self._fault_hook(kernel=self, fault=fault)
@@ -254,7 +248,7 @@ class FaultMixin:
         # alloc_zeroed_user_highpage_movable (the fault is the operation: the allocation joins
         # it without a nested one; _alloc_pages, inline)
         pfn = self.frames.alloc_pages(0, self._highuser_zone, proc.anon_owner).pfn
-        self.mem.zero(pfn << PAGE_SHIFT, PAGE_SIZE)
+        self.mem.clear_page(pfn << PAGE_SHIFT)
         exclusive = self.anon_exclusive  # page_add_new_anon_rmap: exclusive (journal.add, inline)
         if pfn not in exclusive:
             exclusive.add(pfn)
