@@ -10,6 +10,7 @@ initialisation.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import TYPE_CHECKING
 
 from ..errors import AddressError, KernelBug, MmemuError, Oops, SegmentationFault
@@ -42,32 +43,54 @@ def need_int(value, what: str, minimum: int | None = None) -> int:
     return value
 
 
+#: the wrapper :func:`operation` makes, written once: ``{params}`` is the operation's own
+#: parameter list and ``{args}`` its arguments passed on, or ``*args, **kwargs`` for one
+#: with a ``*`` or ``**`` parameter (forwarding them costs a tuple and a dict a call: every
+#: demand fault is an operation)
+_OPERATION = """
+def {name}(self, {params}):
+    j = self.journal
+    if j.undo is not None:  # inside another operation: that one commits or rolls back
+        return fn(self, {args})
+    if j.held is not None:
+        raise MmemuError(f"{name}: {{j.held}} is in progress; finish it or abandon it first")
+    j.undo, j.commit_actions = [], []  # Journal.begin, inline: every demand fault is one
+    try:
+        result = fn(self, {args})
+    except (Oops, SegmentationFault):
+        j.commit()
+        raise
+    except BaseException:
+        j.rollback()
+        self._after_rollback()
+        raise
+    j.commit()
+    return result
+"""
+
+
 def operation(fn):
     """A public operation of the kernel model: one transaction (:mod:`mmemu.journal`). If
     it raises, everything it changed is undone, newest first, and the CPUs' TLBs flushed;
     if it returns (or ends in an oops or a SIGSEGV, which are the kernel's answers, not
     refusals), it commits: deferred frees happen, events reach the observers. Operations
     called from inside another join it."""
-
-    @functools.wraps(fn)
-    def op(self, *args, **kwargs):
-        j = self.journal
-        if j.undo is not None:  # inside another operation: that one commits or rolls back
-            return fn(self, *args, **kwargs)
-        if j.held is not None:
-            raise MmemuError(f"{fn.__name__}: {j.held} is in progress; finish it or abandon it first")
-        j.undo, j.commit_actions = [], []  # Journal.begin, inline: every demand fault is one
-        try:
-            result = fn(self, *args, **kwargs)
-        except (Oops, SegmentationFault):
-            j.commit()
-            raise
-        except BaseException:
-            j.rollback()
-            self._after_rollback()
-            raise
-        j.commit()
-        return result
+    ns = {"fn": fn, "MmemuError": MmemuError, "Oops": Oops, "SegmentationFault": SegmentationFault}
+    params, args = [], []
+    for i, p in enumerate(list(inspect.signature(fn).parameters.values())[1:]):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
+            break
+        if p.kind is p.KEYWORD_ONLY and "*" not in params:
+            params.append("*")
+        if p.default is p.empty:
+            params.append(p.name)
+        else:
+            ns[f"_default{i}"] = p.default
+            params.append(f"{p.name}=_default{i}")
+        args.append(p.name if p.kind is p.POSITIONAL_OR_KEYWORD else f"{p.name}={p.name}")
+    exec(_OPERATION.format(name=fn.__name__, params=", ".join(params), args=", ".join(args)), ns)  # noqa: S102
+    op = functools.wraps(fn)(ns[fn.__name__])
     op.kernel_operation = True
     return op
 
