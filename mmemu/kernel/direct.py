@@ -179,23 +179,32 @@ class DirectMapMixin:
             raise MmemuError(f"kmalloc({size}): negative size")
         return self._kmalloc(size, zero)
 
+    def kmalloc_slab(self, size: int) -> KmemCache | None:
+        """``kmalloc_slab``: the cache kmalloc(*size*) takes its object from (None beyond
+        KMALLOC_MAX_CACHE_SIZE: kmalloc_large)."""
+        return self.kmalloc_caches[KMALLOC_INDEX[size]] if size <= KMALLOC_MAX_CACHE_SIZE else None
+
     def _kmalloc(self, size: int, zero: bool = False) -> int:
         """:meth:`kmalloc` of a positive size, for the kernel's own callers inside their
-        operation (vmalloc's vm_struct, vmap_area and page array). An object from a
-        partial slab (the common case) is one undo record."""
+        operation (vmalloc's page array)."""
+        if size <= KMALLOC_MAX_CACHE_SIZE:
+            return self._slab_alloc(self.kmalloc_caches[KMALLOC_INDEX[size]], zero, size)
+        order = (size - 1).bit_length() - PAGE_SHIFT
+        if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
+            raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
+                              f"(order {NR_ORDERS - 1})")
+        page = self._alloc_pages(max(0, order), "Normal", f"kmalloc_large ({size} bytes)", zero)
+        self.journal.add(self._kmalloc_large, page.pfn)
+        return self.lowmem_page_address(page)
+
+    def _slab_alloc(self, cache: KmemCache, zero: bool = False, size: int = 0) -> int:
+        """``slab_alloc_node``: an object of *cache* (kmalloc(*size*), or of the cache's own
+        size), for the kernel's own callers inside their operation (vmalloc's vm_struct and
+        vmap_area come here directly, their cache known). An object from a partial slab
+        (the common case) is one undo record."""
         j = self.journal
-        cache = self.kmalloc_caches[KMALLOC_INDEX[size]] if size <= KMALLOC_MAX_CACHE_SIZE else None
-        if cache is not None:
-            if j.injection is not None:
-                j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()
-        else:
-            order = (size - 1).bit_length() - PAGE_SHIFT
-            if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
-                raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
-                                  f"(order {NR_ORDERS - 1})")
-            page = self._alloc_pages(max(0, order), "Normal", f"kmalloc_large ({size} bytes)", zero)
-            j.add(self._kmalloc_large, page.pfn)
-            return self.lowmem_page_address(page)
+        if j.injection is not None:
+            j.inject("slab", f"kmalloc({size or cache.size})")  # CONFIG_FAILSLAB: should_failslab()
         if not cache.partial:
             page = self._alloc_pages(cache.order, "Normal", f"slab ({cache.name})")
             base = self.lowmem_page_address(page)
@@ -252,6 +261,12 @@ class DirectMapMixin:
         base = (head << PAGE_SHIFT) - phys_offset + page_offset  # lowmem_page_address(head)
         if (addr - base) % cache.size:
             raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
+        self._slab_free(cache, head, addr)
+
+    def _slab_free(self, cache: KmemCache, head: int, addr: int) -> None:
+        """``slab_free``: the object at *addr* back to its slab (first frame *head*) of
+        *cache*: what :meth:`_kfree` does once it has found them. An object back to a slab
+        that stays in use (the common case) is one undo record."""
         free = cache.slabs[head]
         if addr in cache.free_objs:
             raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
@@ -264,19 +279,58 @@ class DirectMapMixin:
         if j.undo is not None:
             j.undo.append((_unkfree, (cache, head, addr, partial)))
         if len(free) == cache.objects_per_slab and len(cache.partial) > MIN_PARTIAL:
-            # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
-            # (counted only when more slabs than that are partial: the empty ones are among them)
-            per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
-            for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
-                if len(slabs[pfn]) == per:
-                    empty += 1
-            if empty > MIN_PARTIAL:
-                j.remove(cache.partial, head)
-                j.record(cache.free_objs.update, list(free))
-                cache.free_objs.difference_update(free)
-                j.delitem(cache.slabs, head)
-                j.delitem(self._slab_of, head)
-                self.frames.free_pages(head)
+            self._discard_slab(cache, head)
+
+    def _slab_free_bulk(self, cache: KmemCache, addrs: list[int]) -> None:
+        """``kmem_cache_free_bulk``: the objects at *addrs*, each one the caller got from
+        *cache*, back to their slabs in that order, with the same result as a
+        :meth:`_slab_free` of each (the vmap_areas of a lazy purge: thousands). A slab is
+        found by arithmetic (``virt_to_slab``: slabs are blocks of the buddy allocator,
+        aligned to their order, in the direct map), and a run of frees is one undo record."""
+        page_offset, _, phys_offset = self._direct_span
+        order = cache.order
+        shift = PAGE_SHIFT + order
+        slabs, free_objs, partial, per = cache.slabs, cache.free_objs, cache.partial, cache.objects_per_slab
+        j = self.journal
+        done: list[tuple[int, int, bool]] = []  # (slab, object, made the slab partial) since the last record
+        try:
+            for addr in addrs:
+                head = ((addr - page_offset + phys_offset) >> shift) << order
+                free = slabs[head]
+                if addr in free_objs:
+                    raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
+                free.append(addr)
+                free_objs.add(addr)
+                made_partial = len(free) == 1
+                if made_partial:
+                    partial.append(head)
+                done.append((head, addr, made_partial))
+                if len(free) == per and len(partial) > MIN_PARTIAL:
+                    if j.undo is not None:  # (the discard's own records come after these)
+                        j.undo.append((_unkfree_many, (cache, done)))
+                    done = []
+                    self._discard_slab(cache, head)
+        finally:
+            if done and j.undo is not None:
+                j.undo.append((_unkfree_many, (cache, done)))
+
+    def _discard_slab(self, cache: KmemCache, head: int) -> None:
+        """A kfree has just emptied the slab *head*: SLUB keeps a few empty slabs
+        (min_partial); beyond, this one goes back to the page allocator (``discard_slab``).
+        Counted only when more slabs than that are partial: the empty ones are among them."""
+        per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
+        for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
+            if len(slabs[pfn]) == per:
+                empty += 1
+        if empty > MIN_PARTIAL:
+            j = self.journal
+            free = slabs[head]
+            j.remove(cache.partial, head)
+            j.record(cache.free_objs.update, list(free))
+            cache.free_objs.difference_update(free)
+            j.delitem(cache.slabs, head)
+            j.delitem(self._slab_of, head)
+            self.frames.free_pages(head)
 
     def _kfree_block(self, addr: int, pfn: int) -> tuple[int | None, KmemCache | None]:
         """:meth:`_kfree` of an address that is not in the first frame of a slab: a
@@ -321,6 +375,17 @@ def _unkfree(cache: KmemCache, slab: int, obj: int, partial: bool) -> None:
     cache.free_objs.discard(obj)
     if partial:
         cache.partial.pop()
+
+
+def _unkfree_many(cache: KmemCache, done: list[tuple[int, int, bool]]) -> None:
+    """Undo of a run of frees of :meth:`DirectMapMixin._slab_free_bulk`: :func:`_unkfree` of
+    each, newest first."""
+    slabs, free_objs, partial = cache.slabs, cache.free_objs, cache.partial
+    for slab, obj, made_partial in reversed(done):
+        slabs[slab].pop()
+        free_objs.discard(obj)
+        if made_partial:
+            partial.pop()
 
 
 # the kernel's names, reachable as kernel.__free_pages(...) outside class bodies

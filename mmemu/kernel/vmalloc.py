@@ -19,7 +19,9 @@ hardware.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Iterable
 
 from ..buddy import Page
@@ -70,17 +72,21 @@ class VmapArea:
     early: bool = False  # taken at boot (vm_area_add_early): never freed
 
 
-def _merged(gaps: list[list[int]], ranges: list[tuple[int, int]]) -> list[list[int]]:
-    """The free space *gaps* ([start, end) lists, sorted, disjoint) with the disjoint
-    *ranges* added: sorted, ranges that touch merged. New lists (the journal keeps the old
-    ones for the undo)."""
-    out: list[list[int]] = []
-    for start, end in sorted([(g[0], g[1]) for g in gaps] + ranges):
-        if out and out[-1][1] == start:
-            out[-1][1] = end
-        else:
-            out.append([start, end])
-    return out
+# the fields a purge reads of thousands of areas, at C speed
+_is_lazy, _va_start, _va_end, _kaddr = (attrgetter(f) for f in ("lazy", "va_start", "va_end", "kaddr"))
+
+
+def _merged(gaps: list[list[int]], starts: Iterable[int], ends: Iterable[int]) -> list[list[int]]:
+    """The free space *gaps* ([start, end) lists, sorted, disjoint) with the ranges
+    [starts[i], ends[i]) added (disjoint from the gaps and each other): sorted, ranges that
+    touch merged. New lists (the journal keeps the old ones for the undo). Of disjoint
+    pieces, a point where one ends and another starts is inside their union: the union's
+    starts are the pieces' starts that end none, its ends the ends that start none (set
+    operations: a purge adds thousands of ranges)."""
+    s, e = set(starts), set(ends)
+    s.update(g[0] for g in gaps)
+    e.update(g[1] for g in gaps)
+    return [[start, end] for start, end in zip(sorted(s - e), sorted(e - s))]
 
 
 class VmallocMixin:
@@ -110,13 +116,22 @@ class VmallocMixin:
         # from the start, whose structures are the boot's own (no kmalloc)
         for start, end, caller in self.plan.early_vm_areas:
             vm = VmStruct(start, end - start, VM_MAP | VM_NO_GUARD, caller=caller)
-            self._insert_area(VmapArea(start, end, vm, 0, early=True))
+            g = bisect.bisect_right(self.vmap_free, [start, 1 << 65]) - 1
+            self._insert_area(VmapArea(start, end, vm, 0, early=True), g)
         self.vmap_lazy_nr = 0  # pages waiting for the purge
         self._lazy_max_pages = self.lazy_max_pages()  # of the CPUs the machine boots with
         self.lazy_purge = self.era.lazy_vunmap
         #: totalram_pages(): fixed once the boot has handed RAM to the buddy allocator
         self._totalram_pages = self.frames.managed_pages()
         self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
+        # what every vmalloc asks for, looked up once: PAGE_KERNEL; the zone of its pages
+        # (GFP_KERNEL | __GFP_HIGHMEM: HighMem first where the machine has it) and the
+        # zones it may fall back to; the kmalloc caches of its vm_struct and vmap_area
+        self._page_kernel = self.pgprot["PAGE_KERNEL"]
+        self._vmalloc_zone = "HighMem" if "HighMem" in self.frames.zones else "Normal"
+        self._vmalloc_zones = self.frames.zonelist(self._vmalloc_zone)
+        self._vm_struct_cache = self.kmalloc_slab(16 * self.ptr_size)  # sizeof(struct vm_struct)
+        self._vmap_area_cache = self.kmalloc_slab(8 * self.ptr_size)  # sizeof(struct vmap_area)
 
     # -- the address space ------------------------------------------------------------
 
@@ -124,18 +139,21 @@ class VmallocMixin:
         """mm/vmalloc.c (2.6.28+): ``fls(num_online_cpus()) * (32UL * 1024 * 1024 / PAGE_SIZE)``."""
         return self.spec.cpus.bit_length() * ((32 << 20) // PAGE_SIZE)
 
-    def _find_gap(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        """Lowest address in [vstart, vend) where *size* bytes aligned to *align* fit in the
-        free space (the areas busy or waiting for the purge are not in it)."""
+    def _find_gap(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int] | None:
+        """(index of the gap, address): the lowest address in [vstart, vend) where *size*
+        bytes aligned to *align* fit in the free space (the areas busy or waiting for the
+        purge are not in it), as find_vmap_lowest_match; None if there is none."""
         free = self.vmap_free
-        i = max(0, bisect.bisect_right(free, [vstart, 1 << 65]) - 1)
-        for k in range(i, len(free)):  # (indices: a slice would copy the rest of the list)
+        k = bisect.bisect_right(free, [vstart, 1 << 65]) - 1
+        if k < 0:
+            k = 0
+        for k in range(k, len(free)):  # (indices: a slice would copy the rest of the list)
             start, end = free[k]
             if start >= vend:
                 break
-            addr = (max(start, vstart) + align - 1) & ~(align - 1)
-            if addr + size <= min(end, vend):
-                return addr
+            addr = ((start if start > vstart else vstart) + align - 1) & ~(align - 1)
+            if addr + size <= (end if end < vend else vend):
+                return k, addr
         return None
 
     # The free space is a list of [start, end) gaps; each change replaces a slice of it
@@ -153,15 +171,19 @@ class VmallocMixin:
             end = free[i][1]
         self.journal.splice(free, lo, hi, [[start, end]])
 
-    def _insert_area(self, area: VmapArea) -> None:
-        """Put *area* in the sorted lists and take its range out of the free gap holding it
-        (split in two, one or none): one undo record for the three lists."""
+    def _insert_area(self, area: VmapArea, g: int) -> None:
+        """Put *area* in the sorted lists and take its range out of the free gap *g* holding
+        it (split in two, one or none: adjust_va_to_fit_type): one undo record for the three
+        lists."""
         start, end = area.va_start, area.va_end
-        i = bisect.bisect_left(self._vmap_starts, start)
-        self._vmap_starts.insert(i, start)
+        starts = self._vmap_starts
+        if not starts or starts[-1] < start:  # above every area (the lowest fit, often)
+            i = len(starts)
+        else:
+            i = bisect.bisect_left(starts, start)
+        starts.insert(i, start)
         self.vmap_areas.insert(i, area)
         free = self.vmap_free
-        g = bisect.bisect_right(free, [start, 1 << 65]) - 1
         gap = free[g]
         pieces = [[gap[0], start]] if gap[0] < start else []
         if end < gap[1]:
@@ -184,36 +206,38 @@ class VmallocMixin:
         self.journal.delitem(self.vmap_areas, i)
         self._give_space(area.va_start, area.va_end)
 
-    def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> int:
-        """Reserve *size* bytes (the caller has added the guard page): lowest fit; on
-        failure purge the lazily freed areas and try once more, then fail like the kernel."""
-        addr = self._find_gap(size, align, vstart, vend)
-        if addr is None and self.vmap_lazy_nr:
+    def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int]:
+        """Where *size* bytes fit (the caller has added the guard page), as :meth:`_find_gap`
+        gives it: lowest fit; on failure purge the lazily freed areas and try once more,
+        then fail like the kernel."""
+        fit = self._find_gap(size, align, vstart, vend)
+        if fit is None and self.vmap_lazy_nr:
             self.purge_vmap_area_lazy()
-            addr = self._find_gap(size, align, vstart, vend)
-        if addr is None:
+            fit = self._find_gap(size, align, vstart, vend)
+        if fit is None:
             raise OutOfMemory(self.era.vmap_area_fail.format(size=size))
-        return addr
+        return fit
 
     @operation
     def purge_vmap_area_lazy(self) -> int:
         """``__purge_vmap_area_lazy``: one TLB flush over the span of every lazily freed
         area, then their ranges become free. Returns how many areas were released."""
-        lazy = [a for a in self.vmap_areas if a.lazy]
+        areas = self.vmap_areas
+        lazy = list(filter(_is_lazy, areas))
         if not lazy:
             return 0
-        self.flush_tlb_kernel_range(min(a.va_start for a in lazy), max(a.va_end for a in lazy))
+        # (the areas are in address order and disjoint: the span is from the first to the last)
+        self.flush_tlb_kernel_range(lazy[0].va_start, lazy[-1].va_end)
         # they all leave at once (up to lazy_max_pages of them: thousands): the busy areas
         # kept in order, the freed ranges merged into the free space in one pass, each
         # list replaced whole (one undo record each, not one per area)
         j = self.journal
-        busy = [a for a in self.vmap_areas if not a.lazy]
+        busy = list(itertools.filterfalse(_is_lazy, areas))
         j.splice(self.vmap_areas, 0, len(self.vmap_areas), busy)
-        j.splice(self._vmap_starts, 0, len(self._vmap_starts), [a.va_start for a in busy])
+        j.splice(self._vmap_starts, 0, len(self._vmap_starts), list(map(_va_start, busy)))
         j.splice(self.vmap_free, 0, len(self.vmap_free),
-                 _merged(self.vmap_free, [(a.va_start, a.va_end) for a in lazy]))
-        for area in lazy:
-            self._kfree(area.kaddr)
+                 _merged(self.vmap_free, map(_va_start, lazy), map(_va_end, lazy)))
+        self._slab_free_bulk(self._vmap_area_cache, list(map(_kaddr, lazy)))
         j.set(self, "vmap_lazy_nr", 0)
         return len(lazy)
 
@@ -228,9 +252,9 @@ class VmallocMixin:
             size += PAGE_SIZE
         # the structures first (__get_vm_area_node kmallocs the vm_struct, alloc_vmap_area
         # the vmap_area), then the range; a failure undoes them with the operation
-        vm_kaddr = self._kmalloc(16 * self.ptr_size)  # struct vm_struct
-        va_kaddr = self._kmalloc(8 * self.ptr_size)  # struct vmap_area
-        addr = self.alloc_vmap_area(size, align, start, end)
+        vm_kaddr = self._slab_alloc(self._vm_struct_cache)
+        va_kaddr = self._slab_alloc(self._vmap_area_cache)
+        g, addr = self.alloc_vmap_area(size, align, start, end)
         # both records filled in without a call of their dataclass __init__ (every vmalloc)
         vm = _NEW(VmStruct)
         vm.addr, vm.size, vm.flags, vm.pages, vm.phys_addr, vm.caller, vm.kaddr, vm.pages_kaddr = \
@@ -238,7 +262,7 @@ class VmallocMixin:
         area = _NEW(VmapArea)
         area.va_start, area.va_end, area.vm, area.kaddr, area.lazy, area.early = \
             addr, addr + size, vm, va_kaddr, False, False
-        self._insert_area(area)
+        self._insert_area(area, g)
         return area
 
     def find_vmap_area(self, addr: int) -> VmapArea | None:
