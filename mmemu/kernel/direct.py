@@ -281,12 +281,19 @@ class DirectMapMixin:
         if len(free) == cache.objects_per_slab and len(cache.partial) > MIN_PARTIAL:
             self._discard_slab(cache, head)
 
+    def _kmem_cache_free(self, cache: KmemCache, addr: int) -> None:
+        """``kmem_cache_free``: the object at *addr*, one the caller got from *cache* (vfree's
+        vm_struct), back to its slab, found by arithmetic (``virt_to_slab``: slabs are blocks
+        of the buddy allocator, aligned to their order, in the direct map)."""
+        page_offset, _, phys_offset = self._direct_span
+        order = cache.order
+        self._slab_free(cache, ((addr - page_offset + phys_offset) >> (PAGE_SHIFT + order)) << order, addr)
+
     def _slab_free_bulk(self, cache: KmemCache, addrs: list[int]) -> None:
         """``kmem_cache_free_bulk``: the objects at *addrs*, each one the caller got from
         *cache*, back to their slabs in that order, with the same result as a
-        :meth:`_slab_free` of each (the vmap_areas of a lazy purge: thousands). A slab is
-        found by arithmetic (``virt_to_slab``: slabs are blocks of the buddy allocator,
-        aligned to their order, in the direct map), and a run of frees is one undo record."""
+        :meth:`_kmem_cache_free` of each (the vmap_areas of a lazy purge: thousands), a run
+        of frees one undo record."""
         page_offset, _, phys_offset = self._direct_span
         order = cache.order
         shift = PAGE_SHIFT + order

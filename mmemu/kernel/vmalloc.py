@@ -89,6 +89,12 @@ def _merged(gaps: list[list[int]], starts: Iterable[int], ends: Iterable[int]) -
     return [[start, end] for start, end in zip(sorted(s - e), sorted(e - s))]
 
 
+def _unlazy(kernel, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
+    """Undo of a lazy free: the area busy with its vm_struct again."""
+    area.vm, area.lazy = vm, False
+    kernel.vmap_lazy_nr = lazy_nr
+
+
 class VmallocMixin:
     """``vmalloc``, ``vzalloc``, ``vmap``, ``vunmap``, ``vfree``, ``vmalloc_to_page``,
     ``find_vm_area`` and the ``kmem -v`` listing."""
@@ -299,16 +305,17 @@ class VmallocMixin:
         size = self._check_vmalloc_size(size, caller)
         area = self._get_vm_area(size, VM_ALLOC | flags, start, end, caller, align)
         vm = area.vm
-        nr = vm.get_vm_area_size() // PAGE_SIZE
-        got, mapping = 0, False
+        nr = size >> PAGE_SHIFT  # (size is the usable size, whole pages, at least one)
+        pages = vm.pages
+        short, mapping = None, False  # short: the pages the free lists had, known to be too few
         try:
             # __vmalloc_area_node: the array of page pointers is kmalloc'd, or vmalloc'd
             # itself when it is larger than a page
-            array_size = max(1, nr) * self.ptr_size
+            array_size = nr * self.ptr_size
             try:
                 if array_size > PAGE_SIZE:
                     vm.pages_kaddr = self.__vmalloc_node_range(array_size, self.layout["VMALLOC_START"],
-                                                               self.layout["VMALLOC_END"], self.pgprot["PAGE_KERNEL"],
+                                                               self.layout["VMALLOC_END"], self._page_kernel,
                                                                caller)
                 else:
                     vm.pages_kaddr = self._kmalloc(array_size)
@@ -318,24 +325,26 @@ class VmallocMixin:
                                   self._vmalloc_oom_text(size, 0, nr)) from exc
             # the pages (HighMem first); a request the free lists cannot meet fails on the
             # page the allocator has no more of: say so without taking them all first
-            frames = self.frames
-            zone = "HighMem" if "HighMem" in frames.zones else "Normal"
-            zones = frames.zonelist(zone)
+            zone, zones = self._vmalloc_zone, self._vmalloc_zones
             if nr > zones[0].nr_free and self.journal.injection is None:  # the first zone may not do
                 free = sum(z.nr_free for z in zones)
                 if nr > free:
-                    got = free
+                    short = free
                     raise OutOfMemory("out of pages")
-            pages = vm.pages
-            alloc = self._alloc_pages
-            for _ in range(nr):
-                pages.append(alloc(0, zone, caller, zero).pfn)
-                got += 1
+            if zero:
+                for _ in range(nr):
+                    pages.append(self._alloc_pages(0, zone, caller, True).pfn)
+            else:  # (the zone is one the machine has: the buddy allocator's own call)
+                alloc = self.frames.alloc_pages
+                for _ in range(nr):
+                    pages.append(alloc(0, zone, caller).pfn)
             mapping = True
-            op = self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
+            op = self.pgtable.map_frames(self.pgd, vm.addr, pages, prot, writer=caller)
         except OutOfMemory as exc:
+            got = len(pages) if short is None else short
             raise OutOfMemory(self._vmalloc_oom_text(size, got, nr, mapping)) from exc
-        self._sync_kernel_mappings(op)
+        if self._sync_kernel_mappings_now:
+            self._sync_kernel_mappings(op)
         return vm.addr
 
     def _vmalloc_oom_text(self, size: int, got: int, want: int, mapping: bool = False) -> str:
@@ -353,13 +362,13 @@ class VmallocMixin:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
         virtually contiguous memory."""
         start, end = self._vmalloc_space
-        return self.__vmalloc_node_range(size, start, end, self.pgprot["PAGE_KERNEL"], "vmalloc")
+        return self.__vmalloc_node_range(size, start, end, self._page_kernel, "vmalloc")
 
     @operation
     def vzalloc(self, size: int) -> int:
         """``vzalloc(size)``: vmalloc, zeroed."""
-        return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
-                                         self.pgprot["PAGE_KERNEL"], "vzalloc", zero=True)
+        start, end = self._vmalloc_space
+        return self.__vmalloc_node_range(size, start, end, self._page_kernel, "vzalloc", zero=True)
 
     def _pgprot(self, prot: str, what: str) -> int:
         if not isinstance(prot, str) or prot not in self.pgprot:
@@ -397,7 +406,9 @@ class VmallocMixin:
         area = self._get_vm_area(len(pfns) * PAGE_SIZE, VM_MAP | (0 if guard else VM_NO_GUARD),
                                  self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
         area.vm.pages = pfns
-        self._sync_kernel_mappings(self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap"))
+        op = self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap")
+        if self._sync_kernel_mappings_now:
+            self._sync_kernel_mappings(op)
         return area.va_start
 
     def _free_area(self, addr: int, who: str, free_pages: bool) -> VmStruct:
@@ -422,11 +433,13 @@ class VmallocMixin:
         j = self.journal
         if self.lazy_purge:
             # free_vmap_area_noflush: the area waits for the purge (one undo record)
+            lazy_nr = self.vmap_lazy_nr
             if j.undo is not None:
-                j.undo.append((self._unlazy, (area, vm, self.vmap_lazy_nr)))
+                j.undo.append((_unlazy, (self, area, vm, lazy_nr)))
             area.vm, area.lazy = None, True
-            self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
-            if self.vmap_lazy_nr > self._lazy_max_pages:
+            lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
+            self.vmap_lazy_nr = lazy_nr
+            if lazy_nr > self._lazy_max_pages:
                 self.purge_vmap_area_lazy()
         else:
             j.set(area, "vm", None)
@@ -435,20 +448,16 @@ class VmallocMixin:
             self._kfree(area.kaddr)
         # then vfree frees the pages, the page array (kvfree) and the vm_struct
         if free_pages:
+            free = self.frames.free_pages
             for pfn in vm.pages:
-                self.frames.free_pages(pfn)
+                free(pfn)
         if vm.pages_kaddr:  # kvfree
             if self.is_vmalloc_addr(vm.pages_kaddr):
                 self.vfree(vm.pages_kaddr)
             else:
                 self._kfree(vm.pages_kaddr)
-        self._kfree(vm.kaddr)
+        self._kmem_cache_free(self._vm_struct_cache, vm.kaddr)
         return vm
-
-    def _unlazy(self, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
-        """Undo of a lazy free: the area busy with its vm_struct again."""
-        area.vm, area.lazy = vm, False
-        self.vmap_lazy_nr = lazy_nr
 
     @operation
     def vfree(self, addr: int) -> None:
@@ -497,7 +506,8 @@ class VmallocMixin:
     # -- keeping other page directories in step ---------------------------------------
 
     def _sync_kernel_mappings(self, op) -> None:
-        """Where the arch asks for it (arch_sync_kernel_mappings since 5.8, sync_global_pgds)
+        """Where the arch asks for it (``_sync_kernel_mappings_now``, which the callers test:
+        arch_sync_kernel_mappings since 5.8, sync_global_pgds)
         a new top-level kernel entry is copied into every page directory at once; else each
         process picks it up on its first fault there (vmalloc_fault) or needs none (a
         preallocated or separate kernel root). Only after a mapping *op* that changed an
@@ -505,7 +515,7 @@ class VmallocMixin:
         vmap_range_noflush and vmap_small_pages_range_noflush collect the levels they
         modified in a pgtbl_mod_mask and call arch_sync_kernel_mappings() only ``if (mask &
         ARCH_PAGE_TABLE_SYNC_MASK)``; a vmap into page tables that exist changes none."""
-        if self._sync_kernel_mappings_now and op.tables_allocated:
+        if op.tables_allocated:
             self.sync_kernel_pgds()
 
     # -- looking ------------------------------------------------------------------------
