@@ -1302,9 +1302,16 @@ class PageTables:
                 # entries cleared without the walk down, and nothing can fail half-way
                 table, idx = slot
                 if n == 1:  # one page (a vmalloc area of one): one entry, if it maps one
-                    raw = self._words[self._last][(table >> self._word_shift[self._last]) + idx]
-                    if raw and self._decode[self._last](raw)[0] == LEAF:
-                        return self._write_one(table, self._last, idx, 0, writer, "unmap", va)
+                    last = self._last
+                    raw = self._words[last][(table >> self._word_shift[last]) + idx]
+                    if raw:
+                        # its kind: of its bits other than the address where the codec says
+                        # which they are (a memo, as the walk does), else decoded
+                        flag_bits = self._flag_bits[last]
+                        kind = self._flags[last][raw & flag_bits][0] if flag_bits is not None else \
+                            self._decode[last](raw)[0]
+                        if kind == LEAF:
+                            return self._write_one(table, last, idx, 0, writer, "unmap", va)
                 op = Operation(writer, "unmap", va, size)
                 wid = self.writer_id(writer)
                 start = table + idx * lv.entry_size

@@ -451,11 +451,12 @@ class VmallocMixin:
             free = self.frames.free_pages
             for pfn in vm.pages:
                 free(pfn)
-        if vm.pages_kaddr:  # kvfree
-            if self.is_vmalloc_addr(vm.pages_kaddr):
+        if vm.pages_kaddr:  # kvfree of the page array, made as __vmalloc_area_node made it
+            array_size = len(vm.pages) * self.ptr_size
+            if array_size > PAGE_SIZE:
                 self.vfree(vm.pages_kaddr)
             else:
-                self._kfree(vm.pages_kaddr)
+                self._kmem_cache_free(self.kmalloc_slab(array_size), vm.pages_kaddr)
         self._kmem_cache_free(self._vm_struct_cache, vm.kaddr)
         return vm
 
