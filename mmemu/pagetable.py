@@ -1072,22 +1072,23 @@ class PageTables:
         if prot not in self._prots_ok:
             self._check_map_prot(prot)
         last = self._last
-        lv = self.levels[last]
         slot = self.pte_slot(root, va)
+        if slot is not None and n == 1:  # one page: one entry, written as a fault writes its pte
+            table, idx = slot
+            old = self._words[last][(table >> self._word_shift[last]) + idx]
+            if old and self._decode[last](old)[0] != NONE:
+                raise MappingError(f"{va:#x} is already mapped (pte {old:#x})")
+            coding = self._frame_coding.get(prot)
+            if coding is None:
+                coding = self._frame_coding_of(prot)
+            leaf = coding[0] + frames[0] * coding[1] if coding else \
+                self.codec.leaves_for_frames(last, frames, prot)[0]
+            return self._write_one(table, last, idx, leaf, writer, "map", va)
+        lv = self.levels[last]
         if slot is not None and slot[1] + n <= lv.entries:
             # the common case (a small area): one page table already there holds every
             # entry; checked before the one write, so there is nothing to roll back
             table, idx = slot
-            if n == 1:  # one page: one entry, written as a fault writes its pte
-                old = self._words[last][(table >> self._word_shift[last]) + idx]
-                if old and self._decode[last](old)[0] != NONE:
-                    raise MappingError(f"{va:#x} is already mapped (pte {old:#x})")
-                coding = self._frame_coding.get(prot)
-                if coding is None:
-                    coding = self._frame_coding_of(prot)
-                leaf = coding[0] + frames[0] * coding[1] if coding else \
-                    self.codec.leaves_for_frames(last, frames, prot)[0]
-                return self._write_one(table, last, idx, leaf, writer, "map", va)
             wid = self.writer_id(writer)
             start = table + idx * lv.entry_size
             old = self._buf[start:start + n * lv.entry_size]

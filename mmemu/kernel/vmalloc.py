@@ -95,6 +95,13 @@ def _merged(gaps: list[list[int]], areas: list[VmapArea]) -> list[list[int]]:
     return out
 
 
+def _uninsert_area(kernel, i: int, g: int, n: int, gap: list[int]) -> None:
+    """Undo of :meth:`VmallocMixin._insert_area`: the area out of the lists, the gap whole."""
+    del kernel._vmap_starts[i]
+    del kernel.vmap_areas[i]
+    kernel.vmap_free[g:g + n] = [gap]
+
+
 def _unlazy(kernel, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
     """Undo of a lazy free: the area busy with its vm_struct again."""
     area.vm, area.lazy = vm, False
@@ -203,12 +210,7 @@ class VmallocMixin:
         free[g:g + 1] = pieces  # new gap lists, never the old one edited: the undo puts it back
         j = self.journal
         if j.undo is not None:
-            j.undo.append((self._uninsert_area, (i, g, len(pieces), gap)))
-
-    def _uninsert_area(self, i: int, g: int, n: int, gap: list[int]) -> None:
-        del self._vmap_starts[i]
-        del self.vmap_areas[i]
-        self.vmap_free[g:g + n] = [gap]
+            j.undo.append((_uninsert_area, (self, i, g, len(pieces), gap)))
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
