@@ -303,8 +303,8 @@ class DirectMapMixin:
         free list in their order, the slab made partial at the run's first object if it
         was full, and, at its last, the slab emptied (and perhaps discarded), since only
         the last free of a slab can empty it. Slabs are found by arithmetic, as
-        :meth:`_kmem_cache_free` does; the double-free check is one set operation. A run
-        of runs is one undo record."""
+        :meth:`_kmem_cache_free` does; the double-free check is one set operation; the
+        runs between two discarded slabs are one undo record."""
         free_objs = cache.free_objs
         before = len(free_objs)
         if free_objs.isdisjoint(addrs):
@@ -346,8 +346,7 @@ class DirectMapMixin:
                     self._discard_slab(cache, head)
         finally:
             if i < len(addrs):  # (a model bug raised: the objects not freed are not free)
-                free_objs = cache.free_objs
-                free_objs.difference_update(addrs[i:])
+                cache.free_objs.difference_update(addrs[i:])
             if runs and j.undo is not None:
                 j.undo.append((_unfree_runs, (cache, addrs, runs)))
 

@@ -22,7 +22,6 @@ import bisect
 import itertools
 import operator
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Iterable
 
 from ..buddy import Page
@@ -74,15 +73,15 @@ class VmapArea:
 
 
 # the fields a purge reads of thousands of areas, at C speed
-_is_lazy, _va_start, _va_end, _kaddr = (attrgetter(f) for f in ("lazy", "va_start", "va_end", "kaddr"))
+_is_lazy, _va_start, _va_end, _kaddr = (operator.attrgetter(f) for f in ("lazy", "va_start", "va_end", "kaddr"))
 
 
 def _merged(gaps: list[list[int]], areas: list[VmapArea]) -> list[list[int]]:
     """The free space *gaps* ([start, end) lists, sorted, disjoint) with the ranges of
-    *areas* added (in address order, disjoint from the gaps and each other): sorted, ranges
-    that touch merged. New lists (the journal keeps the old ones for the undo). The areas
-    are taken as runs of areas that touch (a purge frees thousands, mostly side by side),
-    found by comparing each area's end with the next one's start at C speed."""
+    *areas* added (one at least, in address order, disjoint from the gaps and each other):
+    sorted, ranges that touch merged. New lists (the journal keeps the old ones for the
+    undo). The areas are taken as runs of areas that touch (a purge frees thousands, mostly
+    side by side), found by comparing each area's end with the next one's start at C speed."""
     starts, ends = list(map(_va_start, areas)), list(map(_va_end, areas))
     breaks = list(map(operator.ne, ends[:-1], starts[1:]))  # after area i, a hole
     runs = zip([starts[0], *itertools.compress(starts[1:], breaks)], [*itertools.compress(ends, breaks), ends[-1]])
@@ -163,10 +162,8 @@ class VmallocMixin:
         bytes aligned to *align* fit in the free space (the areas busy or waiting for the
         purge are not in it), as find_vmap_lowest_match; None if there is none."""
         free = self.vmap_free
-        k = bisect.bisect_right(free, [vstart, 1 << 65]) - 1
-        if k < 0:
-            k = 0
-        for k in range(k, len(free)):  # (indices: a slice would copy the rest of the list)
+        first = bisect.bisect_right(free, [vstart, 1 << 65]) - 1
+        for k in range(first if first > 0 else 0, len(free)):  # (indices: a slice would copy the rest)
             start, end = free[k]
             if start >= vend:
                 break
@@ -247,7 +244,7 @@ class VmallocMixin:
         # list replaced whole (one undo record each, not one per area)
         j = self.journal
         busy = list(itertools.filterfalse(_is_lazy, areas))
-        j.splice(self.vmap_areas, 0, len(self.vmap_areas), busy)
+        j.splice(areas, 0, len(areas), busy)
         j.splice(self._vmap_starts, 0, len(self._vmap_starts), list(map(_va_start, busy)))
         j.splice(self.vmap_free, 0, len(self.vmap_free),
                  _merged(self.vmap_free, lazy))
