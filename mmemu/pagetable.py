@@ -1072,22 +1072,23 @@ class PageTables:
         if prot not in self._prots_ok:
             self._check_map_prot(prot)
         last = self._last
-        lv = self.levels[last]
         slot = self.pte_slot(root, va)
+        if slot is not None and n == 1:  # one page: one entry, written as a fault writes its pte
+            table, idx = slot
+            old = self._words[last][(table >> self._word_shift[last]) + idx]
+            if old and self._decode[last](old)[0] != NONE:
+                raise MappingError(f"{va:#x} is already mapped (pte {old:#x})")
+            coding = self._frame_coding.get(prot)
+            if coding is None:
+                coding = self._frame_coding_of(prot)
+            leaf = coding[0] + frames[0] * coding[1] if coding else \
+                self.codec.leaves_for_frames(last, frames, prot)[0]
+            return self._write_one(table, last, idx, leaf, writer, "map", va)
+        lv = self.levels[last]
         if slot is not None and slot[1] + n <= lv.entries:
             # the common case (a small area): one page table already there holds every
             # entry; checked before the one write, so there is nothing to roll back
             table, idx = slot
-            if n == 1:  # one page: one entry, written as a fault writes its pte
-                old = self._words[last][(table >> self._word_shift[last]) + idx]
-                if old and self._decode[last](old)[0] != NONE:
-                    raise MappingError(f"{va:#x} is already mapped (pte {old:#x})")
-                coding = self._frame_coding.get(prot)
-                if coding is None:
-                    coding = self._frame_coding_of(prot)
-                leaf = coding[0] + frames[0] * coding[1] if coding else \
-                    self.codec.leaves_for_frames(last, frames, prot)[0]
-                return self._write_one(table, last, idx, leaf, writer, "map", va)
             wid = self.writer_id(writer)
             start = table + idx * lv.entry_size
             old = self._buf[start:start + n * lv.entry_size]
@@ -1302,9 +1303,16 @@ class PageTables:
                 # entries cleared without the walk down, and nothing can fail half-way
                 table, idx = slot
                 if n == 1:  # one page (a vmalloc area of one): one entry, if it maps one
-                    raw = self._words[self._last][(table >> self._word_shift[self._last]) + idx]
-                    if raw and self._decode[self._last](raw)[0] == LEAF:
-                        return self._write_one(table, self._last, idx, 0, writer, "unmap", va)
+                    last = self._last
+                    raw = self._words[last][(table >> self._word_shift[last]) + idx]
+                    if raw:
+                        # its kind: of its bits other than the address where the codec says
+                        # which they are (a memo, as the walk does), else decoded
+                        flag_bits = self._flag_bits[last]
+                        kind = self._flags[last][raw & flag_bits][0] if flag_bits is not None else \
+                            self._decode[last](raw)[0]
+                        if kind == LEAF:
+                            return self._write_one(table, last, idx, 0, writer, "unmap", va)
                 op = Operation(writer, "unmap", va, size)
                 wid = self.writer_id(writer)
                 start = table + idx * lv.entry_size

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from mmemu.errors import AddressError, KernelBug, MmemuError, OutOfMemory
+from mmemu.kernel.base import operation
 
 PAGE = 4096
 MiB = 1 << 20
@@ -354,6 +355,27 @@ def test_double_kfree_is_a_kernel_bug_and_changes_nothing(boot, arch, kv, ram):
     assert whole_state(k) == before
     k.kfree(keep)
     k.check_invariants()
+
+
+def test_a_bulk_free_is_a_kfree_of_each_a_double_free_among_them_included(boot):
+    """kmem_cache_free_bulk (a lazy purge's vmap_areas) leaves the slabs as a kfree of each
+    object in turn does, emptied slabs given back beyond min_partial; an object in it twice
+    is the double free a kfree of each would hit, and the operation changes nothing."""
+    bulk, each = (boot(arch="x86_64", kernel="6.6", ram="1G") for _ in range(2))
+    objs = [[k.kmalloc(64) for _ in range(64 * 9)] for k in (bulk, each)]
+    assert objs[0] == objs[1]
+    order = objs[0][64 * 4:] + objs[0][:64 * 4]  # a slab's objects in one run, most of them
+    cache = bulk.kmalloc_slab(64)
+    before = whole_state(bulk)
+    with pytest.raises(KernelBug, match="double free"):
+        operation(lambda k: k._slab_free_bulk(cache, order + order[5:6]))(bulk)
+    assert whole_state(bulk) == before and sorted(cache.free_objs) == sorted(each.kmalloc_slab(64).free_objs)
+    operation(lambda k: k._slab_free_bulk(cache, order))(bulk)
+    for addr in order:
+        each.kfree(addr)
+    assert slab_state(bulk) == slab_state(each) and sorted(bulk.frames.allocated) == sorted(each.frames.allocated)
+    assert sorted(cache.free_objs) == sorted(each.kmalloc_slab(64).free_objs)
+    bulk.check_invariants()
 
 
 @pytest.mark.parametrize("arch,kv,ram", ARCHES)

@@ -533,6 +533,62 @@ def test_a_purge_releases_every_lazy_area_merged_and_a_failure_puts_them_back(bo
     k.check_invariants()
 
 
+def _slab_state(k):
+    """The slab caches (free lists in order, partial lists, free objects) and the page
+    allocator's free lists and blocks."""
+    caches = [(c.name, dict(c.slabs), list(c.partial), sorted(c.free_objs)) for c in k.kmalloc_caches]
+    zones = [(z.name, z.nr_free, [list(fa) for fa in z.free_area]) for z in k.frames.zones.values()]
+    return caches, zones, sorted((p.pfn, p.order, p.owner) for p in k.frames.allocated.values())
+
+
+def _many_lazy_areas(k, n):
+    """*n* one-page areas vmalloc'd, then vfree'd: their vmap_areas wait for the purge."""
+    addrs = [k.vmalloc(PAGE) for _ in range(n)]
+    for a in addrs:
+        k.vfree(a)
+    assert sum(a.lazy for a in k.vmap_areas) == n
+    return addrs
+
+
+def test_a_purge_frees_the_vmap_areas_as_a_kfree_of_each_in_turn(boot):
+    """The purge gives back hundreds of vmap_area objects at once: their slabs end exactly
+    as a kfree of each, in the order of the areas, leaves them (objects back on their slab's
+    free list in that order, slabs emptied beyond min_partial back to the page allocator)."""
+    purged, freed = (boot(arch="x86_64", kernel="6.6", ram="1G") for _ in range(2))
+    for k in (purged, freed):
+        _many_lazy_areas(k, 700)  # 700 vmap_areas: eleven slabs of kmalloc-64
+    cache = purged.kmalloc_caches[3]
+    slabs = len(cache.slabs)
+    assert purged.purge_vmap_area_lazy() == 700
+    for kaddr in [a.kaddr for a in freed.vmap_areas if a.lazy]:
+        freed.kfree(kaddr)
+    assert _slab_state(purged) == _slab_state(freed)
+    # MIN_PARTIAL (5) empty slabs kept, the others given back
+    assert cache.name == "kmalloc-64" and len(cache.partial) == len(cache.slabs) == 5 < slabs - 5
+    purged.check_invariants()
+
+
+def test_an_undone_purge_puts_every_slab_back(boot):
+    """A vmalloc that purged hundreds of lazy areas on its way (no room otherwise), emptying
+    slabs, and then failed (its page) leaves the slabs, the page allocator and the areas
+    as they were."""
+    k = boot(arch="i386", kernel="6.6", ram="2G", cmdline="vmalloc=16M")
+    _many_lazy_areas(k, 900)  # 900 vmap_areas: eight slabs of kmalloc-32, emptied
+    while k.vmap_free:  # the rest of the space, in areas whose page arrays are kmalloc'd
+        start, end = k.vmap_free[-1]
+        k.vmalloc(min(end - start - PAGE, 1024 * PAGE))
+    assert sum(a.lazy for a in k.vmap_areas) == 900
+    before, slabs = snapshot(k), _slab_state(k)
+    k.inject_failures(page=1)
+    with pytest.raises(OutOfMemory, match="failed to allocate pages"):  # after the purge: its page
+        k.vmalloc(PAGE)
+    k.stop_injecting()
+    assert snapshot(k) == before and _slab_state(k) == slabs
+    k.vmalloc(PAGE)  # now purged for good
+    assert not any(a.lazy for a in k.vmap_areas) and _slab_state(k) != slabs
+    k.check_invariants()
+
+
 @pytest.mark.parametrize("arch,kv,ram", [("i386", "6.6", "1G"), ("i386_pae", "3.10", "2G"), ("x86_64", "6.6", "1G"),
                                          ("x86_64", "2.6.28", "1G")])
 def test_stale_translation_survives_a_lazy_vfree_until_the_purge(boot, arch, kv, ram):

@@ -9,6 +9,8 @@ mm/page_alloc.c (``alloc_pages``, ``__get_free_pages``), mm/slab_common.c and mm
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from dataclasses import dataclass, field
 
 from ..buddy import NR_ORDERS, Page
@@ -179,23 +181,32 @@ class DirectMapMixin:
             raise MmemuError(f"kmalloc({size}): negative size")
         return self._kmalloc(size, zero)
 
+    def kmalloc_slab(self, size: int) -> KmemCache | None:
+        """``kmalloc_slab``: the cache kmalloc(*size*) takes its object from (None beyond
+        KMALLOC_MAX_CACHE_SIZE: kmalloc_large)."""
+        return self.kmalloc_caches[KMALLOC_INDEX[size]] if size <= KMALLOC_MAX_CACHE_SIZE else None
+
     def _kmalloc(self, size: int, zero: bool = False) -> int:
         """:meth:`kmalloc` of a positive size, for the kernel's own callers inside their
-        operation (vmalloc's vm_struct, vmap_area and page array). An object from a
-        partial slab (the common case) is one undo record."""
+        operation (vmalloc's page array)."""
+        if size <= KMALLOC_MAX_CACHE_SIZE:
+            return self._slab_alloc(self.kmalloc_caches[KMALLOC_INDEX[size]], zero, size)
+        order = (size - 1).bit_length() - PAGE_SHIFT
+        if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
+            raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
+                              f"(order {NR_ORDERS - 1})")
+        page = self._alloc_pages(max(0, order), "Normal", f"kmalloc_large ({size} bytes)", zero)
+        self.journal.add(self._kmalloc_large, page.pfn)
+        return self.lowmem_page_address(page)
+
+    def _slab_alloc(self, cache: KmemCache, zero: bool = False, size: int = 0) -> int:
+        """``slab_alloc_node``: an object of *cache* (kmalloc(*size*), or of the cache's own
+        size), for the kernel's own callers inside their operation (vmalloc's vm_struct and
+        vmap_area come here directly, their cache known). An object from a partial slab
+        (the common case) is one undo record."""
         j = self.journal
-        cache = self.kmalloc_caches[KMALLOC_INDEX[size]] if size <= KMALLOC_MAX_CACHE_SIZE else None
-        if cache is not None:
-            if j.injection is not None:
-                j.inject("slab", f"kmalloc({size})")  # CONFIG_FAILSLAB: should_failslab()
-        else:
-            order = (size - 1).bit_length() - PAGE_SHIFT
-            if order >= NR_ORDERS:  # kmalloc_large: order > MAX_ORDER fails (the kernel WARNs)
-                raise OutOfMemory(f"kmalloc({size}): more than the page allocator's largest block "
-                                  f"(order {NR_ORDERS - 1})")
-            page = self._alloc_pages(max(0, order), "Normal", f"kmalloc_large ({size} bytes)", zero)
-            j.add(self._kmalloc_large, page.pfn)
-            return self.lowmem_page_address(page)
+        if j.injection is not None:
+            j.inject("slab", f"kmalloc({size or cache.size})")  # CONFIG_FAILSLAB: should_failslab()
         if not cache.partial:
             page = self._alloc_pages(cache.order, "Normal", f"slab ({cache.name})")
             base = self.lowmem_page_address(page)
@@ -252,6 +263,12 @@ class DirectMapMixin:
         base = (head << PAGE_SHIFT) - phys_offset + page_offset  # lowmem_page_address(head)
         if (addr - base) % cache.size:
             raise MmemuError(f"kfree({addr:#x}): not the start of a {cache.name} object")
+        self._slab_free(cache, head, addr)
+
+    def _slab_free(self, cache: KmemCache, head: int, addr: int) -> None:
+        """``slab_free``: the object at *addr* back to its slab (first frame *head*) of
+        *cache*: what :meth:`_kfree` does once it has found them. An object back to a slab
+        that stays in use (the common case) is one undo record."""
         free = cache.slabs[head]
         if addr in cache.free_objs:
             raise self.BUG("mm/slub.c", f"double free of {addr:#x} in {cache.name}")
@@ -264,19 +281,92 @@ class DirectMapMixin:
         if j.undo is not None:
             j.undo.append((_unkfree, (cache, head, addr, partial)))
         if len(free) == cache.objects_per_slab and len(cache.partial) > MIN_PARTIAL:
-            # an empty slab: SLUB keeps a few (min_partial); beyond, back to the page allocator
-            # (counted only when more slabs than that are partial: the empty ones are among them)
-            per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
-            for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
-                if len(slabs[pfn]) == per:
-                    empty += 1
-            if empty > MIN_PARTIAL:
-                j.remove(cache.partial, head)
-                j.record(cache.free_objs.update, list(free))
-                cache.free_objs.difference_update(free)
-                j.delitem(cache.slabs, head)
-                j.delitem(self._slab_of, head)
-                self.frames.free_pages(head)
+            self._discard_slab(cache, head)
+
+    def _kmem_cache_free(self, cache: KmemCache, addr: int) -> None:
+        """``kmem_cache_free``: the object at *addr*, one the caller got from *cache* (vfree's
+        vm_struct), back to its slab, found by arithmetic (``virt_to_slab``: slabs are blocks
+        of the buddy allocator, aligned to their order, in the direct map)."""
+        page_offset, _, phys_offset = self._direct_span
+        order = cache.order
+        self._slab_free(cache, ((addr - page_offset + phys_offset) >> (PAGE_SHIFT + order)) << order, addr)
+
+    def _slab_free_bulk(self, cache: KmemCache, addrs: list[int]) -> None:
+        """``kmem_cache_free_bulk``: the objects at *addrs*, each one the caller got from
+        *cache*, back to their slabs in that order, with the same result as a
+        :meth:`_kmem_cache_free` of each (the vmap_areas of a lazy purge: thousands).
+
+        As the kernel's build_detached_freelist, it takes them a run at a time: the
+        objects of one slab that follow each other (a purge frees areas in address order,
+        whose vmap_areas came one after the other from the same slabs). What a free of
+        each would change for a run happens at once: its objects appended to the slab's
+        free list in their order, the slab made partial at the run's first object if it
+        was full, and, at its last, the slab emptied (and perhaps discarded), since only
+        the last free of a slab can empty it. Slabs are found by arithmetic, as
+        :meth:`_kmem_cache_free` does; the double-free check is one set operation; the
+        runs between two discarded slabs are one undo record."""
+        free_objs = cache.free_objs
+        before = len(free_objs)
+        if free_objs.isdisjoint(addrs):
+            free_objs.update(addrs)
+            if len(free_objs) == before + len(addrs):  # no object twice either
+                self._slab_free_runs(cache, addrs)
+                return
+            free_objs.difference_update(addrs)
+        for addr in addrs:  # a double free: raised where a kfree of each would raise it
+            self._kmem_cache_free(cache, addr)
+
+    def _slab_free_runs(self, cache: KmemCache, addrs: list[int]) -> None:
+        """:meth:`_slab_free_bulk` once the objects are in ``free_objs``: each run of
+        objects of one slab onto its free list."""
+        page_offset, _, phys_offset = self._direct_span
+        order = cache.order
+        heads = map(operator.rshift, map(operator.add, addrs, itertools.repeat(phys_offset - page_offset)),
+                    itertools.repeat(PAGE_SHIFT + order))
+        if order:
+            heads = map(operator.lshift, heads, itertools.repeat(order))
+        slabs, partial, per = cache.slabs, cache.partial, cache.objects_per_slab
+        j = self.journal
+        runs: list[tuple[int, int, int, bool]] = []  # (slab, first, end, made partial) since the last record
+        i = 0
+        try:
+            for head, run in itertools.groupby(heads):
+                free = slabs[head]
+                made_partial = not free
+                end = i + len(list(run))
+                free.extend(addrs[i:end])
+                if made_partial:
+                    partial.append(head)
+                runs.append((head, i, end, made_partial))
+                i = end
+                if len(free) == per and len(partial) > MIN_PARTIAL:
+                    if j.undo is not None:  # (the discard's own records come after these)
+                        j.undo.append((_unfree_runs, (cache, addrs, runs)))
+                    runs = []
+                    self._discard_slab(cache, head)
+        finally:
+            if i < len(addrs):  # (a model bug raised: the objects not freed are not free)
+                cache.free_objs.difference_update(addrs[i:])
+            if runs and j.undo is not None:
+                j.undo.append((_unfree_runs, (cache, addrs, runs)))
+
+    def _discard_slab(self, cache: KmemCache, head: int) -> None:
+        """A kfree has just emptied the slab *head*: SLUB keeps a few empty slabs
+        (min_partial); beyond, this one goes back to the page allocator (``discard_slab``).
+        Counted only when more slabs than that are partial: the empty ones are among them."""
+        per, slabs, empty = cache.objects_per_slab, cache.slabs, 0
+        for pfn in cache.partial:  # (a loop: a generator costs more than the short list)
+            if len(slabs[pfn]) == per:
+                empty += 1
+        if empty > MIN_PARTIAL:
+            j = self.journal
+            free = slabs[head]
+            j.remove(cache.partial, head)
+            j.record(cache.free_objs.update, list(free))
+            cache.free_objs.difference_update(free)
+            j.delitem(cache.slabs, head)
+            j.delitem(self._slab_of, head)
+            self.frames.free_pages(head)
 
     def _kfree_block(self, addr: int, pfn: int) -> tuple[int | None, KmemCache | None]:
         """:meth:`_kfree` of an address that is not in the first frame of a slab: a
@@ -321,6 +411,17 @@ def _unkfree(cache: KmemCache, slab: int, obj: int, partial: bool) -> None:
     cache.free_objs.discard(obj)
     if partial:
         cache.partial.pop()
+
+
+def _unfree_runs(cache: KmemCache, addrs: list[int], runs: list[tuple[int, int, int, bool]]) -> None:
+    """Undo of runs of frees of :meth:`DirectMapMixin._slab_free_bulk` (each the objects
+    ``addrs[first:end]`` onto the slab's free list), newest first."""
+    slabs, free_objs, partial = cache.slabs, cache.free_objs, cache.partial
+    for slab, first, end, made_partial in reversed(runs):
+        del slabs[slab][first - end:]
+        free_objs.difference_update(addrs[first:end])
+        if made_partial:
+            partial.pop()
 
 
 # the kernel's names, reachable as kernel.__free_pages(...) outside class bodies

@@ -19,6 +19,8 @@ hardware.
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -70,17 +72,39 @@ class VmapArea:
     early: bool = False  # taken at boot (vm_area_add_early): never freed
 
 
-def _merged(gaps: list[list[int]], ranges: list[tuple[int, int]]) -> list[list[int]]:
-    """The free space *gaps* ([start, end) lists, sorted, disjoint) with the disjoint
-    *ranges* added: sorted, ranges that touch merged. New lists (the journal keeps the old
-    ones for the undo)."""
+# the fields a purge reads of thousands of areas, at C speed
+_is_lazy, _va_start, _va_end, _kaddr = (operator.attrgetter(f) for f in ("lazy", "va_start", "va_end", "kaddr"))
+
+
+def _merged(gaps: list[list[int]], areas: list[VmapArea]) -> list[list[int]]:
+    """The free space *gaps* ([start, end) lists, sorted, disjoint) with the ranges of
+    *areas* added (one at least, in address order, disjoint from the gaps and each other):
+    sorted, ranges that touch merged. New lists (the journal keeps the old ones for the
+    undo). The areas are taken as runs of areas that touch (a purge frees thousands, mostly
+    side by side), found by comparing each area's end with the next one's start at C speed."""
+    starts, ends = list(map(_va_start, areas)), list(map(_va_end, areas))
+    breaks = list(map(operator.ne, ends[:-1], starts[1:]))  # after area i, a hole
+    runs = zip([starts[0], *itertools.compress(starts[1:], breaks)], [*itertools.compress(ends, breaks), ends[-1]])
     out: list[list[int]] = []
-    for start, end in sorted([(g[0], g[1]) for g in gaps] + ranges):
+    for start, end in sorted([(g[0], g[1]) for g in gaps] + list(runs)):
         if out and out[-1][1] == start:
             out[-1][1] = end
         else:
             out.append([start, end])
     return out
+
+
+def _uninsert_area(kernel, i: int, g: int, n: int, gap: list[int]) -> None:
+    """Undo of :meth:`VmallocMixin._insert_area`: the area out of the lists, the gap whole."""
+    del kernel._vmap_starts[i]
+    del kernel.vmap_areas[i]
+    kernel.vmap_free[g:g + n] = [gap]
+
+
+def _unlazy(kernel, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
+    """Undo of a lazy free: the area busy with its vm_struct again."""
+    area.vm, area.lazy = vm, False
+    kernel.vmap_lazy_nr = lazy_nr
 
 
 class VmallocMixin:
@@ -110,13 +134,22 @@ class VmallocMixin:
         # from the start, whose structures are the boot's own (no kmalloc)
         for start, end, caller in self.plan.early_vm_areas:
             vm = VmStruct(start, end - start, VM_MAP | VM_NO_GUARD, caller=caller)
-            self._insert_area(VmapArea(start, end, vm, 0, early=True))
+            g = bisect.bisect_right(self.vmap_free, [start, 1 << 65]) - 1
+            self._insert_area(VmapArea(start, end, vm, 0, early=True), g)
         self.vmap_lazy_nr = 0  # pages waiting for the purge
         self._lazy_max_pages = self.lazy_max_pages()  # of the CPUs the machine boots with
         self.lazy_purge = self.era.lazy_vunmap
         #: totalram_pages(): fixed once the boot has handed RAM to the buddy allocator
         self._totalram_pages = self.frames.managed_pages()
         self._sync_kernel_mappings_now = self.plan.copies_kernel_pgd and self.arch.syncs_kernel_mappings(self.spec)
+        # what every vmalloc asks for, looked up once: PAGE_KERNEL; the zone of its pages
+        # (GFP_KERNEL | __GFP_HIGHMEM: HighMem first where the machine has it) and the
+        # zones it may fall back to; the kmalloc caches of its vm_struct and vmap_area
+        self._page_kernel = self.pgprot["PAGE_KERNEL"]
+        self._vmalloc_zone = "HighMem" if "HighMem" in self.frames.zones else "Normal"
+        self._vmalloc_zones = self.frames.zonelist(self._vmalloc_zone)
+        self._vm_struct_cache = self.kmalloc_slab(16 * self.ptr_size)  # sizeof(struct vm_struct)
+        self._vmap_area_cache = self.kmalloc_slab(8 * self.ptr_size)  # sizeof(struct vmap_area)
 
     # -- the address space ------------------------------------------------------------
 
@@ -124,18 +157,19 @@ class VmallocMixin:
         """mm/vmalloc.c (2.6.28+): ``fls(num_online_cpus()) * (32UL * 1024 * 1024 / PAGE_SIZE)``."""
         return self.spec.cpus.bit_length() * ((32 << 20) // PAGE_SIZE)
 
-    def _find_gap(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        """Lowest address in [vstart, vend) where *size* bytes aligned to *align* fit in the
-        free space (the areas busy or waiting for the purge are not in it)."""
+    def _find_gap(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int] | None:
+        """(index of the gap, address): the lowest address in [vstart, vend) where *size*
+        bytes aligned to *align* fit in the free space (the areas busy or waiting for the
+        purge are not in it), as find_vmap_lowest_match; None if there is none."""
         free = self.vmap_free
-        i = max(0, bisect.bisect_right(free, [vstart, 1 << 65]) - 1)
-        for k in range(i, len(free)):  # (indices: a slice would copy the rest of the list)
+        first = bisect.bisect_right(free, [vstart, 1 << 65]) - 1
+        for k in range(first if first > 0 else 0, len(free)):  # (indices: a slice would copy the rest)
             start, end = free[k]
             if start >= vend:
                 break
-            addr = (max(start, vstart) + align - 1) & ~(align - 1)
-            if addr + size <= min(end, vend):
-                return addr
+            addr = ((start if start > vstart else vstart) + align - 1) & ~(align - 1)
+            if addr + size <= (end if end < vend else vend):
+                return k, addr
         return None
 
     # The free space is a list of [start, end) gaps; each change replaces a slice of it
@@ -153,15 +187,19 @@ class VmallocMixin:
             end = free[i][1]
         self.journal.splice(free, lo, hi, [[start, end]])
 
-    def _insert_area(self, area: VmapArea) -> None:
-        """Put *area* in the sorted lists and take its range out of the free gap holding it
-        (split in two, one or none): one undo record for the three lists."""
+    def _insert_area(self, area: VmapArea, g: int) -> None:
+        """Put *area* in the sorted lists and take its range out of the free gap *g* holding
+        it (split in two, one or none: adjust_va_to_fit_type): one undo record for the three
+        lists."""
         start, end = area.va_start, area.va_end
-        i = bisect.bisect_left(self._vmap_starts, start)
-        self._vmap_starts.insert(i, start)
+        starts = self._vmap_starts
+        if not starts or starts[-1] < start:  # above every area (the lowest fit, often)
+            i = len(starts)
+        else:
+            i = bisect.bisect_left(starts, start)
+        starts.insert(i, start)
         self.vmap_areas.insert(i, area)
         free = self.vmap_free
-        g = bisect.bisect_right(free, [start, 1 << 65]) - 1
         gap = free[g]
         pieces = [[gap[0], start]] if gap[0] < start else []
         if end < gap[1]:
@@ -169,12 +207,7 @@ class VmallocMixin:
         free[g:g + 1] = pieces  # new gap lists, never the old one edited: the undo puts it back
         j = self.journal
         if j.undo is not None:
-            j.undo.append((self._uninsert_area, (i, g, len(pieces), gap)))
-
-    def _uninsert_area(self, i: int, g: int, n: int, gap: list[int]) -> None:
-        del self._vmap_starts[i]
-        del self.vmap_areas[i]
-        self.vmap_free[g:g + n] = [gap]
+            j.undo.append((_uninsert_area, (self, i, g, len(pieces), gap)))
 
     def _remove_area(self, area: VmapArea) -> None:
         i = bisect.bisect_left(self._vmap_starts, area.va_start)
@@ -184,36 +217,38 @@ class VmallocMixin:
         self.journal.delitem(self.vmap_areas, i)
         self._give_space(area.va_start, area.va_end)
 
-    def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> int:
-        """Reserve *size* bytes (the caller has added the guard page): lowest fit; on
-        failure purge the lazily freed areas and try once more, then fail like the kernel."""
-        addr = self._find_gap(size, align, vstart, vend)
-        if addr is None and self.vmap_lazy_nr:
+    def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int]:
+        """Where *size* bytes fit (the caller has added the guard page), as :meth:`_find_gap`
+        gives it: lowest fit; on failure purge the lazily freed areas and try once more,
+        then fail like the kernel."""
+        fit = self._find_gap(size, align, vstart, vend)
+        if fit is None and self.vmap_lazy_nr:
             self.purge_vmap_area_lazy()
-            addr = self._find_gap(size, align, vstart, vend)
-        if addr is None:
+            fit = self._find_gap(size, align, vstart, vend)
+        if fit is None:
             raise OutOfMemory(self.era.vmap_area_fail.format(size=size))
-        return addr
+        return fit
 
     @operation
     def purge_vmap_area_lazy(self) -> int:
         """``__purge_vmap_area_lazy``: one TLB flush over the span of every lazily freed
         area, then their ranges become free. Returns how many areas were released."""
-        lazy = [a for a in self.vmap_areas if a.lazy]
+        areas = self.vmap_areas
+        lazy = list(filter(_is_lazy, areas))
         if not lazy:
             return 0
-        self.flush_tlb_kernel_range(min(a.va_start for a in lazy), max(a.va_end for a in lazy))
+        # (the areas are in address order and disjoint: the span is from the first to the last)
+        self.flush_tlb_kernel_range(lazy[0].va_start, lazy[-1].va_end)
         # they all leave at once (up to lazy_max_pages of them: thousands): the busy areas
         # kept in order, the freed ranges merged into the free space in one pass, each
         # list replaced whole (one undo record each, not one per area)
         j = self.journal
-        busy = [a for a in self.vmap_areas if not a.lazy]
-        j.splice(self.vmap_areas, 0, len(self.vmap_areas), busy)
-        j.splice(self._vmap_starts, 0, len(self._vmap_starts), [a.va_start for a in busy])
+        busy = list(itertools.filterfalse(_is_lazy, areas))
+        j.splice(areas, 0, len(areas), busy)
+        j.splice(self._vmap_starts, 0, len(self._vmap_starts), list(map(_va_start, busy)))
         j.splice(self.vmap_free, 0, len(self.vmap_free),
-                 _merged(self.vmap_free, [(a.va_start, a.va_end) for a in lazy]))
-        for area in lazy:
-            self._kfree(area.kaddr)
+                 _merged(self.vmap_free, lazy))
+        self._slab_free_bulk(self._vmap_area_cache, list(map(_kaddr, lazy)))
         j.set(self, "vmap_lazy_nr", 0)
         return len(lazy)
 
@@ -228,9 +263,9 @@ class VmallocMixin:
             size += PAGE_SIZE
         # the structures first (__get_vm_area_node kmallocs the vm_struct, alloc_vmap_area
         # the vmap_area), then the range; a failure undoes them with the operation
-        vm_kaddr = self._kmalloc(16 * self.ptr_size)  # struct vm_struct
-        va_kaddr = self._kmalloc(8 * self.ptr_size)  # struct vmap_area
-        addr = self.alloc_vmap_area(size, align, start, end)
+        vm_kaddr = self._slab_alloc(self._vm_struct_cache)
+        va_kaddr = self._slab_alloc(self._vmap_area_cache)
+        g, addr = self.alloc_vmap_area(size, align, start, end)
         # both records filled in without a call of their dataclass __init__ (every vmalloc)
         vm = _NEW(VmStruct)
         vm.addr, vm.size, vm.flags, vm.pages, vm.phys_addr, vm.caller, vm.kaddr, vm.pages_kaddr = \
@@ -238,7 +273,7 @@ class VmallocMixin:
         area = _NEW(VmapArea)
         area.va_start, area.va_end, area.vm, area.kaddr, area.lazy, area.early = \
             addr, addr + size, vm, va_kaddr, False, False
-        self._insert_area(area)
+        self._insert_area(area, g)
         return area
 
     def find_vmap_area(self, addr: int) -> VmapArea | None:
@@ -275,16 +310,17 @@ class VmallocMixin:
         size = self._check_vmalloc_size(size, caller)
         area = self._get_vm_area(size, VM_ALLOC | flags, start, end, caller, align)
         vm = area.vm
-        nr = vm.get_vm_area_size() // PAGE_SIZE
-        got, mapping = 0, False
+        nr = size >> PAGE_SHIFT  # (size is the usable size, whole pages, at least one)
+        pages = vm.pages
+        short, mapping = None, False  # short: the pages the free lists had, known to be too few
         try:
             # __vmalloc_area_node: the array of page pointers is kmalloc'd, or vmalloc'd
             # itself when it is larger than a page
-            array_size = max(1, nr) * self.ptr_size
+            array_size = nr * self.ptr_size
             try:
                 if array_size > PAGE_SIZE:
                     vm.pages_kaddr = self.__vmalloc_node_range(array_size, self.layout["VMALLOC_START"],
-                                                               self.layout["VMALLOC_END"], self.pgprot["PAGE_KERNEL"],
+                                                               self.layout["VMALLOC_END"], self._page_kernel,
                                                                caller)
                 else:
                     vm.pages_kaddr = self._kmalloc(array_size)
@@ -294,24 +330,26 @@ class VmallocMixin:
                                   self._vmalloc_oom_text(size, 0, nr)) from exc
             # the pages (HighMem first); a request the free lists cannot meet fails on the
             # page the allocator has no more of: say so without taking them all first
-            frames = self.frames
-            zone = "HighMem" if "HighMem" in frames.zones else "Normal"
-            zones = frames.zonelist(zone)
+            zone, zones = self._vmalloc_zone, self._vmalloc_zones
             if nr > zones[0].nr_free and self.journal.injection is None:  # the first zone may not do
                 free = sum(z.nr_free for z in zones)
                 if nr > free:
-                    got = free
+                    short = free
                     raise OutOfMemory("out of pages")
-            pages = vm.pages
-            alloc = self._alloc_pages
-            for _ in range(nr):
-                pages.append(alloc(0, zone, caller, zero).pfn)
-                got += 1
+            if zero:
+                for _ in range(nr):
+                    pages.append(self._alloc_pages(0, zone, caller, True).pfn)
+            else:  # (the zone is one the machine has: the buddy allocator's own call)
+                alloc = self.frames.alloc_pages
+                for _ in range(nr):
+                    pages.append(alloc(0, zone, caller).pfn)
             mapping = True
-            op = self.pgtable.map_frames(self.pgd, vm.addr, vm.pages, prot, writer=caller)
+            op = self.pgtable.map_frames(self.pgd, vm.addr, pages, prot, writer=caller)
         except OutOfMemory as exc:
+            got = len(pages) if short is None else short
             raise OutOfMemory(self._vmalloc_oom_text(size, got, nr, mapping)) from exc
-        self._sync_kernel_mappings(op)
+        if self._sync_kernel_mappings_now:
+            self._sync_kernel_mappings(op)
         return vm.addr
 
     def _vmalloc_oom_text(self, size: int, got: int, want: int, mapping: bool = False) -> str:
@@ -329,13 +367,13 @@ class VmallocMixin:
         """``vmalloc(size)``: the address of *size* bytes (rounded up to pages) of
         virtually contiguous memory."""
         start, end = self._vmalloc_space
-        return self.__vmalloc_node_range(size, start, end, self.pgprot["PAGE_KERNEL"], "vmalloc")
+        return self.__vmalloc_node_range(size, start, end, self._page_kernel, "vmalloc")
 
     @operation
     def vzalloc(self, size: int) -> int:
         """``vzalloc(size)``: vmalloc, zeroed."""
-        return self.__vmalloc_node_range(size, self.layout["VMALLOC_START"], self.layout["VMALLOC_END"],
-                                         self.pgprot["PAGE_KERNEL"], "vzalloc", zero=True)
+        start, end = self._vmalloc_space
+        return self.__vmalloc_node_range(size, start, end, self._page_kernel, "vzalloc", zero=True)
 
     def _pgprot(self, prot: str, what: str) -> int:
         if not isinstance(prot, str) or prot not in self.pgprot:
@@ -373,7 +411,9 @@ class VmallocMixin:
         area = self._get_vm_area(len(pfns) * PAGE_SIZE, VM_MAP | (0 if guard else VM_NO_GUARD),
                                  self.layout["VMALLOC_START"], self.layout["VMALLOC_END"], "vmap")
         area.vm.pages = pfns
-        self._sync_kernel_mappings(self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap"))
+        op = self.pgtable.map_frames(self.pgd, area.va_start, pfns, pgprot, writer="vmap")
+        if self._sync_kernel_mappings_now:
+            self._sync_kernel_mappings(op)
         return area.va_start
 
     def _free_area(self, addr: int, who: str, free_pages: bool) -> VmStruct:
@@ -398,11 +438,13 @@ class VmallocMixin:
         j = self.journal
         if self.lazy_purge:
             # free_vmap_area_noflush: the area waits for the purge (one undo record)
+            lazy_nr = self.vmap_lazy_nr
             if j.undo is not None:
-                j.undo.append((self._unlazy, (area, vm, self.vmap_lazy_nr)))
+                j.undo.append((_unlazy, (self, area, vm, lazy_nr)))
             area.vm, area.lazy = None, True
-            self.vmap_lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
-            if self.vmap_lazy_nr > self._lazy_max_pages:
+            lazy_nr += (area.va_end - area.va_start) >> PAGE_SHIFT
+            self.vmap_lazy_nr = lazy_nr
+            if lazy_nr > self._lazy_max_pages:
                 self.purge_vmap_area_lazy()
         else:
             j.set(area, "vm", None)
@@ -411,20 +453,17 @@ class VmallocMixin:
             self._kfree(area.kaddr)
         # then vfree frees the pages, the page array (kvfree) and the vm_struct
         if free_pages:
+            free = self.frames.free_pages
             for pfn in vm.pages:
-                self.frames.free_pages(pfn)
-        if vm.pages_kaddr:  # kvfree
-            if self.is_vmalloc_addr(vm.pages_kaddr):
+                free(pfn)
+        if vm.pages_kaddr:  # kvfree of the page array, made as __vmalloc_area_node made it
+            array_size = len(vm.pages) * self.ptr_size
+            if array_size > PAGE_SIZE:
                 self.vfree(vm.pages_kaddr)
             else:
-                self._kfree(vm.pages_kaddr)
-        self._kfree(vm.kaddr)
+                self._kmem_cache_free(self.kmalloc_slab(array_size), vm.pages_kaddr)
+        self._kmem_cache_free(self._vm_struct_cache, vm.kaddr)
         return vm
-
-    def _unlazy(self, area: VmapArea, vm: VmStruct, lazy_nr: int) -> None:
-        """Undo of a lazy free: the area busy with its vm_struct again."""
-        area.vm, area.lazy = vm, False
-        self.vmap_lazy_nr = lazy_nr
 
     @operation
     def vfree(self, addr: int) -> None:
@@ -473,7 +512,8 @@ class VmallocMixin:
     # -- keeping other page directories in step ---------------------------------------
 
     def _sync_kernel_mappings(self, op) -> None:
-        """Where the arch asks for it (arch_sync_kernel_mappings since 5.8, sync_global_pgds)
+        """Where the arch asks for it (``_sync_kernel_mappings_now``, which the callers test:
+        arch_sync_kernel_mappings since 5.8, sync_global_pgds)
         a new top-level kernel entry is copied into every page directory at once; else each
         process picks it up on its first fault there (vmalloc_fault) or needs none (a
         preallocated or separate kernel root). Only after a mapping *op* that changed an
@@ -481,7 +521,7 @@ class VmallocMixin:
         vmap_range_noflush and vmap_small_pages_range_noflush collect the levels they
         modified in a pgtbl_mod_mask and call arch_sync_kernel_mappings() only ``if (mask &
         ARCH_PAGE_TABLE_SYNC_MASK)``; a vmap into page tables that exist changes none."""
-        if self._sync_kernel_mappings_now and op.tables_allocated:
+        if op.tables_allocated:
             self.sync_kernel_pgds()
 
     # -- looking ------------------------------------------------------------------------
