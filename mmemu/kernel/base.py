@@ -48,7 +48,7 @@ def need_int(value, what: str, minimum: int | None = None) -> int:
 #: with a ``*`` or ``**`` parameter (forwarding them costs a tuple and a dict a call: every
 #: demand fault is an operation)
 _OPERATION = """
-def {name}(self, {params}):
+def op(self, {params}):
     j = self.journal
     if j.undo is not None:  # inside another operation: that one commits or rolls back
         return fn(self, {args})
@@ -90,7 +90,7 @@ def operation(fn):
             params.append(f"{p.name}=_default{i}")
         args.append(p.name if p.kind is p.POSITIONAL_OR_KEYWORD else f"{p.name}={p.name}")
     exec(_OPERATION.format(name=fn.__name__, params=", ".join(params), args=", ".join(args)), ns)  # noqa: S102
-    op = functools.wraps(fn)(ns[fn.__name__])
+    op = functools.wraps(fn)(ns["op"])
     op.kernel_operation = True
     return op
 
