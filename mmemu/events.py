@@ -161,6 +161,12 @@ class RecentEvents:
         else:
             self._items.append(MappingEvent(seq, self._entry_write(fields), context))
 
+    def compact_append(self):
+        """The append of an entry's event kept compact, ``(seq, context, fields)`` with a
+        plain context (what :meth:`append_fields` stores): for the kernel's delivery of
+        every demand fault's event, without a call of Python code."""
+        return self._items.append
+
     def _entry_write(self, fields: tuple) -> EntryWrite:
         return EntryWrite(self._pt, *fields)
 

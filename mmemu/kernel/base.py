@@ -218,6 +218,7 @@ class KernelBase:
     def _init_events(self) -> None:
         self.event_seq = 0
         self.recent_events = RecentEvents(self.RECENT_EVENTS, self.pgtable)
+        self._append_compact = self.recent_events.compact_append()
         #: what the running operation changes mappings for: a string, a function giving it,
         #: or a format and its values (a page fault: the words are made only if one of its
         #: events is read)
@@ -268,7 +269,10 @@ class KernelBase:
             event = MappingEvent(self.event_seq, EntryWrite(self.pgtable, *fields), context)
             self.recent_events.append(event)
             self._changed_hook(kernel=self, event=event)
-        else:  # nobody listens: kept compact until read (RecentEvents)
+        elif type(context) is tuple or type(context) is str:
+            # nobody listens: kept compact until read (RecentEvents.append_fields, inline)
+            self._append_compact((self.event_seq, context, fields))
+        else:
             self.recent_events.append_fields(self.event_seq, fields, context)
 
     def _after_rollback(self) -> None:
