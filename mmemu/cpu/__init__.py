@@ -275,8 +275,15 @@ class Cpu:
             fault = trap.fault
             fault.ip, fault.sp, fault.source = trap.ip, trap.sp, "cpu"
             fault.process, fault.cpu = self.kernel.current, self.index
-            if self._resolve(run, fault) and self._resume is not None:
-                self._resume(trap)
+            # _resolve, inline for the retry (every demand fault)
+            res = self.kernel.handle_page_fault(fault)
+            if res.action == "retry":
+                run.log.append((fault.address, fault.code, "retry", res.how))
+                run.faults += 1
+                if self._resume is not None:
+                    self._resume(trap)
+            else:
+                self._stop_on(run, fault, res)
             return
         if trap.kind == SYSCALL:
             self.syscall(trap.nr, trap.args)
@@ -290,18 +297,23 @@ class Cpu:
     def _resolve(self, run: _RunState, fault: Fault) -> bool:
         """Give a fault to the kernel; True if the access may be retried."""
         res = self.kernel.handle_page_fault(fault)
-        run.log.append((fault.address, fault.code, res.action, res.how))
         if res.action == "retry":
             # The fault path only maps frames it allocated (zeroed or copied) during a run:
             # no frame is freed and reused inside one, so no code translated from a frame's
             # old contents can be hit here; what changed between runs is dropped by
             # _sync_code before the next one. (Dropping a range from inside the hook is not
             # safe: Unicorn then raises a double fault.)
+            run.log.append((fault.address, fault.code, "retry", res.how))
             run.faults += 1
             return True
+        self._stop_on(run, fault, res)
+        return False
+
+    def _stop_on(self, run: _RunState, fault: Fault, res) -> None:
+        """A fault the kernel did not resolve (an oops, a SIGSEGV, out of memory) ends the run."""
+        run.log.append((fault.address, fault.code, res.action, res.how))
         run.stop = RunResult(res.action, None, run.faults, res.report, fault.ip or 0, run.log)
         self.uc.emu_stop()
-        return False
 
     def _kcall(self, run: _RunState, trap: Trap) -> None:
         """Kernel code called an exported kernel function: run its implementation

@@ -20,7 +20,7 @@ from ..units import PAGE_SHIFT, PAGE_SIZE
 from ..plugins import live_hookimpls
 from .base import need_int, operation
 from .lifetimes import new_anon_vma
-from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, Process, Vma
+from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
 
 #: the default stack limit (include/uapi/linux/resource.h _STK_LIM, 8 MiB), which
 #: acct_stack_growth() holds a growing stack VMA to
@@ -212,7 +212,7 @@ class FaultMixin:
                 slot, kmapped = self.pte_lookup(proc, va, alloc=True)
         codec = self.codec
         try:
-            pte = self.pgtable.read_entry(*slot)  # ptep_get
+            pte = self.pgtable.read_entry(slot[0], slot[1])  # ptep_get
             if not codec.pte_present(pte):
                 return self.do_anonymous_page(proc, vma, va, write, slot)
             if write and not codec.pte_write(pte):
@@ -231,7 +231,7 @@ class FaultMixin:
         return "handle_pte_fault (spurious)"
 
     def do_anonymous_page(self, proc: Process, vma: Vma, va: int, write: bool, slot) -> str:
-        prot = self.vm_page_prot(vma.vm_flags)
+        prot = self._protection_map[vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]  # vm_page_prot
         if vma.shm is not None:
             return self.shmem_fault(vma, va, write, slot, prot)
         if not write and self.anon_zero_page:
