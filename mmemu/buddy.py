@@ -287,10 +287,21 @@ class FrameAllocator:
             for rec in recs:
                 self._release(rec)
             return
-        allocated, zones, free_one = self.allocated, self.zones, self._free_one
-        for rec in recs:  # _release without the record, one call a block
-            del allocated[rec.pfn]
-            free_one(zones[rec.zone], rec.pfn, rec.order)
+        allocated, zones = self.allocated, self.zones
+        for rec in recs:  # _release without the record, and _free_one inline: thousands a process exit
+            pfn, order = rec.pfn, rec.order
+            del allocated[pfn]
+            zone = zones[rec.zone]
+            zone.nr_free += 1 << order
+            free_area = zone.free_area
+            while order < NR_ORDERS - 1:  # merge with the free buddy, as long as there is one
+                fa = free_area[order]
+                if pfn ^ (1 << order) not in fa:
+                    break
+                del fa[pfn ^ (1 << order)]
+                pfn &= ~(1 << order)
+                order += 1
+            free_area[order][pfn] = None
 
     def _release(self, rec: Page) -> None:
         zone = self.zones[rec.zone]
