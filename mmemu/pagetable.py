@@ -535,6 +535,21 @@ def _unrolled_pte_slot(pt: "PageTables") -> Callable[[int, int], tuple[int, int]
     return ns["pte_slot"]
 
 
+def _unrolled_pte_entry(pt: "PageTables") -> Callable[[int, int], tuple[tuple[int, int], int] | None]:
+    """:meth:`PageTables.pte_entry` for *pt*'s mode: :func:`_unrolled_pte_slot`'s lines,
+    then the entry read as the walk reads it (a demand fault looks at its pte this way)."""
+    ns: dict = {}
+    last = pt._last
+    src = ["def pte_entry(root, va):", "    t0 = root"]
+    for i in range(last):
+        src += _read_entry(pt, ns, i) + _to_next_table(pt, ns, i, ["if k != 1:", "    return None"])
+    src += _read_entry(pt, ns, last)
+    _li, shift, imask, *_ = pt._walk_plan[-1]
+    src.append(f"    return (t{last}, (va >> {shift}) & {imask}), r{last}")
+    exec("\n".join(src), ns)  # noqa: S102 - our own text, built from integers above
+    return ns["pte_entry"]
+
+
 @functools.lru_cache(maxsize=256)
 def _writer_run(wid: int, n: int) -> array:
     """*n* copies of the writer id *wid* (a table's run of writers: the same few lengths
@@ -673,6 +688,7 @@ class PageTables:
         # for this mode's levels (the method stays the readable reference)
         self.walk = _unrolled_walk(self)
         self.pte_slot = _unrolled_pte_slot(self)
+        self.pte_entry = _unrolled_pte_entry(self)
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -1192,6 +1208,13 @@ class PageTables:
                 raise MappingError(f"{va:#x} is mapped by a large page: no page table to write a pte into")
         table, idx = slot
         return self.write_pte_slot(table, idx, value, writer, va, -1, kind)
+
+    def pte_entry(self, root: int, va: int) -> tuple[tuple[int, int], int] | None:
+        """((table, index), value) of the last-level entry for *va* (``pte_offset_map`` then
+        ``ptep_get``), or None where :meth:`pte_slot` finds no page table. (The reference:
+        instances use the same, unrolled for their mode.)"""
+        slot = self.pte_slot(root, va)
+        return None if slot is None else (slot, self.read_entry(slot[0], slot[1]))
 
     def read_entry(self, table: int, index: int, level_index: int | None = None) -> int:
         """One entry of a table (the last level unless *level_index* says otherwise)."""

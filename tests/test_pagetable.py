@@ -634,6 +634,11 @@ def test_generated_walk_agrees_with_the_reference_walk(masked):
         [100 * M2, 200 * M2 + 5, (1 << 30) - 1]
     for va in vas:
         assert _walk_facts(m.pt.walk(m.root, va)) == _walk_facts(PageTables.walk(m.pt, m.root, va)), hex(va)
+        # and the generated pte lookups against theirs (a large page or no table: None)
+        assert m.pt.pte_slot(m.root, va) == PageTables.pte_slot(m.pt, m.root, va), hex(va)
+        assert m.pt.pte_entry(m.root, va) == PageTables.pte_entry(m.pt, m.root, va), hex(va)
+    assert m.pt.pte_entry(m.root, 22 * PAGE)[1] == 0x125000 | PAGE_SHARED | A | D
+    assert m.pt.pte_entry(m.root, M2) is None  # a 2 MiB page: no page table
     w = m.pt.walk(m.root, 20 * PAGE)
     assert (w.phys, w.missing) == (None, "reserved")
     w = m.pt.walk(m.root, 22 * PAGE + 8)  # a user pte under a kernel table (no US in the pmd entry)

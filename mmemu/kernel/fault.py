@@ -204,15 +204,15 @@ class FaultMixin:
         """``handle_pte_fault``: returns the name of the function that resolved it. The pte
         is looked up once and stays mapped (HIGHPTE) while the fault is handled."""
         va = address & ~(PAGE_SIZE - 1)
-        if self.highpte:
+        # pte_lookup's common case first: a page table in lowmem (no kmap), the entry read with it
+        found = None if self.highpte else self.pgtable.pte_entry(proc.pgd, va)
+        if found is None:
             slot, kmapped = self.pte_lookup(proc, va, alloc=True)
-        else:  # pte_lookup's common case, inline: the page table is in lowmem, no kmap
-            slot, kmapped = self.pgtable.pte_slot(proc.pgd, va), None
-            if slot is None:
-                slot, kmapped = self.pte_lookup(proc, va, alloc=True)
+            pte = self.pgtable.read_entry(slot[0], slot[1])  # ptep_get
+        else:
+            (slot, pte), kmapped = found, None
         codec = self.codec
         try:
-            pte = self.pgtable.read_entry(slot[0], slot[1])  # ptep_get
             if not codec.pte_present(pte):
                 return self.do_anonymous_page(proc, vma, va, write, slot)
             if write and not codec.pte_write(pte):
