@@ -186,9 +186,6 @@ class Cpu:
         adapter = kernel.arch.cpu_adapter(kernel, mmu)
         adapter.cpu = self
         self.adapter = adapter
-        # called after each resolved fault only where the arch needs it (RISC-V moves the pc)
-        self._resume = (adapter.resume_after_fault
-                        if type(adapter).resume_after_fault is not CpuAdapter.resume_after_fault else None)
         try:
             self.uc = adapter.create()
             for start, end in kernel.mem.ranges:
@@ -196,6 +193,9 @@ class Cpu:
             self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
             adapter.install_hooks()
             adapter.setup(kernel.current_pgd())
+            # called after each resolved fault only where the arch needs it (RISC-V moves the
+            # pc, x86 under PTI switches CR3 back)
+            self._resume = adapter.fault_resume()
             self.cr3 = kernel.current_pgd()
             if mmu == "plugin":
                 # switching the TLB mode is allowed until the first run

@@ -161,6 +161,15 @@ class CpuAdapter(abc.ABC):
         """The kernel fixed the fault: make the faulting instruction run again when the
         hook returns (RISC-V: Unicorn moved the pc past it). Default: nothing."""
 
+    def fault_resume(self) -> Callable[[Trap], None] | None:
+        """What the core calls after each resolved fault, asked once after :meth:`setup`:
+        :meth:`resume_after_fault`, or None where it does nothing on this machine (a call
+        saved on every demand fault). Default: :meth:`resume_after_fault` if the adapter
+        overrides it."""
+        if type(self).resume_after_fault is CpuAdapter.resume_after_fault:
+            return None
+        return self.resume_after_fault
+
     def registers(self) -> dict[str, int]:
         """The CPU's registers now, by the names the arch's oops prints them with (x86:
         ``ax``, ``bx`` ... ``flags``, ``cs``, ``cr0`` ...), for the register dump of an oops

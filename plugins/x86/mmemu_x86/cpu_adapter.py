@@ -333,6 +333,10 @@ class X86Adapter(CpuAdapter):
     def fault_intno(self, fault) -> int:
         return 14  # #PF
 
+    def fault_resume(self):
+        """Without PTI nothing is switched back after a fault: no call."""
+        return self.resume_after_fault if self.pti else None
+
     def resume_after_fault(self, trap: Trap) -> None:
         if self._from_user:
             self._exit_to_user()
