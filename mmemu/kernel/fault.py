@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from ..errors import MmemuError, OutOfMemory
 from ..faults import RESERVED, Fault
-from ..units import PAGE_SHIFT, PAGE_SIZE
 from ..plugins import live_hookimpls
+from ..units import PAGE_SHIFT, PAGE_SIZE
 from .base import need_int, operation
 from .lifetimes import new_anon_vma
 from .process import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, Process, Vma
